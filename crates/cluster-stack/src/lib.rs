@@ -1,0 +1,1 @@
+//! The cluster stack (see issue tracker): not implemented yet.

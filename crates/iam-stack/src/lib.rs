@@ -1,0 +1,1 @@
+//! The iam stack (see issue tracker): not implemented yet.

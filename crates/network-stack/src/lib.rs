@@ -1,0 +1,1 @@
+//! The network stack (see issue tracker): not implemented yet.

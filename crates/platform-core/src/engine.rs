@@ -1,0 +1,1227 @@
+//! The engine: preview, up, refresh, destroy, over a state store, with events and bounded parallelism.
+
+use std::any::{Any, TypeId};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_smithy_runtime_api::client::interceptors::{Intercept, SharedInterceptor};
+use aws_types::SdkConfig;
+use serde_json::Value;
+use tokio::sync::{OnceCell, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, ResourceError};
+use crate::events::{CallRecorder, CallStats, Event, EventSink, Subscriber};
+use crate::plan::{Action, ActionKind, Counts, Plan, plan};
+use crate::provider::{IdentitySource, ProviderInfo};
+use crate::resource::{Context, KindOps, Registry, RetryPolicy, Shared};
+use crate::stack::{Declared, Desired, OutputValues, Scope, Stack};
+use crate::state::{Deposed, Pending, PendingOp, ResourceState, StackLock, StackState, StateStore};
+use crate::value::{RefTarget, Resolved, resolve};
+
+/// Builds an [`Engine`].
+pub struct EngineBuilder {
+    store: Arc<dyn StateStore>,
+    sdk_config: Option<SdkConfig>,
+    identity: Option<IdentitySource>,
+    interceptors: Vec<SharedInterceptor>,
+    extensions: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+    subscribers: Vec<Subscriber>,
+    concurrency: usize,
+    service_limits: HashMap<String, usize>,
+    default_service_limit: usize,
+    retry: RetryPolicy,
+    cancel: CancellationToken,
+}
+
+impl fmt::Debug for EngineBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EngineBuilder")
+            .field("store", &self.store)
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EngineBuilder {
+    /// Uses this AWS configuration for every client, and STS for the current account.
+    /// Build it once at the entry point; an emulator is only an endpoint URL and test credentials.
+    #[must_use]
+    pub fn aws(mut self, config: SdkConfig) -> Self {
+        self.identity = Some(IdentitySource::Aws(config.clone()));
+        self.sdk_config = Some(config);
+        self
+    }
+
+    /// Fixes the account and region instead of asking STS (fakes, tests).
+    #[must_use]
+    pub fn provider(mut self, provider: ProviderInfo) -> Self {
+        self.identity = Some(IdentitySource::Fixed(provider));
+        self
+    }
+
+    /// Adds an SDK interceptor to every client the engine's resources build.
+    #[must_use]
+    pub fn interceptor(mut self, interceptor: impl Intercept + 'static) -> Self {
+        self.interceptors.push(SharedInterceptor::new(interceptor));
+        self
+    }
+
+    /// Makes `value` available to resources through [`Context::extension`].
+    #[must_use]
+    pub fn extension<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.extensions.insert(TypeId::of::<T>(), Arc::new(value));
+        self
+    }
+
+    /// Calls `f` with every [`Event`].
+    #[must_use]
+    pub fn on_event(mut self, f: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        self.subscribers.push(Arc::new(f));
+        self
+    }
+
+    /// At most `n` resource operations at once (default 16).
+    #[must_use]
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// At most `n` operations at once on AWS service `service` (e.g. `iam`).
+    #[must_use]
+    pub fn service_limit(mut self, service: impl Into<String>, n: usize) -> Self {
+        self.service_limits.insert(service.into(), n.max(1));
+        self
+    }
+
+    /// At most `n` operations at once on any one service without its own limit (default 8).
+    #[must_use]
+    pub fn default_service_limit(mut self, n: usize) -> Self {
+        self.default_service_limit = n.max(1);
+        self
+    }
+
+    /// How retryable errors are retried.
+    #[must_use]
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Cancelling `token` stops starting new operations; those in flight finish and are recorded, and
+    /// the run ends with [`Error::Cancelled`]. Wire Ctrl-C to it.
+    #[must_use]
+    pub fn cancellation(mut self, token: CancellationToken) -> Self {
+        self.cancel = token;
+        self
+    }
+
+    /// Builds the engine.
+    pub fn build(self) -> Engine {
+        let events = EventSink::new(self.subscribers);
+        let mut interceptors = vec![SharedInterceptor::new(CallRecorder::new(events.clone()))];
+        interceptors.extend(self.interceptors);
+        Engine {
+            store: self.store,
+            identity: self.identity,
+            resolved_identity: OnceCell::new(),
+            shared: Arc::new(Shared {
+                sdk_config: self.sdk_config,
+                interceptors,
+                extensions: self.extensions,
+                clients: Mutex::default(),
+                events,
+                retry: self.retry,
+            }),
+            concurrency: self.concurrency,
+            service_limits: self.service_limits,
+            default_service_limit: self.default_service_limit,
+            cancel: self.cancel,
+        }
+    }
+}
+
+/// What [`Engine::up_with`] did.
+#[derive(Debug)]
+pub struct UpReport<O> {
+    /// The stack's outputs.
+    pub outputs: O,
+    /// The plan that was applied.
+    pub plan: Plan,
+    /// AWS calls made by this run.
+    pub calls: CallStats,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// Options for [`Engine::up_with`].
+#[derive(Clone, Copy, Debug, Default)]
+#[non_exhaustive]
+pub struct UpOptions {
+    /// Read every resource live first, so that changes made outside the engine are corrected.
+    pub refresh: bool,
+}
+
+impl UpOptions {
+    /// With a refresh first.
+    #[must_use]
+    pub fn with_refresh(mut self, refresh: bool) -> Self {
+        self.refresh = refresh;
+        self
+    }
+}
+
+/// What [`Engine::destroy`] did.
+#[derive(Clone, Debug)]
+pub struct DestroyReport {
+    /// Resources deleted (deposed instances included).
+    pub deleted: usize,
+    /// AWS calls made.
+    pub calls: CallStats,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// The engine. Cheap to share behind an `Arc`; every method can run concurrently for different stacks.
+pub struct Engine {
+    store: Arc<dyn StateStore>,
+    identity: Option<IdentitySource>,
+    resolved_identity: OnceCell<ProviderInfo>,
+    shared: Arc<Shared>,
+    concurrency: usize,
+    service_limits: HashMap<String, usize>,
+    default_service_limit: usize,
+    cancel: CancellationToken,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("store", &self.store)
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+type Declare<O> = (Desired, Declared<O>);
+
+impl Engine {
+    /// A builder over state store `store`.
+    pub fn builder(store: impl StateStore + 'static) -> EngineBuilder {
+        Self::builder_shared(Arc::new(store))
+    }
+
+    /// A builder over a shared state store.
+    pub fn builder_shared(store: Arc<dyn StateStore>) -> EngineBuilder {
+        EngineBuilder {
+            store,
+            sdk_config: None,
+            identity: None,
+            interceptors: Vec::new(),
+            extensions: HashMap::new(),
+            subscribers: Vec::new(),
+            concurrency: 16,
+            service_limits: HashMap::new(),
+            default_service_limit: 8,
+            retry: RetryPolicy::default(),
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    /// The state store.
+    pub fn store(&self) -> &dyn StateStore {
+        self.store.as_ref()
+    }
+
+    /// The AWS calls counted since the engine was built.
+    pub fn calls(&self) -> CallStats {
+        self.shared.events.stats()
+    }
+
+    /// The engine's event sink (to emit from outside, e.g. a CLI's own steps).
+    pub fn events(&self) -> &EventSink {
+        &self.shared.events
+    }
+
+    /// The cancellation token (cancel it to stop a run gracefully).
+    pub fn cancellation(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// The account and region of the current credentials (asked once, then remembered).
+    ///
+    /// # Errors
+    /// [`Error::NotConfigured`] without `aws` or `provider` on the builder; [`Error::Identity`] when STS fails.
+    pub async fn identity(&self) -> Result<ProviderInfo, Error> {
+        let source = self.identity.as_ref().ok_or_else(|| {
+            Error::NotConfigured("neither EngineBuilder::aws nor EngineBuilder::provider was given".into())
+        })?;
+        self.resolved_identity
+            .get_or_try_init(|| source.resolve())
+            .await
+            .cloned()
+    }
+
+    fn declare<S: Stack>(&self, stack: &S) -> Result<Declare<S::Outputs>, Error> {
+        let mut scope = Scope::new(stack.name());
+        let declared = stack.declare(&mut scope)?;
+        let mut desired = scope.finish()?;
+        let mut registry = Registry::new();
+        S::register(&mut registry);
+        desired.registry.merge(&registry);
+        Ok((desired, declared))
+    }
+
+    async fn check_provider(&self, state: &StackState) -> Result<ProviderInfo, Error> {
+        let current = self.identity().await?;
+        if let Some(recorded) = &state.provider
+            && recorded != &current
+        {
+            return Err(Error::ProviderMismatch {
+                stack: state.stack.clone(),
+                recorded: recorded.clone(),
+                current,
+            });
+        }
+        Ok(current)
+    }
+
+    async fn check_references(&self, stack: &str, references: &[String]) -> Result<(), Error> {
+        for r in references {
+            let found = self.store.read(r).await?;
+            if found.and_then(|s| s.outputs).is_none() {
+                return Err(Error::StackNotFound { stack: r.clone() });
+            }
+        }
+        let _ = stack;
+        Ok(())
+    }
+
+    /// Plans `stack` against its recorded state: what `up` would do. Validates inputs and the graph
+    /// first; reads state; makes no change and no AWS call but the identity check.
+    ///
+    /// # Errors
+    /// Validation and graph errors, state errors, a provider mismatch.
+    pub async fn preview<S: Stack>(&self, stack: &S) -> Result<Plan, Error> {
+        let (desired, _) = self.declare(stack)?;
+        let state = self
+            .store
+            .read(stack.name())
+            .await?
+            .unwrap_or_else(|| StackState::new(stack.name()));
+        self.check_provider(&state).await?;
+        let plan = plan(&desired, &state, None)?;
+        self.shared.events.emit(Event::Planned {
+            stack: stack.name().to_owned(),
+            counts: plan.counts(),
+        });
+        Ok(plan)
+    }
+
+    /// Brings `stack` to its declared state and returns its outputs.
+    ///
+    /// # Errors
+    /// As [`up_with`](Self::up_with).
+    pub async fn up<S: Stack>(&self, stack: &S) -> Result<S::Outputs, Error> {
+        Ok(self.up_with(stack, UpOptions::default()).await?.outputs)
+    }
+
+    /// Brings `stack` to its declared state: validates, locks, checks the provider and references,
+    /// plans, applies the plan over the dependency graph in parallel, records outputs.
+    ///
+    /// # Errors
+    /// Validation and graph errors (before any call), [`Error::ProviderMismatch`],
+    /// [`Error::StackNotFound`] for a missing reference, the first [`Error::Resource`] that failed
+    /// (what completed is recorded), [`Error::Cancelled`], state errors.
+    ///
+    /// # Guarantees
+    /// Every mutating call is preceded by a durable intent and followed by a durable result; a second
+    /// run after any failure completes the work without creating anything twice.
+    pub async fn up_with<S: Stack>(
+        &self,
+        stack: &S,
+        options: UpOptions,
+    ) -> Result<UpReport<S::Outputs>, Error> {
+        let started = Instant::now();
+        let calls_before = self.calls();
+        let (desired, declared) = self.declare(stack)?;
+        let name = stack.name().to_owned();
+        let lock = self.store.lock(&name).await?;
+        let mut state = self
+            .store
+            .read(&name)
+            .await?
+            .unwrap_or_else(|| StackState::new(&name));
+        let provider = self.check_provider(&state).await?;
+        let references = stack.references();
+        self.check_references(&name, &references).await?;
+        if options.refresh {
+            state = self
+                .refresh_state(&desired.registry, state, lock.as_ref())
+                .await?;
+        }
+        let plan = plan(&desired, &state, None)?;
+        self.shared.events.emit(Event::Planned {
+            stack: name.clone(),
+            counts: plan.counts(),
+        });
+        state.provider = Some(provider);
+        state.references = references;
+        let run = Run::new(self, name.clone(), state, lock, desired.registry.clone());
+        let outputs_map = run.apply(&desired, &plan).await?;
+        let values = OutputValues {
+            outputs: &outputs_map,
+        };
+        let outputs = declared.build(&values).map_err(|source| Error::Outputs {
+            stack: name.clone(),
+            source,
+        })?;
+        let json = serde_json::to_value(&outputs).map_err(|source| Error::Serialize {
+            stack: name.clone(),
+            resource: "outputs".into(),
+            source,
+        })?;
+        run.record(|s| s.outputs = Some(json)).await?;
+        Ok(UpReport {
+            outputs,
+            plan,
+            calls: self.calls().since(&calls_before),
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// Reads every recorded resource live, records what it found (drift, and resources deleted outside
+    /// the engine), and returns the plan `up` would now make.
+    ///
+    /// # Errors
+    /// As [`preview`](Self::preview), plus read failures.
+    pub async fn refresh<S: Stack>(&self, stack: &S) -> Result<Plan, Error> {
+        let (desired, _) = self.declare(stack)?;
+        let name = stack.name();
+        let lock = self.store.lock(name).await?;
+        let state = self
+            .store
+            .read(name)
+            .await?
+            .unwrap_or_else(|| StackState::new(name));
+        self.check_provider(&state).await?;
+        let state = self
+            .refresh_state(&desired.registry, state, lock.as_ref())
+            .await?;
+        plan(&desired, &state, None)
+    }
+
+    async fn refresh_state(
+        &self,
+        registry: &Registry,
+        mut state: StackState,
+        lock: &dyn StackLock,
+    ) -> Result<StackState, Error> {
+        let mut set = JoinSet::new();
+        let limits = Limits::new(self);
+        for (name, r) in &state.resources {
+            let Some(outputs) = r.outputs.clone() else {
+                continue;
+            };
+            let ops = *registry.get(&r.kind).ok_or_else(|| Error::UnknownKind {
+                stack: state.stack.clone(),
+                resource: name.clone(),
+                kind: r.kind.clone(),
+            })?;
+            let ctx = Context::new(self.shared.clone(), &state.stack, name);
+            let inputs = r.inputs.clone();
+            let name = name.clone();
+            let limits = limits.clone();
+            set.spawn(async move {
+                let _permits = limits.acquire(ops.service).await;
+                let res = (ops.read)(ctx, inputs, outputs).await;
+                (name, res)
+            });
+        }
+        let mut first_error = None;
+        while let Some(joined) = set.join_next().await {
+            let (name, res) = joined.map_err(join_error)?;
+            match res {
+                Ok(Some((inputs, outputs))) => {
+                    if let Some(r) = state.resources.get_mut(&name) {
+                        r.inputs = inputs;
+                        r.outputs = Some(outputs);
+                    }
+                }
+                Ok(None) => {
+                    state.resources.remove(&name);
+                }
+                Err(source) => {
+                    first_error.get_or_insert(Error::Resource {
+                        stack: state.stack.clone(),
+                        resource: name,
+                        action: "read",
+                        source,
+                    });
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        state.serial += 1;
+        lock.write(&state).await?;
+        Ok(state)
+    }
+
+    /// Deletes every resource recorded for the stack `name`, from state alone, dependents first and in
+    /// parallel, then removes its state.
+    ///
+    /// # Errors
+    /// [`Error::ReferencedBy`] while another stack records a reference to it (nothing is deleted);
+    /// [`Error::ProviderMismatch`]; the first delete that failed (what was deleted is recorded).
+    pub async fn destroy<S: Stack>(&self, name: &str) -> Result<DestroyReport, Error> {
+        let started = Instant::now();
+        let calls_before = self.calls();
+        let lock = self.store.lock(name).await?;
+        let Some(state) = self.store.read(name).await? else {
+            return Ok(DestroyReport {
+                deleted: 0,
+                calls: CallStats::default(),
+                elapsed: started.elapsed(),
+            });
+        };
+        let mut consumers = Vec::new();
+        for other in self.store.list().await? {
+            if other == name {
+                continue;
+            }
+            if let Some(s) = self.store.read(&other).await?
+                && s.references.iter().any(|r| r == name)
+            {
+                consumers.push(other);
+            }
+        }
+        if !consumers.is_empty() {
+            return Err(Error::ReferencedBy {
+                stack: name.to_owned(),
+                consumers,
+            });
+        }
+        self.check_provider(&state).await?;
+        let mut registry = Registry::new();
+        S::register(&mut registry);
+        let deleted = state
+            .resources
+            .values()
+            .map(|r| usize::from(r.outputs.is_some()) + r.deposed.len())
+            .sum();
+        let run = Run::new(self, name.to_owned(), state, lock, registry);
+        run.destroy_all().await?;
+        run.lock.remove().await?;
+        Ok(DestroyReport {
+            deleted,
+            calls: self.calls().since(&calls_before),
+            elapsed: started.elapsed(),
+        })
+    }
+
+    /// The recorded outputs of stack `name` as `S::Outputs` (see [`StackRef`](crate::StackRef)).
+    ///
+    /// # Errors
+    /// As [`StackRef::read`](crate::StackRef::read).
+    pub async fn outputs<S: Stack>(&self, name: &str) -> Result<S::Outputs, Error> {
+        crate::StackRef::<S>::new(name)
+            .read(self.store.as_ref())
+            .await
+    }
+}
+
+fn join_error(e: tokio::task::JoinError) -> Error {
+    if e.is_panic() {
+        std::panic::resume_unwind(e.into_panic());
+    }
+    Error::NotConfigured(format!("a task was aborted: {e}"))
+}
+
+#[derive(Clone)]
+struct Limits {
+    global: Arc<Semaphore>,
+    services: Arc<HashMap<String, Arc<Semaphore>>>,
+    default: usize,
+    extra: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+}
+
+impl Limits {
+    fn new(engine: &Engine) -> Self {
+        Self {
+            global: Arc::new(Semaphore::new(engine.concurrency)),
+            services: Arc::new(
+                engine
+                    .service_limits
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Arc::new(Semaphore::new(*v))))
+                    .collect(),
+            ),
+            default: engine.default_service_limit,
+            extra: Arc::default(),
+        }
+    }
+
+    /// Takes the service's permit, then the global one (always in that order: no deadlock, and a task
+    /// waiting on a busy service does not hold a global slot).
+    async fn acquire(&self, service: &str) -> (tokio::sync::OwnedSemaphorePermit, tokio::sync::OwnedSemaphorePermit) {
+        let sem = match self.services.get(service) {
+            Some(s) => s.clone(),
+            None => self
+                .extra
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(service.to_owned())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.default)))
+                .clone(),
+        };
+        // The semaphores are never closed, so acquiring cannot fail.
+        let s = sem.acquire_owned().await.unwrap_or_else(|_| unreachable!("semaphore closed"));
+        let g = self
+            .global
+            .clone()
+            .acquire_owned()
+            .await
+            .unwrap_or_else(|_| unreachable!("semaphore closed"));
+        (s, g)
+    }
+}
+
+/// One run over one locked stack.
+struct Run {
+    inner: Arc<RunInner>,
+    lock: Arc<dyn StackLock>,
+}
+
+struct RunInner {
+    stack: String,
+    shared: Arc<Shared>,
+    registry: Registry,
+    state: tokio::sync::Mutex<StackState>,
+    lock: Arc<dyn StackLock>,
+    outputs: Mutex<HashMap<String, Value>>,
+    limits: Limits,
+    cancel: CancellationToken,
+}
+
+#[derive(Clone, Debug)]
+enum OpKind {
+    /// Create / update / replace / keep a declared resource (index into desired resources).
+    Forward(usize, Action),
+    /// Delete-before-replace: delete the current instance first.
+    DeleteCurrent,
+    /// Delete a resource no longer declared (or, in destroy, every resource).
+    Delete,
+    /// Delete the deposed instances.
+    DeleteDeposed,
+}
+
+#[derive(Clone, Debug)]
+struct Op {
+    resource: String,
+    kind: OpKind,
+    deps: Vec<usize>,
+}
+
+impl Run {
+    fn new(
+        engine: &Engine,
+        stack: String,
+        state: StackState,
+        lock: Box<dyn StackLock>,
+        registry: Registry,
+    ) -> Self {
+        let lock: Arc<dyn StackLock> = Arc::from(lock);
+        Self {
+            inner: Arc::new(RunInner {
+                stack,
+                shared: engine.shared.clone(),
+                registry,
+                state: tokio::sync::Mutex::new(state),
+                lock: lock.clone(),
+                outputs: Mutex::default(),
+                limits: Limits::new(engine),
+                cancel: engine.cancel.clone(),
+            }),
+            lock,
+        }
+    }
+
+    async fn record(&self, f: impl FnOnce(&mut StackState)) -> Result<(), Error> {
+        self.inner.record(f).await
+    }
+
+    /// Applies `plan`; returns every declared resource's outputs.
+    async fn apply(&self, desired: &Desired, plan: &Plan) -> Result<HashMap<String, Value>, Error> {
+        let state = self.inner.state.lock().await.clone();
+        let mut ops: Vec<Op> = Vec::new();
+        let mut forward: HashMap<&str, usize> = HashMap::new();
+        let mut delete_current: HashMap<&str, usize> = HashMap::new();
+        let mut delete_removed: HashMap<&str, usize> = HashMap::new();
+        let mut delete_deposed: HashMap<&str, usize> = HashMap::new();
+
+        // Delete-before-replace spreads to replaced dependents (their old instance must go first).
+        let mut dbr: HashSet<&str> = HashSet::new();
+        for step in &plan.steps {
+            if let Action::Replace { .. } = step.action {
+                let own = desired
+                    .ops(&step.kind)
+                    .is_some_and(|o| o.delete_before_replace);
+                let inherited = state
+                    .resources
+                    .get(&step.resource)
+                    .is_some_and(|r| r.dependencies.iter().any(|d| dbr.contains(d.as_str())));
+                if own || inherited {
+                    dbr.insert(step.resource.as_str());
+                }
+            }
+        }
+        for step in &plan.steps {
+            let name = step.resource.as_str();
+            match &step.action {
+                Action::Delete => {
+                    delete_removed.insert(name, ops.len());
+                    ops.push(Op {
+                        resource: name.to_owned(),
+                        kind: OpKind::Delete,
+                        deps: vec![],
+                    });
+                }
+                Action::DeleteDeposed => {}
+                action => {
+                    if dbr.contains(name) {
+                        delete_current.insert(name, ops.len());
+                        ops.push(Op {
+                            resource: name.to_owned(),
+                            kind: OpKind::DeleteCurrent,
+                            deps: vec![],
+                        });
+                    }
+                    let idx = desired.index[name];
+                    forward.insert(name, ops.len());
+                    ops.push(Op {
+                        resource: name.to_owned(),
+                        kind: OpKind::Forward(idx, action.clone()),
+                        deps: vec![],
+                    });
+                }
+            }
+        }
+        // Deposed instances: those left by an earlier run and those this run's replacements make.
+        for step in &plan.steps {
+            let name = step.resource.as_str();
+            let replaced_now = matches!(step.action, Action::Replace { .. }) && !dbr.contains(name);
+            if (matches!(step.action, Action::DeleteDeposed) || replaced_now)
+                && !delete_deposed.contains_key(name)
+            {
+                delete_deposed.insert(name, ops.len());
+                ops.push(Op {
+                    resource: name.to_owned(),
+                    kind: OpKind::DeleteDeposed,
+                    deps: vec![],
+                });
+            }
+        }
+        // Recorded dependents of each resource (who used its current instance).
+        let mut recorded_dependents: HashMap<&str, Vec<&str>> = HashMap::new();
+        for (n, r) in &state.resources {
+            for d in &r.dependencies {
+                recorded_dependents.entry(d.as_str()).or_default().push(n.as_str());
+            }
+        }
+        for i in 0..ops.len() {
+            let name = ops[i].resource.clone();
+            let mut deps = Vec::new();
+            let dependents = recorded_dependents
+                .get(name.as_str())
+                .cloned()
+                .unwrap_or_default();
+            match &ops[i].kind {
+                OpKind::Forward(idx, _) => {
+                    for d in &desired.resources[*idx].dependencies {
+                        deps.extend(forward.get(d.as_str()));
+                    }
+                    deps.extend(delete_current.get(name.as_str()));
+                }
+                OpKind::DeleteCurrent => {
+                    for d in dependents {
+                        deps.extend(delete_current.get(d));
+                        deps.extend(delete_removed.get(d));
+                    }
+                }
+                OpKind::Delete | OpKind::DeleteDeposed => {
+                    if matches!(ops[i].kind, OpKind::DeleteDeposed) {
+                        deps.extend(forward.get(name.as_str()));
+                    }
+                    for d in dependents {
+                        deps.extend(forward.get(d));
+                        deps.extend(delete_removed.get(d));
+                        deps.extend(delete_deposed.get(d));
+                        deps.extend(delete_current.get(d));
+                    }
+                }
+            }
+            deps.retain(|&d| d != i);
+            deps.sort_unstable();
+            deps.dedup();
+            ops[i].deps = deps;
+        }
+        let resources = Arc::new(desired.resources.clone());
+        self.execute(ops, resources).await?;
+        let outputs = self
+            .inner
+            .outputs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        Ok(outputs)
+    }
+
+    async fn destroy_all(&self) -> Result<(), Error> {
+        let state = self.inner.state.lock().await.clone();
+        let mut ops = Vec::new();
+        let mut del: HashMap<&str, usize> = HashMap::new();
+        let mut dep: HashMap<&str, usize> = HashMap::new();
+        for (name, r) in &state.resources {
+            if r.outputs.is_some() || r.pending.is_some() {
+                del.insert(name, ops.len());
+                ops.push(Op {
+                    resource: name.clone(),
+                    kind: OpKind::Delete,
+                    deps: vec![],
+                });
+            }
+            if !r.deposed.is_empty() {
+                dep.insert(name, ops.len());
+                ops.push(Op {
+                    resource: name.clone(),
+                    kind: OpKind::DeleteDeposed,
+                    deps: vec![],
+                });
+            }
+        }
+        for (name, r) in &state.resources {
+            for d in &r.dependencies {
+                // `name` depends on `d`: d's deletes wait for name's.
+                for target in [del.get(d.as_str()), dep.get(d.as_str())].into_iter().flatten() {
+                    ops[*target]
+                        .deps
+                        .extend(del.get(name.as_str()).into_iter().chain(dep.get(name.as_str())));
+                }
+            }
+        }
+        self.execute(ops, Arc::new(Vec::new())).await
+    }
+
+    /// Runs ops as their dependencies complete, bounded by the limits, until done, failed or cancelled.
+    async fn execute(
+        &self,
+        ops: Vec<Op>,
+        resources: Arc<Vec<crate::stack::Declaration>>,
+    ) -> Result<(), Error> {
+        let n = ops.len();
+        let mut waiting: Vec<usize> = ops.iter().map(|o| o.deps.len()).collect();
+        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for (i, o) in ops.iter().enumerate() {
+            for &d in &o.deps {
+                dependents[d].push(i);
+            }
+        }
+        let mut ready: VecDeque<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();
+        let ops = Arc::new(ops);
+        let mut set: JoinSet<(usize, Result<(), Error>)> = JoinSet::new();
+        let mut completed = 0usize;
+        let mut first_error: Option<Error> = None;
+        let mut cancelled = false;
+        loop {
+            while first_error.is_none() && !cancelled {
+                let Some(i) = ready.pop_front() else { break };
+                let inner = self.inner.clone();
+                let ops = ops.clone();
+                let resources = resources.clone();
+                set.spawn(async move { (i, inner.run_op(&ops[i], &resources).await) });
+            }
+            if set.is_empty() {
+                break;
+            }
+            tokio::select! {
+                biased;
+                () = self.inner.cancel.cancelled(), if !cancelled => {
+                    cancelled = true;
+                }
+                joined = set.join_next() => {
+                    let Some(joined) = joined else { break };
+                    let (i, res) = joined.map_err(join_error)?;
+                    match res {
+                        Ok(()) => {
+                            completed += 1;
+                            for &d in &dependents[i] {
+                                waiting[d] -= 1;
+                                if waiting[d] == 0 {
+                                    ready.push_back(d);
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            first_error.get_or_insert(e);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        if cancelled && completed < n {
+            return Err(Error::Cancelled {
+                stack: self.inner.stack.clone(),
+                completed,
+                remaining: n - completed,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+impl RunInner {
+    async fn record(&self, f: impl FnOnce(&mut StackState)) -> Result<(), Error> {
+        let mut state = self.state.lock().await;
+        f(&mut state);
+        state.serial += 1;
+        self.lock.write(&state).await?;
+        Ok(())
+    }
+
+    fn ops_for(&self, resource: &str, kind: &str) -> Result<KindOps, Error> {
+        self.registry
+            .get(kind)
+            .copied()
+            .ok_or_else(|| Error::UnknownKind {
+                stack: self.stack.clone(),
+                resource: resource.to_owned(),
+                kind: kind.to_owned(),
+            })
+    }
+
+    fn fail(&self, resource: &str, action: &'static str, source: ResourceError) -> Error {
+        Error::Resource {
+            stack: self.stack.clone(),
+            resource: resource.to_owned(),
+            action,
+            source,
+        }
+    }
+
+    async fn run_op(&self, op: &Op, resources: &[crate::stack::Declaration]) -> Result<(), Error> {
+        let name = op.resource.as_str();
+        let action = match &op.kind {
+            OpKind::Forward(_, a) => a.kind(),
+            _ => ActionKind::Delete,
+        };
+        if action != ActionKind::Same {
+            self.shared.events.emit(Event::Started {
+                stack: self.stack.clone(),
+                resource: name.to_owned(),
+                action,
+            });
+        }
+        let started = Instant::now();
+        let result = match &op.kind {
+            OpKind::Forward(idx, a) => self.forward(&resources[*idx], a).await,
+            OpKind::DeleteCurrent | OpKind::Delete => self.delete_current(name).await,
+            OpKind::DeleteDeposed => self.delete_deposed(name).await,
+        };
+        match &result {
+            Ok(()) if action != ActionKind::Same => self.shared.events.emit(Event::Done {
+                stack: self.stack.clone(),
+                resource: name.to_owned(),
+                action,
+                elapsed: started.elapsed(),
+            }),
+            Ok(()) => {}
+            Err(e) => self.shared.events.emit(Event::Failed {
+                stack: self.stack.clone(),
+                resource: name.to_owned(),
+                action,
+                error: e.to_string(),
+            }),
+        }
+        result
+    }
+
+    fn resolve_inputs(&self, decl: &crate::stack::Declaration) -> Result<Value, Error> {
+        let outputs = self.outputs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut lookup = |t: &RefTarget| -> Result<Option<Value>, Error> {
+            Ok(outputs.get(&t.resource).and_then(|o| o.get(&t.output)).cloned())
+        };
+        match resolve(&decl.inputs, &mut lookup)? {
+            Resolved::Known(v) => Ok(v),
+            Resolved::Unknown => {
+                let mut refs = Vec::new();
+                crate::value::collect_refs(&decl.inputs, &mut refs);
+                let missing = refs
+                    .into_iter()
+                    .find(|r| outputs.get(&r.resource).and_then(|o| o.get(&r.output)).is_none())
+                    .map(|r| r.to_string())
+                    .unwrap_or_default();
+                Err(Error::DanglingRef {
+                    stack: self.stack.clone(),
+                    resource: decl.name.clone(),
+                    reference: missing,
+                })
+            }
+        }
+    }
+
+    fn ctx(&self, resource: &str) -> Context {
+        Context::new(self.shared.clone(), &self.stack, resource)
+    }
+
+    async fn forward(&self, decl: &crate::stack::Declaration, action: &Action) -> Result<(), Error> {
+        let name = decl.name.as_str();
+        let ops = self.ops_for(name, decl.kind)?;
+        let inputs = self.resolve_inputs(decl)?;
+        let recorded = self.state.lock().await.resources.get(name).cloned();
+        let outputs = match action {
+            Action::Same => recorded
+                .and_then(|r| r.outputs)
+                .ok_or_else(|| Error::StackNotFound {
+                    stack: format!("{}/{name} (recorded outputs)", self.stack),
+                })?,
+            Action::Update { .. } => {
+                let Some(rec) = recorded.filter(|r| r.outputs.is_some()) else {
+                    return self.create(&ops, decl, inputs, None).await;
+                };
+                let previous_outputs = rec.outputs.clone().unwrap_or(Value::Null);
+                let changed = changed_fields(&rec.inputs, &inputs);
+                if changed.is_empty() {
+                    previous_outputs
+                } else {
+                    self.intent(name, PendingOp::Update).await?;
+                    let _permits = self.limits.acquire(ops.service).await;
+                    let out = (ops.update)(
+                        self.ctx(name),
+                        inputs.clone(),
+                        rec.inputs.clone(),
+                        previous_outputs,
+                        changed,
+                    )
+                    .await
+                    .map_err(|e| self.fail(name, "update", e))?;
+                    let deps = decl.dependencies.clone();
+                    let (i2, o2) = (inputs, out.clone());
+                    self.record(|s| {
+                        if let Some(r) = s.resources.get_mut(name) {
+                            r.inputs = i2;
+                            r.outputs = Some(o2);
+                            r.dependencies = deps;
+                            r.pending = None;
+                        }
+                    })
+                    .await?;
+                    out
+                }
+            }
+            Action::Create { .. } | Action::Replace { .. } => {
+                return self.create(&ops, decl, inputs, recorded).await;
+            }
+            Action::Delete | Action::DeleteDeposed => return Ok(()),
+        };
+        self.outputs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), outputs);
+        Ok(())
+    }
+
+    async fn intent(&self, name: &str, op: PendingOp) -> Result<(), Error> {
+        self.record(|s| {
+            if let Some(r) = s.resources.get_mut(name) {
+                r.pending = Some(Pending { op, since: now() });
+            }
+        })
+        .await
+    }
+
+    /// Creates `decl` (a new resource, or the new instance of a replaced one).
+    async fn create(
+        &self,
+        ops: &KindOps,
+        decl: &crate::stack::Declaration,
+        inputs: Value,
+        recorded: Option<ResourceState>,
+    ) -> Result<(), Error> {
+        let name = decl.name.as_str();
+        // A create whose intent was recorded but whose result was not: the resource may exist.
+        let interrupted = recorded
+            .as_ref()
+            .is_some_and(|r| r.outputs.is_none() && r.pending.is_some());
+        let deps = decl.dependencies.clone();
+        let kind = decl.kind.to_owned();
+        let intent_inputs = inputs.clone();
+        self.record(|s| {
+            let entry = s.resources.entry(name.to_owned()).or_insert_with(|| ResourceState {
+                kind: kind.clone(),
+                inputs: Value::Null,
+                outputs: None,
+                dependencies: Vec::new(),
+                pending: None,
+                deposed: Vec::new(),
+            });
+            // The current instance, if any, is deposed: deleted once dependents are re-pointed.
+            if let Some(old) = entry.outputs.take() {
+                entry.deposed.push(Deposed {
+                    kind: entry.kind.clone(),
+                    inputs: std::mem::take(&mut entry.inputs),
+                    outputs: old,
+                });
+            }
+            entry.kind = kind;
+            entry.inputs = intent_inputs;
+            entry.dependencies = deps;
+            entry.pending = Some(Pending {
+                op: PendingOp::Create,
+                since: now(),
+            });
+        })
+        .await?;
+        let _permits = self.limits.acquire(ops.service).await;
+        let mut found = None;
+        if interrupted {
+            found = (ops.find)(self.ctx(name), inputs.clone())
+                .await
+                .map_err(|e| self.fail(name, "find", e))?;
+            if found.is_some() {
+                self.shared.events.emit(Event::Adopted {
+                    stack: self.stack.clone(),
+                    resource: name.to_owned(),
+                });
+            }
+        }
+        let outputs = match found {
+            Some(o) => o,
+            None => (ops.create)(self.ctx(name), inputs)
+                .await
+                .map_err(|e| self.fail(name, "create", e))?,
+        };
+        let o2 = outputs.clone();
+        self.record(|s| {
+            if let Some(r) = s.resources.get_mut(name) {
+                r.outputs = Some(o2);
+                r.pending = None;
+            }
+        })
+        .await?;
+        self.outputs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), outputs);
+        Ok(())
+    }
+
+    /// Deletes the current instance of `name` and forgets it.
+    async fn delete_current(&self, name: &str) -> Result<(), Error> {
+        let Some(rec) = self.state.lock().await.resources.get(name).cloned() else {
+            return Ok(());
+        };
+        let ops = self.ops_for(name, &rec.kind)?;
+        if let Some(outputs) = rec.outputs.clone() {
+            self.intent(name, PendingOp::Delete).await?;
+            let _permits = self.limits.acquire(ops.service).await;
+            (ops.delete)(self.ctx(name), rec.inputs.clone(), outputs)
+                .await
+                .map_err(|e| self.fail(name, "delete", e))?;
+        } else if rec.pending.is_some() {
+            // An interrupted create: delete what it may have made.
+            let _permits = self.limits.acquire(ops.service).await;
+            if let Some(outputs) = (ops.find)(self.ctx(name), rec.inputs.clone())
+                .await
+                .map_err(|e| self.fail(name, "find", e))?
+            {
+                (ops.delete)(self.ctx(name), rec.inputs.clone(), outputs)
+                    .await
+                    .map_err(|e| self.fail(name, "delete", e))?;
+            }
+        }
+        self.record(|s| {
+            if let Some(r) = s.resources.get_mut(name) {
+                if r.deposed.is_empty() {
+                    s.resources.remove(name);
+                } else {
+                    r.outputs = None;
+                    r.pending = None;
+                }
+            }
+        })
+        .await
+    }
+
+    /// Deletes the deposed (replaced) instances of `name`.
+    async fn delete_deposed(&self, name: &str) -> Result<(), Error> {
+        loop {
+            let next = self
+                .state
+                .lock()
+                .await
+                .resources
+                .get(name)
+                .and_then(|r| r.deposed.first().cloned());
+            let Some(old) = next else { return Ok(()) };
+            let ops = self.ops_for(name, &old.kind)?;
+            {
+                let _permits = self.limits.acquire(ops.service).await;
+                (ops.delete)(self.ctx(name), old.inputs.clone(), old.outputs.clone())
+                    .await
+                    .map_err(|e| self.fail(name, "delete", e))?;
+            }
+            self.record(|s| {
+                if let Some(r) = s.resources.get_mut(name) {
+                    if let Some(pos) = r.deposed.iter().position(|d| d == &old) {
+                        r.deposed.remove(pos);
+                    }
+                    if r.deposed.is_empty() && r.outputs.is_none() && r.pending.is_none() {
+                        s.resources.remove(name);
+                    }
+                }
+            })
+            .await?;
+        }
+    }
+}
+
+/// Top-level fields that differ between two input objects.
+fn changed_fields(old: &Value, new: &Value) -> Vec<String> {
+    let empty = serde_json::Map::new();
+    let o = old.as_object().unwrap_or(&empty);
+    let n = new.as_object().unwrap_or(&empty);
+    let mut fields: Vec<String> = n
+        .iter()
+        .filter(|(k, v)| o.get(*k) != Some(*v) && !(v.is_null() && !o.contains_key(*k)))
+        .map(|(k, _)| k.clone())
+        .chain(
+            o.iter()
+                .filter(|(k, v)| !n.contains_key(*k) && !v.is_null())
+                .map(|(k, _)| k.clone()),
+        )
+        .collect();
+    fields.sort();
+    fields
+}
+
+/// Totals over several plans.
+pub fn total_counts<'a>(plans: impl IntoIterator<Item = &'a Plan>) -> Counts {
+    let mut c = Counts::default();
+    for p in plans {
+        c.add(&p.counts());
+    }
+    c
+}

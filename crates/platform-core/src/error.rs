@@ -1,0 +1,508 @@
+//! Errors: one enum for the engine ([`Error`]), one for what a resource operation can report
+//! ([`ResourceError`]), one for the state store ([`StateError`]), and the classified AWS error
+//! ([`AwsError`]) that keeps the SDK's typed error as its source.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::http::Response as HttpResponse;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use crate::provider::ProviderInfo;
+
+/// A boxed error, the source type kept where the concrete type varies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How an AWS error is treated. Decided once, from the error code and HTTP status, by [`classify`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// The thing asked about does not exist. On a read this means "gone", on a delete "already done".
+    NotFound,
+    /// AWS asked us to slow down. Retried with backoff.
+    Throttling,
+    /// A just-made change is not visible everywhere yet (a new role ECS cannot assume yet, a concurrent
+    /// modification). Retried with backoff.
+    EventualConsistency,
+    /// The request conflicts with the current state (already exists, still in use).
+    Conflict,
+    /// AWS refused the request as invalid. Not retried.
+    Validation,
+    /// A server-side or network failure (5xx, timeout, dropped connection). Retried with backoff.
+    Transient,
+    /// Anything else (access denied, quota). Not retried.
+    Other,
+}
+
+impl ErrorClass {
+    /// Whether the engine retries errors of this class by itself.
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            Self::Throttling | Self::EventualConsistency | Self::Transient
+        )
+    }
+}
+
+/// Classifies an AWS error from its code and HTTP status.
+///
+/// The codes are AWS's own (EC2's dotted `InvalidVpcID.NotFound`, IAM's `NoSuchEntity`, ECS's
+/// `ClusterNotFoundException`, ...). A resource that knows better for one call (a VPC delete's
+/// `DependencyViolation` is eventual consistency while its subnets go) says so with
+/// [`Context::call_retrying`](crate::Context::call_retrying).
+pub fn classify(code: Option<&str>, status: Option<u16>) -> ErrorClass {
+    let Some(code) = code else {
+        return match status {
+            Some(404) => ErrorClass::NotFound,
+            Some(429) => ErrorClass::Throttling,
+            Some(s) if s >= 500 => ErrorClass::Transient,
+            None => ErrorClass::Transient,
+            _ => ErrorClass::Other,
+        };
+    };
+    const THROTTLING: &[&str] = &[
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "RequestThrottled",
+        "SlowDown",
+        "PriorRequestNotComplete",
+        "EC2ThrottledException",
+    ];
+    const CONSISTENCY: &[&str] = &[
+        "ConcurrentModification",
+        "ConcurrentModificationException",
+        "OperationAbortedException",
+        "IncorrectState",
+    ];
+    const TRANSIENT: &[&str] = &[
+        "InternalError",
+        "InternalFailure",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "ServerException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "Unavailable",
+    ];
+    const NOT_FOUND: &[&str] = &[
+        "NoSuchEntity",
+        "ResourceNotFoundException",
+        "NotFoundException",
+        "ClusterNotFoundException",
+        "ServiceNotFoundException",
+        "NoSuchBucket",
+        "NoSuchKey",
+    ];
+    const CONFLICT: &[&str] = &[
+        "EntityAlreadyExists",
+        "ResourceAlreadyExistsException",
+        "DeleteConflict",
+        "DependencyViolation",
+        "ResourceInUse",
+        "ResourceInUseException",
+        "ClusterContainsServicesException",
+        "ClusterContainsTasksException",
+        "ConditionalCheckFailedException",
+        "PreconditionFailed",
+    ];
+    if THROTTLING.contains(&code) {
+        ErrorClass::Throttling
+    } else if CONSISTENCY.contains(&code) {
+        ErrorClass::EventualConsistency
+    } else if TRANSIENT.contains(&code) {
+        ErrorClass::Transient
+    } else if NOT_FOUND.contains(&code) || code.ends_with(".NotFound") || code.ends_with("NotFound")
+    {
+        ErrorClass::NotFound
+    } else if CONFLICT.contains(&code)
+        || code.ends_with("AlreadyExists")
+        || code.ends_with(".Duplicate")
+        || code.ends_with(".InUse")
+        || code.ends_with("Conflict")
+    {
+        ErrorClass::Conflict
+    } else if code.starts_with("Invalid")
+        || code.starts_with("Validation")
+        || code.starts_with("Malformed")
+        || code.starts_with("MissingParameter")
+        || code == "ClientException"
+    {
+        ErrorClass::Validation
+    } else {
+        match status {
+            Some(s) if s >= 500 => ErrorClass::Transient,
+            _ => ErrorClass::Other,
+        }
+    }
+}
+
+/// An AWS call that failed, classified, with the SDK's typed error kept as its source.
+#[derive(Debug, thiserror::Error)]
+#[error("{operation}: {}{}", code.as_deref().unwrap_or("no error code"), message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+pub struct AwsError {
+    /// The operation, e.g. `CreateVpc`.
+    pub operation: String,
+    /// AWS's error code, when the response had one.
+    pub code: Option<String>,
+    /// AWS's error message.
+    pub message: Option<String>,
+    /// The HTTP status, when a response arrived.
+    pub status: Option<u16>,
+    /// How the engine treats it.
+    pub class: ErrorClass,
+    /// The SDK error itself.
+    #[source]
+    pub source: BoxError,
+}
+
+impl AwsError {
+    /// Classifies an SDK error from operation `operation`.
+    pub fn from_sdk<E>(operation: impl Into<String>, err: SdkError<E, HttpResponse>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let code = err.code().map(str::to_owned);
+        let message = err.message().map(str::to_owned);
+        let status = err.raw_response().map(|r| r.status().as_u16());
+        let class = match &err {
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => ErrorClass::Transient,
+            _ => classify(code.as_deref(), status),
+        };
+        Self {
+            operation: operation.into(),
+            code,
+            message,
+            status,
+            class,
+            source: Box::new(err),
+        }
+    }
+
+    /// Whether the error means the thing does not exist.
+    pub fn is_not_found(&self) -> bool {
+        self.class == ErrorClass::NotFound
+    }
+
+    /// Whether AWS answered with this error code.
+    pub fn has_code(&self, code: &str) -> bool {
+        self.code.as_deref() == Some(code)
+    }
+}
+
+/// A field that failed validation, named with its value, found before any AWS call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {field} = {value}: {reason}")]
+pub struct ValidationError {
+    /// The field, as a user wrote it in config (`network.vpc_cidr`, `subnets[1].cidr`).
+    pub field: String,
+    /// The value given, rendered.
+    pub value: String,
+    /// Why it is refused.
+    pub reason: String,
+}
+
+impl ValidationError {
+    /// A validation error for `field` with `value`.
+    pub fn new(
+        field: impl Into<String>,
+        value: impl fmt::Display,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self {
+            field: field.into(),
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// What a resource's create / read / update / delete can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ResourceError {
+    /// An AWS call failed (after the retries its class allows).
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    /// The resource's inputs are invalid.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// An input was still a reference when the resource needed its value (an engine bug).
+    #[error("input {reference} was not resolved before use")]
+    Unresolved {
+        /// The reference, `resource.output`.
+        reference: String,
+    },
+    /// Waiting for something took longer than allowed.
+    #[error("timed out after {after:?} waiting for {what}")]
+    Timeout {
+        /// What was awaited.
+        what: String,
+        /// The bound that ran out.
+        after: Duration,
+    },
+    /// The engine was built without the configuration this resource needs (e.g. no `SdkConfig`).
+    #[error("not configured: {what}")]
+    NotConfigured {
+        /// What is missing.
+        what: String,
+    },
+    /// AWS answered, but without something the resource needs (a create with no id).
+    #[error("{operation} answered without {what}")]
+    MissingInResponse {
+        /// The operation.
+        operation: String,
+        /// The missing field.
+        what: String,
+    },
+    /// Recorded inputs or outputs could not be decoded as this resource's types.
+    #[error("cannot decode {what}")]
+    Decode {
+        /// What was being decoded.
+        what: String,
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A resource-specific failure with its explanation (e.g. the reasons ECS stopped tasks).
+    #[error("{message}")]
+    Failed {
+        /// The explanation.
+        message: String,
+    },
+}
+
+impl ResourceError {
+    /// The AWS error code behind this error, if there is one.
+    pub fn aws_code(&self) -> Option<&str> {
+        match self {
+            Self::Aws(e) => e.code.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// What the state store can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// A file operation failed.
+    #[error("state I/O on {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The state document is not valid JSON of the documented format. It is left untouched.
+    #[error("state file {path} is corrupt (left untouched; restore it from a backup or move it away): {source}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The state was written by a newer version of this toolkit. It is left untouched.
+    #[error("state file {path} has format version {found}; this build reads up to {supported} (upgrade the toolkit; the file is left untouched)")]
+    UnsupportedVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version found.
+        found: u64,
+        /// The newest version this build understands.
+        supported: u32,
+    },
+    /// Another process holds the stack's lock.
+    #[error("stack {stack} is locked by {holder}")]
+    Locked {
+        /// The stack.
+        stack: String,
+        /// Who holds it (host, pid, since when), as the holder wrote it.
+        holder: String,
+    },
+}
+
+/// The engine's error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A resource's inputs or a stack's config failed validation; nothing was called.
+    #[error("{stack}/{resource}: {source}")]
+    Invalid {
+        /// The stack.
+        stack: String,
+        /// The resource, or `config` for the stack's own config.
+        resource: String,
+        /// What is wrong.
+        #[source]
+        source: ValidationError,
+    },
+    /// Two resources share a logical name.
+    #[error("{stack}: resource name {resource:?} is declared twice")]
+    DuplicateResource {
+        /// The stack.
+        stack: String,
+        /// The name.
+        resource: String,
+    },
+    /// A resource refers to a resource that is not declared in the stack.
+    #[error("{stack}/{resource}: refers to {reference}, which is not declared in this stack")]
+    DanglingRef {
+        /// The stack.
+        stack: String,
+        /// The resource holding the reference.
+        resource: String,
+        /// The reference, `resource.output`.
+        reference: String,
+    },
+    /// The references form a cycle.
+    #[error("{stack}: dependency cycle among {}", resources.join(", "))]
+    Cycle {
+        /// The stack.
+        stack: String,
+        /// The resources on or behind the cycle.
+        resources: Vec<String>,
+    },
+    /// State holds a resource kind that the stack did not register: it cannot be read or deleted.
+    #[error("{stack}/{resource}: kind {kind} is not registered by this stack")]
+    UnknownKind {
+        /// The stack.
+        stack: String,
+        /// The resource.
+        resource: String,
+        /// The kind recorded.
+        kind: String,
+    },
+    /// Inputs could not be serialised.
+    #[error("{stack}/{resource}: cannot serialise inputs")]
+    Serialize {
+        /// The stack.
+        stack: String,
+        /// The resource.
+        resource: String,
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A resource operation failed.
+    #[error("{stack}/{resource}: {action} failed: {source}")]
+    Resource {
+        /// The stack.
+        stack: String,
+        /// The resource.
+        resource: String,
+        /// `create`, `update`, `read`, `delete` or `find`.
+        action: &'static str,
+        /// What went wrong.
+        #[source]
+        source: ResourceError,
+    },
+    /// The state store failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The state was applied to another account or region than the current credentials'.
+    #[error("{stack}: state was applied to {recorded}, but the current credentials are for {current}; refusing before any change (use the state of that target, or other credentials)")]
+    ProviderMismatch {
+        /// The stack.
+        stack: String,
+        /// The account and region recorded in state.
+        recorded: ProviderInfo,
+        /// The account and region of the current credentials.
+        current: ProviderInfo,
+    },
+    /// Finding out which account the credentials belong to failed.
+    #[error("cannot determine the AWS account of the current credentials: {0}")]
+    Identity(#[source] AwsError),
+    /// The engine was built without something the operation needs.
+    #[error("engine not configured: {0}")]
+    NotConfigured(String),
+    /// A referenced stack has no recorded state.
+    #[error("stack {stack} has no recorded state (apply it first)")]
+    StackNotFound {
+        /// The stack.
+        stack: String,
+    },
+    /// A stack's recorded outputs are not of the expected type.
+    #[error("stack {stack}: recorded outputs do not match {expected}: {source}")]
+    IncompatibleOutputs {
+        /// The stack.
+        stack: String,
+        /// The Rust type expected.
+        expected: &'static str,
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Building the stack's outputs from its resources failed.
+    #[error("{stack}: cannot build outputs: {source}")]
+    Outputs {
+        /// The stack.
+        stack: String,
+        /// What failed.
+        #[source]
+        source: ResourceError,
+    },
+    /// A stack cannot be destroyed while other stacks reference it.
+    #[error("stack {stack} is referenced by {}; destroy those first", consumers.join(", "))]
+    ReferencedBy {
+        /// The stack.
+        stack: String,
+        /// The stacks that reference it.
+        consumers: Vec<String>,
+    },
+    /// The run was cancelled; in-flight operations finished and were recorded.
+    #[error("{stack}: cancelled; {completed} operations completed and recorded, {remaining} not started")]
+    Cancelled {
+        /// The stack.
+        stack: String,
+        /// Operations that completed.
+        completed: usize,
+        /// Operations never started.
+        remaining: usize,
+    },
+}
+
+impl Error {
+    /// The AWS error code behind this error, if there is one.
+    pub fn aws_code(&self) -> Option<&str> {
+        match self {
+            Self::Resource { source, .. } | Self::Outputs { source, .. } => source.aws_code(),
+            Self::Identity(e) => e.code.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification_follows_aws_codes() {
+        let c = |code| classify(Some(code), Some(400));
+        assert_eq!(c("InvalidVpcID.NotFound"), ErrorClass::NotFound);
+        assert_eq!(c("NoSuchEntity"), ErrorClass::NotFound);
+        assert_eq!(c("ClusterNotFoundException"), ErrorClass::NotFound);
+        assert_eq!(c("Throttling"), ErrorClass::Throttling);
+        assert_eq!(c("RequestLimitExceeded"), ErrorClass::Throttling);
+        assert_eq!(c("EntityAlreadyExists"), ErrorClass::Conflict);
+        assert_eq!(c("DependencyViolation"), ErrorClass::Conflict);
+        assert_eq!(c("InvalidParameterValue"), ErrorClass::Validation);
+        assert_eq!(c("MalformedPolicyDocument"), ErrorClass::Validation);
+        assert_eq!(c("ConcurrentModification"), ErrorClass::EventualConsistency);
+        assert_eq!(c("AccessDenied"), ErrorClass::Other);
+        assert_eq!(classify(None, Some(503)), ErrorClass::Transient);
+        assert_eq!(classify(Some("Weird"), Some(500)), ErrorClass::Transient);
+        assert!(ErrorClass::Throttling.is_retryable());
+        assert!(!ErrorClass::Validation.is_retryable());
+    }
+}

@@ -1,0 +1,69 @@
+//! # platform-core
+//!
+//! The engine behind the platform's stacks: resources declared into a typed graph, a pure planner, a
+//! parallel apply and destroy over the dependency graph, durable state, typed stack references.
+//!
+//! - A [`Stack`] declares [`Resource`]s into a [`Scope`]. Each declaration returns a [`Handle`] whose
+//!   fields are typed [`Ref`]s to the resource's outputs; other resources take them as [`Input`]s, and
+//!   the dependency graph is read from those references.
+//! - [`plan()`] compares the declared graph with the recorded [`StackState`]: a [`Plan`] of
+//!   create / update / replace / delete / same per resource. It does no I/O.
+//! - [`Engine::up`] applies a plan over the graph in parallel (bounded overall and per AWS service),
+//!   recording an intent before each mutating call and its result after; [`Engine::destroy`] deletes
+//!   from state alone, dependents first.
+//! - State lives behind [`StateStore`]; [`LocalStateStore`] is the embedded default.
+//!
+//! ```
+//! use platform_core::testing::{FakeCloud, FakeStack};
+//! use platform_core::{Engine, MemoryStateStore, ProviderInfo};
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let cloud = FakeCloud::new();
+//! let engine = Engine::builder(MemoryStateStore::new())
+//!     .provider(ProviderInfo { account_id: "000000000000".into(), region: "local".into() })
+//!     .extension(cloud.clone())
+//!     .build();
+//! let stack = FakeStack::chain("demo", 3);
+//! let plan = engine.preview(&stack).await.unwrap();
+//! assert_eq!(plan.counts().create, 3);
+//! engine.up(&stack).await.unwrap();
+//! // A second run changes nothing.
+//! assert!(!engine.preview(&stack).await.unwrap().has_changes());
+//! engine.destroy::<FakeStack>("demo").await.unwrap();
+//! assert!(cloud.live().is_empty());
+//! # });
+//! ```
+
+mod engine;
+mod error;
+mod events;
+mod plan;
+mod provider;
+mod resource;
+mod stack;
+mod state;
+pub mod testing;
+mod value;
+
+pub use engine::{DestroyReport, Engine, EngineBuilder, UpOptions, UpReport, total_counts};
+pub use error::{
+    AwsError, BoxError, Error, ErrorClass, ResourceError, Result, StateError, ValidationError,
+    classify,
+};
+pub use events::{AwsCall, CallRecorder, CallStats, Event, EventSink, Subscriber, is_read_operation};
+pub use plan::{
+    Action, ActionKind, Counts, FieldChange, Plan, Planned, ReplaceReason, Step, UNKNOWN, plan,
+};
+pub use provider::ProviderInfo;
+pub use resource::{
+    BoxFuture, Context, Handle, Observed, RESOURCE_TAG, Registry, Resource, ResourceOutputs,
+    RetryPolicy, STACK_TAG,
+};
+pub use stack::{Declaration, Declared, Desired, OutputValues, Scope, Stack, StackRef};
+pub use state::{
+    Deposed, LocalStateStore, MemoryStateStore, Pending, PendingOp, ResourceState, STATE_VERSION,
+    StackLock, StackState, StateStore, parse_state,
+};
+pub use value::{Input, Ref, RefTarget};
+
+/// Re-exported for resource authors: the cancellation token type the engine takes.
+pub use tokio_util::sync::CancellationToken;

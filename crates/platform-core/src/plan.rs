@@ -1,0 +1,461 @@
+//! Planning: desired graph + recorded (optionally refreshed) state -> a typed [`Plan`]. Pure: no I/O.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::Error;
+use crate::stack::Desired;
+use crate::state::StackState;
+use crate::value::{RefTarget, Resolved, resolve};
+
+/// The text shown for a value that only exists once an upstream resource has been created.
+pub const UNKNOWN: &str = "(known after apply)";
+
+/// A value in a plan: known now, or known after apply.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Planned {
+    /// Known now.
+    Known(Value),
+    /// Depends on a resource that does not exist yet (or is being replaced).
+    Unknown,
+}
+
+impl fmt::Display for Planned {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Known(v) => write!(f, "{v}"),
+            Self::Unknown => f.write_str(UNKNOWN),
+        }
+    }
+}
+
+/// One input field's change.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FieldChange {
+    /// The field, as serialised.
+    pub field: String,
+    /// The recorded value (`None` for a create or a new field).
+    pub old: Option<Value>,
+    /// The desired value.
+    pub new: Planned,
+}
+
+/// Why a resource is replaced rather than updated.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplaceReason {
+    /// These fields cannot change in place (AWS's rule for the kind).
+    FieldsForceNew(Vec<String>),
+    /// The logical name now holds another kind of resource.
+    KindChanged {
+        /// The recorded kind.
+        from: String,
+        /// The declared kind.
+        to: String,
+    },
+}
+
+impl fmt::Display for ReplaceReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::FieldsForceNew(fields) => {
+                write!(f, "{} cannot change in place", fields.join(", "))
+            }
+            Self::KindChanged { from, to } => write!(f, "kind changes from {from} to {to}"),
+        }
+    }
+}
+
+/// What happens to one resource.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// Created: it is not recorded, or it was deleted outside the engine.
+    Create {
+        /// The inputs it will be created with.
+        inputs: Vec<FieldChange>,
+    },
+    /// Changed in place.
+    Update {
+        /// The changed fields.
+        changes: Vec<FieldChange>,
+    },
+    /// Replaced: a new one is created, dependents are re-pointed, the old one is deleted.
+    Replace {
+        /// Why.
+        reason: ReplaceReason,
+        /// The changed fields.
+        changes: Vec<FieldChange>,
+    },
+    /// Deleted: recorded but no longer declared.
+    Delete,
+    /// The old instance of an earlier replacement, still to be deleted.
+    DeleteDeposed,
+    /// Unchanged.
+    Same,
+}
+
+/// The kind of an [`Action`], without its details.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    /// See [`Action::Create`].
+    Create,
+    /// See [`Action::Update`].
+    Update,
+    /// See [`Action::Replace`].
+    Replace,
+    /// See [`Action::Delete`] and [`Action::DeleteDeposed`].
+    Delete,
+    /// See [`Action::Same`].
+    Same,
+}
+
+impl fmt::Display for ActionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::Replace => "replace",
+            Self::Delete => "delete",
+            Self::Same => "same",
+        })
+    }
+}
+
+impl Action {
+    /// The action's kind.
+    pub fn kind(&self) -> ActionKind {
+        match self {
+            Self::Create { .. } => ActionKind::Create,
+            Self::Update { .. } => ActionKind::Update,
+            Self::Replace { .. } => ActionKind::Replace,
+            Self::Delete | Self::DeleteDeposed => ActionKind::Delete,
+            Self::Same => ActionKind::Same,
+        }
+    }
+}
+
+/// One resource's planned step.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Step {
+    /// The resource's logical name.
+    pub resource: String,
+    /// Its kind.
+    pub kind: String,
+    /// What happens to it.
+    #[serde(flatten)]
+    pub action: Action,
+}
+
+/// How many resources each action touches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Creates.
+    pub create: usize,
+    /// In-place updates.
+    pub update: usize,
+    /// Replacements.
+    pub replace: usize,
+    /// Deletes (deposed instances included).
+    pub delete: usize,
+    /// Unchanged.
+    pub same: usize,
+}
+
+impl Counts {
+    /// Whether anything changes.
+    pub fn has_changes(&self) -> bool {
+        self.create + self.update + self.replace + self.delete > 0
+    }
+
+    /// Adds another count to this one.
+    pub fn add(&mut self, other: &Counts) {
+        self.create += other.create;
+        self.update += other.update;
+        self.replace += other.replace;
+        self.delete += other.delete;
+        self.same += other.same;
+    }
+}
+
+/// A stack's plan: a step per declared resource in dependency order, then the deletes, dependents first.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Plan {
+    /// The stack.
+    pub stack: String,
+    /// The steps.
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    /// How many resources each action touches.
+    pub fn counts(&self) -> Counts {
+        let mut c = Counts::default();
+        for s in &self.steps {
+            match s.action.kind() {
+                ActionKind::Create => c.create += 1,
+                ActionKind::Update => c.update += 1,
+                ActionKind::Replace => c.replace += 1,
+                ActionKind::Delete => c.delete += 1,
+                ActionKind::Same => c.same += 1,
+            }
+        }
+        c
+    }
+
+    /// Whether anything changes.
+    pub fn has_changes(&self) -> bool {
+        self.counts().has_changes()
+    }
+
+    /// The step for resource `name` (its forward step, not a deposed delete).
+    pub fn step(&self, name: &str) -> Option<&Step> {
+        self.steps
+            .iter()
+            .find(|s| s.resource == name && s.action != Action::DeleteDeposed)
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = self.counts();
+        writeln!(
+            f,
+            "{}: {} to create, {} to update, {} to replace, {} to delete, {} unchanged",
+            self.stack, c.create, c.update, c.replace, c.delete, c.same
+        )?;
+        for s in &self.steps {
+            let show = |f: &mut fmt::Formatter<'_>, changes: &[FieldChange]| -> fmt::Result {
+                for ch in changes {
+                    match &ch.old {
+                        Some(old) => writeln!(f, "      {}: {} -> {}", ch.field, old, ch.new)?,
+                        None => writeln!(f, "      {}: {}", ch.field, ch.new)?,
+                    }
+                }
+                Ok(())
+            };
+            match &s.action {
+                Action::Same => {}
+                Action::Create { inputs } => {
+                    writeln!(f, "  + {} ({})", s.resource, s.kind)?;
+                    show(f, inputs)?;
+                }
+                Action::Update { changes } => {
+                    writeln!(f, "  ~ {} ({})", s.resource, s.kind)?;
+                    show(f, changes)?;
+                }
+                Action::Replace { reason, changes } => {
+                    writeln!(f, "-/+ {} ({}): {}", s.resource, s.kind, reason)?;
+                    show(f, changes)?;
+                }
+                Action::Delete => writeln!(f, "  - {} ({})", s.resource, s.kind)?,
+                Action::DeleteDeposed => {
+                    writeln!(f, "  - {} ({}, replaced instance)", s.resource, s.kind)?
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Plans `desired` against `recorded` state. With `refreshed` (the recorded state after reading every
+/// resource live), drift shows as changes and a resource deleted outside the engine is created again.
+///
+/// Pure and deterministic: no I/O, the same inputs give the same plan.
+///
+/// # Errors
+/// [`Error::DanglingRef`] when a reference names an output its producer does not record.
+pub fn plan(
+    desired: &Desired,
+    recorded: &StackState,
+    refreshed: Option<&StackState>,
+) -> Result<Plan, Error> {
+    let base = refreshed.unwrap_or(recorded);
+    let stack = desired.stack.as_str();
+    // The outputs known before apply: those of resources that are kept (same or updated in place).
+    let mut known: HashMap<&str, Option<&Value>> = HashMap::with_capacity(desired.resources.len());
+    let mut steps = Vec::with_capacity(desired.resources.len() + 4);
+
+    for decl in &desired.resources {
+        let ops = desired.ops(decl.kind).ok_or_else(|| Error::UnknownKind {
+            stack: stack.to_owned(),
+            resource: decl.name.clone(),
+            kind: decl.kind.to_owned(),
+        })?;
+        let mut lookup = |t: &RefTarget| -> Result<Option<Value>, Error> {
+            match known.get(t.resource.as_str()) {
+                Some(Some(outputs)) => match outputs.get(&t.output) {
+                    Some(v) => Ok(Some(v.clone())),
+                    None => Err(Error::DanglingRef {
+                        stack: stack.to_owned(),
+                        resource: decl.name.clone(),
+                        reference: t.to_string(),
+                    }),
+                },
+                _ => Ok(None),
+            }
+        };
+        let fields: Vec<(String, Planned)> = match &decl.inputs {
+            Value::Object(map) => {
+                let mut out = Vec::with_capacity(map.len());
+                for (k, v) in map {
+                    let p = match resolve(v, &mut lookup)? {
+                        Resolved::Known(v) => Planned::Known(v),
+                        Resolved::Unknown => Planned::Unknown,
+                    };
+                    out.push((k.clone(), p));
+                }
+                out
+            }
+            other => vec![(
+                String::new(),
+                match resolve(other, &mut lookup)? {
+                    Resolved::Known(v) => Planned::Known(v),
+                    Resolved::Unknown => Planned::Unknown,
+                },
+            )],
+        };
+        let existing = base
+            .resources
+            .get(&decl.name)
+            .filter(|r| r.outputs.is_some());
+        let action = match existing {
+            None => Action::Create {
+                inputs: fields
+                    .into_iter()
+                    .map(|(field, new)| FieldChange {
+                        field,
+                        old: None,
+                        new,
+                    })
+                    .collect(),
+            },
+            Some(rec) if rec.kind != decl.kind => Action::Replace {
+                reason: ReplaceReason::KindChanged {
+                    from: rec.kind.clone(),
+                    to: decl.kind.to_owned(),
+                },
+                changes: Vec::new(),
+            },
+            Some(rec) => {
+                let old_fields = rec.inputs.as_object();
+                let mut changes = Vec::new();
+                let mut seen = BTreeSet::new();
+                for (field, new) in fields {
+                    let old = old_fields.and_then(|m| m.get(&field)).cloned();
+                    let changed = match (&new, &old) {
+                        (Planned::Unknown, _) => true,
+                        (Planned::Known(n), Some(o)) => n != o,
+                        (Planned::Known(n), None) => !n.is_null(),
+                    };
+                    seen.insert(field.clone());
+                    if changed {
+                        changes.push(FieldChange { field, old, new });
+                    }
+                }
+                if let Some(old) = old_fields {
+                    for (field, v) in old {
+                        if !seen.contains(field) && !v.is_null() {
+                            changes.push(FieldChange {
+                                field: field.clone(),
+                                old: Some(v.clone()),
+                                new: Planned::Known(Value::Null),
+                            });
+                        }
+                    }
+                }
+                let forced: Vec<String> = changes
+                    .iter()
+                    .filter(|c| ops.forces_replace(&c.field))
+                    .map(|c| c.field.clone())
+                    .collect();
+                if changes.is_empty() {
+                    Action::Same
+                } else if forced.is_empty() {
+                    Action::Update { changes }
+                } else {
+                    Action::Replace {
+                        reason: ReplaceReason::FieldsForceNew(forced),
+                        changes,
+                    }
+                }
+            }
+        };
+        let outputs_known = match &action {
+            Action::Same | Action::Update { .. } => existing.and_then(|r| r.outputs.as_ref()),
+            _ => None,
+        };
+        known.insert(decl.name.as_str(), outputs_known);
+        steps.push(Step {
+            resource: decl.name.clone(),
+            kind: decl.kind.to_owned(),
+            action,
+        });
+    }
+
+    // Recorded resources no longer declared: deleted, dependents first.
+    let removed: Vec<&str> = recorded
+        .resources
+        .keys()
+        .map(String::as_str)
+        .filter(|n| !desired.index.contains_key(*n))
+        .collect();
+    for name in dependents_first(recorded, &removed) {
+        let kind = recorded.resources[name].kind.clone();
+        steps.push(Step {
+            resource: name.to_owned(),
+            kind,
+            action: Action::Delete,
+        });
+    }
+    for (name, r) in &recorded.resources {
+        if !r.deposed.is_empty() {
+            steps.push(Step {
+                resource: name.clone(),
+                kind: r.kind.clone(),
+                action: Action::DeleteDeposed,
+            });
+        }
+    }
+    Ok(Plan {
+        stack: stack.to_owned(),
+        steps,
+    })
+}
+
+/// Orders `names` so that every resource comes before the resources it depends on (per `state`).
+pub(crate) fn dependents_first<'a>(state: &'a StackState, names: &[&'a str]) -> Vec<&'a str> {
+    let set: BTreeSet<&str> = names.iter().copied().collect();
+    let mut visited = BTreeSet::new();
+    let mut order = Vec::with_capacity(names.len());
+    // Post-order DFS over dependencies gives dependencies first; reversed, dependents first.
+    fn visit<'a>(
+        state: &'a StackState,
+        set: &BTreeSet<&'a str>,
+        n: &'a str,
+        visited: &mut BTreeSet<&'a str>,
+        order: &mut Vec<&'a str>,
+    ) {
+        if !visited.insert(n) {
+            return;
+        }
+        if let Some(r) = state.resources.get(n) {
+            for d in &r.dependencies {
+                if let Some(&d) = set.get(d.as_str()) {
+                    visit(state, set, d, visited, order);
+                }
+            }
+        }
+        order.push(n);
+    }
+    for &n in &set {
+        visit(state, &set, n, &mut visited, &mut order);
+    }
+    order.reverse();
+    order
+}

@@ -1,0 +1,369 @@
+//! Stacks: a named set of resources declared into a graph, with typed outputs; and typed references
+//! from one stack to another's recorded outputs.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::error::{Error, ResourceError};
+use crate::resource::{Handle, KindOps, Registry, Resource};
+use crate::state::StateStore;
+use crate::value::{Ref, collect_refs};
+
+/// A stack: a name, its typed outputs, its resource kinds, and how it declares its resources.
+///
+/// The stack value holds its typed config. See the crate docs for a complete example.
+pub trait Stack: Send + Sync {
+    /// What the stack gives other stacks once applied; recorded in state.
+    type Outputs: Serialize + DeserializeOwned + Send + Sync + 'static;
+
+    /// The stack's name: its key in the state store and the `platform:stack` tag on its resources.
+    fn name(&self) -> &str;
+
+    /// Registers every resource kind the stack may have recorded, so that destroy and the deletion of
+    /// removed resources work from state alone.
+    fn register(registry: &mut Registry)
+    where
+        Self: Sized;
+
+    /// Declares the resources into `scope` and says how the outputs are built from theirs.
+    ///
+    /// # Errors
+    /// A validation error for the stack's config ([`Error::Invalid`]), before any AWS call.
+    fn declare(&self, scope: &mut Scope) -> Result<Declared<Self::Outputs>, Error>;
+
+    /// The stacks whose outputs this stack consumes. Recorded in its state; while it exists, those
+    /// stacks refuse to be destroyed.
+    fn references(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// One declared resource, type-erased: its inputs as JSON (references as `{"$ref": ..}`).
+#[derive(Clone, Debug)]
+pub struct Declaration {
+    /// The logical name.
+    pub name: String,
+    /// The resource kind.
+    pub kind: &'static str,
+    /// The inputs, with references unresolved.
+    pub inputs: Value,
+    /// The resources this one refers to, without repeats, in order of first reference.
+    pub dependencies: Vec<String>,
+}
+
+/// Where a stack declares its resources.
+pub struct Scope {
+    stack: String,
+    declarations: Vec<Declaration>,
+    names: HashSet<String>,
+    registry: Registry,
+    errors: Vec<Error>,
+}
+
+impl fmt::Debug for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scope")
+            .field("stack", &self.stack)
+            .field("resources", &self.declarations.len())
+            .finish()
+    }
+}
+
+impl Scope {
+    /// An empty scope for stack `stack`.
+    pub fn new(stack: impl Into<String>) -> Self {
+        Self {
+            stack: stack.into(),
+            declarations: Vec::new(),
+            names: HashSet::new(),
+            registry: Registry::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// The stack being declared.
+    pub fn stack(&self) -> &str {
+        &self.stack
+    }
+
+    /// Declares resource `resource` under logical name `name`, validating its known inputs, and returns
+    /// its handle. Errors (a duplicate name, invalid inputs) are collected and reported when the stack
+    /// is planned, before any AWS call.
+    pub fn add<R: Resource>(&mut self, name: impl Into<String>, resource: R) -> Handle<R> {
+        let name = name.into();
+        self.registry.add::<R>();
+        if !self.names.insert(name.clone()) {
+            self.errors.push(Error::DuplicateResource {
+                stack: self.stack.clone(),
+                resource: name.clone(),
+            });
+        }
+        if let Err(source) = resource.validate() {
+            self.errors.push(Error::Invalid {
+                stack: self.stack.clone(),
+                resource: name.clone(),
+                source,
+            });
+        }
+        match serde_json::to_value(&resource) {
+            Ok(inputs) => {
+                let mut refs = Vec::new();
+                collect_refs(&inputs, &mut refs);
+                let mut dependencies: Vec<String> = Vec::new();
+                for r in refs {
+                    if !dependencies.contains(&r.resource) {
+                        dependencies.push(r.resource);
+                    }
+                }
+                self.declarations.push(Declaration {
+                    name: name.clone(),
+                    kind: R::KIND,
+                    inputs,
+                    dependencies,
+                });
+            }
+            Err(source) => self.errors.push(Error::Serialize {
+                stack: self.stack.clone(),
+                resource: name.clone(),
+                source,
+            }),
+        }
+        Handle::new(name)
+    }
+
+    /// Says how the stack's outputs are built from its resources' outputs, once applied.
+    pub fn outputs<O, F>(&mut self, build: F) -> Declared<O>
+    where
+        F: Fn(&OutputValues<'_>) -> Result<O, ResourceError> + Send + Sync + 'static,
+    {
+        Declared {
+            build: Box::new(build),
+        }
+    }
+
+    /// Validates the graph (no errors collected, no dangling reference, no cycle) and orders it.
+    pub(crate) fn finish(self) -> Result<Desired, Error> {
+        if let Some(e) = self.errors.into_iter().next() {
+            return Err(e);
+        }
+        Desired::new(self.stack, self.declarations, self.registry)
+    }
+}
+
+/// How a stack's outputs are built; returned by [`Scope::outputs`].
+pub struct Declared<O> {
+    build: Box<dyn Fn(&OutputValues<'_>) -> Result<O, ResourceError> + Send + Sync>,
+}
+
+impl<O> fmt::Debug for Declared<O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Declared<..>")
+    }
+}
+
+impl<O> Declared<O> {
+    pub(crate) fn build(&self, values: &OutputValues<'_>) -> Result<O, ResourceError> {
+        (self.build)(values)
+    }
+}
+
+/// The applied resources' outputs, read through typed refs when building a stack's outputs.
+#[derive(Debug)]
+pub struct OutputValues<'a> {
+    pub(crate) outputs: &'a HashMap<String, Value>,
+}
+
+impl OutputValues<'_> {
+    /// The value behind `r`.
+    ///
+    /// # Errors
+    /// [`ResourceError::Unresolved`] when the resource or its output is not there;
+    /// [`ResourceError::Decode`] when the value is not a `T`.
+    pub fn get<T: DeserializeOwned>(&self, r: &Ref<T>) -> Result<T, ResourceError> {
+        let t = r.target();
+        let v = self
+            .outputs
+            .get(&t.resource)
+            .and_then(|o| o.get(&t.output))
+            .ok_or_else(|| ResourceError::Unresolved {
+                reference: t.to_string(),
+            })?;
+        serde_json::from_value(v.clone()).map_err(|source| ResourceError::Decode {
+            what: t.to_string(),
+            source,
+        })
+    }
+}
+
+/// A stack's declared resources, validated and in dependency order.
+#[derive(Debug)]
+pub struct Desired {
+    pub(crate) stack: String,
+    pub(crate) resources: Vec<Declaration>,
+    pub(crate) index: HashMap<String, usize>,
+    pub(crate) registry: Registry,
+}
+
+impl Desired {
+    /// Validates and orders declarations: every reference names a declared resource, and there is no
+    /// cycle. The order is topological, stable with respect to declaration order.
+    ///
+    /// # Errors
+    /// [`Error::DanglingRef`], [`Error::Cycle`], [`Error::DuplicateResource`], [`Error::UnknownKind`].
+    pub fn new(
+        stack: String,
+        declarations: Vec<Declaration>,
+        registry: Registry,
+    ) -> Result<Self, Error> {
+        let mut position = HashMap::with_capacity(declarations.len());
+        for (i, d) in declarations.iter().enumerate() {
+            if position.insert(d.name.clone(), i).is_some() {
+                return Err(Error::DuplicateResource {
+                    stack,
+                    resource: d.name.clone(),
+                });
+            }
+            if registry.get(d.kind).is_none() {
+                return Err(Error::UnknownKind {
+                    stack,
+                    resource: d.name.clone(),
+                    kind: d.kind.to_owned(),
+                });
+            }
+        }
+        // Kahn's algorithm; ready nodes are taken in declaration order.
+        let n = declarations.len();
+        let mut indegree = vec![0usize; n];
+        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for (i, d) in declarations.iter().enumerate() {
+            for dep in &d.dependencies {
+                let Some(&j) = position.get(dep) else {
+                    let mut refs = Vec::new();
+                    collect_refs(&d.inputs, &mut refs);
+                    let reference = refs
+                        .into_iter()
+                        .find(|r| &r.resource == dep)
+                        .map(|r| r.to_string())
+                        .unwrap_or_else(|| dep.clone());
+                    return Err(Error::DanglingRef {
+                        stack,
+                        resource: d.name.clone(),
+                        reference,
+                    });
+                };
+                indegree[i] += 1;
+                dependents[j].push(i);
+            }
+        }
+        let mut ready: std::collections::BTreeSet<usize> =
+            (0..n).filter(|&i| indegree[i] == 0).collect();
+        let mut order = Vec::with_capacity(n);
+        while let Some(i) = ready.pop_first() {
+            order.push(i);
+            for &k in &dependents[i] {
+                indegree[k] -= 1;
+                if indegree[k] == 0 {
+                    ready.insert(k);
+                }
+            }
+        }
+        if order.len() < n {
+            let mut resources: Vec<String> = (0..n)
+                .filter(|&i| indegree[i] > 0)
+                .map(|i| declarations[i].name.clone())
+                .collect();
+            resources.sort();
+            return Err(Error::Cycle { stack, resources });
+        }
+        let mut slots: Vec<Option<Declaration>> = declarations.into_iter().map(Some).collect();
+        let resources: Vec<Declaration> = order
+            .into_iter()
+            .filter_map(|i| slots[i].take())
+            .collect();
+        let index = resources
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.name.clone(), i))
+            .collect();
+        Ok(Self {
+            stack,
+            resources,
+            index,
+            registry,
+        })
+    }
+
+    /// The stack's name.
+    pub fn stack(&self) -> &str {
+        &self.stack
+    }
+
+    /// The declarations in dependency order.
+    pub fn resources(&self) -> &[Declaration] {
+        &self.resources
+    }
+
+    pub(crate) fn ops(&self, kind: &str) -> Option<&KindOps> {
+        self.registry.get(kind)
+    }
+}
+
+/// A typed reference to another stack's recorded outputs.
+///
+/// ```no_run
+/// # use platform_core::{StackRef, Stack, LocalStateStore};
+/// # async fn f<NetworkStack: Stack>() -> Result<(), platform_core::Error> {
+/// let store = LocalStateStore::open(".platform/state")?;
+/// let net = StackRef::<NetworkStack>::new("network").read(&store).await?;
+/// # Ok(()) }
+/// ```
+pub struct StackRef<S: Stack> {
+    name: String,
+    _stack: PhantomData<fn() -> S>,
+}
+
+impl<S: Stack> fmt::Debug for StackRef<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StackRef({})", self.name)
+    }
+}
+
+impl<S: Stack> StackRef<S> {
+    /// A reference to the stack recorded under `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            _stack: PhantomData,
+        }
+    }
+
+    /// The referenced stack's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Reads the stack's recorded outputs as `S::Outputs`.
+    ///
+    /// # Errors
+    /// [`Error::StackNotFound`] when the stack has no state or no outputs yet;
+    /// [`Error::IncompatibleOutputs`] when its outputs are not an `S::Outputs`;
+    /// [`Error::State`] when the store fails.
+    pub async fn read(&self, store: &dyn StateStore) -> Result<S::Outputs, Error> {
+        let state = store.read(&self.name).await?;
+        let outputs = state
+            .and_then(|s| s.outputs)
+            .ok_or_else(|| Error::StackNotFound {
+                stack: self.name.clone(),
+            })?;
+        serde_json::from_value(outputs).map_err(|source| Error::IncompatibleOutputs {
+            stack: self.name.clone(),
+            expected: std::any::type_name::<S::Outputs>(),
+            source,
+        })
+    }
+}

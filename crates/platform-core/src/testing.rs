@@ -1,0 +1,473 @@
+//! An in-memory fake cloud and a fake resource, for testing the engine (and code built on it) without
+//! AWS: calls are counted, concurrency is measured, failures and latency can be injected.
+//!
+//! ```
+//! use platform_core::testing::{FakeCloud, FakeResource, FakeStack};
+//! use platform_core::{Engine, MemoryStateStore, ProviderInfo};
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let cloud = FakeCloud::new();
+//! let engine = Engine::builder(MemoryStateStore::new())
+//!     .provider(ProviderInfo { account_id: "000000000000".into(), region: "local".into() })
+//!     .extension(cloud.clone())
+//!     .build();
+//! let stack = FakeStack::chain("demo", 3);
+//! let outputs = engine.up(&stack).await.unwrap();
+//! assert_eq!(outputs.len(), 3);
+//! assert_eq!(cloud.live().len(), 3);
+//! # });
+//! ```
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ResourceError, ValidationError};
+use crate::resource::{Context, Observed, Registry, Resource};
+use crate::stack::{Declared, Scope, Stack};
+use crate::value::Input;
+
+/// One object in the fake cloud.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FakeObject {
+    /// Its id.
+    pub id: String,
+    /// The value it holds (updatable in place).
+    pub value: String,
+    /// The fixed part (a change replaces).
+    pub fixed: String,
+    /// Ids of the objects it uses (a delete of one of those is refused while this one exists).
+    pub deps: Vec<String>,
+    /// Its tags: stack and logical name.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Counts of the fake cloud's calls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FakeCalls {
+    /// Creates.
+    pub create: u64,
+    /// Updates.
+    pub update: u64,
+    /// Deletes.
+    pub delete: u64,
+    /// Reads and finds.
+    pub read: u64,
+}
+
+impl FakeCalls {
+    /// Mutating calls.
+    pub fn mutating(&self) -> u64 {
+        self.create + self.update + self.delete
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    objects: Mutex<HashMap<String, FakeObject>>,
+    next_id: AtomicU64,
+    calls: Mutex<FakeCalls>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    latency: Mutex<Duration>,
+    fail_create: Mutex<HashSet<String>>,
+    lose_create_result: Mutex<HashSet<String>>,
+    order: Mutex<Vec<(String, &'static str)>>,
+}
+
+/// The fake cloud: a shared, cloneable handle.
+#[derive(Clone, Debug, Default)]
+pub struct FakeCloud {
+    inner: Arc<Inner>,
+}
+
+impl FakeCloud {
+    /// An empty cloud.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every call waits `latency` (to observe parallelism).
+    pub fn set_latency(&self, latency: Duration) {
+        *self.inner.latency.lock().unwrap_or_else(|p| p.into_inner()) = latency;
+    }
+
+    /// The next create of logical name `name` fails (once).
+    pub fn fail_create_of(&self, name: &str) {
+        self.inner
+            .fail_create
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned());
+    }
+
+    /// The next create of `name` succeeds in the cloud but its answer is lost (a crash between the
+    /// call and recording its result).
+    pub fn lose_create_result_of(&self, name: &str) {
+        self.inner
+            .lose_create_result
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned());
+    }
+
+    /// The objects that exist now, by id.
+    pub fn live(&self) -> HashMap<String, FakeObject> {
+        self.inner
+            .objects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Changes an object's value behind the engine's back (drift).
+    pub fn tamper(&self, id: &str, value: &str) {
+        if let Some(o) = self
+            .inner
+            .objects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(id)
+        {
+            o.value = value.to_owned();
+        }
+    }
+
+    /// The calls made so far.
+    pub fn calls(&self) -> FakeCalls {
+        *self.inner.calls.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The most calls that were in flight at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.inner.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Every completed mutating call in order: (logical name, "create" | "update" | "delete").
+    pub fn order(&self) -> Vec<(String, &'static str)> {
+        self.inner
+            .order
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    async fn enter(&self) -> FlightGuard {
+        let now = self.inner.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.inner.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        let latency = *self.inner.latency.lock().unwrap_or_else(|p| p.into_inner());
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        FlightGuard(self.inner.clone())
+    }
+
+    fn count(&self, f: impl FnOnce(&mut FakeCalls)) {
+        f(&mut self.inner.calls.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    fn log(&self, name: &str, what: &'static str) {
+        self.inner
+            .order
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((name.to_owned(), what));
+    }
+}
+
+struct FlightGuard(Arc<Inner>);
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A fake resource: a value updatable in place, a fixed part whose change replaces it, and
+/// dependencies on other fake resources' ids.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FakeResource {
+    /// Updatable in place.
+    pub value: String,
+    /// Forces a replacement when changed.
+    pub fixed: String,
+    /// Ids of the resources this one uses.
+    pub deps: Vec<Input<String>>,
+}
+
+crate::resource_outputs! {
+    /// A fake resource's outputs.
+    pub struct FakeOutputs / FakeRefs {
+        /// Its id.
+        pub id: String,
+    }
+}
+
+fn fake_err(msg: String) -> ResourceError {
+    ResourceError::Failed { message: msg }
+}
+
+impl FakeResource {
+    /// The resolved dependency ids, each of which must exist (as AWS refuses a missing VPC id).
+    fn dep_ids(&self, cloud: &FakeCloud) -> Result<Vec<String>, ResourceError> {
+        let live = cloud.live();
+        let mut ids = Vec::with_capacity(self.deps.len());
+        for d in &self.deps {
+            let id = d.get()?;
+            if !live.contains_key(id) {
+                return Err(fake_err(format!("dependency {id} does not exist")));
+            }
+            ids.push(id.clone());
+        }
+        Ok(ids)
+    }
+}
+
+impl Resource for FakeResource {
+    type Outputs = FakeOutputs;
+    const KIND: &'static str = "fake:resource";
+    const SERVICE: &'static str = "fake";
+    const REPLACE_ON: &'static [&'static str] = &["fixed"];
+
+    fn validate(&self) -> Result<(), ValidationError> {
+        if self.value.len() > 64 {
+            return Err(ValidationError::new(
+                "value",
+                &self.value,
+                "at most 64 characters",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn create(&self, ctx: &Context) -> Result<FakeOutputs, ResourceError> {
+        let cloud = ctx.extension::<FakeCloud>()?;
+        let _g = cloud.enter().await;
+        cloud.count(|c| c.create += 1);
+        let deps = self.dep_ids(&cloud)?;
+        if cloud
+            .inner
+            .fail_create
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(ctx.resource())
+        {
+            return Err(fake_err(format!("injected failure creating {}", ctx.resource())));
+        }
+        let id = format!(
+            "fake-{}",
+            cloud.inner.next_id.fetch_add(1, Ordering::SeqCst)
+        );
+        let tags = ctx
+            .tags()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        cloud
+            .inner
+            .objects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                id.clone(),
+                FakeObject {
+                    id: id.clone(),
+                    value: self.value.clone(),
+                    fixed: self.fixed.clone(),
+                    deps,
+                    tags,
+                },
+            );
+        cloud.log(ctx.resource(), "create");
+        if cloud
+            .inner
+            .lose_create_result
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(ctx.resource())
+        {
+            return Err(fake_err(format!(
+                "connection lost after creating {}",
+                ctx.resource()
+            )));
+        }
+        Ok(FakeOutputs { id })
+    }
+
+    async fn read(
+        &self,
+        ctx: &Context,
+        outputs: &FakeOutputs,
+    ) -> Result<Option<Observed<Self>>, ResourceError> {
+        let cloud = ctx.extension::<FakeCloud>()?;
+        let _g = cloud.enter().await;
+        cloud.count(|c| c.read += 1);
+        Ok(cloud.live().get(&outputs.id).map(|o| Observed {
+            inputs: FakeResource {
+                value: o.value.clone(),
+                fixed: o.fixed.clone(),
+                deps: self.deps.clone(),
+            },
+            outputs: outputs.clone(),
+        }))
+    }
+
+    async fn update(
+        &self,
+        ctx: &Context,
+        _previous: &Self,
+        outputs: &FakeOutputs,
+        changed: &[String],
+    ) -> Result<FakeOutputs, ResourceError> {
+        let cloud = ctx.extension::<FakeCloud>()?;
+        let _g = cloud.enter().await;
+        cloud.count(|c| c.update += 1);
+        if changed.iter().any(|c| c == "fixed") {
+            return Err(fake_err("engine asked to update a force-new field".into()));
+        }
+        let deps = self.dep_ids(&cloud)?;
+        let mut objects = cloud.inner.objects.lock().unwrap_or_else(|p| p.into_inner());
+        let o = objects
+            .get_mut(&outputs.id)
+            .ok_or_else(|| fake_err(format!("{} does not exist", outputs.id)))?;
+        o.value = self.value.clone();
+        o.deps = deps;
+        drop(objects);
+        cloud.log(ctx.resource(), "update");
+        Ok(outputs.clone())
+    }
+
+    async fn delete(&self, ctx: &Context, outputs: &FakeOutputs) -> Result<(), ResourceError> {
+        let cloud = ctx.extension::<FakeCloud>()?;
+        let _g = cloud.enter().await;
+        cloud.count(|c| c.delete += 1);
+        // Like AWS: refuse to delete what a live object still uses.
+        if let Some(user) = cloud.live().values().find(|o| o.deps.contains(&outputs.id)) {
+            return Err(fake_err(format!(
+                "{} is still in use by {}",
+                outputs.id, user.id
+            )));
+        }
+        cloud
+            .inner
+            .objects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&outputs.id);
+        cloud.log(ctx.resource(), "delete");
+        Ok(())
+    }
+
+    async fn find(&self, ctx: &Context) -> Result<Option<FakeOutputs>, ResourceError> {
+        let cloud = ctx.extension::<FakeCloud>()?;
+        let _g = cloud.enter().await;
+        cloud.count(|c| c.read += 1);
+        Ok(cloud
+            .live()
+            .values()
+            .find(|o| {
+                o.tags.get(crate::STACK_TAG).map(String::as_str) == Some(ctx.stack())
+                    && o.tags.get(crate::RESOURCE_TAG).map(String::as_str) == Some(ctx.resource())
+            })
+            .map(|o| FakeOutputs { id: o.id.clone() }))
+    }
+}
+
+/// One node of a [`FakeStack`]: its name, value, fixed part, and the nodes it depends on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FakeNode {
+    /// Logical name.
+    pub name: String,
+    /// Updatable value.
+    pub value: String,
+    /// Force-new part.
+    pub fixed: String,
+    /// Indexes of earlier nodes it depends on.
+    pub deps: Vec<usize>,
+}
+
+/// A stack of fake resources shaped by a list of nodes (a DAG: deps point to earlier nodes).
+#[derive(Clone, Debug)]
+pub struct FakeStack {
+    /// The stack's name.
+    pub name: String,
+    /// The nodes.
+    pub nodes: Vec<FakeNode>,
+    /// Stacks it references.
+    pub references: Vec<String>,
+}
+
+impl FakeStack {
+    /// A chain of `n` resources, each depending on the one before.
+    pub fn chain(name: &str, n: usize) -> Self {
+        Self::from_deps(
+            name,
+            (0..n)
+                .map(|i| if i == 0 { vec![] } else { vec![i - 1] })
+                .collect(),
+        )
+    }
+
+    /// A stack with one node per entry of `deps` (each entry the earlier nodes it depends on).
+    pub fn from_deps(name: &str, deps: Vec<Vec<usize>>) -> Self {
+        Self {
+            name: name.to_owned(),
+            nodes: deps
+                .into_iter()
+                .enumerate()
+                .map(|(i, deps)| FakeNode {
+                    name: format!("r{i}"),
+                    value: "v1".into(),
+                    fixed: String::new(),
+                    deps,
+                })
+                .collect(),
+            references: Vec::new(),
+        }
+    }
+}
+
+impl Stack for FakeStack {
+    type Outputs = BTreeMap<String, String>;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn register(registry: &mut Registry) {
+        registry.add::<FakeResource>();
+    }
+
+    fn declare(&self, s: &mut Scope) -> Result<Declared<Self::Outputs>, Error> {
+        let mut handles = Vec::with_capacity(self.nodes.len());
+        for node in &self.nodes {
+            let deps = node
+                .deps
+                .iter()
+                .filter_map(|&d| handles.get(d))
+                .map(|h: &crate::Handle<FakeResource>| Input::from(&h.id))
+                .collect();
+            let h = s.add(
+                node.name.clone(),
+                FakeResource {
+                    value: node.value.clone(),
+                    fixed: node.fixed.clone(),
+                    deps,
+                },
+            );
+            handles.push(h);
+        }
+        Ok(s.outputs(move |o| {
+            handles
+                .iter()
+                .map(|h| Ok((h.name().to_owned(), o.get(&h.id)?)))
+                .collect()
+        }))
+    }
+
+    fn references(&self) -> Vec<String> {
+        self.references.clone()
+    }
+}

@@ -1,0 +1,320 @@
+//! Typed references between resources and the inputs that may hold them.
+//!
+//! A resource's inputs are plain serde types. Where an input comes from another resource's output it is
+//! an [`Input::Ref`]: a typed [`Ref<T>`] naming the producing resource and its output field. In the
+//! serialised inputs a reference is the object `{"$ref": {"resource": "...", "output": "..."}}`; the engine
+//! replaces it with the producer's output value before any call, so resource code only ever sees
+//! [`Input::Value`]. The graph's edges are read from these references: nobody declares them twice.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+
+use crate::error::ResourceError;
+
+/// The key that marks a reference in serialised inputs.
+pub(crate) const REF_KEY: &str = "$ref";
+
+/// A typed reference to an output of another resource in the same stack.
+///
+/// `Ref<VpcId>` can only be passed where a `VpcId` input is expected: the type checker, not a deploy,
+/// catches a subnet given a security group id as its VPC.
+pub struct Ref<T> {
+    target: RefTarget,
+    _type: PhantomData<fn() -> T>,
+}
+
+/// The untyped address of a reference: which resource, which output field.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefTarget {
+    /// Logical name of the producing resource.
+    pub resource: String,
+    /// Name of the output field (as serialised) on the producer's outputs.
+    pub output: String,
+}
+
+impl fmt::Display for RefTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.resource, self.output)
+    }
+}
+
+impl<T> Ref<T> {
+    /// A reference to output `output` of resource `resource`. Stack code gets refs from the handles that
+    /// [`Scope::add`](crate::Scope::add) returns; this constructor is for resource authors writing their
+    /// outputs' ref types (see [`resource_outputs!`](crate::resource_outputs)).
+    pub fn new(resource: impl Into<String>, output: impl Into<String>) -> Self {
+        Self {
+            target: RefTarget {
+                resource: resource.into(),
+                output: output.into(),
+            },
+            _type: PhantomData,
+        }
+    }
+
+    /// Where this reference points.
+    pub fn target(&self) -> &RefTarget {
+        &self.target
+    }
+}
+
+impl<T> Clone for Ref<T> {
+    fn clone(&self) -> Self {
+        Self {
+            target: self.target.clone(),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T> PartialEq for Ref<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.target == other.target
+    }
+}
+
+impl<T> fmt::Debug for Ref<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Ref({})", self.target)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefRepr {
+    #[serde(rename = "$ref")]
+    target: RefTarget,
+}
+
+impl<T> Serialize for Ref<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        RefRepr {
+            target: self.target.clone(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for Ref<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let repr = RefRepr::deserialize(deserializer)?;
+        Ok(Self {
+            target: repr.target,
+            _type: PhantomData,
+        })
+    }
+}
+
+/// An input value: known now, or the output of another resource, known once that resource exists.
+#[derive(Clone, PartialEq)]
+pub enum Input<T> {
+    /// A value known at declaration time.
+    Value(T),
+    /// A value produced by another resource.
+    Ref(Ref<T>),
+}
+
+impl<T> Input<T> {
+    /// The value, once the engine has resolved references.
+    ///
+    /// # Errors
+    /// [`ResourceError::Unresolved`] when called on a reference. The engine resolves every reference
+    /// before it calls `create`, `update`, `read` or `delete`, so inside those methods this only fails
+    /// on an engine bug; in `validate` a reference is simply not checked yet.
+    pub fn get(&self) -> Result<&T, ResourceError> {
+        match self {
+            Self::Value(v) => Ok(v),
+            Self::Ref(r) => Err(ResourceError::Unresolved {
+                reference: r.target.to_string(),
+            }),
+        }
+    }
+
+    /// The value if it is known now (`None` for a reference).
+    pub fn known(&self) -> Option<&T> {
+        match self {
+            Self::Value(v) => Some(v),
+            Self::Ref(_) => None,
+        }
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Input<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Value(v) => v.fmt(f),
+            Self::Ref(r) => r.fmt(f),
+        }
+    }
+}
+
+impl<T> From<T> for Input<T> {
+    fn from(value: T) -> Self {
+        Self::Value(value)
+    }
+}
+
+impl<T> From<Ref<T>> for Input<T> {
+    fn from(value: Ref<T>) -> Self {
+        Self::Ref(value)
+    }
+}
+
+impl<T> From<&Ref<T>> for Input<T> {
+    fn from(value: &Ref<T>) -> Self {
+        Self::Ref(value.clone())
+    }
+}
+
+impl<T: Serialize> Serialize for Input<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Value(v) => v.serialize(serializer),
+            Self::Ref(r) => r.serialize(serializer),
+        }
+    }
+}
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for Input<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        if as_ref_target(&value).is_some() {
+            let r: Ref<T> = serde_json::from_value(value).map_err(serde::de::Error::custom)?;
+            return Ok(Self::Ref(r));
+        }
+        serde_json::from_value(value)
+            .map(Self::Value)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The reference a JSON value encodes, if it is one.
+pub(crate) fn as_ref_target(value: &Value) -> Option<RefTarget> {
+    let obj = value.as_object()?;
+    if obj.len() != 1 {
+        return None;
+    }
+    serde_json::from_value::<RefTarget>(obj.get(REF_KEY)?.clone()).ok()
+}
+
+/// Every reference inside a JSON value, in document order.
+pub(crate) fn collect_refs(value: &Value, out: &mut Vec<RefTarget>) {
+    if let Some(t) = as_ref_target(value) {
+        out.push(t);
+        return;
+    }
+    match value {
+        Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
+        Value::Object(map) => map.values().for_each(|v| collect_refs(v, out)),
+        _ => {}
+    }
+}
+
+/// Outcome of resolving the references in a value against what is known.
+#[derive(Debug)]
+pub(crate) enum Resolved {
+    /// Every reference had a known value.
+    Known(Value),
+    /// At least one reference is not known yet (its producer is about to be created or replaced).
+    Unknown,
+}
+
+/// Replaces each reference in `value` by `lookup(target)`; `Ok(None)` from lookup means "not known yet".
+///
+/// # Errors
+/// Passes on lookup's error (a producer without that output).
+pub(crate) fn resolve<E>(
+    value: &Value,
+    lookup: &mut impl FnMut(&RefTarget) -> Result<Option<Value>, E>,
+) -> Result<Resolved, E> {
+    if let Some(t) = as_ref_target(value) {
+        return Ok(match lookup(&t)? {
+            Some(v) => Resolved::Known(v),
+            None => Resolved::Unknown,
+        });
+    }
+    Ok(match value {
+        Value::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                match resolve(item, lookup)? {
+                    Resolved::Known(v) => out.push(v),
+                    Resolved::Unknown => return Ok(Resolved::Unknown),
+                }
+            }
+            Resolved::Known(Value::Array(out))
+        }
+        Value::Object(map) => {
+            let mut out = serde_json::Map::with_capacity(map.len());
+            for (k, v) in map {
+                match resolve(v, lookup)? {
+                    Resolved::Known(v) => {
+                        out.insert(k.clone(), v);
+                    }
+                    Resolved::Unknown => return Ok(Resolved::Unknown),
+                }
+            }
+            Resolved::Known(Value::Object(out))
+        }
+        other => Resolved::Known(other.clone()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Subnet {
+        vpc_id: Input<String>,
+        cidr: String,
+    }
+
+    #[test]
+    fn a_ref_round_trips_and_a_value_stays_a_value() {
+        let s = Subnet {
+            vpc_id: Ref::new("vpc", "vpc_id").into(),
+            cidr: "10.0.1.0/24".into(),
+        };
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(
+            json["vpc_id"],
+            serde_json::json!({"$ref": {"resource": "vpc", "output": "vpc_id"}})
+        );
+        let back: Subnet = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back, s);
+        let mut refs = Vec::new();
+        collect_refs(&json, &mut refs);
+        assert_eq!(refs.len(), 1);
+        assert_eq!(refs[0].to_string(), "vpc.vpc_id");
+
+        let resolved = resolve(&json, &mut |_t: &RefTarget| {
+            Ok::<_, ()>(Some(Value::from("vpc-123")))
+        })
+        .unwrap();
+        let Resolved::Known(resolved) = resolved else {
+            panic!("expected known")
+        };
+        let concrete: Subnet = serde_json::from_value(resolved).unwrap();
+        assert_eq!(concrete.vpc_id.get().unwrap(), "vpc-123");
+    }
+
+    #[test]
+    fn an_unknown_producer_makes_the_value_unknown() {
+        let json = serde_json::json!({"a": [1, {"$ref": {"resource": "x", "output": "id"}}]});
+        let r = resolve(&json, &mut |_t: &RefTarget| Ok::<_, ()>(None)).unwrap();
+        assert!(matches!(r, Resolved::Unknown));
+    }
+
+    #[test]
+    fn get_on_an_unresolved_ref_is_an_error_naming_it() {
+        let i: Input<String> = Ref::new("vpc", "vpc_id").into();
+        let err = i.get().unwrap_err();
+        assert!(err.to_string().contains("vpc.vpc_id"), "{err}");
+    }
+}

@@ -1,0 +1,461 @@
+//! The engine against the in-memory fake cloud: ordering, parallelism, idempotence, healing, state.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use platform_core::testing::{FakeCloud, FakeStack};
+use platform_core::{
+    Action, ActionKind, CancellationToken, Engine, Error, Event, LocalStateStore, MemoryStateStore,
+    ProviderInfo, StateError, StateStore, UNKNOWN,
+};
+use proptest::prelude::*;
+
+fn local() -> ProviderInfo {
+    ProviderInfo {
+        account_id: "000000000000".into(),
+        region: "local".into(),
+    }
+}
+
+fn engine(store: impl StateStore + 'static, cloud: &FakeCloud) -> Engine {
+    Engine::builder(store)
+        .provider(local())
+        .extension(cloud.clone())
+        .build()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Random DAGs: node i depends on a subset of the (at most 4) nodes before it within `depth` levels.
+fn dag() -> impl Strategy<Value = Vec<Vec<usize>>> {
+    (1usize..24).prop_flat_map(|n| {
+        proptest::collection::vec(proptest::collection::vec(any::<prop::sample::Index>(), 0..3), n)
+            .prop_map(|raw| {
+                raw.into_iter()
+                    .enumerate()
+                    .map(|(i, picks)| {
+                        let mut deps: Vec<usize> = if i == 0 {
+                            vec![]
+                        } else {
+                            picks.into_iter().map(|p| p.index(i)).collect()
+                        };
+                        deps.sort_unstable();
+                        deps.dedup();
+                        deps
+                    })
+                    .collect()
+            })
+    })
+}
+
+fn position(order: &[(String, &'static str)], name: &str, what: &str) -> usize {
+    order
+        .iter()
+        .position(|(n, w)| n == name && *w == what)
+        .unwrap_or_else(|| panic!("{what} of {name} not in {order:?}"))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+
+    #[test]
+    fn apply_respects_dependencies_then_plans_same_then_destroys_in_reverse(deps in dag()) {
+        rt().block_on(async {
+            let cloud = FakeCloud::new();
+            let e = engine(MemoryStateStore::new(), &cloud);
+            let stack = FakeStack::from_deps("dag", deps.clone());
+            e.up(&stack).await.unwrap();
+            let order = cloud.order();
+            for (i, ds) in deps.iter().enumerate() {
+                for d in ds {
+                    let (before, after) = (position(&order, &format!("r{d}"), "create"), position(&order, &format!("r{i}"), "create"));
+                    prop_assert!(before < after, "r{} created before its dependency r{}", i, d);
+                }
+            }
+            prop_assert_eq!(cloud.calls().create, deps.len() as u64);
+            // Plan after apply: all Same, and a second up makes no call at all.
+            let plan = e.preview(&stack).await.unwrap();
+            prop_assert!(plan.steps.iter().all(|s| s.action == Action::Same), "{plan}");
+            let before = cloud.calls();
+            e.up(&stack).await.unwrap();
+            prop_assert_eq!(cloud.calls(), before);
+            // Destroy: every dependent deleted before what it depends on.
+            e.destroy::<FakeStack>("dag").await.unwrap();
+            let order = cloud.order();
+            for (i, ds) in deps.iter().enumerate() {
+                for d in ds {
+                    let (first, then) = (position(&order, &format!("r{i}"), "delete"), position(&order, &format!("r{d}"), "delete"));
+                    prop_assert!(first < then, "r{} deleted before its dependent r{}", d, i);
+                }
+            }
+            prop_assert!(cloud.live().is_empty());
+            prop_assert_eq!(e.store().read("dag").await.unwrap(), None);
+            Ok(())
+        })?;
+    }
+
+    #[test]
+    fn parallelism_never_exceeds_the_bound(deps in dag(), bound in 1usize..5) {
+        rt().block_on(async {
+            let cloud = FakeCloud::new();
+            cloud.set_latency(Duration::from_millis(2));
+            let e = Engine::builder(MemoryStateStore::new()).provider(local()).extension(cloud.clone())
+                .concurrency(bound).build();
+            e.up(&FakeStack::from_deps("dag", deps)).await.unwrap();
+            prop_assert!(cloud.max_in_flight() <= bound);
+            Ok(())
+        })?;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn independent_resources_run_up_to_the_global_and_service_bounds() {
+    let cloud = FakeCloud::new();
+    cloud.set_latency(Duration::from_millis(30));
+    let wide = FakeStack::from_deps("wide", vec![vec![]; 12]);
+    let e = Engine::builder(MemoryStateStore::new())
+        .provider(local())
+        .extension(cloud.clone())
+        .concurrency(5)
+        .build();
+    e.up(&wide).await.unwrap();
+    assert_eq!(cloud.max_in_flight(), 5, "global bound reached, not passed");
+
+    let cloud = FakeCloud::new();
+    cloud.set_latency(Duration::from_millis(30));
+    let e = Engine::builder(MemoryStateStore::new())
+        .provider(local())
+        .extension(cloud.clone())
+        .concurrency(10)
+        .service_limit("fake", 3)
+        .build();
+    e.up(&wide).await.unwrap();
+    assert_eq!(cloud.max_in_flight(), 3, "per-service bound reached, not passed");
+}
+
+#[tokio::test]
+async fn a_failure_mid_apply_is_completed_by_the_next_run_without_duplicates() {
+    let cloud = FakeCloud::new();
+    let e = engine(MemoryStateStore::new(), &cloud);
+    let stack = FakeStack::chain("chain", 5);
+    cloud.fail_create_of("r2");
+    let err = e.up(&stack).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Resource { resource, action: "create", .. } if resource == "r2"),
+        "{err}"
+    );
+    assert_eq!(cloud.live().len(), 2, "r0, r1 created; r2 failed; r3, r4 never started");
+    let state = e.store().read("chain").await.unwrap().unwrap();
+    assert!(state.resources["r0"].outputs.is_some());
+    assert!(state.resources["r2"].outputs.is_none());
+
+    let plan = e.preview(&stack).await.unwrap();
+    assert_eq!(plan.counts().create, 3, "{plan}");
+    e.up(&stack).await.unwrap();
+    assert_eq!(cloud.live().len(), 5);
+    assert_eq!(cloud.calls().create, 6, "5 creates + the failed one, no twin");
+}
+
+#[tokio::test]
+async fn a_create_whose_result_was_lost_is_found_by_its_tags_and_adopted() {
+    let cloud = FakeCloud::new();
+    let adopted = Arc::new(Mutex::new(Vec::new()));
+    let seen = adopted.clone();
+    let e = Engine::builder(MemoryStateStore::new())
+        .provider(local())
+        .extension(cloud.clone())
+        .on_event(move |ev| {
+            if let Event::Adopted { resource, .. } = ev {
+                seen.lock().unwrap().push(resource.clone());
+            }
+        })
+        .build();
+    let stack = FakeStack::chain("heal", 3);
+    cloud.lose_create_result_of("r1");
+    e.up(&stack).await.unwrap_err();
+    assert_eq!(cloud.live().len(), 2, "r1 exists in the cloud though the engine never heard back");
+    let state = e.store().read("heal").await.unwrap().unwrap();
+    assert!(state.resources["r1"].pending.is_some(), "the intent was recorded");
+
+    let outputs = e.up(&stack).await.unwrap();
+    assert_eq!(cloud.live().len(), 3, "no twin of r1");
+    assert_eq!(adopted.lock().unwrap().as_slice(), ["r1"]);
+    assert!(cloud.live().contains_key(&outputs["r1"]));
+}
+
+#[tokio::test]
+async fn updates_in_place_and_replacements_follow_the_fields_rules() {
+    let cloud = FakeCloud::new();
+    let e = engine(MemoryStateStore::new(), &cloud);
+    let mut stack = FakeStack::chain("ch", 3);
+    let first = e.up(&stack).await.unwrap();
+
+    // An updatable field: one update call, nothing else.
+    stack.nodes[1].value = "v2".into();
+    let plan = e.preview(&stack).await.unwrap();
+    assert_eq!(plan.step("r1").unwrap().action.kind(), ActionKind::Update);
+    assert_eq!(plan.counts().same, 2);
+    let before = cloud.calls();
+    let second = e.up(&stack).await.unwrap();
+    let d = cloud.calls();
+    assert_eq!((d.update - before.update, d.create - before.create, d.delete - before.delete), (1, 0, 0));
+    assert_eq!(first, second);
+
+    // A force-new field: r1 is replaced; r2, which uses r1's id, is updated to the new id (its value
+    // is unknown until then); the old r1 is deleted after r2 moved.
+    stack.nodes[1].fixed = "other".into();
+    let plan = e.preview(&stack).await.unwrap();
+    let Action::Replace { reason, .. } = &plan.step("r1").unwrap().action else {
+        panic!("{plan}")
+    };
+    assert_eq!(reason.to_string(), "fixed cannot change in place");
+    assert_eq!(plan.step("r2").unwrap().action.kind(), ActionKind::Update);
+    assert!(plan.to_string().contains(UNKNOWN), "{plan}");
+    let third = e.up(&stack).await.unwrap();
+    assert_ne!(third["r1"], second["r1"]);
+    assert_eq!(third["r2"], second["r2"]);
+    let order = cloud.order();
+    let tail: Vec<_> = order[order.len() - 3..].to_vec();
+    assert_eq!(
+        tail,
+        vec![("r1".to_string(), "create"), ("r2".to_string(), "update"), ("r1".to_string(), "delete")]
+    );
+    assert!(!e.preview(&stack).await.unwrap().has_changes());
+    assert_eq!(cloud.live().len(), 3);
+}
+
+#[tokio::test]
+async fn removed_resources_are_deleted_after_their_dependents() {
+    let cloud = FakeCloud::new();
+    let e = engine(MemoryStateStore::new(), &cloud);
+    e.up(&FakeStack::chain("rm", 4)).await.unwrap();
+    let smaller = FakeStack::chain("rm", 2);
+    let plan = e.preview(&smaller).await.unwrap();
+    let deletes: Vec<_> = plan
+        .steps
+        .iter()
+        .filter(|s| s.action == Action::Delete)
+        .map(|s| s.resource.as_str())
+        .collect();
+    assert_eq!(deletes, ["r3", "r2"]);
+    e.up(&smaller).await.unwrap();
+    let order = cloud.order();
+    assert!(position(&order, "r3", "delete") < position(&order, "r2", "delete"));
+    assert_eq!(cloud.live().len(), 2);
+}
+
+#[tokio::test]
+async fn bad_graphs_and_bad_inputs_are_refused_before_any_call() {
+    let cloud = FakeCloud::new();
+    let e = engine(MemoryStateStore::new(), &cloud);
+    let mut stack = FakeStack::chain("bad", 2);
+    stack.nodes[1].value = "x".repeat(65);
+    let err = e.up(&stack).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("bad/r1") && msg.contains("invalid value"), "{msg}");
+
+    let mut dup = FakeStack::chain("dup", 2);
+    dup.nodes[1].name = "r0".into();
+    let err = e.up(&dup).await.unwrap_err();
+    assert!(matches!(err, Error::DuplicateResource { .. }), "{err}");
+    assert_eq!(cloud.calls().mutating() + cloud.calls().read, 0);
+    assert_eq!(e.store().list().await.unwrap(), Vec::<String>::new());
+}
+
+#[test]
+fn dangling_refs_and_cycles_name_the_resources() {
+    use platform_core::testing::FakeResource;
+    use platform_core::{Declaration, Desired, Input, Ref, Registry};
+    let mut reg = Registry::new();
+    reg.add::<FakeResource>();
+    let decl = |name: &str, deps: &[&str]| Declaration {
+        name: name.into(),
+        kind: "fake:resource",
+        inputs: serde_json::to_value(FakeResource {
+            value: "v".into(),
+            fixed: String::new(),
+            deps: deps.iter().map(|d| Input::Ref(Ref::new(*d, "id"))).collect(),
+        })
+        .unwrap(),
+        dependencies: deps.iter().map(|d| d.to_string()).collect(),
+    };
+    let err = Desired::new("s".into(), vec![decl("a", &["ghost"])], reg.clone()).unwrap_err();
+    assert_eq!(err.to_string(), "s/a: refers to ghost.id, which is not declared in this stack");
+    let err = Desired::new(
+        "s".into(),
+        vec![decl("a", &["c"]), decl("b", &["a"]), decl("c", &["b"]), decl("d", &[])],
+        reg,
+    )
+    .unwrap_err();
+    assert_eq!(err.to_string(), "s: dependency cycle among a, b, c");
+}
+
+#[tokio::test]
+async fn state_from_another_account_is_refused_before_any_call() {
+    let cloud = FakeCloud::new();
+    let store = MemoryStateStore::new();
+    let e = engine(store.clone(), &cloud);
+    e.up(&FakeStack::chain("p", 2)).await.unwrap();
+    let calls = cloud.calls();
+    let other = Engine::builder(store)
+        .provider(ProviderInfo {
+            account_id: "111111111111".into(),
+            region: "local".into(),
+        })
+        .extension(cloud.clone())
+        .build();
+    let mut changed = FakeStack::chain("p", 2);
+    changed.nodes[0].value = "v9".into();
+    let err = other.up(&changed).await.unwrap_err();
+    assert!(matches!(err, Error::ProviderMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("111111111111"), "{err}");
+    let err = other.destroy::<FakeStack>("p").await.unwrap_err();
+    assert!(matches!(err, Error::ProviderMismatch { .. }), "{err}");
+    assert_eq!(cloud.calls(), calls);
+}
+
+#[tokio::test]
+async fn stack_references_are_typed_recorded_and_block_the_producers_destroy() {
+    let cloud = FakeCloud::new();
+    let e = engine(MemoryStateStore::new(), &cloud);
+    let mut consumer = FakeStack::chain("app", 1);
+    consumer.references = vec!["base".into()];
+    let err = e.up(&consumer).await.unwrap_err();
+    assert!(matches!(&err, Error::StackNotFound { stack } if stack == "base"), "{err}");
+
+    e.up(&FakeStack::chain("base", 2)).await.unwrap();
+    let base = platform_core::StackRef::<FakeStack>::new("base")
+        .read(e.store())
+        .await
+        .unwrap();
+    assert_eq!(base.len(), 2);
+    e.up(&consumer).await.unwrap();
+    let err = e.destroy::<FakeStack>("base").await.unwrap_err();
+    assert_eq!(err.to_string(), "stack base is referenced by app; destroy those first");
+    assert_eq!(cloud.live().len(), 3, "nothing deleted");
+    e.destroy::<FakeStack>("app").await.unwrap();
+    e.destroy::<FakeStack>("base").await.unwrap();
+    assert!(cloud.live().is_empty());
+}
+
+#[tokio::test]
+async fn incompatible_outputs_are_a_clear_error() {
+    let cloud = FakeCloud::new();
+    let e = engine(MemoryStateStore::new(), &cloud);
+    e.up(&FakeStack::chain("base", 1)).await.unwrap();
+    struct Wrong;
+    impl platform_core::Stack for Wrong {
+        type Outputs = Vec<u32>;
+        fn name(&self) -> &str {
+            "wrong"
+        }
+        fn register(_: &mut platform_core::Registry) {}
+        fn declare(
+            &self,
+            s: &mut platform_core::Scope,
+        ) -> Result<platform_core::Declared<Vec<u32>>, Error> {
+            Ok(s.outputs(|_| Ok(vec![])))
+        }
+    }
+    let err = platform_core::StackRef::<Wrong>::new("base")
+        .read(e.store())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::IncompatibleOutputs { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancellation_lets_in_flight_calls_finish_and_records_them() {
+    let cloud = FakeCloud::new();
+    cloud.set_latency(Duration::from_millis(20));
+    let token = CancellationToken::new();
+    let t2 = token.clone();
+    // Ctrl-C arrives while r1 is in flight.
+    let e = Engine::builder(MemoryStateStore::new())
+        .provider(local())
+        .extension(cloud.clone())
+        .cancellation(token.clone())
+        .on_event(move |ev| {
+            if matches!(ev, Event::Started { resource, .. } if resource == "r1") {
+                t2.cancel();
+            }
+        })
+        .build();
+    let stack = FakeStack::chain("c", 4);
+    let err = e.up(&stack).await.unwrap_err();
+    let Error::Cancelled { completed, remaining, .. } = err else {
+        panic!("{err}")
+    };
+    // r0 done; r1 in flight when cancelled, finished and recorded; r2, r3 never started.
+    assert_eq!((completed, remaining), (2, 2));
+    let state = e.store().read("c").await.unwrap().unwrap();
+    assert!(state.resources["r1"].outputs.is_some());
+    assert!(!state.resources.contains_key("r2"));
+    assert_eq!(cloud.live().len(), 2);
+}
+
+#[tokio::test]
+async fn a_locked_stack_is_refused_with_the_holder_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = FakeCloud::new();
+    let store = LocalStateStore::open(dir.path()).unwrap();
+    let _held = store.lock("x").await.unwrap();
+    let e = engine(LocalStateStore::open(dir.path()).unwrap(), &cloud);
+    let err = e.up(&FakeStack::chain("x", 1)).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::State(StateError::Locked { holder, .. }) if holder.contains("pid")),
+        "{err}"
+    );
+    assert_eq!(cloud.calls().create, 0);
+}
+
+#[tokio::test]
+async fn refresh_shows_drift_and_up_corrects_it() {
+    let cloud = FakeCloud::new();
+    let e = engine(MemoryStateStore::new(), &cloud);
+    let stack = FakeStack::chain("d", 2);
+    let out = e.up(&stack).await.unwrap();
+    cloud.tamper(&out["r1"], "changed by hand");
+    assert!(!e.preview(&stack).await.unwrap().has_changes(), "preview reads no live state");
+    let plan = e.refresh(&stack).await.unwrap();
+    let Action::Update { changes } = &plan.step("r1").unwrap().action else {
+        panic!("{plan}")
+    };
+    assert_eq!(changes[0].field, "value");
+    e.up(&stack).await.unwrap();
+    assert_eq!(cloud.live()[&out["r1"]].value, "v1");
+}
+
+#[tokio::test]
+async fn local_state_survives_the_engine_and_names_every_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let cloud = FakeCloud::new();
+    let events = Arc::new(Mutex::new(HashMap::<String, Vec<ActionKind>>::new()));
+    let ev = events.clone();
+    let e = Engine::builder(LocalStateStore::open(dir.path()).unwrap())
+        .provider(local())
+        .extension(cloud.clone())
+        .on_event(move |event| {
+            if let Event::Done { resource, action, .. } = event {
+                ev.lock().unwrap().entry(resource.clone()).or_default().push(*action);
+            }
+        })
+        .build();
+    e.up(&FakeStack::chain("disk", 2)).await.unwrap();
+    drop(e);
+    let raw = std::fs::read_to_string(dir.path().join("disk.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(json["version"], 1);
+    assert_eq!(json["provider"]["account_id"], "000000000000");
+    assert_eq!(json["resources"]["r1"]["dependencies"][0], "r0");
+    assert_eq!(events.lock().unwrap()["r1"], vec![ActionKind::Create]);
+    let e = engine(LocalStateStore::open(dir.path()).unwrap(), &cloud);
+    assert!(!e.preview(&FakeStack::chain("disk", 2)).await.unwrap().has_changes());
+}

@@ -1,0 +1,418 @@
+//! A recording, fault-injecting HTTP proxy between the SDK and the emulator.
+//!
+//! It records every call (service, operation, status, start and duration), can add a fixed latency to
+//! each call (to make a local emulator behave like a distant AWS region for benchmarks), and can fail
+//! chosen calls by rule: a throttling error, an HTTP 500, a dropped connection, or any AWS error.
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), local_cloud::HarnessError> {
+//! use local_cloud::{Emulator, Fault, Proxy, Rule};
+//! let emulator = Emulator::start().await?;
+//! let proxy = Proxy::start(emulator.endpoint_url()).await?;
+//! proxy.add_rule(Rule::new(Fault::Throttle).operation("CreateVpc").times(1));
+//! let config = proxy.wrap(&emulator.isolated());
+//! // ... SDK calls with `config`; then:
+//! let calls = proxy.calls();
+//! # Ok(()) }
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_types::SdkConfig;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+use crate::error::HarnessError;
+
+/// One call that went through the proxy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Call {
+    /// The service, from the request's signing scope (`ec2`, `iam`, `ecs`, `logs`, `sts`).
+    pub service: String,
+    /// The operation (`CreateVpc`), from the query `Action` or the JSON `X-Amz-Target`.
+    pub operation: String,
+    /// The HTTP status returned to the SDK (0 for a dropped connection).
+    pub status: u16,
+    /// When the call arrived, from the proxy's start.
+    pub started: Duration,
+    /// How long it took, injected latency included.
+    pub duration: Duration,
+    /// The fault injected, if any.
+    pub fault: Option<Fault>,
+}
+
+/// A failure to inject.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// A throttling error in the service's protocol (`RequestLimitExceeded` for EC2, `Throttling` for
+    /// IAM/STS, `ThrottlingException` for JSON services).
+    Throttle,
+    /// HTTP 500 with an `InternalError` body.
+    ServerError,
+    /// The connection is closed without a response.
+    DropConnection,
+    /// An AWS error of your choice.
+    AwsError {
+        /// HTTP status.
+        status: u16,
+        /// Error code.
+        code: String,
+        /// Message.
+        message: String,
+    },
+}
+
+/// Which calls fail, how, and how many times.
+#[derive(Clone, Debug)]
+pub struct Rule {
+    service: Option<String>,
+    operation: Option<String>,
+    fault: Fault,
+    remaining: Option<usize>,
+}
+
+impl Rule {
+    /// Every call fails with `fault` (narrow it with the methods below).
+    pub fn new(fault: Fault) -> Self {
+        Self {
+            service: None,
+            operation: None,
+            fault,
+            remaining: None,
+        }
+    }
+
+    /// Only calls to `service` (`ec2`, `iam`, ...).
+    #[must_use]
+    pub fn service(mut self, service: &str) -> Self {
+        self.service = Some(service.to_owned());
+        self
+    }
+
+    /// Only calls of `operation` (`CreateVpc`).
+    #[must_use]
+    pub fn operation(mut self, operation: &str) -> Self {
+        self.operation = Some(operation.to_owned());
+        self
+    }
+
+    /// Only the next `n` matching calls.
+    #[must_use]
+    pub fn times(mut self, n: usize) -> Self {
+        self.remaining = Some(n);
+        self
+    }
+
+    fn matches(&self, service: &str, operation: &str) -> bool {
+        self.service.as_deref().is_none_or(|s| s == service)
+            && self.operation.as_deref().is_none_or(|o| o == operation)
+            && self.remaining != Some(0)
+    }
+}
+
+#[derive(Default)]
+struct State {
+    calls: Vec<Call>,
+    rules: Vec<Rule>,
+    latency: Duration,
+}
+
+struct Shared {
+    upstream: String,
+    started: Instant,
+    state: Mutex<State>,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// The proxy; stops when dropped.
+pub struct Proxy {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("addr", &self.addr)
+            .field("upstream", &self.shared.upstream)
+            .finish()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Proxy {
+    /// Starts a proxy on a free loopback port, forwarding to `upstream` (an `http://` URL).
+    ///
+    /// # Errors
+    /// [`HarnessError::Proxy`] when it cannot bind.
+    pub async fn start(upstream: &str) -> Result<Self, HarnessError> {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(HarnessError::Proxy)?;
+        let addr = listener.local_addr().map_err(HarnessError::Proxy)?;
+        let shared = Arc::new(Shared {
+            upstream: upstream.trim_end_matches('/').to_owned(),
+            started: Instant::now(),
+            state: Mutex::default(),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        });
+        let s2 = shared.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let shared = s2.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| handle(shared.clone(), req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(Self { addr, shared, task })
+    }
+
+    /// The proxy's URL.
+    pub fn endpoint_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `config` with its endpoint pointed at the proxy (credentials, region, account kept).
+    pub fn wrap(&self, config: &SdkConfig) -> SdkConfig {
+        config
+            .to_builder()
+            .endpoint_url(self.endpoint_url())
+            .build()
+    }
+
+    /// Every call waits `latency` before it is forwarded.
+    pub fn set_latency(&self, latency: Duration) {
+        self.lock().latency = latency;
+    }
+
+    /// Adds a fault rule; the first matching rule applies.
+    pub fn add_rule(&self, rule: Rule) {
+        self.lock().rules.push(rule);
+    }
+
+    /// Removes every rule.
+    pub fn clear_rules(&self) {
+        self.lock().rules.clear();
+    }
+
+    /// The calls recorded so far.
+    pub fn calls(&self) -> Vec<Call> {
+        self.lock().calls.clone()
+    }
+
+    /// Forgets the recorded calls.
+    pub fn clear_calls(&self) {
+        self.lock().calls.clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// (service, operation) of a request.
+fn identify(headers: &hyper::HeaderMap, path: &str, body: &[u8]) -> (String, String) {
+    let service = headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|auth| auth.split("Credential=").nth(1))
+        .and_then(|cred| cred.split('/').nth(3))
+        .map(str::to_owned)
+        .unwrap_or_else(|| "unknown".into());
+    if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+        let op = target.rsplit('.').next().unwrap_or(target);
+        return (service, op.to_owned());
+    }
+    let body = String::from_utf8_lossy(body);
+    let action = body
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == "Action")
+        .map(|(_, v)| v.to_owned());
+    (service, action.unwrap_or_else(|| path.to_owned()))
+}
+
+fn fault_response(fault: &Fault, service: &str, json: bool) -> Response<Full<Bytes>> {
+    let (status, code, message) = match fault {
+        Fault::Throttle if json => (400, "ThrottlingException".to_owned(), "Rate exceeded".to_owned()),
+        Fault::Throttle if service == "ec2" => (
+            503,
+            "RequestLimitExceeded".to_owned(),
+            "Request limit exceeded.".to_owned(),
+        ),
+        Fault::Throttle => (400, "Throttling".to_owned(), "Rate exceeded".to_owned()),
+        Fault::ServerError => (
+            500,
+            "InternalError".to_owned(),
+            "An internal error has occurred".to_owned(),
+        ),
+        Fault::AwsError {
+            status,
+            code,
+            message,
+        } => (*status, code.clone(), message.clone()),
+        Fault::DropConnection => (0, String::new(), String::new()),
+    };
+    let (content_type, body) = if json {
+        (
+            "application/x-amz-json-1.1",
+            format!(r#"{{"__type":"{code}","message":"{message}"}}"#),
+        )
+    } else if service == "ec2" {
+        (
+            "text/xml",
+            format!(
+                "<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>proxy</RequestID></Response>"
+            ),
+        )
+    } else {
+        (
+            "text/xml",
+            format!(
+                "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>proxy</RequestId></ErrorResponse>"
+            ),
+        )
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
+    if json {
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&code) {
+            resp.headers_mut().insert("x-amzn-errortype", v);
+        }
+    }
+    resp
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("connection dropped by a fault rule")]
+struct Dropped;
+
+#[derive(Debug, thiserror::Error)]
+enum ProxyFailure {
+    #[error(transparent)]
+    Dropped(#[from] Dropped),
+    #[error("reading the request: {0}")]
+    Body(#[from] hyper::Error),
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ProxyFailure> {
+    let arrived = Instant::now();
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await?.to_bytes();
+    let (service, operation) = identify(&parts.headers, parts.uri.path(), &body);
+    let json = parts.headers.contains_key("x-amz-target");
+    let (latency, fault) = {
+        let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        let latency = st.latency;
+        let fault = st
+            .rules
+            .iter_mut()
+            .find(|r| r.matches(&service, &operation))
+            .map(|r| {
+                if let Some(n) = r.remaining.as_mut() {
+                    *n -= 1;
+                }
+                r.fault.clone()
+            });
+        (latency, fault)
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let record = |status: u16, fault: Option<Fault>| {
+        let call = Call {
+            service: service.clone(),
+            operation: operation.clone(),
+            status,
+            started: arrived - shared.started,
+            duration: arrived.elapsed(),
+            fault,
+        };
+        shared
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .calls
+            .push(call);
+    };
+    if let Some(fault) = fault {
+        if fault == Fault::DropConnection {
+            record(0, Some(fault));
+            return Err(Dropped.into());
+        }
+        let resp = fault_response(&fault, &service, json);
+        record(resp.status().as_u16(), Some(fault));
+        return Ok(resp);
+    }
+    let uri = format!(
+        "{}{}",
+        shared.upstream,
+        parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+    );
+    let mut forward = Request::builder().method(parts.method).uri(&uri);
+    for (k, v) in &parts.headers {
+        if k != hyper::header::HOST {
+            forward = forward.header(k, v);
+        }
+    }
+    let response = match forward.body(Full::new(body)) {
+        Ok(r) => shared.client.request(r).await,
+        Err(e) => {
+            record(502, None);
+            return Ok(bad_gateway(&e.to_string()));
+        }
+    };
+    match response {
+        Ok(resp) => {
+            let (parts, body) = resp.into_parts();
+            let bytes = match body.collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => {
+                    record(502, None);
+                    return Ok(bad_gateway(&e.to_string()));
+                }
+            };
+            record(parts.status.as_u16(), None);
+            Ok(Response::from_parts(parts, Full::new(bytes)))
+        }
+        Err(e) => {
+            record(502, None);
+            Ok(bad_gateway(&e.to_string()))
+        }
+    }
+}
+
+fn bad_gateway(msg: &str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(format!("proxy: upstream failed: {msg}"))));
+    *r.status_mut() = StatusCode::BAD_GATEWAY;
+    r
+}
