@@ -26,7 +26,9 @@ impl AccountHeaderClient {
     pub fn new(account: impl Into<String>) -> Self {
         Self {
             inner: aws_smithy_http_client::Builder::new()
-                .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
+                .tls_provider(tls::Provider::Rustls(
+                    tls::rustls_provider::CryptoMode::AwsLc,
+                ))
                 .build_https(),
             account: account.into(),
         }
@@ -59,7 +61,9 @@ struct AccountHeaderConnector {
 
 impl HttpConnector for AccountHeaderConnector {
     fn call(&self, mut request: HttpRequest) -> HttpConnectorFuture {
-        request.headers_mut().insert(ACCOUNT_HEADER, self.account.clone());
+        request
+            .headers_mut()
+            .insert(ACCOUNT_HEADER, self.account.clone());
         self.inner.call(request)
     }
 }

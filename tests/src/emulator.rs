@@ -73,6 +73,8 @@ impl EmulatorOptions {
     }
 }
 
+/// What the emulator handle owns; dropping it stops the container or the process.
+#[expect(dead_code, reason = "held only for its Drop")]
 enum Guard {
     None,
     Moto(Box<ContainerAsync<GenericImage>>),
@@ -221,7 +223,8 @@ impl Emulator {
                 let token = std::env::var("LOCALSTACK_AUTH_TOKEN")
                     .ok()
                     .filter(|t| !t.is_empty());
-                let mut request = LocalStack::default().with_env_var("SERVICES", "iam,ec2,ecs,logs,sts");
+                let mut request =
+                    LocalStack::default().with_env_var("SERVICES", "iam,ec2,ecs,logs,sts");
                 if let Some(t) = &token {
                     request = request.with_env_var("LOCALSTACK_AUTH_TOKEN", t.clone());
                 }
@@ -333,13 +336,16 @@ impl Emulator {
     }
 
     fn config_for(&self, account: Option<String>) -> SdkConfig {
-        let mut b = SdkConfig::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(REGION))
-            .endpoint_url(&self.endpoint)
-            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
-                Credentials::new("test", "test", None, None, "local-cloud"),
-            ));
+        let mut b =
+            SdkConfig::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new(REGION))
+                .endpoint_url(&self.endpoint)
+                .credentials_provider(
+                    aws_credential_types::provider::SharedCredentialsProvider::new(
+                        Credentials::new("test", "test", None, None, "local-cloud"),
+                    ),
+                );
         if let Some(account) = account {
             b = b.http_client(AccountHeaderClient::new(account));
         }

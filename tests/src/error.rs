@@ -4,10 +4,12 @@
 #[derive(Debug, thiserror::Error)]
 pub enum HarnessError {
     /// No emulator could be started by any path.
-    #[error("no AWS emulator available: {details}.\nTo fix, do one of: set AWS_ENDPOINT_URL to a running emulator; \
+    #[error(
+        "no AWS emulator available: {details}.\nTo fix, do one of: set AWS_ENDPOINT_URL to a running emulator; \
 install and start Docker (Debian: apt-get install docker.io && dockerd &) and build the image with \
 scripts/build-emulator-image.sh if no registry is reachable; or install python3 with venv and pip \
-(Debian: apt-get install python3-venv) so the harness can run moto_server itself")]
+(Debian: apt-get install python3-venv) so the harness can run moto_server itself"
+    )]
     Unavailable {
         /// What was tried and how it failed.
         details: String,
@@ -41,9 +43,11 @@ scripts/build-emulator-image.sh if no registry is reachable; or install python3 
         expected: &'static str,
     },
     /// The emulator cannot serve ECS.
-    #[error("this emulator cannot serve ECS: LocalStack's community edition answers every ECS call with \
+    #[error(
+        "this emulator cannot serve ECS: LocalStack's community edition answers every ECS call with \
 'not included in your current license plan'. Use moto (PLATFORM_EMULATOR=moto, the default) or set \
-LOCALSTACK_AUTH_TOKEN for LocalStack Pro")]
+LOCALSTACK_AUTH_TOKEN for LocalStack Pro"
+    )]
     NoEcs,
     /// The proxy could not bind or forward.
     #[error("proxy: {0}")]

@@ -256,7 +256,11 @@ fn identify(headers: &hyper::HeaderMap, path: &str, body: &[u8]) -> (String, Str
 
 fn fault_response(fault: &Fault, service: &str, json: bool) -> Response<Full<Bytes>> {
     let (status, code, message) = match fault {
-        Fault::Throttle if json => (400, "ThrottlingException".to_owned(), "Rate exceeded".to_owned()),
+        Fault::Throttle if json => (
+            400,
+            "ThrottlingException".to_owned(),
+            "Rate exceeded".to_owned(),
+        ),
         Fault::Throttle if service == "ec2" => (
             503,
             "RequestLimitExceeded".to_owned(),
@@ -376,7 +380,11 @@ async fn handle(
     let uri = format!(
         "{}{}",
         shared.upstream,
-        parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+        parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
     );
     let mut forward = Request::builder().method(parts.method).uri(&uri);
     for (k, v) in &parts.headers {
@@ -412,7 +420,9 @@ async fn handle(
 }
 
 fn bad_gateway(msg: &str) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(format!("proxy: upstream failed: {msg}"))));
+    let mut r = Response::new(Full::new(Bytes::from(format!(
+        "proxy: upstream failed: {msg}"
+    ))));
     *r.status_mut() = StatusCode::BAD_GATEWAY;
     r
 }

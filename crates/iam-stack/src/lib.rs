@@ -1,1 +1,6 @@
-//! The iam stack (see issue tracker): not implemented yet.
+//! # iam-stack
+//!
+//! The identity stack of the production ECS platform. Today: typed IAM policy documents that compare
+//! semantically ([`policy`]). The roles, policies and provider land with the iam-stack issue.
+
+pub mod policy;

@@ -1,1 +1,402 @@
-//! The network stack (see issue tracker): not implemented yet.
+//! # network-stack
+//!
+//! The network foundation of the production ECS platform: a VPC (10.0.0.0/16, DNS support and
+//! hostnames on), public subnets (10.0.1.0/24 in the region's first zone by default, public IPs on
+//! launch), an attached internet gateway, a route table with `0.0.0.0/0` to the gateway associated with
+//! each public subnet, and a security group allowing TCP 80 in from anywhere and all traffic out.
+//!
+//! ```no_run
+//! use network_stack::{NetworkConfig, NetworkOutputs, NetworkStack};
+//! use platform_core::{Engine, LocalStateStore, StackRef};
+//! # async fn run(config: aws_types::SdkConfig) -> Result<(), platform_core::Error> {
+//! let engine = Engine::builder(LocalStateStore::open(".platform/state")?).aws(config).build();
+//! let net: NetworkOutputs = engine.up(&NetworkStack::new(NetworkConfig::default())).await?;
+//! println!("VPC {} with subnets {:?}", net.vpc_id, net.public_subnet_ids);
+//!
+//! // Elsewhere (another process, another team), the same typed outputs from the state store:
+//! let net: NetworkOutputs = StackRef::<NetworkStack>::new("network").read(engine.store()).await?;
+//! # Ok(()) }
+//! ```
+
+mod ec2;
+mod ids;
+pub mod resources;
+pub mod validate;
+
+use std::collections::BTreeMap;
+
+use platform_core::{Declared, Error, Input, Registry, Scope, Stack, ValidationError};
+use serde::{Deserialize, Serialize};
+
+pub use ec2::stack_filter;
+pub use ids::{AssociationId, InternetGatewayId, RouteTableId, SecurityGroupId, SubnetId, VpcId};
+use resources::{
+    Az, InternetGateway, Route, RouteTable, RouteTableAssociation, SecurityGroup, SgRule, Subnet,
+    Vpc,
+};
+
+/// What kind of subnet. Only public subnets exist today; private subnets (with a NAT gateway) are the
+/// seed's next expansion and will be a new variant, so matching code must have a `_` arm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum SubnetKind {
+    /// Routed to the internet gateway, public IPs on launch.
+    Public,
+}
+
+/// One subnet of the network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SubnetSpec {
+    /// Its block, inside the VPC's.
+    pub cidr: String,
+    /// Its zone.
+    pub availability_zone: Az,
+    /// Public (today the only kind).
+    pub kind: SubnetKind,
+}
+
+impl SubnetSpec {
+    /// A public subnet with block `cidr` in the region's `az_index`-th zone (0 is the first).
+    pub fn public(cidr: &str, az_index: usize) -> Self {
+        Self {
+            cidr: cidr.to_owned(),
+            availability_zone: Az::Index(az_index),
+            kind: SubnetKind::Public,
+        }
+    }
+
+    /// In zone `name` instead (`us-east-1b`).
+    #[must_use]
+    pub fn in_zone(mut self, name: &str) -> Self {
+        self.availability_zone = Az::Name(name.to_owned());
+        self
+    }
+}
+
+/// The network's typed config. `Default` reproduces the seed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NetworkConfig {
+    /// The stack's name in the state store (default `network`).
+    pub stack_name: String,
+    /// Prefix of the `Name` tags (default `ecs`: `ecs-vpc`, `ecs-public-0`, ...).
+    pub name_prefix: String,
+    /// The VPC block (default `10.0.0.0/16`).
+    pub vpc_cidr: String,
+    /// DNS support (default on).
+    pub dns_support: bool,
+    /// DNS hostnames (default on).
+    pub dns_hostnames: bool,
+    /// The public subnets, one per zone usually (default: `10.0.1.0/24` in the first zone).
+    pub public_subnets: Vec<SubnetSpec>,
+    /// Inbound rules of the service security group (default: TCP 80 from `0.0.0.0/0`).
+    pub ingress: Vec<SgRule>,
+    /// Outbound rules (default: everything to `0.0.0.0/0`).
+    pub egress: Vec<SgRule>,
+    /// Tags on every resource, besides `Name` and the engine's own.
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            stack_name: "network".into(),
+            name_prefix: "ecs".into(),
+            vpc_cidr: "10.0.0.0/16".into(),
+            dns_support: true,
+            dns_hostnames: true,
+            public_subnets: vec![SubnetSpec::public("10.0.1.0/24", 0)],
+            ingress: vec![SgRule::tcp(80, "0.0.0.0/0")],
+            egress: vec![SgRule::all("0.0.0.0/0")],
+            tags: BTreeMap::new(),
+        }
+    }
+}
+
+impl NetworkConfig {
+    /// Records the stack under `name`.
+    #[must_use]
+    pub fn with_stack_name(mut self, name: &str) -> Self {
+        self.stack_name = name.to_owned();
+        self
+    }
+
+    /// The VPC block.
+    #[must_use]
+    pub fn with_vpc_cidr(mut self, cidr: &str) -> Self {
+        self.vpc_cidr = cidr.to_owned();
+        self
+    }
+
+    /// DNS hostnames on or off.
+    #[must_use]
+    pub fn with_dns_hostnames(mut self, on: bool) -> Self {
+        self.dns_hostnames = on;
+        self
+    }
+
+    /// The public subnets.
+    #[must_use]
+    pub fn with_public_subnets(mut self, subnets: Vec<SubnetSpec>) -> Self {
+        self.public_subnets = subnets;
+        self
+    }
+
+    /// `n` public subnets over the region's first `n` zones: `10.0.1.0/24`, `10.0.2.0/24`, ...
+    /// (inside the default VPC block).
+    #[must_use]
+    pub fn with_public_subnets_across_zones(mut self, n: usize) -> Self {
+        self.public_subnets = (0..n)
+            .map(|i| SubnetSpec::public(&format!("10.0.{}.0/24", i + 1), i))
+            .collect();
+        self
+    }
+
+    /// The security group's inbound rules.
+    #[must_use]
+    pub fn with_ingress(mut self, rules: Vec<SgRule>) -> Self {
+        self.ingress = rules;
+        self
+    }
+
+    /// A tag on every resource.
+    #[must_use]
+    pub fn with_tag(mut self, key: &str, value: &str) -> Self {
+        self.tags.insert(key.to_owned(), value.to_owned());
+        self
+    }
+
+    /// Checks the whole config: blocks parse, subnets lie inside the VPC and do not overlap, rules and
+    /// tags fit AWS's limits.
+    ///
+    /// # Errors
+    /// The first problem, naming the field and the value.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        validate::name("stack_name", &self.stack_name, 64)?;
+        validate::name("name_prefix", &self.name_prefix, 64)?;
+        let vpc = validate::block("vpc_cidr", &self.vpc_cidr)?;
+        if self.public_subnets.is_empty() {
+            return Err(ValidationError::new(
+                "public_subnets",
+                "[]",
+                "at least one public subnet is needed",
+            ));
+        }
+        let mut nets = Vec::with_capacity(self.public_subnets.len());
+        for (i, s) in self.public_subnets.iter().enumerate() {
+            let field = format!("public_subnets[{i}].cidr");
+            let net = validate::block(&field, &s.cidr)?;
+            nets.push((field, net));
+        }
+        validate::subnets_fit(vpc, &nets)?;
+        if self.dns_hostnames && !self.dns_support {
+            return Err(ValidationError::new(
+                "dns_hostnames",
+                true,
+                "DNS hostnames need DNS support on",
+            ));
+        }
+        validate::tags("tags", &self.tags)
+    }
+
+    fn tags_named(&self, name: String) -> BTreeMap<String, String> {
+        let mut t = self.tags.clone();
+        t.insert("Name".into(), name);
+        t
+    }
+}
+
+/// What the network gives the cluster stack (and anyone else), recorded in state.
+///
+/// Read it in the same process from [`Engine::up`](platform_core::Engine::up), or from another process
+/// with [`StackRef<NetworkStack>`](platform_core::StackRef):
+///
+/// ```no_run
+/// # async fn f(store: &dyn platform_core::StateStore) -> Result<(), platform_core::Error> {
+/// use network_stack::{NetworkOutputs, NetworkStack};
+/// let net: NetworkOutputs = platform_core::StackRef::<NetworkStack>::new("network").read(store).await?;
+/// let subnets: Vec<&str> = net.public_subnet_ids.iter().map(|s| s.as_str()).collect();
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkOutputs {
+    /// The VPC.
+    pub vpc_id: VpcId,
+    /// The VPC's block.
+    pub vpc_cidr: String,
+    /// The public subnets, in config order.
+    pub public_subnet_ids: Vec<SubnetId>,
+    /// The zone of each public subnet, in the same order.
+    pub availability_zones: Vec<String>,
+    /// The security group for the services.
+    pub security_group_id: SecurityGroupId,
+    /// The public route table.
+    pub route_table_id: RouteTableId,
+    /// The internet gateway.
+    pub internet_gateway_id: InternetGatewayId,
+}
+
+/// The network stack.
+#[derive(Clone, Debug)]
+pub struct NetworkStack {
+    config: NetworkConfig,
+}
+
+impl NetworkStack {
+    /// The stack for `config`.
+    pub fn new(config: NetworkConfig) -> Self {
+        Self { config }
+    }
+
+    /// Its config.
+    pub fn config(&self) -> &NetworkConfig {
+        &self.config
+    }
+}
+
+impl Stack for NetworkStack {
+    type Outputs = NetworkOutputs;
+
+    fn name(&self) -> &str {
+        &self.config.stack_name
+    }
+
+    fn register(registry: &mut Registry) {
+        registry
+            .add::<Vpc>()
+            .add::<InternetGateway>()
+            .add::<Subnet>()
+            .add::<RouteTable>()
+            .add::<RouteTableAssociation>()
+            .add::<SecurityGroup>();
+    }
+
+    fn declare(&self, s: &mut Scope) -> Result<Declared<NetworkOutputs>, Error> {
+        let c = &self.config;
+        c.validate().map_err(|source| Error::Invalid {
+            stack: c.stack_name.clone(),
+            resource: "config".into(),
+            source,
+        })?;
+        let p = &c.name_prefix;
+        let vpc = s.add(
+            "vpc",
+            Vpc {
+                cidr_block: c.vpc_cidr.clone(),
+                enable_dns_support: c.dns_support,
+                enable_dns_hostnames: c.dns_hostnames,
+                tags: c.tags_named(format!("{p}-vpc")),
+            },
+        );
+        let igw = s.add(
+            "internet-gateway",
+            InternetGateway {
+                vpc_id: Input::from(&vpc.vpc_id),
+                tags: c.tags_named(format!("{p}-igw")),
+            },
+        );
+        let mut rt = RouteTable::new(
+            &vpc.vpc_id,
+            vec![Route {
+                destination_cidr_block: "0.0.0.0/0".into(),
+                gateway_id: Input::from(&igw.internet_gateway_id),
+            }],
+        );
+        rt.tags = c.tags_named(format!("{p}-public-rt"));
+        let rt = s.add("public-route-table", rt);
+        let mut subnets = Vec::with_capacity(c.public_subnets.len());
+        for (i, spec) in c.public_subnets.iter().enumerate() {
+            let subnet = s.add(
+                format!("public-subnet-{i}"),
+                Subnet {
+                    vpc_id: Input::from(&vpc.vpc_id),
+                    cidr_block: spec.cidr.clone(),
+                    availability_zone: spec.availability_zone.clone(),
+                    map_public_ip_on_launch: true,
+                    tags: c.tags_named(format!("{p}-public-{i}")),
+                },
+            );
+            s.add(
+                format!("public-subnet-{i}-route"),
+                RouteTableAssociation {
+                    route_table_id: Input::from(&rt.route_table_id),
+                    subnet_id: Input::from(&subnet.subnet_id),
+                },
+            );
+            subnets.push(subnet);
+        }
+        let mut sg = SecurityGroup::new(
+            &vpc.vpc_id,
+            &format!("{p}-service"),
+            "ECS services: HTTP in, all out",
+            c.ingress.clone(),
+            c.egress.clone(),
+        );
+        sg.tags = c.tags_named(format!("{p}-service-sg"));
+        let sg = s.add("service-security-group", sg);
+
+        Ok(s.outputs(move |o| {
+            Ok(NetworkOutputs {
+                vpc_id: o.get(&vpc.vpc_id)?,
+                vpc_cidr: o.get(&vpc.cidr_block)?,
+                public_subnet_ids: subnets
+                    .iter()
+                    .map(|s| o.get(&s.subnet_id))
+                    .collect::<Result<_, _>>()?,
+                availability_zones: subnets
+                    .iter()
+                    .map(|s| o.get(&s.availability_zone))
+                    .collect::<Result<_, _>>()?,
+                security_group_id: o.get(&sg.group_id)?,
+                route_table_id: o.get(&rt.route_table_id)?,
+                internet_gateway_id: o.get(&igw.internet_gateway_id)?,
+            })
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_config_is_the_seed_and_valid() {
+        let c = NetworkConfig::default();
+        c.validate().unwrap();
+        assert_eq!(c.vpc_cidr, "10.0.0.0/16");
+        assert_eq!(c.public_subnets, vec![SubnetSpec::public("10.0.1.0/24", 0)]);
+        assert_eq!(c.ingress, vec![SgRule::tcp(80, "0.0.0.0/0")]);
+    }
+
+    #[test]
+    fn bad_configs_name_the_field_and_value() {
+        let c = NetworkConfig::default()
+            .with_public_subnets(vec![SubnetSpec::public("10.1.0.0/24", 0)]);
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "invalid public_subnets[0].cidr = 10.1.0.0/24: not inside the VPC block 10.0.0.0/16"
+        );
+        let c = NetworkConfig::default().with_vpc_cidr("10.0.0.0/33");
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("invalid vpc_cidr = 10.0.0.0/33")
+        );
+        let c = NetworkConfig::default().with_tag("aws:owner", "me");
+        assert!(c.validate().unwrap_err().to_string().contains("reserved"));
+    }
+
+    #[test]
+    fn n_subnets_over_n_zones() {
+        let c = NetworkConfig::default().with_public_subnets_across_zones(3);
+        c.validate().unwrap();
+        let zones: Vec<_> = c
+            .public_subnets
+            .iter()
+            .map(|s| s.availability_zone.clone())
+            .collect();
+        assert_eq!(zones, vec![Az::Index(0), Az::Index(1), Az::Index(2)]);
+    }
+}

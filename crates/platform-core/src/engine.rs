@@ -122,6 +122,11 @@ impl EngineBuilder {
 
     /// Builds the engine.
     pub fn build(self) -> Engine {
+        let limits = Limits::new(
+            self.concurrency,
+            &self.service_limits,
+            self.default_service_limit,
+        );
         let events = EventSink::new(self.subscribers);
         let mut interceptors = vec![SharedInterceptor::new(CallRecorder::new(events.clone()))];
         interceptors.extend(self.interceptors);
@@ -138,8 +143,7 @@ impl EngineBuilder {
                 retry: self.retry,
             }),
             concurrency: self.concurrency,
-            service_limits: self.service_limits,
-            default_service_limit: self.default_service_limit,
+            limits,
             cancel: self.cancel,
         }
     }
@@ -193,8 +197,8 @@ pub struct Engine {
     resolved_identity: OnceCell<ProviderInfo>,
     shared: Arc<Shared>,
     concurrency: usize,
-    service_limits: HashMap<String, usize>,
-    default_service_limit: usize,
+    /// Shared by every run of this engine: the bounds hold across stacks applied concurrently.
+    limits: Limits,
     cancel: CancellationToken,
 }
 
@@ -258,7 +262,9 @@ impl Engine {
     /// [`Error::NotConfigured`] without `aws` or `provider` on the builder; [`Error::Identity`] when STS fails.
     pub async fn identity(&self) -> Result<ProviderInfo, Error> {
         let source = self.identity.as_ref().ok_or_else(|| {
-            Error::NotConfigured("neither EngineBuilder::aws nor EngineBuilder::provider was given".into())
+            Error::NotConfigured(
+                "neither EngineBuilder::aws nor EngineBuilder::provider was given".into(),
+            )
         })?;
         self.resolved_identity
             .get_or_try_init(|| source.resolve())
@@ -422,7 +428,7 @@ impl Engine {
         lock: &dyn StackLock,
     ) -> Result<StackState, Error> {
         let mut set = JoinSet::new();
-        let limits = Limits::new(self);
+        let limits = self.limits.clone();
         for (name, r) in &state.resources {
             let Some(outputs) = r.outputs.clone() else {
                 continue;
@@ -552,24 +558,29 @@ struct Limits {
 }
 
 impl Limits {
-    fn new(engine: &Engine) -> Self {
+    fn new(global: usize, services: &HashMap<String, usize>, default: usize) -> Self {
         Self {
-            global: Arc::new(Semaphore::new(engine.concurrency)),
+            global: Arc::new(Semaphore::new(global)),
             services: Arc::new(
-                engine
-                    .service_limits
+                services
                     .iter()
                     .map(|(k, v)| (k.clone(), Arc::new(Semaphore::new(*v))))
                     .collect(),
             ),
-            default: engine.default_service_limit,
+            default,
             extra: Arc::default(),
         }
     }
 
     /// Takes the service's permit, then the global one (always in that order: no deadlock, and a task
     /// waiting on a busy service does not hold a global slot).
-    async fn acquire(&self, service: &str) -> (tokio::sync::OwnedSemaphorePermit, tokio::sync::OwnedSemaphorePermit) {
+    async fn acquire(
+        &self,
+        service: &str,
+    ) -> (
+        tokio::sync::OwnedSemaphorePermit,
+        tokio::sync::OwnedSemaphorePermit,
+    ) {
         let sem = match self.services.get(service) {
             Some(s) => s.clone(),
             None => self
@@ -581,7 +592,10 @@ impl Limits {
                 .clone(),
         };
         // The semaphores are never closed, so acquiring cannot fail.
-        let s = sem.acquire_owned().await.unwrap_or_else(|_| unreachable!("semaphore closed"));
+        let s = sem
+            .acquire_owned()
+            .await
+            .unwrap_or_else(|_| unreachable!("semaphore closed"));
         let g = self
             .global
             .clone()
@@ -645,7 +659,7 @@ impl Run {
                 state: tokio::sync::Mutex::new(state),
                 lock: lock.clone(),
                 outputs: Mutex::default(),
-                limits: Limits::new(engine),
+                limits: engine.limits.clone(),
                 cancel: engine.cancel.clone(),
             }),
             lock,
@@ -731,7 +745,10 @@ impl Run {
         let mut recorded_dependents: HashMap<&str, Vec<&str>> = HashMap::new();
         for (n, r) in &state.resources {
             for d in &r.dependencies {
-                recorded_dependents.entry(d.as_str()).or_default().push(n.as_str());
+                recorded_dependents
+                    .entry(d.as_str())
+                    .or_default()
+                    .push(n.as_str());
             }
         }
         for i in 0..ops.len() {
@@ -808,10 +825,15 @@ impl Run {
         for (name, r) in &state.resources {
             for d in &r.dependencies {
                 // `name` depends on `d`: d's deletes wait for name's.
-                for target in [del.get(d.as_str()), dep.get(d.as_str())].into_iter().flatten() {
-                    ops[*target]
-                        .deps
-                        .extend(del.get(name.as_str()).into_iter().chain(dep.get(name.as_str())));
+                for target in [del.get(d.as_str()), dep.get(d.as_str())]
+                    .into_iter()
+                    .flatten()
+                {
+                    ops[*target].deps.extend(
+                        del.get(name.as_str())
+                            .into_iter()
+                            .chain(dep.get(name.as_str())),
+                    );
                 }
             }
         }
@@ -961,7 +983,10 @@ impl RunInner {
     fn resolve_inputs(&self, decl: &crate::stack::Declaration) -> Result<Value, Error> {
         let outputs = self.outputs.lock().unwrap_or_else(|p| p.into_inner());
         let mut lookup = |t: &RefTarget| -> Result<Option<Value>, Error> {
-            Ok(outputs.get(&t.resource).and_then(|o| o.get(&t.output)).cloned())
+            Ok(outputs
+                .get(&t.resource)
+                .and_then(|o| o.get(&t.output))
+                .cloned())
         };
         match resolve(&decl.inputs, &mut lookup)? {
             Resolved::Known(v) => Ok(v),
@@ -970,7 +995,12 @@ impl RunInner {
                 crate::value::collect_refs(&decl.inputs, &mut refs);
                 let missing = refs
                     .into_iter()
-                    .find(|r| outputs.get(&r.resource).and_then(|o| o.get(&r.output)).is_none())
+                    .find(|r| {
+                        outputs
+                            .get(&r.resource)
+                            .and_then(|o| o.get(&r.output))
+                            .is_none()
+                    })
                     .map(|r| r.to_string())
                     .unwrap_or_default();
                 Err(Error::DanglingRef {
@@ -986,17 +1016,23 @@ impl RunInner {
         Context::new(self.shared.clone(), &self.stack, resource)
     }
 
-    async fn forward(&self, decl: &crate::stack::Declaration, action: &Action) -> Result<(), Error> {
+    async fn forward(
+        &self,
+        decl: &crate::stack::Declaration,
+        action: &Action,
+    ) -> Result<(), Error> {
         let name = decl.name.as_str();
         let ops = self.ops_for(name, decl.kind)?;
         let inputs = self.resolve_inputs(decl)?;
         let recorded = self.state.lock().await.resources.get(name).cloned();
         let outputs = match action {
-            Action::Same => recorded
-                .and_then(|r| r.outputs)
-                .ok_or_else(|| Error::StackNotFound {
-                    stack: format!("{}/{name} (recorded outputs)", self.stack),
-                })?,
+            Action::Same => {
+                recorded
+                    .and_then(|r| r.outputs)
+                    .ok_or_else(|| Error::StackNotFound {
+                        stack: format!("{}/{name} (recorded outputs)", self.stack),
+                    })?
+            }
             Action::Update { .. } => {
                 let Some(rec) = recorded.filter(|r| r.outputs.is_some()) else {
                     return self.create(&ops, decl, inputs, None).await;
@@ -1069,14 +1105,17 @@ impl RunInner {
         let kind = decl.kind.to_owned();
         let intent_inputs = inputs.clone();
         self.record(|s| {
-            let entry = s.resources.entry(name.to_owned()).or_insert_with(|| ResourceState {
-                kind: kind.clone(),
-                inputs: Value::Null,
-                outputs: None,
-                dependencies: Vec::new(),
-                pending: None,
-                deposed: Vec::new(),
-            });
+            let entry = s
+                .resources
+                .entry(name.to_owned())
+                .or_insert_with(|| ResourceState {
+                    kind: kind.clone(),
+                    inputs: Value::Null,
+                    outputs: None,
+                    dependencies: Vec::new(),
+                    pending: None,
+                    deposed: Vec::new(),
+                });
             // The current instance, if any, is deposed: deleted once dependents are re-pointed.
             if let Some(old) = entry.outputs.take() {
                 entry.deposed.push(Deposed {
@@ -1108,7 +1147,9 @@ impl RunInner {
             }
         }
         let outputs = match found {
-            Some(o) => o,
+            // An adopted resource may be half-configured (the create failed after the first call):
+            // bring what can change in place to the declared inputs.
+            Some(o) => self.converge_adopted(ops, name, &inputs, o).await?,
             None => (ops.create)(self.ctx(name), inputs)
                 .await
                 .map_err(|e| self.fail(name, "create", e))?,
@@ -1126,6 +1167,37 @@ impl RunInner {
             .unwrap_or_else(|p| p.into_inner())
             .insert(name.to_owned(), outputs);
         Ok(())
+    }
+
+    async fn converge_adopted(
+        &self,
+        ops: &KindOps,
+        name: &str,
+        inputs: &Value,
+        outputs: Value,
+    ) -> Result<Value, Error> {
+        let live = (ops.read)(self.ctx(name), inputs.clone(), outputs.clone())
+            .await
+            .map_err(|e| self.fail(name, "read", e))?;
+        let Some((live_inputs, live_outputs)) = live else {
+            return Ok(outputs);
+        };
+        let changed: Vec<String> = changed_fields(&live_inputs, inputs)
+            .into_iter()
+            .filter(|f| !ops.forces_replace(f))
+            .collect();
+        if changed.is_empty() {
+            return Ok(live_outputs);
+        }
+        (ops.update)(
+            self.ctx(name),
+            inputs.clone(),
+            live_inputs,
+            live_outputs,
+            changed,
+        )
+        .await
+        .map_err(|e| self.fail(name, "update", e))
     }
 
     /// Deletes the current instance of `name` and forgets it.

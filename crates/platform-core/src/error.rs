@@ -304,7 +304,9 @@ pub enum StateError {
         source: std::io::Error,
     },
     /// The state document is not valid JSON of the documented format. It is left untouched.
-    #[error("state file {path} is corrupt (left untouched; restore it from a backup or move it away): {source}")]
+    #[error(
+        "state file {path} is corrupt (left untouched; restore it from a backup or move it away): {source}"
+    )]
     Corrupt {
         /// The file.
         path: PathBuf,
@@ -313,7 +315,9 @@ pub enum StateError {
         source: serde_json::Error,
     },
     /// The state was written by a newer version of this toolkit. It is left untouched.
-    #[error("state file {path} has format version {found}; this build reads up to {supported} (upgrade the toolkit; the file is left untouched)")]
+    #[error(
+        "state file {path} has format version {found}; this build reads up to {supported} (upgrade the toolkit; the file is left untouched)"
+    )]
     UnsupportedVersion {
         /// The file.
         path: PathBuf,
@@ -410,7 +414,9 @@ pub enum Error {
     #[error(transparent)]
     State(#[from] StateError),
     /// The state was applied to another account or region than the current credentials'.
-    #[error("{stack}: state was applied to {recorded}, but the current credentials are for {current}; refusing before any change (use the state of that target, or other credentials)")]
+    #[error(
+        "{stack}: state was applied to {recorded}, but the current credentials are for {current}; refusing before any change (use the state of that target, or other credentials)"
+    )]
     ProviderMismatch {
         /// The stack.
         stack: String,
@@ -460,7 +466,9 @@ pub enum Error {
         consumers: Vec<String>,
     },
     /// The run was cancelled; in-flight operations finished and were recorded.
-    #[error("{stack}: cancelled; {completed} operations completed and recorded, {remaining} not started")]
+    #[error(
+        "{stack}: cancelled; {completed} operations completed and recorded, {remaining} not started"
+    )]
     Cancelled {
         /// The stack.
         stack: String,

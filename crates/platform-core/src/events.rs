@@ -109,9 +109,11 @@ pub struct AwsCall {
 
 /// Whether an AWS operation name is a read (Describe, Get, List, Head, ...).
 pub fn is_read_operation(operation: &str) -> bool {
-    ["Describe", "Get", "List", "Head", "Lookup", "Search", "Simulate"]
-        .iter()
-        .any(|p| operation.starts_with(p))
+    [
+        "Describe", "Get", "List", "Head", "Lookup", "Search", "Simulate",
+    ]
+    .iter()
+    .any(|p| operation.starts_with(p))
 }
 
 /// A subscriber callback.
@@ -204,7 +206,9 @@ impl EventSink {
                 attempt,
                 delay,
                 code,
-            } => tracing::info!(%stack, %resource, %operation, attempt, delay_ms = delay.as_millis() as u64, code = ?code, "retrying"),
+            } => {
+                tracing::info!(%stack, %resource, %operation, attempt, delay_ms = delay.as_millis() as u64, code = ?code, "retrying")
+            }
             other => tracing::info!(event = ?other, "engine"),
         }
         for s in self.subscribers.iter() {
@@ -214,10 +218,7 @@ impl EventSink {
 
     /// The AWS calls counted so far.
     pub fn stats(&self) -> CallStats {
-        self.stats
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 

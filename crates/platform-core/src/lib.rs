@@ -49,7 +49,9 @@ pub use error::{
     AwsError, BoxError, Error, ErrorClass, ResourceError, Result, StateError, ValidationError,
     classify,
 };
-pub use events::{AwsCall, CallRecorder, CallStats, Event, EventSink, Subscriber, is_read_operation};
+pub use events::{
+    AwsCall, CallRecorder, CallStats, Event, EventSink, Subscriber, is_read_operation,
+};
 pub use plan::{
     Action, ActionKind, Counts, FieldChange, Plan, Planned, ReplaceReason, Step, UNKNOWN, plan,
 };

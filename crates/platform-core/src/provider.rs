@@ -40,14 +40,11 @@ impl IdentitySource {
         match self {
             Self::Fixed(p) => Ok(p.clone()),
             Self::Aws(config) => {
-                let region = config
-                    .region()
-                    .map(|r| r.to_string())
-                    .ok_or_else(|| {
-                        Error::NotConfigured(
-                            "no AWS region: set AWS_REGION or a region in the SdkConfig".into(),
-                        )
-                    })?;
+                let region = config.region().map(|r| r.to_string()).ok_or_else(|| {
+                    Error::NotConfigured(
+                        "no AWS region: set AWS_REGION or a region in the SdkConfig".into(),
+                    )
+                })?;
                 let sts = aws_sdk_sts::Client::new(config);
                 let out = sts
                     .get_caller_identity()

@@ -98,7 +98,10 @@ pub trait Resource: Serialize + DeserializeOwned + Clone + Send + Sync + 'static
     ///
     /// # Errors
     /// Any [`ResourceError`]; the engine records that nothing exists unless `find` later finds it.
-    fn create(&self, ctx: &Context) -> impl Future<Output = Result<Self::Outputs, ResourceError>> + Send;
+    fn create(
+        &self,
+        ctx: &Context,
+    ) -> impl Future<Output = Result<Self::Outputs, ResourceError>> + Send;
 
     /// Reads the live resource; `Ok(None)` when it no longer exists.
     ///

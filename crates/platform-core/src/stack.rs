@@ -281,10 +281,8 @@ impl Desired {
             return Err(Error::Cycle { stack, resources });
         }
         let mut slots: Vec<Option<Declaration>> = declarations.into_iter().map(Some).collect();
-        let resources: Vec<Declaration> = order
-            .into_iter()
-            .filter_map(|i| slots[i].take())
-            .collect();
+        let resources: Vec<Declaration> =
+            order.into_iter().filter_map(|i| slots[i].take()).collect();
         let index = resources
             .iter()
             .enumerate()

@@ -314,11 +314,10 @@ impl Drop for LocalLock {
 impl StackLock for LocalLock {
     fn write<'a>(&'a self, state: &'a StackState) -> BoxFuture<'a, Result<(), StateError>> {
         Box::pin(async move {
-            let bytes =
-                serde_json::to_vec_pretty(state).map_err(|source| StateError::Corrupt {
-                    path: self.state_path.clone(),
-                    source,
-                })?;
+            let bytes = serde_json::to_vec_pretty(state).map_err(|source| StateError::Corrupt {
+                path: self.state_path.clone(),
+                source,
+            })?;
             let path = self.state_path.clone();
             tokio::task::spawn_blocking(move || write_atomic(&path, &bytes, || Ok(())))
                 .await
@@ -457,9 +456,10 @@ impl StateStore for MemoryStateStore {
                     holder: holder.clone(),
                 });
             }
-            inner
-                .locked
-                .insert(stack.to_owned(), format!("pid {} (in memory)", std::process::id()));
+            inner.locked.insert(
+                stack.to_owned(),
+                format!("pid {} (in memory)", std::process::id()),
+            );
             Ok(Box::new(MemoryLock {
                 store: self.clone(),
                 stack: stack.to_owned(),
@@ -541,7 +541,10 @@ mod tests {
         let err = b.lock("iam").await.unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, StateError::Locked { .. }), "{msg}");
-        assert!(msg.contains(&format!("pid {}", std::process::id())), "{msg}");
+        assert!(
+            msg.contains(&format!("pid {}", std::process::id())),
+            "{msg}"
+        );
         assert!(msg.contains("host "), "{msg}");
         drop(held);
         b.lock("iam").await.unwrap();

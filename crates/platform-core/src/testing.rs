@@ -254,7 +254,10 @@ impl Resource for FakeResource {
             .unwrap_or_else(|p| p.into_inner())
             .remove(ctx.resource())
         {
-            return Err(fake_err(format!("injected failure creating {}", ctx.resource())));
+            return Err(fake_err(format!(
+                "injected failure creating {}",
+                ctx.resource()
+            )));
         }
         let id = format!(
             "fake-{}",
@@ -328,7 +331,11 @@ impl Resource for FakeResource {
             return Err(fake_err("engine asked to update a force-new field".into()));
         }
         let deps = self.dep_ids(&cloud)?;
-        let mut objects = cloud.inner.objects.lock().unwrap_or_else(|p| p.into_inner());
+        let mut objects = cloud
+            .inner
+            .objects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let o = objects
             .get_mut(&outputs.id)
             .ok_or_else(|| fake_err(format!("{} does not exist", outputs.id)))?;

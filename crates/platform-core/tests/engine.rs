@@ -36,22 +36,25 @@ fn rt() -> tokio::runtime::Runtime {
 /// Random DAGs: node i depends on a subset of the (at most 4) nodes before it within `depth` levels.
 fn dag() -> impl Strategy<Value = Vec<Vec<usize>>> {
     (1usize..24).prop_flat_map(|n| {
-        proptest::collection::vec(proptest::collection::vec(any::<prop::sample::Index>(), 0..3), n)
-            .prop_map(|raw| {
-                raw.into_iter()
-                    .enumerate()
-                    .map(|(i, picks)| {
-                        let mut deps: Vec<usize> = if i == 0 {
-                            vec![]
-                        } else {
-                            picks.into_iter().map(|p| p.index(i)).collect()
-                        };
-                        deps.sort_unstable();
-                        deps.dedup();
-                        deps
-                    })
-                    .collect()
-            })
+        proptest::collection::vec(
+            proptest::collection::vec(any::<prop::sample::Index>(), 0..3),
+            n,
+        )
+        .prop_map(|raw| {
+            raw.into_iter()
+                .enumerate()
+                .map(|(i, picks)| {
+                    let mut deps: Vec<usize> = if i == 0 {
+                        vec![]
+                    } else {
+                        picks.into_iter().map(|p| p.index(i)).collect()
+                    };
+                    deps.sort_unstable();
+                    deps.dedup();
+                    deps
+                })
+                .collect()
+        })
     })
 }
 
@@ -137,7 +140,31 @@ async fn independent_resources_run_up_to_the_global_and_service_bounds() {
         .service_limit("fake", 3)
         .build();
     e.up(&wide).await.unwrap();
-    assert_eq!(cloud.max_in_flight(), 3, "per-service bound reached, not passed");
+    assert_eq!(
+        cloud.max_in_flight(),
+        3,
+        "per-service bound reached, not passed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bounds_hold_across_stacks_applied_at_once() {
+    let cloud = FakeCloud::new();
+    cloud.set_latency(Duration::from_millis(30));
+    let e = Engine::builder(MemoryStateStore::new())
+        .provider(local())
+        .extension(cloud.clone())
+        .concurrency(3)
+        .build();
+    let (a, b) = (
+        FakeStack::from_deps("a", vec![vec![]; 6]),
+        FakeStack::from_deps("b", vec![vec![]; 6]),
+    );
+    let (ra, rb) = tokio::join!(e.up(&a), e.up(&b));
+    ra.unwrap();
+    rb.unwrap();
+    assert_eq!(cloud.max_in_flight(), 3, "one bound for the whole engine");
+    assert_eq!(cloud.live().len(), 12);
 }
 
 #[tokio::test]
@@ -151,7 +178,11 @@ async fn a_failure_mid_apply_is_completed_by_the_next_run_without_duplicates() {
         matches!(&err, Error::Resource { resource, action: "create", .. } if resource == "r2"),
         "{err}"
     );
-    assert_eq!(cloud.live().len(), 2, "r0, r1 created; r2 failed; r3, r4 never started");
+    assert_eq!(
+        cloud.live().len(),
+        2,
+        "r0, r1 created; r2 failed; r3, r4 never started"
+    );
     let state = e.store().read("chain").await.unwrap().unwrap();
     assert!(state.resources["r0"].outputs.is_some());
     assert!(state.resources["r2"].outputs.is_none());
@@ -160,7 +191,11 @@ async fn a_failure_mid_apply_is_completed_by_the_next_run_without_duplicates() {
     assert_eq!(plan.counts().create, 3, "{plan}");
     e.up(&stack).await.unwrap();
     assert_eq!(cloud.live().len(), 5);
-    assert_eq!(cloud.calls().create, 6, "5 creates + the failed one, no twin");
+    assert_eq!(
+        cloud.calls().create,
+        6,
+        "5 creates + the failed one, no twin"
+    );
 }
 
 #[tokio::test]
@@ -180,9 +215,16 @@ async fn a_create_whose_result_was_lost_is_found_by_its_tags_and_adopted() {
     let stack = FakeStack::chain("heal", 3);
     cloud.lose_create_result_of("r1");
     e.up(&stack).await.unwrap_err();
-    assert_eq!(cloud.live().len(), 2, "r1 exists in the cloud though the engine never heard back");
+    assert_eq!(
+        cloud.live().len(),
+        2,
+        "r1 exists in the cloud though the engine never heard back"
+    );
     let state = e.store().read("heal").await.unwrap().unwrap();
-    assert!(state.resources["r1"].pending.is_some(), "the intent was recorded");
+    assert!(
+        state.resources["r1"].pending.is_some(),
+        "the intent was recorded"
+    );
 
     let outputs = e.up(&stack).await.unwrap();
     assert_eq!(cloud.live().len(), 3, "no twin of r1");
@@ -205,7 +247,14 @@ async fn updates_in_place_and_replacements_follow_the_fields_rules() {
     let before = cloud.calls();
     let second = e.up(&stack).await.unwrap();
     let d = cloud.calls();
-    assert_eq!((d.update - before.update, d.create - before.create, d.delete - before.delete), (1, 0, 0));
+    assert_eq!(
+        (
+            d.update - before.update,
+            d.create - before.create,
+            d.delete - before.delete
+        ),
+        (1, 0, 0)
+    );
     assert_eq!(first, second);
 
     // A force-new field: r1 is replaced; r2, which uses r1's id, is updated to the new id (its value
@@ -225,7 +274,11 @@ async fn updates_in_place_and_replacements_follow_the_fields_rules() {
     let tail: Vec<_> = order[order.len() - 3..].to_vec();
     assert_eq!(
         tail,
-        vec![("r1".to_string(), "create"), ("r2".to_string(), "update"), ("r1".to_string(), "delete")]
+        vec![
+            ("r1".to_string(), "create"),
+            ("r2".to_string(), "update"),
+            ("r1".to_string(), "delete")
+        ]
     );
     assert!(!e.preview(&stack).await.unwrap().has_changes());
     assert_eq!(cloud.live().len(), 3);
@@ -259,7 +312,10 @@ async fn bad_graphs_and_bad_inputs_are_refused_before_any_call() {
     stack.nodes[1].value = "x".repeat(65);
     let err = e.up(&stack).await.unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("bad/r1") && msg.contains("invalid value"), "{msg}");
+    assert!(
+        msg.contains("bad/r1") && msg.contains("invalid value"),
+        "{msg}"
+    );
 
     let mut dup = FakeStack::chain("dup", 2);
     dup.nodes[1].name = "r0".into();
@@ -281,16 +337,27 @@ fn dangling_refs_and_cycles_name_the_resources() {
         inputs: serde_json::to_value(FakeResource {
             value: "v".into(),
             fixed: String::new(),
-            deps: deps.iter().map(|d| Input::Ref(Ref::new(*d, "id"))).collect(),
+            deps: deps
+                .iter()
+                .map(|d| Input::Ref(Ref::new(*d, "id")))
+                .collect(),
         })
         .unwrap(),
         dependencies: deps.iter().map(|d| d.to_string()).collect(),
     };
     let err = Desired::new("s".into(), vec![decl("a", &["ghost"])], reg.clone()).unwrap_err();
-    assert_eq!(err.to_string(), "s/a: refers to ghost.id, which is not declared in this stack");
+    assert_eq!(
+        err.to_string(),
+        "s/a: refers to ghost.id, which is not declared in this stack"
+    );
     let err = Desired::new(
         "s".into(),
-        vec![decl("a", &["c"]), decl("b", &["a"]), decl("c", &["b"]), decl("d", &[])],
+        vec![
+            decl("a", &["c"]),
+            decl("b", &["a"]),
+            decl("c", &["b"]),
+            decl("d", &[]),
+        ],
         reg,
     )
     .unwrap_err();
@@ -328,7 +395,10 @@ async fn stack_references_are_typed_recorded_and_block_the_producers_destroy() {
     let mut consumer = FakeStack::chain("app", 1);
     consumer.references = vec!["base".into()];
     let err = e.up(&consumer).await.unwrap_err();
-    assert!(matches!(&err, Error::StackNotFound { stack } if stack == "base"), "{err}");
+    assert!(
+        matches!(&err, Error::StackNotFound { stack } if stack == "base"),
+        "{err}"
+    );
 
     e.up(&FakeStack::chain("base", 2)).await.unwrap();
     let base = platform_core::StackRef::<FakeStack>::new("base")
@@ -338,7 +408,10 @@ async fn stack_references_are_typed_recorded_and_block_the_producers_destroy() {
     assert_eq!(base.len(), 2);
     e.up(&consumer).await.unwrap();
     let err = e.destroy::<FakeStack>("base").await.unwrap_err();
-    assert_eq!(err.to_string(), "stack base is referenced by app; destroy those first");
+    assert_eq!(
+        err.to_string(),
+        "stack base is referenced by app; destroy those first"
+    );
     assert_eq!(cloud.live().len(), 3, "nothing deleted");
     e.destroy::<FakeStack>("app").await.unwrap();
     e.destroy::<FakeStack>("base").await.unwrap();
@@ -390,7 +463,12 @@ async fn cancellation_lets_in_flight_calls_finish_and_records_them() {
         .build();
     let stack = FakeStack::chain("c", 4);
     let err = e.up(&stack).await.unwrap_err();
-    let Error::Cancelled { completed, remaining, .. } = err else {
+    let Error::Cancelled {
+        completed,
+        remaining,
+        ..
+    } = err
+    else {
         panic!("{err}")
     };
     // r0 done; r1 in flight when cancelled, finished and recorded; r2, r3 never started.
@@ -423,7 +501,10 @@ async fn refresh_shows_drift_and_up_corrects_it() {
     let stack = FakeStack::chain("d", 2);
     let out = e.up(&stack).await.unwrap();
     cloud.tamper(&out["r1"], "changed by hand");
-    assert!(!e.preview(&stack).await.unwrap().has_changes(), "preview reads no live state");
+    assert!(
+        !e.preview(&stack).await.unwrap().has_changes(),
+        "preview reads no live state"
+    );
     let plan = e.refresh(&stack).await.unwrap();
     let Action::Update { changes } = &plan.step("r1").unwrap().action else {
         panic!("{plan}")
@@ -443,8 +524,15 @@ async fn local_state_survives_the_engine_and_names_every_step() {
         .provider(local())
         .extension(cloud.clone())
         .on_event(move |event| {
-            if let Event::Done { resource, action, .. } = event {
-                ev.lock().unwrap().entry(resource.clone()).or_default().push(*action);
+            if let Event::Done {
+                resource, action, ..
+            } = event
+            {
+                ev.lock()
+                    .unwrap()
+                    .entry(resource.clone())
+                    .or_default()
+                    .push(*action);
             }
         })
         .build();
@@ -457,5 +545,10 @@ async fn local_state_survives_the_engine_and_names_every_step() {
     assert_eq!(json["resources"]["r1"]["dependencies"][0], "r0");
     assert_eq!(events.lock().unwrap()["r1"], vec![ActionKind::Create]);
     let e = engine(LocalStateStore::open(dir.path()).unwrap(), &cloud);
-    assert!(!e.preview(&FakeStack::chain("disk", 2)).await.unwrap().has_changes());
+    assert!(
+        !e.preview(&FakeStack::chain("disk", 2))
+            .await
+            .unwrap()
+            .has_changes()
+    );
 }

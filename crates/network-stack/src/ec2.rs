@@ -1,0 +1,132 @@
+//! What every EC2 resource shares: the client, tags, and lookups by the engine's tags.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
+use platform_core::{Context, ResourceError, STACK_TAG};
+
+/// The EC2 client, built once per engine with the engine's interceptors (call counting).
+pub(crate) fn client(ctx: &Context) -> Result<Client, ResourceError> {
+    ctx.client(|config, interceptors| {
+        let mut b = aws_sdk_ec2::config::Builder::from(config);
+        for i in interceptors {
+            b.push_interceptor(i.clone());
+        }
+        Client::from_conf(b.build())
+    })
+}
+
+/// The tag specification for a create: the user's tags plus the engine's (stack, logical name).
+pub(crate) fn tag_spec(
+    ctx: &Context,
+    kind: ResourceType,
+    tags: &BTreeMap<String, String>,
+) -> TagSpecification {
+    let mut b = TagSpecification::builder().resource_type(kind);
+    for (k, v) in tags {
+        b = b.tags(Tag::builder().key(k).value(v).build());
+    }
+    for (k, v) in ctx.tags() {
+        b = b.tags(Tag::builder().key(k).value(v).build());
+    }
+    b.build()
+}
+
+/// The user's tags among `tags` (the engine's own `platform:` tags left out).
+pub(crate) fn user_tags(tags: &[Tag]) -> BTreeMap<String, String> {
+    tags.iter()
+        .filter_map(|t| {
+            Some((
+                t.key()?.to_owned(),
+                t.value().unwrap_or_default().to_owned(),
+            ))
+        })
+        .filter(|(k, _)| !k.starts_with("platform:"))
+        .collect()
+}
+
+/// Filters that select what the engine created for this context's resource.
+pub(crate) fn own_filters(ctx: &Context) -> Vec<Filter> {
+    ctx.tags()
+        .into_iter()
+        .map(|(k, v)| Filter::builder().name(format!("tag:{k}")).values(v).build())
+        .collect()
+}
+
+/// Filter on the stack tag alone (every resource of a stack).
+pub fn stack_filter(stack: &str) -> Filter {
+    Filter::builder()
+        .name(format!("tag:{STACK_TAG}"))
+        .values(stack)
+        .build()
+}
+
+/// Brings the user tags of resource `id` from `old` to `new` (CreateTags / DeleteTags as needed).
+pub(crate) async fn update_tags(
+    ctx: &Context,
+    client: &Client,
+    id: &str,
+    old: &BTreeMap<String, String>,
+    new: &BTreeMap<String, String>,
+) -> Result<(), ResourceError> {
+    let removed: Vec<Tag> = old
+        .keys()
+        .filter(|k| !new.contains_key(*k))
+        .map(|k| Tag::builder().key(k).build())
+        .collect();
+    let set: Vec<Tag> = new
+        .iter()
+        .filter(|(k, v)| old.get(*k) != Some(*v))
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect();
+    if !removed.is_empty() {
+        ctx.call("DeleteTags", || {
+            client
+                .delete_tags()
+                .resources(id)
+                .set_tags(Some(removed.clone()))
+                .send()
+        })
+        .await?;
+    }
+    if !set.is_empty() {
+        ctx.call("CreateTags", || {
+            client
+                .create_tags()
+                .resources(id)
+                .set_tags(Some(set.clone()))
+                .send()
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// `Ok(())` when `result` failed with not-found (an already-deleted resource), else passes it on.
+pub(crate) fn gone_is_ok<T>(result: Result<T, ResourceError>) -> Result<(), ResourceError> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(ResourceError::Aws(e)) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// `Ok(None)` when `result` failed with not-found, else passes it on.
+pub(crate) fn gone_is_none<T>(
+    result: Result<T, ResourceError>,
+) -> Result<Option<T>, ResourceError> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(ResourceError::Aws(e)) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The error for an answer that lacks a field we need.
+pub(crate) fn missing(operation: &str, what: &str) -> ResourceError {
+    ResourceError::MissingInResponse {
+        operation: operation.to_owned(),
+        what: what.to_owned(),
+    }
+}

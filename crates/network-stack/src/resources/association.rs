@@ -1,0 +1,169 @@
+//! `ec2:route-table-association`: which route table a subnet uses.
+
+use aws_sdk_ec2::types::Filter;
+use platform_core::{Context, Input, Observed, Resource, ResourceError, resource_outputs};
+use serde::{Deserialize, Serialize};
+
+use crate::ec2::{self, missing};
+use crate::ids::{AssociationId, RouteTableId, SubnetId};
+
+/// Associates a subnet with a route table. Another subnet replaces it; another route table is an
+/// in-place `ReplaceRouteTableAssociation`. Associations carry no tags: `find` looks them up by the
+/// subnet and the route table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RouteTableAssociation {
+    /// The route table.
+    pub route_table_id: Input<RouteTableId>,
+    /// The subnet.
+    pub subnet_id: Input<SubnetId>,
+}
+
+resource_outputs! {
+    /// An association's outputs.
+    pub struct RouteTableAssociationOutputs / RouteTableAssociationRefs {
+        /// The association id.
+        pub association_id: AssociationId,
+    }
+}
+
+impl RouteTableAssociation {
+    /// (association id, route table id) of the subnet's explicit association, if any.
+    async fn lookup(
+        ctx: &Context,
+        client: &aws_sdk_ec2::Client,
+        filter: Filter,
+        subnet: Option<&str>,
+    ) -> Result<Option<(String, String, String)>, ResourceError> {
+        let out = ctx
+            .call("DescribeRouteTables", || {
+                client
+                    .describe_route_tables()
+                    .filters(filter.clone())
+                    .send()
+            })
+            .await?;
+        Ok(out
+            .route_tables()
+            .iter()
+            .flat_map(|t| t.associations())
+            .filter(|a| !a.main().unwrap_or(false))
+            .filter(|a| subnet.is_none() || a.subnet_id() == subnet)
+            .find_map(|a| {
+                Some((
+                    a.route_table_association_id()?.to_owned(),
+                    a.route_table_id()?.to_owned(),
+                    a.subnet_id()?.to_owned(),
+                ))
+            }))
+    }
+}
+
+impl Resource for RouteTableAssociation {
+    type Outputs = RouteTableAssociationOutputs;
+    const KIND: &'static str = "ec2:route-table-association";
+    const SERVICE: &'static str = "ec2";
+    const REPLACE_ON: &'static [&'static str] = &["subnet_id"];
+
+    async fn create(&self, ctx: &Context) -> Result<RouteTableAssociationOutputs, ResourceError> {
+        let client = ec2::client(ctx)?;
+        let (rt, subnet) = (self.route_table_id.get()?, self.subnet_id.get()?);
+        let out = ctx
+            .call_retrying(
+                "AssociateRouteTable",
+                |e| e.is_not_found(),
+                || {
+                    client
+                        .associate_route_table()
+                        .route_table_id(rt.as_str())
+                        .subnet_id(subnet.as_str())
+                        .send()
+                },
+            )
+            .await?;
+        let id = out
+            .association_id()
+            .ok_or_else(|| missing("AssociateRouteTable", "an association id"))?;
+        Ok(RouteTableAssociationOutputs {
+            association_id: AssociationId(id.to_owned()),
+        })
+    }
+
+    async fn read(
+        &self,
+        ctx: &Context,
+        outputs: &RouteTableAssociationOutputs,
+    ) -> Result<Option<Observed<Self>>, ResourceError> {
+        let client = ec2::client(ctx)?;
+        let filter = Filter::builder()
+            .name("association.route-table-association-id")
+            .values(outputs.association_id.as_str())
+            .build();
+        let found = Self::lookup(ctx, &client, filter, None).await?;
+        Ok(found.map(|(_, rt, subnet)| Observed {
+            inputs: RouteTableAssociation {
+                route_table_id: Input::Value(RouteTableId(rt)),
+                subnet_id: Input::Value(SubnetId(subnet)),
+            },
+            outputs: outputs.clone(),
+        }))
+    }
+
+    async fn update(
+        &self,
+        ctx: &Context,
+        _previous: &Self,
+        outputs: &RouteTableAssociationOutputs,
+        _changed: &[String],
+    ) -> Result<RouteTableAssociationOutputs, ResourceError> {
+        let client = ec2::client(ctx)?;
+        let rt = self.route_table_id.get()?;
+        let out = ctx
+            .call("ReplaceRouteTableAssociation", || {
+                client
+                    .replace_route_table_association()
+                    .association_id(outputs.association_id.as_str())
+                    .route_table_id(rt.as_str())
+                    .send()
+            })
+            .await?;
+        let id = out
+            .new_association_id()
+            .ok_or_else(|| missing("ReplaceRouteTableAssociation", "an association id"))?;
+        Ok(RouteTableAssociationOutputs {
+            association_id: AssociationId(id.to_owned()),
+        })
+    }
+
+    async fn delete(
+        &self,
+        ctx: &Context,
+        outputs: &RouteTableAssociationOutputs,
+    ) -> Result<(), ResourceError> {
+        let client = ec2::client(ctx)?;
+        ec2::gone_is_ok(
+            ctx.call("DisassociateRouteTable", || {
+                client
+                    .disassociate_route_table()
+                    .association_id(outputs.association_id.as_str())
+                    .send()
+            })
+            .await,
+        )
+    }
+
+    async fn find(
+        &self,
+        ctx: &Context,
+    ) -> Result<Option<RouteTableAssociationOutputs>, ResourceError> {
+        let client = ec2::client(ctx)?;
+        let (rt, subnet) = (self.route_table_id.get()?, self.subnet_id.get()?);
+        let filter = Filter::builder()
+            .name("route-table-id")
+            .values(rt.as_str())
+            .build();
+        let found = Self::lookup(ctx, &client, filter, Some(subnet.as_str())).await?;
+        Ok(found.map(|(id, _, _)| RouteTableAssociationOutputs {
+            association_id: AssociationId(id),
+        }))
+    }
+}

@@ -1,0 +1,20 @@
+//! The network's resources, one file each with its create / read / update / delete / find.
+
+mod association;
+mod internet_gateway;
+mod route_table;
+mod security_group;
+mod subnet;
+mod vpc;
+
+pub use association::{
+    RouteTableAssociation, RouteTableAssociationOutputs, RouteTableAssociationRefs,
+};
+pub use internet_gateway::{InternetGateway, InternetGatewayOutputs, InternetGatewayRefs};
+pub use route_table::{Route, RouteTable, RouteTableOutputs, RouteTableRefs};
+pub use security_group::{
+    PortRange, Protocol, RuleDiff, SecurityGroup, SecurityGroupOutputs, SecurityGroupRefs, SgRule,
+    diff_rules,
+};
+pub use subnet::{Az, Subnet, SubnetOutputs, SubnetRefs};
+pub use vpc::{Vpc, VpcOutputs, VpcRefs};

@@ -1,0 +1,526 @@
+//! `ec2:security-group`: a security group whose rules are a set, diffed into authorize / revoke calls.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType};
+use platform_core::{
+    Context, Input, Observed, Resource, ResourceError, ValidationError, resource_outputs,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::ec2::{self, gone_is_none, missing};
+use crate::ids::{SecurityGroupId, VpcId};
+use crate::validate;
+
+/// A rule's protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+    /// Every protocol (AWS's `-1`); no ports.
+    All,
+}
+
+impl Protocol {
+    fn aws(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Udp => "udp",
+            Self::All => "-1",
+        }
+    }
+
+    fn from_aws(s: &str) -> Option<Self> {
+        match s {
+            "tcp" | "6" => Some(Self::Tcp),
+            "udp" | "17" => Some(Self::Udp),
+            "-1" | "all" => Some(Self::All),
+            _ => None,
+        }
+    }
+}
+
+/// An inclusive port range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PortRange {
+    /// First port.
+    pub from: u16,
+    /// Last port.
+    pub to: u16,
+}
+
+/// One rule: a protocol, a port range (none for [`Protocol::All`]), one IPv4 block.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct SgRule {
+    /// The protocol.
+    pub protocol: Protocol,
+    /// The ports, for TCP and UDP.
+    pub ports: Option<PortRange>,
+    /// The peer block (`0.0.0.0/0`).
+    pub cidr: String,
+}
+
+impl SgRule {
+    /// TCP on one port from (or to) `cidr`.
+    pub fn tcp(port: u16, cidr: &str) -> Self {
+        Self {
+            protocol: Protocol::Tcp,
+            ports: Some(PortRange {
+                from: port,
+                to: port,
+            }),
+            cidr: cidr.to_owned(),
+        }
+    }
+
+    /// Every protocol and port to (or from) `cidr`.
+    pub fn all(cidr: &str) -> Self {
+        Self {
+            protocol: Protocol::All,
+            ports: None,
+            cidr: cidr.to_owned(),
+        }
+    }
+
+    fn permission(&self) -> IpPermission {
+        let mut b = IpPermission::builder()
+            .ip_protocol(self.protocol.aws())
+            .ip_ranges(IpRange::builder().cidr_ip(&self.cidr).build());
+        if let Some(p) = self.ports {
+            b = b.from_port(i32::from(p.from)).to_port(i32::from(p.to));
+        }
+        b.build()
+    }
+
+    fn validate(&self, field: &str) -> Result<(), ValidationError> {
+        validate::parse_cidr(&format!("{field}.cidr"), &self.cidr)?;
+        match (self.protocol, self.ports) {
+            (Protocol::All, Some(p)) => Err(ValidationError::new(
+                format!("{field}.ports"),
+                format!("{}-{}", p.from, p.to),
+                "the all-protocols rule has no ports",
+            )),
+            (Protocol::Tcp | Protocol::Udp, None) => Err(ValidationError::new(
+                format!("{field}.ports"),
+                "none",
+                "TCP and UDP rules need a port range",
+            )),
+            (_, Some(p)) if p.from > p.to => Err(ValidationError::new(
+                format!("{field}.ports"),
+                format!("{}-{}", p.from, p.to),
+                "the first port is after the last",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Rules flattened from AWS's permissions (one rule per protocol, ports and block).
+fn rules_from(perms: &[IpPermission]) -> Vec<SgRule> {
+    let mut out = BTreeSet::new();
+    for p in perms {
+        let Some(protocol) = p.ip_protocol().and_then(Protocol::from_aws) else {
+            continue;
+        };
+        let ports = match (protocol, p.from_port(), p.to_port()) {
+            (Protocol::All, _, _) => None,
+            (_, Some(f), Some(t)) => Some(PortRange {
+                from: u16::try_from(f).unwrap_or(0),
+                to: u16::try_from(t).unwrap_or(u16::MAX),
+            }),
+            _ => None,
+        };
+        for r in p.ip_ranges() {
+            if let Some(cidr) = r.cidr_ip() {
+                out.insert(SgRule {
+                    protocol,
+                    ports,
+                    cidr: cidr.to_owned(),
+                });
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// What to revoke and what to authorize to go from one rule set to another.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuleDiff {
+    /// Rules present now and not wanted.
+    pub revoke: Vec<SgRule>,
+    /// Rules wanted and not present.
+    pub authorize: Vec<SgRule>,
+}
+
+/// Diffs two rule sets (order and repeats do not matter).
+pub fn diff_rules(current: &[SgRule], desired: &[SgRule]) -> RuleDiff {
+    let cur: BTreeSet<&SgRule> = current.iter().collect();
+    let want: BTreeSet<&SgRule> = desired.iter().collect();
+    RuleDiff {
+        revoke: cur.difference(&want).map(|r| (*r).clone()).collect(),
+        authorize: want.difference(&cur).map(|r| (*r).clone()).collect(),
+    }
+}
+
+/// A security group. Its VPC, name and description cannot change in place (a change replaces it);
+/// ingress and egress rules are sets (kept sorted), changed with authorize / revoke calls; tags in place.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SecurityGroup {
+    /// The VPC.
+    pub vpc_id: Input<VpcId>,
+    /// The group name, unique in the VPC.
+    pub name: String,
+    /// The description.
+    pub description: String,
+    /// Inbound rules.
+    pub ingress: Vec<SgRule>,
+    /// Outbound rules.
+    pub egress: Vec<SgRule>,
+    /// User tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+impl SecurityGroup {
+    /// A group with its rule sets normalised (sorted, without repeats).
+    pub fn new(
+        vpc_id: impl Into<Input<VpcId>>,
+        name: &str,
+        description: &str,
+        ingress: Vec<SgRule>,
+        egress: Vec<SgRule>,
+    ) -> Self {
+        let norm = |v: Vec<SgRule>| v.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
+        Self {
+            vpc_id: vpc_id.into(),
+            name: name.to_owned(),
+            description: description.to_owned(),
+            ingress: norm(ingress),
+            egress: norm(egress),
+            tags: BTreeMap::new(),
+        }
+    }
+
+    async fn apply_diff(
+        ctx: &Context,
+        client: &aws_sdk_ec2::Client,
+        id: &str,
+        ingress: RuleDiff,
+        egress: RuleDiff,
+    ) -> Result<(), ResourceError> {
+        let perms = |rules: &[SgRule]| rules.iter().map(SgRule::permission).collect::<Vec<_>>();
+        if !ingress.revoke.is_empty() {
+            let p = perms(&ingress.revoke);
+            ctx.call("RevokeSecurityGroupIngress", || {
+                client
+                    .revoke_security_group_ingress()
+                    .group_id(id)
+                    .set_ip_permissions(Some(p.clone()))
+                    .send()
+            })
+            .await?;
+        }
+        if !egress.revoke.is_empty() {
+            let p = perms(&egress.revoke);
+            ctx.call("RevokeSecurityGroupEgress", || {
+                client
+                    .revoke_security_group_egress()
+                    .group_id(id)
+                    .set_ip_permissions(Some(p.clone()))
+                    .send()
+            })
+            .await?;
+        }
+        if !ingress.authorize.is_empty() {
+            let p = perms(&ingress.authorize);
+            ctx.call_retrying(
+                "AuthorizeSecurityGroupIngress",
+                |e| e.is_not_found(),
+                || {
+                    client
+                        .authorize_security_group_ingress()
+                        .group_id(id)
+                        .set_ip_permissions(Some(p.clone()))
+                        .send()
+                },
+            )
+            .await?;
+        }
+        if !egress.authorize.is_empty() {
+            let p = perms(&egress.authorize);
+            ctx.call_retrying(
+                "AuthorizeSecurityGroupEgress",
+                |e| e.is_not_found(),
+                || {
+                    client
+                        .authorize_security_group_egress()
+                        .group_id(id)
+                        .set_ip_permissions(Some(p.clone()))
+                        .send()
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+resource_outputs! {
+    /// A security group's outputs.
+    pub struct SecurityGroupOutputs / SecurityGroupRefs {
+        /// The group id.
+        pub group_id: SecurityGroupId,
+    }
+}
+
+impl Resource for SecurityGroup {
+    type Outputs = SecurityGroupOutputs;
+    const KIND: &'static str = "ec2:security-group";
+    const SERVICE: &'static str = "ec2";
+    const REPLACE_ON: &'static [&'static str] = &["vpc_id", "name", "description"];
+
+    fn validate(&self) -> Result<(), ValidationError> {
+        validate::name("name", &self.name, 255)?;
+        if self.name.starts_with("sg-") {
+            return Err(ValidationError::new(
+                "name",
+                &self.name,
+                "names cannot start with sg-",
+            ));
+        }
+        validate::name("description", &self.description, 255)?;
+        for (i, r) in self.ingress.iter().enumerate() {
+            r.validate(&format!("ingress[{i}]"))?;
+        }
+        for (i, r) in self.egress.iter().enumerate() {
+            r.validate(&format!("egress[{i}]"))?;
+        }
+        validate::tags("tags", &self.tags)
+    }
+
+    async fn create(&self, ctx: &Context) -> Result<SecurityGroupOutputs, ResourceError> {
+        let client = ec2::client(ctx)?;
+        let vpc = self.vpc_id.get()?;
+        let out = ctx
+            .call_retrying(
+                "CreateSecurityGroup",
+                |e| e.is_not_found(),
+                || {
+                    client
+                        .create_security_group()
+                        .vpc_id(vpc.as_str())
+                        .group_name(&self.name)
+                        .description(&self.description)
+                        .tag_specifications(ec2::tag_spec(
+                            ctx,
+                            ResourceType::SecurityGroup,
+                            &self.tags,
+                        ))
+                        .send()
+                },
+            )
+            .await?;
+        let id = out
+            .group_id()
+            .ok_or_else(|| missing("CreateSecurityGroup", "a group id"))?
+            .to_owned();
+        // AWS gives a new group one egress rule (all traffic to 0.0.0.0/0) and no ingress; read what
+        // this endpoint actually gave rather than assume it.
+        let created = ctx
+            .call_retrying(
+                "DescribeSecurityGroups",
+                |e| e.is_not_found(),
+                || client.describe_security_groups().group_ids(&id).send(),
+            )
+            .await?;
+        let (ingress, egress) = created
+            .security_groups()
+            .first()
+            .map(|g| {
+                (
+                    rules_from(g.ip_permissions()),
+                    rules_from(g.ip_permissions_egress()),
+                )
+            })
+            .unwrap_or_default();
+        Self::apply_diff(
+            ctx,
+            &client,
+            &id,
+            diff_rules(&ingress, &self.ingress),
+            diff_rules(&egress, &self.egress),
+        )
+        .await?;
+        Ok(SecurityGroupOutputs {
+            group_id: SecurityGroupId(id),
+        })
+    }
+
+    async fn read(
+        &self,
+        ctx: &Context,
+        outputs: &SecurityGroupOutputs,
+    ) -> Result<Option<Observed<Self>>, ResourceError> {
+        let client = ec2::client(ctx)?;
+        let id = outputs.group_id.as_str();
+        let Some(out) = gone_is_none(
+            ctx.call("DescribeSecurityGroups", || {
+                client.describe_security_groups().group_ids(id).send()
+            })
+            .await,
+        )?
+        else {
+            return Ok(None);
+        };
+        let Some(g) = out.security_groups().first() else {
+            return Ok(None);
+        };
+        let mut live = SecurityGroup::new(
+            Input::Value(VpcId(g.vpc_id().unwrap_or_default().to_owned())),
+            g.group_name().unwrap_or_default(),
+            g.description().unwrap_or_default(),
+            rules_from(g.ip_permissions()),
+            rules_from(g.ip_permissions_egress()),
+        );
+        live.tags = ec2::user_tags(g.tags());
+        Ok(Some(Observed {
+            inputs: live,
+            outputs: outputs.clone(),
+        }))
+    }
+
+    async fn update(
+        &self,
+        ctx: &Context,
+        previous: &Self,
+        outputs: &SecurityGroupOutputs,
+        _changed: &[String],
+    ) -> Result<SecurityGroupOutputs, ResourceError> {
+        let client = ec2::client(ctx)?;
+        let id = outputs.group_id.as_str();
+        Self::apply_diff(
+            ctx,
+            &client,
+            id,
+            diff_rules(&previous.ingress, &self.ingress),
+            diff_rules(&previous.egress, &self.egress),
+        )
+        .await?;
+        ec2::update_tags(ctx, &client, id, &previous.tags, &self.tags).await?;
+        Ok(outputs.clone())
+    }
+
+    async fn delete(
+        &self,
+        ctx: &Context,
+        outputs: &SecurityGroupOutputs,
+    ) -> Result<(), ResourceError> {
+        let client = ec2::client(ctx)?;
+        let id = outputs.group_id.as_str();
+        // DependencyViolation while network interfaces (Fargate tasks) still use the group.
+        ec2::gone_is_ok(
+            ctx.call_retrying(
+                "DeleteSecurityGroup",
+                |e| e.has_code("DependencyViolation"),
+                || client.delete_security_group().group_id(id).send(),
+            )
+            .await,
+        )
+    }
+
+    async fn find(&self, ctx: &Context) -> Result<Option<SecurityGroupOutputs>, ResourceError> {
+        let client = ec2::client(ctx)?;
+        let out = ctx
+            .call("DescribeSecurityGroups", || {
+                client
+                    .describe_security_groups()
+                    .set_filters(Some(ec2::own_filters(ctx)))
+                    .send()
+            })
+            .await?;
+        Ok(out.security_groups().first().and_then(|g| {
+            Some(SecurityGroupOutputs {
+                group_id: SecurityGroupId(g.group_id()?.to_owned()),
+            })
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn rule() -> impl Strategy<Value = SgRule> {
+        (0u8..3, 0u16..5, 0u16..3, 0u8..3).prop_map(|(p, from, span, c)| {
+            let protocol = [Protocol::Tcp, Protocol::Udp, Protocol::All][usize::from(p)];
+            SgRule {
+                protocol,
+                ports: (protocol != Protocol::All).then_some(PortRange {
+                    from,
+                    to: from + span,
+                }),
+                cidr: ["0.0.0.0/0", "10.0.0.0/16", "192.168.1.0/24"][usize::from(c)].into(),
+            }
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn applying_the_diff_gives_the_desired_set(
+            current in proptest::collection::vec(rule(), 0..8),
+            desired in proptest::collection::vec(rule(), 0..8),
+        ) {
+            let d = diff_rules(&current, &desired);
+            let mut result: BTreeSet<SgRule> = current.iter().cloned().collect();
+            for r in &d.revoke {
+                prop_assert!(result.remove(r), "revoked a rule that was not there");
+            }
+            for r in &d.authorize {
+                prop_assert!(result.insert(r.clone()), "authorized a rule already there");
+            }
+            let want: BTreeSet<SgRule> = desired.iter().cloned().collect();
+            prop_assert_eq!(&result, &want);
+            // Minimal: nothing both revoked and authorized, nothing kept is touched.
+            prop_assert!(d.revoke.iter().all(|r| !want.contains(r)));
+            prop_assert!(d.authorize.iter().all(|r| !current.contains(r)));
+        }
+
+        #[test]
+        fn the_same_set_in_any_order_is_no_change(rules in proptest::collection::vec(rule(), 0..8)) {
+            let mut shuffled = rules.clone();
+            shuffled.reverse();
+            prop_assert_eq!(diff_rules(&rules, &shuffled), RuleDiff::default());
+        }
+    }
+
+    #[test]
+    fn permissions_round_trip_through_the_aws_shape() {
+        let rules = vec![SgRule::tcp(80, "0.0.0.0/0"), SgRule::all("10.0.0.0/16")];
+        let perms: Vec<_> = rules.iter().map(SgRule::permission).collect();
+        let mut back = rules_from(&perms);
+        back.sort();
+        let mut want = rules;
+        want.sort();
+        assert_eq!(back, want);
+    }
+
+    #[test]
+    fn bad_rules_name_their_field() {
+        let mut r = SgRule::tcp(80, "0.0.0.0/0");
+        r.ports = Some(PortRange { from: 90, to: 80 });
+        assert_eq!(
+            r.validate("ingress[0]").unwrap_err().to_string(),
+            "invalid ingress[0].ports = 90-80: the first port is after the last"
+        );
+        let r = SgRule::tcp(80, "0.0.0.0/33");
+        assert!(
+            r.validate("ingress[1]")
+                .unwrap_err()
+                .to_string()
+                .contains("ingress[1].cidr")
+        );
+    }
+}

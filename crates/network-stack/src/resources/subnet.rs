@@ -1,0 +1,246 @@
+//! `ec2:subnet`: a subnet in one availability zone, with public IPs on launch or not.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ec2::types::{AttributeBooleanValue, Filter, ResourceType};
+use platform_core::{
+    Context, Input, Observed, Resource, ResourceError, ValidationError, resource_outputs,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::ec2::{self, gone_is_none, missing};
+use crate::ids::{SubnetId, VpcId};
+use crate::validate;
+
+/// Which availability zone a subnet goes to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Az {
+    /// The n-th available zone of the region, in name order (0 is the first). Resolved when the subnet
+    /// is created; the zone chosen is in the outputs.
+    Index(usize),
+    /// A zone by name (`us-east-1a`).
+    Name(String),
+}
+
+/// A subnet. A change of VPC, block or zone replaces it; public IPs on launch and tags change in place.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Subnet {
+    /// The VPC.
+    pub vpc_id: Input<VpcId>,
+    /// The IPv4 block, inside the VPC's.
+    pub cidr_block: String,
+    /// The zone.
+    pub availability_zone: Az,
+    /// Whether instances (and Fargate tasks asking for one) get a public IP.
+    pub map_public_ip_on_launch: bool,
+    /// User tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+resource_outputs! {
+    /// A subnet's outputs.
+    pub struct SubnetOutputs / SubnetRefs {
+        /// The subnet id.
+        pub subnet_id: SubnetId,
+        /// The zone it is in.
+        pub availability_zone: String,
+    }
+}
+
+impl Subnet {
+    async fn zone(
+        &self,
+        ctx: &Context,
+        client: &aws_sdk_ec2::Client,
+    ) -> Result<String, ResourceError> {
+        match &self.availability_zone {
+            Az::Name(n) => Ok(n.clone()),
+            Az::Index(i) => {
+                let out = ctx
+                    .call("DescribeAvailabilityZones", || {
+                        client
+                            .describe_availability_zones()
+                            .filters(Filter::builder().name("state").values("available").build())
+                            .send()
+                    })
+                    .await?;
+                let mut names: Vec<String> = out
+                    .availability_zones()
+                    .iter()
+                    .filter_map(|z| z.zone_name().map(str::to_owned))
+                    .collect();
+                names.sort();
+                let count = names.len();
+                names.into_iter().nth(*i).ok_or_else(|| {
+                    ValidationError::new(
+                        "availability_zone",
+                        i,
+                        format!("the region has {count} available zones"),
+                    )
+                    .into()
+                })
+            }
+        }
+    }
+
+    async fn set_public_ip(
+        &self,
+        ctx: &Context,
+        client: &aws_sdk_ec2::Client,
+        id: &str,
+    ) -> Result<(), ResourceError> {
+        let v = AttributeBooleanValue::builder()
+            .value(self.map_public_ip_on_launch)
+            .build();
+        ctx.call_retrying(
+            "ModifySubnetAttribute",
+            |e| e.is_not_found(),
+            || {
+                client
+                    .modify_subnet_attribute()
+                    .subnet_id(id)
+                    .map_public_ip_on_launch(v.clone())
+                    .send()
+            },
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+impl Resource for Subnet {
+    type Outputs = SubnetOutputs;
+    const KIND: &'static str = "ec2:subnet";
+    const SERVICE: &'static str = "ec2";
+    const REPLACE_ON: &'static [&'static str] = &["vpc_id", "cidr_block", "availability_zone"];
+
+    fn validate(&self) -> Result<(), ValidationError> {
+        validate::block("cidr_block", &self.cidr_block)?;
+        if let Az::Name(n) = &self.availability_zone {
+            validate::name("availability_zone", n, 64)?;
+        }
+        validate::tags("tags", &self.tags)
+    }
+
+    async fn create(&self, ctx: &Context) -> Result<SubnetOutputs, ResourceError> {
+        let client = ec2::client(ctx)?;
+        let zone = self.zone(ctx, &client).await?;
+        let vpc = self.vpc_id.get()?;
+        let out = ctx
+            .call_retrying(
+                "CreateSubnet",
+                |e| e.is_not_found(),
+                || {
+                    client
+                        .create_subnet()
+                        .vpc_id(vpc.as_str())
+                        .cidr_block(&self.cidr_block)
+                        .availability_zone(&zone)
+                        .tag_specifications(ec2::tag_spec(ctx, ResourceType::Subnet, &self.tags))
+                        .send()
+                },
+            )
+            .await?;
+        let id = out
+            .subnet()
+            .and_then(|s| s.subnet_id())
+            .ok_or_else(|| missing("CreateSubnet", "a subnet id"))?
+            .to_owned();
+        if self.map_public_ip_on_launch {
+            self.set_public_ip(ctx, &client, &id).await?;
+        }
+        Ok(SubnetOutputs {
+            subnet_id: SubnetId(id),
+            availability_zone: zone,
+        })
+    }
+
+    async fn read(
+        &self,
+        ctx: &Context,
+        outputs: &SubnetOutputs,
+    ) -> Result<Option<Observed<Self>>, ResourceError> {
+        let client = ec2::client(ctx)?;
+        let id = outputs.subnet_id.as_str();
+        let Some(out) = gone_is_none(
+            ctx.call("DescribeSubnets", || {
+                client.describe_subnets().subnet_ids(id).send()
+            })
+            .await,
+        )?
+        else {
+            return Ok(None);
+        };
+        let Some(s) = out.subnets().first() else {
+            return Ok(None);
+        };
+        let zone = s.availability_zone().unwrap_or_default().to_owned();
+        // A zone chosen by index stays recorded as that index while the subnet is in the zone it got.
+        let availability_zone = match &self.availability_zone {
+            Az::Index(i) if zone == outputs.availability_zone => Az::Index(*i),
+            _ => Az::Name(zone.clone()),
+        };
+        Ok(Some(Observed {
+            inputs: Subnet {
+                vpc_id: Input::Value(VpcId(s.vpc_id().unwrap_or_default().to_owned())),
+                cidr_block: s.cidr_block().unwrap_or_default().to_owned(),
+                availability_zone,
+                map_public_ip_on_launch: s.map_public_ip_on_launch().unwrap_or(false),
+                tags: ec2::user_tags(s.tags()),
+            },
+            outputs: SubnetOutputs {
+                subnet_id: outputs.subnet_id.clone(),
+                availability_zone: zone,
+            },
+        }))
+    }
+
+    async fn update(
+        &self,
+        ctx: &Context,
+        previous: &Self,
+        outputs: &SubnetOutputs,
+        _changed: &[String],
+    ) -> Result<SubnetOutputs, ResourceError> {
+        let client = ec2::client(ctx)?;
+        let id = outputs.subnet_id.as_str();
+        if self.map_public_ip_on_launch != previous.map_public_ip_on_launch {
+            self.set_public_ip(ctx, &client, id).await?;
+        }
+        ec2::update_tags(ctx, &client, id, &previous.tags, &self.tags).await?;
+        Ok(outputs.clone())
+    }
+
+    async fn delete(&self, ctx: &Context, outputs: &SubnetOutputs) -> Result<(), ResourceError> {
+        let client = ec2::client(ctx)?;
+        let id = outputs.subnet_id.as_str();
+        // DependencyViolation while network interfaces of stopped tasks are released.
+        ec2::gone_is_ok(
+            ctx.call_retrying(
+                "DeleteSubnet",
+                |e| e.has_code("DependencyViolation"),
+                || client.delete_subnet().subnet_id(id).send(),
+            )
+            .await,
+        )
+    }
+
+    async fn find(&self, ctx: &Context) -> Result<Option<SubnetOutputs>, ResourceError> {
+        let client = ec2::client(ctx)?;
+        let out = ctx
+            .call("DescribeSubnets", || {
+                client
+                    .describe_subnets()
+                    .set_filters(Some(ec2::own_filters(ctx)))
+                    .send()
+            })
+            .await?;
+        Ok(out.subnets().first().and_then(|s| {
+            Some(SubnetOutputs {
+                subnet_id: SubnetId(s.subnet_id()?.to_owned()),
+                availability_zone: s.availability_zone()?.to_owned(),
+            })
+        }))
+    }
+}

@@ -1,0 +1,399 @@
+//! The network stack against the AWS emulator: create, no-op, in-place updates, replacement, drift,
+//! destroy. Each test runs in an AWS account of its own; calls are counted by the recording proxy.
+
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::types::Filter;
+use local_cloud::{Emulator, Proxy};
+use network_stack::resources::SgRule;
+use network_stack::{NetworkConfig, NetworkOutputs, NetworkStack, SubnetSpec, stack_filter};
+use platform_core::{Action, ActionKind, Engine, MemoryStateStore, StackRef};
+
+struct World {
+    _emulator: Emulator,
+    proxy: Proxy,
+    engine: Engine,
+    ec2: Client,
+}
+
+async fn world() -> World {
+    let emulator = Emulator::start()
+        .await
+        .expect("an AWS emulator is required for this suite");
+    let proxy = Proxy::start(emulator.endpoint_url()).await.unwrap();
+    let config = proxy.wrap(&emulator.isolated());
+    let engine = Engine::builder(MemoryStateStore::new())
+        .aws(config.clone())
+        .build();
+    World {
+        ec2: Client::new(&config),
+        _emulator: emulator,
+        proxy,
+        engine,
+    }
+}
+
+/// Mutating calls the proxy saw since it was last cleared, as `Operation` names.
+fn mutating(proxy: &Proxy) -> Vec<String> {
+    proxy
+        .calls()
+        .into_iter()
+        .map(|c| c.operation)
+        .filter(|op| !platform_core::is_read_operation(op))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_seed_network_is_created_and_a_second_apply_makes_no_call() {
+    let w = world().await;
+    let stack = NetworkStack::new(NetworkConfig::default());
+    let plan = w.engine.preview(&stack).await.unwrap();
+    assert_eq!(plan.counts().create, 6, "{plan}");
+    assert!(plan.to_string().contains("(known after apply)"), "{plan}");
+
+    let net = w.engine.up(&stack).await.unwrap();
+
+    // What AWS now has, read with the plain SDK.
+    let vpc = w
+        .ec2
+        .describe_vpcs()
+        .vpc_ids(net.vpc_id.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(vpc.vpcs()[0].cidr_block(), Some("10.0.0.0/16"));
+    for attr in [
+        aws_sdk_ec2::types::VpcAttributeName::EnableDnsSupport,
+        aws_sdk_ec2::types::VpcAttributeName::EnableDnsHostnames,
+    ] {
+        let a = w
+            .ec2
+            .describe_vpc_attribute()
+            .vpc_id(net.vpc_id.as_str())
+            .attribute(attr.clone())
+            .send()
+            .await
+            .unwrap();
+        let on = a
+            .enable_dns_support()
+            .or(a.enable_dns_hostnames())
+            .and_then(|v| v.value());
+        assert_eq!(on, Some(true), "{attr:?}");
+    }
+    let subnets = w
+        .ec2
+        .describe_subnets()
+        .subnet_ids(net.public_subnet_ids[0].as_str())
+        .send()
+        .await
+        .unwrap();
+    let subnet = &subnets.subnets()[0];
+    assert_eq!(subnet.cidr_block(), Some("10.0.1.0/24"));
+    assert_eq!(subnet.map_public_ip_on_launch(), Some(true));
+    assert_eq!(
+        subnet.availability_zone(),
+        Some(net.availability_zones[0].as_str())
+    );
+    assert_eq!(net.availability_zones[0], "us-east-1a");
+
+    let igw = w
+        .ec2
+        .describe_internet_gateways()
+        .internet_gateway_ids(net.internet_gateway_id.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        igw.internet_gateways()[0].attachments()[0].vpc_id(),
+        Some(net.vpc_id.as_str())
+    );
+    let rt = w
+        .ec2
+        .describe_route_tables()
+        .route_table_ids(net.route_table_id.as_str())
+        .send()
+        .await
+        .unwrap();
+    let rt = &rt.route_tables()[0];
+    assert!(
+        rt.routes()
+            .iter()
+            .any(|r| r.destination_cidr_block() == Some("0.0.0.0/0")
+                && r.gateway_id() == Some(net.internet_gateway_id.as_str()))
+    );
+    assert!(
+        rt.associations()
+            .iter()
+            .any(|a| a.subnet_id() == Some(net.public_subnet_ids[0].as_str()))
+    );
+    let sg = w
+        .ec2
+        .describe_security_groups()
+        .group_ids(net.security_group_id.as_str())
+        .send()
+        .await
+        .unwrap();
+    let perms = sg.security_groups()[0].ip_permissions();
+    assert_eq!(perms.len(), 1);
+    assert_eq!(
+        (
+            perms[0].ip_protocol(),
+            perms[0].from_port(),
+            perms[0].to_port()
+        ),
+        (Some("tcp"), Some(80), Some(80))
+    );
+    assert_eq!(perms[0].ip_ranges()[0].cidr_ip(), Some("0.0.0.0/0"));
+
+    // The typed outputs are in the state store for other stacks.
+    let read: NetworkOutputs = StackRef::<NetworkStack>::new("network")
+        .read(w.engine.store())
+        .await
+        .unwrap();
+    assert_eq!(read, net);
+
+    // Idempotent: no change planned, and not a single AWS call on the second apply.
+    w.proxy.clear_calls();
+    let report = w
+        .engine
+        .up_with(&stack, platform_core::UpOptions::default())
+        .await
+        .unwrap();
+    assert!(!report.plan.has_changes(), "{}", report.plan);
+    assert_eq!(report.calls.mutating, 0);
+    // Only the identity was asked (once per engine, so not even that).
+    assert!(w.proxy.calls().is_empty(), "{:?}", w.proxy.calls());
+
+    // With a refresh: at most one read per resource, still nothing mutating.
+    let report = w
+        .engine
+        .up_with(
+            &stack,
+            platform_core::UpOptions::default().with_refresh(true),
+        )
+        .await
+        .unwrap();
+    assert!(!report.plan.has_changes(), "{}", report.plan);
+    assert!(mutating(&w.proxy).is_empty(), "{:?}", mutating(&w.proxy));
+}
+
+#[tokio::test]
+async fn rules_and_dns_change_in_place_with_only_the_calls_needed() {
+    let w = world().await;
+    let mut config = NetworkConfig::default();
+    let net = w
+        .engine
+        .up(&NetworkStack::new(config.clone()))
+        .await
+        .unwrap();
+
+    config.ingress = vec![SgRule::tcp(80, "0.0.0.0/0"), SgRule::tcp(443, "0.0.0.0/0")];
+    let stack = NetworkStack::new(config.clone());
+    let plan = w.engine.preview(&stack).await.unwrap();
+    assert_eq!(
+        plan.step("service-security-group").unwrap().action.kind(),
+        ActionKind::Update
+    );
+    assert_eq!(plan.counts().update, 1, "{plan}");
+    w.proxy.clear_calls();
+    let after = w.engine.up(&stack).await.unwrap();
+    assert_eq!(mutating(&w.proxy), ["AuthorizeSecurityGroupIngress"]);
+    assert_eq!(
+        after.security_group_id, net.security_group_id,
+        "never replaced"
+    );
+
+    config.ingress = vec![SgRule::tcp(443, "0.0.0.0/0")];
+    w.proxy.clear_calls();
+    w.engine
+        .up(&NetworkStack::new(config.clone()))
+        .await
+        .unwrap();
+    assert_eq!(mutating(&w.proxy), ["RevokeSecurityGroupIngress"]);
+
+    config.dns_hostnames = false;
+    w.proxy.clear_calls();
+    w.engine
+        .up(&NetworkStack::new(config.clone()))
+        .await
+        .unwrap();
+    assert_eq!(mutating(&w.proxy), ["ModifyVpcAttribute"]);
+    let a = w
+        .ec2
+        .describe_vpc_attribute()
+        .vpc_id(net.vpc_id.as_str())
+        .attribute(aws_sdk_ec2::types::VpcAttributeName::EnableDnsHostnames)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        a.enable_dns_hostnames().and_then(|v| v.value()),
+        Some(false)
+    );
+
+    config.tags.insert("team".into(), "platform".into());
+    w.proxy.clear_calls();
+    w.engine.up(&NetworkStack::new(config)).await.unwrap();
+    let mut ops = mutating(&w.proxy);
+    ops.sort();
+    assert_eq!(
+        ops,
+        vec!["CreateTags"; 5],
+        "one CreateTags per taggable resource"
+    );
+}
+
+#[tokio::test]
+async fn a_subnet_cidr_change_replaces_the_subnet_and_its_association() {
+    let w = world().await;
+    let before = w
+        .engine
+        .up(&NetworkStack::new(NetworkConfig::default()))
+        .await
+        .unwrap();
+    let moved = NetworkStack::new(
+        NetworkConfig::default().with_public_subnets(vec![SubnetSpec::public("10.0.2.0/24", 0)]),
+    );
+    let plan = w.engine.preview(&moved).await.unwrap();
+    let Action::Replace { reason, .. } = &plan.step("public-subnet-0").unwrap().action else {
+        panic!("{plan}")
+    };
+    assert_eq!(reason.to_string(), "cidr_block cannot change in place");
+    assert_eq!(
+        plan.step("public-subnet-0-route").unwrap().action.kind(),
+        ActionKind::Replace
+    );
+    assert_eq!(plan.counts().same, 4, "{plan}");
+
+    let after = w.engine.up(&moved).await.unwrap();
+    assert_ne!(after.public_subnet_ids, before.public_subnet_ids);
+    assert_eq!(after.vpc_id, before.vpc_id);
+    let old = w
+        .ec2
+        .describe_subnets()
+        .filters(
+            Filter::builder()
+                .name("subnet-id")
+                .values(before.public_subnet_ids[0].as_str())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(old.subnets().is_empty(), "the old subnet is deleted");
+    let new = w
+        .ec2
+        .describe_subnets()
+        .subnet_ids(after.public_subnet_ids[0].as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(new.subnets()[0].cidr_block(), Some("10.0.2.0/24"));
+    assert!(!w.engine.preview(&moved).await.unwrap().has_changes());
+}
+
+#[tokio::test]
+async fn refresh_shows_a_rule_added_by_hand_and_apply_removes_it() {
+    let w = world().await;
+    let stack = NetworkStack::new(NetworkConfig::default());
+    let net = w.engine.up(&stack).await.unwrap();
+    w.ec2
+        .authorize_security_group_ingress()
+        .group_id(net.security_group_id.as_str())
+        .ip_protocol("tcp")
+        .from_port(22)
+        .to_port(22)
+        .cidr_ip("0.0.0.0/0")
+        .send()
+        .await
+        .unwrap();
+    let plan = w.engine.refresh(&stack).await.unwrap();
+    let Action::Update { changes } = &plan.step("service-security-group").unwrap().action else {
+        panic!("{plan}")
+    };
+    assert_eq!(changes[0].field, "ingress");
+    assert!(changes[0].old.as_ref().unwrap().to_string().contains("22"));
+    assert_eq!(plan.counts().update, 1, "{plan}");
+
+    w.proxy.clear_calls();
+    w.engine.up(&stack).await.unwrap();
+    assert_eq!(mutating(&w.proxy), ["RevokeSecurityGroupIngress"]);
+    let sg = w
+        .ec2
+        .describe_security_groups()
+        .group_ids(net.security_group_id.as_str())
+        .send()
+        .await
+        .unwrap();
+    let ports: Vec<_> = sg.security_groups()[0]
+        .ip_permissions()
+        .iter()
+        .map(|p| p.from_port())
+        .collect();
+    assert_eq!(ports, [Some(80)]);
+}
+
+#[tokio::test]
+async fn n_public_subnets_span_n_zones_and_destroy_leaves_nothing_tagged() {
+    let w = world().await;
+    let stack = NetworkStack::new(NetworkConfig::default().with_public_subnets_across_zones(3));
+    let net = w.engine.up(&stack).await.unwrap();
+    assert_eq!(net.public_subnet_ids.len(), 3);
+    assert_eq!(
+        net.availability_zones,
+        ["us-east-1a", "us-east-1b", "us-east-1c"]
+    );
+
+    let report = w.engine.destroy::<NetworkStack>("network").await.unwrap();
+    assert_eq!(report.deleted, 10);
+    let f = || Some(vec![stack_filter("network")]);
+    let vpcs = w.ec2.describe_vpcs().set_filters(f()).send().await.unwrap();
+    let subnets = w
+        .ec2
+        .describe_subnets()
+        .set_filters(f())
+        .send()
+        .await
+        .unwrap();
+    let igws = w
+        .ec2
+        .describe_internet_gateways()
+        .set_filters(f())
+        .send()
+        .await
+        .unwrap();
+    let rts = w
+        .ec2
+        .describe_route_tables()
+        .set_filters(f())
+        .send()
+        .await
+        .unwrap();
+    let sgs = w
+        .ec2
+        .describe_security_groups()
+        .set_filters(f())
+        .send()
+        .await
+        .unwrap();
+    assert!(vpcs.vpcs().is_empty());
+    assert!(subnets.subnets().is_empty());
+    assert!(igws.internet_gateways().is_empty());
+    assert!(rts.route_tables().is_empty());
+    assert!(sgs.security_groups().is_empty());
+    assert_eq!(w.engine.store().read("network").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn invalid_config_is_refused_before_any_call() {
+    let w = world().await;
+    let stack = NetworkStack::new(NetworkConfig::default().with_public_subnets(vec![
+        SubnetSpec::public("10.0.1.0/24", 0),
+        SubnetSpec::public("10.0.1.0/25", 1),
+    ]));
+    let err = w.engine.up(&stack).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "network/config: invalid public_subnets[1].cidr = 10.0.1.0/25: overlaps public_subnets[0].cidr = 10.0.1.0/24"
+    );
+    assert!(w.proxy.calls().is_empty(), "{:?}", w.proxy.calls());
+}
