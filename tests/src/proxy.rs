@@ -305,10 +305,8 @@ fn fault_response(fault: &Fault, service: &str, json: bool) -> Response<Full<Byt
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static(content_type),
     );
-    if json {
-        if let Ok(v) = hyper::header::HeaderValue::from_str(&code) {
-            resp.headers_mut().insert("x-amzn-errortype", v);
-        }
+    if json && let Ok(v) = hyper::header::HeaderValue::from_str(&code) {
+        resp.headers_mut().insert("x-amzn-errortype", v);
     }
     resp
 }

@@ -296,14 +296,13 @@ impl Engine {
         Ok(current)
     }
 
-    async fn check_references(&self, stack: &str, references: &[String]) -> Result<(), Error> {
+    async fn check_references(&self, references: &[String]) -> Result<(), Error> {
         for r in references {
             let found = self.store.read(r).await?;
             if found.and_then(|s| s.outputs).is_none() {
                 return Err(Error::StackNotFound { stack: r.clone() });
             }
         }
-        let _ = stack;
         Ok(())
     }
 
@@ -364,7 +363,7 @@ impl Engine {
             .unwrap_or_else(|| StackState::new(&name));
         let provider = self.check_provider(&state).await?;
         let references = stack.references();
-        self.check_references(&name, &references).await?;
+        self.check_references(&references).await?;
         if options.refresh {
             state = self
                 .refresh_state(&desired.registry, state, lock.as_ref())
@@ -384,7 +383,7 @@ impl Engine {
         };
         let outputs = declared.build(&values).map_err(|source| Error::Outputs {
             stack: name.clone(),
-            source,
+            source: Box::new(source),
         })?;
         let json = serde_json::to_value(&outputs).map_err(|source| Error::Serialize {
             stack: name.clone(),
@@ -466,7 +465,7 @@ impl Engine {
                         stack: state.stack.clone(),
                         resource: name,
                         action: "read",
-                        source,
+                        source: Box::new(source),
                     });
                 }
             }
@@ -939,7 +938,7 @@ impl RunInner {
             stack: self.stack.clone(),
             resource: resource.to_owned(),
             action,
-            source,
+            source: Box::new(source),
         }
     }
 

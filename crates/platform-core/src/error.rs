@@ -408,7 +408,7 @@ pub enum Error {
         action: &'static str,
         /// What went wrong.
         #[source]
-        source: ResourceError,
+        source: Box<ResourceError>,
     },
     /// The state store failed.
     #[error(transparent)]
@@ -455,7 +455,7 @@ pub enum Error {
         stack: String,
         /// What failed.
         #[source]
-        source: ResourceError,
+        source: Box<ResourceError>,
     },
     /// A stack cannot be destroyed while other stacks reference it.
     #[error("stack {stack} is referenced by {}; destroy those first", consumers.join(", "))]

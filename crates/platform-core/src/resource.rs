@@ -191,11 +191,13 @@ impl RetryPolicy {
     }
 }
 
+type AnyBox = Box<dyn Any + Send + Sync>;
+
 pub(crate) struct Shared {
     pub(crate) sdk_config: Option<SdkConfig>,
     pub(crate) interceptors: Vec<SharedInterceptor>,
     pub(crate) extensions: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
-    pub(crate) clients: Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>,
+    pub(crate) clients: Mutex<HashMap<TypeId, AnyBox>>,
     pub(crate) events: EventSink,
     pub(crate) retry: RetryPolicy,
 }
@@ -446,6 +448,10 @@ impl<R: Resource> fmt::Debug for Handle<R> {
 }
 
 type Fut<T> = BoxFuture<'static, Result<T, ResourceError>>;
+/// `update(ctx, inputs, previous inputs, outputs, changed fields)`, erased.
+type UpdateFn = fn(Context, Value, Value, Value, Vec<String>) -> Fut<Value>;
+/// `read(ctx, inputs, outputs)`, erased: live (inputs, outputs) or gone.
+type ReadFn = fn(Context, Value, Value) -> Fut<Option<(Value, Value)>>;
 
 /// The type-erased operations of one resource kind, on JSON inputs and outputs.
 #[derive(Clone, Copy)]
@@ -455,8 +461,8 @@ pub(crate) struct KindOps {
     pub(crate) delete_before_replace: bool,
     pub(crate) create: fn(Context, Value) -> Fut<Value>,
     pub(crate) find: fn(Context, Value) -> Fut<Option<Value>>,
-    pub(crate) read: fn(Context, Value, Value) -> Fut<Option<(Value, Value)>>,
-    pub(crate) update: fn(Context, Value, Value, Value, Vec<String>) -> Fut<Value>,
+    pub(crate) read: ReadFn,
+    pub(crate) update: UpdateFn,
     pub(crate) delete: fn(Context, Value, Value) -> Fut<()>,
 }
 

@@ -155,9 +155,12 @@ impl Scope {
     }
 }
 
+/// Builds a stack's outputs from its resources' outputs.
+type BuildOutputs<O> = dyn Fn(&OutputValues<'_>) -> Result<O, ResourceError> + Send + Sync;
+
 /// How a stack's outputs are built; returned by [`Scope::outputs`].
 pub struct Declared<O> {
-    build: Box<dyn Fn(&OutputValues<'_>) -> Result<O, ResourceError> + Send + Sync>,
+    build: Box<BuildOutputs<O>>,
 }
 
 impl<O> fmt::Debug for Declared<O> {
