@@ -51,7 +51,7 @@ impl EngineBuilder {
     /// Build it once at the entry point; an emulator is only an endpoint URL and test credentials.
     #[must_use]
     pub fn aws(mut self, config: SdkConfig) -> Self {
-        self.identity = Some(IdentitySource::Aws(config.clone()));
+        self.identity = Some(IdentitySource::Aws(Box::new(config.clone())));
         self.sdk_config = Some(config);
         self
     }
@@ -750,42 +750,49 @@ impl Run {
                     .push(n.as_str());
             }
         }
-        for i in 0..ops.len() {
-            let name = ops[i].resource.clone();
-            let mut deps = Vec::new();
-            let dependents = recorded_dependents
-                .get(name.as_str())
-                .cloned()
-                .unwrap_or_default();
-            match &ops[i].kind {
-                OpKind::Forward(idx, _) => {
-                    for d in &desired.resources[*idx].dependencies {
-                        deps.extend(forward.get(d.as_str()));
+        let all_deps: Vec<Vec<usize>> = ops
+            .iter()
+            .enumerate()
+            .map(|(i, op)| {
+                let name = op.resource.clone();
+                let mut deps = Vec::new();
+                let dependents = recorded_dependents
+                    .get(name.as_str())
+                    .cloned()
+                    .unwrap_or_default();
+                match &op.kind {
+                    OpKind::Forward(idx, _) => {
+                        for d in &desired.resources[*idx].dependencies {
+                            deps.extend(forward.get(d.as_str()));
+                        }
+                        deps.extend(delete_current.get(name.as_str()));
                     }
-                    deps.extend(delete_current.get(name.as_str()));
+                    OpKind::DeleteCurrent => {
+                        for d in dependents {
+                            deps.extend(delete_current.get(d));
+                            deps.extend(delete_removed.get(d));
+                        }
+                    }
+                    OpKind::Delete | OpKind::DeleteDeposed => {
+                        if matches!(op.kind, OpKind::DeleteDeposed) {
+                            deps.extend(forward.get(name.as_str()));
+                        }
+                        for d in dependents {
+                            deps.extend(forward.get(d));
+                            deps.extend(delete_removed.get(d));
+                            deps.extend(delete_deposed.get(d));
+                            deps.extend(delete_current.get(d));
+                        }
+                    }
                 }
-                OpKind::DeleteCurrent => {
-                    for d in dependents {
-                        deps.extend(delete_current.get(d));
-                        deps.extend(delete_removed.get(d));
-                    }
-                }
-                OpKind::Delete | OpKind::DeleteDeposed => {
-                    if matches!(ops[i].kind, OpKind::DeleteDeposed) {
-                        deps.extend(forward.get(name.as_str()));
-                    }
-                    for d in dependents {
-                        deps.extend(forward.get(d));
-                        deps.extend(delete_removed.get(d));
-                        deps.extend(delete_deposed.get(d));
-                        deps.extend(delete_current.get(d));
-                    }
-                }
-            }
-            deps.retain(|&d| d != i);
-            deps.sort_unstable();
-            deps.dedup();
-            ops[i].deps = deps;
+                deps.retain(|&d| d != i);
+                deps.sort_unstable();
+                deps.dedup();
+                deps
+            })
+            .collect();
+        for (op, deps) in ops.iter_mut().zip(all_deps) {
+            op.deps = deps;
         }
         let resources = Arc::new(desired.resources.clone());
         self.execute(ops, resources).await?;
@@ -1276,7 +1283,8 @@ fn changed_fields(old: &Value, new: &Value) -> Vec<String> {
     let n = new.as_object().unwrap_or(&empty);
     let mut fields: Vec<String> = n
         .iter()
-        .filter(|(k, v)| o.get(*k) != Some(*v) && !(v.is_null() && !o.contains_key(*k)))
+        // A new field that is null is no change (an optional field added to the type).
+        .filter(|(k, v)| (o.contains_key(*k) || !v.is_null()) && o.get(*k) != Some(*v))
         .map(|(k, _)| k.clone())
         .chain(
             o.iter()

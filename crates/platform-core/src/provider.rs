@@ -30,7 +30,7 @@ impl fmt::Display for ProviderInfo {
 #[derive(Clone, Debug)]
 pub(crate) enum IdentitySource {
     /// STS `GetCallerIdentity` with the engine's `SdkConfig`, and the config's region.
-    Aws(SdkConfig),
+    Aws(Box<SdkConfig>),
     /// A fixed identity (tests, fakes).
     Fixed(ProviderInfo),
 }
