@@ -7,7 +7,7 @@
 //! # async fn f() -> Result<(), local_cloud::HarnessError> {
 //! let emulator = local_cloud::Emulator::start().await?;
 //! let config = emulator.isolated(); // an SdkConfig in an account of this test's own
-//! let ec2 = aws_sdk_ec2::Client::new(&config);
+//! let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
 //! # Ok(()) }
 //! ```
 //!
