@@ -21,11 +21,13 @@
 //! If none works the error says what to install. Tests never skip: no emulator is a failure.
 
 mod account;
+mod cloud;
 mod emulator;
 mod error;
 mod proxy;
 
 pub use account::{ACCOUNT_HEADER, AccountHeaderClient};
+pub use cloud::TestCloud;
 pub use emulator::{
     Backend, DEFAULT_ACCOUNT, Emulator, EmulatorOptions, Flavor, MOTO_IMAGE, MOTO_VERSION, REGION,
     target_dir,

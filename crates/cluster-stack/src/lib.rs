@@ -1,1 +1,447 @@
-//! The cluster stack (see issue tracker): not implemented yet.
+//! # cluster-stack
+//!
+//! The application layer of the production ECS platform: the ECS cluster `my-ecs-cluster`, the
+//! frontend's log group, a Fargate task definition running `nginx:latest` on port 80, and the service
+//! that keeps it running in the network's public subnets. It is built on the two other stacks'
+//! typed outputs: [`IamOutputs`] (the roles) and [`NetworkOutputs`] (subnets, security group).
+//!
+//! Two ways to wire the stacks, both typed:
+//!
+//! ```no_run
+//! use cluster_stack::{ClusterConfig, ClusterStack};
+//! use iam_stack::{IamConfig, IamStack};
+//! use network_stack::{NetworkConfig, NetworkStack};
+//! use platform_core::{Engine, LocalStateStore};
+//! # async fn run(aws: aws_types::SdkConfig) -> Result<(), platform_core::Error> {
+//! let engine = Engine::builder(LocalStateStore::open(".platform/state")?).aws(aws).build();
+//!
+//! // In one process: apply IAM and network, hand their outputs to the cluster.
+//! let iam = engine.up(&IamStack::new(IamConfig::default())).await?;
+//! let net = engine.up(&NetworkStack::new(NetworkConfig::default())).await?;
+//! let cluster = engine.up(&ClusterStack::new(ClusterConfig::default(), &iam, &net)).await?;
+//! println!("service {} on {}", cluster.service_arn, cluster.cluster_arn);
+//!
+//! // Across processes and teams: read the two stacks' recorded outputs from the state store.
+//! let stack = ClusterStack::from_state(ClusterConfig::default(), engine.store()).await?;
+//! engine.up(&stack).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Both references are typed: outputs of the wrong stack, or a missing one, do not compile.
+//!
+//! ```compile_fail
+//! # use cluster_stack::{ClusterConfig, ClusterStack};
+//! # fn f(iam: iam_stack::IamOutputs, net: network_stack::NetworkOutputs) {
+//! // The network's outputs where the IAM stack's belong:
+//! let stack = ClusterStack::new(ClusterConfig::default(), &net, &iam);
+//! # }
+//! ```
+//!
+//! ```compile_fail
+//! # use cluster_stack::{ClusterConfig, ClusterStack};
+//! # fn f(iam: iam_stack::IamOutputs) {
+//! // The network's outputs forgotten:
+//! let stack = ClusterStack::new(ClusterConfig::default(), &iam);
+//! # }
+//! ```
+//!
+//! ```compile_fail
+//! # use cluster_stack::ClusterStack;
+//! # async fn f(store: &dyn platform_core::StateStore) {
+//! // A stack reference read as the wrong stack's outputs:
+//! let net: network_stack::NetworkOutputs =
+//!     platform_core::StackRef::<iam_stack::IamStack>::new("iam").read(store).await.unwrap();
+//! # }
+//! ```
+
+mod aws;
+pub mod resources;
+pub mod validate;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use iam_stack::{IamOutputs, IamStack};
+use network_stack::{NetworkOutputs, NetworkStack};
+use platform_core::{
+    Declared, Error, Input, Registry, Scope, Stack, StackRef, StateStore, ValidationError,
+};
+use serde::{Deserialize, Serialize};
+
+pub use resources::{ContainerInsights, Launch};
+use resources::{Cluster, Container, LogGroup, Service, TaskDefinition};
+
+/// The cluster stack's typed config. `Default` reproduces the seed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClusterConfig {
+    /// The stack's name in the state store (default `cluster`).
+    pub stack_name: String,
+    /// The IAM stack it references (default `iam`).
+    pub iam_stack: String,
+    /// The network stack it references (default `network`).
+    pub network_stack: String,
+    /// The ECS cluster's name (default `my-ecs-cluster`).
+    pub cluster_name: String,
+    /// Container Insights (default disabled).
+    pub container_insights: ContainerInsights,
+    /// The frontend's log group (default `/ecs/frontend`).
+    pub log_group: String,
+    /// Days to keep its logs, one of AWS's values (default 30); `None` keeps them forever.
+    pub log_retention_days: Option<i32>,
+    /// The task definition family (default `frontend`).
+    pub family: String,
+    /// The container's name (default `frontend`).
+    pub container_name: String,
+    /// The image (default `nginx:latest`).
+    pub image: String,
+    /// The port it listens on (default 80).
+    pub container_port: u16,
+    /// Environment variables of the container.
+    pub environment: BTreeMap<String, String>,
+    /// CPU units (default 256).
+    pub cpu: u32,
+    /// Memory in MiB (default 512).
+    pub memory: u32,
+    /// The service's name (default `frontend-service`).
+    pub service_name: String,
+    /// How many tasks to run (default 1).
+    pub desired_count: i32,
+    /// Fargate (default) or EC2.
+    pub launch: Launch,
+    /// Public IPs for the tasks (default on: the seed's subnets are public, without NAT).
+    pub assign_public_ip: bool,
+    /// Wait for the service to be steady after a change, at most this long (default 10 minutes);
+    /// `None` returns as soon as ECS accepted the change.
+    pub steady_state_timeout: Option<Duration>,
+    /// Tags on every resource, besides the engine's own.
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            stack_name: "cluster".into(),
+            iam_stack: "iam".into(),
+            network_stack: "network".into(),
+            cluster_name: "my-ecs-cluster".into(),
+            container_insights: ContainerInsights::Disabled,
+            log_group: "/ecs/frontend".into(),
+            log_retention_days: Some(30),
+            family: "frontend".into(),
+            container_name: "frontend".into(),
+            image: "nginx:latest".into(),
+            container_port: 80,
+            environment: BTreeMap::new(),
+            cpu: 256,
+            memory: 512,
+            service_name: "frontend-service".into(),
+            desired_count: 1,
+            launch: Launch::Fargate,
+            assign_public_ip: true,
+            steady_state_timeout: Some(Duration::from_secs(600)),
+            tags: BTreeMap::new(),
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// The image the frontend runs.
+    #[must_use]
+    pub fn with_image(mut self, image: &str) -> Self {
+        self.image = image.to_owned();
+        self
+    }
+
+    /// How many tasks to run.
+    #[must_use]
+    pub fn with_desired_count(mut self, n: i32) -> Self {
+        self.desired_count = n;
+        self
+    }
+
+    /// The task size.
+    #[must_use]
+    pub fn with_size(mut self, cpu: u32, memory: u32) -> Self {
+        self.cpu = cpu;
+        self.memory = memory;
+        self
+    }
+
+    /// Log retention in days (`None`: forever).
+    #[must_use]
+    pub fn with_log_retention(mut self, days: Option<i32>) -> Self {
+        self.log_retention_days = days;
+        self
+    }
+
+    /// Container Insights.
+    #[must_use]
+    pub fn with_container_insights(mut self, insights: ContainerInsights) -> Self {
+        self.container_insights = insights;
+        self
+    }
+
+    /// How long to wait for steady state (`None`: do not wait).
+    #[must_use]
+    pub fn with_steady_state_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.steady_state_timeout = timeout;
+        self
+    }
+
+    /// Fargate or EC2.
+    #[must_use]
+    pub fn with_launch(mut self, launch: Launch) -> Self {
+        self.launch = launch;
+        self
+    }
+
+    /// A tag on every resource.
+    #[must_use]
+    pub fn with_tag(mut self, key: &str, value: &str) -> Self {
+        self.tags.insert(key.to_owned(), value.to_owned());
+        self
+    }
+
+    /// Checks the config before any AWS call.
+    ///
+    /// # Errors
+    /// The first problem, naming the field and the value.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        for (field, v) in [
+            ("stack_name", &self.stack_name),
+            ("iam_stack", &self.iam_stack),
+            ("network_stack", &self.network_stack),
+            ("cluster_name", &self.cluster_name),
+            ("family", &self.family),
+            ("container_name", &self.container_name),
+            ("service_name", &self.service_name),
+        ] {
+            validate::ecs_name(field, v)?;
+        }
+        validate::log_group_name("log_group", &self.log_group)?;
+        if let Some(days) = self.log_retention_days {
+            validate::retention_days("log_retention_days", days)?;
+        }
+        validate::image("image", &self.image)?;
+        validate::port("container_port", self.container_port)?;
+        validate::fargate_size(self.cpu, self.memory)?;
+        if !(0..=10_000).contains(&self.desired_count) {
+            return Err(ValidationError::new(
+                "desired_count",
+                self.desired_count,
+                "must be 0 to 10000",
+            ));
+        }
+        if self.steady_state_timeout == Some(Duration::ZERO) {
+            return Err(ValidationError::new(
+                "steady_state_timeout",
+                "0s",
+                "use None to not wait",
+            ));
+        }
+        validate::tags("tags", &self.tags)
+    }
+}
+
+/// What the cluster stack gives its users, recorded in state.
+///
+/// ```no_run
+/// # async fn f(store: &dyn platform_core::StateStore) -> Result<(), platform_core::Error> {
+/// use cluster_stack::{ClusterOutputs, ClusterStack};
+/// let c: ClusterOutputs = platform_core::StackRef::<ClusterStack>::new("cluster").read(store).await?;
+/// println!("{} runs {}", c.service_name, c.task_definition_arn);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterOutputs {
+    /// The cluster's name.
+    pub cluster_name: String,
+    /// The cluster's ARN.
+    pub cluster_arn: String,
+    /// The service's name.
+    pub service_name: String,
+    /// The service's ARN.
+    pub service_arn: String,
+    /// The task definition's family.
+    pub task_definition_family: String,
+    /// The revision the service runs.
+    pub task_definition_arn: String,
+    /// The frontend's log group.
+    pub log_group_name: String,
+}
+
+/// The cluster stack: its config and the outputs of the two stacks it builds on.
+#[derive(Clone, Debug)]
+pub struct ClusterStack {
+    config: ClusterConfig,
+    iam: IamOutputs,
+    network: NetworkOutputs,
+}
+
+impl ClusterStack {
+    /// The stack for `config` on the given IAM and network outputs (applied in this process).
+    pub fn new(config: ClusterConfig, iam: &IamOutputs, network: &NetworkOutputs) -> Self {
+        Self {
+            config,
+            iam: iam.clone(),
+            network: network.clone(),
+        }
+    }
+
+    /// The stack for `config` on the IAM and network outputs recorded in `store` under
+    /// `config.iam_stack` and `config.network_stack` (applied elsewhere, by another process or team).
+    ///
+    /// # Errors
+    /// [`Error::StackNotFound`] when either has no outputs yet; [`Error::IncompatibleOutputs`] when
+    /// the recorded outputs are not the expected stack's.
+    pub async fn from_state(config: ClusterConfig, store: &dyn StateStore) -> Result<Self, Error> {
+        let iam = StackRef::<IamStack>::new(config.iam_stack.clone())
+            .read(store)
+            .await?;
+        let network = StackRef::<NetworkStack>::new(config.network_stack.clone())
+            .read(store)
+            .await?;
+        Ok(Self {
+            config,
+            iam,
+            network,
+        })
+    }
+
+    /// Its config.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+}
+
+impl Stack for ClusterStack {
+    type Outputs = ClusterOutputs;
+
+    fn name(&self) -> &str {
+        &self.config.stack_name
+    }
+
+    fn register(registry: &mut Registry) {
+        registry
+            .add::<LogGroup>()
+            .add::<Cluster>()
+            .add::<TaskDefinition>()
+            .add::<Service>();
+    }
+
+    fn references(&self) -> Vec<String> {
+        vec![self.config.iam_stack.clone(), self.config.network_stack.clone()]
+    }
+
+    fn declare(&self, s: &mut Scope) -> Result<Declared<ClusterOutputs>, Error> {
+        let c = &self.config;
+        c.validate().map_err(|source| Error::Invalid {
+            stack: c.stack_name.clone(),
+            resource: "config".into(),
+            source,
+        })?;
+        let logs = s.add(
+            "log-group",
+            LogGroup {
+                name: c.log_group.clone(),
+                retention_days: c.log_retention_days,
+                tags: c.tags.clone(),
+            },
+        );
+        let cluster = s.add(
+            "cluster",
+            Cluster {
+                name: c.cluster_name.clone(),
+                container_insights: c.container_insights,
+                tags: c.tags.clone(),
+            },
+        );
+        let task = s.add(
+            "task-definition",
+            TaskDefinition {
+                family: c.family.clone(),
+                cpu: c.cpu,
+                memory: c.memory,
+                execution_role_arn: Input::Value(self.iam.execution_role_arn().to_owned()),
+                task_role_arn: Input::Value(self.iam.task_role_arn().to_owned()),
+                containers: vec![Container {
+                    name: c.container_name.clone(),
+                    image: c.image.clone(),
+                    port: c.container_port,
+                    environment: c.environment.clone(),
+                    log_group: Input::from(&logs.name),
+                    log_stream_prefix: c.container_name.clone(),
+                }],
+                tags: c.tags.clone(),
+            },
+        );
+        let service = s.add(
+            "service",
+            Service {
+                name: c.service_name.clone(),
+                cluster: Input::from(&cluster.arn),
+                task_definition: Input::from(&task.arn),
+                desired_count: c.desired_count,
+                launch: c.launch,
+                subnets: self
+                    .network
+                    .public_subnet_ids
+                    .iter()
+                    .map(|s| s.as_str().to_owned())
+                    .collect(),
+                security_groups: vec![self.network.security_group_id.as_str().to_owned()],
+                assign_public_ip: c.assign_public_ip,
+                steady_state_timeout_secs: c.steady_state_timeout.map(|d| d.as_secs().max(1)),
+                tags: c.tags.clone(),
+            },
+        );
+        Ok(s.outputs(move |o| {
+            Ok(ClusterOutputs {
+                cluster_name: o.get(&cluster.name)?,
+                cluster_arn: o.get(&cluster.arn)?,
+                service_name: o.get(&service.name)?,
+                service_arn: o.get(&service.arn)?,
+                task_definition_family: o.get(&task.family)?,
+                task_definition_arn: o.get(&task.arn)?,
+                log_group_name: o.get(&logs.name)?,
+            })
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_config_is_the_seed_and_valid() {
+        let c = ClusterConfig::default();
+        c.validate().unwrap();
+        assert_eq!(
+            (c.cluster_name.as_str(), c.image.as_str(), c.cpu, c.memory, c.desired_count),
+            ("my-ecs-cluster", "nginx:latest", 256, 512, 1)
+        );
+    }
+
+    #[test]
+    fn bad_configs_name_the_field_and_value() {
+        let c = ClusterConfig::default().with_size(256, 4096);
+        assert!(c.validate().unwrap_err().to_string().starts_with("invalid memory = 4096"));
+        let c = ClusterConfig::default().with_log_retention(Some(10));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("invalid log_retention_days = 10")
+        );
+        let c = ClusterConfig::default().with_desired_count(-1);
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "invalid desired_count = -1: must be 0 to 10000"
+        );
+        let mut c = ClusterConfig::default();
+        c.container_port = 0;
+        assert!(c.validate().unwrap_err().to_string().starts_with("invalid container_port = 0"));
+    }
+}

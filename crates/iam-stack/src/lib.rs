@@ -1,6 +1,469 @@
 //! # iam-stack
 //!
-//! The identity stack of the production ECS platform. Today: typed IAM policy documents that compare
-//! semantically ([`policy`]). The roles, policies and provider land with the iam-stack issue.
+//! The identity stack of the production ECS platform: three least-privilege roles, one
+//! customer-managed policy per role, the instance profile of the instance role, and the provider (the
+//! account and region the stack is bound to).
+//!
+//! | role | trusted by | what its policy allows |
+//! |---|---|---|
+//! | cluster role | `ecs.amazonaws.com` | register tasks as targets in the platform's load balancers |
+//! | instance role (+ instance profile) | `ec2.amazonaws.com` | join the cluster, ECR pulls |
+//! | frontend role | `ecs-tasks.amazonaws.com` | its log group's streams and events, ECR pulls, S3 reads under a prefix |
+//!
+//! Every statement's reason is written next to it in [`permissions`]; [`permissions::audit`] checks
+//! the documents for least privilege and the tests run it on all three.
+//!
+//! ```no_run
+//! use iam_stack::{IamConfig, IamOutputs, IamStack};
+//! use platform_core::{Engine, LocalStateStore};
+//! # async fn run(config: aws_types::SdkConfig) -> Result<(), platform_core::Error> {
+//! let engine = Engine::builder(LocalStateStore::open(".platform/state")?).aws(config).build();
+//! let identity = engine.identity().await?;
+//! let iam: IamOutputs = engine.up(&IamStack::new(IamConfig::default().bound_to(&identity))).await?;
+//! println!("task role {}", iam.task_role_arn());
+//! # Ok(()) }
+//! ```
 
+mod iam;
+pub mod permissions;
 pub mod policy;
+pub mod resources;
+pub mod validate;
+
+use std::collections::BTreeMap;
+
+use platform_core::{
+    Declared, Error, Input, ProviderInfo, Registry, Scope, Stack, ValidationError,
+};
+use serde::{Deserialize, Serialize};
+
+use policy::PolicyDocument;
+use resources::{InstanceProfile, ManagedPolicy, Provider, Role, RolePolicyAttachment};
+
+/// The S3 location the frontend may read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AssetsLocation {
+    /// The bucket.
+    pub bucket: String,
+    /// The key prefix (`frontend/`); reads are limited to keys under it.
+    pub prefix: String,
+}
+
+impl AssetsLocation {
+    /// Keys under `prefix` in `bucket`.
+    pub fn new(bucket: &str, prefix: &str) -> Self {
+        Self {
+            bucket: bucket.to_owned(),
+            prefix: prefix.to_owned(),
+        }
+    }
+}
+
+/// The IAM stack's typed config. `Default` reproduces the seed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IamConfig {
+    /// The stack's name in the state store (default `iam`).
+    pub stack_name: String,
+    /// Prefix of every name (default `ecs`: `ecs-cluster-role`, `ecs-instance-role`, ...).
+    pub name_prefix: String,
+    /// The IAM path of the roles, policies and profile (default `/`).
+    pub path: String,
+    /// The account the policies' ARNs name; `None` writes `*` (any account: set it to pin).
+    pub account_id: Option<String>,
+    /// The region the policies' ARNs name; `None` writes `*`.
+    pub region: Option<String>,
+    /// The partition (default `aws`).
+    pub partition: String,
+    /// The ECS cluster the instances join (default `my-ecs-cluster`).
+    pub cluster_name: String,
+    /// The frontend's log group (default `/ecs/frontend`).
+    pub frontend_log_group: String,
+    /// The ECR repositories the roles may pull from, a name or pattern (default `*`: any repository
+    /// of the account).
+    pub ecr_repositories: String,
+    /// What the frontend may read from S3 (default: `my-ecs-frontend-assets`, prefix `frontend/`).
+    pub assets: Option<AssetsLocation>,
+    /// Tags on every role, policy and profile, besides the engine's own.
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Default for IamConfig {
+    fn default() -> Self {
+        Self {
+            stack_name: "iam".into(),
+            name_prefix: "ecs".into(),
+            path: "/".into(),
+            account_id: None,
+            region: None,
+            partition: "aws".into(),
+            cluster_name: "my-ecs-cluster".into(),
+            frontend_log_group: "/ecs/frontend".into(),
+            ecr_repositories: "*".into(),
+            assets: Some(AssetsLocation::new("my-ecs-frontend-assets", "frontend/")),
+            tags: BTreeMap::new(),
+        }
+    }
+}
+
+impl IamConfig {
+    /// Pins the stack to `provider`'s account and region: the policies' ARNs name them, and applying
+    /// with credentials for another account or region is refused.
+    #[must_use]
+    pub fn bound_to(mut self, provider: &ProviderInfo) -> Self {
+        self.account_id = Some(provider.account_id.clone());
+        self.region = Some(provider.region.clone());
+        self
+    }
+
+    /// Records the stack under `name`.
+    #[must_use]
+    pub fn with_stack_name(mut self, name: &str) -> Self {
+        self.stack_name = name.to_owned();
+        self
+    }
+
+    /// Prefix of every name.
+    #[must_use]
+    pub fn with_name_prefix(mut self, prefix: &str) -> Self {
+        self.name_prefix = prefix.to_owned();
+        self
+    }
+
+    /// The S3 location the frontend may read; `None` for no S3 access.
+    #[must_use]
+    pub fn with_assets(mut self, assets: Option<AssetsLocation>) -> Self {
+        self.assets = assets;
+        self
+    }
+
+    /// The frontend's log group.
+    #[must_use]
+    pub fn with_frontend_log_group(mut self, name: &str) -> Self {
+        self.frontend_log_group = name.to_owned();
+        self
+    }
+
+    /// The ECS cluster the instances join.
+    #[must_use]
+    pub fn with_cluster_name(mut self, name: &str) -> Self {
+        self.cluster_name = name.to_owned();
+        self
+    }
+
+    /// A tag on every role, policy and profile.
+    #[must_use]
+    pub fn with_tag(mut self, key: &str, value: &str) -> Self {
+        self.tags.insert(key.to_owned(), value.to_owned());
+        self
+    }
+
+    /// Checks the config before any AWS call.
+    ///
+    /// # Errors
+    /// The first problem, naming the field and the value.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        validate::name("stack_name", &self.stack_name, 64)?;
+        // The longest derived name is `{prefix}-instance-profile` (17 more characters) in a role's 64.
+        validate::name("name_prefix", &self.name_prefix, 64 - 17)?;
+        validate::path("path", &self.path)?;
+        if !["aws", "aws-cn", "aws-us-gov"].contains(&self.partition.as_str()) {
+            return Err(ValidationError::new(
+                "partition",
+                &self.partition,
+                "must be aws, aws-cn or aws-us-gov",
+            ));
+        }
+        if let Some(a) = &self.account_id
+            && !(a.len() == 12 && a.chars().all(|c| c.is_ascii_digit()))
+        {
+            return Err(ValidationError::new("account_id", a, "must be 12 digits"));
+        }
+        if let Some(r) = &self.region
+            && (r.is_empty() || !r.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
+        {
+            return Err(ValidationError::new("region", r, "not a region name (us-east-1)"));
+        }
+        validate::name("cluster_name", &self.cluster_name, 255)?;
+        if self.frontend_log_group.is_empty()
+            || self.frontend_log_group.len() > 512
+            || self.frontend_log_group.contains('*')
+        {
+            return Err(ValidationError::new(
+                "frontend_log_group",
+                &self.frontend_log_group,
+                "a log group name is 1 to 512 characters, without '*'",
+            ));
+        }
+        if let Some(a) = &self.assets {
+            let ok = (3..=63).contains(&a.bucket.len())
+                && a.bucket
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+            if !ok {
+                return Err(ValidationError::new(
+                    "assets.bucket",
+                    &a.bucket,
+                    "an S3 bucket name is 3 to 63 lowercase letters, digits, '-' or '.'",
+                ));
+            }
+            if a.prefix.contains('*') {
+                return Err(ValidationError::new(
+                    "assets.prefix",
+                    &a.prefix,
+                    "a prefix has no '*': reads are limited to keys under it",
+                ));
+            }
+        }
+        validate::tags("tags", &self.tags)
+    }
+
+    /// Where the policies' ARNs point.
+    pub fn scope(&self) -> permissions::Scope {
+        permissions::Scope {
+            partition: self.partition.clone(),
+            region: self.region.clone().unwrap_or_else(|| "*".into()),
+            account: self.account_id.clone().unwrap_or_else(|| "*".into()),
+            cluster_name: self.cluster_name.clone(),
+            log_group: self.frontend_log_group.clone(),
+            ecr_repositories: self.ecr_repositories.clone(),
+            assets: self
+                .assets
+                .as_ref()
+                .map(|a| (a.bucket.clone(), a.prefix.clone())),
+            load_balancer_prefix: self.name_prefix.clone(),
+        }
+    }
+}
+
+/// A role's name and ARN.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleInfo {
+    /// The role's name.
+    pub name: String,
+    /// The role's ARN.
+    pub arn: String,
+}
+
+/// What the IAM stack gives the cluster stack (and anyone else), recorded in state.
+///
+/// Read it in the same process from [`Engine::up`](platform_core::Engine::up), or from another
+/// process with [`StackRef<IamStack>`](platform_core::StackRef):
+///
+/// ```no_run
+/// # async fn f(store: &dyn platform_core::StateStore) -> Result<(), platform_core::Error> {
+/// use iam_stack::{IamOutputs, IamStack};
+/// let iam: IamOutputs = platform_core::StackRef::<IamStack>::new("iam").read(store).await?;
+/// println!("{} in {}: execution role {}", iam.account_id, iam.region, iam.execution_role_arn());
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IamOutputs {
+    /// The account the stack is bound to (the provider).
+    pub account_id: String,
+    /// The region the stack is bound to (the provider).
+    pub region: String,
+    /// The ECS cluster role.
+    pub cluster_role: RoleInfo,
+    /// The ECS instance role.
+    pub instance_role: RoleInfo,
+    /// The frontend service role: task role and execution role of the frontend.
+    pub frontend_role: RoleInfo,
+    /// The cluster role's policy.
+    pub cluster_policy_arn: String,
+    /// The instance role's policy.
+    pub instance_policy_arn: String,
+    /// The frontend role's policy.
+    pub frontend_policy_arn: String,
+    /// The instance profile carrying the instance role.
+    pub instance_profile_name: String,
+    /// Its ARN.
+    pub instance_profile_arn: String,
+}
+
+impl IamOutputs {
+    /// The role the frontend's containers run as.
+    pub fn task_role_arn(&self) -> &str {
+        &self.frontend_role.arn
+    }
+
+    /// The role ECS uses to pull the frontend's image and write its logs.
+    pub fn execution_role_arn(&self) -> &str {
+        &self.frontend_role.arn
+    }
+}
+
+/// The IAM stack.
+#[derive(Clone, Debug)]
+pub struct IamStack {
+    config: IamConfig,
+}
+
+impl IamStack {
+    /// The stack for `config`.
+    pub fn new(config: IamConfig) -> Self {
+        Self { config }
+    }
+
+    /// Its config.
+    pub fn config(&self) -> &IamConfig {
+        &self.config
+    }
+}
+
+impl Stack for IamStack {
+    type Outputs = IamOutputs;
+
+    fn name(&self) -> &str {
+        &self.config.stack_name
+    }
+
+    fn register(registry: &mut Registry) {
+        registry
+            .add::<Provider>()
+            .add::<Role>()
+            .add::<ManagedPolicy>()
+            .add::<RolePolicyAttachment>()
+            .add::<InstanceProfile>();
+    }
+
+    fn declare(&self, s: &mut Scope) -> Result<Declared<IamOutputs>, Error> {
+        let c = &self.config;
+        c.validate().map_err(|source| Error::Invalid {
+            stack: c.stack_name.clone(),
+            resource: "config".into(),
+            source,
+        })?;
+        let scope = c.scope();
+        let p = &c.name_prefix;
+        let provider = s.add(
+            "provider",
+            Provider {
+                account_id: c.account_id.clone(),
+                region: c.region.clone(),
+            },
+        );
+
+        let mut role_with_policy = |key: &str, service: &str, what: &str, doc: PolicyDocument| {
+            let mut role = Role::for_service(&format!("{p}-{key}-role"), service, what);
+            role.path = c.path.clone();
+            role.tags = c.tags.clone();
+            let role = s.add(format!("{key}-role"), role);
+            let policy = s.add(
+                format!("{key}-policy"),
+                ManagedPolicy {
+                    name: format!("{p}-{key}-policy"),
+                    path: c.path.clone(),
+                    description: format!("Permissions of {p}-{key}-role: {what}"),
+                    document: doc,
+                    tags: c.tags.clone(),
+                },
+            );
+            s.add(
+                format!("{key}-policy-attachment"),
+                RolePolicyAttachment {
+                    role_name: Input::from(&role.name),
+                    policy_arn: Input::from(&policy.arn),
+                },
+            );
+            (role, policy)
+        };
+        let (cluster_role, cluster_policy) = role_with_policy(
+            "cluster",
+            "ecs.amazonaws.com",
+            "ECS cluster operations and load balancer registration",
+            scope.cluster_policy(),
+        );
+        let (instance_role, instance_policy) = role_with_policy(
+            "instance",
+            "ec2.amazonaws.com",
+            "ECS container instance registration and ECR pulls",
+            scope.instance_policy(),
+        );
+        let (frontend_role, frontend_policy) = role_with_policy(
+            "frontend",
+            "ecs-tasks.amazonaws.com",
+            "frontend task and execution role: its logs, ECR pulls, S3 reads of its assets",
+            scope.frontend_policy(),
+        );
+        let profile = s.add(
+            "instance-profile",
+            InstanceProfile {
+                name: format!("{p}-instance-profile"),
+                path: c.path.clone(),
+                role_name: Input::from(&instance_role.name),
+                tags: c.tags.clone(),
+            },
+        );
+
+        Ok(s.outputs(move |o| {
+            let role = |h: &platform_core::Handle<Role>| -> Result<RoleInfo, _> {
+                Ok(RoleInfo {
+                    name: o.get(&h.name)?,
+                    arn: o.get(&h.arn)?,
+                })
+            };
+            Ok(IamOutputs {
+                account_id: o.get(&provider.account_id)?,
+                region: o.get(&provider.region)?,
+                cluster_role: role(&cluster_role)?,
+                instance_role: role(&instance_role)?,
+                frontend_role: role(&frontend_role)?,
+                cluster_policy_arn: o.get(&cluster_policy.arn)?,
+                instance_policy_arn: o.get(&instance_policy.arn)?,
+                frontend_policy_arn: o.get(&frontend_policy.arn)?,
+                instance_profile_name: o.get(&profile.name)?,
+                instance_profile_arn: o.get(&profile.arn)?,
+            })
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_config_is_valid_and_unpinned() {
+        let c = IamConfig::default();
+        c.validate().unwrap();
+        assert_eq!(c.scope().account, "*");
+        let pinned = c.bound_to(&ProviderInfo {
+            account_id: "123456789012".into(),
+            region: "eu-west-1".into(),
+        });
+        assert_eq!(pinned.scope().account, "123456789012");
+        assert!(
+            pinned
+                .scope()
+                .frontend_policy()
+                .to_json()
+                .contains("arn:aws:logs:eu-west-1:123456789012:log-group:/ecs/frontend:*")
+        );
+    }
+
+    #[test]
+    fn bad_configs_name_the_field_and_value() {
+        let mut c = IamConfig::default();
+        c.account_id = Some("12345".into());
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "invalid account_id = 12345: must be 12 digits"
+        );
+        let c = IamConfig::default().with_assets(Some(AssetsLocation::new("My_Bucket", "x/")));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("invalid assets.bucket = My_Bucket")
+        );
+        let c = IamConfig::default().with_name_prefix("bad prefix");
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("invalid name_prefix = \"bad prefix\"")
+        );
+    }
+}

@@ -4,6 +4,9 @@
 //! one-element lists were sent. [`PolicyDocument::parse_aws`] decodes that; [`PolicyDocument::normalized`]
 //! puts a document in one canonical form (lists sorted and without repeats, one-element lists as
 //! lists), so two documents that mean the same compare equal and a re-apply plans no change.
+//!
+//! A [`PolicyDocument`] always serialises in that canonical form and compares (`==`) by it, so the
+//! engine's plan, which compares serialised inputs, sees only changes of meaning.
 
 use std::collections::BTreeMap;
 
@@ -87,6 +90,37 @@ pub struct Statement {
     pub condition: Option<BTreeMap<String, BTreeMap<String, OneOrMany>>>,
 }
 
+impl Statement {
+    /// An `Allow` statement: `sid` says why, for people reading the policy.
+    pub fn allow<A, R>(sid: &str, actions: A, resources: R) -> Self
+    where
+        A: IntoIterator,
+        A::Item: Into<String>,
+        R: IntoIterator,
+        R::Item: Into<String>,
+    {
+        Self {
+            sid: Some(sid.to_owned()),
+            effect: Effect::Allow,
+            principal: None,
+            action: actions.into_iter().map(Into::into).collect::<Vec<String>>().into(),
+            resource: resources.into_iter().map(Into::into).collect::<Vec<String>>().into(),
+            condition: None,
+        }
+    }
+
+    /// With a condition `operator` (`StringLike`) on `key` (`s3:prefix`) matching `values`.
+    #[must_use]
+    pub fn when(mut self, operator: &str, key: &str, values: &[&str]) -> Self {
+        self.condition
+            .get_or_insert_with(BTreeMap::new)
+            .entry(operator.to_owned())
+            .or_default()
+            .insert(key.to_owned(), values.iter().copied().into());
+        self
+    }
+}
+
 impl OneOrMany {
     /// Whether the list is empty.
     pub fn is_empty(&self) -> bool {
@@ -99,8 +133,8 @@ impl OneOrMany {
     }
 }
 
-/// A policy document.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A policy document. Serialises in canonical form; `==` compares meaning (see the module docs).
+#[derive(Clone, Debug, Deserialize)]
 pub struct PolicyDocument {
     /// The language version ([`POLICY_VERSION`]).
     #[serde(rename = "Version")]
@@ -134,7 +168,49 @@ pub enum DocumentError {
     Json(#[source] serde_json::Error),
 }
 
+impl Serialize for PolicyDocument {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Canonical<'a> {
+            #[serde(rename = "Version")]
+            version: &'a str,
+            #[serde(rename = "Statement")]
+            statement: &'a [Statement],
+        }
+        let n = self.clone().normalized();
+        Canonical {
+            version: &n.version,
+            statement: &n.statement,
+        }
+        .serialize(s)
+    }
+}
+
+impl PartialEq for PolicyDocument {
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (self.clone().normalized(), other.clone().normalized());
+        a.version == b.version && a.statement == b.statement
+    }
+}
+
+impl Eq for PolicyDocument {}
+
 impl PolicyDocument {
+    /// A trust policy letting AWS service `service` (e.g. `ecs-tasks.amazonaws.com`) assume the role.
+    pub fn trust(service: &str) -> Self {
+        Self::new(vec![Statement {
+            sid: None,
+            effect: Effect::Allow,
+            principal: Some(Principal::from([(
+                "Service".to_owned(),
+                OneOrMany(vec![service.to_owned()]),
+            )])),
+            action: OneOrMany(vec!["sts:AssumeRole".into()]),
+            resource: OneOrMany::default(),
+            condition: None,
+        }])
+    }
+
     /// A document with `statements`.
     pub fn new(statements: Vec<Statement>) -> Self {
         Self {

@@ -4,17 +4,11 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
-use platform_core::{Context, ResourceError, STACK_TAG};
+use platform_core::{Context, GoneExt, ResourceError, STACK_TAG};
 
 /// The EC2 client, built once per engine with the engine's interceptors (call counting).
 pub(crate) fn client(ctx: &Context) -> Result<Client, ResourceError> {
-    ctx.client(|config, interceptors| {
-        let mut b = aws_sdk_ec2::config::Builder::from(config);
-        for i in interceptors {
-            b.push_interceptor(i.clone());
-        }
-        Client::from_conf(b.build())
-    })
+    platform_core::aws_client!(ctx, aws_sdk_ec2)
 }
 
 /// The tag specification for a create: the user's tags plus the engine's (stack, logical name).
@@ -105,28 +99,17 @@ pub(crate) async fn update_tags(
 
 /// `Ok(())` when `result` failed with not-found (an already-deleted resource), else passes it on.
 pub(crate) fn gone_is_ok<T>(result: Result<T, ResourceError>) -> Result<(), ResourceError> {
-    match result {
-        Ok(_) => Ok(()),
-        Err(ResourceError::Aws(e)) if e.is_not_found() => Ok(()),
-        Err(e) => Err(e),
-    }
+    result.gone_is_ok()
 }
 
 /// `Ok(None)` when `result` failed with not-found, else passes it on.
 pub(crate) fn gone_is_none<T>(
     result: Result<T, ResourceError>,
 ) -> Result<Option<T>, ResourceError> {
-    match result {
-        Ok(v) => Ok(Some(v)),
-        Err(ResourceError::Aws(e)) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e),
-    }
+    result.gone_is_none()
 }
 
 /// The error for an answer that lacks a field we need.
 pub(crate) fn missing(operation: &str, what: &str) -> ResourceError {
-    ResourceError::MissingInResponse {
-        operation: operation.to_owned(),
-        what: what.to_owned(),
-    }
+    ResourceError::missing(operation, what)
 }

@@ -289,6 +289,54 @@ impl ResourceError {
             _ => None,
         }
     }
+
+    /// Whether this is an AWS answer meaning the thing does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Aws(e) if e.is_not_found())
+    }
+
+    /// The error for an AWS answer that lacks a field the resource needs.
+    pub fn missing(operation: &str, what: &str) -> Self {
+        Self::MissingInResponse {
+            operation: operation.to_owned(),
+            what: what.to_owned(),
+        }
+    }
+}
+
+/// What `read` and `delete` do with "not found": it means gone, which is not an error for them.
+///
+/// ```
+/// use platform_core::{GoneExt, ResourceError};
+/// let gone: Result<u8, ResourceError> = Err(ResourceError::missing("Op", "x"));
+/// assert!(gone.gone_is_none().is_err()); // only AWS not-found answers count as gone
+/// assert_eq!(Ok::<u8, ResourceError>(1).gone_is_none().unwrap(), Some(1));
+/// ```
+pub trait GoneExt<T> {
+    /// `Ok(None)` when the call failed with not-found; the value otherwise.
+    ///
+    /// # Errors
+    /// Any error other than not-found.
+    fn gone_is_none(self) -> Result<Option<T>, ResourceError>;
+    /// `Ok(())` when the call succeeded or failed with not-found.
+    ///
+    /// # Errors
+    /// Any error other than not-found.
+    fn gone_is_ok(self) -> Result<(), ResourceError>;
+}
+
+impl<T> GoneExt<T> for Result<T, ResourceError> {
+    fn gone_is_none(self) -> Result<Option<T>, ResourceError> {
+        match self {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn gone_is_ok(self) -> Result<(), ResourceError> {
+        self.gone_is_none().map(|_| ())
+    }
 }
 
 /// What the state store can fail with.

@@ -86,6 +86,15 @@ pub enum Event {
         /// AWS's error code, if any.
         code: Option<String>,
     },
+    /// A resource reports progress on long work (waiting for a service to reach steady state).
+    Progress {
+        /// The stack.
+        stack: String,
+        /// The resource.
+        resource: String,
+        /// What is happening, for people.
+        message: String,
+    },
     /// An AWS call completed (successfully or not).
     AwsCall(AwsCall),
 }

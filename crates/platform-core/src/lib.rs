@@ -46,7 +46,7 @@ mod value;
 
 pub use engine::{DestroyReport, Engine, EngineBuilder, UpOptions, UpReport, total_counts};
 pub use error::{
-    AwsError, BoxError, Error, ErrorClass, ResourceError, Result, StateError, ValidationError,
+    AwsError, BoxError, Error, ErrorClass, GoneExt, ResourceError, Result, StateError, ValidationError,
     classify,
 };
 pub use events::{
@@ -66,6 +66,26 @@ pub use state::{
     StackLock, StackState, StateStore, parse_state,
 };
 pub use value::{Input, Ref, RefTarget};
+
+/// An AWS SDK client for a resource, built once per engine with the engine's interceptors (the call
+/// recorder among them) and shared: `aws_client!(ctx, aws_sdk_ec2)` is an
+/// `Result<aws_sdk_ec2::Client, ResourceError>`. Works for every `aws-sdk-*` crate.
+///
+/// ```ignore
+/// let iam = platform_core::aws_client!(ctx, aws_sdk_iam)?;
+/// ```
+#[macro_export]
+macro_rules! aws_client {
+    ($ctx:expr, $sdk:ident) => {
+        $ctx.client(|config, interceptors| {
+            let mut builder = $sdk::config::Builder::from(config);
+            for interceptor in interceptors {
+                builder.push_interceptor(interceptor.clone());
+            }
+            $sdk::Client::from_conf(builder.build())
+        })
+    };
+}
 
 /// Re-exported for resource authors: the cancellation token type the engine takes.
 pub use tokio_util::sync::CancellationToken;

@@ -319,6 +319,15 @@ impl Context {
         self.shared.events.emit(event);
     }
 
+    /// Reports progress on long work as an [`Event::Progress`] for this resource.
+    pub fn progress(&self, message: impl Into<String>) {
+        self.emit(Event::Progress {
+            stack: self.stack.to_string(),
+            resource: self.resource.to_string(),
+            message: message.into(),
+        });
+    }
+
     /// Runs one AWS call, classifying its error and retrying the retryable classes (throttling,
     /// eventual consistency, transient) with the engine's bounded backoff.
     ///

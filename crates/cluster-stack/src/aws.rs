@@ -1,0 +1,104 @@
+//! What the cluster's resources share: clients, tags, and the IAM propagation race.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ecs::types::Tag;
+use platform_core::{AwsError, Context, ResourceError};
+
+/// The ECS client, built once per engine with the engine's interceptors.
+pub(crate) fn ecs(ctx: &Context) -> Result<aws_sdk_ecs::Client, ResourceError> {
+    platform_core::aws_client!(ctx, aws_sdk_ecs)
+}
+
+/// The CloudWatch Logs client, built once per engine with the engine's interceptors.
+pub(crate) fn logs(ctx: &Context) -> Result<aws_sdk_cloudwatchlogs::Client, ResourceError> {
+    platform_core::aws_client!(ctx, aws_sdk_cloudwatchlogs)
+}
+
+/// The tags a create sends: the user's plus the engine's (stack, logical name).
+pub(crate) fn all_tags(ctx: &Context, user: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut tags = user.clone();
+    tags.extend(ctx.tags().into_iter().map(|(k, v)| (k.to_owned(), v)));
+    tags
+}
+
+/// As ECS tags.
+pub(crate) fn ecs_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
+    tags.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+/// The user's tags among ECS tags (the engine's own `platform:` tags left out).
+pub(crate) fn user_ecs_tags(tags: &[Tag]) -> BTreeMap<String, String> {
+    tags.iter()
+        .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned())))
+        .filter(|(k, _)| !k.starts_with("platform:"))
+        .collect()
+}
+
+/// Whether ECS tags carry this context's stack and resource tags.
+pub(crate) fn is_ours(ctx: &Context, tags: &[Tag]) -> bool {
+    ctx.tags()
+        .iter()
+        .all(|(k, v)| tags.iter().any(|t| t.key() == Some(*k) && t.value() == Some(v.as_str())))
+}
+
+/// Brings an ECS resource's user tags from `old` to `new` (TagResource / UntagResource).
+pub(crate) async fn update_ecs_tags(
+    ctx: &Context,
+    client: &aws_sdk_ecs::Client,
+    arn: &str,
+    old: &BTreeMap<String, String>,
+    new: &BTreeMap<String, String>,
+) -> Result<(), ResourceError> {
+    let removed: Vec<String> = old.keys().filter(|k| !new.contains_key(*k)).cloned().collect();
+    let set: BTreeMap<String, String> = new
+        .iter()
+        .filter(|(k, v)| old.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if !removed.is_empty() {
+        ctx.call("UntagResource", || {
+            client
+                .untag_resource()
+                .resource_arn(arn)
+                .set_tag_keys(Some(removed.clone()))
+                .send()
+        })
+        .await?;
+    }
+    if !set.is_empty() {
+        ctx.call("TagResource", || {
+            client
+                .tag_resource()
+                .resource_arn(arn)
+                .set_tags(Some(ecs_tags(&set)))
+                .send()
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Whether ECS refused a role it cannot assume yet: a role created seconds ago has not reached every
+/// IAM endpoint (the well-known propagation race). Worth retrying within the engine's bound.
+pub(crate) fn is_role_not_ready(e: &AwsError) -> bool {
+    let code_fits = matches!(
+        e.code.as_deref(),
+        Some("InvalidParameterException" | "ClientException" | "AccessDeniedException")
+    );
+    let message = e.message.as_deref().unwrap_or_default().to_ascii_lowercase();
+    code_fits
+        && (message.contains("unable to assume")
+            || message.contains("cannot assume")
+            || message.contains("not authorized to perform: sts:assumerole")
+            || message.contains("role is not valid"))
+}
+
+/// An SDK build error (a required field missing) as a resource error.
+pub(crate) fn build_error(what: &str, e: impl std::fmt::Display) -> ResourceError {
+    ResourceError::Failed {
+        message: format!("{what}: {e}"),
+    }
+}

@@ -1,0 +1,209 @@
+//! `ecs:cluster`: the ECS cluster and its Container Insights setting.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ecs::types::{ClusterField, ClusterSetting, ClusterSettingName};
+use platform_core::{
+    Context, GoneExt, Observed, Resource, ResourceError, ValidationError, resource_outputs,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::aws;
+use crate::validate;
+
+/// CloudWatch Container Insights for the cluster.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerInsights {
+    /// Off (no extra CloudWatch cost).
+    #[default]
+    Disabled,
+    /// Standard metrics.
+    Enabled,
+    /// Enhanced observability (per-container metrics).
+    Enhanced,
+}
+
+impl ContainerInsights {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Disabled => "disabled",
+            Self::Enabled => "enabled",
+            Self::Enhanced => "enhanced",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "enabled" => Self::Enabled,
+            "enhanced" => Self::Enhanced,
+            _ => Self::Disabled,
+        }
+    }
+}
+
+/// An ECS cluster. A name change replaces it; Container Insights and tags change in place.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Cluster {
+    /// The cluster's name (`my-ecs-cluster`).
+    pub name: String,
+    /// Container Insights.
+    pub container_insights: ContainerInsights,
+    /// User tags (the engine adds its own).
+    pub tags: BTreeMap<String, String>,
+}
+
+resource_outputs! {
+    /// A cluster's outputs.
+    pub struct ClusterOutputs / ClusterRefs {
+        /// The cluster's name.
+        pub name: String,
+        /// The cluster's ARN.
+        pub arn: String,
+    }
+}
+
+fn insights_setting(value: ContainerInsights) -> ClusterSetting {
+    ClusterSetting::builder()
+        .name(ClusterSettingName::ContainerInsights)
+        .value(value.as_str())
+        .build()
+}
+
+async fn describe(
+    ctx: &Context,
+    client: &aws_sdk_ecs::Client,
+    cluster: &str,
+) -> Result<Option<aws_sdk_ecs::types::Cluster>, ResourceError> {
+    let out = ctx
+        .call("DescribeClusters", || {
+            client
+                .describe_clusters()
+                .clusters(cluster)
+                .include(ClusterField::Settings)
+                .include(ClusterField::Tags)
+                .send()
+        })
+        .await
+        .gone_is_none()?;
+    // A deleted cluster stays visible for a while as INACTIVE.
+    Ok(out.and_then(|o| {
+        o.clusters()
+            .iter()
+            .find(|c| c.status() != Some("INACTIVE"))
+            .cloned()
+    }))
+}
+
+impl Resource for Cluster {
+    type Outputs = ClusterOutputs;
+    const KIND: &'static str = "ecs:cluster";
+    const SERVICE: &'static str = "ecs";
+    const REPLACE_ON: &'static [&'static str] = &["name"];
+    const DELETE_BEFORE_REPLACE: bool = true;
+
+    fn validate(&self) -> Result<(), ValidationError> {
+        validate::ecs_name("name", &self.name)?;
+        validate::tags("tags", &self.tags)
+    }
+
+    async fn create(&self, ctx: &Context) -> Result<ClusterOutputs, ResourceError> {
+        let client = aws::ecs(ctx)?;
+        let tags = aws::ecs_tags(&aws::all_tags(ctx, &self.tags));
+        let out = ctx
+            .call("CreateCluster", || {
+                client
+                    .create_cluster()
+                    .cluster_name(&self.name)
+                    .settings(insights_setting(self.container_insights))
+                    .set_tags(Some(tags.clone()))
+                    .send()
+            })
+            .await?;
+        let arn = out
+            .cluster()
+            .and_then(|c| c.cluster_arn())
+            .ok_or_else(|| ResourceError::missing("CreateCluster", "a cluster ARN"))?;
+        Ok(ClusterOutputs {
+            name: self.name.clone(),
+            arn: arn.to_owned(),
+        })
+    }
+
+    async fn read(
+        &self,
+        ctx: &Context,
+        outputs: &ClusterOutputs,
+    ) -> Result<Option<Observed<Self>>, ResourceError> {
+        let client = aws::ecs(ctx)?;
+        let Some(c) = describe(ctx, &client, &outputs.arn).await? else {
+            return Ok(None);
+        };
+        let insights = c
+            .settings()
+            .iter()
+            .find(|s| s.name() == Some(&ClusterSettingName::ContainerInsights))
+            .and_then(|s| s.value())
+            .map_or(ContainerInsights::Disabled, ContainerInsights::parse);
+        Ok(Some(Observed {
+            inputs: Cluster {
+                name: c.cluster_name().unwrap_or(&outputs.name).to_owned(),
+                container_insights: insights,
+                tags: aws::user_ecs_tags(c.tags()),
+            },
+            outputs: outputs.clone(),
+        }))
+    }
+
+    async fn update(
+        &self,
+        ctx: &Context,
+        previous: &Self,
+        outputs: &ClusterOutputs,
+        _changed: &[String],
+    ) -> Result<ClusterOutputs, ResourceError> {
+        let client = aws::ecs(ctx)?;
+        if self.container_insights != previous.container_insights {
+            ctx.call("UpdateClusterSettings", || {
+                client
+                    .update_cluster_settings()
+                    .cluster(&outputs.arn)
+                    .settings(insights_setting(self.container_insights))
+                    .send()
+            })
+            .await?;
+        }
+        aws::update_ecs_tags(ctx, &client, &outputs.arn, &previous.tags, &self.tags).await?;
+        Ok(outputs.clone())
+    }
+
+    /// Retries while the cluster's services are still draining (ECS deletes services
+    /// asynchronously), within the engine's retry bound.
+    async fn delete(&self, ctx: &Context, outputs: &ClusterOutputs) -> Result<(), ResourceError> {
+        let client = aws::ecs(ctx)?;
+        ctx.call_retrying(
+            "DeleteCluster",
+            |e| {
+                e.has_code("ClusterContainsServicesException")
+                    || e.has_code("ClusterContainsTasksException")
+                    || e.has_code("UpdateInProgressException")
+            },
+            || client.delete_cluster().cluster(&outputs.arn).send(),
+        )
+        .await
+        .gone_is_ok()
+    }
+
+    async fn find(&self, ctx: &Context) -> Result<Option<ClusterOutputs>, ResourceError> {
+        let client = aws::ecs(ctx)?;
+        let found = describe(ctx, &client, &self.name).await?;
+        Ok(found
+            .filter(|c| aws::is_ours(ctx, c.tags()))
+            .and_then(|c| {
+                Some(ClusterOutputs {
+                    name: self.name.clone(),
+                    arn: c.cluster_arn()?.to_owned(),
+                })
+            }))
+    }
+}

@@ -1,0 +1,246 @@
+//! `logs:log-group`: the CloudWatch Logs group the containers write to, and its retention.
+
+use std::collections::{BTreeMap, HashMap};
+
+use platform_core::{
+    Context, GoneExt, Observed, Resource, ResourceError, ValidationError, resource_outputs,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::aws;
+use crate::validate;
+
+/// A log group. A name change replaces it (deleting the old one first); retention and tags change
+/// in place.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogGroup {
+    /// The group's name (`/ecs/frontend`).
+    pub name: String,
+    /// Days to keep events, one of AWS's allowed values; `None` keeps them forever.
+    pub retention_days: Option<i32>,
+    /// User tags (the engine adds its own).
+    pub tags: BTreeMap<String, String>,
+}
+
+resource_outputs! {
+    /// A log group's outputs.
+    pub struct LogGroupOutputs / LogGroupRefs {
+        /// The group's name.
+        pub name: String,
+        /// The group's ARN (without the `:*` suffix).
+        pub arn: String,
+    }
+}
+
+/// The live group named exactly `name`, if any.
+async fn describe(
+    ctx: &Context,
+    client: &aws_sdk_cloudwatchlogs::Client,
+    name: &str,
+) -> Result<Option<aws_sdk_cloudwatchlogs::types::LogGroup>, ResourceError> {
+    let out = ctx
+        .call("DescribeLogGroups", || {
+            client.describe_log_groups().log_group_name_prefix(name).send()
+        })
+        .await
+        .gone_is_none()?;
+    Ok(out.and_then(|o| {
+        o.log_groups()
+            .iter()
+            .find(|g| g.log_group_name() == Some(name))
+            .cloned()
+    }))
+}
+
+/// The ARN AWS tags by: the group's ARN without the `:*` that `DescribeLogGroups` appends.
+fn arn_of(group: &aws_sdk_cloudwatchlogs::types::LogGroup) -> Option<String> {
+    group
+        .log_group_arn()
+        .or(group.arn())
+        .map(|a| a.trim_end_matches(":*").to_owned())
+}
+
+async fn tags_of(
+    ctx: &Context,
+    client: &aws_sdk_cloudwatchlogs::Client,
+    arn: &str,
+) -> Result<HashMap<String, String>, ResourceError> {
+    let out = ctx
+        .call("ListTagsForResource", || {
+            client.list_tags_for_resource().resource_arn(arn).send()
+        })
+        .await?;
+    Ok(out.tags().cloned().unwrap_or_default())
+}
+
+impl LogGroup {
+    async fn set_retention(
+        &self,
+        ctx: &Context,
+        client: &aws_sdk_cloudwatchlogs::Client,
+    ) -> Result<(), ResourceError> {
+        match self.retention_days {
+            Some(days) => {
+                ctx.call("PutRetentionPolicy", || {
+                    client
+                        .put_retention_policy()
+                        .log_group_name(&self.name)
+                        .retention_in_days(days)
+                        .send()
+                })
+                .await?;
+            }
+            None => {
+                ctx.call("DeleteRetentionPolicy", || {
+                    client
+                        .delete_retention_policy()
+                        .log_group_name(&self.name)
+                        .send()
+                })
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Resource for LogGroup {
+    type Outputs = LogGroupOutputs;
+    const KIND: &'static str = "logs:log-group";
+    const SERVICE: &'static str = "logs";
+    const REPLACE_ON: &'static [&'static str] = &["name"];
+    const DELETE_BEFORE_REPLACE: bool = true;
+
+    fn validate(&self) -> Result<(), ValidationError> {
+        validate::log_group_name("name", &self.name)?;
+        if let Some(days) = self.retention_days {
+            validate::retention_days("retention_days", days)?;
+        }
+        validate::tags("tags", &self.tags)
+    }
+
+    async fn create(&self, ctx: &Context) -> Result<LogGroupOutputs, ResourceError> {
+        let client = aws::logs(ctx)?;
+        let tags: HashMap<String, String> = aws::all_tags(ctx, &self.tags).into_iter().collect();
+        ctx.call("CreateLogGroup", || {
+            client
+                .create_log_group()
+                .log_group_name(&self.name)
+                .set_tags(Some(tags.clone()))
+                .send()
+        })
+        .await?;
+        if self.retention_days.is_some() {
+            self.set_retention(ctx, &client).await?;
+        }
+        let group = describe(ctx, &client, &self.name)
+            .await?
+            .ok_or_else(|| ResourceError::missing("DescribeLogGroups", "the new group"))?;
+        Ok(LogGroupOutputs {
+            name: self.name.clone(),
+            arn: arn_of(&group)
+                .ok_or_else(|| ResourceError::missing("DescribeLogGroups", "an ARN"))?,
+        })
+    }
+
+    async fn read(
+        &self,
+        ctx: &Context,
+        outputs: &LogGroupOutputs,
+    ) -> Result<Option<Observed<Self>>, ResourceError> {
+        let client = aws::logs(ctx)?;
+        let Some(group) = describe(ctx, &client, &outputs.name).await? else {
+            return Ok(None);
+        };
+        let arn = arn_of(&group).unwrap_or_else(|| outputs.arn.clone());
+        let tags = tags_of(ctx, &client, &arn).await?;
+        Ok(Some(Observed {
+            inputs: LogGroup {
+                name: outputs.name.clone(),
+                retention_days: group.retention_in_days(),
+                tags: tags
+                    .into_iter()
+                    .filter(|(k, _)| !k.starts_with("platform:"))
+                    .collect(),
+            },
+            outputs: LogGroupOutputs {
+                name: outputs.name.clone(),
+                arn,
+            },
+        }))
+    }
+
+    async fn update(
+        &self,
+        ctx: &Context,
+        previous: &Self,
+        outputs: &LogGroupOutputs,
+        _changed: &[String],
+    ) -> Result<LogGroupOutputs, ResourceError> {
+        let client = aws::logs(ctx)?;
+        if self.retention_days != previous.retention_days {
+            self.set_retention(ctx, &client).await?;
+        }
+        let removed: Vec<String> = previous
+            .tags
+            .keys()
+            .filter(|k| !self.tags.contains_key(*k))
+            .cloned()
+            .collect();
+        let set: HashMap<String, String> = self
+            .tags
+            .iter()
+            .filter(|(k, v)| previous.tags.get(*k) != Some(*v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if !removed.is_empty() {
+            ctx.call("UntagResource", || {
+                client
+                    .untag_resource()
+                    .resource_arn(&outputs.arn)
+                    .set_tag_keys(Some(removed.clone()))
+                    .send()
+            })
+            .await?;
+        }
+        if !set.is_empty() {
+            ctx.call("TagResource", || {
+                client
+                    .tag_resource()
+                    .resource_arn(&outputs.arn)
+                    .set_tags(Some(set.clone()))
+                    .send()
+            })
+            .await?;
+        }
+        Ok(outputs.clone())
+    }
+
+    async fn delete(&self, ctx: &Context, outputs: &LogGroupOutputs) -> Result<(), ResourceError> {
+        let client = aws::logs(ctx)?;
+        ctx.call("DeleteLogGroup", || {
+            client.delete_log_group().log_group_name(&outputs.name).send()
+        })
+        .await
+        .gone_is_ok()
+    }
+
+    async fn find(&self, ctx: &Context) -> Result<Option<LogGroupOutputs>, ResourceError> {
+        let client = aws::logs(ctx)?;
+        let Some(group) = describe(ctx, &client, &self.name).await? else {
+            return Ok(None);
+        };
+        let Some(arn) = arn_of(&group) else {
+            return Ok(None);
+        };
+        let tags = tags_of(ctx, &client, &arn).await?;
+        let ours = ctx
+            .tags()
+            .iter()
+            .all(|(k, v)| tags.get(*k) == Some(v));
+        Ok(ours.then(|| LogGroupOutputs {
+            name: self.name.clone(),
+            arn,
+        }))
+    }
+}

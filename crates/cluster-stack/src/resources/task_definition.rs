@@ -1,0 +1,288 @@
+//! `ecs:task-definition`: one revision of a Fargate task definition.
+//!
+//! Revisions are immutable: any change registers a new revision (the engine's create-before-delete
+//! replacement), the service is pointed at it, and the old revision is deregistered after.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ecs::types::{
+    Compatibility, ContainerDefinition, KeyValuePair, LogConfiguration, LogDriver, NetworkMode,
+    PortMapping, TaskDefinitionField, TaskDefinitionStatus, TransportProtocol,
+};
+use platform_core::{
+    Context, GoneExt, Input, Observed, Resource, ResourceError, ValidationError, resource_outputs,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::aws;
+use crate::validate;
+
+/// One container of the task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Container {
+    /// The container's name (`frontend`).
+    pub name: String,
+    /// The image (`nginx:latest`).
+    pub image: String,
+    /// The TCP port it listens on (`80`).
+    pub port: u16,
+    /// Environment variables.
+    pub environment: BTreeMap<String, String>,
+    /// The log group its `awslogs` driver writes to.
+    pub log_group: Input<String>,
+    /// The prefix of its log streams (`frontend`).
+    pub log_stream_prefix: String,
+}
+
+/// A Fargate task definition (network mode `awsvpc`). Every change registers a new revision.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskDefinition {
+    /// The family (`frontend`).
+    pub family: String,
+    /// CPU units (256 = 0.25 vCPU), one of Fargate's sizes.
+    pub cpu: u32,
+    /// Memory in MiB, allowed with `cpu` on Fargate.
+    pub memory: u32,
+    /// The role ECS uses to pull the image and write logs.
+    pub execution_role_arn: Input<String>,
+    /// The role the containers run as.
+    pub task_role_arn: Input<String>,
+    /// The containers (the first is essential).
+    pub containers: Vec<Container>,
+    /// User tags (the engine adds its own).
+    pub tags: BTreeMap<String, String>,
+}
+
+resource_outputs! {
+    /// A task definition revision's outputs.
+    pub struct TaskDefinitionOutputs / TaskDefinitionRefs {
+        /// The revision's ARN (`...:task-definition/frontend:3`).
+        pub arn: String,
+        /// The family.
+        pub family: String,
+        /// The revision number.
+        pub revision: i32,
+    }
+}
+
+impl TaskDefinition {
+    fn container_definitions(&self, region: &str) -> Result<Vec<ContainerDefinition>, ResourceError> {
+        self.containers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let logs = LogConfiguration::builder()
+                    .log_driver(LogDriver::Awslogs)
+                    .options("awslogs-group", c.log_group.get()?)
+                    .options("awslogs-region", region)
+                    .options("awslogs-stream-prefix", &c.log_stream_prefix)
+                    .build()
+                    .map_err(|e| aws::build_error("log configuration", e))?;
+                Ok(ContainerDefinition::builder()
+                    .name(&c.name)
+                    .image(&c.image)
+                    .essential(i == 0)
+                    .port_mappings(
+                        PortMapping::builder()
+                            .container_port(i32::from(c.port))
+                            .protocol(TransportProtocol::Tcp)
+                            .build(),
+                    )
+                    .set_environment(Some(
+                        c.environment
+                            .iter()
+                            .map(|(k, v)| KeyValuePair::builder().name(k).value(v).build())
+                            .collect(),
+                    ))
+                    .log_configuration(logs)
+                    .build())
+            })
+            .collect()
+    }
+
+    /// The inputs a live revision corresponds to.
+    fn from_live(def: &aws_sdk_ecs::types::TaskDefinition, tags: &[aws_sdk_ecs::types::Tag]) -> Self {
+        TaskDefinition {
+            family: def.family().unwrap_or_default().to_owned(),
+            cpu: def.cpu().and_then(|c| c.parse().ok()).unwrap_or(0),
+            memory: def.memory().and_then(|m| m.parse().ok()).unwrap_or(0),
+            execution_role_arn: Input::Value(def.execution_role_arn().unwrap_or_default().to_owned()),
+            task_role_arn: Input::Value(def.task_role_arn().unwrap_or_default().to_owned()),
+            containers: def
+                .container_definitions()
+                .iter()
+                .map(|c| {
+                    let option = |k: &str| {
+                        c.log_configuration()
+                            .and_then(|l| l.options())
+                            .and_then(|o| o.get(k))
+                            .cloned()
+                            .unwrap_or_default()
+                    };
+                    Container {
+                        name: c.name().unwrap_or_default().to_owned(),
+                        image: c.image().unwrap_or_default().to_owned(),
+                        port: c
+                            .port_mappings()
+                            .first()
+                            .and_then(|p| p.container_port())
+                            .and_then(|p| u16::try_from(p).ok())
+                            .unwrap_or(0),
+                        environment: c
+                            .environment()
+                            .iter()
+                            .filter_map(|kv| Some((kv.name()?.to_owned(), kv.value()?.to_owned())))
+                            .collect(),
+                        log_group: Input::Value(option("awslogs-group")),
+                        log_stream_prefix: option("awslogs-stream-prefix"),
+                    }
+                })
+                .collect(),
+            tags: aws::user_ecs_tags(tags),
+        }
+    }
+
+    fn outputs_of(def: &aws_sdk_ecs::types::TaskDefinition) -> Option<TaskDefinitionOutputs> {
+        Some(TaskDefinitionOutputs {
+            arn: def.task_definition_arn()?.to_owned(),
+            family: def.family()?.to_owned(),
+            revision: def.revision(),
+        })
+    }
+}
+
+/// The live revision `arn` with its tags; `None` when it is gone or deregistered.
+async fn describe(
+    ctx: &Context,
+    client: &aws_sdk_ecs::Client,
+    arn: &str,
+) -> Result<Option<(aws_sdk_ecs::types::TaskDefinition, Vec<aws_sdk_ecs::types::Tag>)>, ResourceError>
+{
+    let out = ctx
+        .call("DescribeTaskDefinition", || {
+            client
+                .describe_task_definition()
+                .task_definition(arn)
+                .include(TaskDefinitionField::Tags)
+                .send()
+        })
+        .await;
+    // ECS answers ClientException ("Unable to describe task definition") for an unknown one.
+    let out = match out.gone_is_none() {
+        Err(e) if e.aws_code() == Some("ClientException") => return Ok(None),
+        other => other?,
+    };
+    Ok(out.and_then(|o| {
+        let def = o.task_definition()?.clone();
+        (def.status() != Some(&TaskDefinitionStatus::Inactive)).then(|| (def, o.tags().to_vec()))
+    }))
+}
+
+impl Resource for TaskDefinition {
+    type Outputs = TaskDefinitionOutputs;
+    const KIND: &'static str = "ecs:task-definition";
+    const SERVICE: &'static str = "ecs";
+    const REPLACE_ON: &'static [&'static str] = &["*"];
+
+    fn validate(&self) -> Result<(), ValidationError> {
+        validate::ecs_name("family", &self.family)?;
+        validate::fargate_size(self.cpu, self.memory)?;
+        if self.containers.is_empty() {
+            return Err(ValidationError::new("containers", "[]", "a task needs a container"));
+        }
+        for (i, c) in self.containers.iter().enumerate() {
+            validate::ecs_name(&format!("containers[{i}].name"), &c.name)?;
+            validate::image(&format!("containers[{i}].image"), &c.image)?;
+            validate::port(&format!("containers[{i}].port"), c.port)?;
+        }
+        validate::tags("tags", &self.tags)
+    }
+
+    async fn create(&self, ctx: &Context) -> Result<TaskDefinitionOutputs, ResourceError> {
+        let client = aws::ecs(ctx)?;
+        let region = ctx
+            .sdk_config()?
+            .region()
+            .map(|r| r.to_string())
+            .ok_or_else(|| ResourceError::NotConfigured { what: "an AWS region".into() })?;
+        let containers = self.container_definitions(&region)?;
+        let tags = aws::ecs_tags(&aws::all_tags(ctx, &self.tags));
+        let (execution, task) = (self.execution_role_arn.get()?, self.task_role_arn.get()?);
+        let out = ctx
+            .call_retrying("RegisterTaskDefinition", aws::is_role_not_ready, || {
+                client
+                    .register_task_definition()
+                    .family(&self.family)
+                    .cpu(self.cpu.to_string())
+                    .memory(self.memory.to_string())
+                    .network_mode(NetworkMode::Awsvpc)
+                    .requires_compatibilities(Compatibility::Fargate)
+                    .execution_role_arn(execution)
+                    .task_role_arn(task)
+                    .set_container_definitions(Some(containers.clone()))
+                    .set_tags(Some(tags.clone()))
+                    .send()
+            })
+            .await?;
+        out.task_definition()
+            .and_then(Self::outputs_of)
+            .ok_or_else(|| ResourceError::missing("RegisterTaskDefinition", "a revision"))
+    }
+
+    async fn read(
+        &self,
+        ctx: &Context,
+        outputs: &TaskDefinitionOutputs,
+    ) -> Result<Option<Observed<Self>>, ResourceError> {
+        let client = aws::ecs(ctx)?;
+        Ok(describe(ctx, &client, &outputs.arn)
+            .await?
+            .map(|(def, tags)| Observed {
+                inputs: Self::from_live(&def, &tags),
+                outputs: outputs.clone(),
+            }))
+    }
+
+    async fn update(
+        &self,
+        _ctx: &Context,
+        _previous: &Self,
+        outputs: &TaskDefinitionOutputs,
+        _changed: &[String],
+    ) -> Result<TaskDefinitionOutputs, ResourceError> {
+        // Revisions are immutable: every change is a new revision (REPLACE_ON = "*").
+        Ok(outputs.clone())
+    }
+
+    async fn delete(
+        &self,
+        ctx: &Context,
+        outputs: &TaskDefinitionOutputs,
+    ) -> Result<(), ResourceError> {
+        let client = aws::ecs(ctx)?;
+        if describe(ctx, &client, &outputs.arn).await?.is_none() {
+            return Ok(());
+        }
+        ctx.call("DeregisterTaskDefinition", || {
+            client
+                .deregister_task_definition()
+                .task_definition(&outputs.arn)
+                .send()
+        })
+        .await
+        .gone_is_ok()
+    }
+
+    /// The family's latest active revision, if it is ours and is exactly this definition (an
+    /// interrupted create registered it).
+    async fn find(&self, ctx: &Context) -> Result<Option<TaskDefinitionOutputs>, ResourceError> {
+        let client = aws::ecs(ctx)?;
+        let Some((def, tags)) = describe(ctx, &client, &self.family).await? else {
+            return Ok(None);
+        };
+        let same = Self::from_live(&def, &tags) == *self;
+        Ok((same && aws::is_ours(ctx, &tags))
+            .then(|| Self::outputs_of(&def))
+            .flatten())
+    }
+}

@@ -1,0 +1,224 @@
+//! Checks made before any AWS call. Each error names the field and the value.
+
+use std::collections::BTreeMap;
+
+use platform_core::ValidationError;
+
+/// The retention periods CloudWatch Logs accepts, in days.
+pub const RETENTION_DAYS: &[i32] = &[
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+    3288, 3653,
+];
+
+/// Fargate's task sizes: for each CPU value, the memory values (MiB) allowed with it.
+pub fn fargate_memory_for(cpu: u32) -> Option<Vec<u32>> {
+    let range = |from: u32, to: u32, step: u32| (from..=to).step_by(step as usize).collect();
+    Some(match cpu {
+        256 => vec![512, 1024, 2048],
+        512 => range(1024, 4096, 1024),
+        1024 => range(2048, 8192, 1024),
+        2048 => range(4096, 16384, 1024),
+        4096 => range(8192, 30720, 1024),
+        8192 => range(16384, 61440, 4096),
+        16384 => range(32768, 122880, 8192),
+        _ => return None,
+    })
+}
+
+/// A CPU / memory pair Fargate runs.
+///
+/// # Errors
+/// Names `cpu` when it is not a Fargate size, `memory` when it is not allowed with that CPU.
+pub fn fargate_size(cpu: u32, memory: u32) -> Result<(), ValidationError> {
+    let Some(allowed) = fargate_memory_for(cpu) else {
+        return Err(ValidationError::new(
+            "cpu",
+            cpu,
+            "Fargate CPU is one of 256, 512, 1024, 2048, 4096, 8192, 16384",
+        ));
+    };
+    if allowed.contains(&memory) {
+        Ok(())
+    } else {
+        Err(ValidationError::new(
+            "memory",
+            memory,
+            format!(
+                "with cpu {cpu}, Fargate memory is one of {}",
+                allowed
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ))
+    }
+}
+
+/// A retention CloudWatch Logs accepts.
+///
+/// # Errors
+/// When `days` is not one of [`RETENTION_DAYS`].
+pub fn retention_days(field: &str, days: i32) -> Result<(), ValidationError> {
+    if RETENTION_DAYS.contains(&days) {
+        Ok(())
+    } else {
+        Err(ValidationError::new(
+            field,
+            days,
+            format!("CloudWatch Logs keeps events for one of {RETENTION_DAYS:?} days"),
+        ))
+    }
+}
+
+/// A TCP port a container can listen on.
+///
+/// # Errors
+/// When it is 0.
+pub fn port(field: &str, port: u16) -> Result<(), ValidationError> {
+    if port == 0 {
+        Err(ValidationError::new(field, port, "a port is 1 to 65535"))
+    } else {
+        Ok(())
+    }
+}
+
+/// An ECS name (cluster, service, family, container): 1 to 255 letters, digits, `-` and `_`.
+///
+/// # Errors
+/// When it is empty, too long or has another character.
+pub fn ecs_name(field: &str, value: &str) -> Result<(), ValidationError> {
+    let ok = !value.is_empty()
+        && value.len() <= 255
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ValidationError::new(
+            field,
+            format!("{value:?}"),
+            "an ECS name is 1 to 255 letters, digits, '-' or '_'",
+        ))
+    }
+}
+
+/// An image reference: 1 to 255 characters, no whitespace.
+///
+/// # Errors
+/// When it is empty, too long or has whitespace.
+pub fn image(field: &str, value: &str) -> Result<(), ValidationError> {
+    if value.is_empty() || value.len() > 255 || value.chars().any(char::is_whitespace) {
+        Err(ValidationError::new(
+            field,
+            format!("{value:?}"),
+            "an image is a reference like nginx:latest or 123456789012.dkr.ecr.us-east-1.amazonaws.com/app:1.2",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// A log group name: 1 to 512 of letters, digits, `.`, `-`, `_`, `/`, `#`.
+///
+/// # Errors
+/// When it is empty, too long or has another character.
+pub fn log_group_name(field: &str, value: &str) -> Result<(), ValidationError> {
+    let ok = !value.is_empty()
+        && value.len() <= 512
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-_/#".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(ValidationError::new(
+            field,
+            format!("{value:?}"),
+            "a log group name is 1 to 512 letters, digits, '.', '-', '_', '/' or '#'",
+        ))
+    }
+}
+
+/// Tags: at most 48 (AWS allows 50; the engine adds 2), keys 1 to 128 characters, values at most
+/// 256, no `aws:` prefix.
+///
+/// # Errors
+/// The first bad tag.
+pub fn tags(field: &str, tags: &BTreeMap<String, String>) -> Result<(), ValidationError> {
+    if tags.len() > 48 {
+        return Err(ValidationError::new(
+            field,
+            tags.len(),
+            "at most 48 tags (AWS allows 50; the engine adds 2)",
+        ));
+    }
+    for (k, v) in tags {
+        if k.is_empty() || k.len() > 128 || k.to_ascii_lowercase().starts_with("aws:") {
+            return Err(ValidationError::new(
+                format!("{field}[{k:?}]"),
+                k,
+                "a tag key is 1 to 128 characters and must not start with aws: (reserved)",
+            ));
+        }
+        if v.len() > 256 {
+            return Err(ValidationError::new(
+                format!("{field}[{k:?}]"),
+                v,
+                "a tag value is at most 256 characters",
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn the_seed_size_is_valid_and_bad_pairs_name_the_field() {
+        fargate_size(256, 512).unwrap();
+        fargate_size(16384, 122880).unwrap();
+        assert_eq!(
+            fargate_size(256, 4096).unwrap_err().to_string(),
+            "invalid memory = 4096: with cpu 256, Fargate memory is one of 512, 1024, 2048"
+        );
+        assert!(fargate_size(300, 512).unwrap_err().to_string().starts_with("invalid cpu = 300"));
+        assert!(fargate_size(8192, 17000).is_err());
+    }
+
+    #[test]
+    fn retention_ports_and_names() {
+        retention_days("retention", 30).unwrap();
+        assert!(
+            retention_days("retention", 10)
+                .unwrap_err()
+                .to_string()
+                .starts_with("invalid retention = 10")
+        );
+        port("port", 80).unwrap();
+        assert!(port("port", 0).is_err());
+        ecs_name("name", "my-ecs-cluster").unwrap();
+        assert!(ecs_name("name", "my cluster").is_err());
+        assert!(ecs_name("name", "").is_err());
+        image("image", "nginx:latest").unwrap();
+        assert!(image("image", "nginx latest").is_err());
+        log_group_name("log", "/ecs/frontend").unwrap();
+        assert!(log_group_name("log", "/ecs/front*").is_err());
+    }
+
+    proptest! {
+        /// Fargate's published rule: memory between 2 and 8 GiB per vCPU, in whole GiB (512 MiB
+        /// only for the smallest size).
+        #[test]
+        fn accepted_sizes_follow_fargates_rule(cpu in prop::sample::select(vec![256u32, 512, 1024, 2048, 4096, 8192, 16384]), memory in 0u32..130_000) {
+            if fargate_size(cpu, memory).is_ok() {
+                prop_assert!(memory >= 2 * cpu && memory <= 8 * cpu, "{cpu}/{memory}");
+                prop_assert!(memory % 1024 == 0 || (cpu == 256 && memory == 512), "{cpu}/{memory}");
+            }
+        }
+    }
+}

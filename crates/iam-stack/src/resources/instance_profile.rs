@@ -1,0 +1,248 @@
+//! `iam:instance-profile`: the instance profile that carries a role to EC2 container instances.
+
+use std::collections::BTreeMap;
+
+use platform_core::{
+    Context, GoneExt, Input, Observed, Resource, ResourceError, ValidationError,
+    resource_outputs,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::iam;
+use crate::validate;
+
+/// An instance profile holding one role. A name or path change replaces it; the role is swapped in
+/// place (remove, add); tags change in place.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InstanceProfile {
+    /// The profile's name, unique in the account.
+    pub name: String,
+    /// The IAM path.
+    pub path: String,
+    /// The role it carries.
+    pub role_name: Input<String>,
+    /// User tags (the engine adds its own).
+    pub tags: BTreeMap<String, String>,
+}
+
+resource_outputs! {
+    /// An instance profile's outputs.
+    pub struct InstanceProfileOutputs / InstanceProfileRefs {
+        /// The profile's name.
+        pub name: String,
+        /// The profile's ARN.
+        pub arn: String,
+    }
+}
+
+impl InstanceProfile {
+    async fn add_role(
+        ctx: &Context,
+        client: &aws_sdk_iam::Client,
+        profile: &str,
+        role: &str,
+    ) -> Result<(), ResourceError> {
+        ctx.call("AddRoleToInstanceProfile", || {
+            client
+                .add_role_to_instance_profile()
+                .instance_profile_name(profile)
+                .role_name(role)
+                .send()
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn remove_role(
+        ctx: &Context,
+        client: &aws_sdk_iam::Client,
+        profile: &str,
+        role: &str,
+    ) -> Result<(), ResourceError> {
+        ctx.call("RemoveRoleFromInstanceProfile", || {
+            client
+                .remove_role_from_instance_profile()
+                .instance_profile_name(profile)
+                .role_name(role)
+                .send()
+        })
+        .await
+        .gone_is_ok()
+    }
+}
+
+impl Resource for InstanceProfile {
+    type Outputs = InstanceProfileOutputs;
+    const KIND: &'static str = "iam:instance-profile";
+    const SERVICE: &'static str = "iam";
+    const REPLACE_ON: &'static [&'static str] = &["name", "path"];
+    const DELETE_BEFORE_REPLACE: bool = true;
+
+    fn validate(&self) -> Result<(), ValidationError> {
+        validate::name("name", &self.name, 128)?;
+        validate::path("path", &self.path)?;
+        if let Some(role) = self.role_name.known() {
+            validate::name("role_name", role, 64)?;
+        }
+        validate::tags("tags", &self.tags)
+    }
+
+    async fn create(&self, ctx: &Context) -> Result<InstanceProfileOutputs, ResourceError> {
+        let client = iam::client(ctx)?;
+        let tags = iam::create_tags(ctx, &self.tags)?;
+        let out = ctx
+            .call("CreateInstanceProfile", || {
+                client
+                    .create_instance_profile()
+                    .instance_profile_name(&self.name)
+                    .path(&self.path)
+                    .set_tags(Some(tags.clone()))
+                    .send()
+            })
+            .await?;
+        let arn = out
+            .instance_profile()
+            .map(|p| p.arn().to_owned())
+            .ok_or_else(|| ResourceError::missing("CreateInstanceProfile", "a profile"))?;
+        Self::add_role(ctx, &client, &self.name, self.role_name.get()?).await?;
+        Ok(InstanceProfileOutputs {
+            name: self.name.clone(),
+            arn,
+        })
+    }
+
+    async fn read(
+        &self,
+        ctx: &Context,
+        outputs: &InstanceProfileOutputs,
+    ) -> Result<Option<Observed<Self>>, ResourceError> {
+        let client = iam::client(ctx)?;
+        let Some(out) = ctx
+            .call("GetInstanceProfile", || {
+                client
+                    .get_instance_profile()
+                    .instance_profile_name(&outputs.name)
+                    .send()
+            })
+            .await
+            .gone_is_none()?
+        else {
+            return Ok(None);
+        };
+        let Some(p) = out.instance_profile() else {
+            return Ok(None);
+        };
+        Ok(Some(Observed {
+            inputs: InstanceProfile {
+                name: p.instance_profile_name().to_owned(),
+                path: p.path().to_owned(),
+                role_name: Input::Value(
+                    p.roles()
+                        .first()
+                        .map(|r| r.role_name().to_owned())
+                        .unwrap_or_default(),
+                ),
+                tags: iam::user_tags(p.tags()),
+            },
+            outputs: InstanceProfileOutputs {
+                name: p.instance_profile_name().to_owned(),
+                arn: p.arn().to_owned(),
+            },
+        }))
+    }
+
+    async fn update(
+        &self,
+        ctx: &Context,
+        previous: &Self,
+        outputs: &InstanceProfileOutputs,
+        _changed: &[String],
+    ) -> Result<InstanceProfileOutputs, ResourceError> {
+        let client = iam::client(ctx)?;
+        let name = outputs.name.as_str();
+        let (old_role, new_role) = (previous.role_name.get()?, self.role_name.get()?);
+        if old_role != new_role {
+            // A profile holds one role: the old one leaves before the new one joins.
+            if !old_role.is_empty() {
+                Self::remove_role(ctx, &client, name, old_role).await?;
+            }
+            Self::add_role(ctx, &client, name, new_role).await?;
+        }
+        let (set, removed) = iam::tag_diff(&previous.tags, &self.tags)?;
+        if !removed.is_empty() {
+            ctx.call("UntagInstanceProfile", || {
+                client
+                    .untag_instance_profile()
+                    .instance_profile_name(name)
+                    .set_tag_keys(Some(removed.clone()))
+                    .send()
+            })
+            .await?;
+        }
+        if !set.is_empty() {
+            ctx.call("TagInstanceProfile", || {
+                client
+                    .tag_instance_profile()
+                    .instance_profile_name(name)
+                    .set_tags(Some(set.clone()))
+                    .send()
+            })
+            .await?;
+        }
+        Ok(outputs.clone())
+    }
+
+    /// Removes its roles first: AWS refuses to delete a profile that still holds one.
+    async fn delete(
+        &self,
+        ctx: &Context,
+        outputs: &InstanceProfileOutputs,
+    ) -> Result<(), ResourceError> {
+        let client = iam::client(ctx)?;
+        let name = outputs.name.as_str();
+        let Some(out) = ctx
+            .call("GetInstanceProfile", || {
+                client.get_instance_profile().instance_profile_name(name).send()
+            })
+            .await
+            .gone_is_none()?
+        else {
+            return Ok(());
+        };
+        for role in out.instance_profile().map(|p| p.roles()).unwrap_or_default() {
+            Self::remove_role(ctx, &client, name, role.role_name()).await?;
+        }
+        ctx.call("DeleteInstanceProfile", || {
+            client.delete_instance_profile().instance_profile_name(name).send()
+        })
+        .await
+        .gone_is_ok()
+    }
+
+    async fn find(&self, ctx: &Context) -> Result<Option<InstanceProfileOutputs>, ResourceError> {
+        let client = iam::client(ctx)?;
+        let out = ctx
+            .call("GetInstanceProfile", || {
+                client
+                    .get_instance_profile()
+                    .instance_profile_name(&self.name)
+                    .send()
+            })
+            .await
+            .gone_is_none()?;
+        let Some(p) = out.as_ref().and_then(|o| o.instance_profile()) else {
+            return Ok(None);
+        };
+        if !iam::is_ours(ctx, p.tags()) {
+            return Ok(None);
+        }
+        // An interrupted create may have stopped between the two calls.
+        if p.roles().is_empty() {
+            Self::add_role(ctx, &client, &self.name, self.role_name.get()?).await?;
+        }
+        Ok(Some(InstanceProfileOutputs {
+            name: self.name.clone(),
+            arn: p.arn().to_owned(),
+        }))
+    }
+}

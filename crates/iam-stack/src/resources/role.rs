@@ -1,0 +1,288 @@
+//! `iam:role`: a role, its trust policy, description, session length and tags.
+
+use std::collections::BTreeMap;
+
+use platform_core::{
+    Context, GoneExt, Observed, Resource, ResourceError, ValidationError, resource_outputs,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::iam;
+use crate::policy::PolicyDocument;
+use crate::validate;
+
+/// An IAM role. A name or path change replaces it (deleting the old one first: names are unique in an
+/// account); the trust policy, description, session length and tags change in place.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Role {
+    /// The role's name, unique in the account.
+    pub name: String,
+    /// The IAM path (`/` by default).
+    pub path: String,
+    /// What the role is for.
+    pub description: String,
+    /// Who may assume it: exactly one service principal per statement.
+    pub assume_role_policy: PolicyDocument,
+    /// The longest session, in seconds (3600 to 43200).
+    pub max_session_duration: i32,
+    /// User tags (the engine adds its own).
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Role {
+    /// A role named `name` that `service` (e.g. `ecs-tasks.amazonaws.com`) may assume.
+    pub fn for_service(name: &str, service: &str, description: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            path: "/".into(),
+            description: description.to_owned(),
+            assume_role_policy: PolicyDocument::trust(service),
+            max_session_duration: 3600,
+            tags: BTreeMap::new(),
+        }
+    }
+}
+
+resource_outputs! {
+    /// A role's outputs.
+    pub struct RoleOutputs / RoleRefs {
+        /// The role's name.
+        pub name: String,
+        /// The role's ARN.
+        pub arn: String,
+        /// The role's stable id (`AROA...`).
+        pub role_id: String,
+    }
+}
+
+fn outputs_of(role: &aws_sdk_iam::types::Role) -> RoleOutputs {
+    RoleOutputs {
+        name: role.role_name().to_owned(),
+        arn: role.arn().to_owned(),
+        role_id: role.role_id().to_owned(),
+    }
+}
+
+impl Resource for Role {
+    type Outputs = RoleOutputs;
+    const KIND: &'static str = "iam:role";
+    const SERVICE: &'static str = "iam";
+    const REPLACE_ON: &'static [&'static str] = &["name", "path"];
+    const DELETE_BEFORE_REPLACE: bool = true;
+
+    fn validate(&self) -> Result<(), ValidationError> {
+        validate::name("name", &self.name, 64)?;
+        validate::path("path", &self.path)?;
+        if self.description.len() > 1000 {
+            return Err(ValidationError::new(
+                "description",
+                &self.description,
+                "at most 1000 characters",
+            ));
+        }
+        validate::trust_policy("assume_role_policy", &self.assume_role_policy)?;
+        if !(3600..=43200).contains(&self.max_session_duration) {
+            return Err(ValidationError::new(
+                "max_session_duration",
+                self.max_session_duration,
+                "must be 3600 to 43200 seconds",
+            ));
+        }
+        validate::tags("tags", &self.tags)
+    }
+
+    async fn create(&self, ctx: &Context) -> Result<RoleOutputs, ResourceError> {
+        let client = iam::client(ctx)?;
+        let tags = iam::create_tags(ctx, &self.tags)?;
+        let out = ctx
+            .call("CreateRole", || {
+                client
+                    .create_role()
+                    .role_name(&self.name)
+                    .path(&self.path)
+                    .description(&self.description)
+                    .assume_role_policy_document(self.assume_role_policy.to_json())
+                    .max_session_duration(self.max_session_duration)
+                    .set_tags(Some(tags.clone()))
+                    .send()
+            })
+            .await?;
+        out.role()
+            .map(outputs_of)
+            .ok_or_else(|| ResourceError::missing("CreateRole", "a role"))
+    }
+
+    async fn read(
+        &self,
+        ctx: &Context,
+        outputs: &RoleOutputs,
+    ) -> Result<Option<Observed<Self>>, ResourceError> {
+        let client = iam::client(ctx)?;
+        let Some(out) = ctx
+            .call("GetRole", || client.get_role().role_name(&outputs.name).send())
+            .await
+            .gone_is_none()?
+        else {
+            return Ok(None);
+        };
+        let Some(role) = out.role() else {
+            return Ok(None);
+        };
+        let trust = role.assume_role_policy_document().unwrap_or("{}");
+        let assume_role_policy =
+            PolicyDocument::parse_aws(trust).map_err(|e| ResourceError::Failed {
+                message: format!("role {}: trust policy: {e}", role.role_name()),
+            })?;
+        Ok(Some(Observed {
+            inputs: Role {
+                name: role.role_name().to_owned(),
+                path: role.path().to_owned(),
+                description: role.description().unwrap_or_default().to_owned(),
+                assume_role_policy,
+                max_session_duration: role.max_session_duration().unwrap_or(3600),
+                tags: iam::user_tags(role.tags()),
+            },
+            outputs: outputs_of(role),
+        }))
+    }
+
+    async fn update(
+        &self,
+        ctx: &Context,
+        previous: &Self,
+        outputs: &RoleOutputs,
+        _changed: &[String],
+    ) -> Result<RoleOutputs, ResourceError> {
+        let client = iam::client(ctx)?;
+        let name = outputs.name.as_str();
+        if self.assume_role_policy != previous.assume_role_policy {
+            ctx.call("UpdateAssumeRolePolicy", || {
+                client
+                    .update_assume_role_policy()
+                    .role_name(name)
+                    .policy_document(self.assume_role_policy.to_json())
+                    .send()
+            })
+            .await?;
+        }
+        if self.description != previous.description
+            || self.max_session_duration != previous.max_session_duration
+        {
+            ctx.call("UpdateRole", || {
+                client
+                    .update_role()
+                    .role_name(name)
+                    .description(&self.description)
+                    .max_session_duration(self.max_session_duration)
+                    .send()
+            })
+            .await?;
+        }
+        let (set, removed) = iam::tag_diff(&previous.tags, &self.tags)?;
+        if !removed.is_empty() {
+            ctx.call("UntagRole", || {
+                client
+                    .untag_role()
+                    .role_name(name)
+                    .set_tag_keys(Some(removed.clone()))
+                    .send()
+            })
+            .await?;
+        }
+        if !set.is_empty() {
+            ctx.call("TagRole", || {
+                client
+                    .tag_role()
+                    .role_name(name)
+                    .set_tags(Some(set.clone()))
+                    .send()
+            })
+            .await?;
+        }
+        Ok(outputs.clone())
+    }
+
+    /// Detaches managed policies, deletes inline policies and leaves instance profiles first: AWS
+    /// refuses to delete a role that still has any of them (`DeleteConflict`).
+    async fn delete(&self, ctx: &Context, outputs: &RoleOutputs) -> Result<(), ResourceError> {
+        let client = iam::client(ctx)?;
+        let name = outputs.name.as_str();
+        let Some(attached) = ctx
+            .call("ListAttachedRolePolicies", || {
+                client
+                    .list_attached_role_policies()
+                    .role_name(name)
+                    .max_items(1000)
+                    .send()
+            })
+            .await
+            .gone_is_none()?
+        else {
+            return Ok(());
+        };
+        for arn in attached.attached_policies().iter().filter_map(|p| p.policy_arn()) {
+            ctx.call("DetachRolePolicy", || {
+                client
+                    .detach_role_policy()
+                    .role_name(name)
+                    .policy_arn(arn)
+                    .send()
+            })
+            .await
+            .gone_is_ok()?;
+        }
+        let inline = ctx
+            .call("ListRolePolicies", || {
+                client.list_role_policies().role_name(name).max_items(1000).send()
+            })
+            .await?;
+        for policy in inline.policy_names() {
+            ctx.call("DeleteRolePolicy", || {
+                client
+                    .delete_role_policy()
+                    .role_name(name)
+                    .policy_name(policy)
+                    .send()
+            })
+            .await
+            .gone_is_ok()?;
+        }
+        let profiles = ctx
+            .call("ListInstanceProfilesForRole", || {
+                client
+                    .list_instance_profiles_for_role()
+                    .role_name(name)
+                    .max_items(1000)
+                    .send()
+            })
+            .await?;
+        for profile in profiles.instance_profiles() {
+            ctx.call("RemoveRoleFromInstanceProfile", || {
+                client
+                    .remove_role_from_instance_profile()
+                    .instance_profile_name(profile.instance_profile_name())
+                    .role_name(name)
+                    .send()
+            })
+            .await
+            .gone_is_ok()?;
+        }
+        ctx.call("DeleteRole", || client.delete_role().role_name(name).send())
+            .await
+            .gone_is_ok()
+    }
+
+    /// The role of this name, if it carries this resource's tags (one an interrupted create made).
+    async fn find(&self, ctx: &Context) -> Result<Option<RoleOutputs>, ResourceError> {
+        let client = iam::client(ctx)?;
+        let out = ctx
+            .call("GetRole", || client.get_role().role_name(&self.name).send())
+            .await
+            .gone_is_none()?;
+        Ok(out
+            .as_ref()
+            .and_then(|o| o.role())
+            .filter(|r| iam::is_ours(ctx, r.tags()))
+            .map(outputs_of))
+    }
+}
