@@ -256,6 +256,9 @@ impl Emulator {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
+            // Its own process group: a Ctrl-C meant for the command that started it (or for a later
+            // one, once detached) does not reach it.
+            .process_group(0)
             .spawn()
             .map_err(|e| HarnessError::Process {
                 what: format!("starting {}", venv.join("bin/moto_server").display()),
@@ -284,6 +287,46 @@ impl Emulator {
             ecs: true,
             _guard: Guard::Process(child),
         })
+    }
+
+    /// An emulator already running at `endpoint` (moto), e.g. one [`detach`](Self::detach)ed by an
+    /// earlier process. Dropping it stops nothing.
+    pub fn at(endpoint: &str) -> Self {
+        Self::endpoint(endpoint.to_owned(), Flavor::Moto)
+    }
+
+    /// Leaves the emulator running after this value (and this process) is gone, for a later process
+    /// to use through [`Emulator::at`]; [`Detached::stop`] stops it. What the harness would have
+    /// stopped on drop (container, process) is released instead.
+    pub fn detach(self) -> Detached {
+        let Self {
+            endpoint, _guard, ..
+        } = self;
+        let (container_id, pid) = match _guard {
+            Guard::None => (None, None),
+            Guard::Moto(c) => {
+                let id = c.id().to_owned();
+                // Released on purpose: its Drop would remove the container.
+                std::mem::forget(c);
+                (Some(id), None)
+            }
+            Guard::LocalStack(c) => {
+                let id = c.id().to_owned();
+                std::mem::forget(c);
+                (Some(id), None)
+            }
+            Guard::Process(child) => {
+                let pid = child.id();
+                // Released on purpose: kill_on_drop would stop it.
+                std::mem::forget(child);
+                (None, pid)
+            }
+        };
+        Detached {
+            endpoint,
+            container_id,
+            pid,
+        }
     }
 
     /// The endpoint URL.
@@ -350,6 +393,65 @@ impl Emulator {
             b = b.http_client(AccountHeaderClient::new(account));
         }
         b.build()
+    }
+}
+
+/// An emulator that outlives the process that started it ([`Emulator::detach`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Detached {
+    /// Its endpoint URL.
+    pub endpoint: String,
+    /// The Docker container it runs in, if any.
+    pub container_id: Option<String>,
+    /// The `moto_server` process, if any.
+    pub pid: Option<u32>,
+}
+
+impl Detached {
+    /// Whether it still answers on its endpoint.
+    pub async fn is_alive(&self) -> bool {
+        let Some(addr) = self
+            .endpoint
+            .strip_prefix("http://")
+            .map(|a| a.trim_end_matches('/'))
+        else {
+            return false;
+        };
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// Stops it: removes its container (`docker rm -f`) or ends its process (`kill`).
+    ///
+    /// # Errors
+    /// When the command to stop it fails for another reason than it being gone already.
+    pub fn stop(&self) -> Result<(), HarnessError> {
+        let mut cmd = if let Some(id) = &self.container_id {
+            let mut c = std::process::Command::new("docker");
+            c.args(["rm", "-f", id]);
+            c
+        } else if let Some(pid) = self.pid {
+            let mut c = std::process::Command::new("kill");
+            c.arg(pid.to_string());
+            c
+        } else {
+            return Ok(());
+        };
+        let out = cmd.output().map_err(|e| HarnessError::Process {
+            what: format!("{cmd:?}"),
+            source: e,
+        })?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let gone = stderr.contains("No such container") || stderr.contains("No such process");
+        if out.status.success() || gone {
+            Ok(())
+        } else {
+            Err(HarnessError::Unavailable {
+                details: format!("{cmd:?} failed: {}", stderr.trim()),
+            })
+        }
     }
 }
 

@@ -398,7 +398,7 @@ impl Stack for IamStack {
         );
 
         Ok(s.outputs(move |o| {
-            let role = |h: &platform_core::Handle<Role>| -> Result<RoleInfo, _> {
+            let role = |h: &platform_core::Handle<Role>| -> Result<RoleInfo, platform_core::ResourceError> {
                 Ok(RoleInfo {
                     name: o.get(&h.name)?,
                     arn: o.get(&h.arn)?,

@@ -149,7 +149,7 @@ impl Scope {
                     ["s3:ListBucket"],
                     [format!("arn:{}:s3:::{bucket}", self.partition)],
                 )
-                .when("StringLike", "s3:prefix", &[&format!("{prefix}*")]),
+                .when("StringLike", "s3:prefix", &[format!("{prefix}*").as_str()]),
             );
         }
         PolicyDocument::new(statements)

@@ -163,7 +163,11 @@ async fn a_policy_change_makes_one_new_default_version_and_prunes_at_five() {
             (1, 10),
             "{plan}"
         );
-        assert!(plan.step("frontend-policy").is_some());
+        assert_eq!(
+            plan.step("frontend-policy").map(|s| s.action.kind()),
+            Some(platform_core::ActionKind::Update),
+            "{plan}"
+        );
         w.cloud.clear();
         w.engine.up(&stack).await.unwrap();
         assert_eq!(w.cloud.mutating_calls(), ["CreatePolicyVersion"]);

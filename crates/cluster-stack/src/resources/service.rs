@@ -385,11 +385,12 @@ impl Resource for Service {
         })
         .await
         .gone_is_ok()?;
+        let client = &client;
         ctx.retry(
             "waiting for the service to drain",
             |e| matches!(e, ResourceError::Failed { .. }),
-            || async {
-                match describe(ctx, &client, cluster, &outputs.name).await? {
+            || async move {
+                match describe(ctx, client, cluster, &outputs.name).await? {
                     Some(_) => Err(ResourceError::Failed {
                         message: format!("service {} is still active after DeleteService", outputs.name),
                     }),

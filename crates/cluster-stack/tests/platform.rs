@@ -1,0 +1,330 @@
+//! The whole platform against the AWS emulator: the three stacks from nothing, no-op re-apply, image
+//! and desired count changes with exactly the expected calls, the IAM propagation race, and destroy in
+//! the right order (network first is refused). Each test runs in an account of its own.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_ecs::Client as Ecs;
+use cluster_stack::{ClusterConfig, ClusterOutputs, ClusterStack};
+use iam_stack::{IamConfig, IamOutputs, IamStack};
+use local_cloud::{Fault, Rule, TestCloud};
+use network_stack::{NetworkConfig, NetworkOutputs, NetworkStack};
+use platform_core::{Engine, Error, Event, MemoryStateStore, RetryPolicy};
+
+struct World {
+    cloud: TestCloud,
+    engine: Engine,
+    ecs: Ecs,
+    events: Arc<Mutex<Vec<Event>>>,
+}
+
+async fn world() -> World {
+    let cloud = TestCloud::start()
+        .await
+        .expect("an AWS emulator is required for this suite");
+    cloud.emulator.require_ecs().expect("the emulator must serve ECS");
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    let engine = Engine::builder(MemoryStateStore::new())
+        .aws(cloud.config.clone())
+        .retry(RetryPolicy::new(6, Duration::from_millis(20), Duration::from_millis(200)))
+        .on_event(move |e| {
+            if !matches!(e, Event::AwsCall(_)) {
+                sink.lock().unwrap().push(e.clone());
+            }
+        })
+        .build();
+    World {
+        ecs: Ecs::new(&cloud.config),
+        cloud,
+        engine,
+        events,
+    }
+}
+
+fn cluster_config() -> ClusterConfig {
+    ClusterConfig::default().with_steady_state_timeout(Some(Duration::from_secs(60)))
+}
+
+/// IAM and network in parallel, then the cluster on their outputs.
+async fn platform(w: &World, config: ClusterConfig) -> (IamOutputs, NetworkOutputs, ClusterOutputs) {
+    let identity = w.engine.identity().await.unwrap();
+    let iam_stack = IamStack::new(IamConfig::default().bound_to(&identity));
+    let net_stack = NetworkStack::new(NetworkConfig::default());
+    let (iam, net) = tokio::join!(w.engine.up(&iam_stack), w.engine.up(&net_stack));
+    let (iam, net) = (iam.unwrap(), net.unwrap());
+    let cluster = w
+        .engine
+        .up(&ClusterStack::new(config, &iam, &net))
+        .await
+        .unwrap();
+    (iam, net, cluster)
+}
+
+async fn live_service(w: &World, c: &ClusterOutputs) -> aws_sdk_ecs::types::Service {
+    let out = w
+        .ecs
+        .describe_services()
+        .cluster(&c.cluster_arn)
+        .services(&c.service_name)
+        .send()
+        .await
+        .unwrap();
+    out.services()[0].clone()
+}
+
+#[tokio::test]
+async fn the_whole_platform_comes_up_from_nothing_and_a_second_apply_changes_nothing() {
+    let w = world().await;
+    let (iam, net, c) = platform(&w, cluster_config()).await;
+
+    assert_eq!(c.cluster_name, "my-ecs-cluster");
+    assert_eq!(c.log_group_name, "/ecs/frontend");
+    let service = live_service(&w, &c).await;
+    assert_eq!(service.status(), Some("ACTIVE"));
+    assert_eq!(service.desired_count(), 1);
+    assert_eq!(service.task_definition(), Some(c.task_definition_arn.as_str()));
+    let vpc = service
+        .network_configuration()
+        .and_then(|n| n.awsvpc_configuration())
+        .unwrap();
+    assert_eq!(vpc.subnets(), [net.public_subnet_ids[0].as_str().to_owned()]);
+    assert_eq!(vpc.security_groups(), [net.security_group_id.as_str().to_owned()]);
+
+    let def = w
+        .ecs
+        .describe_task_definition()
+        .task_definition(&c.task_definition_arn)
+        .send()
+        .await
+        .unwrap();
+    let def = def.task_definition().unwrap();
+    assert_eq!((def.cpu(), def.memory()), (Some("256"), Some("512")));
+    assert_eq!(def.execution_role_arn(), Some(iam.frontend_role.arn.as_str()));
+    assert_eq!(def.task_role_arn(), Some(iam.frontend_role.arn.as_str()));
+    let container = &def.container_definitions()[0];
+    assert_eq!(container.image(), Some("nginx:latest"));
+    assert_eq!(container.port_mappings()[0].container_port(), Some(80));
+    let log = container.log_configuration().unwrap();
+    assert_eq!(
+        log.options().unwrap().get("awslogs-group").map(String::as_str),
+        Some("/ecs/frontend")
+    );
+
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&w.cloud.config);
+    let groups = logs
+        .describe_log_groups()
+        .log_group_name_prefix("/ecs/frontend")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(groups.log_groups()[0].retention_in_days(), Some(30));
+
+    // Again, all three, with a live read of everything: nothing to do, nothing mutating.
+    w.cloud.clear();
+    let (iam2, net2, c2) = platform(&w, cluster_config()).await;
+    assert_eq!((iam2, net2, c2), (iam, net, c.clone()));
+    assert_eq!(w.cloud.mutating_calls(), Vec::<String>::new());
+    let report = w
+        .engine
+        .up_with(
+            &ClusterStack::from_state(cluster_config(), w.engine.store()).await.unwrap(),
+            platform_core::UpOptions::default().with_refresh(true),
+        )
+        .await
+        .unwrap();
+    assert!(!report.plan.has_changes(), "{}", report.plan);
+    assert_eq!(w.cloud.mutating_calls(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn an_image_change_is_a_new_revision_and_a_service_update_and_nothing_else() {
+    let w = world().await;
+    let (iam, net, c) = platform(&w, cluster_config()).await;
+
+    let changed = ClusterStack::new(cluster_config().with_image("nginx:1.27"), &iam, &net);
+    let plan = w.engine.preview(&changed).await.unwrap();
+    let counts = plan.counts();
+    assert_eq!((counts.replace, counts.update, counts.same), (1, 1, 2), "{plan}");
+
+    w.cloud.clear();
+    let c2 = w.engine.up(&changed).await.unwrap();
+    assert_eq!(
+        w.cloud.mutating_calls(),
+        ["RegisterTaskDefinition", "UpdateService", "DeregisterTaskDefinition"]
+    );
+    assert_ne!(c2.task_definition_arn, c.task_definition_arn);
+    assert!(c2.task_definition_arn.ends_with(":2"), "{}", c2.task_definition_arn);
+    assert_eq!(c2.service_arn, c.service_arn);
+    assert_eq!(
+        live_service(&w, &c2).await.task_definition(),
+        Some(c2.task_definition_arn.as_str())
+    );
+    let old = w
+        .ecs
+        .describe_task_definition()
+        .task_definition(&c.task_definition_arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        old.task_definition().unwrap().status(),
+        Some(&aws_sdk_ecs::types::TaskDefinitionStatus::Inactive)
+    );
+
+    // The desired count: one UpdateService, nothing else.
+    let scaled = ClusterStack::new(
+        cluster_config().with_image("nginx:1.27").with_desired_count(3),
+        &iam,
+        &net,
+    );
+    w.cloud.clear();
+    w.engine.up(&scaled).await.unwrap();
+    assert_eq!(w.cloud.mutating_calls(), ["UpdateService"]);
+    assert_eq!(live_service(&w, &c2).await.desired_count(), 3);
+}
+
+#[tokio::test]
+async fn a_role_ecs_cannot_assume_yet_is_retried_within_the_bound() {
+    let w = world().await;
+    let identity = w.engine.identity().await.unwrap();
+    let iam = w
+        .engine
+        .up(&IamStack::new(IamConfig::default().bound_to(&identity)))
+        .await
+        .unwrap();
+    let net = w
+        .engine
+        .up(&NetworkStack::new(NetworkConfig::default()))
+        .await
+        .unwrap();
+
+    // Just-created roles: ECS refuses twice, as it does until IAM has propagated them.
+    w.cloud.proxy.add_rule(
+        Rule::new(Fault::AwsError {
+            status: 400,
+            code: "InvalidParameterException".into(),
+            message: "Unable to assume role and validate the specified role".into(),
+        })
+        .service("ecs")
+        .operation("CreateService")
+        .times(2),
+    );
+    w.cloud.clear();
+    w.engine
+        .up(&ClusterStack::new(cluster_config(), &iam, &net))
+        .await
+        .unwrap();
+    let creates = w
+        .cloud
+        .operations()
+        .iter()
+        .filter(|o| *o == "CreateService")
+        .count();
+    assert_eq!(creates, 3);
+    let retries: Vec<_> = w
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            Event::Retrying { operation, code, .. } if operation == "CreateService" => code.clone(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(retries, ["InvalidParameterException"; 2]);
+
+    // Beyond the bound it fails, naming the resource and AWS's code.
+    let w2 = world().await;
+    let identity = w2.engine.identity().await.unwrap();
+    let iam = w2
+        .engine
+        .up(&IamStack::new(IamConfig::default().bound_to(&identity)))
+        .await
+        .unwrap();
+    let net = w2
+        .engine
+        .up(&NetworkStack::new(NetworkConfig::default()))
+        .await
+        .unwrap();
+    w2.cloud.proxy.add_rule(
+        Rule::new(Fault::AwsError {
+            status: 400,
+            code: "InvalidParameterException".into(),
+            message: "Unable to assume role and validate the specified role".into(),
+        })
+        .service("ecs")
+        .operation("CreateService"),
+    );
+    let err = w2
+        .engine
+        .up(&ClusterStack::new(cluster_config(), &iam, &net))
+        .await
+        .unwrap_err();
+    assert_eq!(err.aws_code(), Some("InvalidParameterException"), "{err}");
+    assert!(err.to_string().contains("service"), "{err}");
+}
+
+#[tokio::test]
+async fn destroy_goes_cluster_first_and_leaves_nothing_and_network_first_is_refused() {
+    let w = world().await;
+    let (_, net, c) = platform(&w, cluster_config()).await;
+
+    for referenced in ["network", "iam"] {
+        let err = match referenced {
+            "network" => w.engine.destroy::<NetworkStack>("network").await.unwrap_err(),
+            _ => w.engine.destroy::<IamStack>("iam").await.unwrap_err(),
+        };
+        match &err {
+            Error::ReferencedBy { stack, consumers } => {
+                assert_eq!(stack, referenced);
+                assert_eq!(consumers, &["cluster".to_owned()]);
+            }
+            other => panic!("expected ReferencedBy, got {other:?}"),
+        }
+        assert!(err.to_string().contains("cluster"), "{err}");
+    }
+    // Nothing was deleted by the refusals.
+    assert_eq!(live_service(&w, &c).await.status(), Some("ACTIVE"));
+
+    w.engine.destroy::<ClusterStack>("cluster").await.unwrap();
+    w.engine.destroy::<NetworkStack>("network").await.unwrap();
+    w.engine.destroy::<IamStack>("iam").await.unwrap();
+
+    let clusters = w
+        .ecs
+        .describe_clusters()
+        .clusters(&c.cluster_arn)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        clusters.clusters().iter().all(|c| c.status() == Some("INACTIVE")),
+        "{clusters:?}"
+    );
+    let defs = w
+        .ecs
+        .list_task_definitions()
+        .status(aws_sdk_ecs::types::TaskDefinitionStatus::Active)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(defs.task_definition_arns(), Vec::<String>::new());
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&w.cloud.config);
+    let groups = logs.describe_log_groups().send().await.unwrap();
+    assert_eq!(groups.log_groups().len(), 0);
+    let ec2 = aws_sdk_ec2::Client::new(&w.cloud.config);
+    let vpcs = ec2
+        .describe_vpcs()
+        .vpc_ids(net.vpc_id.as_str())
+        .send()
+        .await;
+    assert!(
+        vpcs.as_ref().map(|v| v.vpcs().is_empty()).unwrap_or(true),
+        "{vpcs:?}"
+    );
+    let iam = aws_sdk_iam::Client::new(&w.cloud.config);
+    let roles = iam.list_roles().send().await.unwrap();
+    assert_eq!(roles.roles().len(), 0, "{:?}", roles.roles());
+}
