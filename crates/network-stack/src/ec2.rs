@@ -97,6 +97,35 @@ pub(crate) async fn update_tags(
     Ok(())
 }
 
+/// Deletes with `f`, retrying `DependencyViolation` (dependents still going away: ENIs of stopping
+/// tasks, subnets, gateways) within the engine's retry bound; already gone is done.
+pub(crate) async fn delete_when_free<T, E, F, Fut>(
+    ctx: &Context,
+    operation: &str,
+    f: F,
+) -> Result<(), ResourceError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<
+            Output = Result<
+                T,
+                aws_smithy_runtime_api::client::result::SdkError<
+                    E,
+                    aws_smithy_runtime_api::http::Response,
+                >,
+            >,
+        >,
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata
+        + std::error::Error
+        + Send
+        + Sync
+        + 'static,
+{
+    ctx.call_retrying(operation, |e| e.has_code("DependencyViolation"), f)
+        .await
+        .gone_is_ok()
+}
+
 /// `Ok(())` when `result` failed with not-found (an already-deleted resource), else passes it on.
 pub(crate) fn gone_is_ok<T>(result: Result<T, ResourceError>) -> Result<(), ResourceError> {
     result.gone_is_ok()

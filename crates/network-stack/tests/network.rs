@@ -3,43 +3,29 @@
 
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::Filter;
-use local_cloud::{Emulator, Proxy};
+use local_cloud::TestCloud;
 use network_stack::resources::SgRule;
 use network_stack::{NetworkConfig, NetworkOutputs, NetworkStack, SubnetSpec, stack_filter};
 use platform_core::{Action, ActionKind, Engine, MemoryStateStore, StackRef};
 
 struct World {
-    _emulator: Emulator,
-    proxy: Proxy,
+    cloud: TestCloud,
     engine: Engine,
     ec2: Client,
 }
 
 async fn world() -> World {
-    let emulator = Emulator::start()
+    let cloud = TestCloud::start()
         .await
         .expect("an AWS emulator is required for this suite");
-    let proxy = Proxy::start(emulator.endpoint_url()).await.unwrap();
-    let config = proxy.wrap(&emulator.isolated());
     let engine = Engine::builder(MemoryStateStore::new())
-        .aws(config.clone())
+        .aws(cloud.config.clone())
         .build();
     World {
-        ec2: Client::new(&config),
-        _emulator: emulator,
-        proxy,
+        ec2: Client::new(&cloud.config),
+        cloud,
         engine,
     }
-}
-
-/// Mutating calls the proxy saw since it was last cleared, as `Operation` names.
-fn mutating(proxy: &Proxy) -> Vec<String> {
-    proxy
-        .calls()
-        .into_iter()
-        .map(|c| c.operation)
-        .filter(|op| !platform_core::is_read_operation(op))
-        .collect()
 }
 
 #[tokio::test]
@@ -152,7 +138,7 @@ async fn the_seed_network_is_created_and_a_second_apply_makes_no_call() {
     assert_eq!(read, net);
 
     // Idempotent: no change planned, and not a single AWS call on the second apply.
-    w.proxy.clear_calls();
+    w.cloud.clear();
     let report = w
         .engine
         .up_with(&stack, platform_core::UpOptions::default())
@@ -161,7 +147,7 @@ async fn the_seed_network_is_created_and_a_second_apply_makes_no_call() {
     assert!(!report.plan.has_changes(), "{}", report.plan);
     assert_eq!(report.calls.mutating, 0);
     // Only the identity was asked (once per engine, so not even that).
-    assert!(w.proxy.calls().is_empty(), "{:?}", w.proxy.calls());
+    assert!(w.cloud.proxy.calls().is_empty(), "{:?}", w.cloud.proxy.calls());
 
     // With a refresh: at most one read per resource, still nothing mutating.
     let report = w
@@ -173,7 +159,7 @@ async fn the_seed_network_is_created_and_a_second_apply_makes_no_call() {
         .await
         .unwrap();
     assert!(!report.plan.has_changes(), "{}", report.plan);
-    assert!(mutating(&w.proxy).is_empty(), "{:?}", mutating(&w.proxy));
+    assert!(w.cloud.mutating_calls().is_empty(), "{:?}", w.cloud.mutating_calls());
 }
 
 #[tokio::test]
@@ -194,29 +180,29 @@ async fn rules_and_dns_change_in_place_with_only_the_calls_needed() {
         ActionKind::Update
     );
     assert_eq!(plan.counts().update, 1, "{plan}");
-    w.proxy.clear_calls();
+    w.cloud.clear();
     let after = w.engine.up(&stack).await.unwrap();
-    assert_eq!(mutating(&w.proxy), ["AuthorizeSecurityGroupIngress"]);
+    assert_eq!(w.cloud.mutating_calls(), ["AuthorizeSecurityGroupIngress"]);
     assert_eq!(
         after.security_group_id, net.security_group_id,
         "never replaced"
     );
 
     config.ingress = vec![SgRule::tcp(443, "0.0.0.0/0")];
-    w.proxy.clear_calls();
+    w.cloud.clear();
     w.engine
         .up(&NetworkStack::new(config.clone()))
         .await
         .unwrap();
-    assert_eq!(mutating(&w.proxy), ["RevokeSecurityGroupIngress"]);
+    assert_eq!(w.cloud.mutating_calls(), ["RevokeSecurityGroupIngress"]);
 
     config.dns_hostnames = false;
-    w.proxy.clear_calls();
+    w.cloud.clear();
     w.engine
         .up(&NetworkStack::new(config.clone()))
         .await
         .unwrap();
-    assert_eq!(mutating(&w.proxy), ["ModifyVpcAttribute"]);
+    assert_eq!(w.cloud.mutating_calls(), ["ModifyVpcAttribute"]);
     let a = w
         .ec2
         .describe_vpc_attribute()
@@ -231,9 +217,9 @@ async fn rules_and_dns_change_in_place_with_only_the_calls_needed() {
     );
 
     config.tags.insert("team".into(), "platform".into());
-    w.proxy.clear_calls();
+    w.cloud.clear();
     w.engine.up(&NetworkStack::new(config)).await.unwrap();
-    let mut ops = mutating(&w.proxy);
+    let mut ops = w.cloud.mutating_calls();
     ops.sort();
     assert_eq!(
         ops,
@@ -314,9 +300,9 @@ async fn refresh_shows_a_rule_added_by_hand_and_apply_removes_it() {
     assert!(changes[0].old.as_ref().unwrap().to_string().contains("22"));
     assert_eq!(plan.counts().update, 1, "{plan}");
 
-    w.proxy.clear_calls();
+    w.cloud.clear();
     w.engine.up(&stack).await.unwrap();
-    assert_eq!(mutating(&w.proxy), ["RevokeSecurityGroupIngress"]);
+    assert_eq!(w.cloud.mutating_calls(), ["RevokeSecurityGroupIngress"]);
     let sg = w
         .ec2
         .describe_security_groups()
@@ -395,5 +381,5 @@ async fn invalid_config_is_refused_before_any_call() {
         err.to_string(),
         "network/config: invalid public_subnets[1].cidr = 10.0.1.0/25: overlaps public_subnets[0].cidr = 10.0.1.0/24"
     );
-    assert!(w.proxy.calls().is_empty(), "{:?}", w.proxy.calls());
+    assert!(w.cloud.proxy.calls().is_empty(), "{:?}", w.cloud.proxy.calls());
 }

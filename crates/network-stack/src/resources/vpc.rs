@@ -187,14 +187,7 @@ impl Resource for Vpc {
         let client = ec2::client(ctx)?;
         let id = outputs.vpc_id.as_str();
         // DependencyViolation while subnets, gateways and ENIs of dependents are still going away.
-        ec2::gone_is_ok(
-            ctx.call_retrying(
-                "DeleteVpc",
-                |e| e.has_code("DependencyViolation"),
-                || client.delete_vpc().vpc_id(id).send(),
-            )
-            .await,
-        )
+        ec2::delete_when_free(ctx, "DeleteVpc", || client.delete_vpc().vpc_id(id).send()).await
     }
 
     async fn find(&self, ctx: &Context) -> Result<Option<VpcOutputs>, ResourceError> {
