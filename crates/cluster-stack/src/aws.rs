@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_ecs::types::Tag;
-use platform_core::{AwsError, Context, ResourceError};
+use platform_core::{AwsError, Context, ResourceError, TagChanges};
 
 /// The ECS client, built once per engine with the engine's interceptors.
 pub(crate) fn ecs(ctx: &Context) -> Result<aws_sdk_ecs::Client, ResourceError> {
@@ -52,12 +52,7 @@ pub(crate) async fn update_ecs_tags(
     old: &BTreeMap<String, String>,
     new: &BTreeMap<String, String>,
 ) -> Result<(), ResourceError> {
-    let removed: Vec<String> = old.keys().filter(|k| !new.contains_key(*k)).cloned().collect();
-    let set: BTreeMap<String, String> = new
-        .iter()
-        .filter(|(k, v)| old.get(*k) != Some(*v))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let TagChanges { set, removed } = TagChanges::between(old, new);
     if !removed.is_empty() {
         ctx.call("UntagResource", || {
             client

@@ -52,15 +52,11 @@ pub(crate) fn tag_diff(
     old: &BTreeMap<String, String>,
     new: &BTreeMap<String, String>,
 ) -> Result<(Vec<Tag>, Vec<String>), ResourceError> {
-    let set = new
+    let changes = platform_core::TagChanges::between(old, new);
+    let set = changes
+        .set
         .iter()
-        .filter(|(k, v)| old.get(*k) != Some(*v))
         .map(|(k, v)| tag(k, v))
         .collect::<Result<_, _>>()?;
-    let removed = old
-        .keys()
-        .filter(|k| !new.contains_key(*k))
-        .cloned()
-        .collect();
-    Ok((set, removed))
+    Ok((set, changes.removed))
 }

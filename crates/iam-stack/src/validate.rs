@@ -1,7 +1,6 @@
 //! Checks made before any AWS call: names, paths, ARN patterns, actions, trust principals, tags.
 //! Each error names the field and the value.
 
-use std::collections::BTreeMap;
 
 use platform_core::ValidationError;
 
@@ -232,36 +231,7 @@ fn version(field: &str, doc: &PolicyDocument) -> Result<(), ValidationError> {
     Ok(())
 }
 
-/// IAM tags: at most 50, keys 1 to 128 characters, values at most 256, no `aws:` prefix.
-///
-/// # Errors
-/// The first bad tag.
-pub fn tags(field: &str, tags: &BTreeMap<String, String>) -> Result<(), ValidationError> {
-    if tags.len() > 48 {
-        return Err(ValidationError::new(
-            field,
-            tags.len(),
-            "at most 48 tags (IAM allows 50; the engine adds 2)",
-        ));
-    }
-    for (k, v) in tags {
-        if k.is_empty() || k.len() > 128 || k.to_ascii_lowercase().starts_with("aws:") {
-            return Err(ValidationError::new(
-                format!("{field}[{k:?}]"),
-                k,
-                "a tag key is 1 to 128 characters and must not start with aws: (reserved)",
-            ));
-        }
-        if v.len() > 256 {
-            return Err(ValidationError::new(
-                format!("{field}[{k:?}]"),
-                v,
-                "a tag value is at most 256 characters",
-            ));
-        }
-    }
-    Ok(())
-}
+pub use platform_core::validate_tags as tags;
 
 #[cfg(test)]
 mod tests {

@@ -64,14 +64,15 @@ pub(crate) async fn update_tags(
     old: &BTreeMap<String, String>,
     new: &BTreeMap<String, String>,
 ) -> Result<(), ResourceError> {
-    let removed: Vec<Tag> = old
-        .keys()
-        .filter(|k| !new.contains_key(*k))
+    let changes = platform_core::TagChanges::between(old, new);
+    let removed: Vec<Tag> = changes
+        .removed
+        .iter()
         .map(|k| Tag::builder().key(k).build())
         .collect();
-    let set: Vec<Tag> = new
+    let set: Vec<Tag> = changes
+        .set
         .iter()
-        .filter(|(k, v)| old.get(*k) != Some(*v))
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect();
     if !removed.is_empty() {

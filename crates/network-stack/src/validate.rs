@@ -1,6 +1,5 @@
 //! Validation of the network's inputs, before any AWS call. Errors name the field and the value.
 
-use std::collections::BTreeMap;
 
 use ipnet::Ipv4Net;
 use platform_core::ValidationError;
@@ -65,44 +64,7 @@ pub fn subnets_fit(vpc: Ipv4Net, subnets: &[(String, Ipv4Net)]) -> Result<(), Va
     Ok(())
 }
 
-/// AWS tag limits: key 1 to 128 characters, value at most 256, no `aws:` prefix, at most 50 tags.
-///
-/// # Errors
-/// A [`ValidationError`] naming the tag.
-pub fn tags(field: &str, tags: &BTreeMap<String, String>) -> Result<(), ValidationError> {
-    if tags.len() > 45 {
-        return Err(ValidationError::new(
-            field,
-            tags.len(),
-            "at most 45 user tags (AWS allows 50; the engine adds its own)",
-        ));
-    }
-    for (k, v) in tags {
-        let f = format!("{field}[{k:?}]");
-        if k.is_empty() || k.chars().count() > 128 {
-            return Err(ValidationError::new(
-                f,
-                k,
-                "tag keys have 1 to 128 characters",
-            ));
-        }
-        if k.to_ascii_lowercase().starts_with("aws:") || k.starts_with("platform:") {
-            return Err(ValidationError::new(
-                f,
-                k,
-                "the aws: and platform: prefixes are reserved",
-            ));
-        }
-        if v.chars().count() > 256 {
-            return Err(ValidationError::new(
-                f,
-                v,
-                "tag values have at most 256 characters",
-            ));
-        }
-    }
-    Ok(())
-}
+pub use platform_core::validate_tags as tags;
 
 /// A name: 1 to `max` characters of the allowed set.
 ///

@@ -41,6 +41,7 @@ mod provider;
 mod resource;
 mod stack;
 mod state;
+mod tags;
 pub mod testing;
 mod value;
 
@@ -65,6 +66,7 @@ pub use state::{
     Deposed, LocalStateStore, MemoryStateStore, Pending, PendingOp, ResourceState, STATE_VERSION,
     StackLock, StackState, StateStore, parse_state,
 };
+pub use tags::{TagChanges, validate_tags};
 pub use value::{Input, Ref, RefTarget};
 
 /// An AWS SDK client for a resource, built once per engine with the engine's interceptors (the call

@@ -3,7 +3,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use platform_core::{
-    Context, GoneExt, Observed, Resource, ResourceError, ValidationError, resource_outputs,
+    Context, GoneExt, Observed, Resource, ResourceError, TagChanges, ValidationError,
+    resource_outputs,
 };
 use serde::{Deserialize, Serialize};
 
@@ -181,18 +182,9 @@ impl Resource for LogGroup {
         if self.retention_days != previous.retention_days {
             self.set_retention(ctx, &client).await?;
         }
-        let removed: Vec<String> = previous
-            .tags
-            .keys()
-            .filter(|k| !self.tags.contains_key(*k))
-            .cloned()
-            .collect();
-        let set: HashMap<String, String> = self
-            .tags
-            .iter()
-            .filter(|(k, v)| previous.tags.get(*k) != Some(*v))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let changes = TagChanges::between(&previous.tags, &self.tags);
+        let removed = changes.removed;
+        let set: HashMap<String, String> = changes.set.into_iter().collect();
         if !removed.is_empty() {
             ctx.call("UntagResource", || {
                 client
