@@ -47,13 +47,18 @@ fn cluster_config() -> ClusterConfig {
     ClusterConfig::default().with_steady_state_timeout(Some(Duration::from_secs(60)))
 }
 
-/// IAM and network in parallel, then the cluster on their outputs.
-async fn platform(w: &World, config: ClusterConfig) -> (IamOutputs, NetworkOutputs, ClusterOutputs) {
+/// IAM and network, in parallel.
+async fn foundation(w: &World) -> (IamOutputs, NetworkOutputs) {
     let identity = w.engine.identity().await.unwrap();
     let iam_stack = IamStack::new(IamConfig::default().bound_to(&identity));
     let net_stack = NetworkStack::new(NetworkConfig::default());
     let (iam, net) = tokio::join!(w.engine.up(&iam_stack), w.engine.up(&net_stack));
-    let (iam, net) = (iam.unwrap(), net.unwrap());
+    (iam.unwrap(), net.unwrap())
+}
+
+/// IAM and network in parallel, then the cluster on their outputs.
+async fn platform(w: &World, config: ClusterConfig) -> (IamOutputs, NetworkOutputs, ClusterOutputs) {
+    let (iam, net) = foundation(w).await;
     let cluster = w
         .engine
         .up(&ClusterStack::new(config, &iam, &net))
@@ -185,32 +190,24 @@ async fn an_image_change_is_a_new_revision_and_a_service_update_and_nothing_else
     assert_eq!(live_service(&w, &c2).await.desired_count(), 3);
 }
 
+/// What ECS answers while a just-created role has not propagated through IAM.
+fn role_not_ready() -> Rule {
+    Rule::new(Fault::AwsError {
+        status: 400,
+        code: "InvalidParameterException".into(),
+        message: "Unable to assume role and validate the specified role".into(),
+    })
+    .service("ecs")
+    .operation("CreateService")
+}
+
 #[tokio::test]
 async fn a_role_ecs_cannot_assume_yet_is_retried_within_the_bound() {
     let w = world().await;
-    let identity = w.engine.identity().await.unwrap();
-    let iam = w
-        .engine
-        .up(&IamStack::new(IamConfig::default().bound_to(&identity)))
-        .await
-        .unwrap();
-    let net = w
-        .engine
-        .up(&NetworkStack::new(NetworkConfig::default()))
-        .await
-        .unwrap();
+    let (iam, net) = foundation(&w).await;
 
     // Just-created roles: ECS refuses twice, as it does until IAM has propagated them.
-    w.cloud.proxy.add_rule(
-        Rule::new(Fault::AwsError {
-            status: 400,
-            code: "InvalidParameterException".into(),
-            message: "Unable to assume role and validate the specified role".into(),
-        })
-        .service("ecs")
-        .operation("CreateService")
-        .times(2),
-    );
+    w.cloud.proxy.add_rule(role_not_ready().times(2));
     w.cloud.clear();
     w.engine
         .up(&ClusterStack::new(cluster_config(), &iam, &net))
@@ -237,26 +234,8 @@ async fn a_role_ecs_cannot_assume_yet_is_retried_within_the_bound() {
 
     // Beyond the bound it fails, naming the resource and AWS's code.
     let w2 = world().await;
-    let identity = w2.engine.identity().await.unwrap();
-    let iam = w2
-        .engine
-        .up(&IamStack::new(IamConfig::default().bound_to(&identity)))
-        .await
-        .unwrap();
-    let net = w2
-        .engine
-        .up(&NetworkStack::new(NetworkConfig::default()))
-        .await
-        .unwrap();
-    w2.cloud.proxy.add_rule(
-        Rule::new(Fault::AwsError {
-            status: 400,
-            code: "InvalidParameterException".into(),
-            message: "Unable to assume role and validate the specified role".into(),
-        })
-        .service("ecs")
-        .operation("CreateService"),
-    );
+    let (iam, net) = foundation(&w2).await;
+    w2.cloud.proxy.add_rule(role_not_ready());
     let err = w2
         .engine
         .up(&ClusterStack::new(cluster_config(), &iam, &net))
