@@ -74,7 +74,6 @@ impl EmulatorOptions {
 }
 
 /// What the emulator handle owns; dropping it stops the container or the process.
-#[expect(dead_code, reason = "held only for its Drop")]
 enum Guard {
     None,
     Moto(Box<ContainerAsync<GenericImage>>),

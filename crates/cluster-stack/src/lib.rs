@@ -440,8 +440,10 @@ mod tests {
             c.validate().unwrap_err().to_string(),
             "invalid desired_count = -1: must be 0 to 10000"
         );
-        let mut c = ClusterConfig::default();
-        c.container_port = 0;
+        let c = ClusterConfig {
+            container_port: 0,
+            ..ClusterConfig::default()
+        };
         assert!(c.validate().unwrap_err().to_string().starts_with("invalid container_port = 0"));
     }
 }

@@ -445,8 +445,10 @@ mod tests {
 
     #[test]
     fn bad_configs_name_the_field_and_value() {
-        let mut c = IamConfig::default();
-        c.account_id = Some("12345".into());
+        let c = IamConfig {
+            account_id: Some("12345".into()),
+            ..IamConfig::default()
+        };
         assert_eq!(
             c.validate().unwrap_err().to_string(),
             "invalid account_id = 12345: must be 12 digits"

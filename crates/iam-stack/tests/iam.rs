@@ -101,7 +101,7 @@ async fn the_seed_identity_is_created_and_a_second_apply_makes_no_mutating_call(
     ] {
         assert!(role.arn.contains(&account), "{role:?}");
         assert_eq!(trust_service(&w.iam, &role.name).await, [service]);
-        assert_eq!(attached(&w.iam, &role.name).await, [policy.clone()]);
+        assert_eq!(attached(&w.iam, &role.name).await, std::slice::from_ref(policy));
     }
     let (_, frontend) = default_document(&w.iam, &iam.frontend_policy_arn).await;
     assert_eq!(frontend, config.scope().frontend_policy());
@@ -124,7 +124,7 @@ async fn the_seed_identity_is_created_and_a_second_apply_makes_no_mutating_call(
         .iter()
         .map(|r| r.role_name().to_owned())
         .collect();
-    assert_eq!(roles, [iam.instance_role.name.clone()]);
+    assert_eq!(roles, std::slice::from_ref(&iam.instance_role.name));
 
     // Typed outputs are in the state store for other processes.
     let read: IamOutputs = StackRef::<IamStack>::new("iam")
