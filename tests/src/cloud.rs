@@ -45,7 +45,11 @@ impl TestCloud {
 
     /// The operations of every call recorded since the last [`clear`](Self::clear), in order.
     pub fn operations(&self) -> Vec<String> {
-        self.proxy.calls().into_iter().map(|c| c.operation).collect()
+        self.proxy
+            .calls()
+            .into_iter()
+            .map(|c| c.operation)
+            .collect()
     }
 
     /// The mutating operations among them (anything but `Describe*`, `Get*`, `List*`, ...).

@@ -417,7 +417,8 @@ impl Detached {
             return false;
         };
         matches!(
-            tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await,
+            tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
+                .await,
             Ok(Ok(_))
         )
     }

@@ -29,8 +29,8 @@ mod proxy;
 pub use account::{ACCOUNT_HEADER, AccountHeaderClient};
 pub use cloud::TestCloud;
 pub use emulator::{
-    Backend, DEFAULT_ACCOUNT, Detached, Emulator, EmulatorOptions, Flavor, MOTO_IMAGE, MOTO_VERSION, REGION,
-    target_dir,
+    Backend, DEFAULT_ACCOUNT, Detached, Emulator, EmulatorOptions, Flavor, MOTO_IMAGE,
+    MOTO_VERSION, REGION, target_dir,
 };
 pub use error::HarnessError;
 pub use proxy::{Call, Fault, Proxy, Rule};

@@ -32,16 +32,22 @@ pub(crate) fn ecs_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
 /// The user's tags among ECS tags (the engine's own `platform:` tags left out).
 pub(crate) fn user_ecs_tags(tags: &[Tag]) -> BTreeMap<String, String> {
     tags.iter()
-        .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned())))
+        .filter_map(|t| {
+            Some((
+                t.key()?.to_owned(),
+                t.value().unwrap_or_default().to_owned(),
+            ))
+        })
         .filter(|(k, _)| !k.starts_with("platform:"))
         .collect()
 }
 
 /// Whether ECS tags carry this context's stack and resource tags.
 pub(crate) fn is_ours(ctx: &Context, tags: &[Tag]) -> bool {
-    ctx.tags()
-        .iter()
-        .all(|(k, v)| tags.iter().any(|t| t.key() == Some(*k) && t.value() == Some(v.as_str())))
+    ctx.tags().iter().all(|(k, v)| {
+        tags.iter()
+            .any(|t| t.key() == Some(*k) && t.value() == Some(v.as_str()))
+    })
 }
 
 /// Brings an ECS resource's user tags from `old` to `new` (TagResource / UntagResource).
@@ -83,7 +89,11 @@ pub(crate) fn is_role_not_ready(e: &AwsError) -> bool {
         e.code.as_deref(),
         Some("InvalidParameterException" | "ClientException" | "AccessDeniedException")
     );
-    let message = e.message.as_deref().unwrap_or_default().to_ascii_lowercase();
+    let message = e
+        .message
+        .as_deref()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     code_fits
         && (message.contains("unable to assume")
             || message.contains("cannot assume")

@@ -68,8 +68,8 @@ use platform_core::{
 };
 use serde::{Deserialize, Serialize};
 
-pub use resources::{ContainerInsights, Launch};
 use resources::{Cluster, Container, LogGroup, Service, TaskDefinition};
+pub use resources::{ContainerInsights, Launch};
 
 /// The cluster stack's typed config. `Default` reproduces the seed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -331,7 +331,10 @@ impl Stack for ClusterStack {
     }
 
     fn references(&self) -> Vec<String> {
-        vec![self.config.iam_stack.clone(), self.config.network_stack.clone()]
+        vec![
+            self.config.iam_stack.clone(),
+            self.config.network_stack.clone(),
+        ]
     }
 
     fn declare(&self, s: &mut Scope) -> Result<Declared<ClusterOutputs>, Error> {
@@ -419,7 +422,13 @@ mod tests {
         let c = ClusterConfig::default();
         c.validate().unwrap();
         assert_eq!(
-            (c.cluster_name.as_str(), c.image.as_str(), c.cpu, c.memory, c.desired_count),
+            (
+                c.cluster_name.as_str(),
+                c.image.as_str(),
+                c.cpu,
+                c.memory,
+                c.desired_count
+            ),
             ("my-ecs-cluster", "nginx:latest", 256, 512, 1)
         );
     }
@@ -427,7 +436,12 @@ mod tests {
     #[test]
     fn bad_configs_name_the_field_and_value() {
         let c = ClusterConfig::default().with_size(256, 4096);
-        assert!(c.validate().unwrap_err().to_string().starts_with("invalid memory = 4096"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("invalid memory = 4096")
+        );
         let c = ClusterConfig::default().with_log_retention(Some(10));
         assert!(
             c.validate()
@@ -444,6 +458,11 @@ mod tests {
             container_port: 0,
             ..ClusterConfig::default()
         };
-        assert!(c.validate().unwrap_err().to_string().starts_with("invalid container_port = 0"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("invalid container_port = 0")
+        );
     }
 }

@@ -1,6 +1,5 @@
 //! Checks made before any AWS call. Each error names the field and the value.
 
-
 use platform_core::ValidationError;
 
 /// The retention periods CloudWatch Logs accepts, in days.
@@ -155,7 +154,12 @@ mod tests {
             fargate_size(256, 4096).unwrap_err().to_string(),
             "invalid memory = 4096: with cpu 256, Fargate memory is one of 512, 1024, 2048"
         );
-        assert!(fargate_size(300, 512).unwrap_err().to_string().starts_with("invalid cpu = 300"));
+        assert!(
+            fargate_size(300, 512)
+                .unwrap_err()
+                .to_string()
+                .starts_with("invalid cpu = 300")
+        );
         assert!(fargate_size(8192, 17000).is_err());
     }
 

@@ -23,12 +23,19 @@ async fn world() -> World {
     let cloud = TestCloud::start()
         .await
         .expect("an AWS emulator is required for this suite");
-    cloud.emulator.require_ecs().expect("the emulator must serve ECS");
+    cloud
+        .emulator
+        .require_ecs()
+        .expect("the emulator must serve ECS");
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = events.clone();
     let engine = Engine::builder(MemoryStateStore::new())
         .aws(cloud.config.clone())
-        .retry(RetryPolicy::new(6, Duration::from_millis(20), Duration::from_millis(200)))
+        .retry(RetryPolicy::new(
+            6,
+            Duration::from_millis(20),
+            Duration::from_millis(200),
+        ))
         .on_event(move |e| {
             if !matches!(e, Event::AwsCall(_)) {
                 sink.lock().unwrap().push(e.clone());
@@ -57,7 +64,10 @@ async fn foundation(w: &World) -> (IamOutputs, NetworkOutputs) {
 }
 
 /// IAM and network in parallel, then the cluster on their outputs.
-async fn platform(w: &World, config: ClusterConfig) -> (IamOutputs, NetworkOutputs, ClusterOutputs) {
+async fn platform(
+    w: &World,
+    config: ClusterConfig,
+) -> (IamOutputs, NetworkOutputs, ClusterOutputs) {
     let (iam, net) = foundation(w).await;
     let cluster = w
         .engine
@@ -89,13 +99,22 @@ async fn the_whole_platform_comes_up_from_nothing_and_a_second_apply_changes_not
     let service = live_service(&w, &c).await;
     assert_eq!(service.status(), Some("ACTIVE"));
     assert_eq!(service.desired_count(), 1);
-    assert_eq!(service.task_definition(), Some(c.task_definition_arn.as_str()));
+    assert_eq!(
+        service.task_definition(),
+        Some(c.task_definition_arn.as_str())
+    );
     let vpc = service
         .network_configuration()
         .and_then(|n| n.awsvpc_configuration())
         .unwrap();
-    assert_eq!(vpc.subnets(), [net.public_subnet_ids[0].as_str().to_owned()]);
-    assert_eq!(vpc.security_groups(), [net.security_group_id.as_str().to_owned()]);
+    assert_eq!(
+        vpc.subnets(),
+        [net.public_subnet_ids[0].as_str().to_owned()]
+    );
+    assert_eq!(
+        vpc.security_groups(),
+        [net.security_group_id.as_str().to_owned()]
+    );
 
     let def = w
         .ecs
@@ -106,14 +125,20 @@ async fn the_whole_platform_comes_up_from_nothing_and_a_second_apply_changes_not
         .unwrap();
     let def = def.task_definition().unwrap();
     assert_eq!((def.cpu(), def.memory()), (Some("256"), Some("512")));
-    assert_eq!(def.execution_role_arn(), Some(iam.frontend_role.arn.as_str()));
+    assert_eq!(
+        def.execution_role_arn(),
+        Some(iam.frontend_role.arn.as_str())
+    );
     assert_eq!(def.task_role_arn(), Some(iam.frontend_role.arn.as_str()));
     let container = &def.container_definitions()[0];
     assert_eq!(container.image(), Some("nginx:latest"));
     assert_eq!(container.port_mappings()[0].container_port(), Some(80));
     let log = container.log_configuration().unwrap();
     assert_eq!(
-        log.options().unwrap().get("awslogs-group").map(String::as_str),
+        log.options()
+            .unwrap()
+            .get("awslogs-group")
+            .map(String::as_str),
         Some("/ecs/frontend")
     );
 
@@ -134,7 +159,9 @@ async fn the_whole_platform_comes_up_from_nothing_and_a_second_apply_changes_not
     let report = w
         .engine
         .up_with(
-            &ClusterStack::from_state(cluster_config(), w.engine.store()).await.unwrap(),
+            &ClusterStack::from_state(cluster_config(), w.engine.store())
+                .await
+                .unwrap(),
             platform_core::UpOptions::default().with_refresh(true),
         )
         .await
@@ -151,16 +178,28 @@ async fn an_image_change_is_a_new_revision_and_a_service_update_and_nothing_else
     let changed = ClusterStack::new(cluster_config().with_image("nginx:1.27"), &iam, &net);
     let plan = w.engine.preview(&changed).await.unwrap();
     let counts = plan.counts();
-    assert_eq!((counts.replace, counts.update, counts.same), (1, 1, 2), "{plan}");
+    assert_eq!(
+        (counts.replace, counts.update, counts.same),
+        (1, 1, 2),
+        "{plan}"
+    );
 
     w.cloud.clear();
     let c2 = w.engine.up(&changed).await.unwrap();
     assert_eq!(
         w.cloud.mutating_calls(),
-        ["RegisterTaskDefinition", "UpdateService", "DeregisterTaskDefinition"]
+        [
+            "RegisterTaskDefinition",
+            "UpdateService",
+            "DeregisterTaskDefinition"
+        ]
     );
     assert_ne!(c2.task_definition_arn, c.task_definition_arn);
-    assert!(c2.task_definition_arn.ends_with(":2"), "{}", c2.task_definition_arn);
+    assert!(
+        c2.task_definition_arn.ends_with(":2"),
+        "{}",
+        c2.task_definition_arn
+    );
     assert_eq!(c2.service_arn, c.service_arn);
     assert_eq!(
         live_service(&w, &c2).await.task_definition(),
@@ -180,7 +219,9 @@ async fn an_image_change_is_a_new_revision_and_a_service_update_and_nothing_else
 
     // The desired count: one UpdateService, nothing else.
     let scaled = ClusterStack::new(
-        cluster_config().with_image("nginx:1.27").with_desired_count(3),
+        cluster_config()
+            .with_image("nginx:1.27")
+            .with_desired_count(3),
         &iam,
         &net,
     );
@@ -226,7 +267,9 @@ async fn a_role_ecs_cannot_assume_yet_is_retried_within_the_bound() {
         .unwrap()
         .iter()
         .filter_map(|e| match e {
-            Event::Retrying { operation, code, .. } if operation == "CreateService" => code.clone(),
+            Event::Retrying {
+                operation, code, ..
+            } if operation == "CreateService" => code.clone(),
             _ => None,
         })
         .collect();
@@ -252,7 +295,11 @@ async fn destroy_goes_cluster_first_and_leaves_nothing_and_network_first_is_refu
 
     for referenced in ["network", "iam"] {
         let err = match referenced {
-            "network" => w.engine.destroy::<NetworkStack>("network").await.unwrap_err(),
+            "network" => w
+                .engine
+                .destroy::<NetworkStack>("network")
+                .await
+                .unwrap_err(),
             _ => w.engine.destroy::<IamStack>("iam").await.unwrap_err(),
         };
         match &err {
@@ -279,7 +326,10 @@ async fn destroy_goes_cluster_first_and_leaves_nothing_and_network_first_is_refu
         .await
         .unwrap();
     assert!(
-        clusters.clusters().iter().all(|c| c.status() == Some("INACTIVE")),
+        clusters
+            .clusters()
+            .iter()
+            .all(|c| c.status() == Some("INACTIVE")),
         "{clusters:?}"
     );
     let defs = w

@@ -217,7 +217,10 @@ async fn run(cli: Cli, command: Command) -> Result<u8, Failure> {
         (None, true) => Target::Aws,
         (None, false) => Target::Local,
     };
-    if let Command::Emulator { action: EmulatorAction::Stop } = command {
+    if let Command::Emulator {
+        action: EmulatorAction::Stop,
+    } = command
+    {
         return stop_emulator(&cli);
     }
     let mutates = matches!(command, Command::Up | Command::Destroy);
@@ -237,7 +240,9 @@ async fn run(cli: Cli, command: Command) -> Result<u8, Failure> {
         let cancel = cancel.clone();
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("\ninterrupted: letting in-flight AWS calls finish and recording them (Ctrl-C again to abort)");
+                eprintln!(
+                    "\ninterrupted: letting in-flight AWS calls finish and recording them (Ctrl-C again to abort)"
+                );
                 cancel.cancel();
                 if tokio::signal::ctrl_c().await.is_ok() {
                     std::process::exit(130);
@@ -285,10 +290,15 @@ async fn run(cli: Cli, command: Command) -> Result<u8, Failure> {
             if target == Target::Aws && !cli.yes && plans.iter().any(Plan::has_changes) {
                 confirm("Apply these changes to AWS")?;
             }
-            progress.start(plans.iter().map(|p| {
-                let c = p.counts();
-                c.create + c.update + c.replace + c.delete
-            }).sum());
+            progress.start(
+                plans
+                    .iter()
+                    .map(|p| {
+                        let c = p.counts();
+                        c.create + c.update + c.replace + c.delete
+                    })
+                    .sum(),
+            );
             let result = platform.up().await;
             progress.finish();
             let summary = result?;
@@ -303,7 +313,12 @@ async fn run(cli: Cli, command: Command) -> Result<u8, Failure> {
                     "outputs": outputs_json(&summary.outputs),
                 }),
                 || {
-                    print_summary(&totals, summary.calls.read, summary.calls.mutating, started.elapsed());
+                    print_summary(
+                        &totals,
+                        summary.calls.read,
+                        summary.calls.mutating,
+                        started.elapsed(),
+                    );
                     print_outputs(&summary.outputs);
                 },
             );
@@ -372,7 +387,13 @@ async fn run(cli: Cli, command: Command) -> Result<u8, Failure> {
         Command::Graph { format } => {
             let mut stacks = Vec::new();
             for name in platform.stack_names() {
-                if let Some(s) = platform.engine().store().read(name).await.map_err(Error::from)? {
+                if let Some(s) = platform
+                    .engine()
+                    .store()
+                    .read(name)
+                    .await
+                    .map_err(Error::from)?
+                {
                     stacks.push(s);
                 }
             }
@@ -462,13 +483,23 @@ fn print_outputs(o: &PlatformOutputs) {
     let i = &o.iam;
     println!("\noutputs:");
     println!("  account / region   {} / {}", i.account_id, i.region);
-    println!("  cluster            {} ({})", c.cluster_name, c.cluster_arn);
-    println!("  service            {} ({})", c.service_name, c.service_arn);
+    println!(
+        "  cluster            {} ({})",
+        c.cluster_name, c.cluster_arn
+    );
+    println!(
+        "  service            {} ({})",
+        c.service_name, c.service_arn
+    );
     println!("  task definition    {}", c.task_definition_arn);
     println!("  log group          {}", c.log_group_name);
     println!("  vpc                {} ({})", n.vpc_id, n.vpc_cidr);
     let subnets: Vec<&str> = n.public_subnet_ids.iter().map(|s| s.as_str()).collect();
-    println!("  public subnets     {} in {}", subnets.join(", "), n.availability_zones.join(", "));
+    println!(
+        "  public subnets     {} in {}",
+        subnets.join(", "),
+        n.availability_zones.join(", ")
+    );
     println!("  security group     {}", n.security_group_id);
     println!("  task role          {}", i.frontend_role.arn);
 }
@@ -510,7 +541,10 @@ async fn connect(cli: &Cli, target: &Target) -> Result<SdkConfig, Failure> {
         }
         Target::Endpoint(url) => {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(failure(2, format!("--endpoint {url:?}: expected an http:// or https:// URL")));
+                return Err(failure(
+                    2,
+                    format!("--endpoint {url:?}: expected an http:// or https:// URL"),
+                ));
             }
             Ok(Emulator::at(url).sdk_config())
         }
@@ -521,10 +555,12 @@ async fn connect(cli: &Cli, target: &Target) -> Result<SdkConfig, Failure> {
             {
                 return Ok(Emulator::at(&d.endpoint).sdk_config());
             }
-            eprintln!("starting a local AWS emulator (kept running; `production emulator stop` removes it)");
-            let emulator = Emulator::start().await.map_err(|e| {
-                failure(1, format!("no local AWS emulator could be started: {e}"))
-            })?;
+            eprintln!(
+                "starting a local AWS emulator (kept running; `production emulator stop` removes it)"
+            );
+            let emulator = Emulator::start()
+                .await
+                .map_err(|e| failure(1, format!("no local AWS emulator could be started: {e}")))?;
             let detached = emulator.detach();
             std::fs::create_dir_all(&cli.state_dir)
                 .and_then(|()| {
@@ -533,7 +569,12 @@ async fn connect(cli: &Cli, target: &Target) -> Result<SdkConfig, Failure> {
                         serde_json::to_vec_pretty(&detached).unwrap_or_default(),
                     )
                 })
-                .map_err(|e| failure(1, format!("recording the emulator in {}: {e}", record.display())))?;
+                .map_err(|e| {
+                    failure(
+                        1,
+                        format!("recording the emulator in {}: {e}", record.display()),
+                    )
+                })?;
             eprintln!("local AWS emulator at {}", detached.endpoint);
             Ok(Emulator::at(&detached.endpoint).sdk_config())
         }
@@ -571,9 +612,15 @@ fn stop_emulator(cli: &Cli) -> Result<u8, Failure> {
         }
     }
     if cli.json {
-        println!("{}", json!({"command": "emulator stop", "stopped": true, "endpoint": d.endpoint}));
+        println!(
+            "{}",
+            json!({"command": "emulator stop", "stopped": true, "endpoint": d.endpoint})
+        );
     } else {
-        println!("stopped the local emulator at {} and removed its local state", d.endpoint);
+        println!(
+            "stopped the local emulator at {} and removed its local state",
+            d.endpoint
+        );
     }
     Ok(0)
 }

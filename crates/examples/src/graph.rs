@@ -35,7 +35,12 @@ pub fn render(stacks: &[StackState], format: Format) -> String {
         Format::Mermaid => {
             out.push_str("graph TB\n");
             for s in stacks {
-                let _ = writeln!(out, "    subgraph {}[\"{} stack\"]", stack_id(&s.stack), s.stack);
+                let _ = writeln!(
+                    out,
+                    "    subgraph {}[\"{} stack\"]",
+                    stack_id(&s.stack),
+                    s.stack
+                );
                 for (name, r) in &s.resources {
                     let _ = writeln!(
                         out,
@@ -145,16 +150,35 @@ mod tests {
     #[test]
     fn mermaid_has_every_resource_edge_and_reference() {
         let stacks = [
-            state("network", &[("vpc", "ec2:vpc", &[]), ("subnet-0", "ec2:subnet", &["vpc"])], &[]),
+            state(
+                "network",
+                &[
+                    ("vpc", "ec2:vpc", &[]),
+                    ("subnet-0", "ec2:subnet", &["vpc"]),
+                ],
+                &[],
+            ),
             state("cluster", &[("cluster", "ecs:cluster", &[])], &["network"]),
         ];
         let m = render(&stacks, Format::Mermaid);
         assert!(m.starts_with("graph TB\n"), "{m}");
-        assert!(m.contains("subgraph stack__network[\"network stack\"]"), "{m}");
-        assert!(m.contains("network__subnet_0[\"subnet-0<br/>ec2:subnet\"]"), "{m}");
+        assert!(
+            m.contains("subgraph stack__network[\"network stack\"]"),
+            "{m}"
+        );
+        assert!(
+            m.contains("network__subnet_0[\"subnet-0<br/>ec2:subnet\"]"),
+            "{m}"
+        );
         assert!(m.contains("network__vpc --> network__subnet_0"), "{m}");
-        assert!(m.contains("stack__network -. StackRef .-> stack__cluster"), "{m}");
-        assert_eq!(m.matches("subgraph").count(), m.matches("    end\n").count());
+        assert!(
+            m.contains("stack__network -. StackRef .-> stack__cluster"),
+            "{m}"
+        );
+        assert_eq!(
+            m.matches("subgraph").count(),
+            m.matches("    end\n").count()
+        );
         let d = render(&stacks, Format::Dot);
         assert!(d.starts_with("digraph platform {"), "{d}");
         assert!(d.contains("network__vpc -> network__subnet_0;"), "{d}");

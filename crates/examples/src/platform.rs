@@ -111,7 +111,10 @@ impl Platform {
             .engine
             .preview(&NetworkStack::new(self.network.clone()))
             .await?;
-        let cluster = self.engine.preview(&self.cluster_for_preview().await?).await?;
+        let cluster = self
+            .engine
+            .preview(&self.cluster_for_preview().await?)
+            .await?;
         Ok(vec![iam, net, cluster])
     }
 
@@ -125,7 +128,10 @@ impl Platform {
             .engine
             .refresh(&NetworkStack::new(self.network.clone()))
             .await?;
-        let cluster = self.engine.refresh(&self.cluster_for_preview().await?).await?;
+        let cluster = self
+            .engine
+            .refresh(&self.cluster_for_preview().await?)
+            .await?;
         Ok(vec![iam, net, cluster])
     }
 

@@ -40,7 +40,11 @@ fn run(state: &Path, args: &[&str]) -> Output {
 fn json(out: &Output) -> Value {
     assert!(out.status.success(), "exit {:?}", out.status);
     let text = String::from_utf8(out.stdout.clone()).unwrap();
-    assert_eq!(text.trim().lines().count(), 1, "exactly one JSON object: {text}");
+    assert_eq!(
+        text.trim().lines().count(),
+        1,
+        "exactly one JSON object: {text}"
+    );
     serde_json::from_str(text.trim()).unwrap()
 }
 
@@ -126,7 +130,11 @@ fn the_default_local_target_from_nothing_to_nothing() {
     }
     assert_eq!(mermaid.matches("-. StackRef .->").count(), 2, "{mermaid}");
     let dot = run(&state, &["graph", "--format", "dot"]);
-    assert!(String::from_utf8(dot.stdout).unwrap().starts_with("digraph platform {"));
+    assert!(
+        String::from_utf8(dot.stdout)
+            .unwrap()
+            .starts_with("digraph platform {")
+    );
 
     // Destroy, then the plan is to create everything again.
     let destroyed = json(&run(&state, &["--json", "destroy"]));
@@ -156,7 +164,8 @@ fn check_mermaid(text: &str) {
     let mut depth = 0i32;
     let mut nodes = std::collections::HashSet::new();
     let mut edges = Vec::new();
-    let id_ok = |id: &str| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let id_ok =
+        |id: &str| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     for line in lines {
         let l = line.trim();
         if let Some(rest) = l.strip_prefix("subgraph ") {
@@ -167,20 +176,29 @@ fn check_mermaid(text: &str) {
         } else if l == "end" {
             depth -= 1;
             assert!(depth >= 0, "unbalanced end: {text}");
-        } else if let Some((from, to)) = l.split_once(" --> ").or_else(|| {
-            l.split_once(" -. StackRef .-> ")
-        }) {
+        } else if let Some((from, to)) = l
+            .split_once(" --> ")
+            .or_else(|| l.split_once(" -. StackRef .-> "))
+        {
             edges.push((from.to_owned(), to.to_owned()));
         } else {
-            let (id, label) = l.split_once('[').unwrap_or_else(|| panic!("not a node: {line:?}"));
+            let (id, label) = l
+                .split_once('[')
+                .unwrap_or_else(|| panic!("not a node: {line:?}"));
             assert!(id_ok(id), "bad node id in {line:?}");
-            assert!(label.starts_with('"') && label.ends_with("\"]"), "bad label in {line:?}");
+            assert!(
+                label.starts_with('"') && label.ends_with("\"]"),
+                "bad label in {line:?}"
+            );
             nodes.insert(id.to_owned());
         }
     }
     assert_eq!(depth, 0, "unbalanced subgraph: {text}");
     for (from, to) in edges {
-        assert!(nodes.contains(&from) && nodes.contains(&to), "edge {from} -> {to} to an undeclared node");
+        assert!(
+            nodes.contains(&from) && nodes.contains(&to),
+            "edge {from} -> {to} to an undeclared node"
+        );
     }
 }
 

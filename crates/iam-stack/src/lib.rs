@@ -181,9 +181,16 @@ impl IamConfig {
             return Err(ValidationError::new("account_id", a, "must be 12 digits"));
         }
         if let Some(r) = &self.region
-            && (r.is_empty() || !r.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
+            && (r.is_empty()
+                || !r
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
         {
-            return Err(ValidationError::new("region", r, "not a region name (us-east-1)"));
+            return Err(ValidationError::new(
+                "region",
+                r,
+                "not a region name (us-east-1)",
+            ));
         }
         validate::name("cluster_name", &self.cluster_name, 255)?;
         if self.frontend_log_group.is_empty()

@@ -36,11 +36,7 @@ impl Scope {
     fn ecr_pull(&self) -> [Statement; 2] {
         [
             // GetAuthorizationToken has no resource-level permissions: AWS only accepts "*" here.
-            Statement::allow(
-                "EcrLogin",
-                ["ecr:GetAuthorizationToken"],
-                ["*"],
-            ),
+            Statement::allow("EcrLogin", ["ecr:GetAuthorizationToken"], ["*"]),
             // Pull image layers and manifests, from the named repositories only.
             Statement::allow(
                 "EcrPull",
@@ -169,9 +165,16 @@ pub struct Finding {
 /// `DiscoverPollEndpoint`).
 pub fn is_read_only(action: &str) -> bool {
     let verb = action.split_once(':').map_or(action, |(_, a)| a);
-    ["Describe", "Get", "List", "BatchGet", "BatchCheck", "DiscoverPollEndpoint"]
-        .iter()
-        .any(|p| verb.starts_with(p))
+    [
+        "Describe",
+        "Get",
+        "List",
+        "BatchGet",
+        "BatchCheck",
+        "DiscoverPollEndpoint",
+    ]
+    .iter()
+    .any(|p| verb.starts_with(p))
 }
 
 /// Audits an allow-list document for least privilege:
@@ -240,7 +243,11 @@ mod tests {
             Statement::allow("All", ["*"], ["*"]),
             Statement::allow("S3Any", ["s3:*"], ["*"]),
             Statement::allow("Write", ["logs:PutLogEvents"], ["*"]),
-            Statement::allow("Fine", ["logs:PutLogEvents"], ["arn:aws:logs:*:*:log-group:x:*"]),
+            Statement::allow(
+                "Fine",
+                ["logs:PutLogEvents"],
+                ["arn:aws:logs:*:*:log-group:x:*"],
+            ),
             Statement::allow("Read", ["ec2:DescribeSubnets"], ["*"]),
             Statement::allow("ReadWildcard", ["ec2:Describe*"], ["*"]),
         ]);
@@ -258,7 +265,12 @@ mod tests {
             json.contains("arn:aws:logs:us-east-1:123456789012:log-group:/ecs/frontend:*"),
             "{json}"
         );
-        let without = Scope { assets: None, ..scope() }.frontend_policy().to_json();
+        let without = Scope {
+            assets: None,
+            ..scope()
+        }
+        .frontend_policy()
+        .to_json();
         assert!(!without.contains("s3:"), "{without}");
     }
 }

@@ -103,8 +103,16 @@ impl Statement {
             sid: Some(sid.to_owned()),
             effect: Effect::Allow,
             principal: None,
-            action: actions.into_iter().map(Into::into).collect::<Vec<String>>().into(),
-            resource: resources.into_iter().map(Into::into).collect::<Vec<String>>().into(),
+            action: actions
+                .into_iter()
+                .map(Into::into)
+                .collect::<Vec<String>>()
+                .into(),
+            resource: resources
+                .into_iter()
+                .map(Into::into)
+                .collect::<Vec<String>>()
+                .into(),
             condition: None,
         }
     }

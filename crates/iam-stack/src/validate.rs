@@ -1,7 +1,6 @@
 //! Checks made before any AWS call: names, paths, ARN patterns, actions, trust principals, tags.
 //! Each error names the field and the value.
 
-
 use platform_core::ValidationError;
 
 use crate::policy::{Effect, PolicyDocument};

@@ -9,9 +9,7 @@ use iam_stack::policy::{PolicyDocument, Statement};
 use iam_stack::resources::{ManagedPolicy, Role};
 use iam_stack::{AssetsLocation, IamConfig, IamOutputs, IamStack};
 use local_cloud::TestCloud;
-use platform_core::{
-    Declared, Engine, Error, MemoryStateStore, Registry, Scope, Stack, StackRef,
-};
+use platform_core::{Declared, Engine, Error, MemoryStateStore, Registry, Scope, Stack, StackRef};
 
 struct World {
     cloud: TestCloud,
@@ -95,21 +93,34 @@ async fn the_seed_identity_is_created_and_a_second_apply_makes_no_mutating_call(
     assert_eq!(iam.region, "us-east-1");
 
     for (role, service, policy) in [
-        (&iam.cluster_role, "ecs.amazonaws.com", &iam.cluster_policy_arn),
-        (&iam.instance_role, "ec2.amazonaws.com", &iam.instance_policy_arn),
-        (&iam.frontend_role, "ecs-tasks.amazonaws.com", &iam.frontend_policy_arn),
+        (
+            &iam.cluster_role,
+            "ecs.amazonaws.com",
+            &iam.cluster_policy_arn,
+        ),
+        (
+            &iam.instance_role,
+            "ec2.amazonaws.com",
+            &iam.instance_policy_arn,
+        ),
+        (
+            &iam.frontend_role,
+            "ecs-tasks.amazonaws.com",
+            &iam.frontend_policy_arn,
+        ),
     ] {
         assert!(role.arn.contains(&account), "{role:?}");
         assert_eq!(trust_service(&w.iam, &role.name).await, [service]);
-        assert_eq!(attached(&w.iam, &role.name).await, std::slice::from_ref(policy));
+        assert_eq!(
+            attached(&w.iam, &role.name).await,
+            std::slice::from_ref(policy)
+        );
     }
     let (_, frontend) = default_document(&w.iam, &iam.frontend_policy_arn).await;
     assert_eq!(frontend, config.scope().frontend_policy());
-    assert!(
-        frontend
-            .to_json()
-            .contains(&format!("arn:aws:logs:us-east-1:{account}:log-group:/ecs/frontend:*"))
-    );
+    assert!(frontend.to_json().contains(&format!(
+        "arn:aws:logs:us-east-1:{account}:log-group:/ecs/frontend:*"
+    )));
     let profile = w
         .iam
         .get_instance_profile()
@@ -137,7 +148,10 @@ async fn the_seed_identity_is_created_and_a_second_apply_makes_no_mutating_call(
     w.cloud.clear();
     let report = w
         .engine
-        .up_with(&stack, platform_core::UpOptions::default().with_refresh(true))
+        .up_with(
+            &stack,
+            platform_core::UpOptions::default().with_refresh(true),
+        )
         .await
         .unwrap();
     assert!(!report.plan.has_changes(), "{}", report.plan);
@@ -153,9 +167,10 @@ async fn a_policy_change_makes_one_new_default_version_and_prunes_at_five() {
 
     // Four changes: v2..v5, one CreatePolicyVersion each, nothing else.
     for i in 2..=5 {
-        let config = base
-            .clone()
-            .with_assets(Some(AssetsLocation::new("my-ecs-frontend-assets", &format!("release-{i}/"))));
+        let config = base.clone().with_assets(Some(AssetsLocation::new(
+            "my-ecs-frontend-assets",
+            &format!("release-{i}/"),
+        )));
         let stack = IamStack::new(config.clone());
         let plan = w.engine.preview(&stack).await.unwrap();
         assert_eq!(
@@ -251,7 +266,10 @@ async fn a_trust_policy_change_is_one_update_call_and_a_rename_replaces() {
     w.cloud.clear();
     w.engine.up(&stack(&changed)).await.unwrap();
     assert_eq!(w.cloud.mutating_calls(), ["UpdateAssumeRolePolicy"]);
-    assert_eq!(trust_service(&w.iam, "app-role").await, ["lambda.amazonaws.com"]);
+    assert_eq!(
+        trust_service(&w.iam, "app-role").await,
+        ["lambda.amazonaws.com"]
+    );
 
     let mut tagged = changed.clone();
     tagged.tags = BTreeMap::from([("team".to_owned(), "web".to_owned())]);
@@ -266,14 +284,23 @@ async fn a_trust_policy_change_is_one_update_call_and_a_rename_replaces() {
     assert_eq!(plan.counts().replace, 1, "{plan}");
     w.engine.up(&stack(&renamed)).await.unwrap();
     assert!(w.iam.get_role().role_name("app-role").send().await.is_err());
-    w.iam.get_role().role_name("app-role-2").send().await.unwrap();
+    w.iam
+        .get_role()
+        .role_name("app-role-2")
+        .send()
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
 async fn destroy_detaches_what_was_added_by_hand_before_deleting_and_leaves_nothing() {
     // One IAM operation at a time, so that each resource's calls are contiguous in the record.
     let w = world_with(|b| b.service_limit("iam", 1)).await;
-    let iam = w.engine.up(&IamStack::new(pinned_config(&w).await)).await.unwrap();
+    let iam = w
+        .engine
+        .up(&IamStack::new(pinned_config(&w).await))
+        .await
+        .unwrap();
 
     // Out-of-band: an extra managed policy, an inline policy, and another instance profile.
     let extra = w
@@ -350,7 +377,11 @@ async fn destroy_detaches_what_was_added_by_hand_before_deleting_and_leaves_noth
     let count = |op: &str| ops.iter().filter(|o| *o == op).count();
     // Three attachments by the engine, the hand-made one by the role's delete.
     assert_eq!(count("DetachRolePolicy"), 4, "{ops:?}");
-    assert_eq!((count("DeleteRole"), count("DeletePolicy")), (3, 3), "{ops:?}");
+    assert_eq!(
+        (count("DeleteRole"), count("DeletePolicy")),
+        (3, 3),
+        "{ops:?}"
+    );
 
     let roles = w.iam.list_roles().send().await.unwrap();
     let names: Vec<_> = roles.roles().iter().map(|r| r.role_name()).collect();
@@ -362,7 +393,11 @@ async fn destroy_detaches_what_was_added_by_hand_before_deleting_and_leaves_noth
         .send()
         .await
         .unwrap();
-    let names: Vec<_> = policies.policies().iter().filter_map(|p| p.policy_name()).collect();
+    let names: Vec<_> = policies
+        .policies()
+        .iter()
+        .filter_map(|p| p.policy_name())
+        .collect();
     assert_eq!(names, ["hand-made"]);
     let profiles = w.iam.list_instance_profiles().send().await.unwrap();
     let names: Vec<_> = profiles
@@ -395,22 +430,36 @@ async fn invalid_input_is_refused_before_any_call() {
 
     let cases: [(Custom, &str); 3] = [
         (
-            Custom { roles: vec![], policies: vec![bad_arn] },
+            Custom {
+                roles: vec![],
+                policies: vec![bad_arn],
+            },
             "invalid document.Statement[0].Resource[0] = logs:/ecs/frontend",
         ),
         (
-            Custom { roles: vec![], policies: vec![no_action] },
+            Custom {
+                roles: vec![],
+                policies: vec![no_action],
+            },
             "invalid document.Statement[0].Action = []",
         ),
         (
-            Custom { roles: vec![unknown_principal], policies: vec![] },
+            Custom {
+                roles: vec![unknown_principal],
+                policies: vec![],
+            },
             "invalid assume_role_policy.Statement[0].Principal.Service = ecs-task.amazonaws.com",
         ),
     ];
     w.cloud.clear();
     for (stack, expected) in cases {
         let err = w.engine.up(&stack).await.unwrap_err();
-        let text = format!("{err}: {}", std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default());
+        let text = format!(
+            "{err}: {}",
+            std::error::Error::source(&err)
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        );
         assert!(text.contains(expected), "{text}");
         assert!(matches!(err, Error::Invalid { .. }), "{err:?}");
     }

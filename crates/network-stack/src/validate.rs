@@ -1,6 +1,5 @@
 //! Validation of the network's inputs, before any AWS call. Errors name the field and the value.
 
-
 use ipnet::Ipv4Net;
 use platform_core::ValidationError;
 

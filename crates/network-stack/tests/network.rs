@@ -147,7 +147,11 @@ async fn the_seed_network_is_created_and_a_second_apply_makes_no_call() {
     assert!(!report.plan.has_changes(), "{}", report.plan);
     assert_eq!(report.calls.mutating, 0);
     // Only the identity was asked (once per engine, so not even that).
-    assert!(w.cloud.proxy.calls().is_empty(), "{:?}", w.cloud.proxy.calls());
+    assert!(
+        w.cloud.proxy.calls().is_empty(),
+        "{:?}",
+        w.cloud.proxy.calls()
+    );
 
     // With a refresh: at most one read per resource, still nothing mutating.
     let report = w
@@ -159,7 +163,11 @@ async fn the_seed_network_is_created_and_a_second_apply_makes_no_call() {
         .await
         .unwrap();
     assert!(!report.plan.has_changes(), "{}", report.plan);
-    assert!(w.cloud.mutating_calls().is_empty(), "{:?}", w.cloud.mutating_calls());
+    assert!(
+        w.cloud.mutating_calls().is_empty(),
+        "{:?}",
+        w.cloud.mutating_calls()
+    );
 }
 
 #[tokio::test]
@@ -381,5 +389,9 @@ async fn invalid_config_is_refused_before_any_call() {
         err.to_string(),
         "network/config: invalid public_subnets[1].cidr = 10.0.1.0/25: overlaps public_subnets[0].cidr = 10.0.1.0/24"
     );
-    assert!(w.cloud.proxy.calls().is_empty(), "{:?}", w.cloud.proxy.calls());
+    assert!(
+        w.cloud.proxy.calls().is_empty(),
+        "{:?}",
+        w.cloud.proxy.calls()
+    );
 }

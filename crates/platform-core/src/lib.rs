@@ -47,8 +47,8 @@ mod value;
 
 pub use engine::{DestroyReport, Engine, EngineBuilder, UpOptions, UpReport, total_counts};
 pub use error::{
-    AwsError, BoxError, Error, ErrorClass, GoneExt, ResourceError, Result, StateError, ValidationError,
-    classify,
+    AwsError, BoxError, Error, ErrorClass, GoneExt, ResourceError, Result, StateError,
+    ValidationError, classify,
 };
 pub use events::{
     AwsCall, CallRecorder, CallStats, Event, EventSink, Subscriber, is_read_operation,

@@ -197,13 +197,11 @@ impl Resource for Cluster {
     async fn find(&self, ctx: &Context) -> Result<Option<ClusterOutputs>, ResourceError> {
         let client = aws::ecs(ctx)?;
         let found = describe(ctx, &client, &self.name).await?;
-        Ok(found
-            .filter(|c| aws::is_ours(ctx, c.tags()))
-            .and_then(|c| {
-                Some(ClusterOutputs {
-                    name: self.name.clone(),
-                    arn: c.cluster_arn()?.to_owned(),
-                })
-            }))
+        Ok(found.filter(|c| aws::is_ours(ctx, c.tags())).and_then(|c| {
+            Some(ClusterOutputs {
+                name: self.name.clone(),
+                arn: c.cluster_arn()?.to_owned(),
+            })
+        }))
     }
 }

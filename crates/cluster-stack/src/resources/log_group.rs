@@ -41,7 +41,10 @@ async fn describe(
 ) -> Result<Option<aws_sdk_cloudwatchlogs::types::LogGroup>, ResourceError> {
     let out = ctx
         .call("DescribeLogGroups", || {
-            client.describe_log_groups().log_group_name_prefix(name).send()
+            client
+                .describe_log_groups()
+                .log_group_name_prefix(name)
+                .send()
         })
         .await
         .gone_is_none()?;
@@ -211,7 +214,10 @@ impl Resource for LogGroup {
     async fn delete(&self, ctx: &Context, outputs: &LogGroupOutputs) -> Result<(), ResourceError> {
         let client = aws::logs(ctx)?;
         ctx.call("DeleteLogGroup", || {
-            client.delete_log_group().log_group_name(&outputs.name).send()
+            client
+                .delete_log_group()
+                .log_group_name(&outputs.name)
+                .send()
         })
         .await
         .gone_is_ok()
@@ -226,10 +232,7 @@ impl Resource for LogGroup {
             return Ok(None);
         };
         let tags = tags_of(ctx, &client, &arn).await?;
-        let ours = ctx
-            .tags()
-            .iter()
-            .all(|(k, v)| tags.get(*k) == Some(v));
+        let ours = ctx.tags().iter().all(|(k, v)| tags.get(*k) == Some(v));
         Ok(ours.then(|| LogGroupOutputs {
             name: self.name.clone(),
             arn,

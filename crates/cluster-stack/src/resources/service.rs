@@ -196,7 +196,10 @@ impl Service {
             .tasks()
             .iter()
             .map(|t| {
-                let id = t.task_arn().and_then(|a| a.rsplit('/').next()).unwrap_or("?");
+                let id = t
+                    .task_arn()
+                    .and_then(|a| a.rsplit('/').next())
+                    .unwrap_or("?");
                 let containers: Vec<String> = t
                     .containers()
                     .iter()
@@ -301,7 +304,9 @@ impl Resource for Service {
             .network_configuration()
             .and_then(|n| n.awsvpc_configuration());
         let mut subnets = vpc.map(|v| v.subnets().to_vec()).unwrap_or_default();
-        let mut groups = vpc.map(|v| v.security_groups().to_vec()).unwrap_or_default();
+        let mut groups = vpc
+            .map(|v| v.security_groups().to_vec())
+            .unwrap_or_default();
         // Sets in AWS: compare in the order we declared when the members are the same.
         let same_members = |live: &mut Vec<String>, declared: &[String]| {
             let (mut a, mut b) = (live.clone(), declared.to_vec());
@@ -350,7 +355,11 @@ impl Resource for Service {
             || self.security_groups != previous.security_groups
             || self.assign_public_ip != previous.assign_public_ip;
         if task_changed || count_changed || network_changed {
-            let network = if network_changed { Some(self.network()?) } else { None };
+            let network = if network_changed {
+                Some(self.network()?)
+            } else {
+                None
+            };
             ctx.call_retrying("UpdateService", aws::is_role_not_ready, || {
                 client
                     .update_service()
@@ -392,7 +401,10 @@ impl Resource for Service {
             || async move {
                 match describe(ctx, client, cluster, &outputs.name).await? {
                     Some(_) => Err(ResourceError::Failed {
-                        message: format!("service {} is still active after DeleteService", outputs.name),
+                        message: format!(
+                            "service {} is still active after DeleteService",
+                            outputs.name
+                        ),
                     }),
                     None => Ok(()),
                 }
@@ -405,14 +417,12 @@ impl Resource for Service {
         let client = aws::ecs(ctx)?;
         let cluster = self.cluster.get()?;
         let found = describe(ctx, &client, cluster, &self.name).await?;
-        Ok(found
-            .filter(|s| aws::is_ours(ctx, s.tags()))
-            .and_then(|s| {
-                Some(ServiceOutputs {
-                    name: self.name.clone(),
-                    arn: s.service_arn()?.to_owned(),
-                    cluster_arn: cluster.clone(),
-                })
-            }))
+        Ok(found.filter(|s| aws::is_ours(ctx, s.tags())).and_then(|s| {
+            Some(ServiceOutputs {
+                name: self.name.clone(),
+                arn: s.service_arn()?.to_owned(),
+                cluster_arn: cluster.clone(),
+            })
+        }))
     }
 }

@@ -66,7 +66,10 @@ resource_outputs! {
 }
 
 impl TaskDefinition {
-    fn container_definitions(&self, region: &str) -> Result<Vec<ContainerDefinition>, ResourceError> {
+    fn container_definitions(
+        &self,
+        region: &str,
+    ) -> Result<Vec<ContainerDefinition>, ResourceError> {
         self.containers
             .iter()
             .enumerate()
@@ -101,12 +104,17 @@ impl TaskDefinition {
     }
 
     /// The inputs a live revision corresponds to.
-    fn from_live(def: &aws_sdk_ecs::types::TaskDefinition, tags: &[aws_sdk_ecs::types::Tag]) -> Self {
+    fn from_live(
+        def: &aws_sdk_ecs::types::TaskDefinition,
+        tags: &[aws_sdk_ecs::types::Tag],
+    ) -> Self {
         TaskDefinition {
             family: def.family().unwrap_or_default().to_owned(),
             cpu: def.cpu().and_then(|c| c.parse().ok()).unwrap_or(0),
             memory: def.memory().and_then(|m| m.parse().ok()).unwrap_or(0),
-            execution_role_arn: Input::Value(def.execution_role_arn().unwrap_or_default().to_owned()),
+            execution_role_arn: Input::Value(
+                def.execution_role_arn().unwrap_or_default().to_owned(),
+            ),
             task_role_arn: Input::Value(def.task_role_arn().unwrap_or_default().to_owned()),
             containers: def
                 .container_definitions()
@@ -151,13 +159,18 @@ impl TaskDefinition {
     }
 }
 
+/// A live revision and its tags.
+type LiveRevision = (
+    aws_sdk_ecs::types::TaskDefinition,
+    Vec<aws_sdk_ecs::types::Tag>,
+);
+
 /// The live revision `arn` with its tags; `None` when it is gone or deregistered.
 async fn describe(
     ctx: &Context,
     client: &aws_sdk_ecs::Client,
     arn: &str,
-) -> Result<Option<(aws_sdk_ecs::types::TaskDefinition, Vec<aws_sdk_ecs::types::Tag>)>, ResourceError>
-{
+) -> Result<Option<LiveRevision>, ResourceError> {
     let out = ctx
         .call("DescribeTaskDefinition", || {
             client
@@ -188,7 +201,11 @@ impl Resource for TaskDefinition {
         validate::ecs_name("family", &self.family)?;
         validate::fargate_size(self.cpu, self.memory)?;
         if self.containers.is_empty() {
-            return Err(ValidationError::new("containers", "[]", "a task needs a container"));
+            return Err(ValidationError::new(
+                "containers",
+                "[]",
+                "a task needs a container",
+            ));
         }
         for (i, c) in self.containers.iter().enumerate() {
             validate::ecs_name(&format!("containers[{i}].name"), &c.name)?;
@@ -204,7 +221,9 @@ impl Resource for TaskDefinition {
             .sdk_config()?
             .region()
             .map(|r| r.to_string())
-            .ok_or_else(|| ResourceError::NotConfigured { what: "an AWS region".into() })?;
+            .ok_or_else(|| ResourceError::NotConfigured {
+                what: "an AWS region".into(),
+            })?;
         let containers = self.container_definitions(&region)?;
         let tags = aws::ecs_tags(&aws::all_tags(ctx, &self.tags));
         let (execution, task) = (self.execution_role_arn.get()?, self.task_role_arn.get()?);

@@ -121,9 +121,11 @@ impl Resource for RolePolicyAttachment {
     async fn find(&self, ctx: &Context) -> Result<Option<AttachmentOutputs>, ResourceError> {
         let client = iam::client(ctx)?;
         let (role, arn) = (self.role_name.get()?, self.policy_arn.get()?);
-        Ok((attached(ctx, &client, role, arn).await? == Some(true)).then(|| AttachmentOutputs {
-            role_name: role.clone(),
-            policy_arn: arn.clone(),
-        }))
+        Ok(
+            (attached(ctx, &client, role, arn).await? == Some(true)).then(|| AttachmentOutputs {
+                role_name: role.clone(),
+                policy_arn: arn.clone(),
+            }),
+        )
     }
 }

@@ -3,8 +3,7 @@
 use std::collections::BTreeMap;
 
 use platform_core::{
-    Context, GoneExt, Input, Observed, Resource, ResourceError, ValidationError,
-    resource_outputs,
+    Context, GoneExt, Input, Observed, Resource, ResourceError, ValidationError, resource_outputs,
 };
 use serde::{Deserialize, Serialize};
 
@@ -202,18 +201,28 @@ impl Resource for InstanceProfile {
         let name = outputs.name.as_str();
         let Some(out) = ctx
             .call("GetInstanceProfile", || {
-                client.get_instance_profile().instance_profile_name(name).send()
+                client
+                    .get_instance_profile()
+                    .instance_profile_name(name)
+                    .send()
             })
             .await
             .gone_is_none()?
         else {
             return Ok(());
         };
-        for role in out.instance_profile().map(|p| p.roles()).unwrap_or_default() {
+        for role in out
+            .instance_profile()
+            .map(|p| p.roles())
+            .unwrap_or_default()
+        {
             Self::remove_role(ctx, &client, name, role.role_name()).await?;
         }
         ctx.call("DeleteInstanceProfile", || {
-            client.delete_instance_profile().instance_profile_name(name).send()
+            client
+                .delete_instance_profile()
+                .instance_profile_name(name)
+                .send()
         })
         .await
         .gone_is_ok()

@@ -271,9 +271,11 @@ impl Resource for ManagedPolicy {
             .await
             .gone_is_ok()?;
         }
-        ctx.call("DeletePolicy", || client.delete_policy().policy_arn(arn).send())
-            .await
-            .gone_is_ok()
+        ctx.call("DeletePolicy", || {
+            client.delete_policy().policy_arn(arn).send()
+        })
+        .await
+        .gone_is_ok()
     }
 
     /// The local policy of this name and path, if it carries this resource's tags.
@@ -339,10 +341,16 @@ mod tests {
         let five: Vec<_> = (1..=5)
             .map(|i| version(&format!("v{i}"), i == 1, i))
             .collect();
-        assert_eq!(version_to_prune(&five).and_then(|v| v.version_id()), Some("v2"));
+        assert_eq!(
+            version_to_prune(&five).and_then(|v| v.version_id()),
+            Some("v2")
+        );
         let five: Vec<_> = (1..=5)
             .map(|i| version(&format!("v{i}"), i == 5, i))
             .collect();
-        assert_eq!(version_to_prune(&five).and_then(|v| v.version_id()), Some("v1"));
+        assert_eq!(
+            version_to_prune(&five).and_then(|v| v.version_id()),
+            Some("v1")
+        );
     }
 }

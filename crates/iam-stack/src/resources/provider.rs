@@ -1,6 +1,8 @@
 //! `aws:provider`: the account and region the stack is bound to, as STS reports them.
 
-use platform_core::{Context, Observed, Resource, ResourceError, ValidationError, resource_outputs};
+use platform_core::{
+    Context, Observed, Resource, ResourceError, ValidationError, resource_outputs,
+};
 use serde::{Deserialize, Serialize};
 
 /// The provider: binds the stack to one account and region. Creating it asks STS who the credentials
@@ -107,7 +109,11 @@ impl Resource for Provider {
         Ok(outputs.clone())
     }
 
-    async fn delete(&self, _ctx: &Context, _outputs: &ProviderOutputs) -> Result<(), ResourceError> {
+    async fn delete(
+        &self,
+        _ctx: &Context,
+        _outputs: &ProviderOutputs,
+    ) -> Result<(), ResourceError> {
         // Nothing exists in AWS for a provider.
         Ok(())
     }

@@ -119,7 +119,9 @@ impl Resource for Role {
     ) -> Result<Option<Observed<Self>>, ResourceError> {
         let client = iam::client(ctx)?;
         let Some(out) = ctx
-            .call("GetRole", || client.get_role().role_name(&outputs.name).send())
+            .call("GetRole", || {
+                client.get_role().role_name(&outputs.name).send()
+            })
             .await
             .gone_is_none()?
         else {
@@ -220,7 +222,11 @@ impl Resource for Role {
         else {
             return Ok(());
         };
-        for arn in attached.attached_policies().iter().filter_map(|p| p.policy_arn()) {
+        for arn in attached
+            .attached_policies()
+            .iter()
+            .filter_map(|p| p.policy_arn())
+        {
             ctx.call("DetachRolePolicy", || {
                 client
                     .detach_role_policy()
@@ -233,7 +239,11 @@ impl Resource for Role {
         }
         let inline = ctx
             .call("ListRolePolicies", || {
-                client.list_role_policies().role_name(name).max_items(1000).send()
+                client
+                    .list_role_policies()
+                    .role_name(name)
+                    .max_items(1000)
+                    .send()
             })
             .await?;
         for policy in inline.policy_names() {

@@ -187,7 +187,10 @@ impl Resource for RouteTable {
     ) -> Result<(), ResourceError> {
         let client = ec2::client(ctx)?;
         let id = outputs.route_table_id.as_str();
-        ec2::delete_when_free(ctx, "DeleteRouteTable", || client.delete_route_table().route_table_id(id).send()).await
+        ec2::delete_when_free(ctx, "DeleteRouteTable", || {
+            client.delete_route_table().route_table_id(id).send()
+        })
+        .await
     }
 
     async fn find(&self, ctx: &Context) -> Result<Option<RouteTableOutputs>, ResourceError> {

@@ -216,7 +216,10 @@ impl Resource for Subnet {
         let client = ec2::client(ctx)?;
         let id = outputs.subnet_id.as_str();
         // DependencyViolation while network interfaces of stopped tasks are released.
-        ec2::delete_when_free(ctx, "DeleteSubnet", || client.delete_subnet().subnet_id(id).send()).await
+        ec2::delete_when_free(ctx, "DeleteSubnet", || {
+            client.delete_subnet().subnet_id(id).send()
+        })
+        .await
     }
 
     async fn find(&self, ctx: &Context) -> Result<Option<SubnetOutputs>, ResourceError> {
