@@ -339,11 +339,8 @@ impl Stack for ClusterStack {
 
     fn declare(&self, s: &mut Scope) -> Result<Declared<ClusterOutputs>, Error> {
         let c = &self.config;
-        c.validate().map_err(|source| Error::Invalid {
-            stack: c.stack_name.clone(),
-            resource: "config".into(),
-            source,
-        })?;
+        c.validate()
+            .map_err(|source| Error::invalid_config(&c.stack_name, source))?;
         let logs = s.add(
             "log-group",
             LogGroup {

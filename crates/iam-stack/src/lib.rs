@@ -337,11 +337,8 @@ impl Stack for IamStack {
 
     fn declare(&self, s: &mut Scope) -> Result<Declared<IamOutputs>, Error> {
         let c = &self.config;
-        c.validate().map_err(|source| Error::Invalid {
-            stack: c.stack_name.clone(),
-            resource: "config".into(),
-            source,
-        })?;
+        c.validate()
+            .map_err(|source| Error::invalid_config(&c.stack_name, source))?;
         let scope = c.scope();
         let p = &c.name_prefix;
         let provider = s.add(

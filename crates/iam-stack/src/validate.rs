@@ -74,6 +74,21 @@ pub fn path(field: &str, value: &str) -> Result<(), ValidationError> {
     }
 }
 
+/// A role's or policy's description: at most 1000 characters.
+///
+/// # Errors
+/// When it is longer.
+pub fn description(field: &str, value: &str) -> Result<(), ValidationError> {
+    if value.chars().count() > 1000 {
+        return Err(ValidationError::new(
+            field,
+            value,
+            "at most 1000 characters",
+        ));
+    }
+    Ok(())
+}
+
 /// A resource in a policy: `*`, or an ARN pattern `arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE`.
 ///
 /// # Errors

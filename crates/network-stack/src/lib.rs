@@ -274,11 +274,8 @@ impl Stack for NetworkStack {
 
     fn declare(&self, s: &mut Scope) -> Result<Declared<NetworkOutputs>, Error> {
         let c = &self.config;
-        c.validate().map_err(|source| Error::Invalid {
-            stack: c.stack_name.clone(),
-            resource: "config".into(),
-            source,
-        })?;
+        c.validate()
+            .map_err(|source| Error::invalid_config(&c.stack_name, source))?;
         let p = &c.name_prefix;
         let vpc = s.add(
             "vpc",

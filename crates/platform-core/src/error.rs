@@ -528,6 +528,16 @@ pub enum Error {
 }
 
 impl Error {
+    /// A stack's own config is invalid ([`Error::Invalid`] with resource `config`): what a
+    /// [`Stack::declare`](crate::Stack::declare) returns when its config does not validate.
+    pub fn invalid_config(stack: &str, source: ValidationError) -> Self {
+        Self::Invalid {
+            stack: stack.to_owned(),
+            resource: "config".into(),
+            source,
+        }
+    }
+
     /// The AWS error code behind this error, if there is one.
     pub fn aws_code(&self) -> Option<&str> {
         match self {

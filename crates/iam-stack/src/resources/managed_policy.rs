@@ -88,13 +88,7 @@ impl Resource for ManagedPolicy {
     fn validate(&self) -> Result<(), ValidationError> {
         validate::name("name", &self.name, 128)?;
         validate::path("path", &self.path)?;
-        if self.description.len() > 1000 {
-            return Err(ValidationError::new(
-                "description",
-                &self.description,
-                "at most 1000 characters",
-            ));
-        }
+        validate::description("description", &self.description)?;
         validate::permissions_policy("document", &self.document)?;
         let size = self.document.to_json().len();
         if size > 6144 {

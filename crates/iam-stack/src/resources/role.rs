@@ -73,13 +73,7 @@ impl Resource for Role {
     fn validate(&self) -> Result<(), ValidationError> {
         validate::name("name", &self.name, 64)?;
         validate::path("path", &self.path)?;
-        if self.description.len() > 1000 {
-            return Err(ValidationError::new(
-                "description",
-                &self.description,
-                "at most 1000 characters",
-            ));
-        }
+        validate::description("description", &self.description)?;
         validate::trust_policy("assume_role_policy", &self.assume_role_policy)?;
         if !(3600..=43200).contains(&self.max_session_duration) {
             return Err(ValidationError::new(
