@@ -264,7 +264,8 @@ impl Emulator {
                 source: e,
             })?;
         let endpoint = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // Generous: a loaded 2-core machine has taken over 30 s to start moto_server.
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
@@ -274,7 +275,7 @@ impl Emulator {
             }
             if Instant::now() > deadline {
                 return Err(HarnessError::Unavailable {
-                    details: format!("moto_server did not listen on {endpoint} within 30 s"),
+                    details: format!("moto_server did not listen on {endpoint} within 120 s"),
                 });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
