@@ -86,20 +86,7 @@ pub fn port(field: &str, port: u16) -> Result<(), ValidationError> {
 /// # Errors
 /// When it is empty, too long or has another character.
 pub fn ecs_name(field: &str, value: &str) -> Result<(), ValidationError> {
-    let ok = !value.is_empty()
-        && value.len() <= 255
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(ValidationError::new(
-            field,
-            format!("{value:?}"),
-            "an ECS name is 1 to 255 letters, digits, '-' or '_'",
-        ))
-    }
+    platform_core::validate_name(field, value, 255, "-_")
 }
 
 /// An image reference: 1 to 255 characters, no whitespace.
@@ -123,20 +110,7 @@ pub fn image(field: &str, value: &str) -> Result<(), ValidationError> {
 /// # Errors
 /// When it is empty, too long or has another character.
 pub fn log_group_name(field: &str, value: &str) -> Result<(), ValidationError> {
-    let ok = !value.is_empty()
-        && value.len() <= 512
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || ".-_/#".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(ValidationError::new(
-            field,
-            format!("{value:?}"),
-            "a log group name is 1 to 512 letters, digits, '.', '-', '_', '/' or '#'",
-        ))
-    }
+    platform_core::validate_name(field, value, 512, ".-_/#")
 }
 
 pub use platform_core::validate_tags as tags;

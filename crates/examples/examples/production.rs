@@ -1,14 +1,750 @@
-//! `cargo run --example production`: the platform's command-line tool.
+//! `cargo run --example production`: brings up the production ECS platform (IAM, network, cluster)
+//! and shows what happened. With no flags it runs on a local AWS emulator that outlives the command
+//! (so that `preview`, `outputs` and `destroy` later see the same resources); `--endpoint URL` uses an
+//! emulator you run; `--aws` uses real AWS with the default credential chain.
 //!
-//! Not built yet: it lands with the stacks (see README.md, "Status").
+//! ```text
+//! production [--endpoint URL | --aws] [--state-dir DIR] [--json] [--yes] [COMMAND]
+//! COMMAND: up (default) | preview [--detailed-exitcode] | refresh | destroy | outputs
+//!          | graph [--format mermaid|dot] | emulator stop
+//! ```
+//!
+//! Exit codes: 0 success; 1 failure (the failing resource, AWS's error code, what was kept in
+//! state); 2 usage error (and `preview --detailed-exitcode` with changes).
 
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_types::SdkConfig;
+use clap::{Parser, Subcommand, ValueEnum};
+use examples::graph::{self, Format};
+use examples::{Platform, PlatformOutputs};
+use indicatif::{ProgressBar, ProgressStyle};
+use local_cloud::{Detached, Emulator};
+use platform_core::{
+    ActionKind, CancellationToken, Counts, Engine, Error, Event, LocalStateStore, Plan,
+    total_counts,
+};
+use serde_json::{Value, json};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "production",
+    about = "Bring up the production ECS platform (IAM, network, cluster) on a local emulator or AWS",
+    after_help = "With no target flag, a local AWS emulator is started (Docker, else a moto_server \
+                  process) and kept running for later commands; `emulator stop` removes it."
+)]
+struct Cli {
+    /// An AWS-compatible endpoint you run (e.g. http://localhost:5000) instead of a local emulator.
+    #[arg(long, value_name = "URL", conflicts_with = "aws", global = true)]
+    endpoint: Option<String>,
+    /// Real AWS, with the default credential chain (environment, profile, SSO, instance role).
+    #[arg(long, global = true)]
+    aws: bool,
+    /// Where state is kept: one directory per target and account inside it.
+    #[arg(long, value_name = "DIR", default_value = ".platform", global = true)]
+    state_dir: PathBuf,
+    /// Print exactly one JSON object on stdout (progress and messages go to stderr).
+    #[arg(long, global = true)]
+    json: bool,
+    /// Do not ask before changing real AWS.
+    #[arg(long, short = 'y', global = true)]
+    yes: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+enum Command {
+    /// Create or update everything (the default).
+    Up,
+    /// Show what `up` would do, changing nothing.
+    Preview {
+        /// Exit 0 with no changes, 2 with changes, 1 on error.
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// Read every resource live and show what differs from what was applied.
+    Refresh,
+    /// Delete everything: the cluster first, then IAM and the network.
+    Destroy,
+    /// Print the stacks' outputs.
+    Outputs,
+    /// Print a diagram of the deployed platform.
+    Graph {
+        /// Mermaid (as in the seed's overview) or Graphviz dot.
+        #[arg(long, value_enum, default_value = "mermaid")]
+        format: GraphFormat,
+    },
+    /// The local emulator.
+    Emulator {
+        #[command(subcommand)]
+        action: EmulatorAction,
+    },
+}
+
+#[derive(Subcommand, Debug, Clone, Copy)]
+enum EmulatorAction {
+    /// Stop and remove the local emulator this tool started.
+    Stop,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy)]
+enum GraphFormat {
+    Mermaid,
+    Dot,
+}
+
+/// Where the platform goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Target {
+    Local,
+    Endpoint(String),
+    Aws,
+}
+
+impl Target {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Endpoint(_) => "endpoint",
+            Self::Aws => "aws",
+        }
+    }
+}
+
+/// A failure and the exit code it maps to.
+struct Failure {
+    code: u8,
+    message: String,
+    error: Option<Box<Error>>,
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Self {
+            code: 1,
+            message: describe_error(&e),
+            error: Some(Box::new(e)),
+        }
+    }
+}
+
+fn failure(code: u8, message: impl Into<String>) -> Failure {
+    Failure {
+        code,
+        message: message.into(),
+        error: None,
+    }
+}
+
+/// The failing resource, AWS's code, and what the state keeps.
+fn describe_error(e: &Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    if let Some(code) = e.aws_code() {
+        text.push_str(&format!("\nAWS error code: {code}"));
+    }
+    if matches!(e, Error::Resource { .. }) {
+        text.push_str(
+            "\nWhat completed is recorded in state; run the command again to finish the work.",
+        );
+    }
+    text
+}
 
 fn main() -> ExitCode {
-    eprintln!(
-        "production: not available in this build. The engine (platform-core), the local cloud \
-         (local-cloud) and the iam stack (iam-stack) are built and tested; the network and cluster stacks \
-         and this command are written but wait for aws-sdk-ec2's first build in CI (see README.md, \"Status\")."
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("production: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let json = cli.json;
+    let command = cli.command.clone().unwrap_or(Command::Up);
+    match runtime.block_on(run(cli, command.clone())) {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            if json {
+                let doc = json!({
+                    "command": command_name(&command),
+                    "error": f.message,
+                    "aws_code": f.error.as_ref().and_then(|e| e.aws_code()),
+                });
+                println!("{doc}");
+            }
+            eprintln!("error: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn command_name(c: &Command) -> &'static str {
+    match c {
+        Command::Up => "up",
+        Command::Preview { .. } => "preview",
+        Command::Refresh => "refresh",
+        Command::Destroy => "destroy",
+        Command::Outputs => "outputs",
+        Command::Graph { .. } => "graph",
+        Command::Emulator { .. } => "emulator",
+    }
+}
+
+async fn run(cli: Cli, command: Command) -> Result<u8, Failure> {
+    let target = match (&cli.endpoint, cli.aws) {
+        (Some(url), _) => Target::Endpoint(url.clone()),
+        (None, true) => Target::Aws,
+        (None, false) => Target::Local,
+    };
+    if let Command::Emulator {
+        action: EmulatorAction::Stop,
+    } = command
+    {
+        return stop_emulator(&cli);
+    }
+    let mutates = matches!(command, Command::Up | Command::Destroy);
+    // Refuse before any AWS call: there is no one to ask.
+    if target == Target::Aws && mutates && !cli.yes && !std::io::stdin().is_terminal() {
+        return Err(failure(
+            2,
+            "refusing to change real AWS without confirmation: no terminal to ask on. Review \
+             `production --aws preview`, then run again with --yes",
+        ));
+    }
+
+    let config = connect(&cli, &target).await?;
+    let progress = Reporter::new(cli.json);
+    let cancel = CancellationToken::new();
+    {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!(
+                    "\ninterrupted: letting in-flight AWS calls finish and recording them (Ctrl-C again to abort)"
+                );
+                cancel.cancel();
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        });
+    }
+    // The account is part of the state's path: local and real AWS state can never mix.
+    let probe = Engine::builder(platform_core::MemoryStateStore::new())
+        .aws(config.clone())
+        .build();
+    let identity = probe.identity().await?;
+    let state_dir = cli.state_dir.join(format!(
+        "{}-{}-{}",
+        target.name(),
+        identity.account_id,
+        identity.region
+    ));
+    let sink = progress.clone();
+    let engine = Engine::builder(LocalStateStore::open(&state_dir).map_err(Error::from)?)
+        .aws(config)
+        .cancellation(cancel)
+        .on_event(move |e| sink.event(e))
+        .build();
+    let platform = Platform::new(engine);
+    let started = Instant::now();
+    let out = Output {
+        json: cli.json,
+        target: target.clone(),
+    };
+    if !cli.json {
+        eprintln!(
+            "target: {} ({identity}); state in {}",
+            target.name(),
+            state_dir.display()
+        );
+    }
+
+    match command {
+        Command::Up => {
+            let plans = platform.preview().await?;
+            if !cli.json {
+                print_plans(&plans);
+            }
+            if target == Target::Aws && !cli.yes && plans.iter().any(Plan::has_changes) {
+                confirm("Apply these changes to AWS")?;
+            }
+            progress.start(
+                plans
+                    .iter()
+                    .map(|p| {
+                        let c = p.counts();
+                        c.create + c.update + c.replace + c.delete
+                    })
+                    .sum(),
+            );
+            let result = platform.up().await;
+            progress.finish();
+            let summary = result?;
+            let totals = sum(summary.stacks.iter().map(|s| s.changes));
+            out.emit(
+                "up",
+                json!({
+                    "stacks": summary.stacks,
+                    "totals": totals,
+                    "api_calls": {"read": summary.calls.read, "mutating": summary.calls.mutating},
+                    "wall_ms": started.elapsed().as_millis() as u64,
+                    "outputs": outputs_json(&summary.outputs),
+                }),
+                || {
+                    print_summary(
+                        &totals,
+                        summary.calls.read,
+                        summary.calls.mutating,
+                        started.elapsed(),
+                    );
+                    print_outputs(&summary.outputs);
+                },
+            );
+            Ok(0)
+        }
+        Command::Preview { detailed_exitcode } => {
+            let plans = platform.preview().await?;
+            let changes = plans.iter().any(Plan::has_changes);
+            let calls = platform.engine().calls();
+            out.emit(
+                "preview",
+                plans_json(&plans, calls.read, calls.mutating, started.elapsed()),
+                || print_plans(&plans),
+            );
+            Ok(if detailed_exitcode && changes { 2 } else { 0 })
+        }
+        Command::Refresh => {
+            let plans = platform.refresh().await?;
+            let calls = platform.engine().calls();
+            out.emit(
+                "refresh",
+                plans_json(&plans, calls.read, calls.mutating, started.elapsed()),
+                || print_plans(&plans),
+            );
+            Ok(0)
+        }
+        Command::Destroy => {
+            if target == Target::Aws && !cli.yes {
+                confirm("Delete every resource of the platform from AWS")?;
+            }
+            progress.start(0);
+            let result = platform.destroy().await;
+            progress.finish();
+            let deleted = result?;
+            let calls = platform.engine().calls();
+            out.emit(
+                "destroy",
+                json!({
+                    "stacks": deleted.iter().map(|(name, n)| json!({"name": name, "deleted": n})).collect::<Vec<_>>(),
+                    "api_calls": {"read": calls.read, "mutating": calls.mutating},
+                    "wall_ms": started.elapsed().as_millis() as u64,
+                }),
+                || {
+                    for (name, n) in &deleted {
+                        println!("{name}: {n} resources deleted");
+                    }
+                    println!(
+                        "{} AWS calls ({} mutating) in {:.1}s",
+                        calls.read + calls.mutating,
+                        calls.mutating,
+                        started.elapsed().as_secs_f64()
+                    );
+                },
+            );
+            Ok(0)
+        }
+        Command::Outputs => {
+            let outputs = platform.outputs().await?;
+            out.emit(
+                "outputs",
+                json!({"outputs": outputs_json(&outputs)}),
+                || print_outputs(&outputs),
+            );
+            Ok(0)
+        }
+        Command::Graph { format } => {
+            let mut stacks = Vec::new();
+            for name in platform.stack_names() {
+                if let Some(s) = platform
+                    .engine()
+                    .store()
+                    .read(name)
+                    .await
+                    .map_err(Error::from)?
+                {
+                    stacks.push(s);
+                }
+            }
+            if stacks.is_empty() {
+                return Err(failure(1, "nothing is deployed: run `production up` first"));
+            }
+            let format = match format {
+                GraphFormat::Mermaid => Format::Mermaid,
+                GraphFormat::Dot => Format::Dot,
+            };
+            let text = graph::render(&stacks, format);
+            out.emit("graph", json!({"graph": text}), || print!("{text}"));
+            Ok(0)
+        }
+        Command::Emulator { .. } => Ok(0),
+    }
+}
+
+/// The output mode: one JSON object on stdout, or text.
+struct Output {
+    json: bool,
+    target: Target,
+}
+
+impl Output {
+    fn emit(&self, command: &str, fields: Value, human: impl FnOnce()) {
+        if self.json {
+            let mut doc = json!({"command": command, "target": self.target.name()});
+            if let (Some(d), Value::Object(extra)) = (doc.as_object_mut(), fields) {
+                d.extend(extra);
+            }
+            println!("{doc}");
+        } else {
+            human();
+        }
+    }
+}
+
+fn plans_json(plans: &[Plan], read: u64, mutating: u64, wall: Duration) -> Value {
+    json!({
+        "stacks": plans.iter().map(|p| json!({"name": p.stack, "changes": p.counts(), "steps": p.steps})).collect::<Vec<_>>(),
+        "totals": total_counts(plans),
+        "api_calls": {"read": read, "mutating": mutating},
+        "wall_ms": wall.as_millis() as u64,
+    })
+}
+
+fn sum(counts: impl Iterator<Item = Counts>) -> Counts {
+    let mut total = Counts::default();
+    for c in counts {
+        total.add(&c);
+    }
+    total
+}
+
+fn outputs_json(o: &PlatformOutputs) -> Value {
+    json!({
+        "iam": o.iam,
+        "network": o.network,
+        "cluster": o.cluster,
+    })
+}
+
+fn print_plans(plans: &[Plan]) {
+    for p in plans {
+        println!("{p}");
+    }
+}
+
+fn print_summary(t: &Counts, read: u64, mutating: u64, wall: Duration) {
+    println!(
+        "\n{} created, {} updated, {} replaced, {} deleted, {} unchanged; {} AWS calls ({} mutating); {:.1}s",
+        t.create,
+        t.update,
+        t.replace,
+        t.delete,
+        t.same,
+        read + mutating,
+        mutating,
+        wall.as_secs_f64()
     );
-    ExitCode::FAILURE
+}
+
+fn print_outputs(o: &PlatformOutputs) {
+    let c = &o.cluster;
+    let n = &o.network;
+    let i = &o.iam;
+    println!("\noutputs:");
+    println!("  account / region   {} / {}", i.account_id, i.region);
+    println!(
+        "  cluster            {} ({})",
+        c.cluster_name, c.cluster_arn
+    );
+    println!(
+        "  service            {} ({})",
+        c.service_name, c.service_arn
+    );
+    println!("  task definition    {}", c.task_definition_arn);
+    println!("  log group          {}", c.log_group_name);
+    println!("  vpc                {} ({})", n.vpc_id, n.vpc_cidr);
+    let subnets: Vec<&str> = n.public_subnet_ids.iter().map(|s| s.as_str()).collect();
+    println!(
+        "  public subnets     {} in {}",
+        subnets.join(", "),
+        n.availability_zones.join(", ")
+    );
+    println!("  security group     {}", n.security_group_id);
+    println!("  task role          {}", i.frontend_role.arn);
+}
+
+fn confirm(question: &str) -> Result<(), Failure> {
+    if !std::io::stdin().is_terminal() {
+        return Err(failure(
+            2,
+            "refusing to change real AWS without confirmation: no terminal to ask on; pass --yes",
+        ));
+    }
+    eprint!("{question}? Type yes to go on: ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|e| failure(1, format!("reading the answer: {e}")))?;
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(failure(1, "not confirmed; nothing was changed"))
+    }
+}
+
+/// The AWS configuration for `target`; for the local target, starts the emulator once and reuses it.
+async fn connect(cli: &Cli, target: &Target) -> Result<SdkConfig, Failure> {
+    match target {
+        Target::Aws => {
+            let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .load()
+                .await;
+            if config.region().is_none() {
+                return Err(failure(
+                    2,
+                    "no AWS region: set AWS_REGION (or a region in your profile) for --aws",
+                ));
+            }
+            Ok(config)
+        }
+        Target::Endpoint(url) => {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(failure(
+                    2,
+                    format!("--endpoint {url:?}: expected an http:// or https:// URL"),
+                ));
+            }
+            Ok(Emulator::at(url).sdk_config())
+        }
+        Target::Local => {
+            let record = emulator_record(&cli.state_dir);
+            if let Some(d) = read_record(&record)
+                && d.is_alive().await
+            {
+                return Ok(Emulator::at(&d.endpoint).sdk_config());
+            }
+            eprintln!(
+                "starting a local AWS emulator (kept running; `production emulator stop` removes it)"
+            );
+            let emulator = Emulator::start()
+                .await
+                .map_err(|e| failure(1, format!("no local AWS emulator could be started: {e}")))?;
+            let detached = emulator.detach();
+            std::fs::create_dir_all(&cli.state_dir)
+                .and_then(|()| {
+                    std::fs::write(
+                        &record,
+                        serde_json::to_vec_pretty(&detached).unwrap_or_default(),
+                    )
+                })
+                .map_err(|e| {
+                    failure(
+                        1,
+                        format!("recording the emulator in {}: {e}", record.display()),
+                    )
+                })?;
+            eprintln!("local AWS emulator at {}", detached.endpoint);
+            Ok(Emulator::at(&detached.endpoint).sdk_config())
+        }
+    }
+}
+
+fn emulator_record(state_dir: &Path) -> PathBuf {
+    state_dir.join("emulator.json")
+}
+
+fn read_record(path: &Path) -> Option<Detached> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+fn stop_emulator(cli: &Cli) -> Result<u8, Failure> {
+    let record = emulator_record(&cli.state_dir);
+    let Some(d) = read_record(&record) else {
+        if !cli.json {
+            println!("no local emulator recorded in {}", cli.state_dir.display());
+        } else {
+            println!("{}", json!({"command": "emulator stop", "stopped": false}));
+        }
+        return Ok(0);
+    };
+    d.stop()
+        .map_err(|e| failure(1, format!("stopping the emulator: {e}")))?;
+    std::fs::remove_file(&record)
+        .map_err(|e| failure(1, format!("removing {}: {e}", record.display())))?;
+    // Local state describes resources that went with the emulator.
+    if let Ok(entries) = std::fs::read_dir(&cli.state_dir) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with("local-") {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    if cli.json {
+        println!(
+            "{}",
+            json!({"command": "emulator stop", "stopped": true, "endpoint": d.endpoint})
+        );
+    } else {
+        println!(
+            "stopped the local emulator at {} and removed its local state",
+            d.endpoint
+        );
+    }
+    Ok(0)
+}
+
+/// Live progress: one line per resource with its state and elapsed time, and an overall bar when
+/// stderr is a terminal; plain lines otherwise. In JSON mode, lines go to stderr.
+#[derive(Clone)]
+struct Reporter {
+    inner: Arc<Mutex<ReporterState>>,
+}
+
+struct ReporterState {
+    bar: Option<ProgressBar>,
+    json: bool,
+    tty: bool,
+}
+
+impl Reporter {
+    fn new(json: bool) -> Self {
+        let tty = std::io::stderr().is_terminal();
+        Self {
+            inner: Arc::new(Mutex::new(ReporterState {
+                bar: None,
+                json,
+                tty,
+            })),
+        }
+    }
+
+    fn start(&self, total: usize) {
+        let mut s = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if s.tty {
+            let bar = ProgressBar::new(total as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            s.bar = Some(bar);
+        }
+    }
+
+    fn finish(&self) {
+        let mut s = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(bar) = s.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn line(&self, text: String) {
+        let s = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        match &s.bar {
+            Some(bar) => bar.println(text),
+            None if s.json => eprintln!("{text}"),
+            None => println!("{text}"),
+        }
+    }
+
+    fn event(&self, e: &Event) {
+        let verb = |a: &ActionKind| match a {
+            ActionKind::Create => "creating",
+            ActionKind::Update => "updating",
+            ActionKind::Replace => "replacing",
+            ActionKind::Delete => "deleting",
+            ActionKind::Same => "checking",
+        };
+        let done = |a: &ActionKind| match a {
+            ActionKind::Create => "created",
+            ActionKind::Update => "updated",
+            ActionKind::Replace => "replaced",
+            ActionKind::Delete => "deleted",
+            ActionKind::Same => "unchanged",
+        };
+        match e {
+            Event::Started {
+                stack,
+                resource,
+                action,
+            } => {
+                let s = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(bar) = &s.bar {
+                    bar.set_message(format!("{} {stack}/{resource}", verb(action)));
+                }
+            }
+            Event::Done {
+                stack,
+                resource,
+                action,
+                elapsed,
+            } => {
+                self.line(format!(
+                    "  {:<9} {stack}/{resource} ({:.1}s)",
+                    done(action),
+                    elapsed.as_secs_f64()
+                ));
+                let s = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(bar) = &s.bar {
+                    bar.inc(1);
+                }
+            }
+            Event::Failed {
+                stack,
+                resource,
+                action,
+                error,
+            } => self.line(format!("  FAILED    {stack}/{resource} while {}: {error}", verb(action))),
+            Event::Retrying {
+                stack,
+                resource,
+                operation,
+                attempt,
+                delay,
+                code,
+            } => self.line(format!(
+                "  retrying  {stack}/{resource} {operation} (attempt {attempt} failed with {}; next in {:.1}s)",
+                code.as_deref().unwrap_or("an error"),
+                delay.as_secs_f64()
+            )),
+            Event::Progress {
+                stack,
+                resource,
+                message,
+            } => self.line(format!("  ...       {stack}/{resource}: {message}")),
+            _ => {}
+        }
+    }
 }

@@ -33,24 +33,7 @@ const PARTITIONS: &[&str] = &["aws", "aws-cn", "aws-us-gov"];
 /// # Errors
 /// When it is empty, too long, or has another character.
 pub fn name(field: &str, value: &str, max: usize) -> Result<(), ValidationError> {
-    if value.is_empty() || value.len() > max {
-        return Err(ValidationError::new(
-            field,
-            format!("{value:?}"),
-            format!("must be 1 to {max} characters"),
-        ));
-    }
-    if let Some(c) = value
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || "+=,.@_-".contains(*c)))
-    {
-        return Err(ValidationError::new(
-            field,
-            format!("{value:?}"),
-            format!("{c:?} is not allowed (letters, digits and +=,.@_- are)"),
-        ));
-    }
-    Ok(())
+    platform_core::validate_name(field, value, max, "+=,.@_-")
 }
 
 /// An IAM path: `/`, or `/` + segments + `/`, at most 512 characters of printable ASCII.

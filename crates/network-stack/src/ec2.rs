@@ -126,20 +126,3 @@ where
         .await
         .gone_is_ok()
 }
-
-/// `Ok(())` when `result` failed with not-found (an already-deleted resource), else passes it on.
-pub(crate) fn gone_is_ok<T>(result: Result<T, ResourceError>) -> Result<(), ResourceError> {
-    result.gone_is_ok()
-}
-
-/// `Ok(None)` when `result` failed with not-found, else passes it on.
-pub(crate) fn gone_is_none<T>(
-    result: Result<T, ResourceError>,
-) -> Result<Option<T>, ResourceError> {
-    result.gone_is_none()
-}
-
-/// The error for an answer that lacks a field we need.
-pub(crate) fn missing(operation: &str, what: &str) -> ResourceError {
-    ResourceError::missing(operation, what)
-}

@@ -65,29 +65,13 @@ pub fn subnets_fit(vpc: Ipv4Net, subnets: &[(String, Ipv4Net)]) -> Result<(), Va
 
 pub use platform_core::validate_tags as tags;
 
-/// A name: 1 to `max` characters of the allowed set.
+/// An EC2 name (security group, `Name` prefix): 1 to `max` letters, digits, spaces and
+/// `._-:/()#,@[]+=&;{}!$*`.
 ///
 /// # Errors
 /// A [`ValidationError`] naming `field` and the value.
 pub fn name(field: &str, value: &str, max: usize) -> Result<(), ValidationError> {
-    if value.is_empty() || value.chars().count() > max {
-        return Err(ValidationError::new(
-            field,
-            value,
-            format!("must have 1 to {max} characters"),
-        ));
-    }
-    if !value
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || " ._-:/()#,@[]+=&;{}!$*".contains(c))
-    {
-        return Err(ValidationError::new(
-            field,
-            value,
-            "only letters, digits, spaces and ._-:/()#,@[]+=&;{}!$* are allowed",
-        ));
-    }
-    Ok(())
+    platform_core::validate_name(field, value, max, " ._-:/()#,@[]+=&;{}!$*")
 }
 
 #[cfg(test)]

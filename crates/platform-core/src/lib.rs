@@ -43,6 +43,7 @@ mod stack;
 mod state;
 mod tags;
 pub mod testing;
+mod validate;
 mod value;
 
 pub use engine::{DestroyReport, Engine, EngineBuilder, UpOptions, UpReport, total_counts};
@@ -66,7 +67,8 @@ pub use state::{
     Deposed, LocalStateStore, MemoryStateStore, Pending, PendingOp, ResourceState, STATE_VERSION,
     StackLock, StackState, StateStore, parse_state,
 };
-pub use tags::{TagChanges, validate_tags};
+pub use tags::TagChanges;
+pub use validate::{validate_name, validate_tags};
 pub use value::{Input, Ref, RefTarget};
 
 /// An AWS SDK client for a resource, built once per engine with the engine's interceptors (the call

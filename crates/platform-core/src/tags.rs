@@ -1,49 +1,6 @@
-//! User tags shared by every AWS resource kind: their validation and their changes.
+//! How user tags change between two runs, shared by every AWS resource kind.
 
 use std::collections::BTreeMap;
-
-use crate::error::ValidationError;
-
-/// Checks user tags against AWS's limits before any call: at most 45 (AWS allows 50; the engine adds
-/// its own), keys of 1 to 128 characters, values of at most 256, and the `aws:` and `platform:`
-/// prefixes reserved.
-///
-/// # Errors
-/// The first bad tag, named as `field["key"]` with its key or value.
-pub fn validate_tags(field: &str, tags: &BTreeMap<String, String>) -> Result<(), ValidationError> {
-    if tags.len() > 45 {
-        return Err(ValidationError::new(
-            field,
-            tags.len(),
-            "at most 45 user tags (AWS allows 50; the engine adds its own)",
-        ));
-    }
-    for (k, v) in tags {
-        let f = format!("{field}[{k:?}]");
-        if k.is_empty() || k.chars().count() > 128 {
-            return Err(ValidationError::new(
-                f,
-                k,
-                "tag keys have 1 to 128 characters",
-            ));
-        }
-        if k.to_ascii_lowercase().starts_with("aws:") || k.starts_with("platform:") {
-            return Err(ValidationError::new(
-                f,
-                k,
-                "the aws: and platform: prefixes are reserved",
-            ));
-        }
-        if v.chars().count() > 256 {
-            return Err(ValidationError::new(
-                f,
-                v,
-                "tag values have at most 256 characters",
-            ));
-        }
-    }
-    Ok(())
-}
 
 /// What changes between two sets of user tags.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

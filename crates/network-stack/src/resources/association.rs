@@ -1,10 +1,10 @@
 //! `ec2:route-table-association`: which route table a subnet uses.
 
 use aws_sdk_ec2::types::Filter;
-use platform_core::{Context, Input, Observed, Resource, ResourceError, resource_outputs};
+use platform_core::{Context, GoneExt, Input, Observed, Resource, ResourceError, resource_outputs};
 use serde::{Deserialize, Serialize};
 
-use crate::ec2::{self, missing};
+use crate::ec2;
 use crate::ids::{AssociationId, RouteTableId, SubnetId};
 
 /// Associates a subnet with a route table. Another subnet replaces it; another route table is an
@@ -82,7 +82,7 @@ impl Resource for RouteTableAssociation {
             .await?;
         let id = out
             .association_id()
-            .ok_or_else(|| missing("AssociateRouteTable", "an association id"))?;
+            .ok_or_else(|| ResourceError::missing("AssociateRouteTable", "an association id"))?;
         Ok(RouteTableAssociationOutputs {
             association_id: AssociationId(id.to_owned()),
         })
@@ -126,9 +126,9 @@ impl Resource for RouteTableAssociation {
                     .send()
             })
             .await?;
-        let id = out
-            .new_association_id()
-            .ok_or_else(|| missing("ReplaceRouteTableAssociation", "an association id"))?;
+        let id = out.new_association_id().ok_or_else(|| {
+            ResourceError::missing("ReplaceRouteTableAssociation", "an association id")
+        })?;
         Ok(RouteTableAssociationOutputs {
             association_id: AssociationId(id.to_owned()),
         })
@@ -140,15 +140,14 @@ impl Resource for RouteTableAssociation {
         outputs: &RouteTableAssociationOutputs,
     ) -> Result<(), ResourceError> {
         let client = ec2::client(ctx)?;
-        ec2::gone_is_ok(
-            ctx.call("DisassociateRouteTable", || {
-                client
-                    .disassociate_route_table()
-                    .association_id(outputs.association_id.as_str())
-                    .send()
-            })
-            .await,
-        )
+        ctx.call("DisassociateRouteTable", || {
+            client
+                .disassociate_route_table()
+                .association_id(outputs.association_id.as_str())
+                .send()
+        })
+        .await
+        .gone_is_ok()
     }
 
     async fn find(

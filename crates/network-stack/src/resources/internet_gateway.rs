@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::ResourceType;
 use platform_core::{
-    Context, Input, Observed, Resource, ResourceError, ValidationError, resource_outputs,
+    Context, GoneExt, Input, Observed, Resource, ResourceError, ValidationError, resource_outputs,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::ec2::{self, gone_is_none, missing};
+use crate::ec2;
 use crate::ids::{InternetGatewayId, VpcId};
 use crate::validate;
 
@@ -56,7 +56,7 @@ impl Resource for InternetGateway {
         let id = out
             .internet_gateway()
             .and_then(|g| g.internet_gateway_id())
-            .ok_or_else(|| missing("CreateInternetGateway", "a gateway id"))?
+            .ok_or_else(|| ResourceError::missing("CreateInternetGateway", "a gateway id"))?
             .to_owned();
         self.attach(ctx, &client, &id).await?;
         Ok(InternetGatewayOutputs {
@@ -71,19 +71,7 @@ impl Resource for InternetGateway {
     ) -> Result<Option<Observed<Self>>, ResourceError> {
         let client = ec2::client(ctx)?;
         let id = outputs.internet_gateway_id.as_str();
-        let Some(out) = gone_is_none(
-            ctx.call("DescribeInternetGateways", || {
-                client
-                    .describe_internet_gateways()
-                    .internet_gateway_ids(id)
-                    .send()
-            })
-            .await,
-        )?
-        else {
-            return Ok(None);
-        };
-        let Some(g) = out.internet_gateways().first() else {
+        let Some(g) = describe(ctx, &client, id).await? else {
             return Ok(None);
         };
         let vpc = g
@@ -120,50 +108,38 @@ impl Resource for InternetGateway {
     ) -> Result<(), ResourceError> {
         let client = ec2::client(ctx)?;
         let id = outputs.internet_gateway_id.as_str();
-        let Some(out) = gone_is_none(
-            ctx.call("DescribeInternetGateways", || {
-                client
-                    .describe_internet_gateways()
-                    .internet_gateway_ids(id)
-                    .send()
-            })
-            .await,
-        )?
-        else {
+        let Some(g) = describe(ctx, &client, id).await? else {
             return Ok(());
         };
-        let attached: Vec<String> = out
-            .internet_gateways()
+        let attached: Vec<String> = g
+            .attachments()
             .iter()
-            .flat_map(|g| g.attachments())
             .filter_map(|a| a.vpc_id().map(str::to_owned))
             .collect();
         for vpc in attached {
             // DependencyViolation while public IPs in the VPC are still mapped (tasks stopping).
-            ec2::gone_is_ok(
-                ctx.call_retrying(
-                    "DetachInternetGateway",
-                    |e| e.has_code("DependencyViolation"),
-                    || {
-                        client
-                            .detach_internet_gateway()
-                            .internet_gateway_id(id)
-                            .vpc_id(&vpc)
-                            .send()
-                    },
-                )
-                .await,
-            )?;
+            ctx.call_retrying(
+                "DetachInternetGateway",
+                |e| e.has_code("DependencyViolation"),
+                || {
+                    client
+                        .detach_internet_gateway()
+                        .internet_gateway_id(id)
+                        .vpc_id(&vpc)
+                        .send()
+                },
+            )
+            .await
+            .gone_is_ok()?;
         }
-        ec2::gone_is_ok(
-            ctx.call("DeleteInternetGateway", || {
-                client
-                    .delete_internet_gateway()
-                    .internet_gateway_id(id)
-                    .send()
-            })
-            .await,
-        )
+        ctx.call("DeleteInternetGateway", || {
+            client
+                .delete_internet_gateway()
+                .internet_gateway_id(id)
+                .send()
+        })
+        .await
+        .gone_is_ok()
     }
 
     async fn find(&self, ctx: &Context) -> Result<Option<InternetGatewayOutputs>, ResourceError> {
@@ -219,4 +195,22 @@ impl InternetGateway {
         .await?;
         Ok(())
     }
+}
+
+/// The gateway `id` as EC2 describes it; `None` when it is gone.
+async fn describe(
+    ctx: &Context,
+    client: &aws_sdk_ec2::Client,
+    id: &str,
+) -> Result<Option<aws_sdk_ec2::types::InternetGateway>, ResourceError> {
+    let out = ctx
+        .call("DescribeInternetGateways", || {
+            client
+                .describe_internet_gateways()
+                .internet_gateway_ids(id)
+                .send()
+        })
+        .await
+        .gone_is_none()?;
+    Ok(out.and_then(|o| o.internet_gateways().first().cloned()))
 }

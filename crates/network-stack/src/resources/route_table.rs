@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::{ResourceType, RouteOrigin};
 use platform_core::{
-    Context, Input, Observed, Resource, ResourceError, ValidationError, resource_outputs,
+    Context, GoneExt, Input, Observed, Resource, ResourceError, ValidationError, resource_outputs,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::ec2::{self, gone_is_none, missing};
+use crate::ec2;
 use crate::ids::{InternetGatewayId, RouteTableId, VpcId};
 use crate::validate;
 
@@ -114,7 +114,7 @@ impl Resource for RouteTable {
         let id = out
             .route_table()
             .and_then(|t| t.route_table_id())
-            .ok_or_else(|| missing("CreateRouteTable", "a route table id"))?
+            .ok_or_else(|| ResourceError::missing("CreateRouteTable", "a route table id"))?
             .to_owned();
         self.converge_routes(ctx, &client, &id, &BTreeMap::new())
             .await?;
@@ -130,12 +130,12 @@ impl Resource for RouteTable {
     ) -> Result<Option<Observed<Self>>, ResourceError> {
         let client = ec2::client(ctx)?;
         let id = outputs.route_table_id.as_str();
-        let Some(out) = gone_is_none(
-            ctx.call("DescribeRouteTables", || {
+        let Some(out) = ctx
+            .call("DescribeRouteTables", || {
                 client.describe_route_tables().route_table_ids(id).send()
             })
-            .await,
-        )?
+            .await
+            .gone_is_none()?
         else {
             return Ok(None);
         };
@@ -253,16 +253,15 @@ impl RouteTable {
             }
         }
         for dest in current.keys().filter(|d| !desired.contains_key(*d)) {
-            ec2::gone_is_ok(
-                ctx.call("DeleteRoute", || {
-                    client
-                        .delete_route()
-                        .route_table_id(id)
-                        .destination_cidr_block(*dest)
-                        .send()
-                })
-                .await,
-            )?;
+            ctx.call("DeleteRoute", || {
+                client
+                    .delete_route()
+                    .route_table_id(id)
+                    .destination_cidr_block(*dest)
+                    .send()
+            })
+            .await
+            .gone_is_ok()?;
         }
         Ok(())
     }

@@ -4,11 +4,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType};
 use platform_core::{
-    Context, Input, Observed, Resource, ResourceError, ValidationError, resource_outputs,
+    Context, GoneExt, Input, Observed, Resource, ResourceError, ValidationError, resource_outputs,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::ec2::{self, gone_is_none, missing};
+use crate::ec2;
 use crate::ids::{SecurityGroupId, VpcId};
 use crate::validate;
 
@@ -324,7 +324,7 @@ impl Resource for SecurityGroup {
             .await?;
         let id = out
             .group_id()
-            .ok_or_else(|| missing("CreateSecurityGroup", "a group id"))?
+            .ok_or_else(|| ResourceError::missing("CreateSecurityGroup", "a group id"))?
             .to_owned();
         // AWS gives a new group one egress rule (all traffic to 0.0.0.0/0) and no ingress; read what
         // this endpoint actually gave rather than assume it.
@@ -365,12 +365,12 @@ impl Resource for SecurityGroup {
     ) -> Result<Option<Observed<Self>>, ResourceError> {
         let client = ec2::client(ctx)?;
         let id = outputs.group_id.as_str();
-        let Some(out) = gone_is_none(
-            ctx.call("DescribeSecurityGroups", || {
+        let Some(out) = ctx
+            .call("DescribeSecurityGroups", || {
                 client.describe_security_groups().group_ids(id).send()
             })
-            .await,
-        )?
+            .await
+            .gone_is_none()?
         else {
             return Ok(None);
         };

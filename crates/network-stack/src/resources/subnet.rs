@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::{AttributeBooleanValue, Filter, ResourceType};
 use platform_core::{
-    Context, Input, Observed, Resource, ResourceError, ValidationError, resource_outputs,
+    Context, GoneExt, Input, Observed, Resource, ResourceError, ValidationError, resource_outputs,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::ec2::{self, gone_is_none, missing};
+use crate::ec2;
 use crate::ids::{SubnetId, VpcId};
 use crate::validate;
 
@@ -145,7 +145,7 @@ impl Resource for Subnet {
         let id = out
             .subnet()
             .and_then(|s| s.subnet_id())
-            .ok_or_else(|| missing("CreateSubnet", "a subnet id"))?
+            .ok_or_else(|| ResourceError::missing("CreateSubnet", "a subnet id"))?
             .to_owned();
         if self.map_public_ip_on_launch {
             self.set_public_ip(ctx, &client, &id).await?;
@@ -163,12 +163,12 @@ impl Resource for Subnet {
     ) -> Result<Option<Observed<Self>>, ResourceError> {
         let client = ec2::client(ctx)?;
         let id = outputs.subnet_id.as_str();
-        let Some(out) = gone_is_none(
-            ctx.call("DescribeSubnets", || {
+        let Some(out) = ctx
+            .call("DescribeSubnets", || {
                 client.describe_subnets().subnet_ids(id).send()
             })
-            .await,
-        )?
+            .await
+            .gone_is_none()?
         else {
             return Ok(None);
         };

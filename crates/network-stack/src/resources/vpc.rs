@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, VpcAttributeName};
 use platform_core::{
-    Context, Observed, Resource, ResourceError, ValidationError, resource_outputs,
+    Context, GoneExt, Observed, Resource, ResourceError, ValidationError, resource_outputs,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::ec2::{self, gone_is_none, missing};
+use crate::ec2;
 use crate::ids::VpcId;
 use crate::validate;
 
@@ -108,7 +108,7 @@ impl Resource for Vpc {
         let id = out
             .vpc()
             .and_then(|v| v.vpc_id())
-            .ok_or_else(|| missing("CreateVpc", "a VPC id"))?
+            .ok_or_else(|| ResourceError::missing("CreateVpc", "a VPC id"))?
             .to_owned();
         self.converge_attributes(ctx, &client, &id, true, false)
             .await?;
@@ -125,10 +125,10 @@ impl Resource for Vpc {
     ) -> Result<Option<Observed<Self>>, ResourceError> {
         let client = ec2::client(ctx)?;
         let id = outputs.vpc_id.as_str();
-        let Some(out) = gone_is_none(
-            ctx.call("DescribeVpcs", || client.describe_vpcs().vpc_ids(id).send())
-                .await,
-        )?
+        let Some(out) = ctx
+            .call("DescribeVpcs", || client.describe_vpcs().vpc_ids(id).send())
+            .await
+            .gone_is_none()?
         else {
             return Ok(None);
         };

@@ -1,0 +1,2 @@
+//! `cargo bench`: deploy time against the critical path, calls made, planning at scale.
+fn main() {}
