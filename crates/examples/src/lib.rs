@@ -15,6 +15,7 @@
 //! ```
 
 pub mod graph;
+pub mod measure;
 mod platform;
 
 pub use platform::{Platform, PlatformOutputs, StackReport, UpSummary};

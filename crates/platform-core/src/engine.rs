@@ -18,7 +18,7 @@ use crate::events::{CallRecorder, CallStats, Event, EventSink, Subscriber};
 use crate::plan::{Action, ActionKind, Counts, Plan, plan};
 use crate::provider::{IdentitySource, ProviderInfo};
 use crate::resource::{Context, KindOps, Registry, RetryPolicy, Shared};
-use crate::stack::{Declared, Desired, OutputValues, Scope, Stack};
+use crate::stack::{Declared, Desired, OutputValues, Stack};
 use crate::state::{Deposed, Pending, PendingOp, ResourceState, StackLock, StackState, StateStore};
 use crate::value::{RefTarget, Resolved, resolve};
 
@@ -273,13 +273,7 @@ impl Engine {
     }
 
     fn declare<S: Stack>(&self, stack: &S) -> Result<Declare<S::Outputs>, Error> {
-        let mut scope = Scope::new(stack.name());
-        let declared = stack.declare(&mut scope)?;
-        let mut desired = scope.finish()?;
-        let mut registry = Registry::new();
-        S::register(&mut registry);
-        desired.registry.merge(&registry);
-        Ok((desired, declared))
+        Desired::declare(stack)
     }
 
     async fn check_provider(&self, state: &StackState) -> Result<ProviderInfo, Error> {
@@ -963,11 +957,14 @@ impl RunInner {
             });
         }
         let started = Instant::now();
-        let result = match &op.kind {
-            OpKind::Forward(idx, a) => self.forward(&resources[*idx], a).await,
-            OpKind::DeleteCurrent | OpKind::Delete => self.delete_current(name).await,
-            OpKind::DeleteDeposed => self.delete_deposed(name).await,
+        let step = async {
+            match &op.kind {
+                OpKind::Forward(idx, a) => self.forward(&resources[*idx], a).await,
+                OpKind::DeleteCurrent | OpKind::Delete => self.delete_current(name).await,
+                OpKind::DeleteDeposed => self.delete_deposed(name).await,
+            }
         };
+        let result = crate::events::in_step(&self.stack, name, step).await;
         match &result {
             Ok(()) if action != ActionKind::Same => self.shared.events.emit(Event::Done {
                 stack: self.stack.clone(),

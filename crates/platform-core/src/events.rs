@@ -114,6 +114,18 @@ pub struct AwsCall {
     pub status: Option<u16>,
     /// The error, rendered, when the call failed.
     pub error: Option<String>,
+    /// The engine step that made the call, as (stack, resource); `None` for calls made outside a
+    /// step (the identity check, a refresh, a client used directly).
+    pub step: Option<(String, String)>,
+}
+
+tokio::task_local! {
+    static STEP: (String, String);
+}
+
+/// Runs `f` as resource `resource` of stack `stack`: the AWS calls it makes are attributed to it.
+pub(crate) async fn in_step<F: Future>(stack: &str, resource: &str, f: F) -> F::Output {
+    STEP.scope((stack.to_owned(), resource.to_owned()), f).await
 }
 
 /// Whether an AWS operation name is a read (Describe, Get, List, Head, ...).
@@ -294,6 +306,7 @@ impl Intercept for CallRecorder {
             duration,
             status,
             error,
+            step: STEP.try_with(Clone::clone).ok(),
         }));
         Ok(())
     }
@@ -302,6 +315,15 @@ impl Intercept for CallRecorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn calls_inside_a_step_are_attributed_to_it() {
+        let current = || STEP.try_with(Clone::clone).ok();
+        assert_eq!(current(), None);
+        let seen = in_step("network", "vpc", async move { current() }).await;
+        assert_eq!(seen, Some(("network".to_owned(), "vpc".to_owned())));
+        assert_eq!(current(), None);
+    }
 
     #[test]
     fn reads_and_writes_are_told_apart_by_operation_name() {
@@ -328,6 +350,7 @@ mod tests {
                 duration: Duration::ZERO,
                 status: Some(200),
                 error: None,
+                step: None,
             }));
         }
         let d = sink.stats().since(&before);

@@ -299,6 +299,32 @@ impl Desired {
         })
     }
 
+    /// Declares `stack` and validates its graph, with no I/O: what the engine plans and applies.
+    /// Tools that inspect a stack's graph (diagrams, benchmarks) start here.
+    ///
+    /// ```
+    /// use platform_core::Desired;
+    /// use platform_core::testing::FakeStack;
+    /// let desired = Desired::of(&FakeStack::chain("demo", 3)).unwrap();
+    /// assert_eq!(desired.resources()[2].dependencies, ["r1"]);
+    /// ```
+    ///
+    /// # Errors
+    /// What [`Stack::declare`] returns, and the graph errors of [`Desired::new`].
+    pub fn of<S: Stack>(stack: &S) -> Result<Self, Error> {
+        Self::declare(stack).map(|(desired, _)| desired)
+    }
+
+    pub(crate) fn declare<S: Stack>(stack: &S) -> Result<(Self, Declared<S::Outputs>), Error> {
+        let mut scope = Scope::new(stack.name());
+        let declared = stack.declare(&mut scope)?;
+        let mut desired = scope.finish()?;
+        let mut registry = Registry::new();
+        S::register(&mut registry);
+        desired.registry.merge(&registry);
+        Ok((desired, declared))
+    }
+
     /// The stack's name.
     pub fn stack(&self) -> &str {
         &self.stack

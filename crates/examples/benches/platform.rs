@@ -1,2 +1,0 @@
-//! `cargo bench`: deploy time against the critical path, calls made, planning at scale.
-fn main() {}
