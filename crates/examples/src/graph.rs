@@ -31,95 +31,73 @@ fn stack_id(stack: &str) -> String {
 /// labelled `StackRef` to it.
 pub fn render(stacks: &[StackState], format: Format) -> String {
     let mut out = String::new();
-    match format {
-        Format::Mermaid => {
-            out.push_str("graph TB\n");
-            for s in stacks {
-                let _ = writeln!(
-                    out,
-                    "    subgraph {}[\"{} stack\"]",
-                    stack_id(&s.stack),
-                    s.stack
-                );
-                for (name, r) in &s.resources {
-                    let _ = writeln!(
-                        out,
-                        "        {}[\"{name}<br/>{}\"]",
-                        node_id(&s.stack, name),
-                        r.kind
-                    );
-                }
-                out.push_str("    end\n");
+    let _ = write_graph(&mut out, stacks, format);
+    out
+}
+
+/// One walk over the stacks; only the syntax differs between the formats.
+fn write_graph(out: &mut String, stacks: &[StackState], format: Format) -> std::fmt::Result {
+    let mermaid = format == Format::Mermaid;
+    if mermaid {
+        out.push_str("graph TB\n");
+    } else {
+        out.push_str("digraph platform {\n    rankdir=TB;\n    compound=true;\n");
+    }
+    for s in stacks {
+        let id = stack_id(&s.stack);
+        if mermaid {
+            writeln!(out, "    subgraph {id}[\"{} stack\"]", s.stack)?;
+        } else {
+            writeln!(out, "    subgraph cluster_{id} {{")?;
+            writeln!(out, "        label=\"{} stack\";", s.stack)?;
+        }
+        for (name, r) in &s.resources {
+            let node = node_id(&s.stack, name);
+            if mermaid {
+                writeln!(out, "        {node}[\"{name}<br/>{}\"]", r.kind)?;
+            } else {
+                writeln!(out, "        {node} [label=\"{name}\\n{}\"];", r.kind)?;
             }
-            for s in stacks {
-                for (name, r) in &s.resources {
-                    for d in &r.dependencies {
-                        let _ = writeln!(
-                            out,
-                            "    {} --> {}",
-                            node_id(&s.stack, d),
-                            node_id(&s.stack, name)
-                        );
-                    }
-                }
-                for r in &s.references {
-                    let _ = writeln!(
-                        out,
-                        "    {} -. StackRef .-> {}",
-                        stack_id(r),
-                        stack_id(&s.stack)
-                    );
+        }
+        out.push_str(if mermaid { "    end\n" } else { "    }\n" });
+    }
+    for s in stacks {
+        for (name, r) in &s.resources {
+            for d in &r.dependencies {
+                let (from, to) = (node_id(&s.stack, d), node_id(&s.stack, name));
+                if mermaid {
+                    writeln!(out, "    {from} --> {to}")?;
+                } else {
+                    writeln!(out, "    {from} -> {to};")?;
                 }
             }
         }
-        Format::Dot => {
-            out.push_str("digraph platform {\n    rankdir=TB;\n    compound=true;\n");
-            for s in stacks {
-                let _ = writeln!(out, "    subgraph cluster_{} {{", stack_id(&s.stack));
-                let _ = writeln!(out, "        label=\"{} stack\";", s.stack);
-                for (name, r) in &s.resources {
-                    let _ = writeln!(
-                        out,
-                        "        {} [label=\"{name}\\n{}\"];",
-                        node_id(&s.stack, name),
-                        r.kind
-                    );
-                }
-                out.push_str("    }\n");
+        for r in &s.references {
+            let (from, to) = (stack_id(r), stack_id(&s.stack));
+            if mermaid {
+                writeln!(out, "    {from} -. StackRef .-> {to}")?;
+                continue;
             }
-            for s in stacks {
-                for (name, r) in &s.resources {
-                    for d in &r.dependencies {
-                        let _ = writeln!(
-                            out,
-                            "    {} -> {};",
-                            node_id(&s.stack, d),
-                            node_id(&s.stack, name)
-                        );
-                    }
-                }
-                for r in &s.references {
-                    // An edge between any two nodes of the stacks, clipped at their boxes.
-                    let from = stacks.iter().find(|x| &x.stack == r);
-                    if let (Some(from), Some(to)) = (
-                        from.and_then(|f| f.resources.keys().next()),
-                        s.resources.keys().next(),
-                    ) {
-                        let _ = writeln!(
-                            out,
-                            "    {} -> {} [style=dashed, label=\"StackRef\", ltail=cluster_{}, lhead=cluster_{}];",
-                            node_id(r, from),
-                            node_id(&s.stack, to),
-                            stack_id(r),
-                            stack_id(&s.stack)
-                        );
-                    }
-                }
+            // Dot has no edges between subgraphs: one between a node of each, clipped at the boxes.
+            let first = |stack: &str| {
+                stacks
+                    .iter()
+                    .find(|x| x.stack == stack)
+                    .and_then(|x| x.resources.keys().next())
+                    .map(|n| node_id(stack, n))
+            };
+            if let (Some(a), Some(b)) = (first(r), first(&s.stack)) {
+                writeln!(
+                    out,
+                    "    {a} -> {b} [style=dashed, label=\"StackRef\", ltail=cluster_{from}, lhead=cluster_{to}];"
+                )?;
             }
-            out.push_str("}\n");
         }
     }
-    out
+    if !mermaid {
+        out.push_str("}\n");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

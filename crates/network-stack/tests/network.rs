@@ -395,3 +395,44 @@ async fn invalid_config_is_refused_before_any_call() {
         w.cloud.proxy.calls()
     );
 }
+
+#[tokio::test]
+async fn every_call_of_an_apply_is_attributed_to_the_resource_that_made_it() {
+    let cloud = TestCloud::start()
+        .await
+        .expect("an AWS emulator is required for this suite");
+    let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = calls.clone();
+    let engine = Engine::builder(MemoryStateStore::new())
+        .aws(cloud.config.clone())
+        .on_event(move |e| {
+            if let platform_core::Event::AwsCall(c) = e {
+                sink.lock().unwrap().push(c.clone());
+            }
+        })
+        .build();
+    engine
+        .up(&NetworkStack::new(NetworkConfig::default()))
+        .await
+        .unwrap();
+    let calls = calls.lock().unwrap().clone();
+    let mut by_step = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for c in &calls {
+        match &c.step {
+            Some((stack, resource)) => {
+                assert_eq!(stack, "network");
+                by_step
+                    .entry(resource.clone())
+                    .or_default()
+                    .push(c.operation.clone());
+            }
+            // Only the identity check runs outside a step.
+            None => assert_eq!(c.operation, "GetCallerIdentity", "{c:?}"),
+        }
+    }
+    assert_eq!(by_step["vpc"][0], "CreateVpc", "{by_step:?}");
+    assert_eq!(by_step["internet-gateway"][0], "CreateInternetGateway");
+    assert!(by_step["internet-gateway"].contains(&"AttachInternetGateway".to_owned()));
+    assert_eq!(by_step["public-subnet-0-route"], ["AssociateRouteTable"]);
+    assert_eq!(by_step.len(), 6, "{by_step:?}");
+}
