@@ -18,7 +18,7 @@ use crate::aws;
 use crate::validate;
 
 /// One container of the task.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Container {
     /// The container's name (`frontend`).
     pub name: String,

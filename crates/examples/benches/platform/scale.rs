@@ -55,7 +55,7 @@ fn peak_mb() -> Option<f64> {
 }
 
 /// Plans graphs of 1,000, 10,000 and 100,000 resources.
-pub fn plan_figures(figures: &mut Figures) {
+pub(crate) fn plan_figures(figures: &mut Figures) {
     let sizes: [(usize, &'static str, Option<f64>); 3] = [
         (1_000, "plan_1k_ms", None),
         (10_000, "plan_10k_ms", Some(100.0)),

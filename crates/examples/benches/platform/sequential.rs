@@ -18,7 +18,7 @@ use network_stack::NetworkConfig;
 use crate::BenchResult;
 
 /// Each call the seed's resources need, how many times, and why it cannot be avoided.
-pub const MINIMUM: &[(&str, u64, &str)] = &[
+pub(crate) const MINIMUM: &[(&str, u64, &str)] = &[
     (
         "GetCallerIdentity",
         1,
@@ -90,7 +90,7 @@ pub const MINIMUM: &[(&str, u64, &str)] = &[
 ];
 
 /// The total of [`MINIMUM`].
-pub fn minimum_total() -> u64 {
+pub(crate) fn minimum_total() -> u64 {
     MINIMUM.iter().map(|(_, n, _)| n).sum()
 }
 
@@ -110,7 +110,7 @@ fn missing(what: &str) -> Box<dyn std::error::Error + Send + Sync> {
 }
 
 /// Creates the seed's resources in `config`'s account, one call after another.
-pub async fn deploy(config: &SdkConfig) -> BenchResult<()> {
+pub(crate) async fn deploy(config: &SdkConfig) -> BenchResult<()> {
     let sts = aws_sdk_sts::Client::new(config);
     let iam = aws_sdk_iam::Client::new(config);
     let ec2 = aws_sdk_ec2::Client::new(config);
