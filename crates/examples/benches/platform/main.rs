@@ -12,13 +12,13 @@
 mod scale;
 mod sequential;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use examples::Platform;
-use examples::measure::{CallTime, CriticalPath, critical_path, recorded_edges, reversed};
+use examples::measure::{CallTime, StepId, critical_path, recorded_edges, reversed};
 use local_cloud::TestCloud;
 use platform_core::{AwsCall, Engine, Event, MemoryStateStore, StackState};
 
@@ -145,13 +145,33 @@ async fn states(platform: &Platform) -> BenchResult<Vec<StackState>> {
     Ok(out)
 }
 
-fn print_path(what: &str, path: &CriticalPath, outside: Duration) {
+/// The run's wall time, its critical path (the recorded calls of each step along `edges`, plus the
+/// calls made outside any step), and their ratio (target: at most 1.2), as figures `names`.
+fn against_critical_path(
+    figures: &mut Figures,
+    names: [&'static str; 3],
+    wall: Duration,
+    calls: &[AwsCall],
+    edges: &BTreeSet<(StepId, StepId)>,
+) {
+    let time = CallTime::of(calls);
+    let path = critical_path(&time.by_step, edges);
+    let critical = path.length + time.outside;
     let steps: Vec<String> = path.steps.iter().map(ToString::to_string).collect();
     println!(
-        "  {what} critical path: {:.0} ms in steps + {:.0} ms outside steps: {}",
+        "  {} critical path: {:.0} ms in steps + {:.0} ms outside steps: {}",
+        names[0].trim_end_matches("_ms"),
         ms(path.length),
-        ms(outside),
+        ms(time.outside),
         steps.join(" -> ")
+    );
+    figures.add(names[0], ms(wall), "ms", None);
+    figures.add(names[1], ms(critical), "ms", None);
+    figures.add(
+        names[2],
+        wall.as_secs_f64() / critical.as_secs_f64(),
+        "x",
+        Some(Target::AtMost(1.2)),
     );
 }
 
@@ -180,18 +200,8 @@ async fn aws_figures(latency: Duration, figures: &mut Figures) -> BenchResult<()
     let deploy = started.elapsed();
     let up_calls = calls.take();
     let edges = recorded_edges(&states(&platform).await?);
-    let time = CallTime::of(&up_calls);
-    let path = critical_path(&time.by_step, &edges);
-    let critical = path.length + time.outside;
-    print_path("deploy", &path, time.outside);
-    figures.add("deploy_ms", ms(deploy), "ms", None);
-    figures.add("critical_path_ms", ms(critical), "ms", None);
-    figures.add(
-        "deploy_ratio",
-        deploy.as_secs_f64() / critical.as_secs_f64(),
-        "x",
-        Some(Target::AtMost(1.2)),
-    );
+    let ratio = ["deploy_ms", "critical_path_ms", "deploy_ratio"];
+    against_critical_path(figures, ratio, deploy, &up_calls, &edges);
 
     // 6. The calls the deploy made against the minimum.
     let mut by_op: BTreeMap<String, u64> = BTreeMap::new();
@@ -260,18 +270,8 @@ async fn aws_figures(latency: Duration, figures: &mut Figures) -> BenchResult<()
     let started = Instant::now();
     platform.destroy().await?;
     let destroy = started.elapsed();
-    let time = CallTime::of(&calls.take());
-    let path = critical_path(&time.by_step, &edges);
-    let critical = path.length + time.outside;
-    print_path("destroy", &path, time.outside);
-    figures.add("destroy_ms", ms(destroy), "ms", None);
-    figures.add("destroy_critical_path_ms", ms(critical), "ms", None);
-    figures.add(
-        "destroy_ratio",
-        destroy.as_secs_f64() / critical.as_secs_f64(),
-        "x",
-        Some(Target::AtMost(1.2)),
-    );
+    let ratio = ["destroy_ms", "destroy_critical_path_ms", "destroy_ratio"];
+    against_critical_path(figures, ratio, destroy, &calls.take(), &edges);
 
     // 2. The sequential program, in an account of its own, through the same proxy.
     let config = cloud.proxy.wrap(&cloud.emulator.isolated());
