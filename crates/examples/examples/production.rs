@@ -264,6 +264,8 @@ async fn run(cli: Cli, command: Command) -> Result<u8, Failure> {
     let sink = progress.clone();
     let engine = Engine::builder(LocalStateStore::open(&state_dir).map_err(Error::from)?)
         .aws(config)
+        // Already asked once, above: the same credentials, no second STS call.
+        .provider(identity.clone())
         .cancellation(cancel)
         .on_event(move |e| sink.event(e))
         .build();

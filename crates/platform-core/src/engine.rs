@@ -18,7 +18,7 @@ use crate::events::{CallRecorder, CallStats, Event, EventSink, Subscriber};
 use crate::plan::{Action, ActionKind, Counts, Plan, plan};
 use crate::provider::{IdentitySource, ProviderInfo};
 use crate::resource::{Context, KindOps, Registry, RetryPolicy, Shared};
-use crate::stack::{Declared, Desired, OutputValues, Stack};
+use crate::stack::{Desired, OutputValues, Stack};
 use crate::state::{Deposed, Pending, PendingOp, ResourceState, StackLock, StackState, StateStore};
 use crate::value::{RefTarget, Resolved, resolve};
 
@@ -56,7 +56,8 @@ impl EngineBuilder {
         self
     }
 
-    /// Fixes the account and region instead of asking STS (fakes, tests).
+    /// Fixes the account and region instead of asking STS: for fakes and tests, or when the caller
+    /// has already resolved the identity these credentials belong to.
     #[must_use]
     pub fn provider(mut self, provider: ProviderInfo) -> Self {
         self.identity = Some(IdentitySource::Fixed(provider));
@@ -211,8 +212,6 @@ impl fmt::Debug for Engine {
     }
 }
 
-type Declare<O> = (Desired, Declared<O>);
-
 impl Engine {
     /// A builder over state store `store`.
     pub fn builder(store: impl StateStore + 'static) -> EngineBuilder {
@@ -272,10 +271,6 @@ impl Engine {
             .cloned()
     }
 
-    fn declare<S: Stack>(&self, stack: &S) -> Result<Declare<S::Outputs>, Error> {
-        Desired::declare(stack)
-    }
-
     async fn check_provider(&self, state: &StackState) -> Result<ProviderInfo, Error> {
         let current = self.identity().await?;
         if let Some(recorded) = &state.provider
@@ -306,7 +301,7 @@ impl Engine {
     /// # Errors
     /// Validation and graph errors, state errors, a provider mismatch.
     pub async fn preview<S: Stack>(&self, stack: &S) -> Result<Plan, Error> {
-        let (desired, _) = self.declare(stack)?;
+        let desired = Desired::of(stack)?;
         let state = self
             .store
             .read(stack.name())
@@ -347,7 +342,7 @@ impl Engine {
     ) -> Result<UpReport<S::Outputs>, Error> {
         let started = Instant::now();
         let calls_before = self.calls();
-        let (desired, declared) = self.declare(stack)?;
+        let (desired, declared) = Desired::declare(stack)?;
         let name = stack.name().to_owned();
         let lock = self.store.lock(&name).await?;
         let mut state = self
@@ -399,7 +394,7 @@ impl Engine {
     /// # Errors
     /// As [`preview`](Self::preview), plus read failures.
     pub async fn refresh<S: Stack>(&self, stack: &S) -> Result<Plan, Error> {
-        let (desired, _) = self.declare(stack)?;
+        let desired = Desired::of(stack)?;
         let name = stack.name();
         let lock = self.store.lock(name).await?;
         let state = self
