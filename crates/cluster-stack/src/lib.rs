@@ -5,7 +5,9 @@
 //! that keeps it running in the network's public subnets. It is built on the two other stacks'
 //! typed outputs: [`IamOutputs`] (the roles) and [`NetworkOutputs`] (subnets, security group).
 //!
-//! Two ways to wire the stacks, both typed:
+//! Three ways to wire the stacks, all typed: the two below, and [`ClusterStack::linked`] on the
+//! other stacks' [`IamExports`] / [`NetworkExports`], to apply all three as one graph in a
+//! [`StackGroup`](platform_core::StackGroup) (what `examples::Platform` does):
 //!
 //! ```no_run
 //! use cluster_stack::{ClusterConfig, ClusterStack};
@@ -61,8 +63,8 @@ pub mod validate;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use iam_stack::{IamOutputs, IamStack};
-use network_stack::{NetworkOutputs, NetworkStack};
+use iam_stack::{IamExports, IamOutputs, IamStack};
+use network_stack::{NetworkExports, NetworkOutputs, NetworkStack, SecurityGroupId, SubnetId};
 use platform_core::{
     Declared, Error, Input, Registry, Scope, Stack, StackRef, StateStore, ValidationError,
 };
@@ -271,12 +273,21 @@ pub struct ClusterOutputs {
     pub log_group_name: String,
 }
 
-/// The cluster stack: its config and the outputs of the two stacks it builds on.
+/// The cluster stack: its config and what it takes from the two stacks it builds on.
 #[derive(Clone, Debug)]
 pub struct ClusterStack {
     config: ClusterConfig,
-    iam: IamOutputs,
-    network: NetworkOutputs,
+    wiring: Wiring,
+}
+
+/// What the cluster takes from the IAM and network stacks: their values, or references to their
+/// resources.
+#[derive(Clone, Debug)]
+struct Wiring {
+    task_role_arn: Input<String>,
+    execution_role_arn: Input<String>,
+    subnets: Vec<Input<SubnetId>>,
+    security_group: Input<SecurityGroupId>,
 }
 
 impl ClusterStack {
@@ -284,8 +295,51 @@ impl ClusterStack {
     pub fn new(config: ClusterConfig, iam: &IamOutputs, network: &NetworkOutputs) -> Self {
         Self {
             config,
-            iam: iam.clone(),
-            network: network.clone(),
+            wiring: Wiring {
+                task_role_arn: Input::Value(iam.task_role_arn().to_owned()),
+                execution_role_arn: Input::Value(iam.execution_role_arn().to_owned()),
+                subnets: network
+                    .public_subnet_ids
+                    .iter()
+                    .cloned()
+                    .map(Input::Value)
+                    .collect(),
+                security_group: Input::Value(network.security_group_id.clone()),
+            },
+        }
+    }
+
+    /// The stack for `config` on references to the IAM and network stacks' resources, to apply
+    /// the three together in a [`StackGroup`](platform_core::StackGroup): the task definition
+    /// starts as soon as the frontend role exists, the service as soon as its subnets and security
+    /// group do. `config.iam_stack` and `config.network_stack` are taken from the exports.
+    ///
+    /// ```no_run
+    /// use cluster_stack::{ClusterConfig, ClusterStack};
+    /// use iam_stack::{IamConfig, IamStack};
+    /// use network_stack::{NetworkConfig, NetworkStack};
+    /// use platform_core::{Engine, UpOptions};
+    /// # async fn run(engine: Engine) -> Result<(), platform_core::Error> {
+    /// let iam = IamStack::new(IamConfig::default().bound_to(&engine.identity().await?));
+    /// let net = NetworkStack::new(NetworkConfig::default());
+    /// let cluster = ClusterStack::linked(ClusterConfig::default(), &iam.exports(), &net.exports());
+    /// let group = engine.group(["iam", "network", "cluster"]);
+    /// let o = UpOptions::default();
+    /// let (i, n, c) = tokio::join!(group.up(&iam, o), group.up(&net, o), group.up(&cluster, o));
+    /// println!("service {}", c?.outputs.service_arn);
+    /// # i?; n?; Ok(()) }
+    /// ```
+    pub fn linked(mut config: ClusterConfig, iam: &IamExports, network: &NetworkExports) -> Self {
+        config.iam_stack.clone_from(&iam.stack);
+        config.network_stack.clone_from(&network.stack);
+        Self {
+            config,
+            wiring: Wiring {
+                task_role_arn: Input::from(&iam.task_role_arn),
+                execution_role_arn: Input::from(&iam.execution_role_arn),
+                subnets: network.public_subnet_ids.iter().map(Input::from).collect(),
+                security_group: Input::from(&network.security_group_id),
+            },
         }
     }
 
@@ -302,11 +356,7 @@ impl ClusterStack {
         let network = StackRef::<NetworkStack>::new(config.network_stack.clone())
             .read(store)
             .await?;
-        Ok(Self {
-            config,
-            iam,
-            network,
-        })
+        Ok(Self::new(config, &iam, &network))
     }
 
     /// Its config.
@@ -363,8 +413,8 @@ impl Stack for ClusterStack {
                 family: c.family.clone(),
                 cpu: c.cpu,
                 memory: c.memory,
-                execution_role_arn: Input::Value(self.iam.execution_role_arn().to_owned()),
-                task_role_arn: Input::Value(self.iam.task_role_arn().to_owned()),
+                execution_role_arn: self.wiring.execution_role_arn.clone(),
+                task_role_arn: self.wiring.task_role_arn.clone(),
                 containers: vec![Container {
                     name: c.container_name.clone(),
                     image: c.image.clone(),
@@ -384,13 +434,8 @@ impl Stack for ClusterStack {
                 task_definition: Input::from(&task.arn),
                 desired_count: c.desired_count,
                 launch: c.launch,
-                subnets: self
-                    .network
-                    .public_subnet_ids
-                    .iter()
-                    .map(|s| s.as_str().to_owned())
-                    .collect(),
-                security_groups: vec![self.network.security_group_id.as_str().to_owned()],
+                subnets: self.wiring.subnets.clone(),
+                security_groups: vec![self.wiring.security_group.clone()],
                 assign_public_ip: c.assign_public_ip,
                 steady_state_timeout_secs: c.steady_state_timeout.map(|d| d.as_secs().max(1)),
                 tags: c.tags.clone(),

@@ -357,3 +357,56 @@ async fn destroy_goes_cluster_first_and_leaves_nothing_and_network_first_is_refu
     let roles = iam.list_roles().send().await.unwrap();
     assert_eq!(roles.roles().len(), 0, "{:?}", roles.roles());
 }
+
+#[tokio::test]
+async fn linked_in_a_group_the_three_stacks_come_up_as_one_graph_and_re_apply_as_no_op() {
+    let w = world().await;
+    let identity = w.engine.identity().await.unwrap();
+    let iam = IamStack::new(IamConfig::default().bound_to(&identity));
+    let net = NetworkStack::new(NetworkConfig::default());
+    let cluster = ClusterStack::linked(cluster_config(), &iam.exports(), &net.exports());
+    let up = || async {
+        let group = w.engine.group(["iam", "network", "cluster"]);
+        let o = platform_core::UpOptions::default();
+        let (i, n, c) = tokio::join!(group.up(&iam, o), group.up(&net, o), group.up(&cluster, o));
+        (i.unwrap(), n.unwrap(), c.unwrap())
+    };
+    let (i, n, c) = up().await;
+    let service = live_service(&w, &c.outputs).await;
+    let vpc = service
+        .network_configuration()
+        .and_then(|x| x.awsvpc_configuration())
+        .unwrap();
+    assert_eq!(
+        vpc.subnets(),
+        [n.outputs.public_subnet_ids[0].as_str().to_owned()]
+    );
+    let def = w
+        .ecs
+        .describe_task_definition()
+        .task_definition(&c.outputs.task_definition_arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        def.task_definition().unwrap().execution_role_arn(),
+        Some(i.outputs.frontend_role.arn.as_str())
+    );
+    // The cluster records its references: the network cannot be destroyed under it.
+    let err = w
+        .engine
+        .destroy::<NetworkStack>("network")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ReferencedBy { .. }), "{err}");
+
+    // Again: nothing changes, nothing mutating is called.
+    w.cloud.clear();
+    let (i2, n2, c2) = up().await;
+    assert!(!c2.plan.has_changes(), "{}", c2.plan);
+    assert_eq!(
+        (i2.outputs, n2.outputs, c2.outputs),
+        (i.outputs, n.outputs, c.outputs)
+    );
+    assert_eq!(w.cloud.mutating_calls(), Vec::<String>::new());
+}

@@ -116,6 +116,7 @@ mod tests {
                     inputs: json!({}),
                     outputs: Some(json!({})),
                     dependencies: deps.iter().map(|d| (*d).to_owned()).collect(),
+                    uses: Vec::new(),
                     pending: None,
                     deposed: Vec::new(),
                 },

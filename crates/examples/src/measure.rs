@@ -159,9 +159,9 @@ pub fn critical_path(
 }
 
 /// The dependency edges of applied stacks, from their recorded states: each resource's recorded
-/// dependencies, and across stacks, producer to consumer where a consumer's recorded input holds a
-/// producer's recorded output verbatim (ids and ARNs; strings shorter than 12 characters are too
-/// common to tell anything).
+/// dependencies and its recorded uses of other stacks' resources; and, for states recorded without
+/// uses, producer to consumer where a consumer's recorded input holds a producer's recorded output
+/// verbatim (ids and ARNs; strings shorter than 12 characters are too common to tell anything).
 pub fn recorded_edges(states: &[StackState]) -> BTreeSet<(StepId, StepId)> {
     let mut edges = BTreeSet::new();
     let mut produced: BTreeMap<String, StepId> = BTreeMap::new();
@@ -170,6 +170,9 @@ pub fn recorded_edges(states: &[StackState]) -> BTreeSet<(StepId, StepId)> {
             let me = StepId::new(&state.stack, name);
             for dep in &r.dependencies {
                 edges.insert((StepId::new(&state.stack, dep), me.clone()));
+            }
+            for u in &r.uses {
+                edges.insert((StepId::new(&u.stack, &u.resource), me.clone()));
             }
             if let Some(outputs) = &r.outputs {
                 for s in strings(outputs) {

@@ -1,15 +1,12 @@
-//! The three stacks of the seed, wired: IAM and network in parallel, then the cluster on their
-//! outputs; destroy in the reverse order.
+//! The three stacks of the seed, wired and applied as one graph: each cluster resource starts as
+//! soon as the IAM and network resources it refers to exist; destroy goes the cluster first.
 
 use std::time::{Duration, Instant};
 
 use cluster_stack::{ClusterConfig, ClusterOutputs, ClusterStack};
-use iam_stack::{IamConfig, IamOutputs, IamStack, RoleInfo};
-use network_stack::{
-    InternetGatewayId, NetworkConfig, NetworkOutputs, NetworkStack, RouteTableId, SecurityGroupId,
-    SubnetId, VpcId,
-};
-use platform_core::{CallStats, Counts, Engine, Error, Plan, UNKNOWN, UpOptions};
+use iam_stack::{IamConfig, IamOutputs, IamStack};
+use network_stack::{NetworkConfig, NetworkOutputs, NetworkStack};
+use platform_core::{CallStats, Counts, Engine, Error, Plan, UpOptions};
 use serde::Serialize;
 
 /// The three stacks' outputs.
@@ -82,23 +79,13 @@ impl Platform {
         ]
     }
 
-    async fn iam_stack(&self) -> Result<IamStack, Error> {
+    /// The three stacks, the cluster linked to the IAM and network stacks' resources.
+    async fn stacks(&self) -> Result<(IamStack, NetworkStack, ClusterStack), Error> {
         let identity = self.engine.identity().await?;
-        Ok(IamStack::new(self.iam.clone().bound_to(&identity)))
-    }
-
-    /// The cluster stack on the recorded IAM and network outputs; before those exist, on
-    /// placeholders shown as "(known after apply)".
-    async fn cluster_for_preview(&self) -> Result<ClusterStack, Error> {
-        match ClusterStack::from_state(self.cluster.clone(), self.engine.store()).await {
-            Ok(stack) => Ok(stack),
-            Err(Error::StackNotFound { .. }) => Ok(ClusterStack::new(
-                self.cluster.clone(),
-                &unknown_iam(),
-                &unknown_network(),
-            )),
-            Err(e) => Err(e),
-        }
+        let iam = IamStack::new(self.iam.clone().bound_to(&identity));
+        let net = NetworkStack::new(self.network.clone());
+        let cluster = ClusterStack::linked(self.cluster.clone(), &iam.exports(), &net.exports());
+        Ok((iam, net, cluster))
     }
 
     /// What `up` would do, per stack. No change, no AWS call but the identity check.
@@ -106,16 +93,13 @@ impl Platform {
     /// # Errors
     /// Validation, state and identity errors.
     pub async fn preview(&self) -> Result<Vec<Plan>, Error> {
-        let iam = self.engine.preview(&self.iam_stack().await?).await?;
-        let net = self
-            .engine
-            .preview(&NetworkStack::new(self.network.clone()))
-            .await?;
-        let cluster = self
-            .engine
-            .preview(&self.cluster_for_preview().await?)
-            .await?;
-        Ok(vec![iam, net, cluster])
+        let (iam, net, cluster) = self.stacks().await?;
+        let e = &self.engine;
+        Ok(vec![
+            e.preview(&iam).await?,
+            e.preview(&net).await?,
+            e.preview(&cluster).await?,
+        ])
     }
 
     /// Reads every recorded resource live and returns the plans `up` would now make.
@@ -123,22 +107,21 @@ impl Platform {
     /// # Errors
     /// As [`Engine::refresh`].
     pub async fn refresh(&self) -> Result<Vec<Plan>, Error> {
-        let iam = self.engine.refresh(&self.iam_stack().await?).await?;
-        let net = self
-            .engine
-            .refresh(&NetworkStack::new(self.network.clone()))
-            .await?;
-        let cluster = self
-            .engine
-            .refresh(&self.cluster_for_preview().await?)
-            .await?;
-        Ok(vec![iam, net, cluster])
+        let (iam, net, cluster) = self.stacks().await?;
+        let e = &self.engine;
+        Ok(vec![
+            e.refresh(&iam).await?,
+            e.refresh(&net).await?,
+            e.refresh(&cluster).await?,
+        ])
     }
 
-    /// Brings the platform up: IAM and network in parallel, then the cluster on their outputs.
+    /// Brings the platform up: the three stacks as one graph, each resource as soon as what it
+    /// refers to exists (see [`StackGroup`](platform_core::StackGroup)).
     ///
     /// # Errors
-    /// The first stack's error; what completed is recorded.
+    /// The error that stopped the run (rather than the ones it caused in the other stacks); what
+    /// completed is recorded.
     pub async fn up(&self) -> Result<UpSummary, Error> {
         self.up_with(UpOptions::default()).await
     }
@@ -150,14 +133,17 @@ impl Platform {
     pub async fn up_with(&self, options: UpOptions) -> Result<UpSummary, Error> {
         let started = Instant::now();
         let before = self.engine.calls();
-        let iam_stack = self.iam_stack().await?;
-        let net_stack = NetworkStack::new(self.network.clone());
-        let (iam, net) = tokio::try_join!(
-            self.engine.up_with(&iam_stack, options),
-            self.engine.up_with(&net_stack, options)
-        )?;
-        let cluster_stack = ClusterStack::new(self.cluster.clone(), &iam.outputs, &net.outputs);
-        let cluster = self.engine.up_with(&cluster_stack, options).await?;
+        let (iam_stack, net_stack, cluster_stack) = self.stacks().await?;
+        let group = self.engine.group(self.stack_names());
+        let (iam, net, cluster) = tokio::join!(
+            group.up(&iam_stack, options),
+            group.up(&net_stack, options),
+            group.up(&cluster_stack, options)
+        );
+        let (iam, net, cluster) = match (iam, net, cluster) {
+            (Ok(i), Ok(n), Ok(c)) => (i, n, c),
+            (i, n, c) => return Err(root_cause([i.err(), n.err(), c.err()])),
+        };
         Ok(UpSummary {
             stacks: vec![
                 StackReport {
@@ -183,18 +169,23 @@ impl Platform {
         })
     }
 
-    /// Deletes everything: the cluster first, then IAM and network in parallel. Returns how many
-    /// resources each stack had.
+    /// Deletes everything, the three stacks together: each IAM and network resource as soon as
+    /// the cluster resources that used it are gone. Returns how many resources each stack had.
     ///
     /// # Errors
-    /// The first stack's error; what was deleted is recorded.
+    /// The error that stopped the run; what was deleted is recorded.
     pub async fn destroy(&self) -> Result<Vec<(String, usize)>, Error> {
         let [iam, net, cluster] = self.stack_names();
-        let c = self.engine.destroy::<ClusterStack>(cluster).await?;
-        let (i, n) = tokio::try_join!(
-            self.engine.destroy::<IamStack>(iam),
-            self.engine.destroy::<NetworkStack>(net)
-        )?;
+        let group = self.engine.group([iam, net, cluster]);
+        let (i, n, c) = tokio::join!(
+            group.destroy::<IamStack>(iam),
+            group.destroy::<NetworkStack>(net),
+            group.destroy::<ClusterStack>(cluster)
+        );
+        let (i, n, c) = match (i, n, c) {
+            (Ok(i), Ok(n), Ok(c)) => (i, n, c),
+            (i, n, c) => return Err(root_cause([i.err(), n.err(), c.err()])),
+        };
         Ok(vec![
             (cluster.to_owned(), c.deleted),
             (iam.to_owned(), i.deleted),
@@ -216,33 +207,16 @@ impl Platform {
     }
 }
 
-fn unknown_iam() -> IamOutputs {
-    let role = || RoleInfo {
-        name: UNKNOWN.into(),
-        arn: UNKNOWN.into(),
+/// Of the errors of a group's members, the one that stopped the run: not one that only says another
+/// member stopped first.
+fn root_cause(errors: [Option<Error>; 3]) -> Error {
+    let mut errors: Vec<Error> = errors.into_iter().flatten().collect();
+    let knock_on = |e: &Error| {
+        matches!(
+            e,
+            Error::GroupMemberInvalid { .. } | Error::DependencyFailed { .. }
+        )
     };
-    IamOutputs {
-        account_id: UNKNOWN.into(),
-        region: UNKNOWN.into(),
-        cluster_role: role(),
-        instance_role: role(),
-        frontend_role: role(),
-        cluster_policy_arn: UNKNOWN.into(),
-        instance_policy_arn: UNKNOWN.into(),
-        frontend_policy_arn: UNKNOWN.into(),
-        instance_profile_name: UNKNOWN.into(),
-        instance_profile_arn: UNKNOWN.into(),
-    }
-}
-
-fn unknown_network() -> NetworkOutputs {
-    NetworkOutputs {
-        vpc_id: VpcId(UNKNOWN.into()),
-        vpc_cidr: UNKNOWN.into(),
-        public_subnet_ids: vec![SubnetId(UNKNOWN.into())],
-        availability_zones: vec![UNKNOWN.into()],
-        security_group_id: SecurityGroupId(UNKNOWN.into()),
-        route_table_id: RouteTableId(UNKNOWN.into()),
-        internet_gateway_id: InternetGatewayId(UNKNOWN.into()),
-    }
+    let pick = errors.iter().position(|e| !knock_on(e)).unwrap_or(0);
+    errors.swap_remove(pick)
 }

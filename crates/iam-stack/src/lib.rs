@@ -33,12 +33,15 @@ pub mod validate;
 use std::collections::BTreeMap;
 
 use platform_core::{
-    Declared, Error, Input, ProviderInfo, Registry, Scope, Stack, ValidationError,
+    Declared, Error, Input, ProviderInfo, Ref, Registry, ResourceOutputs, Scope, Stack,
+    ValidationError,
 };
 use serde::{Deserialize, Serialize};
 
 use policy::PolicyDocument;
-use resources::{InstanceProfile, ManagedPolicy, Provider, Role, RolePolicyAttachment};
+use resources::{
+    InstanceProfile, ManagedPolicy, Provider, Role, RoleOutputs, RolePolicyAttachment,
+};
 
 /// The S3 location the frontend may read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -301,6 +304,23 @@ impl IamOutputs {
     }
 }
 
+/// Typed references to the IAM stack's roles, for a stack applied together with it in a
+/// [`StackGroup`](platform_core::StackGroup): a resource given one of these starts as soon as that
+/// role exists, not when the whole IAM stack is done (its policy is attached alongside). Applied
+/// alone, the consumer reads them from the IAM stack's recorded state.
+#[derive(Clone, Debug)]
+pub struct IamExports {
+    /// The IAM stack's name.
+    pub stack: String,
+    /// The frontend role's ARN: the frontend's task role.
+    pub task_role_arn: Ref<String>,
+    /// The frontend role's ARN: the frontend's execution role.
+    pub execution_role_arn: Ref<String>,
+}
+
+/// The logical name of the frontend's role (its state's key).
+const FRONTEND_ROLE: &str = "frontend-role";
+
 /// The IAM stack.
 #[derive(Clone, Debug)]
 pub struct IamStack {
@@ -316,6 +336,17 @@ impl IamStack {
     /// Its config.
     pub fn config(&self) -> &IamConfig {
         &self.config
+    }
+
+    /// Typed references to its roles, for the stacks built on it (see [`IamExports`]).
+    pub fn exports(&self) -> IamExports {
+        let stack = &self.config.stack_name;
+        let frontend = RoleOutputs::refs(FRONTEND_ROLE).arn.in_stack(stack);
+        IamExports {
+            stack: stack.clone(),
+            task_role_arn: frontend.clone(),
+            execution_role_arn: frontend,
+        }
     }
 }
 

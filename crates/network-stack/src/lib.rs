@@ -25,14 +25,16 @@ pub mod validate;
 
 use std::collections::BTreeMap;
 
-use platform_core::{Declared, Error, Input, Registry, Scope, Stack, ValidationError};
+use platform_core::{
+    Declared, Error, Input, Ref, Registry, ResourceOutputs, Scope, Stack, ValidationError,
+};
 use serde::{Deserialize, Serialize};
 
 pub use ec2::stack_filter;
 pub use ids::{AssociationId, InternetGatewayId, RouteTableId, SecurityGroupId, SubnetId, VpcId};
 use resources::{
-    Az, InternetGateway, Route, RouteTable, RouteTableAssociation, SecurityGroup, SgRule, Subnet,
-    Vpc,
+    Az, InternetGateway, Route, RouteTable, RouteTableAssociation, SecurityGroup,
+    SecurityGroupOutputs, SgRule, Subnet, SubnetOutputs, Vpc, VpcOutputs,
 };
 
 /// What kind of subnet. Only public subnets exist today; private subnets (with a NAT gateway) are the
@@ -237,6 +239,30 @@ pub struct NetworkOutputs {
     pub internet_gateway_id: InternetGatewayId,
 }
 
+/// Typed references to the network's resources, for a stack applied together with it in a
+/// [`StackGroup`](platform_core::StackGroup): a resource given one of these starts as soon as that
+/// one resource of the network exists, not when the whole network is done. Applied alone, the
+/// consumer reads them from the network's recorded state.
+#[derive(Clone, Debug)]
+pub struct NetworkExports {
+    /// The network stack's name.
+    pub stack: String,
+    /// The VPC.
+    pub vpc_id: Ref<VpcId>,
+    /// The public subnets, in config order.
+    pub public_subnet_ids: Vec<Ref<SubnetId>>,
+    /// The security group for the services.
+    pub security_group_id: Ref<SecurityGroupId>,
+}
+
+/// The logical names of the network's resources (its state's keys).
+const VPC: &str = "vpc";
+const SECURITY_GROUP: &str = "service-security-group";
+
+fn public_subnet(i: usize) -> String {
+    format!("public-subnet-{i}")
+}
+
 /// The network stack.
 #[derive(Clone, Debug)]
 pub struct NetworkStack {
@@ -252,6 +278,25 @@ impl NetworkStack {
     /// Its config.
     pub fn config(&self) -> &NetworkConfig {
         &self.config
+    }
+
+    /// Typed references to its resources, for the stacks built on it (see [`NetworkExports`]).
+    pub fn exports(&self) -> NetworkExports {
+        let stack = &self.config.stack_name;
+        NetworkExports {
+            stack: stack.clone(),
+            vpc_id: VpcOutputs::refs(VPC).vpc_id.in_stack(stack),
+            public_subnet_ids: (0..self.config.public_subnets.len())
+                .map(|i| {
+                    SubnetOutputs::refs(&public_subnet(i))
+                        .subnet_id
+                        .in_stack(stack)
+                })
+                .collect(),
+            security_group_id: SecurityGroupOutputs::refs(SECURITY_GROUP)
+                .group_id
+                .in_stack(stack),
+        }
     }
 }
 
@@ -278,7 +323,7 @@ impl Stack for NetworkStack {
             .map_err(|source| Error::invalid_config(&c.stack_name, source))?;
         let p = &c.name_prefix;
         let vpc = s.add(
-            "vpc",
+            VPC,
             Vpc {
                 cidr_block: c.vpc_cidr.clone(),
                 enable_dns_support: c.dns_support,
@@ -305,7 +350,7 @@ impl Stack for NetworkStack {
         let mut subnets = Vec::with_capacity(c.public_subnets.len());
         for (i, spec) in c.public_subnets.iter().enumerate() {
             let subnet = s.add(
-                format!("public-subnet-{i}"),
+                public_subnet(i),
                 Subnet {
                     vpc_id: Input::from(&vpc.vpc_id),
                     cidr_block: spec.cidr.clone(),
@@ -331,7 +376,7 @@ impl Stack for NetworkStack {
             c.egress.clone(),
         );
         sg.tags = c.tags_named(format!("{p}-service-sg"));
-        let sg = s.add("service-security-group", sg);
+        let sg = s.add(SECURITY_GROUP, sg);
 
         Ok(s.outputs(move |o| {
             Ok(NetworkOutputs {

@@ -15,12 +15,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, ResourceError};
 use crate::events::{CallRecorder, CallStats, Event, EventSink, Subscriber};
-use crate::plan::{Action, ActionKind, Counts, Plan, plan};
+use crate::group::Board;
+use crate::plan::{Action, ActionKind, Counts, ExternalOutputs, Plan, plan_with};
 use crate::provider::{IdentitySource, ProviderInfo};
 use crate::resource::{Context, KindOps, Registry, RetryPolicy, Shared};
-use crate::stack::{Desired, OutputValues, Stack};
-use crate::state::{Deposed, Pending, PendingOp, ResourceState, StackLock, StackState, StateStore};
-use crate::value::{RefTarget, Resolved, resolve};
+use crate::stack::{Declared, Desired, OutputValues, Stack};
+use crate::state::{
+    Deposed, Pending, PendingOp, ResourceState, StackLock, StackResource, StackState, StateStore,
+};
+use crate::value::{RefTarget, Resolved, collect_refs, resolve};
 
 /// Builds an [`Engine`].
 pub struct EngineBuilder {
@@ -285,14 +288,64 @@ impl Engine {
         Ok(current)
     }
 
-    async fn check_references(&self, references: &[String]) -> Result<(), Error> {
-        for r in references {
+    async fn check_references(
+        &self,
+        references: &[String],
+        group: Option<&Arc<Board>>,
+    ) -> Result<(), Error> {
+        // A member of the same group is recorded by the group's run itself.
+        for r in references
+            .iter()
+            .filter(|r| !group.is_some_and(|g| g.is_member(r)))
+        {
             let found = self.store.read(r).await?;
             if found.and_then(|s| s.outputs).is_none() {
                 return Err(Error::StackNotFound { stack: r.clone() });
             }
         }
         Ok(())
+    }
+
+    /// What `desired`'s references to other stacks' resources read when it is planned: for a member
+    /// of `group`, what that member's plan keeps (waiting for it); otherwise the producer's recorded
+    /// outputs (unknown when not recorded).
+    async fn external_outputs(
+        &self,
+        desired: &Desired,
+        group: Option<&Arc<Board>>,
+    ) -> Result<ExternalOutputs, Error> {
+        let mut external = ExternalOutputs::new();
+        let mut states: HashMap<String, Option<StackState>> = HashMap::new();
+        for (decl, r) in desired.external_refs() {
+            let producer = r.stack.clone().unwrap_or_default();
+            if external.get(&producer, &r.resource).is_some() {
+                continue;
+            }
+            let outputs =
+                match group.filter(|g| g.is_member(&producer)) {
+                    Some(g) => g.kept(&producer, &r.resource).await.map_err(|()| {
+                        Error::DependencyFailed {
+                            stack: desired.stack().to_owned(),
+                            resource: decl.name.clone(),
+                            reference: r.to_string(),
+                            producer: producer.clone(),
+                        }
+                    })?,
+                    None => {
+                        if !states.contains_key(&producer) {
+                            let state = self.store.read(&producer).await?;
+                            states.insert(producer.clone(), state);
+                        }
+                        states
+                            .get(&producer)
+                            .and_then(Option::as_ref)
+                            .and_then(|s| s.resources.get(&r.resource))
+                            .and_then(|s| s.outputs.clone())
+                    }
+                };
+            external.insert(&producer, &r.resource, outputs);
+        }
+        Ok(external)
     }
 
     /// Plans `stack` against its recorded state: what `up` would do. Validates inputs and the graph
@@ -308,7 +361,8 @@ impl Engine {
             .await?
             .unwrap_or_else(|| StackState::new(stack.name()));
         self.check_provider(&state).await?;
-        let plan = plan(&desired, &state, None)?;
+        let external = self.external_outputs(&desired, None).await?;
+        let plan = plan_with(&desired, &state, None, &external)?;
         self.shared.events.emit(Event::Planned {
             stack: stack.name().to_owned(),
             counts: plan.counts(),
@@ -340,9 +394,20 @@ impl Engine {
         stack: &S,
         options: UpOptions,
     ) -> Result<UpReport<S::Outputs>, Error> {
+        self.up_declared(stack, Desired::declare(stack)?, options, None)
+            .await
+    }
+
+    /// [`up_with`](Self::up_with) on a declared stack, alone or as a member of `group`.
+    pub(crate) async fn up_declared<S: Stack>(
+        &self,
+        stack: &S,
+        (desired, declared): (Desired, Declared<S::Outputs>),
+        options: UpOptions,
+        group: Option<&Arc<Board>>,
+    ) -> Result<UpReport<S::Outputs>, Error> {
         let started = Instant::now();
         let calls_before = self.calls();
-        let (desired, declared) = Desired::declare(stack)?;
         let name = stack.name().to_owned();
         let lock = self.store.lock(&name).await?;
         let mut state = self
@@ -352,20 +417,40 @@ impl Engine {
             .unwrap_or_else(|| StackState::new(&name));
         let provider = self.check_provider(&state).await?;
         let references = stack.references();
-        self.check_references(&references).await?;
+        self.check_references(&references, group).await?;
         if options.refresh {
             state = self
                 .refresh_state(&desired.registry, state, lock.as_ref())
                 .await?;
         }
-        let plan = plan(&desired, &state, None)?;
+        let external = self.external_outputs(&desired, group).await?;
+        let plan = plan_with(&desired, &state, None, &external)?;
+        if let Some(g) = group {
+            // What this plan keeps, for the members whose plans read it.
+            let kept = plan
+                .steps
+                .iter()
+                .map(|step| {
+                    let outputs = match step.action {
+                        Action::Same => state
+                            .resources
+                            .get(&step.resource)
+                            .and_then(|r| r.outputs.clone()),
+                        _ => None,
+                    };
+                    (step.resource.clone(), outputs)
+                })
+                .collect();
+            g.planned(&name, kept);
+        }
         self.shared.events.emit(Event::Planned {
             stack: name.clone(),
             counts: plan.counts(),
         });
         state.provider = Some(provider);
         state.references = references;
-        let run = Run::new(self, name.clone(), state, lock, desired.registry.clone());
+        let run = Run::new(self, name.clone(), state, lock, desired.registry.clone())
+            .with_external(external, group);
         let outputs_map = run.apply(&desired, &plan).await?;
         let values = OutputValues {
             outputs: &outputs_map,
@@ -406,7 +491,8 @@ impl Engine {
         let state = self
             .refresh_state(&desired.registry, state, lock.as_ref())
             .await?;
-        plan(&desired, &state, None)
+        let external = self.external_outputs(&desired, None).await?;
+        plan_with(&desired, &state, None, &external)
     }
 
     async fn refresh_state(
@@ -474,6 +560,16 @@ impl Engine {
     /// [`Error::ReferencedBy`] while another stack records a reference to it (nothing is deleted);
     /// [`Error::ProviderMismatch`]; the first delete that failed (what was deleted is recorded).
     pub async fn destroy<S: Stack>(&self, name: &str) -> Result<DestroyReport, Error> {
+        self.destroy_in::<S>(name, None).await
+    }
+
+    /// [`destroy`](Self::destroy), alone or as a member of `group`: then consumers in the group
+    /// do not block it, and each resource that their resources use waits until those are deleted.
+    pub(crate) async fn destroy_in<S: Stack>(
+        &self,
+        name: &str,
+        group: Option<&Arc<Board>>,
+    ) -> Result<DestroyReport, Error> {
         let started = Instant::now();
         let calls_before = self.calls();
         let lock = self.store.lock(name).await?;
@@ -485,14 +581,32 @@ impl Engine {
             });
         };
         let mut consumers = Vec::new();
+        // Per resource of this stack, the resources of group members that use it.
+        let mut users: HashMap<String, Vec<StackResource>> = HashMap::new();
         for other in self.store.list().await? {
             if other == name {
                 continue;
             }
-            if let Some(s) = self.store.read(&other).await?
-                && s.references.iter().any(|r| r == name)
-            {
+            let Some(s) = self.store.read(&other).await? else {
+                continue;
+            };
+            if !s.references.iter().any(|r| r == name) {
+                continue;
+            }
+            if !group.is_some_and(|g| g.is_member(&other)) {
                 consumers.push(other);
+                continue;
+            }
+            for (resource, r) in &s.resources {
+                for u in r.uses.iter().filter(|u| u.stack == name) {
+                    users
+                        .entry(u.resource.clone())
+                        .or_default()
+                        .push(StackResource {
+                            stack: other.clone(),
+                            resource: resource.clone(),
+                        });
+                }
             }
         }
         if !consumers.is_empty() {
@@ -509,7 +623,9 @@ impl Engine {
             .values()
             .map(|r| usize::from(r.outputs.is_some()) + r.deposed.len())
             .sum();
-        let run = Run::new(self, name.to_owned(), state, lock, registry);
+        let run = Run::new(self, name.to_owned(), state, lock, registry)
+            .with_external(ExternalOutputs::new(), group)
+            .with_users(users);
         run.destroy_all().await?;
         run.lock.remove().await?;
         Ok(DestroyReport {
@@ -609,6 +725,12 @@ struct RunInner {
     outputs: Mutex<HashMap<String, Value>>,
     limits: Limits,
     cancel: CancellationToken,
+    /// Known outputs of other stacks' resources (for references outside a group).
+    external: ExternalOutputs,
+    /// The group this run is a member of: where other members' outputs appear, and this one's go.
+    group: Option<Arc<Board>>,
+    /// In a group's destroy: per resource, the other members' resources that use it (deleted first).
+    users: HashMap<String, Vec<StackResource>>,
 }
 
 #[derive(Clone, Debug)]
@@ -649,9 +771,29 @@ impl Run {
                 outputs: Mutex::default(),
                 limits: engine.limits.clone(),
                 cancel: engine.cancel.clone(),
+                external: ExternalOutputs::new(),
+                group: None,
+                users: HashMap::new(),
             }),
             lock,
         }
+    }
+
+    /// Other stacks' outputs for this run's references to them, and its group (if any).
+    fn with_external(mut self, external: ExternalOutputs, group: Option<&Arc<Board>>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.external = external;
+            inner.group = group.cloned();
+        }
+        self
+    }
+
+    /// Resources of other group members that use this stack's (see `RunInner::users`).
+    fn with_users(mut self, users: HashMap<String, Vec<StackResource>>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.users = users;
+        }
+        self
     }
 
     async fn record(&self, f: impl FnOnce(&mut StackState)) -> Result<(), Error> {
@@ -955,11 +1097,29 @@ impl RunInner {
         let step = async {
             match &op.kind {
                 OpKind::Forward(idx, a) => self.forward(&resources[*idx], a).await,
-                OpKind::DeleteCurrent | OpKind::Delete => self.delete_current(name).await,
+                OpKind::DeleteCurrent => self.delete_current(name).await,
+                OpKind::Delete => {
+                    self.wait_for_users(name).await?;
+                    self.delete_current(name).await
+                }
                 OpKind::DeleteDeposed => self.delete_deposed(name).await,
             }
         };
         let result = crate::events::in_step(&self.stack, name, step).await;
+        if let (Ok(()), OpKind::Delete, Some(group)) = (&result, &op.kind, &self.group) {
+            group.deleted(&self.stack, name);
+        }
+        if let (Ok(()), OpKind::Forward(..), Some(group)) = (&result, &op.kind, &self.group) {
+            let outputs = self
+                .outputs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(name)
+                .cloned();
+            if let Some(outputs) = outputs {
+                group.applied(&self.stack, name, outputs);
+            }
+        }
         match &result {
             Ok(()) if action != ActionKind::Same => self.shared.events.emit(Event::Done {
                 stack: self.stack.clone(),
@@ -978,33 +1138,109 @@ impl RunInner {
         result
     }
 
-    fn resolve_inputs(&self, decl: &crate::stack::Declaration) -> Result<Value, Error> {
-        let outputs = self.outputs.lock().unwrap_or_else(|p| p.into_inner());
-        let mut lookup = |t: &RefTarget| -> Result<Option<Value>, Error> {
-            Ok(outputs
-                .get(&t.resource)
-                .and_then(|o| o.get(&t.output))
-                .cloned())
+    /// In a group's destroy, waits until the other members' resources that use `name` are deleted.
+    async fn wait_for_users(&self, name: &str) -> Result<(), Error> {
+        let (Some(group), Some(users)) = (&self.group, self.users.get(name)) else {
+            return Ok(());
         };
+        for user in users {
+            if !group.gone(&user.stack, &user.resource).await {
+                return Err(Error::DependencyFailed {
+                    stack: self.stack.clone(),
+                    resource: name.to_owned(),
+                    reference: format!("{}/{} (deleted first)", user.stack, user.resource),
+                    producer: user.stack.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The outputs of the other stacks' resources that `decl` refers to: in a group, once the
+    /// member applied them; otherwise as recorded.
+    async fn external_inputs(
+        &self,
+        decl: &crate::stack::Declaration,
+    ) -> Result<HashMap<(String, String), Value>, Error> {
+        let mut refs = Vec::new();
+        collect_refs(&decl.inputs, &mut refs);
+        let mut found = HashMap::new();
+        for r in refs {
+            let Some(producer) = r.stack.clone() else {
+                continue;
+            };
+            let key = (producer.clone(), r.resource.clone());
+            if found.contains_key(&key) {
+                continue;
+            }
+            let outputs = match self.group.as_ref().filter(|g| g.is_member(&producer)) {
+                Some(group) => group.outputs(&producer, &r.resource).await.ok_or_else(|| {
+                    Error::DependencyFailed {
+                        stack: self.stack.clone(),
+                        resource: decl.name.clone(),
+                        reference: r.to_string(),
+                        producer: producer.clone(),
+                    }
+                })?,
+                None => self
+                    .external
+                    .get(&producer, &r.resource)
+                    .flatten()
+                    .cloned()
+                    .ok_or_else(|| Error::MissingExternal {
+                        stack: self.stack.clone(),
+                        resource: decl.name.clone(),
+                        reference: r.to_string(),
+                    })?,
+            };
+            found.insert(key, outputs);
+        }
+        Ok(found)
+    }
+
+    async fn resolve_inputs(&self, decl: &crate::stack::Declaration) -> Result<Value, Error> {
+        let external = self.external_inputs(decl).await?;
+        let outputs = self.outputs.lock().unwrap_or_else(|p| p.into_inner());
+        let value_of = |t: &RefTarget| -> Option<Value> {
+            match &t.stack {
+                Some(stack) => external
+                    .get(&(stack.clone(), t.resource.clone()))
+                    .and_then(|o| o.get(&t.output))
+                    .cloned(),
+                None => outputs
+                    .get(&t.resource)
+                    .and_then(|o| o.get(&t.output))
+                    .cloned(),
+            }
+        };
+        let mut lookup = |t: &RefTarget| -> Result<Option<Value>, Error> { Ok(value_of(t)) };
         match resolve(&decl.inputs, &mut lookup)? {
             Resolved::Known(v) => Ok(v),
             Resolved::Unknown => {
                 let mut refs = Vec::new();
-                crate::value::collect_refs(&decl.inputs, &mut refs);
+                collect_refs(&decl.inputs, &mut refs);
                 let missing = refs
                     .into_iter()
-                    .find(|r| {
-                        outputs
-                            .get(&r.resource)
-                            .and_then(|o| o.get(&r.output))
-                            .is_none()
-                    })
-                    .map(|r| r.to_string())
-                    .unwrap_or_default();
-                Err(Error::DanglingRef {
-                    stack: self.stack.clone(),
-                    resource: decl.name.clone(),
-                    reference: missing,
+                    .find(|r| value_of(r).is_none())
+                    .unwrap_or_else(|| RefTarget {
+                        stack: None,
+                        resource: String::new(),
+                        output: String::new(),
+                    });
+                let (stack, resource, reference) =
+                    (self.stack.clone(), decl.name.clone(), missing.to_string());
+                Err(if missing.stack.is_some() {
+                    Error::MissingExternal {
+                        stack,
+                        resource,
+                        reference,
+                    }
+                } else {
+                    Error::DanglingRef {
+                        stack,
+                        resource,
+                        reference,
+                    }
                 })
             }
         }
@@ -1021,7 +1257,7 @@ impl RunInner {
     ) -> Result<(), Error> {
         let name = decl.name.as_str();
         let ops = self.ops_for(name, decl.kind)?;
-        let inputs = self.resolve_inputs(decl)?;
+        let inputs = self.resolve_inputs(decl).await?;
         let recorded = self.state.lock().await.resources.get(name).cloned();
         let outputs = match action {
             Action::Same => {
@@ -1052,12 +1288,14 @@ impl RunInner {
                     .await
                     .map_err(|e| self.fail(name, "update", e))?;
                     let deps = decl.dependencies.clone();
+                    let uses = decl.uses();
                     let (i2, o2) = (inputs, out.clone());
                     self.record(|s| {
                         if let Some(r) = s.resources.get_mut(name) {
                             r.inputs = i2;
                             r.outputs = Some(o2);
                             r.dependencies = deps;
+                            r.uses = uses;
                             r.pending = None;
                         }
                     })
@@ -1100,6 +1338,7 @@ impl RunInner {
             .as_ref()
             .is_some_and(|r| r.outputs.is_none() && r.pending.is_some());
         let deps = decl.dependencies.clone();
+        let uses = decl.uses();
         let kind = decl.kind.to_owned();
         let intent_inputs = inputs.clone();
         self.record(|s| {
@@ -1111,6 +1350,7 @@ impl RunInner {
                     inputs: Value::Null,
                     outputs: None,
                     dependencies: Vec::new(),
+                    uses: Vec::new(),
                     pending: None,
                     deposed: Vec::new(),
                 });
@@ -1125,6 +1365,7 @@ impl RunInner {
             entry.kind = kind;
             entry.inputs = intent_inputs;
             entry.dependencies = deps;
+            entry.uses = uses;
             entry.pending = Some(Pending {
                 op: PendingOp::Create,
                 since: now(),

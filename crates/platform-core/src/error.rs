@@ -416,6 +416,58 @@ pub enum Error {
         /// The reference, `resource.output`.
         reference: String,
     },
+    /// A resource refers to another stack's resource, but its stack does not list that stack in
+    /// [`Stack::references`](crate::Stack::references) (which keeps the producer from being destroyed
+    /// under it).
+    #[error(
+        "{stack}/{resource}: refers to {reference}, but stack {stack} does not list that stack in its references"
+    )]
+    UndeclaredReference {
+        /// The stack.
+        stack: String,
+        /// The resource holding the reference.
+        resource: String,
+        /// The reference, `stack/resource.output`.
+        reference: String,
+    },
+    /// A reference to another stack's resource that its stack has not recorded.
+    #[error(
+        "{stack}/{resource}: refers to {reference}, which is not recorded (apply that stack first)"
+    )]
+    MissingExternal {
+        /// The stack.
+        stack: String,
+        /// The resource holding the reference.
+        resource: String,
+        /// The reference, `stack/resource.output`.
+        reference: String,
+    },
+    /// In a [`StackGroup`](crate::StackGroup), a resource was not applied because the resource of
+    /// another stack that it refers to was never produced: that stack failed or stopped first.
+    #[error(
+        "{stack}/{resource}: not applied: {reference} was not produced (stack {producer} stopped first; see its error)"
+    )]
+    DependencyFailed {
+        /// The stack.
+        stack: String,
+        /// The resource that was not applied.
+        resource: String,
+        /// The reference it waited for, `stack/resource.output`.
+        reference: String,
+        /// The stack that did not produce it.
+        producer: String,
+    },
+    /// In a [`StackGroup`](crate::StackGroup), a stack was not applied because another member could
+    /// not start (invalid inputs, a reference cycle between members): nothing was called.
+    #[error("{stack}: not applied, because {member}, in the same group, cannot be applied: {why}")]
+    GroupMemberInvalid {
+        /// The stack.
+        stack: String,
+        /// The member that cannot be applied.
+        member: String,
+        /// Why.
+        why: String,
+    },
     /// The references form a cycle.
     #[error("{stack}: dependency cycle among {}", resources.join(", "))]
     Cycle {

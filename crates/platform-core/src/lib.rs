@@ -11,6 +11,9 @@
 //! - [`Engine::up`] applies a plan over the graph in parallel (bounded overall and per AWS service),
 //!   recording an intent before each mutating call and its result after; [`Engine::destroy`] deletes
 //!   from state alone, dependents first.
+//! - A [`StackGroup`] applies several stacks together: a resource that refers to another stack's
+//!   resource ([`Ref::in_stack`]) starts as soon as that resource exists, not when its whole stack is
+//!   done; each stack keeps its own state.
 //! - State lives behind [`StateStore`]; [`LocalStateStore`] is the embedded default.
 //!
 //! ```
@@ -36,6 +39,7 @@
 mod engine;
 mod error;
 mod events;
+mod group;
 mod plan;
 mod provider;
 mod resource;
@@ -54,8 +58,10 @@ pub use error::{
 pub use events::{
     AwsCall, CallRecorder, CallStats, Event, EventSink, Subscriber, is_read_operation,
 };
+pub use group::StackGroup;
 pub use plan::{
-    Action, ActionKind, Counts, FieldChange, Plan, Planned, ReplaceReason, Step, UNKNOWN, plan,
+    Action, ActionKind, Counts, ExternalOutputs, FieldChange, Plan, Planned, ReplaceReason, Step,
+    UNKNOWN, plan, plan_with,
 };
 pub use provider::ProviderInfo;
 pub use resource::{
@@ -65,7 +71,7 @@ pub use resource::{
 pub use stack::{Declaration, Declared, Desired, OutputValues, Scope, Stack, StackRef};
 pub use state::{
     Deposed, LocalStateStore, MemoryStateStore, Pending, PendingOp, ResourceState, STATE_VERSION,
-    StackLock, StackState, StateStore, parse_state,
+    StackLock, StackResource, StackState, StateStore, parse_state,
 };
 pub use tags::TagChanges;
 pub use validate::{validate_name, validate_tags};

@@ -263,6 +263,36 @@ impl fmt::Display for Plan {
     }
 }
 
+/// What a stack's references to other stacks' resources read when it is planned (see
+/// [`Ref::in_stack`](crate::Ref::in_stack)): each producing resource's outputs when they are known
+/// before apply, `None` when its stack is about to create or replace it (shown as "(known after
+/// apply)"). A producer that is not here is unknown too.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ExternalOutputs {
+    by: HashMap<(String, String), Option<Value>>,
+}
+
+impl ExternalOutputs {
+    /// None known.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Resource `resource` of stack `stack` has `outputs` (`None`: not known before apply).
+    pub fn insert(&mut self, stack: &str, resource: &str, outputs: Option<Value>) {
+        self.by
+            .insert((stack.to_owned(), resource.to_owned()), outputs);
+    }
+
+    /// What is known of resource `resource` of stack `stack`: `None` when it is not here,
+    /// `Some(None)` when it is known to be not known before apply.
+    pub fn get(&self, stack: &str, resource: &str) -> Option<Option<&Value>> {
+        self.by
+            .get(&(stack.to_owned(), resource.to_owned()))
+            .map(Option::as_ref)
+    }
+}
+
 /// Plans `desired` against `recorded` state. With `refreshed` (the recorded state after reading every
 /// resource live), drift shows as changes and a resource deleted outside the engine is created again.
 ///
@@ -274,6 +304,19 @@ pub fn plan(
     desired: &Desired,
     recorded: &StackState,
     refreshed: Option<&StackState>,
+) -> Result<Plan, Error> {
+    plan_with(desired, recorded, refreshed, &ExternalOutputs::new())
+}
+
+/// [`plan()`], with what is known of other stacks' resources that `desired` refers to.
+///
+/// # Errors
+/// As [`plan()`], and [`Error::MissingExternal`] when a producer's known outputs lack the field.
+pub fn plan_with(
+    desired: &Desired,
+    recorded: &StackState,
+    refreshed: Option<&StackState>,
+    external: &ExternalOutputs,
 ) -> Result<Plan, Error> {
     let base = refreshed.unwrap_or(recorded);
     let stack = desired.stack.as_str();
@@ -288,6 +331,19 @@ pub fn plan(
             kind: decl.kind.to_owned(),
         })?;
         let mut lookup = |t: &RefTarget| -> Result<Option<Value>, Error> {
+            if let Some(producer) = &t.stack {
+                return match external.get(producer, &t.resource) {
+                    Some(Some(outputs)) => match outputs.get(&t.output) {
+                        Some(v) => Ok(Some(v.clone())),
+                        None => Err(Error::MissingExternal {
+                            stack: stack.to_owned(),
+                            resource: decl.name.clone(),
+                            reference: t.to_string(),
+                        }),
+                    },
+                    _ => Ok(None),
+                };
+            }
             match known.get(t.resource.as_str()) {
                 Some(Some(outputs)) => match outputs.get(&t.output) {
                     Some(v) => Ok(Some(v.clone())),

@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use crate::error::{Error, ResourceError};
 use crate::resource::{Handle, KindOps, Registry, Resource};
-use crate::state::StateStore;
-use crate::value::{Ref, collect_refs};
+use crate::state::{StackResource, StateStore};
+use crate::value::{Ref, RefTarget, collect_refs};
 
 /// A stack: a name, its typed outputs, its resource kinds, and how it declares its resources.
 ///
@@ -52,8 +52,29 @@ pub struct Declaration {
     pub kind: &'static str,
     /// The inputs, with references unresolved.
     pub inputs: Value,
-    /// The resources this one refers to, without repeats, in order of first reference.
+    /// The resources of this stack that this one refers to, without repeats, in order of first
+    /// reference (references to other stacks' resources are not among them).
     pub dependencies: Vec<String>,
+}
+
+impl Declaration {
+    /// The other stacks' resources this one's inputs refer to, without repeats.
+    pub(crate) fn uses(&self) -> Vec<StackResource> {
+        let mut refs = Vec::new();
+        collect_refs(&self.inputs, &mut refs);
+        let mut uses: Vec<StackResource> = refs
+            .into_iter()
+            .filter_map(|r| {
+                Some(StackResource {
+                    stack: r.stack?,
+                    resource: r.resource,
+                })
+            })
+            .collect();
+        uses.sort();
+        uses.dedup();
+        uses
+    }
 }
 
 /// Where a stack declares its resources.
@@ -115,7 +136,7 @@ impl Scope {
                 let mut refs = Vec::new();
                 collect_refs(&inputs, &mut refs);
                 let mut dependencies: Vec<String> = Vec::new();
-                for r in refs {
+                for r in refs.into_iter().filter(|r| r.stack.is_none()) {
                     if !dependencies.contains(&r.resource) {
                         dependencies.push(r.resource);
                     }
@@ -250,7 +271,7 @@ impl Desired {
                     collect_refs(&d.inputs, &mut refs);
                     let reference = refs
                         .into_iter()
-                        .find(|r| &r.resource == dep)
+                        .find(|r| r.stack.is_none() && &r.resource == dep)
                         .map(|r| r.to_string())
                         .unwrap_or_else(|| dep.clone());
                     return Err(Error::DanglingRef {
@@ -319,6 +340,19 @@ impl Desired {
         let mut scope = Scope::new(stack.name());
         let declared = stack.declare(&mut scope)?;
         let mut desired = scope.finish()?;
+        // A reference to another stack must be to one the stack declares it references: that is
+        // what keeps the producer from being destroyed under it.
+        let references = stack.references();
+        for (decl, r) in desired.external_refs() {
+            let producer = r.stack.as_deref().unwrap_or_default();
+            if producer == desired.stack || !references.iter().any(|s| s == producer) {
+                return Err(Error::UndeclaredReference {
+                    stack: desired.stack.clone(),
+                    resource: decl.name.clone(),
+                    reference: r.to_string(),
+                });
+            }
+        }
         let mut registry = Registry::new();
         S::register(&mut registry);
         desired.registry.merge(&registry);
@@ -328,6 +362,21 @@ impl Desired {
     /// The stack's name.
     pub fn stack(&self) -> &str {
         &self.stack
+    }
+
+    /// Every reference to another stack's resource, with the declaration that holds it.
+    pub fn external_refs(&self) -> Vec<(&Declaration, RefTarget)> {
+        let mut out = Vec::new();
+        for decl in &self.resources {
+            let mut refs = Vec::new();
+            collect_refs(&decl.inputs, &mut refs);
+            out.extend(
+                refs.into_iter()
+                    .filter(|r| r.stack.is_some())
+                    .map(|r| (decl, r)),
+            );
+        }
+        out
     }
 
     /// The declarations in dependency order.

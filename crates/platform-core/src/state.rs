@@ -16,6 +16,8 @@
 //!       "inputs": { ... },             // resolved inputs last applied (or read, after a refresh)
 //!       "outputs": { ... },            // null while a create is in flight
 //!       "dependencies": ["..."],       // resources whose outputs the inputs used
+//!       "uses": [{"stack": "network", "resource": "public-subnet-0"}],  // other stacks' resources the
+//!                                      // inputs used (absent when none): destroyed in a group, those wait
 //!       "pending": {"op": "create", "since": "2026-11-26T02:00:00Z"},  // an intent not yet completed
 //!       "deposed": [{"kind": "..", "inputs": {..}, "outputs": {..}}]   // replaced instances not yet deleted
 //!     }
@@ -99,12 +101,24 @@ pub struct ResourceState {
     /// The resources this one depends on.
     #[serde(default)]
     pub dependencies: Vec<String>,
+    /// The resources of other stacks whose outputs its inputs used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uses: Vec<StackResource>,
     /// A mutating call started and not yet recorded as finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<Pending>,
     /// Previous instances of a replaced resource, still to be deleted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deposed: Vec<Deposed>,
+}
+
+/// A resource of a stack, named from another stack.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct StackResource {
+    /// The stack.
+    pub stack: String,
+    /// The resource's logical name.
+    pub resource: String,
 }
 
 /// An intent recorded before a mutating call.

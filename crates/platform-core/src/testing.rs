@@ -393,6 +393,8 @@ pub struct FakeNode {
     pub fixed: String,
     /// Indexes of earlier nodes it depends on.
     pub deps: Vec<usize>,
+    /// Resources of other stacks it depends on: (stack, logical name).
+    pub uses: Vec<(String, String)>,
 }
 
 /// A stack of fake resources shaped by a list of nodes (a DAG: deps point to earlier nodes).
@@ -429,10 +431,24 @@ impl FakeStack {
                     value: "v1".into(),
                     fixed: String::new(),
                     deps,
+                    uses: Vec::new(),
                 })
                 .collect(),
             references: Vec::new(),
         }
+    }
+
+    /// Node `node` also depends on resource `resource` of stack `stack` (which this stack then
+    /// references).
+    #[must_use]
+    pub fn using(mut self, node: usize, stack: &str, resource: &str) -> Self {
+        self.nodes[node]
+            .uses
+            .push((stack.to_owned(), resource.to_owned()));
+        if !self.references.iter().any(|r| r == stack) {
+            self.references.push(stack.to_owned());
+        }
+        self
     }
 }
 
@@ -455,6 +471,9 @@ impl Stack for FakeStack {
                 .iter()
                 .filter_map(|&d| handles.get(d))
                 .map(|h: &crate::Handle<FakeResource>| Input::from(&h.id))
+                .chain(node.uses.iter().map(|(stack, resource)| {
+                    Input::from(crate::Ref::<String>::new(resource, "id").in_stack(stack))
+                }))
                 .collect();
             let h = s.add(
                 node.name.clone(),

@@ -18,7 +18,8 @@ use crate::error::ResourceError;
 /// The key that marks a reference in serialised inputs.
 pub(crate) const REF_KEY: &str = "$ref";
 
-/// A typed reference to an output of another resource in the same stack.
+/// A typed reference to an output of another resource: in the same stack, or, made with
+/// [`in_stack`](Self::in_stack), in another stack that this one [references](crate::Stack::references).
 ///
 /// `Ref<VpcId>` can only be passed where a `VpcId` input is expected: the type checker, not a deploy,
 /// catches a subnet given a security group id as its VPC.
@@ -27,10 +28,13 @@ pub struct Ref<T> {
     _type: PhantomData<fn() -> T>,
 }
 
-/// The untyped address of a reference: which resource, which output field.
+/// The untyped address of a reference: which stack, which resource, which output field.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RefTarget {
+    /// The producing resource's stack when it is another one; `None` for the referring stack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<String>,
     /// Logical name of the producing resource.
     pub resource: String,
     /// Name of the output field (as serialised) on the producer's outputs.
@@ -39,7 +43,10 @@ pub struct RefTarget {
 
 impl fmt::Display for RefTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.resource, self.output)
+        match &self.stack {
+            Some(stack) => write!(f, "{stack}/{}.{}", self.resource, self.output),
+            None => write!(f, "{}.{}", self.resource, self.output),
+        }
     }
 }
 
@@ -50,11 +57,23 @@ impl<T> Ref<T> {
     pub fn new(resource: impl Into<String>, output: impl Into<String>) -> Self {
         Self {
             target: RefTarget {
+                stack: None,
                 resource: resource.into(),
                 output: output.into(),
             },
             _type: PhantomData,
         }
+    }
+
+    /// The same output of the same resource, in stack `stack`: a reference across stacks. The
+    /// referring stack must list `stack` in its [`references`](crate::Stack::references). Applied
+    /// alone, the value is read from `stack`'s recorded state; applied in a
+    /// [`StackGroup`](crate::StackGroup) with `stack`, the referring resource starts as soon as this
+    /// one resource exists, not when the whole of `stack` is done.
+    #[must_use]
+    pub fn in_stack(mut self, stack: impl Into<String>) -> Self {
+        self.target.stack = Some(stack.into());
+        self
     }
 
     /// Where this reference points.

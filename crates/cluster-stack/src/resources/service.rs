@@ -7,6 +7,7 @@ use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, DesiredStatus, LaunchType, NetworkConfiguration,
     ServiceField,
 };
+use network_stack::{SecurityGroupId, SubnetId};
 use platform_core::{
     Context, GoneExt, Input, Observed, Resource, ResourceError, ValidationError, resource_outputs,
 };
@@ -49,9 +50,9 @@ pub struct Service {
     /// Fargate or EC2.
     pub launch: Launch,
     /// The subnets the tasks are placed in.
-    pub subnets: Vec<String>,
+    pub subnets: Vec<Input<SubnetId>>,
     /// The security groups of the tasks' network interfaces.
-    pub security_groups: Vec<String>,
+    pub security_groups: Vec<Input<SecurityGroupId>>,
     /// Whether the tasks get public IPs (needed in public subnets without a NAT gateway).
     pub assign_public_ip: bool,
     /// After a create or update, wait at most this many seconds for the service to be steady (one
@@ -100,10 +101,26 @@ async fn describe(
 }
 
 impl Service {
+    /// The subnet ids, resolved.
+    fn subnet_ids(&self) -> Result<Vec<String>, ResourceError> {
+        self.subnets
+            .iter()
+            .map(|s| Ok(s.get()?.as_str().to_owned()))
+            .collect()
+    }
+
+    /// The security group ids, resolved.
+    fn group_ids(&self) -> Result<Vec<String>, ResourceError> {
+        self.security_groups
+            .iter()
+            .map(|g| Ok(g.get()?.as_str().to_owned()))
+            .collect()
+    }
+
     fn network(&self) -> Result<NetworkConfiguration, ResourceError> {
         let vpc = AwsVpcConfiguration::builder()
-            .set_subnets(Some(self.subnets.clone()))
-            .set_security_groups(Some(self.security_groups.clone()))
+            .set_subnets(Some(self.subnet_ids()?))
+            .set_security_groups(Some(self.group_ids()?))
             .assign_public_ip(if self.assign_public_ip {
                 AssignPublicIp::Enabled
             } else {
@@ -308,16 +325,16 @@ impl Resource for Service {
             .map(|v| v.security_groups().to_vec())
             .unwrap_or_default();
         // Sets in AWS: compare in the order we declared when the members are the same.
-        let same_members = |live: &mut Vec<String>, declared: &[String]| {
-            let (mut a, mut b) = (live.clone(), declared.to_vec());
+        let same_members = |live: &mut Vec<String>, declared: Vec<String>| {
+            let (mut a, mut b) = (live.clone(), declared.clone());
             a.sort();
             b.sort();
             if a == b {
-                *live = declared.to_vec();
+                *live = declared;
             }
         };
-        same_members(&mut subnets, &self.subnets);
-        same_members(&mut groups, &self.security_groups);
+        same_members(&mut subnets, self.subnet_ids().unwrap_or_default());
+        same_members(&mut groups, self.group_ids().unwrap_or_default());
         Ok(Some(Observed {
             inputs: Service {
                 name: outputs.name.clone(),
@@ -328,8 +345,14 @@ impl Resource for Service {
                     Some(LaunchType::Ec2) => Launch::Ec2,
                     _ => Launch::Fargate,
                 },
-                subnets,
-                security_groups: groups,
+                subnets: subnets
+                    .into_iter()
+                    .map(|s| Input::Value(SubnetId(s)))
+                    .collect(),
+                security_groups: groups
+                    .into_iter()
+                    .map(|g| Input::Value(SecurityGroupId(g)))
+                    .collect(),
                 assign_public_ip: vpc.and_then(|v| v.assign_public_ip())
                     == Some(&AssignPublicIp::Enabled),
                 steady_state_timeout_secs: self.steady_state_timeout_secs,

@@ -1,0 +1,366 @@
+//! Stacks applied together as one graph.
+//!
+//! Applied one after another, a consumer stack waits for the whole of each stack it references. In a
+//! [`StackGroup`], each stack keeps its own state, lock and outputs, but a resource that refers to
+//! another member's resource ([`Ref::in_stack`](crate::Ref::in_stack)) starts as soon as that one
+//! resource exists: the deploy follows the resources' dependency graph across stacks, not the stacks'.
+//!
+//! The members coordinate through a board: each publishes that it declared (validated) its
+//! resources, what its plan keeps, each resource's outputs as it is applied, and that it ended. No
+//! member makes an AWS call before every member has declared without error.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::engine::{DestroyReport, Engine, UpOptions, UpReport};
+use crate::error::Error;
+use crate::stack::{Desired, Stack};
+
+/// Stacks applied together, each resource as soon as what it refers to exists, across stacks.
+///
+/// Made by [`Engine::group`] with the names of its members; every member must then be applied
+/// with [`up`](Self::up), concurrently (a member waits for the others to have declared their
+/// resources before it makes any call).
+///
+/// ```
+/// use platform_core::testing::{FakeCloud, FakeStack};
+/// use platform_core::{Engine, MemoryStateStore, ProviderInfo, UpOptions};
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let engine = Engine::builder(MemoryStateStore::new())
+///     .provider(ProviderInfo { account_id: "000000000000".into(), region: "local".into() })
+///     .extension(FakeCloud::new())
+///     .build();
+/// let producer = FakeStack::chain("network", 2);
+/// // r0 of "app" uses r1 of "network": it starts when that one resource exists.
+/// let consumer = FakeStack::chain("app", 1).using(0, "network", "r1");
+/// let group = engine.group(["network", "app"]);
+/// let (net, app) = tokio::join!(
+///     group.up(&producer, UpOptions::default()),
+///     group.up(&consumer, UpOptions::default())
+/// );
+/// assert_eq!(net.unwrap().outputs.len(), 2);
+/// assert_eq!(app.unwrap().outputs.len(), 1);
+/// # });
+/// ```
+pub struct StackGroup<'e> {
+    engine: &'e Engine,
+    board: Arc<Board>,
+}
+
+impl std::fmt::Debug for StackGroup<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StackGroup")
+            .field("members", &self.board.members)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// A group of the stacks named `stacks`, to be applied together with [`StackGroup::up`].
+    pub fn group<I, T>(&self, stacks: I) -> StackGroup<'_>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        let members: Vec<String> = stacks.into_iter().map(Into::into).collect();
+        let (tx, _) = watch::channel(
+            members
+                .iter()
+                .map(|m| (m.clone(), Member::default()))
+                .collect(),
+        );
+        StackGroup {
+            engine: self,
+            board: Arc::new(Board { members, tx }),
+        }
+    }
+}
+
+impl StackGroup<'_> {
+    /// The members' names.
+    pub fn members(&self) -> &[String] {
+        &self.board.members
+    }
+
+    /// Brings member `stack` to its declared state, as [`Engine::up_with`] does, with its references
+    /// to other members' resources resolved as those resources are applied.
+    ///
+    /// # Errors
+    /// As [`Engine::up_with`]; [`Error::GroupMemberInvalid`] when another member cannot be applied
+    /// (nothing was called); [`Error::DependencyFailed`] when a resource of another member that one
+    /// of this stack's resources refers to was never produced; [`Error::NotConfigured`] when `stack`
+    /// is not a member.
+    pub async fn up<S: Stack>(
+        &self,
+        stack: &S,
+        options: UpOptions,
+    ) -> Result<UpReport<S::Outputs>, Error> {
+        let name = stack.name().to_owned();
+        if !self.board.is_member(&name) {
+            return Err(Error::NotConfigured(format!(
+                "stack {name} is not a member of this group ({})",
+                self.board.members.join(", ")
+            )));
+        }
+        let _end = EndGuard {
+            board: &self.board,
+            stack: name.clone(),
+        };
+        let declared = Desired::declare(stack);
+        self.board.declared(
+            &name,
+            match &declared {
+                Ok(_) => Ok(stack.references()),
+                Err(e) => Err(e.to_string()),
+            },
+        );
+        let declared = declared?;
+        self.board.all_declared(&name).await?;
+        self.engine
+            .up_declared(stack, declared, options, Some(&self.board))
+            .await
+    }
+}
+
+impl StackGroup<'_> {
+    /// Deletes every resource recorded for member `name`, as [`Engine::destroy`] does, with the
+    /// other members destroyed at the same time: their references to it do not block it, and each of
+    /// its resources that their resources use waits until those are deleted (a security group until
+    /// the service whose tasks used it is gone).
+    ///
+    /// # Errors
+    /// As [`Engine::destroy`]; [`Error::DependencyFailed`] for a resource whose users in another
+    /// member were not deleted (that member failed first).
+    pub async fn destroy<S: Stack>(&self, name: &str) -> Result<DestroyReport, Error> {
+        if !self.board.is_member(name) {
+            return Err(Error::NotConfigured(format!(
+                "stack {name} is not a member of this group ({})",
+                self.board.members.join(", ")
+            )));
+        }
+        let _end = EndGuard {
+            board: &self.board,
+            stack: name.to_owned(),
+        };
+        self.engine.destroy_in::<S>(name, Some(&self.board)).await
+    }
+}
+
+/// Marks a member ended however its `up` returns (or is dropped), so that nobody waits on it.
+struct EndGuard<'a> {
+    board: &'a Board,
+    stack: String,
+}
+
+impl Drop for EndGuard<'_> {
+    fn drop(&mut self) {
+        self.board.ended(&self.stack);
+    }
+}
+
+/// What the members of a group have published.
+pub(crate) struct Board {
+    members: Vec<String>,
+    tx: watch::Sender<HashMap<String, Member>>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Member {
+    /// Once declared: the stacks it references, or why it cannot be applied.
+    declared: Option<Result<Vec<String>, String>>,
+    /// Once planned: per resource, its outputs when the plan keeps it, `None` when it changes.
+    planned: Option<HashMap<String, Option<Value>>>,
+    /// The outputs of the resources applied so far.
+    applied: HashMap<String, Value>,
+    /// The resources deleted so far (in a destroy).
+    deleted: std::collections::HashSet<String>,
+    /// Its `up` returned.
+    ended: bool,
+}
+
+impl Board {
+    pub(crate) fn is_member(&self, stack: &str) -> bool {
+        self.members.iter().any(|m| m == stack)
+    }
+
+    fn update(&self, stack: &str, f: impl FnOnce(&mut Member)) {
+        self.tx.send_modify(|m| {
+            if let Some(member) = m.get_mut(stack) {
+                f(member);
+            }
+        });
+    }
+
+    fn declared(&self, stack: &str, result: Result<Vec<String>, String>) {
+        self.update(stack, |m| m.declared = Some(result));
+    }
+
+    pub(crate) fn planned(&self, stack: &str, kept: HashMap<String, Option<Value>>) {
+        self.update(stack, |m| m.planned = Some(kept));
+    }
+
+    pub(crate) fn applied(&self, stack: &str, resource: &str, outputs: Value) {
+        self.update(stack, |m| {
+            m.applied.insert(resource.to_owned(), outputs);
+        });
+    }
+
+    pub(crate) fn deleted(&self, stack: &str, resource: &str) {
+        self.update(stack, |m| {
+            m.deleted.insert(resource.to_owned());
+        });
+    }
+
+    /// Waits until member `stack` deleted `resource`; `false` when it ended without.
+    pub(crate) async fn gone(&self, stack: &str, resource: &str) -> bool {
+        let mut rx = self.tx.subscribe();
+        let Ok(m) = rx
+            .wait_for(|m| {
+                m.get(stack)
+                    .is_none_or(|x| x.deleted.contains(resource) || x.ended)
+            })
+            .await
+        else {
+            return false;
+        };
+        m.get(stack).is_some_and(|x| x.deleted.contains(resource))
+    }
+
+    fn ended(&self, stack: &str) {
+        self.update(stack, |m| m.ended = true);
+    }
+
+    /// Waits until every member has declared (or ended without); fails when one cannot be applied
+    /// or the members' references form a cycle.
+    async fn all_declared(&self, me: &str) -> Result<(), Error> {
+        let mut rx = self.tx.subscribe();
+        let members = rx
+            .wait_for(|m| m.values().all(|x| x.declared.is_some() || x.ended))
+            .await
+            .map(|m| m.clone())
+            .map_err(|_| closed())?;
+        let mut references: HashMap<&str, Vec<&str>> = HashMap::new();
+        for name in &self.members {
+            match members.get(name).and_then(|m| m.declared.as_ref()) {
+                Some(Ok(refs)) => {
+                    references.insert(
+                        name,
+                        refs.iter()
+                            .map(String::as_str)
+                            .filter(|r| self.is_member(r))
+                            .collect(),
+                    );
+                }
+                Some(Err(why)) if name != me => {
+                    return Err(Error::GroupMemberInvalid {
+                        stack: me.to_owned(),
+                        member: name.clone(),
+                        why: why.clone(),
+                    });
+                }
+                Some(Err(_)) => {}
+                None => {
+                    return Err(Error::GroupMemberInvalid {
+                        stack: me.to_owned(),
+                        member: name.clone(),
+                        why: "it stopped before declaring its resources".into(),
+                    });
+                }
+            }
+        }
+        if let Some(cycle) = reference_cycle(&references) {
+            return Err(Error::Cycle {
+                stack: format!("group of {}", self.members.join(", ")),
+                resources: cycle,
+            });
+        }
+        Ok(())
+    }
+
+    /// What member `stack`'s plan keeps of `resource`: its outputs, or `None` when it changes.
+    /// Waits for that plan; `Err` when the member ended without planning.
+    pub(crate) async fn kept(&self, stack: &str, resource: &str) -> Result<Option<Value>, ()> {
+        let mut rx = self.tx.subscribe();
+        let m = rx
+            .wait_for(|m| m.get(stack).is_none_or(|x| x.planned.is_some() || x.ended))
+            .await
+            .map_err(|_| ())?;
+        match m.get(stack).and_then(|x| x.planned.as_ref()) {
+            Some(planned) => Ok(planned.get(resource).cloned().flatten()),
+            None => Err(()),
+        }
+    }
+
+    /// The outputs of member `stack`'s `resource` once it is applied; `None` when the member
+    /// ended without applying it.
+    pub(crate) async fn outputs(&self, stack: &str, resource: &str) -> Option<Value> {
+        let mut rx = self.tx.subscribe();
+        let m = rx
+            .wait_for(|m| {
+                m.get(stack)
+                    .is_none_or(|x| x.applied.contains_key(resource) || x.ended)
+            })
+            .await
+            .ok()?;
+        m.get(stack).and_then(|x| x.applied.get(resource).cloned())
+    }
+}
+
+fn closed() -> Error {
+    Error::NotConfigured("the stack group was dropped".into())
+}
+
+/// The stacks on a cycle of `references` (stack → the members it references), if there is one.
+fn reference_cycle(references: &HashMap<&str, Vec<&str>>) -> Option<Vec<String>> {
+    // Kahn's algorithm: what cannot be ordered is on or behind a cycle.
+    let mut indegree: HashMap<&str, usize> = references.keys().map(|k| (*k, 0)).collect();
+    for targets in references.values() {
+        for t in targets {
+            *indegree.entry(t).or_default() += 1;
+        }
+    }
+    let mut ready: Vec<&str> = indegree
+        .iter()
+        .filter(|(_, d)| **d == 0)
+        .map(|(k, _)| *k)
+        .collect();
+    let mut seen = 0;
+    while let Some(k) = ready.pop() {
+        seen += 1;
+        for t in references.get(k).into_iter().flatten() {
+            let d = indegree.entry(t).or_default();
+            *d -= 1;
+            if *d == 0 {
+                ready.push(t);
+            }
+        }
+    }
+    (seen < indegree.len()).then(|| {
+        indegree
+            .into_iter()
+            .filter(|(_, d)| *d > 0)
+            .map(|(k, _)| k.to_owned())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cycle_of_references_is_found_and_a_chain_is_not() {
+        let chain = HashMap::from([("c", vec!["a", "b"]), ("b", vec!["a"]), ("a", vec![])]);
+        assert_eq!(reference_cycle(&chain), None);
+        let cycle = HashMap::from([("a", vec!["b"]), ("b", vec!["a"]), ("c", vec![])]);
+        assert_eq!(
+            reference_cycle(&cycle),
+            Some(vec!["a".to_owned(), "b".to_owned()])
+        );
+    }
+}
