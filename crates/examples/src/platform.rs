@@ -135,15 +135,11 @@ impl Platform {
         let before = self.engine.calls();
         let (iam_stack, net_stack, cluster_stack) = self.stacks().await?;
         let group = self.engine.group(self.stack_names());
-        let (iam, net, cluster) = tokio::join!(
+        let (iam, net, cluster) = all_ok(tokio::join!(
             group.up(&iam_stack, options),
             group.up(&net_stack, options),
             group.up(&cluster_stack, options)
-        );
-        let (iam, net, cluster) = match (iam, net, cluster) {
-            (Ok(i), Ok(n), Ok(c)) => (i, n, c),
-            (i, n, c) => return Err(root_cause([i.err(), n.err(), c.err()])),
-        };
+        ))?;
         Ok(UpSummary {
             stacks: vec![
                 StackReport {
@@ -177,15 +173,11 @@ impl Platform {
     pub async fn destroy(&self) -> Result<Vec<(String, usize)>, Error> {
         let [iam, net, cluster] = self.stack_names();
         let group = self.engine.group([iam, net, cluster]);
-        let (i, n, c) = tokio::join!(
+        let (i, n, c) = all_ok(tokio::join!(
             group.destroy::<IamStack>(iam),
             group.destroy::<NetworkStack>(net),
             group.destroy::<ClusterStack>(cluster)
-        );
-        let (i, n, c) = match (i, n, c) {
-            (Ok(i), Ok(n), Ok(c)) => (i, n, c),
-            (i, n, c) => return Err(root_cause([i.err(), n.err(), c.err()])),
-        };
+        ))?;
         Ok(vec![
             (cluster.to_owned(), c.deleted),
             (iam.to_owned(), i.deleted),
@@ -207,10 +199,16 @@ impl Platform {
     }
 }
 
-/// Of the errors of a group's members, the one that stopped the run: not one that only says another
-/// member stopped first.
-fn root_cause(errors: [Option<Error>; 3]) -> Error {
-    let mut errors: Vec<Error> = errors.into_iter().flatten().collect();
+/// The three members' results when all succeeded; else, of their errors, the one that stopped the
+/// run: not one that only says another member stopped first.
+fn all_ok<A, B, C>(
+    results: (Result<A, Error>, Result<B, Error>, Result<C, Error>),
+) -> Result<(A, B, C), Error> {
+    let (a, b, c) = match results {
+        (Ok(a), Ok(b), Ok(c)) => return Ok((a, b, c)),
+        (a, b, c) => (a.err(), b.err(), c.err()),
+    };
+    let mut errors: Vec<Error> = [a, b, c].into_iter().flatten().collect();
     let knock_on = |e: &Error| {
         matches!(
             e,
@@ -218,5 +216,5 @@ fn root_cause(errors: [Option<Error>; 3]) -> Error {
         )
     };
     let pick = errors.iter().position(|e| !knock_on(e)).unwrap_or(0);
-    errors.swap_remove(pick)
+    Err(errors.swap_remove(pick))
 }

@@ -449,8 +449,19 @@ impl Engine {
         });
         state.provider = Some(provider);
         state.references = references;
-        let run = Run::new(self, name.clone(), state, lock, desired.registry.clone())
-            .with_external(external, group);
+        let links = Links {
+            external,
+            group: group.cloned(),
+            users: HashMap::new(),
+        };
+        let run = Run::new(
+            self,
+            name.clone(),
+            state,
+            lock,
+            desired.registry.clone(),
+            links,
+        );
         let outputs_map = run.apply(&desired, &plan).await?;
         let values = OutputValues {
             outputs: &outputs_map,
@@ -623,9 +634,12 @@ impl Engine {
             .values()
             .map(|r| usize::from(r.outputs.is_some()) + r.deposed.len())
             .sum();
-        let run = Run::new(self, name.to_owned(), state, lock, registry)
-            .with_external(ExternalOutputs::new(), group)
-            .with_users(users);
+        let links = Links {
+            external: ExternalOutputs::new(),
+            group: group.cloned(),
+            users,
+        };
+        let run = Run::new(self, name.to_owned(), state, lock, registry, links);
         run.destroy_all().await?;
         run.lock.remove().await?;
         Ok(DestroyReport {
@@ -725,6 +739,11 @@ struct RunInner {
     outputs: Mutex<HashMap<String, Value>>,
     limits: Limits,
     cancel: CancellationToken,
+    links: Links,
+}
+
+/// What links a run to other stacks.
+struct Links {
     /// Known outputs of other stacks' resources (for references outside a group).
     external: ExternalOutputs,
     /// The group this run is a member of: where other members' outputs appear, and this one's go.
@@ -759,6 +778,7 @@ impl Run {
         state: StackState,
         lock: Box<dyn StackLock>,
         registry: Registry,
+        links: Links,
     ) -> Self {
         let lock: Arc<dyn StackLock> = Arc::from(lock);
         Self {
@@ -771,29 +791,10 @@ impl Run {
                 outputs: Mutex::default(),
                 limits: engine.limits.clone(),
                 cancel: engine.cancel.clone(),
-                external: ExternalOutputs::new(),
-                group: None,
-                users: HashMap::new(),
+                links,
             }),
             lock,
         }
-    }
-
-    /// Other stacks' outputs for this run's references to them, and its group (if any).
-    fn with_external(mut self, external: ExternalOutputs, group: Option<&Arc<Board>>) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.external = external;
-            inner.group = group.cloned();
-        }
-        self
-    }
-
-    /// Resources of other group members that use this stack's (see `RunInner::users`).
-    fn with_users(mut self, users: HashMap<String, Vec<StackResource>>) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.users = users;
-        }
-        self
     }
 
     async fn record(&self, f: impl FnOnce(&mut StackState)) -> Result<(), Error> {
@@ -1106,10 +1107,10 @@ impl RunInner {
             }
         };
         let result = crate::events::in_step(&self.stack, name, step).await;
-        if let (Ok(()), OpKind::Delete, Some(group)) = (&result, &op.kind, &self.group) {
+        if let (Ok(()), OpKind::Delete, Some(group)) = (&result, &op.kind, &self.links.group) {
             group.deleted(&self.stack, name);
         }
-        if let (Ok(()), OpKind::Forward(..), Some(group)) = (&result, &op.kind, &self.group) {
+        if let (Ok(()), OpKind::Forward(..), Some(group)) = (&result, &op.kind, &self.links.group) {
             let outputs = self
                 .outputs
                 .lock()
@@ -1140,7 +1141,7 @@ impl RunInner {
 
     /// In a group's destroy, waits until the other members' resources that use `name` are deleted.
     async fn wait_for_users(&self, name: &str) -> Result<(), Error> {
-        let (Some(group), Some(users)) = (&self.group, self.users.get(name)) else {
+        let (Some(group), Some(users)) = (&self.links.group, self.links.users.get(name)) else {
             return Ok(());
         };
         for user in users {
@@ -1173,7 +1174,7 @@ impl RunInner {
             if found.contains_key(&key) {
                 continue;
             }
-            let outputs = match self.group.as_ref().filter(|g| g.is_member(&producer)) {
+            let outputs = match self.links.group.as_ref().filter(|g| g.is_member(&producer)) {
                 Some(group) => group.outputs(&producer, &r.resource).await.ok_or_else(|| {
                     Error::DependencyFailed {
                         stack: self.stack.clone(),
@@ -1183,6 +1184,7 @@ impl RunInner {
                     }
                 })?,
                 None => self
+                    .links
                     .external
                     .get(&producer, &r.resource)
                     .flatten()

@@ -99,16 +99,7 @@ impl StackGroup<'_> {
         options: UpOptions,
     ) -> Result<UpReport<S::Outputs>, Error> {
         let name = stack.name().to_owned();
-        if !self.board.is_member(&name) {
-            return Err(Error::NotConfigured(format!(
-                "stack {name} is not a member of this group ({})",
-                self.board.members.join(", ")
-            )));
-        }
-        let _end = EndGuard {
-            board: &self.board,
-            stack: name.clone(),
-        };
+        let _end = self.enter(&name)?;
         let declared = Desired::declare(stack);
         self.board.declared(
             &name,
@@ -135,17 +126,25 @@ impl StackGroup<'_> {
     /// As [`Engine::destroy`]; [`Error::DependencyFailed`] for a resource whose users in another
     /// member were not deleted (that member failed first).
     pub async fn destroy<S: Stack>(&self, name: &str) -> Result<DestroyReport, Error> {
+        let _end = self.enter(name)?;
+        self.engine.destroy_in::<S>(name, Some(&self.board)).await
+    }
+}
+
+impl StackGroup<'_> {
+    /// Starts member `name`'s run: [`Error::NotConfigured`] when it is not a member, else the guard
+    /// that marks it ended when the run returns.
+    fn enter(&self, name: &str) -> Result<EndGuard<'_>, Error> {
         if !self.board.is_member(name) {
             return Err(Error::NotConfigured(format!(
                 "stack {name} is not a member of this group ({})",
                 self.board.members.join(", ")
             )));
         }
-        let _end = EndGuard {
+        Ok(EndGuard {
             board: &self.board,
             stack: name.to_owned(),
-        };
-        self.engine.destroy_in::<S>(name, Some(&self.board)).await
+        })
     }
 }
 
