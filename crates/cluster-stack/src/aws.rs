@@ -42,7 +42,17 @@ pub(crate) fn user_ecs_tags(tags: &[Tag]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Whether ECS tags carry this context's stack and resource tags.
+/// Adopts an ECS resource found by its name only when its tags name this stack and resource
+/// ([`Context::claim`]).
+pub(crate) fn claim(ctx: &Context, what: &str, tags: &[Tag]) -> Result<(), ResourceError> {
+    ctx.claim(
+        what,
+        tags.iter()
+            .filter_map(|t| Some((t.key()?, t.value().unwrap_or_default()))),
+    )
+}
+
+/// Whether ECS tags carry every tag of this context (the instance token included).
 pub(crate) fn is_ours(ctx: &Context, tags: &[Tag]) -> bool {
     ctx.tags().iter().all(|(k, v)| {
         tags.iter()

@@ -325,7 +325,7 @@ impl ClusterStack {
     /// let cluster = ClusterStack::linked(ClusterConfig::default(), &iam.exports(), &net.exports());
     /// let group = engine.group(["iam", "network", "cluster"]);
     /// let o = UpOptions::default();
-    /// let (i, n, c) = tokio::join!(group.up(&iam, o), group.up(&net, o), group.up(&cluster, o));
+    /// let (i, n, c) = tokio::join!(group.up(&iam, o.clone()), group.up(&net, o.clone()), group.up(&cluster, o));
     /// println!("service {}", c?.outputs.service_arn);
     /// # i?; n?; Ok(()) }
     /// ```

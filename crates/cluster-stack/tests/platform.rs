@@ -368,7 +368,11 @@ async fn linked_in_a_group_the_three_stacks_come_up_as_one_graph_and_re_apply_as
     let up = || async {
         let group = w.engine.group(["iam", "network", "cluster"]);
         let o = platform_core::UpOptions::default();
-        let (i, n, c) = tokio::join!(group.up(&iam, o), group.up(&net, o), group.up(&cluster, o));
+        let (i, n, c) = tokio::join!(
+            group.up(&iam, o.clone()),
+            group.up(&net, o.clone()),
+            group.up(&cluster, o)
+        );
         (i.unwrap(), n.unwrap(), c.unwrap())
     };
     let (i, n, c) = up().await;

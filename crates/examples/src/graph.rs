@@ -117,6 +117,7 @@ mod tests {
                     outputs: Some(json!({})),
                     dependencies: deps.iter().map(|d| (*d).to_owned()).collect(),
                     uses: Vec::new(),
+                    instance: None,
                     pending: None,
                     deposed: Vec::new(),
                 },

@@ -136,8 +136,8 @@ impl Platform {
         let (iam_stack, net_stack, cluster_stack) = self.stacks().await?;
         let group = self.engine.group(self.stack_names());
         let (iam, net, cluster) = all_ok(tokio::join!(
-            group.up(&iam_stack, options),
-            group.up(&net_stack, options),
+            group.up(&iam_stack, options.clone()),
+            group.up(&net_stack, options.clone()),
             group.up(&cluster_stack, options)
         ))?;
         Ok(UpSummary {

@@ -40,11 +40,11 @@ pub(crate) fn user_tags(tags: &[Tag]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Whether `tags` carry this context's stack and resource tags: the resource is ours to adopt.
-pub(crate) fn is_ours(ctx: &Context, tags: &[Tag]) -> bool {
-    ctx.tags()
-        .iter()
-        .all(|(k, v)| tags.iter().any(|t| t.key() == *k && t.value() == v))
+/// Adopts what was found by its name only when its tags name this stack and resource
+/// ([`Context::claim`]): IAM names are unique per account, so a create that finds the name taken
+/// either made it itself (a lost response, a kill) or met somebody else's resource.
+pub(crate) fn claim(ctx: &Context, what: &str, tags: &[Tag]) -> Result<(), ResourceError> {
+    ctx.claim(what, tags.iter().map(|t| (t.key(), t.value())))
 }
 
 /// The tag changes from `old` to `new`: tags to set, keys to remove.

@@ -167,11 +167,14 @@ pub struct UpReport<O> {
 }
 
 /// Options for [`Engine::up_with`].
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct UpOptions {
     /// Read every resource live first, so that changes made outside the engine are corrected.
     pub refresh: bool,
+    /// Cancels this run only (the engine's own token, [`EngineBuilder::cancellation`], cancels
+    /// every run). A deploy bot cancels one run with it and keeps using the engine.
+    pub cancel: Option<CancellationToken>,
 }
 
 impl UpOptions {
@@ -179,6 +182,15 @@ impl UpOptions {
     #[must_use]
     pub fn with_refresh(mut self, refresh: bool) -> Self {
         self.refresh = refresh;
+        self
+    }
+
+    /// Cancelling `token` stops this run as Ctrl-C would: nothing new starts, in-flight calls finish
+    /// and are recorded, waits end; the run returns [`Error::Cancelled`]. A token already cancelled
+    /// starts nothing, not even the identity check.
+    #[must_use]
+    pub fn with_cancellation(mut self, token: CancellationToken) -> Self {
+        self.cancel = Some(token);
         self
     }
 }
@@ -253,9 +265,33 @@ impl Engine {
         &self.shared.events
     }
 
-    /// The cancellation token (cancel it to stop a run gracefully).
+    /// The cancellation token (cancel it to stop every run gracefully).
     pub fn cancellation(&self) -> &CancellationToken {
         &self.cancel
+    }
+
+    /// The token of one run: cancelled with the engine's token or with `extra`. The guard cancels it
+    /// when the run ends, which also ends the task that watches `extra`.
+    fn run_token(
+        &self,
+        extra: Option<&CancellationToken>,
+    ) -> (CancellationToken, tokio_util::sync::DropGuard) {
+        let token = self.cancel.child_token();
+        if let Some(extra) = extra {
+            if extra.is_cancelled() {
+                token.cancel();
+            } else {
+                let (extra, run) = (extra.clone(), token.clone());
+                tokio::spawn(async move {
+                    tokio::select! {
+                        () = extra.cancelled() => run.cancel(),
+                        () = run.cancelled() => {}
+                    }
+                });
+            }
+        }
+        let guard = token.clone().drop_guard();
+        (token, guard)
     }
 
     /// The account and region of the current credentials (asked once, then remembered).
@@ -394,22 +430,35 @@ impl Engine {
         stack: &S,
         options: UpOptions,
     ) -> Result<UpReport<S::Outputs>, Error> {
-        self.up_declared(stack, Desired::declare(stack)?, options, None)
+        self.up_declared(stack, Desired::declare(stack)?, options, None, None)
             .await
     }
 
-    /// [`up_with`](Self::up_with) on a declared stack, alone or as a member of `group`.
+    /// [`up_with`](Self::up_with) on a declared stack, alone or as a member of `group` (which took
+    /// the stack's lock already, with every other member's, before any AWS call).
     pub(crate) async fn up_declared<S: Stack>(
         &self,
         stack: &S,
         (desired, declared): (Desired, Declared<S::Outputs>),
         options: UpOptions,
         group: Option<&Arc<Board>>,
+        lock: Option<Box<dyn StackLock>>,
     ) -> Result<UpReport<S::Outputs>, Error> {
         let started = Instant::now();
         let calls_before = self.calls();
         let name = stack.name().to_owned();
-        let lock = self.store.lock(&name).await?;
+        let (cancel, _cancel_guard) = self.run_token(options.cancel.as_ref());
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled {
+                stack: name,
+                completed: 0,
+                remaining: desired.resources.len(),
+            });
+        }
+        let lock = match lock {
+            Some(lock) => lock,
+            None => self.store.lock(&name).await?,
+        };
         let mut state = self
             .store
             .read(&name)
@@ -420,7 +469,7 @@ impl Engine {
         self.check_references(&references, group).await?;
         if options.refresh {
             state = self
-                .refresh_state(&desired.registry, state, lock.as_ref())
+                .refresh_state(&desired.registry, state, lock.as_ref(), &cancel)
                 .await?;
         }
         let external = self.external_outputs(&desired, group).await?;
@@ -461,6 +510,7 @@ impl Engine {
             lock,
             desired.registry.clone(),
             links,
+            cancel,
         );
         let outputs_map = run.apply(&desired, &plan).await?;
         let values = OutputValues {
@@ -492,6 +542,14 @@ impl Engine {
     pub async fn refresh<S: Stack>(&self, stack: &S) -> Result<Plan, Error> {
         let desired = Desired::of(stack)?;
         let name = stack.name();
+        let (cancel, _cancel_guard) = self.run_token(None);
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled {
+                stack: name.to_owned(),
+                completed: 0,
+                remaining: desired.resources.len(),
+            });
+        }
         let lock = self.store.lock(name).await?;
         let state = self
             .store
@@ -500,17 +558,20 @@ impl Engine {
             .unwrap_or_else(|| StackState::new(name));
         self.check_provider(&state).await?;
         let state = self
-            .refresh_state(&desired.registry, state, lock.as_ref())
+            .refresh_state(&desired.registry, state, lock.as_ref(), &cancel)
             .await?;
         let external = self.external_outputs(&desired, None).await?;
         plan_with(&desired, &state, None, &external)
     }
 
+    /// Reads every recorded resource in parallel; a cancellation stops the reads (they change
+    /// nothing) and records nothing.
     async fn refresh_state(
         &self,
         registry: &Registry,
         mut state: StackState,
         lock: &dyn StackLock,
+        cancel: &CancellationToken,
     ) -> Result<StackState, Error> {
         let mut set = JoinSet::new();
         let limits = self.limits.clone();
@@ -523,7 +584,8 @@ impl Engine {
                 resource: name.clone(),
                 kind: r.kind.clone(),
             })?;
-            let ctx = Context::new(self.shared.clone(), &state.stack, name);
+            let ctx = Context::new(self.shared.clone(), &state.stack, name, cancel.clone())
+                .for_instance(r.instance.as_deref());
             let inputs = r.inputs.clone();
             let name = name.clone();
             let limits = limits.clone();
@@ -534,7 +596,23 @@ impl Engine {
             });
         }
         let mut first_error = None;
-        while let Some(joined) = set.join_next().await {
+        let total = set.len();
+        let mut read = 0;
+        loop {
+            let joined = tokio::select! {
+                biased;
+                () = cancel.cancelled() => {
+                    set.abort_all();
+                    return Err(Error::Cancelled {
+                        stack: state.stack.clone(),
+                        completed: read,
+                        remaining: total - read,
+                    });
+                }
+                joined = set.join_next() => joined,
+            };
+            let Some(joined) = joined else { break };
+            read += 1;
             let (name, res) = joined.map_err(join_error)?;
             match res {
                 Ok(Some((inputs, outputs))) => {
@@ -583,6 +661,14 @@ impl Engine {
     ) -> Result<DestroyReport, Error> {
         let started = Instant::now();
         let calls_before = self.calls();
+        let (cancel, _cancel_guard) = self.run_token(None);
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled {
+                stack: name.to_owned(),
+                completed: 0,
+                remaining: 0,
+            });
+        }
         let lock = self.store.lock(name).await?;
         let Some(state) = self.store.read(name).await? else {
             return Ok(DestroyReport {
@@ -639,7 +725,7 @@ impl Engine {
             group: group.cloned(),
             users,
         };
-        let run = Run::new(self, name.to_owned(), state, lock, registry, links);
+        let run = Run::new(self, name.to_owned(), state, lock, registry, links, cancel);
         run.destroy_all().await?;
         run.lock.remove().await?;
         Ok(DestroyReport {
@@ -779,6 +865,7 @@ impl Run {
         lock: Box<dyn StackLock>,
         registry: Registry,
         links: Links,
+        cancel: CancellationToken,
     ) -> Self {
         let lock: Arc<dyn StackLock> = Arc::from(lock);
         Self {
@@ -790,7 +877,7 @@ impl Run {
                 lock: lock.clone(),
                 outputs: Mutex::default(),
                 limits: engine.limits.clone(),
-                cancel: engine.cancel.clone(),
+                cancel,
                 links,
             }),
             lock,
@@ -1034,7 +1121,9 @@ impl Run {
                 }
             }
         }
-        if let Some(e) = first_error {
+        let cancelled = self.inner.cancel.is_cancelled();
+        // A wait that ended because of the cancellation is the cancellation, not a failure.
+        if let Some(e) = first_error.filter(|e| !(cancelled && e.is_cancelled_wait())) {
             return Err(e);
         }
         if cancelled && completed < n {
@@ -1046,6 +1135,15 @@ impl Run {
         }
         Ok(())
     }
+}
+
+/// Finds after a create whose outcome is unknown: 4 over 0.25 + 0.5 + 1 s.
+const SETTLE_ATTEMPTS: u32 = 4;
+const SETTLE_FIRST_DELAY: Duration = Duration::from_millis(250);
+
+/// A new instance token: 128 random bits as 32 hex characters.
+fn new_token() -> String {
+    format!("{:032x}", fastrand::u128(..))
 }
 
 fn now() -> String {
@@ -1249,7 +1347,12 @@ impl RunInner {
     }
 
     fn ctx(&self, resource: &str) -> Context {
-        Context::new(self.shared.clone(), &self.stack, resource)
+        Context::new(
+            self.shared.clone(),
+            &self.stack,
+            resource,
+            self.cancel.clone(),
+        )
     }
 
     async fn forward(
@@ -1320,13 +1423,25 @@ impl RunInner {
     async fn intent(&self, name: &str, op: PendingOp) -> Result<(), Error> {
         self.record(|s| {
             if let Some(r) = s.resources.get_mut(name) {
-                r.pending = Some(Pending { op, since: now() });
+                r.pending = Some(Pending {
+                    op,
+                    since: now(),
+                    instance: None,
+                });
             }
         })
         .await
     }
 
     /// Creates `decl` (a new resource, or the new instance of a replaced one).
+    ///
+    /// # Guarantees
+    /// - The new instance's token is recorded in the intent before the create is sent; the resource
+    ///   is tagged with it and gets it as the API's idempotency token where there is one.
+    /// - A create whose intent was recorded but not its result (a crash) is settled by `find`, with
+    ///   the recorded token, before anything is sent.
+    /// - A create whose outcome is unknown (lost response, 5xx, "already exists") is settled by
+    ///   `find`, never sent again in the same run.
     async fn create(
         &self,
         ops: &KindOps,
@@ -1335,14 +1450,21 @@ impl RunInner {
         recorded: Option<ResourceState>,
     ) -> Result<(), Error> {
         let name = decl.name.as_str();
-        // A create whose intent was recorded but whose result was not: the resource may exist.
-        let interrupted = recorded
-            .as_ref()
-            .is_some_and(|r| r.outputs.is_none() && r.pending.is_some());
+        // A create whose intent was recorded but whose result was not: the instance may exist. It is
+        // looked for with the token it was given (none in state written before tokens).
+        let interrupted: Option<Option<String>> = recorded.as_ref().and_then(|r| {
+            r.pending
+                .as_ref()
+                .filter(|p| r.outputs.is_none() && p.op == PendingOp::Create)
+                .map(|p| p.instance.clone())
+        });
+        // The same token again: an instance the interrupted create makes late carries it.
+        let token = interrupted.clone().flatten().unwrap_or_else(new_token);
         let deps = decl.dependencies.clone();
         let uses = decl.uses();
         let kind = decl.kind.to_owned();
         let intent_inputs = inputs.clone();
+        let intent_token = token.clone();
         self.record(|s| {
             let entry = s
                 .resources
@@ -1353,6 +1475,7 @@ impl RunInner {
                     outputs: None,
                     dependencies: Vec::new(),
                     uses: Vec::new(),
+                    instance: None,
                     pending: None,
                     deposed: Vec::new(),
                 });
@@ -1362,43 +1485,69 @@ impl RunInner {
                     kind: entry.kind.clone(),
                     inputs: std::mem::take(&mut entry.inputs),
                     outputs: old,
+                    instance: entry.instance.take(),
+                    pending: None,
                 });
             }
             entry.kind = kind;
             entry.inputs = intent_inputs;
             entry.dependencies = deps;
             entry.uses = uses;
+            entry.instance = None;
             entry.pending = Some(Pending {
                 op: PendingOp::Create,
                 since: now(),
+                instance: Some(intent_token),
             });
         })
         .await?;
+        let ctx = self.ctx(name).for_instance(Some(&token));
         let _permits = self.limits.acquire(ops.service).await;
         let mut found = None;
-        if interrupted {
-            found = (ops.find)(self.ctx(name), inputs.clone())
+        if let Some(earlier) = &interrupted {
+            let find_ctx = self.ctx(name).for_instance(earlier.as_deref());
+            found = (ops.find)(find_ctx, inputs.clone())
                 .await
                 .map_err(|e| self.fail(name, "find", e))?;
-            if found.is_some() {
-                self.shared.events.emit(Event::Adopted {
-                    stack: self.stack.clone(),
-                    resource: name.to_owned(),
-                });
+        }
+        if found.is_none() {
+            match (ops.create)(ctx.clone(), inputs.clone()).await {
+                Ok(outputs) => return self.created(name, &token, outputs).await,
+                Err(e) if e.outcome_unknown() => {
+                    found = self.settle(ops, name, &ctx, &inputs).await?;
+                    if found.is_none() {
+                        return Err(self.fail(
+                            name,
+                            "create",
+                            ResourceError::OutcomeUnknown {
+                                source: Box::new(e),
+                            },
+                        ));
+                    }
+                }
+                Err(e) => return Err(self.fail(name, "create", e)),
             }
         }
-        let outputs = match found {
-            // An adopted resource may be half-configured (the create failed after the first call):
-            // bring what can change in place to the declared inputs.
-            Some(o) => self.converge_adopted(ops, name, &inputs, o).await?,
-            None => (ops.create)(self.ctx(name), inputs)
-                .await
-                .map_err(|e| self.fail(name, "create", e))?,
+        let Some(found) = found else {
+            unreachable!("a create that found nothing returned above")
         };
+        self.shared.events.emit(Event::Adopted {
+            stack: self.stack.clone(),
+            resource: name.to_owned(),
+        });
+        // An adopted resource may be half-configured (the create failed after the first call):
+        // bring what can change in place to the declared inputs.
+        let outputs = self.converge_adopted(ops, name, &inputs, found).await?;
+        self.created(name, &token, outputs).await
+    }
+
+    /// Records the outputs of a create (or an adoption) of instance `token` and publishes them.
+    async fn created(&self, name: &str, token: &str, outputs: Value) -> Result<(), Error> {
         let o2 = outputs.clone();
         self.record(|s| {
             if let Some(r) = s.resources.get_mut(name) {
                 r.outputs = Some(o2);
+                r.instance = Some(token.to_owned());
                 r.pending = None;
             }
         })
@@ -1408,6 +1557,33 @@ impl RunInner {
             .unwrap_or_else(|p| p.into_inner())
             .insert(name.to_owned(), outputs);
         Ok(())
+    }
+
+    /// After a create whose outcome is unknown: looks for the instance it may have made, a few times
+    /// over about two seconds, since a just-created resource can take that long to show in AWS's
+    /// list and describe calls (EC2's `Describe*` are eventually consistent:
+    /// <https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html>).
+    async fn settle(
+        &self,
+        ops: &KindOps,
+        name: &str,
+        ctx: &Context,
+        inputs: &Value,
+    ) -> Result<Option<Value>, Error> {
+        let mut delay = SETTLE_FIRST_DELAY;
+        for attempt in 1..=SETTLE_ATTEMPTS {
+            let found = (ops.find)(ctx.clone(), inputs.clone())
+                .await
+                .map_err(|e| self.fail(name, "find", e))?;
+            if found.is_some() || attempt == SETTLE_ATTEMPTS {
+                return Ok(found);
+            }
+            if ctx.sleep(delay).await.is_err() {
+                return Ok(None);
+            }
+            delay *= 2;
+        }
+        Ok(None)
     }
 
     async fn converge_adopted(
@@ -1456,9 +1632,11 @@ impl RunInner {
         } else if rec.pending.is_some() {
             // An interrupted create: delete what it may have made.
             let _permits = self.limits.acquire(ops.service).await;
-            if let Some(outputs) = (ops.find)(self.ctx(name), rec.inputs.clone())
-                .await
-                .map_err(|e| self.fail(name, "find", e))?
+            let token = rec.pending.as_ref().and_then(|p| p.instance.as_deref());
+            if let Some(outputs) =
+                (ops.find)(self.ctx(name).for_instance(token), rec.inputs.clone())
+                    .await
+                    .map_err(|e| self.fail(name, "find", e))?
             {
                 (ops.delete)(self.ctx(name), rec.inputs.clone(), outputs)
                     .await
@@ -1490,15 +1668,31 @@ impl RunInner {
                 .and_then(|r| r.deposed.first().cloned());
             let Some(old) = next else { return Ok(()) };
             let ops = self.ops_for(name, &old.kind)?;
+            // The intent, as for any delete: a crash now leaves a record that this delete started.
+            self.record(|s| {
+                if let Some(d) = s
+                    .resources
+                    .get_mut(name)
+                    .and_then(|r| r.deposed.iter_mut().find(|d| d.outputs == old.outputs))
+                {
+                    d.pending = Some(Pending {
+                        op: PendingOp::Delete,
+                        since: now(),
+                        instance: None,
+                    });
+                }
+            })
+            .await?;
             {
                 let _permits = self.limits.acquire(ops.service).await;
-                (ops.delete)(self.ctx(name), old.inputs.clone(), old.outputs.clone())
+                let ctx = self.ctx(name).for_instance(old.instance.as_deref());
+                (ops.delete)(ctx, old.inputs.clone(), old.outputs.clone())
                     .await
                     .map_err(|e| self.fail(name, "delete", e))?;
             }
             self.record(|s| {
                 if let Some(r) = s.resources.get_mut(name) {
-                    if let Some(pos) = r.deposed.iter().position(|d| d == &old) {
+                    if let Some(pos) = r.deposed.iter().position(|d| d.outputs == old.outputs) {
                         r.deposed.remove(pos);
                     }
                     if r.deposed.is_empty() && r.outputs.is_none() && r.pending.is_none() {

@@ -129,6 +129,7 @@ pub fn classify(code: Option<&str>, status: Option<u16>) -> ErrorClass {
         || code.ends_with("AlreadyExists")
         || code.ends_with(".Duplicate")
         || code.ends_with(".InUse")
+        || code.ends_with("AlreadyAssociated")
         || code.ends_with("Conflict")
     {
         ErrorClass::Conflict
@@ -192,6 +193,25 @@ impl AwsError {
     /// Whether the error means the thing does not exist.
     pub fn is_not_found(&self) -> bool {
         self.class == ErrorClass::NotFound
+    }
+
+    /// Whether AWS refused a create because the thing already exists (`EntityAlreadyExists`,
+    /// `InvalidGroup.Duplicate`, `RouteAlreadyExists`, `Resource.AlreadyAssociated`, ...). After a
+    /// create this engine may already have sent, it is no failure but an unknown outcome.
+    pub fn is_already_exists(&self) -> bool {
+        self.class == ErrorClass::Conflict
+            && self.code.as_deref().is_some_and(|c| {
+                c.ends_with("AlreadyExists")
+                    || c.ends_with("AlreadyExistsException")
+                    || c.ends_with(".Duplicate")
+                    || c.ends_with("AlreadyAssociated")
+            })
+    }
+
+    /// Whether AWS may have carried out the call although it failed: a timeout, a closed connection
+    /// or a 5xx ([`ErrorClass::Transient`]), or an "already exists" answer.
+    pub fn outcome_unknown(&self) -> bool {
+        self.class == ErrorClass::Transient || self.is_already_exists()
     }
 
     /// Whether AWS answered with this error code.
@@ -279,6 +299,41 @@ pub enum ResourceError {
         /// The explanation.
         message: String,
     },
+    /// A resource with this resource's natural key (its name) exists but carries another owner's
+    /// tags: it is never adopted.
+    #[error(
+        "{what} already exists and belongs to {owner}; it is not adopted (delete or rename it, or \
+         change this resource's name)"
+    )]
+    NotOurs {
+        /// The resource found (`IAM role ecs-cluster-role`).
+        what: String,
+        /// Whose tags it carries (`stack network, resource vpc`), or that it carries none.
+        owner: String,
+    },
+    /// More than one live resource carries this resource's tags: which one is ours cannot be told.
+    #[error("{} resources carry the tags of {what}: {}; delete the extra ones", found.len(), found.join(", "))]
+    Ambiguous {
+        /// What was looked for.
+        what: String,
+        /// The ids found.
+        found: Vec<String>,
+    },
+    /// The run was cancelled (Ctrl-C) while this operation waited.
+    #[error("cancelled while waiting")]
+    Cancelled,
+    /// A create failed in a way that leaves open whether AWS carried it out (a lost response, a
+    /// 5xx), and nothing carrying its instance token was found. It is not sent again in this run:
+    /// the next run looks for the instance again before it creates anything.
+    #[error(
+        "outcome unknown: {source}; no instance with its token was found yet, so the create is not \
+         sent again now (the next run looks for it first)"
+    )]
+    OutcomeUnknown {
+        /// The error the create ended with.
+        #[source]
+        source: Box<ResourceError>,
+    },
 }
 
 impl ResourceError {
@@ -286,6 +341,7 @@ impl ResourceError {
     pub fn aws_code(&self) -> Option<&str> {
         match self {
             Self::Aws(e) => e.code.as_deref(),
+            Self::OutcomeUnknown { source } => source.aws_code(),
             _ => None,
         }
     }
@@ -293,6 +349,11 @@ impl ResourceError {
     /// Whether this is an AWS answer meaning the thing does not exist.
     pub fn is_not_found(&self) -> bool {
         matches!(self, Self::Aws(e) if e.is_not_found())
+    }
+
+    /// Whether AWS may have carried out the failed call ([`AwsError::outcome_unknown`]).
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, Self::Aws(e) if e.outcome_unknown())
     }
 
     /// The error for an AWS answer that lacks a field the resource needs.
@@ -590,6 +651,11 @@ impl Error {
         }
     }
 
+    /// Whether a resource's wait ended because its run was cancelled.
+    pub fn is_cancelled_wait(&self) -> bool {
+        matches!(self, Self::Resource { source, .. } if matches!(**source, ResourceError::Cancelled))
+    }
+
     /// The AWS error code behind this error, if there is one.
     pub fn aws_code(&self) -> Option<&str> {
         match self {
@@ -620,6 +686,7 @@ mod tests {
         assert_eq!(c("AccessDenied"), ErrorClass::Other);
         assert_eq!(classify(None, Some(503)), ErrorClass::Transient);
         assert_eq!(classify(Some("Weird"), Some(500)), ErrorClass::Transient);
+        assert_eq!(c("Resource.AlreadyAssociated"), ErrorClass::Conflict);
         assert!(ErrorClass::Throttling.is_retryable());
         assert!(!ErrorClass::Validation.is_retryable());
     }

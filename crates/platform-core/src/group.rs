@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::watch;
@@ -66,20 +67,29 @@ impl Engine {
         T: Into<String>,
     {
         let members: Vec<String> = stacks.into_iter().map(Into::into).collect();
-        let (tx, _) = watch::channel(
-            members
-                .iter()
-                .map(|m| (m.clone(), Member::default()))
-                .collect(),
-        );
         StackGroup {
             engine: self,
-            board: Arc::new(Board { members, tx }),
+            board: Arc::new(Board::new(members, DEFAULT_JOIN)),
         }
     }
 }
 
+/// How long the members of a group wait for each other to start (see [`StackGroup::join_within`]).
+const DEFAULT_JOIN: Duration = Duration::from_secs(30);
+
 impl StackGroup<'_> {
+    /// Members wait at most `bound` for every other member to start (`up` or `destroy` called and
+    /// polled); past it, a member that never started fails the others with
+    /// [`Error::GroupMemberInvalid`] instead of leaving them waiting forever. Default 30 s: declaring
+    /// and locking take milliseconds, so only a member that is never called takes longer.
+    #[must_use]
+    pub fn join_within(self, bound: Duration) -> Self {
+        StackGroup {
+            engine: self.engine,
+            board: Arc::new(Board::new(self.board.members.clone(), bound)),
+        }
+    }
+
     /// The members' names.
     pub fn members(&self) -> &[String] {
         &self.board.members
@@ -100,18 +110,25 @@ impl StackGroup<'_> {
     ) -> Result<UpReport<S::Outputs>, Error> {
         let name = stack.name().to_owned();
         let _end = self.enter(&name)?;
-        let declared = Desired::declare(stack);
+        // Declared and locked, or why not: no member calls AWS unless every member is both.
+        let ready = match Desired::declare(stack) {
+            Ok(declared) => match self.engine.store().lock(&name).await {
+                Ok(lock) => Ok((declared, lock)),
+                Err(e) => Err(Error::from(e)),
+            },
+            Err(e) => Err(e),
+        };
         self.board.declared(
             &name,
-            match &declared {
+            match &ready {
                 Ok(_) => Ok(stack.references()),
                 Err(e) => Err(e.to_string()),
             },
         );
-        let declared = declared?;
+        let (declared, lock) = ready?;
         self.board.all_declared(&name).await?;
         self.engine
-            .up_declared(stack, declared, options, Some(&self.board))
+            .up_declared(stack, declared, options, Some(&self.board), Some(lock))
             .await
     }
 }
@@ -141,6 +158,7 @@ impl StackGroup<'_> {
                 self.board.members.join(", ")
             )));
         }
+        self.board.update(name, |m| m.entered = true);
         Ok(EndGuard {
             board: &self.board,
             stack: name.to_owned(),
@@ -164,6 +182,8 @@ impl Drop for EndGuard<'_> {
 pub(crate) struct Board {
     members: Vec<String>,
     tx: watch::Sender<HashMap<String, Member>>,
+    /// How long a member waits for another to start.
+    join: Duration,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -176,11 +196,30 @@ struct Member {
     applied: HashMap<String, Value>,
     /// The resources deleted so far (in a destroy).
     deleted: std::collections::HashSet<String>,
+    /// Its `up` or `destroy` was called (and polled).
+    entered: bool,
     /// Its `up` returned.
     ended: bool,
 }
 
 impl Board {
+    fn new(members: Vec<String>, join: Duration) -> Self {
+        let (tx, _) = watch::channel(
+            members
+                .iter()
+                .map(|m| (m.clone(), Member::default()))
+                .collect(),
+        );
+        Self { members, tx, join }
+    }
+
+    /// Whether `stack` started within the join bound (or is no member).
+    async fn started(&self, stack: &str) -> bool {
+        let mut rx = self.tx.subscribe();
+        let wait = rx.wait_for(|m| m.get(stack).is_none_or(|x| x.entered));
+        matches!(tokio::time::timeout(self.join, wait).await, Ok(Ok(_)))
+    }
+
     pub(crate) fn is_member(&self, stack: &str) -> bool {
         self.members.iter().any(|m| m == stack)
     }
@@ -215,6 +254,9 @@ impl Board {
 
     /// Waits until member `stack` deleted `resource`; `false` when it ended without.
     pub(crate) async fn gone(&self, stack: &str, resource: &str) -> bool {
+        if !self.started(stack).await {
+            return false;
+        }
         let mut rx = self.tx.subscribe();
         let Ok(m) = rx
             .wait_for(|m| {
@@ -236,11 +278,26 @@ impl Board {
     /// or the members' references form a cycle.
     async fn all_declared(&self, me: &str) -> Result<(), Error> {
         let mut rx = self.tx.subscribe();
-        let members = rx
-            .wait_for(|m| m.values().all(|x| x.declared.is_some() || x.ended))
-            .await
-            .map(|m| m.clone())
-            .map_err(|_| closed())?;
+        let wait = rx.wait_for(|m| m.values().all(|x| x.declared.is_some() || x.ended));
+        let members = match tokio::time::timeout(self.join, wait).await {
+            Ok(seen) => seen.map(|m| m.clone()).map_err(|_| closed())?,
+            Err(_) => {
+                let now = self.tx.borrow().clone();
+                let absent = self.members.iter().find(|m| {
+                    now.get(*m)
+                        .is_some_and(|x| x.declared.is_none() && !x.ended)
+                });
+                return Err(Error::GroupMemberInvalid {
+                    stack: me.to_owned(),
+                    member: absent.cloned().unwrap_or_default(),
+                    why: format!(
+                        "it was not started within {:?}: run up (or destroy) for every member \
+                         of the group concurrently",
+                        self.join
+                    ),
+                });
+            }
+        };
         let mut references: HashMap<&str, Vec<&str>> = HashMap::new();
         for name in &self.members {
             match members.get(name).and_then(|m| m.declared.as_ref()) {

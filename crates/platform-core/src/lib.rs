@@ -65,8 +65,8 @@ pub use plan::{
 };
 pub use provider::ProviderInfo;
 pub use resource::{
-    BoxFuture, Context, Handle, Observed, RESOURCE_TAG, Registry, Resource, ResourceOutputs,
-    RetryPolicy, STACK_TAG,
+    BoxFuture, Context, Handle, INSTANCE_TAG, Observed, RESOURCE_TAG, Registry, Resource,
+    ResourceOutputs, RetryPolicy, STACK_TAG, found_one,
 };
 pub use stack::{Declaration, Declared, Desired, OutputValues, Scope, Stack, StackRef};
 pub use state::{
@@ -81,14 +81,23 @@ pub use value::{Input, Ref, RefTarget};
 /// recorder among them) and shared: `aws_client!(ctx, aws_sdk_ec2)` is an
 /// `Result<aws_sdk_ec2::Client, ResourceError>`. Works for every `aws-sdk-*` crate.
 ///
-/// ```ignore
-/// let iam = platform_core::aws_client!(ctx, aws_sdk_iam)?;
+/// The SDK's own retries are turned off in these clients: whether a failed call is sent again is the
+/// engine's decision ([`Context::call`] retries what is safe to repeat, [`Context::call_once`] never
+/// re-sends a create whose outcome is unknown). With the SDK's standard retries a create whose response
+/// was lost (a timeout, a closed connection) would be sent again by the SDK before the engine saw the
+/// error, and make a twin VPC or answer `EntityAlreadyExists`.
+///
+/// ```no_run
+/// # fn f(ctx: &platform_core::Context) -> Result<(), platform_core::ResourceError> {
+/// let sts = platform_core::aws_client!(ctx, aws_sdk_sts)?;
+/// # Ok(()) }
 /// ```
 #[macro_export]
 macro_rules! aws_client {
     ($ctx:expr, $sdk:ident) => {
         $ctx.client(|config, interceptors| {
-            let mut builder = $sdk::config::Builder::from(config);
+            let mut builder = $sdk::config::Builder::from(config)
+                .retry_config($sdk::config::retry::RetryConfig::disabled());
             for interceptor in interceptors {
                 builder.push_interceptor(interceptor.clone());
             }

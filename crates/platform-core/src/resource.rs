@@ -23,7 +23,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::error::{AwsError, ResourceError, ValidationError};
+use crate::error::{AwsError, ErrorClass, ResourceError, ValidationError};
 use crate::events::{Event, EventSink};
 
 /// A boxed, sendable future.
@@ -33,6 +33,10 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub const STACK_TAG: &str = "platform:stack";
 /// Tag key carrying the resource's logical name on every resource the engine creates.
 pub const RESOURCE_TAG: &str = "platform:resource";
+/// Tag key carrying the instance token of a create: tells one instance of a logical resource from
+/// another (a replacement's new instance from the deposed one) and settles a create whose outcome
+/// was unknown.
+pub const INSTANCE_TAG: &str = "platform:instance";
 
 /// A resource's outputs: a serde struct plus a matching struct of typed references to its fields.
 ///
@@ -67,7 +71,9 @@ pub struct Observed<R: Resource> {
 ///   is given to `update` with the names of the changed fields.
 ///
 /// # What implementations must do
-/// - Tag what they create with [`Context::tags`] where the AWS API allows tags, so `find` can work.
+/// - Tag what they create with [`Context::tags`] where the AWS API allows tags, and pass
+///   [`Context::instance_token`] as the API's idempotency token where it has one, so `find` can work.
+/// - Send a create that must not be repeated with [`Context::call_once`].
 /// - Treat "not found" as success in `delete` and as `Ok(None)` in `read`.
 /// - Return from `read` the inputs normalised the way they are declared (sorted sets, decoded
 ///   documents), so that an unchanged resource plans as `Same`.
@@ -136,18 +142,20 @@ pub trait Resource: Serialize + DeserializeOwned + Clone + Send + Sync + 'static
         outputs: &Self::Outputs,
     ) -> impl Future<Output = Result<(), ResourceError>> + Send;
 
-    /// Finds a resource that an interrupted create may have made (by its tags or natural key), so
-    /// that it is adopted instead of created twice. The default finds nothing.
+    /// Finds the instance that an interrupted create, or one whose outcome is unknown, may have made,
+    /// so that it is adopted instead of created twice: by its tags ([`Context::tags`], the instance
+    /// token included), or by its natural key (a name) where AWS keys it so or takes no tags.
+    ///
+    /// Required: without it a crash between a create and its record would leave a twin.
     ///
     /// # Errors
-    /// Any [`ResourceError`].
+    /// [`ResourceError::NotOurs`] when the natural key is taken by a resource with other owner tags
+    /// ([`Context::claim`]); [`ResourceError::Ambiguous`] when several carry the tags
+    /// ([`found_one`]); any other [`ResourceError`].
     fn find(
         &self,
         ctx: &Context,
-    ) -> impl Future<Output = Result<Option<Self::Outputs>, ResourceError>> + Send {
-        let _ = ctx;
-        async { Ok(None) }
-    }
+    ) -> impl Future<Output = Result<Option<Self::Outputs>, ResourceError>> + Send;
 }
 
 /// How calls that fail with a retryable error are retried: exponential backoff with jitter, bounded.
@@ -208,6 +216,8 @@ pub struct Context {
     shared: Arc<Shared>,
     stack: Arc<str>,
     resource: Arc<str>,
+    instance: Option<Arc<str>>,
+    cancel: crate::CancellationToken,
 }
 
 impl fmt::Debug for Context {
@@ -215,16 +225,46 @@ impl fmt::Debug for Context {
         f.debug_struct("Context")
             .field("stack", &self.stack)
             .field("resource", &self.resource)
+            .field("instance", &self.instance)
             .finish()
     }
 }
 
 impl Context {
-    pub(crate) fn new(shared: Arc<Shared>, stack: &str, resource: &str) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        stack: &str,
+        resource: &str,
+        cancel: crate::CancellationToken,
+    ) -> Self {
         Self {
             shared,
             stack: stack.into(),
             resource: resource.into(),
+            instance: None,
+            cancel,
+        }
+    }
+
+    /// This context for instance `token` of the resource (a create, or the find that settles one).
+    pub(crate) fn for_instance(mut self, token: Option<&str>) -> Self {
+        self.instance = token.map(Into::into);
+        self
+    }
+
+    /// Cancelled when the run is (Ctrl-C): long waits end early with [`ResourceError::Cancelled`].
+    pub fn cancellation(&self) -> &crate::CancellationToken {
+        &self.cancel
+    }
+
+    /// Sleeps `d`, or returns [`ResourceError::Cancelled`] as soon as the run is cancelled.
+    ///
+    /// # Errors
+    /// [`ResourceError::Cancelled`].
+    pub async fn sleep(&self, d: Duration) -> Result<(), ResourceError> {
+        tokio::select! {
+            () = self.cancel.cancelled() => Err(ResourceError::Cancelled),
+            () = tokio::time::sleep(d) => Ok(()),
         }
     }
 
@@ -238,12 +278,67 @@ impl Context {
         &self.resource
     }
 
-    /// The tags every created resource carries: its stack and its logical name.
-    pub fn tags(&self) -> [(&'static str, String); 2] {
-        [
+    /// The tags every created resource carries: its stack, its logical name and, for a create (and
+    /// the find that settles it), its instance token.
+    pub fn tags(&self) -> Vec<(&'static str, String)> {
+        let mut tags = vec![
             (STACK_TAG, self.stack.to_string()),
             (RESOURCE_TAG, self.resource.to_string()),
-        ]
+        ];
+        if let Some(token) = &self.instance {
+            tags.push((INSTANCE_TAG, token.to_string()));
+        }
+        tags
+    }
+
+    /// The instance token of the create in progress (32 hex characters, fits every AWS idempotency
+    /// field: EC2 `ClientToken` up to 64, ECS `clientToken` up to 36): pass it as the API's own
+    /// idempotency token where there is one.
+    pub fn instance_token(&self) -> Option<&str> {
+        self.instance.as_deref()
+    }
+
+    /// Decides whether a resource found by its natural key (a name) may be adopted: only when its
+    /// tags name this stack and this resource. Nobody else's resource is ever taken.
+    ///
+    /// ```
+    /// # use platform_core::testing::context;
+    /// let ctx = context("network", "vpc");
+    /// assert!(ctx.claim("VPC vpc-1", [("platform:stack", "network"), ("platform:resource", "vpc")]).is_ok());
+    /// let err = ctx.claim("VPC vpc-2", [("platform:stack", "other"), ("platform:resource", "vpc")]);
+    /// assert!(err.unwrap_err().to_string().contains("belongs to stack other, resource vpc"));
+    /// ```
+    ///
+    /// # Errors
+    /// [`ResourceError::NotOurs`], naming the owner its tags give (or that it has none).
+    pub fn claim<'t>(
+        &self,
+        what: &str,
+        tags: impl IntoIterator<Item = (&'t str, &'t str)>,
+    ) -> Result<(), ResourceError> {
+        let (mut stack, mut resource) = (None, None);
+        for (k, v) in tags {
+            match k {
+                STACK_TAG => stack = Some(v),
+                RESOURCE_TAG => resource = Some(v),
+                _ => {}
+            }
+        }
+        if stack == Some(&*self.stack) && resource == Some(&*self.resource) {
+            return Ok(());
+        }
+        let owner = match (stack, resource) {
+            (None, None) => "nobody this engine knows (it has no platform:stack tag)".to_owned(),
+            (s, r) => format!(
+                "stack {}, resource {}",
+                s.unwrap_or("(none)"),
+                r.unwrap_or("(none)")
+            ),
+        };
+        Err(ResourceError::NotOurs {
+            what: what.to_owned(),
+            owner,
+        })
     }
 
     /// The AWS configuration the engine was built with.
@@ -352,6 +447,56 @@ impl Context {
         &self,
         operation: &str,
         also_retry: impl Fn(&AwsError) -> bool,
+        f: F,
+    ) -> Result<T, ResourceError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        self.send(operation, true, also_retry, f).await
+    }
+
+    /// Sends a call that must not be sent twice: a create that AWS would carry out again (a twin VPC)
+    /// or refuse as already done. Throttling and eventual-consistency refusals are retried (AWS did
+    /// nothing); a timeout, a closed connection or a 5xx is not: the outcome is unknown, and the engine
+    /// settles it with [`Resource::find`] instead of sending it again.
+    ///
+    /// # Errors
+    /// As [`call`](Self::call); a transient error is returned at once.
+    pub async fn call_once<T, E, F, Fut>(&self, operation: &str, f: F) -> Result<T, ResourceError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        self.send(operation, false, |_| false, f).await
+    }
+
+    /// [`call_once`](Self::call_once), also retrying what `also_retry` says AWS refused without
+    /// acting (ECS refusing a role it cannot assume yet).
+    ///
+    /// # Errors
+    /// As [`call_once`](Self::call_once).
+    pub async fn call_once_retrying<T, E, F, Fut>(
+        &self,
+        operation: &str,
+        also_retry: impl Fn(&AwsError) -> bool,
+        f: F,
+    ) -> Result<T, ResourceError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        self.send(operation, false, also_retry, f).await
+    }
+
+    async fn send<T, E, F, Fut>(
+        &self,
+        operation: &str,
+        repeatable: bool,
+        also_retry: impl Fn(&AwsError) -> bool,
         mut f: F,
     ) -> Result<T, ResourceError>
     where
@@ -364,9 +509,16 @@ impl Context {
             let fut = f();
             async move { fut.await.map_err(|e| AwsError::from_sdk(operation, e)) }
         };
+        let retryable = |e: &AwsError| {
+            let class_retried = match e.class {
+                ErrorClass::Transient => repeatable,
+                class => class.is_retryable(),
+            };
+            (class_retried || also_retry(e)) && !self.cancel.is_cancelled()
+        };
         op.retry(self.shared.retry.backoff())
-            .sleep(tokio::time::sleep)
-            .when(|e: &AwsError| e.class.is_retryable() || also_retry(e))
+            .sleep(self.backoff_sleep())
+            .when(retryable)
             .notify(|e: &AwsError, delay| {
                 attempt += 1;
                 self.emit(Event::Retrying {
@@ -399,8 +551,8 @@ impl Context {
     {
         let mut attempt = 0u32;
         f.retry(self.shared.retry.backoff())
-            .sleep(tokio::time::sleep)
-            .when(|e: &ResourceError| retry_if(e))
+            .sleep(self.backoff_sleep())
+            .when(|e: &ResourceError| retry_if(e) && !self.cancel.is_cancelled())
             .notify(|e: &ResourceError, delay| {
                 attempt += 1;
                 self.emit(Event::Retrying {
@@ -414,6 +566,48 @@ impl Context {
             })
             .await
     }
+}
+
+impl Context {
+    /// A backoff sleep that ends at once when the run is cancelled; the retry loop then tries once
+    /// more and returns that answer, which is not retried again.
+    fn backoff_sleep(&self) -> impl Fn(Duration) -> BoxFuture<'static, ()> + use<> {
+        let cancel = self.cancel.clone();
+        move |d| {
+            let cancel = cancel.clone();
+            Box::pin(async move {
+                tokio::select! {
+                    () = cancel.cancelled() => {}
+                    () = tokio::time::sleep(d) => {}
+                }
+            })
+        }
+    }
+}
+
+/// The one live resource among `found` that carries a resource's tags, or none.
+///
+/// ```
+/// use platform_core::found_one;
+/// assert_eq!(found_one("VPC", Vec::<(String, u8)>::new()).unwrap(), None);
+/// assert_eq!(found_one("VPC", [("vpc-1".to_owned(), 1)]).unwrap(), Some(1));
+/// assert!(found_one("VPC", [("vpc-1".to_owned(), 1), ("vpc-2".to_owned(), 2)]).is_err());
+/// ```
+///
+/// # Errors
+/// [`ResourceError::Ambiguous`] when there are several: taking the first would adopt a stranger.
+pub fn found_one<T>(
+    what: &str,
+    found: impl IntoIterator<Item = (String, T)>,
+) -> Result<Option<T>, ResourceError> {
+    let mut found: Vec<(String, T)> = found.into_iter().collect();
+    if found.len() > 1 {
+        return Err(ResourceError::Ambiguous {
+            what: what.to_owned(),
+            found: found.into_iter().map(|(id, _)| id).collect(),
+        });
+    }
+    Ok(found.pop().map(|(_, t)| t))
 }
 
 /// A handle to a declared resource: its logical name, and (through `Deref`) typed refs to its outputs.

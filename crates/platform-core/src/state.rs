@@ -18,14 +18,21 @@
 //!       "dependencies": ["..."],       // resources whose outputs the inputs used
 //!       "uses": [{"stack": "network", "resource": "public-subnet-0"}],  // other stacks' resources the
 //!                                      // inputs used (absent when none): destroyed in a group, those wait
-//!       "pending": {"op": "create", "since": "2026-11-26T02:00:00Z"},  // an intent not yet completed
-//!       "deposed": [{"kind": "..", "inputs": {..}, "outputs": {..}}]   // replaced instances not yet deleted
+//!       "instance": "5f0c...",         // the current instance's token (absent for state written before
+//!                                      // tokens): tagged `platform:instance` on the resource
+//!       "pending": {"op": "create", "since": "2026-11-26T02:00:00Z", "instance": "9a1b..."},
+//!                                      // an intent not yet completed; a create names the new
+//!                                      // instance's token, given to AWS before the call
+//!       "deposed": [{"kind": "..", "inputs": {..}, "outputs": {..}, "instance": "5f0c...",
+//!                    "pending": {"op": "delete", ..}}]   // replaced instances not yet deleted
 //!     }
 //!   }
 //! }
 //! ```
 //! The engine writes an intent (`pending`) before every mutating call and the result after it, so a
-//! crash leaves a record of what may exist; the next run heals it (`find` by tags before a create).
+//! crash leaves a record of what may exist; the next run heals it (`find` by the instance token's tag,
+//! or the natural key, before a create). Fields added since version 1 was first written (`instance`,
+//! a deposed instance's `pending`) are optional: older files read as before.
 //!
 //! # Stores
 //! [`StateStore`] is the seam; [`LocalStateStore`] (a directory, the default) and [`MemoryStateStore`]
@@ -104,6 +111,10 @@ pub struct ResourceState {
     /// The resources of other stacks whose outputs its inputs used.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub uses: Vec<StackResource>,
+    /// The token of the current instance (tagged on it as `platform:instance`), so that it is told
+    /// apart from a replaced twin; `None` in state written before tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
     /// A mutating call started and not yet recorded as finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<Pending>,
@@ -128,6 +139,10 @@ pub struct Pending {
     pub op: PendingOp,
     /// When it started (RFC 3339).
     pub since: String,
+    /// For a create: the token of the instance being created, recorded before the call so that a
+    /// create whose outcome is unknown is settled by finding exactly that instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
 }
 
 /// The mutating operations the engine records intents for.
@@ -151,6 +166,12 @@ pub struct Deposed {
     pub inputs: Value,
     /// Its outputs.
     pub outputs: Value,
+    /// Its instance token, when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// A delete of it started and not yet recorded as finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Pending>,
 }
 
 /// The exclusive right to write one stack's state; released on drop.
@@ -410,6 +431,7 @@ struct MemoryInner {
     states: HashMap<String, StackState>,
     locked: HashMap<String, String>,
     writes: u64,
+    crash_at: Option<u64>,
 }
 
 impl MemoryStateStore {
@@ -421,6 +443,22 @@ impl MemoryStateStore {
     /// How many writes the store has taken (to check that an intent was recorded).
     pub fn writes(&self) -> u64 {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).writes
+    }
+
+    /// Simulates a process killed at a step boundary: the `n`-th write from now (1 = the next) and
+    /// every write after it fail, so nothing more is recorded, until [`revive`](Self::revive). What
+    /// the run did in the cloud before that stays done.
+    pub fn crash_at_write(&self, n: u64) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.crash_at = Some(inner.writes + n.max(1));
+    }
+
+    /// Ends a simulated crash: writes are taken again (the next process).
+    pub fn revive(&self) {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .crash_at = None;
     }
 }
 
@@ -445,6 +483,12 @@ impl StackLock for MemoryLock {
     fn write<'a>(&'a self, state: &'a StackState) -> BoxFuture<'a, Result<(), StateError>> {
         Box::pin(async move {
             let mut inner = self.store.inner.lock().unwrap_or_else(|p| p.into_inner());
+            if inner.crash_at.is_some_and(|at| inner.writes + 1 >= at) {
+                return Err(StateError::Io {
+                    path: PathBuf::from(format!("memory:{}", self.stack)),
+                    source: std::io::Error::other("simulated crash: nothing more is recorded"),
+                });
+            }
             inner.writes += 1;
             inner.states.insert(self.stack.clone(), state.clone());
             Ok(())

@@ -74,6 +74,7 @@ struct Inner {
     latency: Mutex<Duration>,
     fail_create: Mutex<HashSet<String>>,
     lose_create_result: Mutex<HashSet<String>>,
+    lose_response: Mutex<HashSet<String>>,
     order: Mutex<Vec<(String, &'static str)>>,
 }
 
@@ -111,6 +112,27 @@ impl FakeCloud {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(name.to_owned());
+    }
+
+    /// The next create of `name` is carried out but its response never arrives: the call fails as a
+    /// closed connection would (a transient AWS error, outcome unknown).
+    pub fn lose_response_of(&self, name: &str) {
+        self.inner
+            .lose_response
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned());
+    }
+
+    /// The live objects that carry logical name `name`'s resource tag.
+    pub fn instances_of(&self, name: &str) -> Vec<FakeObject> {
+        let mut found: Vec<FakeObject> = self
+            .live()
+            .into_values()
+            .filter(|o| o.tags.get(crate::RESOURCE_TAG).map(String::as_str) == Some(name))
+            .collect();
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+        found
     }
 
     /// The objects that exist now, by id.
@@ -296,6 +318,22 @@ impl Resource for FakeResource {
                 ctx.resource()
             )));
         }
+        if cloud
+            .inner
+            .lose_response
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(ctx.resource())
+        {
+            return Err(ResourceError::Aws(crate::AwsError {
+                operation: "FakeCreate".into(),
+                code: None,
+                message: Some("connection closed before the response".into()),
+                status: None,
+                class: crate::ErrorClass::Transient,
+                source: Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+            }));
+        }
         Ok(FakeOutputs { id })
     }
 
@@ -371,15 +409,35 @@ impl Resource for FakeResource {
         let cloud = ctx.extension::<FakeCloud>()?;
         let _g = cloud.enter().await;
         cloud.count(|c| c.read += 1);
-        Ok(cloud
-            .live()
-            .values()
-            .find(|o| {
-                o.tags.get(crate::STACK_TAG).map(String::as_str) == Some(ctx.stack())
-                    && o.tags.get(crate::RESOURCE_TAG).map(String::as_str) == Some(ctx.resource())
-            })
-            .map(|o| FakeOutputs { id: o.id.clone() }))
+        let wanted = ctx.tags();
+        crate::found_one(
+            ctx.resource(),
+            cloud
+                .live()
+                .into_values()
+                .filter(|o| wanted.iter().all(|(k, v)| o.tags.get(*k) == Some(v)))
+                .map(|o| (o.id.clone(), FakeOutputs { id: o.id })),
+        )
     }
+}
+
+/// A context for resource `resource` of stack `stack`, with no AWS configuration: for unit tests of
+/// code that takes a [`Context`] (tags, [`Context::claim`]).
+pub fn context(stack: &str, resource: &str) -> Context {
+    let shared = crate::resource::Shared {
+        sdk_config: None,
+        interceptors: Vec::new(),
+        extensions: HashMap::new(),
+        clients: Mutex::default(),
+        events: crate::EventSink::new(Vec::new()),
+        retry: crate::RetryPolicy::default(),
+    };
+    Context::new(
+        Arc::new(shared),
+        stack,
+        resource,
+        crate::CancellationToken::new(),
+    )
 }
 
 /// One node of a [`FakeStack`]: its name, value, fixed part, and the nodes it depends on.

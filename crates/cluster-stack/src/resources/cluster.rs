@@ -196,12 +196,13 @@ impl Resource for Cluster {
 
     async fn find(&self, ctx: &Context) -> Result<Option<ClusterOutputs>, ResourceError> {
         let client = aws::ecs(ctx)?;
-        let found = describe(ctx, &client, &self.name).await?;
-        Ok(found.filter(|c| aws::is_ours(ctx, c.tags())).and_then(|c| {
-            Some(ClusterOutputs {
-                name: self.name.clone(),
-                arn: c.cluster_arn()?.to_owned(),
-            })
+        let Some(c) = describe(ctx, &client, &self.name).await? else {
+            return Ok(None);
+        };
+        aws::claim(ctx, &format!("ECS cluster {}", self.name), c.tags())?;
+        Ok(c.cluster_arn().map(|arn| ClusterOutputs {
+            name: self.name.clone(),
+            arn: arn.to_owned(),
         }))
     }
 }

@@ -126,7 +126,7 @@ impl Resource for LogGroup {
     async fn create(&self, ctx: &Context) -> Result<LogGroupOutputs, ResourceError> {
         let client = aws::logs(ctx)?;
         let tags: HashMap<String, String> = aws::all_tags(ctx, &self.tags).into_iter().collect();
-        ctx.call("CreateLogGroup", || {
+        ctx.call_once("CreateLogGroup", || {
             client
                 .create_log_group()
                 .log_group_name(&self.name)
@@ -232,8 +232,11 @@ impl Resource for LogGroup {
             return Ok(None);
         };
         let tags = tags_of(ctx, &client, &arn).await?;
-        let ours = ctx.tags().iter().all(|(k, v)| tags.get(*k) == Some(v));
-        Ok(ours.then(|| LogGroupOutputs {
+        ctx.claim(
+            &format!("log group {}", self.name),
+            tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )?;
+        Ok(Some(LogGroupOutputs {
             name: self.name.clone(),
             arn,
         }))

@@ -175,7 +175,9 @@ impl Service {
                 "waiting for steady state: {running} of {desired} tasks running, {} deployment(s)",
                 service.deployments().len()
             ));
-            tokio::time::sleep(delay.min(timeout.saturating_sub(started.elapsed()))).await;
+            // Ctrl-C ends the wait at once (the service stays as it is; the next run waits again).
+            ctx.sleep(delay.min(timeout.saturating_sub(started.elapsed())))
+                .await?;
             delay = (delay * 2).min(Duration::from_secs(15));
         }
     }
@@ -292,6 +294,8 @@ impl Resource for Service {
                     .launch_type(self.launch.sdk())
                     .network_configuration(network.clone())
                     .set_tags(Some(tags.clone()))
+                    // ECS's own idempotency: a repeat with this token answers the same service.
+                    .set_client_token(ctx.instance_token().map(str::to_owned))
                     .send()
             })
             .await?;
@@ -439,13 +443,14 @@ impl Resource for Service {
     async fn find(&self, ctx: &Context) -> Result<Option<ServiceOutputs>, ResourceError> {
         let client = aws::ecs(ctx)?;
         let cluster = self.cluster.get()?;
-        let found = describe(ctx, &client, cluster, &self.name).await?;
-        Ok(found.filter(|s| aws::is_ours(ctx, s.tags())).and_then(|s| {
-            Some(ServiceOutputs {
-                name: self.name.clone(),
-                arn: s.service_arn()?.to_owned(),
-                cluster_arn: cluster.clone(),
-            })
+        let Some(s) = describe(ctx, &client, cluster, &self.name).await? else {
+            return Ok(None);
+        };
+        aws::claim(ctx, &format!("ECS service {}", self.name), s.tags())?;
+        Ok(s.service_arn().map(|arn| ServiceOutputs {
+            name: self.name.clone(),
+            arn: arn.to_owned(),
+            cluster_arn: cluster.clone(),
         }))
     }
 }

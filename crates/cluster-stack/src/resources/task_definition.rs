@@ -228,7 +228,7 @@ impl Resource for TaskDefinition {
         let tags = aws::ecs_tags(&aws::all_tags(ctx, &self.tags));
         let (execution, task) = (self.execution_role_arn.get()?, self.task_role_arn.get()?);
         let out = ctx
-            .call_retrying("RegisterTaskDefinition", aws::is_role_not_ready, || {
+            .call_once_retrying("RegisterTaskDefinition", aws::is_role_not_ready, || {
                 client
                     .register_task_definition()
                     .family(&self.family)

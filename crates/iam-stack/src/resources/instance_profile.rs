@@ -41,7 +41,7 @@ impl InstanceProfile {
         profile: &str,
         role: &str,
     ) -> Result<(), ResourceError> {
-        ctx.call("AddRoleToInstanceProfile", || {
+        ctx.call_once("AddRoleToInstanceProfile", || {
             client
                 .add_role_to_instance_profile()
                 .instance_profile_name(profile)
@@ -90,7 +90,7 @@ impl Resource for InstanceProfile {
         let client = iam::client(ctx)?;
         let tags = iam::create_tags(ctx, &self.tags)?;
         let out = ctx
-            .call("CreateInstanceProfile", || {
+            .call_once("CreateInstanceProfile", || {
                 client
                     .create_instance_profile()
                     .instance_profile_name(&self.name)
@@ -242,9 +242,11 @@ impl Resource for InstanceProfile {
         let Some(p) = out.as_ref().and_then(|o| o.instance_profile()) else {
             return Ok(None);
         };
-        if !iam::is_ours(ctx, p.tags()) {
-            return Ok(None);
-        }
+        iam::claim(
+            ctx,
+            &format!("IAM instance profile {}", self.name),
+            p.tags(),
+        )?;
         // An interrupted create may have stopped between the two calls.
         if p.roles().is_empty() {
             Self::add_role(ctx, &client, &self.name, self.role_name.get()?).await?;

@@ -105,7 +105,7 @@ impl Resource for ManagedPolicy {
         let client = iam::client(ctx)?;
         let tags = iam::create_tags(ctx, &self.tags)?;
         let out = ctx
-            .call("CreatePolicy", || {
+            .call_once("CreatePolicy", || {
                 client
                     .create_policy()
                     .policy_name(&self.name)
@@ -207,7 +207,7 @@ impl Resource for ManagedPolicy {
                 .gone_is_ok()?;
             }
             let out = ctx
-                .call("CreatePolicyVersion", || {
+                .call_once("CreatePolicyVersion", || {
                     client
                         .create_policy_version()
                         .policy_arn(arn)
@@ -298,7 +298,8 @@ impl Resource for ManagedPolicy {
                         client.list_policy_tags().policy_arn(arn).send()
                     })
                     .await?;
-                return Ok(iam::is_ours(ctx, tags.tags()).then(|| PolicyOutputs {
+                iam::claim(ctx, &format!("IAM policy {arn}"), tags.tags())?;
+                return Ok(Some(PolicyOutputs {
                     arn: arn.to_owned(),
                     name: self.name.clone(),
                     default_version_id: p.default_version_id().unwrap_or("v1").to_owned(),

@@ -117,4 +117,10 @@ impl Resource for Provider {
         // Nothing exists in AWS for a provider.
         Ok(())
     }
+
+    /// Nothing is created for a provider: "finding" it is asking STS again (its natural key is the
+    /// account the credentials belong to).
+    async fn find(&self, ctx: &Context) -> Result<Option<ProviderOutputs>, ResourceError> {
+        self.identify(ctx).await.map(Some)
+    }
 }

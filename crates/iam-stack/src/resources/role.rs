@@ -89,7 +89,7 @@ impl Resource for Role {
         let client = iam::client(ctx)?;
         let tags = iam::create_tags(ctx, &self.tags)?;
         let out = ctx
-            .call("CreateRole", || {
+            .call_once("CreateRole", || {
                 client
                     .create_role()
                     .role_name(&self.name)
@@ -283,10 +283,10 @@ impl Resource for Role {
             .call("GetRole", || client.get_role().role_name(&self.name).send())
             .await
             .gone_is_none()?;
-        Ok(out
-            .as_ref()
-            .and_then(|o| o.role())
-            .filter(|r| iam::is_ours(ctx, r.tags()))
-            .map(outputs_of))
+        let Some(role) = out.as_ref().and_then(|o| o.role()) else {
+            return Ok(None);
+        };
+        iam::claim(ctx, &format!("IAM role {}", self.name), role.tags())?;
+        Ok(Some(outputs_of(role)))
     }
 }

@@ -68,7 +68,7 @@ impl Resource for RouteTableAssociation {
         let client = ec2::client(ctx)?;
         let (rt, subnet) = (self.route_table_id.get()?, self.subnet_id.get()?);
         let out = ctx
-            .call_retrying(
+            .call_once_retrying(
                 "AssociateRouteTable",
                 |e| e.is_not_found(),
                 || {

@@ -42,7 +42,7 @@ impl Resource for InternetGateway {
     async fn create(&self, ctx: &Context) -> Result<InternetGatewayOutputs, ResourceError> {
         let client = ec2::client(ctx)?;
         let out = ctx
-            .call("CreateInternetGateway", || {
+            .call_once("CreateInternetGateway", || {
                 client
                     .create_internet_gateway()
                     .tag_specifications(ec2::tag_spec(
@@ -152,18 +152,17 @@ impl Resource for InternetGateway {
                     .send()
             })
             .await?;
-        let Some(id) = out
-            .internet_gateways()
-            .first()
-            .and_then(|g| g.internet_gateway_id())
-            .map(str::to_owned)
+        let Some(gateway) = platform_core::found_one(
+            "internet gateway",
+            out.internet_gateways()
+                .iter()
+                .filter_map(|g| Some((g.internet_gateway_id()?.to_owned(), g))),
+        )?
         else {
             return Ok(None);
         };
-        let attached = out
-            .internet_gateways()
-            .first()
-            .is_some_and(|g| !g.attachments().is_empty());
+        let id = gateway.internet_gateway_id().unwrap_or_default().to_owned();
+        let attached = !gateway.attachments().is_empty();
         if !attached {
             self.attach(ctx, &ec2::client(ctx)?, &id).await?;
         }

@@ -102,6 +102,8 @@ impl Resource for RouteTable {
                     client
                         .create_route_table()
                         .vpc_id(vpc.as_str())
+                        // EC2\'s own idempotency: a repeat with this token answers the same table.
+                        .set_client_token(ctx.instance_token().map(str::to_owned))
                         .tag_specifications(ec2::tag_spec(
                             ctx,
                             ResourceType::RouteTable,
@@ -203,11 +205,18 @@ impl Resource for RouteTable {
                     .send()
             })
             .await?;
-        Ok(out.route_tables().first().and_then(|t| {
-            Some(RouteTableOutputs {
-                route_table_id: RouteTableId(t.route_table_id()?.to_owned()),
-            })
-        }))
+        platform_core::found_one(
+            "route table",
+            out.route_tables().iter().filter_map(|t| {
+                let id = t.route_table_id()?.to_owned();
+                Some((
+                    id.clone(),
+                    RouteTableOutputs {
+                        route_table_id: RouteTableId(id),
+                    },
+                ))
+            }),
+        )
     }
 }
 
@@ -236,7 +245,7 @@ impl RouteTable {
                     .await?;
                 }
                 None => {
-                    ctx.call_retrying(
+                    ctx.call_once_retrying(
                         "CreateRoute",
                         |e| e.is_not_found(),
                         || {

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType};
+use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, ResourceType};
 use platform_core::{
     Context, GoneExt, Input, Observed, Resource, ResourceError, ValidationError, resource_outputs,
 };
@@ -235,7 +235,7 @@ impl SecurityGroup {
         }
         if !ingress.authorize.is_empty() {
             let p = perms(&ingress.authorize);
-            ctx.call_retrying(
+            ctx.call_once_retrying(
                 "AuthorizeSecurityGroupIngress",
                 |e| e.is_not_found(),
                 || {
@@ -250,7 +250,7 @@ impl SecurityGroup {
         }
         if !egress.authorize.is_empty() {
             let p = perms(&egress.authorize);
-            ctx.call_retrying(
+            ctx.call_once_retrying(
                 "AuthorizeSecurityGroupEgress",
                 |e| e.is_not_found(),
                 || {
@@ -304,7 +304,7 @@ impl Resource for SecurityGroup {
         let client = ec2::client(ctx)?;
         let vpc = self.vpc_id.get()?;
         let out = ctx
-            .call_retrying(
+            .call_once_retrying(
                 "CreateSecurityGroup",
                 |e| e.is_not_found(),
                 || {
@@ -436,10 +436,48 @@ impl Resource for SecurityGroup {
                     .send()
             })
             .await?;
-        Ok(out.security_groups().first().and_then(|g| {
-            Some(SecurityGroupOutputs {
-                group_id: SecurityGroupId(g.group_id()?.to_owned()),
+        let tagged = platform_core::found_one(
+            "security group",
+            out.security_groups().iter().filter_map(|g| {
+                let id = g.group_id()?.to_owned();
+                Some((
+                    id.clone(),
+                    SecurityGroupOutputs {
+                        group_id: SecurityGroupId(id),
+                    },
+                ))
+            }),
+        )?;
+        if tagged.is_some() {
+            return Ok(tagged);
+        }
+        // A group's name is unique in its VPC (a create answers `InvalidGroup.Duplicate`): a group of
+        // this name is adopted only when it is ours, and otherwise named with its owner.
+        let vpc = self.vpc_id.get()?;
+        let by_name: Vec<Filter> = [("group-name", self.name.as_str()), ("vpc-id", vpc.as_str())]
+            .into_iter()
+            .map(|(k, v)| Filter::builder().name(k).values(v).build())
+            .collect();
+        let out = ctx
+            .call("DescribeSecurityGroups", || {
+                client
+                    .describe_security_groups()
+                    .set_filters(Some(by_name.clone()))
+                    .send()
             })
+            .await?;
+        let Some(g) = out.security_groups().first() else {
+            return Ok(None);
+        };
+        let id = g.group_id().unwrap_or_default();
+        ctx.claim(
+            &format!("security group {} ({id})", self.name),
+            g.tags()
+                .iter()
+                .filter_map(|t| Some((t.key()?, t.value().unwrap_or_default()))),
+        )?;
+        Ok(Some(SecurityGroupOutputs {
+            group_id: SecurityGroupId(id.to_owned()),
         }))
     }
 }

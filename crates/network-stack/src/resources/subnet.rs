@@ -128,7 +128,7 @@ impl Resource for Subnet {
         let zone = self.zone(ctx, &client).await?;
         let vpc = self.vpc_id.get()?;
         let out = ctx
-            .call_retrying(
+            .call_once_retrying(
                 "CreateSubnet",
                 |e| e.is_not_found(),
                 || {
@@ -232,11 +232,18 @@ impl Resource for Subnet {
                     .send()
             })
             .await?;
-        Ok(out.subnets().first().and_then(|s| {
-            Some(SubnetOutputs {
-                subnet_id: SubnetId(s.subnet_id()?.to_owned()),
-                availability_zone: s.availability_zone()?.to_owned(),
-            })
-        }))
+        platform_core::found_one(
+            "subnet",
+            out.subnets().iter().filter_map(|s| {
+                let id = s.subnet_id()?.to_owned();
+                Some((
+                    id.clone(),
+                    SubnetOutputs {
+                        subnet_id: SubnetId(id),
+                        availability_zone: s.availability_zone()?.to_owned(),
+                    },
+                ))
+            }),
+        )
     }
 }

@@ -97,7 +97,7 @@ impl Resource for Vpc {
     async fn create(&self, ctx: &Context) -> Result<VpcOutputs, ResourceError> {
         let client = ec2::client(ctx)?;
         let out = ctx
-            .call("CreateVpc", || {
+            .call_once("CreateVpc", || {
                 client
                     .create_vpc()
                     .cidr_block(&self.cidr_block)
@@ -200,12 +200,19 @@ impl Resource for Vpc {
                     .send()
             })
             .await?;
-        Ok(out.vpcs().first().and_then(|v| {
-            Some(VpcOutputs {
-                vpc_id: VpcId(v.vpc_id()?.to_owned()),
-                cidr_block: v.cidr_block()?.to_owned(),
-            })
-        }))
+        platform_core::found_one(
+            "VPC",
+            out.vpcs().iter().filter_map(|v| {
+                let id = v.vpc_id()?.to_owned();
+                Some((
+                    id.clone(),
+                    VpcOutputs {
+                        vpc_id: VpcId(id),
+                        cidr_block: v.cidr_block()?.to_owned(),
+                    },
+                ))
+            }),
+        )
     }
 }
 
