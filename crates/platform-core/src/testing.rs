@@ -75,6 +75,7 @@ struct Inner {
     fail_create: Mutex<HashSet<String>>,
     lose_create_result: Mutex<HashSet<String>>,
     lose_response: Mutex<HashSet<String>>,
+    time_out_create: Mutex<HashSet<String>>,
     order: Mutex<Vec<(String, &'static str)>>,
 }
 
@@ -119,6 +120,15 @@ impl FakeCloud {
     pub fn lose_response_of(&self, name: &str) {
         self.inner
             .lose_response
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned());
+    }
+
+    /// The next create of `name` times out before the cloud acted: a transient error, nothing made.
+    pub fn time_out_create_of(&self, name: &str) {
+        self.inner
+            .time_out_create
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(name.to_owned());
@@ -227,6 +237,18 @@ crate::resource_outputs! {
     }
 }
 
+/// A transient AWS error (no response: the outcome is unknown to the caller).
+fn transient(message: &str) -> ResourceError {
+    ResourceError::Aws(crate::AwsError {
+        operation: "FakeCreate".into(),
+        code: None,
+        message: Some(message.into()),
+        status: None,
+        class: crate::ErrorClass::Transient,
+        source: Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+    })
+}
+
 fn fake_err(msg: String) -> ResourceError {
     ResourceError::Failed { message: msg }
 }
@@ -269,6 +291,15 @@ impl Resource for FakeResource {
         let _g = cloud.enter().await;
         cloud.count(|c| c.create += 1);
         let deps = self.dep_ids(&cloud)?;
+        if cloud
+            .inner
+            .time_out_create
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(ctx.resource())
+        {
+            return Err(transient("timed out before the cloud acted"));
+        }
         if cloud
             .inner
             .fail_create
@@ -325,14 +356,7 @@ impl Resource for FakeResource {
             .unwrap_or_else(|p| p.into_inner())
             .remove(ctx.resource())
         {
-            return Err(ResourceError::Aws(crate::AwsError {
-                operation: "FakeCreate".into(),
-                code: None,
-                message: Some("connection closed before the response".into()),
-                status: None,
-                class: crate::ErrorClass::Transient,
-                source: Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
-            }));
+            return Err(transient("connection closed before the response"));
         }
         Ok(FakeOutputs { id })
     }

@@ -1,0 +1,369 @@
+//! The engine's at-most-once promises against the in-memory fake cloud, one fault each: a lost
+//! response, a timeout before the cloud acted, a kill at every state write of an `up`, of a
+//! replacement and of a destroy, cancellation, and a stack group that cannot start whole.
+//!
+//! A "kill" is [`MemoryStateStore::crash_at_write`]: from the k-th write on nothing more is recorded,
+//! while what the run already did in the cloud stays done, as when the process dies; the next
+//! process is a new engine over the same store and cloud.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use platform_core::testing::{FakeCloud, FakeStack};
+use platform_core::{
+    CancellationToken, Engine, Error, Event, MemoryStateStore, PendingOp, ProviderInfo,
+    ResourceError, StateStore, UpOptions,
+};
+
+fn local() -> ProviderInfo {
+    ProviderInfo {
+        account_id: "000000000000".into(),
+        region: "local".into(),
+    }
+}
+
+fn engine(store: &MemoryStateStore, cloud: &FakeCloud) -> Engine {
+    Engine::builder(store.clone())
+        .provider(local())
+        .extension(cloud.clone())
+        .build()
+}
+
+/// Every declared resource of `stack` has exactly one live instance, and it is the recorded one.
+async fn exactly_one_each(stack: &FakeStack, store: &MemoryStateStore, cloud: &FakeCloud) {
+    let state = store.read(&stack.name).await.unwrap().unwrap();
+    for node in &stack.nodes {
+        let live = cloud.instances_of(&node.name);
+        assert_eq!(live.len(), 1, "{}: {live:?}", node.name);
+        let recorded = state.resources[&node.name].outputs.as_ref().unwrap();
+        assert_eq!(recorded["id"], live[0].id.as_str(), "{}", node.name);
+        assert_eq!(live[0].fixed, node.fixed, "{}", node.name);
+        assert!(state.resources[&node.name].pending.is_none());
+        assert!(state.resources[&node.name].deposed.is_empty());
+    }
+    assert_eq!(cloud.live().len(), stack.nodes.len(), "{:?}", cloud.live());
+}
+
+#[tokio::test]
+async fn create_carried_out_response_lost_is_adopted_in_the_same_run_without_a_twin() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let adopted = Arc::new(Mutex::new(Vec::new()));
+    let seen = adopted.clone();
+    let e = Engine::builder(store.clone())
+        .provider(local())
+        .extension(cloud.clone())
+        .on_event(move |ev| {
+            if let Event::Adopted { resource, .. } = ev {
+                seen.lock().unwrap().push(resource.clone());
+            }
+        })
+        .build();
+    let stack = FakeStack::chain("lost", 3);
+    cloud.lose_response_of("r1");
+    e.up(&stack).await.unwrap();
+    assert_eq!(cloud.calls().create, 3, "the create was not sent again");
+    assert_eq!(adopted.lock().unwrap().as_slice(), ["r1"]);
+    exactly_one_each(&stack, &store, &cloud).await;
+    // The adopted instance carries the token recorded for it.
+    let state = store.read("lost").await.unwrap().unwrap();
+    let token = state.resources["r1"].instance.clone().unwrap();
+    assert_eq!(token.len(), 32);
+    assert_eq!(cloud.instances_of("r1")[0].tags["platform:instance"], token);
+}
+
+#[tokio::test]
+async fn create_timed_out_before_acting_is_not_resent_in_the_run_and_the_next_run_creates_one() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let stack = FakeStack::chain("timeout", 2);
+    cloud.time_out_create_of("r0");
+    let err = engine(&store, &cloud).up(&stack).await.unwrap_err();
+    match &err {
+        Error::Resource {
+            resource, source, ..
+        } => {
+            assert_eq!(resource, "r0");
+            assert!(
+                matches!(**source, ResourceError::OutcomeUnknown { .. }),
+                "{source}"
+            );
+        }
+        other => panic!("{other}"),
+    }
+    assert!(err.to_string().contains("outcome unknown"), "{err}");
+    assert_eq!(cloud.calls().create, 1, "sent once, never re-sent blindly");
+    let state = store.read("timeout").await.unwrap().unwrap();
+    let pending = state.resources["r0"].pending.clone().unwrap();
+    assert_eq!(pending.op, PendingOp::Create);
+    let token = pending.instance.unwrap();
+
+    // The next run looks first (nothing), then creates with the same token.
+    engine(&store, &cloud).up(&stack).await.unwrap();
+    exactly_one_each(&stack, &store, &cloud).await;
+    assert_eq!(cloud.instances_of("r0")[0].tags["platform:instance"], token);
+}
+
+/// Runs `change` with a crash at the k-th write, for every k until a run with no crash completes
+/// within k writes; after each crash a new engine runs `target` again, which must converge to one
+/// instance of each resource. `setup` makes the starting point on a fresh store and cloud.
+async fn kill_at_every_write<F, Fut>(
+    setup: F,
+    change: &FakeStack,
+    check_crashed: impl Fn(&platform_core::StackState, &FakeCloud, &str),
+) where
+    F: Fn(MemoryStateStore, FakeCloud) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut k = 1;
+    loop {
+        let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+        setup(store.clone(), cloud.clone()).await;
+        let before = store.writes();
+        store.crash_at_write(k);
+        let first = engine(&store, &cloud).up(change).await;
+        let writes = store.writes() - before;
+        store.revive();
+        if let Some(state) = store.read(&change.name).await.unwrap() {
+            check_crashed(&state, &cloud, &format!("crash at write {k}"));
+        }
+        engine(&store, &cloud)
+            .up(change)
+            .await
+            .unwrap_or_else(|e| panic!("crash at write {k}: the next run failed: {e}"));
+        exactly_one_each(change, &store, &cloud).await;
+        engine(&store, &cloud)
+            .destroy::<FakeStack>(&change.name)
+            .await
+            .unwrap();
+        assert!(
+            cloud.live().is_empty(),
+            "crash at write {k}: destroy left {:?}",
+            cloud.live()
+        );
+        if first.is_ok() {
+            assert!(
+                writes < k,
+                "a run that completed wrote {writes} times past the crash at {k}"
+            );
+            break;
+        }
+        k += 1;
+    }
+    assert!(k > 5, "the crash loop covered only {k} writes");
+}
+
+#[tokio::test]
+async fn killed_at_every_state_write_of_an_up_the_next_run_converges_to_one_of_each() {
+    let stack = FakeStack::from_deps("kill", vec![vec![], vec![0], vec![0], vec![1, 2]]);
+    kill_at_every_write(|_, _| async {}, &stack, |_, _, _| {}).await;
+}
+
+#[tokio::test]
+async fn killed_at_every_state_write_of_a_replacement_the_deposed_instance_is_never_adopted() {
+    let old = FakeStack::chain("replace", 3);
+    let mut new = old.clone();
+    new.nodes[1].fixed = "v2".into(); // r1 is replaced; r2 is re-pointed to the new r1.
+    let setup = |store: MemoryStateStore, cloud: FakeCloud| {
+        let old = old.clone();
+        async move {
+            engine(&store, &cloud).up(&old).await.unwrap();
+        }
+    };
+    let check = |state: &platform_core::StackState, cloud: &FakeCloud, when: &str| {
+        let r1 = &state.resources["r1"];
+        // A deposed instance that is gone from the cloud but still recorded had its delete intent
+        // recorded before the call.
+        for d in &r1.deposed {
+            let live = cloud.live().contains_key(d.outputs["id"].as_str().unwrap());
+            if !live {
+                let p = d.pending.as_ref().unwrap_or_else(|| {
+                    panic!("{when}: deposed {d:?} deleted without a recorded intent")
+                });
+                assert_eq!(p.op, PendingOp::Delete, "{when}");
+            }
+        }
+        // The instance being created is never confused with the deposed one: its token differs.
+        if let Some(p) = &r1.pending {
+            for d in &r1.deposed {
+                assert_ne!(p.instance, d.instance, "{when}");
+            }
+        }
+    };
+    kill_at_every_write(setup, &new, check).await;
+}
+
+#[tokio::test]
+async fn killed_at_every_state_write_of_a_destroy_the_next_destroy_leaves_nothing() {
+    let stack = FakeStack::from_deps("gone", vec![vec![], vec![0], vec![1], vec![0]]);
+    let mut k = 1;
+    loop {
+        let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+        engine(&store, &cloud).up(&stack).await.unwrap();
+        store.crash_at_write(k);
+        let first = engine(&store, &cloud).destroy::<FakeStack>("gone").await;
+        store.revive();
+        engine(&store, &cloud)
+            .destroy::<FakeStack>("gone")
+            .await
+            .unwrap_or_else(|e| panic!("crash at write {k}: {e}"));
+        assert!(
+            cloud.live().is_empty(),
+            "crash at write {k}: {:?}",
+            cloud.live()
+        );
+        assert!(store.read("gone").await.unwrap().is_none());
+        if first.is_ok() {
+            break;
+        }
+        k += 1;
+    }
+    assert!(k > 4, "covered {k} writes");
+}
+
+#[tokio::test]
+async fn an_update_records_its_intent_before_the_call() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let mut stack = FakeStack::chain("upd", 1);
+    engine(&store, &cloud).up(&stack).await.unwrap();
+    stack.nodes[0].value = "v2".into();
+    // Write 1 is the intent; write 2, the result, is lost in the crash.
+    store.crash_at_write(2);
+    engine(&store, &cloud).up(&stack).await.unwrap_err();
+    store.revive();
+    let state = store.read("upd").await.unwrap().unwrap();
+    assert_eq!(
+        state.resources["r0"].pending.as_ref().map(|p| p.op),
+        Some(PendingOp::Update)
+    );
+    assert_eq!(
+        cloud.instances_of("r0")[0].value,
+        "v2",
+        "the update was carried out"
+    );
+}
+
+#[tokio::test]
+async fn an_already_cancelled_token_starts_nothing() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let token = CancellationToken::new();
+    token.cancel();
+    let err = engine(&store, &cloud)
+        .up_with(
+            &FakeStack::chain("c", 3),
+            UpOptions::default().with_cancellation(token),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Cancelled {
+                completed: 0,
+                remaining: 3,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(cloud.calls(), Default::default());
+    assert_eq!(store.writes(), 0, "not even the lock's first write");
+}
+
+#[tokio::test]
+async fn an_engine_runs_again_after_a_cancelled_run_and_creates_no_twin() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    cloud.set_latency(Duration::from_millis(40));
+    let e = engine(&store, &cloud);
+    let stack = FakeStack::chain("again", 6);
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        cancel.cancel();
+    });
+    let err = e
+        .up_with(&stack, UpOptions::default().with_cancellation(token))
+        .await
+        .unwrap_err();
+    let Error::Cancelled {
+        completed,
+        remaining,
+        ..
+    } = err
+    else {
+        panic!("{err}")
+    };
+    assert!(completed >= 1 && remaining >= 1, "{completed} {remaining}");
+    e.up(&stack).await.unwrap();
+    exactly_one_each(&stack, &store, &cloud).await;
+    assert_eq!(cloud.calls().create, 6);
+}
+
+#[tokio::test]
+async fn cancellation_reaches_a_refresh_in_flight() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let stack = FakeStack::chain("r", 3);
+    engine(&store, &cloud).up(&stack).await.unwrap();
+    cloud.set_latency(Duration::from_secs(30));
+    let token = CancellationToken::new();
+    let e = Engine::builder(store.clone())
+        .provider(local())
+        .extension(cloud.clone())
+        .cancellation(token.clone())
+        .build();
+    let started = Instant::now();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        token.cancel();
+    });
+    let err = e.refresh(&stack).await.unwrap_err();
+    assert!(matches!(err, Error::Cancelled { .. }), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_held_lock_refuses_the_whole_group_before_any_call() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let held = store.lock("b").await.unwrap();
+    let e = engine(&store, &cloud);
+    let (a, b) = (FakeStack::chain("a", 2), FakeStack::chain("b", 2));
+    let group = e.group(["a", "b"]);
+    let (ra, rb) = tokio::join!(
+        group.up(&a, UpOptions::default()),
+        group.up(&b, UpOptions::default())
+    );
+    assert!(matches!(rb, Err(Error::State(_))), "{rb:?}");
+    let ea = ra.unwrap_err();
+    assert!(
+        matches!(&ea, Error::GroupMemberInvalid { member, .. } if member == "b"),
+        "{ea}"
+    );
+    assert!(ea.to_string().contains("locked"), "{ea}");
+    assert_eq!(
+        cloud.calls(),
+        Default::default(),
+        "no member called the cloud"
+    );
+    drop(held);
+}
+
+#[tokio::test]
+async fn a_member_that_is_never_called_does_not_hang_the_group() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let e = engine(&store, &cloud);
+    let group = e.group(["a", "b"]).join_within(Duration::from_millis(200));
+    let started = Instant::now();
+    let err = group
+        .up(&FakeStack::chain("a", 1), UpOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::GroupMemberInvalid { member, .. } if member == "b"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(cloud.calls(), Default::default());
+}
