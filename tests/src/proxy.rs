@@ -2,7 +2,11 @@
 //!
 //! It records every call (service, operation, status, start and duration), can add a fixed latency to
 //! each call (to make a local emulator behave like a distant AWS region for benchmarks), and can fail
-//! chosen calls by rule: a throttling error, an HTTP 500, a dropped connection, or any AWS error.
+//! chosen calls by rule: a throttling error, an HTTP 500, a dropped connection, a lost response (the
+//! call is carried out, then the connection closes without an answer), or any AWS error. A request is
+//! forwarded in a task of its own, so a client that dies mid-call does not stop it: AWS finishes what it
+//! was sent. [`Proxy::trip_after`] holds the answer to the k-th call from now, for a test to kill the
+//! client at that moment.
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), local_cloud::HarnessError> {
@@ -31,6 +35,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
+use crate::account::ACCOUNT_HEADER;
 use crate::error::HarnessError;
 
 /// One call that went through the proxy.
@@ -58,8 +63,11 @@ pub enum Fault {
     Throttle,
     /// HTTP 500 with an `InternalError` body.
     ServerError,
-    /// The connection is closed without a response.
+    /// The connection is closed without a response, and the call is not forwarded.
     DropConnection,
+    /// The call is forwarded and carried out, then the connection is closed without its response
+    /// (a timeout or a reset after AWS acted).
+    LoseResponse,
     /// An AWS error of your choice.
     AwsError {
         /// HTTP status.
@@ -124,6 +132,11 @@ struct State {
     calls: Vec<Call>,
     rules: Vec<Rule>,
     latency: Duration,
+    /// Calls still to forward before the trip, and what to notify then.
+    trip: Option<(usize, Arc<tokio::sync::Notify>)>,
+    /// The moto account every forwarded call is made in (`x-moto-account-id`), when the client does
+    /// not name one.
+    account: Option<String>,
 }
 
 struct Shared {
@@ -222,6 +235,22 @@ impl Proxy {
         self.lock().calls.clone()
     }
 
+    /// The `k`-th call from now (1 = the next) is forwarded and carried out upstream, then `notify`
+    /// fires and its answer is held back for good: the moment to kill the client, with AWS having acted
+    /// and the client never told. Calls after it are served as usual.
+    pub fn trip_after(&self, k: usize) -> Arc<tokio::sync::Notify> {
+        let notify = Arc::new(tokio::sync::Notify::new());
+        self.lock().trip = Some((k.max(1), notify.clone()));
+        notify
+    }
+
+    /// Makes every forwarded call that names no account a call in moto account `account` (the
+    /// `x-moto-account-id` header): isolates a client this test does not configure, such as a child
+    /// process.
+    pub fn set_account(&self, account: &str) {
+        self.lock().account = Some(account.to_owned());
+    }
+
     /// Forgets the recorded calls.
     pub fn clear_calls(&self) {
         self.lock().calls.clear();
@@ -277,7 +306,7 @@ fn fault_response(fault: &Fault, service: &str, json: bool) -> Response<Full<Byt
             code,
             message,
         } => (*status, code.clone(), message.clone()),
-        Fault::DropConnection => (0, String::new(), String::new()),
+        Fault::DropConnection | Fault::LoseResponse => (0, String::new(), String::new()),
     };
     let (content_type, body) = if json {
         (
@@ -332,9 +361,22 @@ async fn handle(
     let body = body.collect().await?.to_bytes();
     let (service, operation) = identify(&parts.headers, parts.uri.path(), &body);
     let json = parts.headers.contains_key("x-amz-target");
-    let (latency, fault) = {
+    let (latency, fault, trip, account) = {
         let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
         let latency = st.latency;
+        let trip = match st.trip.as_mut() {
+            Some((1, notify)) => {
+                let notify = notify.clone();
+                st.trip = None;
+                Some(notify)
+            }
+            Some((n, _)) => {
+                *n -= 1;
+                None
+            }
+            None => None,
+        };
+        let account = st.account.clone();
         let fault = st
             .rules
             .iter_mut()
@@ -345,7 +387,7 @@ async fn handle(
                 }
                 r.fault.clone()
             });
-        (latency, fault)
+        (latency, fault, trip, account)
     };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -366,7 +408,8 @@ async fn handle(
             .calls
             .push(call);
     };
-    if let Some(fault) = fault {
+    let lose_response = fault == Some(Fault::LoseResponse);
+    if let Some(fault) = fault.filter(|f| *f != Fault::LoseResponse) {
         if fault == Fault::DropConnection {
             record(0, Some(fault));
             return Err(Dropped.into());
@@ -390,29 +433,46 @@ async fn handle(
             forward = forward.header(k, v);
         }
     }
-    let response = match forward.body(Full::new(body)) {
-        Ok(r) => shared.client.request(r).await,
+    if let Some(account) = account.filter(|_| !parts.headers.contains_key(ACCOUNT_HEADER)) {
+        forward = forward.header(ACCOUNT_HEADER, account);
+    }
+    let request = match forward.body(Full::new(body)) {
+        Ok(r) => r,
         Err(e) => {
             record(502, None);
             return Ok(bad_gateway(&e.to_string()));
         }
     };
-    match response {
-        Ok(resp) => {
-            let (parts, body) = resp.into_parts();
-            let bytes = match body.collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(e) => {
-                    record(502, None);
-                    return Ok(bad_gateway(&e.to_string()));
-                }
-            };
+    // In a task of its own: if the client dies (its connection closes, and hyper drops this handler),
+    // the call still reaches the emulator and completes, as AWS completes what it was sent.
+    let client = shared.client.clone();
+    let upstream = tokio::spawn(async move {
+        let resp = client.request(request).await.map_err(|e| e.to_string())?;
+        let (parts, body) = resp.into_parts();
+        let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok::<_, String>((parts, bytes))
+    });
+    let answered = upstream
+        .await
+        .unwrap_or_else(|e| Err(format!("forwarding task: {e}")));
+    if let Some(notify) = trip {
+        record(0, None);
+        notify.notify_one();
+        // The answer is never given: the client is killed while it waits.
+        std::future::pending::<()>().await;
+    }
+    match answered {
+        Ok(_) if lose_response => {
+            record(0, Some(Fault::LoseResponse));
+            Err(Dropped.into())
+        }
+        Ok((parts, bytes)) => {
             record(parts.status.as_u16(), None);
             Ok(Response::from_parts(parts, Full::new(bytes)))
         }
         Err(e) => {
             record(502, None);
-            Ok(bad_gateway(&e.to_string()))
+            Ok(bad_gateway(&e))
         }
     }
 }

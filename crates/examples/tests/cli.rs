@@ -5,20 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use serde_json::Value;
+mod common;
+use common::production;
 
-/// The example binary `cargo test` built next to this test's binary.
-fn production() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let debug = exe.parent().and_then(Path::parent).unwrap();
-    let bin = debug.join("examples").join("production");
-    assert!(
-        bin.exists(),
-        "{} is missing: `cargo test` builds examples; run it from the workspace",
-        bin.display()
-    );
-    bin
-}
+use serde_json::Value;
 
 fn run(state: &Path, args: &[&str]) -> Output {
     let out = Command::new(production())

@@ -1137,6 +1137,9 @@ impl Run {
     }
 }
 
+/// Updates a settle sends, each after reading what is still different.
+const SETTLE_UPDATES: u32 = 2;
+
 /// Finds after a create whose outcome is unknown: 4 over 0.25 + 0.5 + 1 s.
 const SETTLE_ATTEMPTS: u32 = 4;
 const SETTLE_FIRST_DELAY: Duration = Duration::from_millis(250);
@@ -1383,15 +1386,16 @@ impl RunInner {
                 } else {
                     self.intent(name, PendingOp::Update).await?;
                     let _permits = self.limits.acquire(ops.service).await;
-                    let out = (ops.update)(
-                        self.ctx(name),
-                        inputs.clone(),
-                        rec.inputs.clone(),
-                        previous_outputs,
-                        changed,
-                    )
-                    .await
-                    .map_err(|e| self.fail(name, "update", e))?;
+                    let out = self
+                        .update(
+                            &ops,
+                            name,
+                            &inputs,
+                            rec.inputs.clone(),
+                            previous_outputs,
+                            changed,
+                        )
+                        .await?;
                     let deps = decl.dependencies.clone();
                     let uses = decl.uses();
                     let (i2, o2) = (inputs, out.clone());
@@ -1537,7 +1541,7 @@ impl RunInner {
         });
         // An adopted resource may be half-configured (the create failed after the first call):
         // bring what can change in place to the declared inputs.
-        let outputs = self.converge_adopted(ops, name, &inputs, found).await?;
+        let outputs = self.converge(ops, name, &inputs, found, None).await?;
         self.created(name, &token, outputs).await
     }
 
@@ -1586,35 +1590,87 @@ impl RunInner {
         Ok(None)
     }
 
-    async fn converge_adopted(
+    /// Updates `name` in place from `previous` to `inputs`. An update whose outcome is unknown (a
+    /// lost response, a 5xx, "already exists") is settled by reading the resource and updating only
+    /// what is still different, once: a sub-step AWS already carried out is not sent again.
+    async fn update(
         &self,
         ops: &KindOps,
         name: &str,
         inputs: &Value,
+        previous: Value,
         outputs: Value,
+        changed: Vec<String>,
     ) -> Result<Value, Error> {
-        let live = (ops.read)(self.ctx(name), inputs.clone(), outputs.clone())
-            .await
-            .map_err(|e| self.fail(name, "read", e))?;
-        let Some((live_inputs, live_outputs)) = live else {
-            return Ok(outputs);
-        };
-        let changed: Vec<String> = changed_fields(&live_inputs, inputs)
-            .into_iter()
-            .filter(|f| !ops.forces_replace(f))
-            .collect();
-        if changed.is_empty() {
-            return Ok(live_outputs);
-        }
-        (ops.update)(
+        match (ops.update)(
             self.ctx(name),
             inputs.clone(),
-            live_inputs,
-            live_outputs,
+            previous,
+            outputs.clone(),
             changed,
         )
         .await
-        .map_err(|e| self.fail(name, "update", e))
+        {
+            Ok(out) => Ok(out),
+            Err(e) if e.outcome_unknown() => {
+                self.converge(ops, name, inputs, outputs, Some(e)).await
+            }
+            Err(e) => Err(self.fail(name, "update", e)),
+        }
+    }
+
+    /// Reads `name` live and updates in place what differs from `inputs` (fields that force a
+    /// replacement are left as they are), reading again after an update whose outcome is unknown:
+    /// at most [`SETTLE_UPDATES`] updates. `after` is the error that made a settle necessary: it is
+    /// returned when the resource turns out to be gone.
+    async fn converge(
+        &self,
+        ops: &KindOps,
+        name: &str,
+        inputs: &Value,
+        mut outputs: Value,
+        mut after: Option<ResourceError>,
+    ) -> Result<Value, Error> {
+        let mut updates = 0;
+        loop {
+            let live = (ops.read)(self.ctx(name), inputs.clone(), outputs.clone())
+                .await
+                .map_err(|e| self.fail(name, "read", e))?;
+            let Some((live_inputs, live_outputs)) = live else {
+                return match after {
+                    Some(e) => Err(self.fail(name, "update", e)),
+                    None => Ok(outputs),
+                };
+            };
+            let changed: Vec<String> = changed_fields(&live_inputs, inputs)
+                .into_iter()
+                .filter(|f| !ops.forces_replace(f))
+                .collect();
+            if changed.is_empty() {
+                return Ok(live_outputs);
+            }
+            if updates == SETTLE_UPDATES
+                && let Some(e) = after
+            {
+                return Err(self.fail(name, "update", e));
+            }
+            updates += 1;
+            let update = (ops.update)(
+                self.ctx(name),
+                inputs.clone(),
+                live_inputs,
+                live_outputs.clone(),
+                changed,
+            );
+            match update.await {
+                Ok(out) => return Ok(out),
+                Err(e) if e.outcome_unknown() => {
+                    after = Some(e);
+                    outputs = live_outputs;
+                }
+                Err(e) => return Err(self.fail(name, "update", e)),
+            }
+        }
     }
 
     /// Deletes the current instance of `name` and forgets it.

@@ -247,10 +247,8 @@ impl Resource for InstanceProfile {
             &format!("IAM instance profile {}", self.name),
             p.tags(),
         )?;
-        // An interrupted create may have stopped between the two calls.
-        if p.roles().is_empty() {
-            Self::add_role(ctx, &client, &self.name, self.role_name.get()?).await?;
-        }
+        // An interrupted create may have stopped between the two calls: the engine reads what it
+        // adopts and adds the role through `update`, so finding changes nothing.
         Ok(Some(InstanceProfileOutputs {
             name: self.name.clone(),
             arn: p.arn().to_owned(),

@@ -180,19 +180,34 @@ impl InternetGateway {
         id: &str,
     ) -> Result<(), ResourceError> {
         let vpc = self.vpc_id.get()?;
-        ctx.call_retrying(
-            "AttachInternetGateway",
-            |e| e.is_not_found(),
-            || {
-                client
-                    .attach_internet_gateway()
-                    .internet_gateway_id(id)
-                    .vpc_id(vpc.as_str())
-                    .send()
-            },
-        )
-        .await?;
-        Ok(())
+        let attached = ctx
+            .call_retrying(
+                "AttachInternetGateway",
+                |e| e.is_not_found(),
+                || {
+                    client
+                        .attach_internet_gateway()
+                        .internet_gateway_id(id)
+                        .vpc_id(vpc.as_str())
+                        .send()
+                },
+            )
+            .await;
+        match attached {
+            Ok(_) => Ok(()),
+            // `Resource.AlreadyAssociated` after a repeat of an attach whose response was lost: done
+            // when the gateway is attached to this VPC, a conflict otherwise.
+            Err(e) if e.outcome_unknown() => {
+                let gateway = describe(ctx, client, id).await?;
+                let to_ours = gateway.is_some_and(|g| {
+                    g.attachments()
+                        .iter()
+                        .any(|a| a.vpc_id() == Some(vpc.as_str()))
+                });
+                if to_ours { Ok(()) } else { Err(e) }
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 

@@ -95,7 +95,7 @@ impl Resource for RouteTable {
         let client = ec2::client(ctx)?;
         let vpc = self.vpc_id.get()?;
         let out = ctx
-            .call_retrying(
+            .call_once_retrying(
                 "CreateRouteTable",
                 |e| e.is_not_found(),
                 || {

@@ -1,0 +1,241 @@
+//! Shared by the example's suites: the `production` binary, and what lives in an emulator account by
+//! kind (the count that proves "exactly one of each").
+#![allow(dead_code, reason = "each test crate uses a part of this module")]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use aws_sdk_ec2::types::Filter;
+use aws_types::SdkConfig;
+
+/// Every platform resource in the account of `config`, by kind, as sorted ids (EC2 resources count
+/// only when they carry the engine's `platform:stack` tag; the account's default VPC does not).
+pub(crate) async fn inventory(config: &SdkConfig) -> BTreeMap<&'static str, Vec<String>> {
+    let mut all: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+    let mut put = |kind: &'static str, id: String| all.entry(kind).or_default().push(id);
+    let ec2 = aws_sdk_ec2::Client::new(config);
+    let ours = || {
+        vec![
+            Filter::builder()
+                .name("tag-key")
+                .values(platform_core::STACK_TAG)
+                .build(),
+        ]
+    };
+    let vpcs = ec2
+        .describe_vpcs()
+        .set_filters(Some(ours()))
+        .send()
+        .await
+        .unwrap();
+    for v in vpcs.vpcs() {
+        put("vpc", v.vpc_id().unwrap().to_owned());
+    }
+    let subnets = ec2
+        .describe_subnets()
+        .set_filters(Some(ours()))
+        .send()
+        .await
+        .unwrap();
+    for s in subnets.subnets() {
+        put("subnet", s.subnet_id().unwrap().to_owned());
+    }
+    let igws = ec2
+        .describe_internet_gateways()
+        .set_filters(Some(ours()))
+        .send()
+        .await
+        .unwrap();
+    for g in igws.internet_gateways() {
+        let id = g.internet_gateway_id().unwrap();
+        put("internet_gateway", id.to_owned());
+        for a in g.attachments() {
+            put(
+                "gateway_attachment",
+                format!("{id}>{}", a.vpc_id().unwrap_or("?")),
+            );
+        }
+    }
+    let tables = ec2
+        .describe_route_tables()
+        .set_filters(Some(ours()))
+        .send()
+        .await
+        .unwrap();
+    for t in tables.route_tables() {
+        let id = t.route_table_id().unwrap();
+        put("route_table", id.to_owned());
+        for r in t
+            .routes()
+            .iter()
+            .filter(|r| r.gateway_id().is_some_and(|g| g.starts_with("igw-")))
+        {
+            put(
+                "route",
+                format!("{id}:{}", r.destination_cidr_block().unwrap_or("?")),
+            );
+        }
+        for a in t.associations().iter().filter(|a| a.main() != Some(true)) {
+            put(
+                "association",
+                format!("{id}:{}", a.subnet_id().unwrap_or("?")),
+            );
+        }
+    }
+    let groups = ec2
+        .describe_security_groups()
+        .set_filters(Some(ours()))
+        .send()
+        .await
+        .unwrap();
+    for g in groups.security_groups() {
+        let id = g.group_id().unwrap();
+        put("security_group", id.to_owned());
+        for p in g.ip_permissions() {
+            for r in p.ip_ranges() {
+                put(
+                    "ingress_rule",
+                    format!("{id}:{:?}:{}", p.from_port(), r.cidr_ip().unwrap_or("?")),
+                );
+            }
+        }
+    }
+
+    let iam = aws_sdk_iam::Client::new(config);
+    let roles = iam.list_roles().send().await.unwrap();
+    for r in roles
+        .roles()
+        .iter()
+        .filter(|r| !r.path().starts_with("/aws-service-role/"))
+    {
+        put("role", r.role_name().to_owned());
+        let attached = iam
+            .list_attached_role_policies()
+            .role_name(r.role_name())
+            .send()
+            .await
+            .unwrap();
+        for p in attached.attached_policies() {
+            put(
+                "attachment",
+                format!("{}:{}", r.role_name(), p.policy_name().unwrap_or("?")),
+            );
+        }
+    }
+    let policies = iam
+        .list_policies()
+        .scope(aws_sdk_iam::types::PolicyScopeType::Local)
+        .send()
+        .await
+        .unwrap();
+    for p in policies.policies() {
+        put("policy", p.policy_name().unwrap().to_owned());
+    }
+    let profiles = iam.list_instance_profiles().send().await.unwrap();
+    for p in profiles.instance_profiles() {
+        put("instance_profile", p.instance_profile_name().to_owned());
+        for r in p.roles() {
+            put(
+                "profile_role",
+                format!("{}:{}", p.instance_profile_name(), r.role_name()),
+            );
+        }
+    }
+
+    let logs = aws_sdk_cloudwatchlogs::Client::new(config);
+    let groups = logs.describe_log_groups().send().await.unwrap();
+    for g in groups.log_groups() {
+        put("log_group", g.log_group_name().unwrap().to_owned());
+    }
+
+    let ecs = aws_sdk_ecs::Client::new(config);
+    // Deleted clusters and services stay listed a while (INACTIVE, DRAINING): only ACTIVE ones count.
+    let clusters = ecs.list_clusters().send().await.unwrap();
+    for c in clusters.cluster_arns() {
+        let described = ecs.describe_clusters().clusters(c).send().await.unwrap();
+        if !described
+            .clusters()
+            .iter()
+            .any(|c| c.status() == Some("ACTIVE"))
+        {
+            continue;
+        }
+        put("cluster", c.clone());
+        let services = ecs.list_services().cluster(c).send().await.unwrap();
+        if services.service_arns().is_empty() {
+            continue;
+        }
+        let described = ecs
+            .describe_services()
+            .cluster(c)
+            .set_services(Some(services.service_arns().to_vec()))
+            .send()
+            .await
+            .unwrap();
+        for s in described
+            .services()
+            .iter()
+            .filter(|s| s.status() == Some("ACTIVE"))
+        {
+            put("service", s.service_arn().unwrap().to_owned());
+        }
+    }
+    let defs = ecs
+        .list_task_definitions()
+        .status(aws_sdk_ecs::types::TaskDefinitionStatus::Active)
+        .send()
+        .await
+        .unwrap();
+    for d in defs.task_definition_arns() {
+        put("task_definition", d.clone());
+    }
+    for ids in all.values_mut() {
+        ids.sort();
+    }
+    all
+}
+
+/// The number of each kind the seed's platform has when it is up: one of everything, three roles and
+/// policies (each attached to its role), one subnet, HTTP 80 in.
+pub(crate) fn seed_counts() -> BTreeMap<&'static str, usize> {
+    BTreeMap::from([
+        ("association", 1),
+        ("attachment", 3),
+        ("cluster", 1),
+        ("gateway_attachment", 1),
+        ("ingress_rule", 1),
+        ("instance_profile", 1),
+        ("internet_gateway", 1),
+        ("log_group", 1),
+        ("policy", 3),
+        ("profile_role", 1),
+        ("role", 3),
+        ("route", 1),
+        ("route_table", 1),
+        ("security_group", 1),
+        ("service", 1),
+        ("subnet", 1),
+        ("task_definition", 1),
+        ("vpc", 1),
+    ])
+}
+
+/// The counts of an inventory.
+pub(crate) fn counts(
+    inventory: &BTreeMap<&'static str, Vec<String>>,
+) -> BTreeMap<&'static str, usize> {
+    inventory.iter().map(|(k, v)| (*k, v.len())).collect()
+}
+
+/// The example binary `cargo test` built next to this test's binary.
+pub(crate) fn production() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let debug = exe.parent().and_then(Path::parent).unwrap();
+    let bin = debug.join("examples").join("production");
+    assert!(
+        bin.exists(),
+        "{} is missing: `cargo test` builds examples; run it from the workspace",
+        bin.display()
+    );
+    bin
+}
