@@ -1,0 +1,156 @@
+//! kill -9 at every AWS call: the `production` binary is killed right after its k-th call reached the
+//! emulator (AWS carried it out; the process never heard back), for every k of a full `up` and of a
+//! full `destroy`; the next run must converge with exactly one of each resource, and a destroy must
+//! then leave nothing. The proxy keeps forwarding a dead client's requests, as AWS does.
+
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use local_cloud::{Emulator, Proxy};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+mod common;
+use common::{counts, inventory, production, seed_counts};
+
+/// Runs `production --json COMMAND` through `proxy`; with `kill_at`, SIGKILLs it as soon as its
+/// `kill_at`-th call was carried out upstream. `None` when it was killed.
+async fn run(
+    proxy: &Proxy,
+    state: &Path,
+    command: &str,
+    kill_at: Option<usize>,
+) -> Option<(ExitStatus, String)> {
+    let trip = kill_at.map(|k| proxy.trip_after(k));
+    let mut child = tokio::process::Command::new(production())
+        .arg("--endpoint")
+        .arg(proxy.endpoint_url())
+        .arg("--state-dir")
+        .arg(state)
+        .args(["--json", command])
+        .env_remove("AWS_ENDPOINT_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let read_stderr = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
+        text
+    });
+    let status = match trip {
+        Some(trip) => tokio::select! {
+            () = trip.notified() => {
+                child.start_kill().unwrap();
+                child.wait().await.unwrap();
+                return None;
+            }
+            status = child.wait() => status.unwrap(),
+        },
+        None => child.wait().await.unwrap(),
+    };
+    Some((status, read_stderr.await.unwrap()))
+}
+
+/// A run that must succeed.
+async fn ok(proxy: &Proxy, state: &Path, command: &str, what: &str) {
+    let (status, stderr) = run(proxy, state, command, None).await.unwrap();
+    assert!(
+        status.success(),
+        "{what}: `{command}` exited {status}:\n{stderr}"
+    );
+}
+
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh moto account, a proxy that puts every call in it, and a state directory.
+async fn fresh(emulator: &Emulator) -> (Proxy, aws_types::SdkConfig, tempfile::TempDir) {
+    let n = u64::from(std::process::id()) * 1_000 + NEXT.fetch_add(1, Ordering::SeqCst);
+    let account = format!("{:012}", 200_000_000_000 + n % 700_000_000_000);
+    let proxy = Proxy::start(emulator.endpoint_url()).await.unwrap();
+    proxy.set_account(&account);
+    (
+        proxy,
+        emulator.account(&account),
+        tempfile::tempdir().unwrap(),
+    )
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Phase {
+    Up,
+    Destroy,
+}
+
+async fn killed_at(emulator: Arc<Emulator>, phase: Phase, k: usize) {
+    let (proxy, config, dir) = fresh(&emulator).await;
+    let state = dir.path();
+    let what = format!("killed after call {k} of {phase:?}");
+    match phase {
+        Phase::Up => {
+            let killed = run(&proxy, state, "up", Some(k)).await.is_none();
+            assert!(killed, "{what}: the run ended before its call {k}");
+            ok(&proxy, state, "up", &what).await;
+            let live = inventory(&config).await;
+            assert_eq!(counts(&live), seed_counts(), "{what}: {live:#?}");
+            ok(&proxy, state, "destroy", &what).await;
+        }
+        Phase::Destroy => {
+            ok(&proxy, state, "up", &what).await;
+            let killed = run(&proxy, state, "destroy", Some(k)).await.is_none();
+            assert!(killed, "{what}: the run ended before its call {k}");
+            ok(&proxy, state, "destroy", &what).await;
+        }
+    }
+    let left = inventory(&config).await;
+    assert!(left.is_empty(), "{what}: left {left:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_after_every_aws_call_of_up_and_of_destroy_the_next_run_converges() {
+    let emulator = Arc::new(
+        Emulator::start()
+            .await
+            .expect("an AWS emulator is required for this suite"),
+    );
+    emulator.require_ecs().expect("the emulator must serve ECS");
+    // How many calls a clean up and a clean destroy make.
+    let (proxy, config, dir) = fresh(&emulator).await;
+    ok(&proxy, dir.path(), "up", "clean up").await;
+    let up_calls = proxy.calls().len();
+    proxy.clear_calls();
+    ok(&proxy, dir.path(), "destroy", "clean destroy").await;
+    let destroy_calls = proxy.calls().len();
+    assert!(inventory(&config).await.is_empty());
+    assert!(
+        up_calls > 30 && destroy_calls > 15,
+        "{up_calls} {destroy_calls}"
+    );
+
+    let cases: Vec<(Phase, usize)> = (1..=up_calls)
+        .map(|k| (Phase::Up, k))
+        .chain((1..=destroy_calls).map(|k| (Phase::Destroy, k)))
+        .collect();
+    let total = cases.len();
+    let permits = Arc::new(Semaphore::new(4));
+    let mut set = JoinSet::new();
+    for (phase, k) in cases {
+        let (emulator, permits) = (emulator.clone(), permits.clone());
+        set.spawn(async move {
+            let _permit = permits.acquire_owned().await.unwrap();
+            killed_at(emulator, phase, k).await;
+        });
+    }
+    let mut done = 0;
+    while let Some(joined) = set.join_next().await {
+        joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        done += 1;
+    }
+    assert_eq!(done, total);
+    eprintln!("killed and healed at each of {up_calls} calls of up and {destroy_calls} of destroy");
+}
