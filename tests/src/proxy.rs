@@ -68,6 +68,9 @@ pub enum Fault {
     /// The call is forwarded and carried out, then the connection is closed without its response
     /// (a timeout or a reset after AWS acted).
     LoseResponse,
+    /// The call is carried out and its JSON answer rewritten by the function before the client sees
+    /// it: the shapes AWS gives that the emulator never does (a failed ECS rollout, a stopped task).
+    Rewrite(Rewriter),
     /// An AWS error of your choice.
     AwsError {
         /// HTTP status.
@@ -78,6 +81,29 @@ pub enum Fault {
         message: String,
     },
 }
+
+/// A named rewrite of a JSON answer (named, so that rules and recorded calls compare by name).
+#[derive(Clone, Copy)]
+pub struct Rewriter {
+    /// What the rewrite makes of the answer (`failed rollout`).
+    pub name: &'static str,
+    /// The rewrite.
+    pub apply: fn(&mut serde_json::Value),
+}
+
+impl std::fmt::Debug for Rewriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Rewriter({})", self.name)
+    }
+}
+
+impl PartialEq for Rewriter {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for Rewriter {}
 
 /// Which calls fail, how, and how many times.
 #[derive(Clone, Debug)]
@@ -306,7 +332,9 @@ fn fault_response(fault: &Fault, service: &str, json: bool) -> Response<Full<Byt
             code,
             message,
         } => (*status, code.clone(), message.clone()),
-        Fault::DropConnection | Fault::LoseResponse => (0, String::new(), String::new()),
+        Fault::DropConnection | Fault::LoseResponse | Fault::Rewrite(_) => {
+            (0, String::new(), String::new())
+        }
     };
     let (content_type, body) = if json {
         (
@@ -409,7 +437,11 @@ async fn handle(
             .push(call);
     };
     let lose_response = fault == Some(Fault::LoseResponse);
-    if let Some(fault) = fault.filter(|f| *f != Fault::LoseResponse) {
+    let rewrite = match fault {
+        Some(Fault::Rewrite(f)) => Some(f),
+        _ => None,
+    };
+    if let Some(fault) = fault.filter(|f| !matches!(f, Fault::LoseResponse | Fault::Rewrite(_))) {
         if fault == Fault::DropConnection {
             record(0, Some(fault));
             return Err(Dropped.into());
@@ -467,8 +499,25 @@ async fn handle(
             Err(Dropped.into())
         }
         Ok((parts, bytes)) => {
-            record(parts.status.as_u16(), None);
-            Ok(Response::from_parts(parts, Full::new(bytes)))
+            let status = parts.status.as_u16();
+            match rewrite {
+                Some(f) if parts.status.is_success() => {
+                    let mut doc: serde_json::Value =
+                        serde_json::from_slice(&bytes).unwrap_or_default();
+                    (f.apply)(&mut doc);
+                    let mut parts = parts;
+                    parts.headers.remove(hyper::header::CONTENT_LENGTH);
+                    record(status, Some(Fault::Rewrite(f)));
+                    Ok(Response::from_parts(
+                        parts,
+                        Full::new(Bytes::from(doc.to_string())),
+                    ))
+                }
+                _ => {
+                    record(status, None);
+                    Ok(Response::from_parts(parts, Full::new(bytes)))
+                }
+            }
         }
         Err(e) => {
             record(502, None);

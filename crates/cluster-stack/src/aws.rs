@@ -104,11 +104,15 @@ pub(crate) fn is_role_not_ready(e: &AwsError) -> bool {
         .as_deref()
         .unwrap_or_default()
         .to_ascii_lowercase();
+    // ECS gives these races no code of their own, only InvalidParameterException / ClientException /
+    // AccessDeniedException with a message: matching on text is all AWS leaves us here.
     code_fits
         && (message.contains("unable to assume")
             || message.contains("cannot assume")
             || message.contains("not authorized to perform: sts:assumerole")
-            || message.contains("role is not valid"))
+            || message.contains("role is not valid")
+            // iam:PassRole refused for a role created a moment ago, before IAM propagated it.
+            || message.contains("not authorized to perform: iam:passrole"))
 }
 
 /// An SDK build error (a required field missing) as a resource error.

@@ -71,7 +71,7 @@ use platform_core::{
 use serde::{Deserialize, Serialize};
 
 use resources::{Cluster, Container, LogGroup, Service, TaskDefinition};
-pub use resources::{ContainerInsights, Launch};
+pub use resources::{ContainerInsights, Deployment, Launch};
 
 /// The cluster stack's typed config. `Default` reproduces the seed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,9 +113,12 @@ pub struct ClusterConfig {
     pub launch: Launch,
     /// Public IPs for the tasks (default on: the seed's subnets are public, without NAT).
     pub assign_public_ip: bool,
-    /// Wait for the service to be steady after a change, at most this long (default 10 minutes);
-    /// `None` returns as soon as ECS accepted the change.
+    /// Wait for the deployment a change starts to complete, at most this long (default 10 minutes);
+    /// `None` returns as soon as ECS accepted the change. A deployment ECS marks failed or rolls back
+    /// fails the run at once, whatever the timeout.
     pub steady_state_timeout: Option<Duration>,
+    /// How deployments roll out: circuit breaker with rollback on, 100% / 200% (the default).
+    pub deployment: Deployment,
     /// Tags on every resource, besides the engine's own.
     pub tags: BTreeMap<String, String>,
 }
@@ -142,6 +145,7 @@ impl Default for ClusterConfig {
             launch: Launch::Fargate,
             assign_public_ip: true,
             steady_state_timeout: Some(Duration::from_secs(600)),
+            deployment: Deployment::default(),
             tags: BTreeMap::new(),
         }
     }
@@ -188,6 +192,22 @@ impl ClusterConfig {
     #[must_use]
     pub fn with_steady_state_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.steady_state_timeout = timeout;
+        self
+    }
+
+    /// ECS's deployment circuit breaker, and whether it rolls a failed deployment back.
+    #[must_use]
+    pub fn with_circuit_breaker(mut self, enable: bool, rollback: bool) -> Self {
+        self.deployment.circuit_breaker = enable;
+        self.deployment.rollback = rollback;
+        self
+    }
+
+    /// The minimum healthy and maximum percent of the desired count during a deployment.
+    #[must_use]
+    pub fn with_healthy_percent(mut self, minimum: i32, maximum: i32) -> Self {
+        self.deployment.minimum_healthy_percent = minimum;
+        self.deployment.maximum_percent = maximum;
         self
     }
 
@@ -242,6 +262,7 @@ impl ClusterConfig {
                 "use None to not wait",
             ));
         }
+        self.deployment.validate("deployment")?;
         validate::tags("tags", &self.tags)
     }
 }
@@ -438,6 +459,7 @@ impl Stack for ClusterStack {
                 security_groups: vec![self.wiring.security_group.clone()],
                 assign_public_ip: c.assign_public_ip,
                 steady_state_timeout_secs: c.steady_state_timeout.map(|d| d.as_secs().max(1)),
+                deployment: Some(c.deployment),
                 tags: c.tags.clone(),
             },
         );

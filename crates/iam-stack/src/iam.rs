@@ -6,6 +6,16 @@ use aws_sdk_iam::Client;
 use aws_sdk_iam::types::Tag;
 use platform_core::{Context, ResourceError};
 
+/// IAM is eventually consistent: a role, policy or profile created a moment ago can still be unknown
+/// to the next call that names it (`NoSuchEntity` from `AttachRolePolicy` or
+/// `AddRoleToInstanceProfile`), for a few seconds. AWS: "changes ... take time to become visible"
+/// (<https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency>).
+/// Retried within the engine's retry bound (`RetryPolicy`, by default 10 attempts over about a
+/// minute; Terraform's AWS provider allows 2 minutes for the same race).
+pub(crate) fn not_visible_yet(e: &platform_core::AwsError) -> bool {
+    e.is_not_found()
+}
+
 /// The IAM client, built once per engine with the engine's interceptors (call counting).
 pub(crate) fn client(ctx: &Context) -> Result<Client, ResourceError> {
     platform_core::aws_client!(ctx, aws_sdk_iam)

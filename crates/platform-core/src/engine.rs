@@ -1542,6 +1542,9 @@ impl RunInner {
         // An adopted resource may be half-configured (the create failed after the first call):
         // bring what can change in place to the declared inputs.
         let outputs = self.converge(ops, name, &inputs, found, None).await?;
+        (ops.adopted)(self.ctx(name), inputs, outputs.clone())
+            .await
+            .map_err(|e| self.fail(name, "create", e))?;
         self.created(name, &token, outputs).await
     }
 

@@ -156,6 +156,22 @@ pub trait Resource: Serialize + DeserializeOwned + Clone + Send + Sync + 'static
         &self,
         ctx: &Context,
     ) -> impl Future<Output = Result<Option<Self::Outputs>, ResourceError>> + Send;
+
+    /// Runs after an instance made by an earlier, unfinished create was found and adopted (and
+    /// brought to the declared inputs), before it is recorded: what `create` does after the call
+    /// that made the resource and an adoption must not skip, such as waiting for an ECS service's
+    /// rollout. The default does nothing.
+    ///
+    /// # Errors
+    /// Any [`ResourceError`]; the resource then stays unrecorded and the next run adopts it again.
+    fn adopted(
+        &self,
+        ctx: &Context,
+        outputs: &Self::Outputs,
+    ) -> impl Future<Output = Result<(), ResourceError>> + Send {
+        let _ = (ctx, outputs);
+        async { Ok(()) }
+    }
 }
 
 /// How calls that fail with a retryable error are retried: exponential backoff with jitter, bounded.
@@ -664,6 +680,7 @@ pub(crate) struct KindOps {
     pub(crate) delete_before_replace: bool,
     pub(crate) create: fn(Context, Value) -> Fut<Value>,
     pub(crate) find: fn(Context, Value) -> Fut<Option<Value>>,
+    pub(crate) adopted: fn(Context, Value, Value) -> Fut<()>,
     pub(crate) read: ReadFn,
     pub(crate) update: UpdateFn,
     pub(crate) delete: fn(Context, Value, Value) -> Fut<()>,
@@ -710,6 +727,13 @@ impl KindOps {
                         Some(out) => Ok(Some(encode("outputs", &out)?)),
                         None => Ok(None),
                     }
+                })
+            },
+            adopted: |ctx, inputs, outputs| {
+                Box::pin(async move {
+                    let r: R = decode("inputs", inputs)?;
+                    let o: R::Outputs = decode("outputs", outputs)?;
+                    r.adopted(&ctx, &o).await
                 })
             },
             read: |ctx, inputs, outputs| {

@@ -7,5 +7,5 @@ mod task_definition;
 
 pub use cluster::{Cluster, ClusterOutputs, ClusterRefs, ContainerInsights};
 pub use log_group::{LogGroup, LogGroupOutputs, LogGroupRefs};
-pub use service::{Launch, Service, ServiceOutputs, ServiceRefs};
+pub use service::{Deployment, Launch, Service, ServiceOutputs, ServiceRefs};
 pub use task_definition::{Container, TaskDefinition, TaskDefinitionOutputs, TaskDefinitionRefs};

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_ecs::types::{
-    AssignPublicIp, AwsVpcConfiguration, DesiredStatus, LaunchType, NetworkConfiguration,
-    ServiceField,
+    AssignPublicIp, AwsVpcConfiguration, DeploymentCircuitBreaker, DeploymentConfiguration,
+    DesiredStatus, LaunchType, NetworkConfiguration, ServiceField,
 };
 use network_stack::{SecurityGroupId, SubnetId};
 use platform_core::{
@@ -35,6 +35,89 @@ impl Launch {
     }
 }
 
+/// How ECS rolls out a new deployment of the service and when it gives up on one.
+///
+/// The default turns ECS's deployment circuit breaker on, with rollback: a deployment whose tasks keep
+/// failing to start is stopped by ECS (and the previous one restored), and the engine reports it as
+/// failed at once with ECS's reasons, instead of waiting out its timeout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment {
+    /// ECS's deployment circuit breaker.
+    pub circuit_breaker: bool,
+    /// With the circuit breaker: restore the last completed deployment when one fails.
+    pub rollback: bool,
+    /// The share of the desired count that must stay running during a deployment (0 to 100).
+    pub minimum_healthy_percent: i32,
+    /// The most tasks, as a share of the desired count, a deployment may run at once (100 to 200).
+    pub maximum_percent: i32,
+}
+
+impl Default for Deployment {
+    fn default() -> Self {
+        Self {
+            circuit_breaker: true,
+            rollback: true,
+            minimum_healthy_percent: 100,
+            maximum_percent: 200,
+        }
+    }
+}
+
+impl Deployment {
+    fn sdk(self) -> DeploymentConfiguration {
+        let breaker = DeploymentCircuitBreaker::builder()
+            .enable(self.circuit_breaker)
+            .rollback(self.rollback)
+            .build();
+        DeploymentConfiguration::builder()
+            .deployment_circuit_breaker(breaker)
+            .minimum_healthy_percent(self.minimum_healthy_percent)
+            .maximum_percent(self.maximum_percent)
+            .build()
+    }
+
+    /// The configuration as ECS describes it; `None` when it describes none (moto 5.2.5 keeps none).
+    fn of(live: Option<&DeploymentConfiguration>) -> Option<Self> {
+        let live = live?;
+        let breaker = live.deployment_circuit_breaker();
+        Some(Self {
+            circuit_breaker: breaker.is_some_and(DeploymentCircuitBreaker::enable),
+            rollback: breaker.is_some_and(DeploymentCircuitBreaker::rollback),
+            minimum_healthy_percent: live.minimum_healthy_percent().unwrap_or(100),
+            maximum_percent: live.maximum_percent().unwrap_or(200),
+        })
+    }
+
+    /// Checks the percentages, naming `field`.
+    ///
+    /// # Errors
+    /// The value out of range.
+    pub fn validate(&self, field: &str) -> Result<(), ValidationError> {
+        if !(0..=100).contains(&self.minimum_healthy_percent) {
+            return Err(ValidationError::new(
+                format!("{field}.minimum_healthy_percent"),
+                self.minimum_healthy_percent,
+                "must be 0 to 100",
+            ));
+        }
+        if !(100..=200).contains(&self.maximum_percent) {
+            return Err(ValidationError::new(
+                format!("{field}.maximum_percent"),
+                self.maximum_percent,
+                "must be 100 to 200",
+            ));
+        }
+        if self.rollback && !self.circuit_breaker {
+            return Err(ValidationError::new(
+                format!("{field}.rollback"),
+                true,
+                "a rollback needs the circuit breaker on",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// An ECS service. A name, cluster or launch type change replaces it; the task definition, desired
 /// count and network placement change in place with one `UpdateService`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -55,9 +138,12 @@ pub struct Service {
     pub security_groups: Vec<Input<SecurityGroupId>>,
     /// Whether the tasks get public IPs (needed in public subnets without a NAT gateway).
     pub assign_public_ip: bool,
-    /// After a create or update, wait at most this many seconds for the service to be steady (one
-    /// deployment, as many tasks running as desired); `None` does not wait.
+    /// After a create or update, wait at most this many seconds for the deployment it started to
+    /// complete; `None` does not wait.
     pub steady_state_timeout_secs: Option<u64>,
+    /// The deployment configuration; `None` (state written before it existed) is ECS's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<Deployment>,
     /// User tags (the engine adds its own).
     pub tags: BTreeMap<String, String>,
 }
@@ -133,17 +219,27 @@ impl Service {
             .build())
     }
 
-    /// Waits until the service has one deployment and as many running tasks as desired. On timeout,
-    /// fails with the reasons ECS gave for the tasks it stopped.
-    async fn wait_steady(
+    /// Follows deployment `deployment` (the one this run's create or update started; the primary one
+    /// when ECS named none) until it completes.
+    ///
+    /// - It fails at once when ECS marks the deployment `FAILED` (its circuit breaker tripped) or rolls
+    ///   it back (another deployment, of another task definition, became primary), with ECS's reason,
+    ///   why its recent tasks stopped, and the service's latest events.
+    /// - A deployment that is slow but healthy is waited for, with a progress line per poll
+    ///   (running / desired, the latest event), polls backing off from 0.5 s to 15 s.
+    /// - It ends at once on Ctrl-C ([`ResourceError::Cancelled`]); at the timeout it fails with the last
+    ///   counts and events.
+    async fn wait_rollout(
         &self,
         ctx: &Context,
         client: &aws_sdk_ecs::Client,
         cluster: &str,
+        deployment: Option<String>,
     ) -> Result<(), ResourceError> {
         let Some(timeout) = self.steady_state_timeout_secs.map(Duration::from_secs) else {
             return Ok(());
         };
+        let task = self.task_definition.get()?;
         let started = Instant::now();
         let mut delay = Duration::from_millis(500);
         loop {
@@ -152,28 +248,36 @@ impl Service {
                 .ok_or_else(|| ResourceError::Failed {
                     message: format!("service {} disappeared while waiting for it", self.name),
                 })?;
-            let (running, desired) = (service.running_count(), service.desired_count());
-            if service.deployments().len() <= 1 && running == desired {
-                return Ok(());
+            match rollout(&service, deployment.as_deref(), task) {
+                Rollout::Completed => return Ok(()),
+                Rollout::InProgress => {}
+                Rollout::Failed(why) => {
+                    let stopped = self.stopped_reasons(ctx, client, cluster).await?;
+                    return Err(ResourceError::Failed {
+                        message: failure_report(&self.name, &why, &stopped, &service),
+                    });
+                }
             }
+            let (running, desired) = (service.running_count(), service.desired_count());
             if started.elapsed() >= timeout {
-                let reasons = self.stopped_reasons(ctx, client, cluster).await?;
+                let stopped = self.stopped_reasons(ctx, client, cluster).await?;
+                let why = format!(
+                    "did not complete within {}s ({running} of {desired} tasks running, {} pending)",
+                    timeout.as_secs(),
+                    service.pending_count()
+                );
                 return Err(ResourceError::Failed {
-                    message: format!(
-                        "service {} did not reach steady state within {}s ({running} of {desired} tasks running){}",
-                        self.name,
-                        timeout.as_secs(),
-                        if reasons.is_empty() {
-                            String::new()
-                        } else {
-                            format!("; stopped tasks: {}", reasons.join("; "))
-                        }
-                    ),
+                    message: failure_report(&self.name, &why, &stopped, &service),
                 });
             }
+            let latest = service
+                .events()
+                .first()
+                .and_then(|e| e.message())
+                .map(|m| format!("; {m}"))
+                .unwrap_or_default();
             ctx.progress(format!(
-                "waiting for steady state: {running} of {desired} tasks running, {} deployment(s)",
-                service.deployments().len()
+                "deploying: {running} of {desired} tasks running{latest}"
             ));
             // Ctrl-C ends the wait at once (the service stays as it is; the next run waits again).
             ctx.sleep(delay.min(timeout.saturating_sub(started.elapsed())))
@@ -182,7 +286,8 @@ impl Service {
         }
     }
 
-    /// Why ECS stopped the service's recent tasks (`CannotPullContainerError: ...`).
+    /// Why ECS stopped the service's recent tasks (`CannotPullContainerError: ...`), newest first, at
+    /// most five.
     async fn stopped_reasons(
         &self,
         ctx: &Context,
@@ -207,7 +312,7 @@ impl Service {
                 client
                     .describe_tasks()
                     .cluster(cluster)
-                    .set_tasks(Some(list.task_arns().iter().take(10).cloned().collect()))
+                    .set_tasks(Some(list.task_arns().iter().take(5).cloned().collect()))
                     .send()
             })
             .await?;
@@ -268,6 +373,9 @@ impl Resource for Service {
                 "at most 5 security groups",
             ));
         }
+        if let Some(d) = &self.deployment {
+            d.validate("deployment")?;
+        }
         if self.steady_state_timeout_secs == Some(0) {
             return Err(ValidationError::new(
                 "steady_state_timeout_secs",
@@ -282,6 +390,7 @@ impl Resource for Service {
         let client = aws::ecs(ctx)?;
         let (cluster, task) = (self.cluster.get()?, self.task_definition.get()?);
         let network = self.network()?;
+        let deployment = self.deployment.map(Deployment::sdk);
         let tags = aws::ecs_tags(&aws::all_tags(ctx, &self.tags));
         let out = ctx
             .call_retrying("CreateService", aws::is_role_not_ready, || {
@@ -294,6 +403,7 @@ impl Resource for Service {
                     .launch_type(self.launch.sdk())
                     .network_configuration(network.clone())
                     .set_tags(Some(tags.clone()))
+                    .set_deployment_configuration(deployment.clone())
                     // ECS's own idempotency: a repeat with this token answers the same service.
                     .set_client_token(ctx.instance_token().map(str::to_owned))
                     .send()
@@ -304,7 +414,8 @@ impl Resource for Service {
             .and_then(|s| s.service_arn())
             .ok_or_else(|| ResourceError::missing("CreateService", "a service ARN"))?
             .to_owned();
-        self.wait_steady(ctx, &client, cluster).await?;
+        let started = out.service().and_then(primary_deployment);
+        self.wait_rollout(ctx, &client, cluster, started).await?;
         Ok(ServiceOutputs {
             name: self.name.clone(),
             arn,
@@ -360,6 +471,9 @@ impl Resource for Service {
                 assign_public_ip: vpc.and_then(|v| v.assign_public_ip())
                     == Some(&AssignPublicIp::Enabled),
                 steady_state_timeout_secs: self.steady_state_timeout_secs,
+                // ECS describes the configuration it keeps; where it describes none (moto), what
+                // was declared is taken as live rather than shown as drift on every refresh.
+                deployment: Deployment::of(s.deployment_configuration()).or(self.deployment),
                 tags: aws::user_ecs_tags(s.tags()),
             },
             outputs: outputs.clone(),
@@ -381,27 +495,37 @@ impl Resource for Service {
         let network_changed = self.subnets != previous.subnets
             || self.security_groups != previous.security_groups
             || self.assign_public_ip != previous.assign_public_ip;
-        if task_changed || count_changed || network_changed {
+        let deployment_changed = self.deployment != previous.deployment;
+        let mut started = None;
+        let rolls_out = task_changed || count_changed || network_changed;
+        if rolls_out || deployment_changed {
             let network = if network_changed {
                 Some(self.network()?)
             } else {
                 None
             };
-            ctx.call_retrying("UpdateService", aws::is_role_not_ready, || {
-                client
-                    .update_service()
-                    .cluster(cluster)
-                    .service(&self.name)
-                    .set_task_definition(task_changed.then(|| task.clone()))
-                    .set_desired_count(count_changed.then_some(self.desired_count))
-                    .set_network_configuration(network.clone())
-                    .send()
-            })
-            .await?;
+            let deployment = match self.deployment {
+                Some(d) if deployment_changed => Some(d.sdk()),
+                _ => None,
+            };
+            let out = ctx
+                .call_retrying("UpdateService", aws::is_role_not_ready, || {
+                    client
+                        .update_service()
+                        .cluster(cluster)
+                        .service(&self.name)
+                        .set_task_definition(task_changed.then(|| task.clone()))
+                        .set_desired_count(count_changed.then_some(self.desired_count))
+                        .set_network_configuration(network.clone())
+                        .set_deployment_configuration(deployment.clone())
+                        .send()
+                })
+                .await?;
+            started = out.service().and_then(primary_deployment);
         }
         aws::update_ecs_tags(ctx, &client, &outputs.arn, &previous.tags, &self.tags).await?;
-        if task_changed || count_changed || network_changed {
-            self.wait_steady(ctx, &client, cluster).await?;
+        if rolls_out {
+            self.wait_rollout(ctx, &client, cluster, started).await?;
         }
         Ok(outputs.clone())
     }
@@ -440,6 +564,14 @@ impl Resource for Service {
         .await
     }
 
+    /// A service adopted after a create that did not finish (a failed rollout, a kill) is recorded
+    /// only once its deployment completes: a failed or rolled-back one fails this run too.
+    async fn adopted(&self, ctx: &Context, outputs: &ServiceOutputs) -> Result<(), ResourceError> {
+        let client = aws::ecs(ctx)?;
+        self.wait_rollout(ctx, &client, &outputs.cluster_arn, None)
+            .await
+    }
+
     async fn find(&self, ctx: &Context) -> Result<Option<ServiceOutputs>, ResourceError> {
         let client = aws::ecs(ctx)?;
         let cluster = self.cluster.get()?;
@@ -452,5 +584,189 @@ impl Resource for Service {
             arn: arn.to_owned(),
             cluster_arn: cluster.clone(),
         }))
+    }
+}
+
+/// Where a deployment stands.
+#[derive(Debug, PartialEq, Eq)]
+enum Rollout {
+    Completed,
+    InProgress,
+    /// Failed or rolled back, and why.
+    Failed(String),
+}
+
+/// The id of the primary deployment of `service` (the one a create or update just started).
+fn primary_deployment(service: &aws_sdk_ecs::types::Service) -> Option<String> {
+    service
+        .deployments()
+        .iter()
+        .find(|d| d.status() == Some("PRIMARY"))
+        .and_then(|d| d.id())
+        .map(str::to_owned)
+}
+
+/// Where deployment `ours` (or, unknown, the primary one) of `service`, for task definition `task`,
+/// stands, from the fields ECS gives: `rolloutState` and `rolloutStateReason` of each deployment,
+/// `status` `PRIMARY` for the one ECS is rolling out now.
+fn rollout(service: &aws_sdk_ecs::types::Service, ours: Option<&str>, task: &str) -> Rollout {
+    let deployments = service.deployments();
+    let primary = deployments.iter().find(|d| d.status() == Some("PRIMARY"));
+    let mine = match ours {
+        Some(id) => deployments.iter().find(|d| d.id() == Some(id)),
+        None => primary,
+    };
+    let reason = |d: &aws_sdk_ecs::types::Deployment| {
+        d.rollout_state_reason()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default()
+    };
+    if let Some(d) = mine
+        && d.rollout_state() == Some(&aws_sdk_ecs::types::DeploymentRolloutState::Failed)
+    {
+        return Rollout::Failed(format!(
+            "deployment {} failed{}",
+            d.id().unwrap_or("?"),
+            reason(d)
+        ));
+    }
+    // Rolled back: ECS made another deployment primary, of another task definition (when which
+    // deployment is ours is not known, the primary one is taken as ours unless it runs another
+    // task definition).
+    if let Some(p) = primary
+        && p.id() != ours
+        && p.task_definition() != Some(task)
+    {
+        let to = p.task_definition().unwrap_or("another task definition");
+        return Rollout::Failed(match ours {
+            Some(id) => format!("deployment {id} was rolled back to {to}{}", reason(p)),
+            None => format!(
+                "the service was rolled back to {to}, not {task}{}",
+                reason(p)
+            ),
+        });
+    }
+    let Some(d) = mine else {
+        return Rollout::InProgress;
+    };
+    match d.rollout_state() {
+        Some(aws_sdk_ecs::types::DeploymentRolloutState::Completed) => Rollout::Completed,
+        Some(_) => Rollout::InProgress,
+        // No rollout state (a deployment controller other than ECS): steady when it is the only
+        // deployment and runs as many tasks as desired.
+        None if deployments.len() == 1 && d.running_count() == d.desired_count() => {
+            Rollout::Completed
+        }
+        None => Rollout::InProgress,
+    }
+}
+
+/// A failed deployment, said whole: what ECS said, why tasks stopped, the latest service events.
+fn failure_report(
+    name: &str,
+    why: &str,
+    stopped: &[String],
+    service: &aws_sdk_ecs::types::Service,
+) -> String {
+    let mut report = format!("service {name}: {why}");
+    if !stopped.is_empty() {
+        report.push_str("; stopped tasks: ");
+        report.push_str(&stopped.join("; "));
+    }
+    let events: Vec<&str> = service
+        .events()
+        .iter()
+        .take(3)
+        .filter_map(|e| e.message())
+        .collect();
+    if !events.is_empty() {
+        report.push_str("; latest events: ");
+        report.push_str(&events.join(" | "));
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_ecs::types::{Deployment as Dep, DeploymentRolloutState as State, Service};
+
+    use super::{Rollout, rollout};
+
+    const TD2: &str = "arn:aws:ecs:us-east-1:1:task-definition/frontend:2";
+    const TD1: &str = "arn:aws:ecs:us-east-1:1:task-definition/frontend:1";
+
+    fn dep(id: &str, status: &str, td: &str, state: Option<State>) -> Dep {
+        Dep::builder()
+            .id(id)
+            .status(status)
+            .task_definition(td)
+            .set_rollout_state(state)
+            .rollout_state_reason(format!("reason of {id}"))
+            .running_count(1)
+            .desired_count(1)
+            .build()
+    }
+
+    fn service(deployments: Vec<Dep>) -> Service {
+        Service::builder()
+            .set_deployments(Some(deployments))
+            .build()
+    }
+
+    #[test]
+    fn a_completed_deployment_of_ours_completes() {
+        let s = service(vec![dep("d2", "PRIMARY", TD2, Some(State::Completed))]);
+        assert_eq!(rollout(&s, Some("d2"), TD2), Rollout::Completed);
+        assert_eq!(rollout(&s, None, TD2), Rollout::Completed);
+    }
+
+    #[test]
+    fn a_deployment_in_progress_is_waited_for() {
+        let s = service(vec![
+            dep("d2", "PRIMARY", TD2, Some(State::InProgress)),
+            dep("d1", "ACTIVE", TD1, Some(State::Completed)),
+        ]);
+        assert_eq!(rollout(&s, Some("d2"), TD2), Rollout::InProgress);
+    }
+
+    #[test]
+    fn a_failed_deployment_fails_with_ecs_reason() {
+        let s = service(vec![dep("d2", "PRIMARY", TD2, Some(State::Failed))]);
+        let Rollout::Failed(why) = rollout(&s, Some("d2"), TD2) else {
+            panic!("not failed")
+        };
+        assert_eq!(why, "deployment d2 failed: reason of d2");
+    }
+
+    #[test]
+    fn a_rollback_to_another_task_definition_fails_known_or_not_which_deployment_was_ours() {
+        let s = service(vec![dep("d3", "PRIMARY", TD1, Some(State::Completed))]);
+        let Rollout::Failed(why) = rollout(&s, Some("d2"), TD2) else {
+            panic!("not failed")
+        };
+        assert_eq!(
+            why,
+            format!("deployment d2 was rolled back to {TD1}: reason of d3")
+        );
+        let Rollout::Failed(why) = rollout(&s, None, TD2) else {
+            panic!("not failed")
+        };
+        assert!(why.starts_with(&format!("the service was rolled back to {TD1}, not {TD2}")));
+    }
+
+    #[test]
+    fn without_rollout_states_one_deployment_running_all_tasks_completes() {
+        let mut d = dep("d2", "PRIMARY", TD2, None);
+        let s = service(vec![d.clone()]);
+        assert_eq!(rollout(&s, Some("d2"), TD2), Rollout::Completed);
+        d = Dep::builder()
+            .id("d2")
+            .status("PRIMARY")
+            .task_definition(TD2)
+            .running_count(0)
+            .desired_count(1)
+            .build();
+        let s = service(vec![d, dep("d1", "ACTIVE", TD1, None)]);
+        assert_eq!(rollout(&s, Some("d2"), TD2), Rollout::InProgress);
     }
 }

@@ -60,7 +60,7 @@ impl Resource for RolePolicyAttachment {
     async fn create(&self, ctx: &Context) -> Result<AttachmentOutputs, ResourceError> {
         let client = iam::client(ctx)?;
         let (role, arn) = (self.role_name.get()?, self.policy_arn.get()?);
-        ctx.call("AttachRolePolicy", || {
+        ctx.call_retrying("AttachRolePolicy", iam::not_visible_yet, || {
             client
                 .attach_role_policy()
                 .role_name(role)

@@ -41,7 +41,7 @@ impl InstanceProfile {
         profile: &str,
         role: &str,
     ) -> Result<(), ResourceError> {
-        ctx.call_once("AddRoleToInstanceProfile", || {
+        ctx.call_once_retrying("AddRoleToInstanceProfile", iam::not_visible_yet, || {
             client
                 .add_role_to_instance_profile()
                 .instance_profile_name(profile)
