@@ -690,4 +690,91 @@ mod tests {
         assert!(ErrorClass::Throttling.is_retryable());
         assert!(!ErrorClass::Validation.is_retryable());
     }
+
+    fn aws(code: Option<&str>, class: ErrorClass) -> AwsError {
+        AwsError {
+            operation: "Op".into(),
+            code: code.map(str::to_owned),
+            message: None,
+            status: None,
+            class,
+            source: "x".into(),
+        }
+    }
+
+    #[test]
+    fn already_exists_is_a_conflict_that_names_the_thing_as_existing() {
+        for code in [
+            "EntityAlreadyExists",
+            "ResourceAlreadyExistsException",
+            "InvalidGroup.Duplicate",
+            "RouteAlreadyExists",
+            "Resource.AlreadyAssociated",
+        ] {
+            let e = aws(Some(code), classify(Some(code), Some(400)));
+            assert!(e.is_already_exists(), "{code}");
+            assert!(e.outcome_unknown(), "{code}");
+        }
+        for code in ["DependencyViolation", "DeleteConflict", "ResourceInUse"] {
+            let e = aws(Some(code), ErrorClass::Conflict);
+            assert!(!e.is_already_exists(), "{code}");
+            assert!(!e.outcome_unknown(), "{code}");
+        }
+        // The class decides first: an "already exists" code in another class is not one.
+        assert!(!aws(Some("EntityAlreadyExists"), ErrorClass::Other).is_already_exists());
+        assert!(!aws(None, ErrorClass::Conflict).is_already_exists());
+    }
+
+    #[test]
+    fn only_transient_failures_and_already_exists_leave_the_outcome_unknown() {
+        assert!(aws(None, ErrorClass::Transient).outcome_unknown());
+        for class in [
+            ErrorClass::NotFound,
+            ErrorClass::Throttling,
+            ErrorClass::EventualConsistency,
+            ErrorClass::Validation,
+            ErrorClass::Other,
+        ] {
+            assert!(!aws(Some("X"), class).outcome_unknown(), "{class:?}");
+        }
+        let unknown = ResourceError::Aws(aws(None, ErrorClass::Transient));
+        assert!(unknown.outcome_unknown());
+        assert!(!ResourceError::missing("Op", "x").outcome_unknown());
+    }
+
+    #[test]
+    fn the_aws_code_is_found_through_wrappers() {
+        let e = ResourceError::Aws(aws(Some("InternalError"), ErrorClass::Transient));
+        assert_eq!(e.aws_code(), Some("InternalError"));
+        let wrapped = ResourceError::OutcomeUnknown {
+            source: Box::new(e),
+        };
+        assert_eq!(wrapped.aws_code(), Some("InternalError"));
+        assert_eq!(ResourceError::Cancelled.aws_code(), None);
+        let err = Error::Resource {
+            stack: "s".into(),
+            resource: "r".into(),
+            action: "create",
+            source: Box::new(wrapped),
+        };
+        assert_eq!(err.aws_code(), Some("InternalError"));
+    }
+
+    #[test]
+    fn a_cancelled_wait_is_told_from_a_failure() {
+        let of = |source| Error::Resource {
+            stack: "s".into(),
+            resource: "r".into(),
+            action: "create",
+            source: Box::new(source),
+        };
+        assert!(of(ResourceError::Cancelled).is_cancelled_wait());
+        assert!(!of(ResourceError::missing("Op", "x")).is_cancelled_wait());
+        let cancelled = Error::Cancelled {
+            stack: "s".into(),
+            completed: 0,
+            remaining: 1,
+        };
+        assert!(!cancelled.is_cancelled_wait());
+    }
 }

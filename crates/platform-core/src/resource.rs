@@ -848,3 +848,258 @@ macro_rules! resource_outputs {
         }
     };
 }
+
+#[cfg(test)]
+#[expect(
+    clippy::result_large_err,
+    reason = "the SDK's own error type, as the SDK returns it to Context::call"
+)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use aws_smithy_runtime_api::client::result::SdkError;
+    use aws_smithy_runtime_api::http::{Response, StatusCode};
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    use super::*;
+    use crate::CancellationToken;
+
+    type Answer = Result<(), SdkError<ErrorMetadata, HttpResponse>>;
+
+    fn ctx_with(cancel: CancellationToken) -> Context {
+        let shared = Shared {
+            sdk_config: None,
+            interceptors: Vec::new(),
+            extensions: HashMap::new(),
+            clients: Mutex::default(),
+            events: EventSink::new(Vec::new()),
+            retry: RetryPolicy::new(4, Duration::from_millis(1), Duration::from_millis(2)),
+        };
+        Context::new(Arc::new(shared), "net", "vpc", cancel)
+    }
+
+    fn ctx() -> Context {
+        ctx_with(CancellationToken::new())
+    }
+
+    fn aws(code: &str, status: u16) -> Answer {
+        let meta = ErrorMetadata::builder().code(code).message("m").build();
+        let raw = Response::new(StatusCode::try_from(status).unwrap(), SdkBody::empty());
+        Err(SdkError::service_error(meta, raw))
+    }
+
+    fn timeout() -> Answer {
+        Err(SdkError::timeout_error("no answer"))
+    }
+
+    /// Sends `answer` until `ok_after` attempts failed, then succeeds; returns the result and the
+    /// attempts made.
+    async fn attempts(
+        send: impl AsyncFnOnce(&dyn Fn() -> std::future::Ready<Answer>) -> Result<(), ResourceError>,
+        answer: fn() -> Answer,
+        ok_after: u32,
+    ) -> (Result<(), ResourceError>, u32) {
+        let n = AtomicU32::new(0);
+        let f = || {
+            let i = n.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(if i < ok_after { answer() } else { Ok(()) })
+        };
+        let r = send(&f).await;
+        (r, n.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn call_repeats_throttling_and_transient_failures() {
+        let c = ctx();
+        let (r, n) = attempts(
+            async |f| c.call("Op", f).await,
+            || aws("Throttling", 400),
+            2,
+        )
+        .await;
+        assert!(r.is_ok());
+        assert_eq!(n, 3);
+        let (r, n) = attempts(async |f| c.call("Op", f).await, timeout, 2).await;
+        assert!(r.is_ok());
+        assert_eq!(n, 3);
+    }
+
+    #[tokio::test]
+    async fn call_once_repeats_throttling_but_never_a_call_whose_outcome_is_unknown() {
+        let c = ctx();
+        let (r, n) = attempts(
+            async |f| c.call_once("Op", f).await,
+            || aws("Throttling", 400),
+            2,
+        )
+        .await;
+        assert!(r.is_ok());
+        assert_eq!(n, 3);
+        let (r, n) = attempts(async |f| c.call_once("Op", f).await, timeout, 2).await;
+        assert!(r.unwrap_err().outcome_unknown());
+        assert_eq!(n, 1);
+        let (r, n) = attempts(
+            async |f| c.call_once("Op", f).await,
+            || aws("InternalError", 500),
+            2,
+        )
+        .await;
+        assert!(r.is_err());
+        assert_eq!(n, 1);
+    }
+
+    #[tokio::test]
+    async fn a_call_retries_what_its_caller_names_and_nothing_else() {
+        let c = ctx();
+        let dep = |e: &AwsError| e.has_code("DependencyViolation");
+        let (r, n) = attempts(
+            async |f| c.call_retrying("Op", dep, f).await,
+            || aws("DependencyViolation", 400),
+            2,
+        )
+        .await;
+        assert!(r.is_ok());
+        assert_eq!(n, 3);
+        let (r, n) = attempts(
+            async |f| c.call_once_retrying("Op", dep, f).await,
+            || aws("InvalidParameterValue", 400),
+            2,
+        )
+        .await;
+        assert!(r.is_err());
+        assert_eq!(n, 1);
+        let (r, n) = attempts(
+            async |f| c.call_once_retrying("Op", dep, f).await,
+            || aws("DependencyViolation", 400),
+            5,
+        )
+        .await;
+        assert!(r.is_err(), "the bound holds");
+        assert_eq!(n, 4);
+    }
+
+    #[tokio::test]
+    async fn nothing_is_retried_once_the_run_is_cancelled() {
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let c = ctx_with(cancel);
+        let (r, n) = attempts(
+            async |f| c.call("Op", f).await,
+            || aws("Throttling", 400),
+            2,
+        )
+        .await;
+        assert!(r.is_err());
+        assert_eq!(n, 1);
+        let tries = AtomicU32::new(0);
+        let r: Result<(), ResourceError> = c
+            .retry(
+                "wait",
+                |_| true,
+                || {
+                    tries.fetch_add(1, Ordering::SeqCst);
+                    std::future::ready(Err(ResourceError::missing("Op", "x")))
+                },
+            )
+            .await;
+        assert!(r.is_err());
+        assert_eq!(tries.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn retry_repeats_while_asked_within_the_bound() {
+        let c = ctx();
+        let tries = AtomicU32::new(0);
+        let r: Result<(), ResourceError> = c
+            .retry(
+                "wait",
+                |e| e.aws_code().is_none(),
+                || {
+                    tries.fetch_add(1, Ordering::SeqCst);
+                    std::future::ready(Err(ResourceError::missing("Op", "x")))
+                },
+            )
+            .await;
+        assert!(r.is_err());
+        assert_eq!(tries.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn sleep_ends_at_once_when_cancelled_and_waits_otherwise() {
+        let c = ctx();
+        let started = std::time::Instant::now();
+        c.sleep(Duration::from_millis(30)).await.unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(30));
+        c.cancellation().cancel();
+        let started = std::time::Instant::now();
+        let r = c.sleep(Duration::from_secs(30)).await;
+        assert!(matches!(r, Err(ResourceError::Cancelled)));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn tags_and_token_name_the_instance_being_created() {
+        let c = ctx();
+        assert_eq!(c.instance_token(), None);
+        assert_eq!(
+            c.tags(),
+            [
+                (STACK_TAG, "net".to_owned()),
+                (RESOURCE_TAG, "vpc".to_owned())
+            ]
+        );
+        let c = c.for_instance(Some("0123abcd"));
+        assert_eq!(c.instance_token(), Some("0123abcd"));
+        assert_eq!(c.tags()[2], (INSTANCE_TAG, "0123abcd".to_owned()));
+    }
+
+    #[test]
+    fn claim_adopts_only_what_names_this_stack_and_resource() {
+        let c = ctx();
+        let ok = c.claim(
+            "VPC vpc-1",
+            [
+                (STACK_TAG, "net"),
+                (RESOURCE_TAG, "vpc"),
+                (INSTANCE_TAG, "old"),
+                ("team", "x"),
+            ],
+        );
+        assert!(ok.is_ok());
+        let owner = |tags: &[(&str, &str)]| match c.claim("VPC vpc-1", tags.iter().copied()) {
+            Err(ResourceError::NotOurs { what, owner }) => {
+                assert_eq!(what, "VPC vpc-1");
+                owner
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            owner(&[(STACK_TAG, "other"), (RESOURCE_TAG, "vpc")]),
+            "stack other, resource vpc"
+        );
+        assert_eq!(
+            owner(&[(STACK_TAG, "net"), (RESOURCE_TAG, "subnet")]),
+            "stack net, resource subnet"
+        );
+        assert_eq!(owner(&[(STACK_TAG, "net")]), "stack net, resource (none)");
+        assert_eq!(
+            owner(&[(RESOURCE_TAG, "vpc")]),
+            "stack (none), resource vpc"
+        );
+        assert!(owner(&[("team", "x")]).starts_with("nobody"));
+    }
+
+    #[test]
+    fn found_one_refuses_to_guess_between_several() {
+        assert_eq!(found_one("VPC", Vec::<(String, u8)>::new()).unwrap(), None);
+        assert_eq!(found_one("VPC", [("a".to_owned(), 1)]).unwrap(), Some(1));
+        match found_one("VPC", [("a".to_owned(), 1), ("b".to_owned(), 2)]) {
+            Err(ResourceError::Ambiguous { what, found }) => {
+                assert_eq!(what, "VPC");
+                assert_eq!(found, ["a", "b"]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

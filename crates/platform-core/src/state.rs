@@ -557,6 +557,24 @@ impl StateStore for MemoryStateStore {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_simulated_crash_refuses_the_nth_write_from_now_and_every_later_one() {
+        let store = MemoryStateStore::new();
+        let lock = store.lock("s").await.unwrap();
+        for serial in 1..=3 {
+            lock.write(&sample(serial)).await.unwrap();
+        }
+        store.crash_at_write(2);
+        lock.write(&sample(4)).await.unwrap();
+        assert!(lock.write(&sample(5)).await.is_err());
+        assert!(lock.write(&sample(6)).await.is_err());
+        assert_eq!(store.writes(), 4);
+        assert_eq!(store.read("s").await.unwrap(), Some(sample(4)));
+        store.revive();
+        lock.write(&sample(7)).await.unwrap();
+        assert_eq!(store.writes(), 5);
+    }
+
     fn sample(serial: u64) -> StackState {
         let mut s = StackState::new("network");
         s.serial = serial;

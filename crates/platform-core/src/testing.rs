@@ -76,7 +76,24 @@ struct Inner {
     lose_create_result: Mutex<HashSet<String>>,
     lose_response: Mutex<HashSet<String>>,
     time_out_create: Mutex<HashSet<String>>,
+    /// Per logical name, faults for its next updates, in order.
+    update_faults: Mutex<HashMap<String, Vec<UpdateFault>>>,
+    /// Finds still to answer "nothing" (a just-made object not visible yet).
+    hidden_finds: AtomicUsize,
+    /// Per logical name, how long its creates wait (cancellably) before acting.
+    slow_create: Mutex<HashMap<String, Duration>>,
     order: Mutex<Vec<(String, &'static str)>>,
+}
+
+/// What goes wrong with an update (see [`FakeCloud::fail_updates_of`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpdateFault {
+    /// Carried out, its response lost (a transient error after acting).
+    LoseResponse,
+    /// Timed out before acting (a transient error, nothing changed).
+    TimeOut,
+    /// Refused (a plain failure, nothing changed).
+    Fail,
 }
 
 /// The fake cloud: a shared, cloneable handle.
@@ -132,6 +149,31 @@ impl FakeCloud {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(name.to_owned());
+    }
+
+    /// The next updates of `name` go wrong as `faults` says, one fault per update, in order.
+    pub fn fail_updates_of(&self, name: &str, faults: &[UpdateFault]) {
+        self.inner
+            .update_faults
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), faults.to_vec());
+    }
+
+    /// The next `n` finds see nothing, as a describe right after a create may not (AWS's eventual
+    /// consistency).
+    pub fn hide_from_next_finds(&self, n: usize) {
+        self.inner.hidden_finds.store(n, Ordering::SeqCst);
+    }
+
+    /// Creates of `name` wait `d` (cancellably, through [`Context::sleep`]) before acting, as a
+    /// create that waits for a rollout.
+    pub fn slow_create_of(&self, name: &str, d: Duration) {
+        self.inner
+            .slow_create
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), d);
     }
 
     /// The live objects that carry logical name `name`'s resource tag.
@@ -288,6 +330,16 @@ impl Resource for FakeResource {
 
     async fn create(&self, ctx: &Context) -> Result<FakeOutputs, ResourceError> {
         let cloud = ctx.extension::<FakeCloud>()?;
+        let slow = cloud
+            .inner
+            .slow_create
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(ctx.resource())
+            .copied();
+        if let Some(d) = slow {
+            ctx.sleep(d).await?;
+        }
         let _g = cloud.enter().await;
         cloud.count(|c| c.create += 1);
         let deps = self.dep_ids(&cloud)?;
@@ -392,6 +444,22 @@ impl Resource for FakeResource {
         if changed.iter().any(|c| c == "fixed") {
             return Err(fake_err("engine asked to update a force-new field".into()));
         }
+        let fault = {
+            let mut faults = cloud
+                .inner
+                .update_faults
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            faults
+                .get_mut(ctx.resource())
+                .filter(|f| !f.is_empty())
+                .map(|f| f.remove(0))
+        };
+        match fault {
+            Some(UpdateFault::TimeOut) => return Err(transient("update timed out")),
+            Some(UpdateFault::Fail) => return Err(fake_err("injected update failure".into())),
+            _ => {}
+        }
         let deps = self.dep_ids(&cloud)?;
         let mut objects = cloud
             .inner
@@ -405,6 +473,9 @@ impl Resource for FakeResource {
         o.deps = deps;
         drop(objects);
         cloud.log(ctx.resource(), "update");
+        if fault == Some(UpdateFault::LoseResponse) {
+            return Err(transient("connection closed after the update"));
+        }
         Ok(outputs.clone())
     }
 
@@ -433,6 +504,14 @@ impl Resource for FakeResource {
         let cloud = ctx.extension::<FakeCloud>()?;
         let _g = cloud.enter().await;
         cloud.count(|c| c.read += 1);
+        let hidden = cloud
+            .inner
+            .hidden_finds
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if hidden {
+            return Ok(None);
+        }
         let wanted = ctx.tags();
         crate::found_one(
             ctx.resource(),

@@ -9,7 +9,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use platform_core::testing::{FakeCloud, FakeStack};
+use platform_core::testing::{FakeCloud, FakeStack, UpdateFault};
 use platform_core::{
     CancellationToken, Engine, Error, Event, MemoryStateStore, PendingOp, ProviderInfo,
     ResourceError, StateStore, UpOptions,
@@ -366,4 +366,258 @@ async fn a_member_that_is_never_called_does_not_hang_the_group() {
     );
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(cloud.calls(), Default::default());
+}
+
+fn quick(store: &MemoryStateStore, cloud: &FakeCloud) -> Engine {
+    Engine::builder(store.clone())
+        .provider(local())
+        .extension(cloud.clone())
+        .build()
+}
+
+#[tokio::test]
+async fn a_lost_create_is_looked_for_again_while_it_is_not_visible_yet_with_growing_waits() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let stack = FakeStack::chain("late", 1);
+    cloud.lose_response_of("r0");
+    cloud.hide_from_next_finds(2);
+    let started = Instant::now();
+    quick(&store, &cloud).up(&stack).await.unwrap();
+    // Found on the third look, after 0.25 s and 0.5 s.
+    assert!(
+        started.elapsed() >= Duration::from_millis(700),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        cloud.calls().read,
+        4,
+        "three finds (no more once found), then the read of what was adopted"
+    );
+    assert_eq!(cloud.calls().create, 1);
+    exactly_one_each(&stack, &store, &cloud).await;
+}
+
+#[tokio::test]
+async fn an_update_carried_out_with_its_response_lost_is_settled_by_reading_not_resent() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let mut stack = FakeStack::chain("u", 1);
+    quick(&store, &cloud).up(&stack).await.unwrap();
+    stack.nodes[0].value = "v2".into();
+    cloud.fail_updates_of("r0", &[UpdateFault::LoseResponse]);
+    quick(&store, &cloud).up(&stack).await.unwrap();
+    assert_eq!(cloud.calls().update, 1, "the read showed it done");
+    assert_eq!(cloud.instances_of("r0")[0].value, "v2");
+}
+
+#[tokio::test]
+async fn an_update_that_timed_out_before_acting_is_sent_again_after_reading() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let mut stack = FakeStack::chain("u", 1);
+    quick(&store, &cloud).up(&stack).await.unwrap();
+    stack.nodes[0].value = "v2".into();
+    cloud.fail_updates_of("r0", &[UpdateFault::TimeOut, UpdateFault::TimeOut]);
+    quick(&store, &cloud).up(&stack).await.unwrap();
+    assert_eq!(cloud.calls().update, 3, "the first, then two after reading");
+    assert_eq!(cloud.instances_of("r0")[0].value, "v2");
+}
+
+#[tokio::test]
+async fn an_update_that_keeps_timing_out_is_sent_at_most_twice_more_then_fails() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let mut stack = FakeStack::chain("u", 1);
+    quick(&store, &cloud).up(&stack).await.unwrap();
+    stack.nodes[0].value = "v2".into();
+    cloud.fail_updates_of("r0", &[UpdateFault::TimeOut; 5]);
+    let err = quick(&store, &cloud).up(&stack).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Resource {
+                action: "update",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(cloud.calls().update, 3);
+    assert_eq!(cloud.instances_of("r0")[0].value, "v1");
+}
+
+#[tokio::test]
+async fn an_update_refused_outright_is_not_settled_nor_sent_again() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let mut stack = FakeStack::chain("u", 1);
+    quick(&store, &cloud).up(&stack).await.unwrap();
+    stack.nodes[0].value = "v2".into();
+    cloud.fail_updates_of("r0", &[UpdateFault::Fail]);
+    let err = quick(&store, &cloud).up(&stack).await.unwrap_err();
+    assert!(err.to_string().contains("injected update failure"), "{err}");
+    assert_eq!(cloud.calls().update, 1);
+    assert_eq!(cloud.calls().read, 0, "no settling read");
+}
+
+#[tokio::test]
+async fn a_settling_update_that_is_refused_outright_fails_the_run() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let mut stack = FakeStack::chain("u", 1);
+    quick(&store, &cloud).up(&stack).await.unwrap();
+    stack.nodes[0].value = "v2".into();
+    cloud.fail_updates_of("r0", &[UpdateFault::TimeOut, UpdateFault::Fail]);
+    let err = quick(&store, &cloud).up(&stack).await.unwrap_err();
+    assert!(err.to_string().contains("injected update failure"), "{err}");
+    assert_eq!(cloud.calls().update, 2);
+}
+
+#[tokio::test]
+async fn an_adopted_instance_is_brought_to_the_declared_values() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let stack = FakeStack::chain("adopt", 1);
+    cloud.lose_create_result_of("r0");
+    quick(&store, &cloud).up(&stack).await.unwrap_err();
+    let id = cloud.instances_of("r0")[0].id.clone();
+    cloud.tamper(&id, "changed by hand");
+    quick(&store, &cloud).up(&stack).await.unwrap();
+    assert_eq!(cloud.instances_of("r0")[0].value, "v1");
+    assert_eq!(cloud.calls().update, 1);
+}
+
+#[tokio::test]
+async fn a_replacement_after_an_interrupted_update_never_adopts_the_old_instance() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let mut stack = FakeStack::chain("ru", 1);
+    quick(&store, &cloud).up(&stack).await.unwrap();
+    let old = cloud.instances_of("r0")[0].id.clone();
+    // An update whose result was never recorded: a pending update stays with the outputs.
+    stack.nodes[0].value = "v2".into();
+    store.crash_at_write(2);
+    quick(&store, &cloud).up(&stack).await.unwrap_err();
+    store.revive();
+    // Now a replacement: the new instance is created, the old one deleted.
+    stack.nodes[0].fixed = "f2".into();
+    quick(&store, &cloud).up(&stack).await.unwrap();
+    exactly_one_each(&stack, &store, &cloud).await;
+    assert_ne!(cloud.instances_of("r0")[0].id, old);
+}
+
+#[tokio::test]
+async fn cancellation_ends_a_resource_wait_at_once_and_the_run_reports_cancelled() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    cloud.slow_create_of("r0", Duration::from_secs(30));
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        cancel.cancel();
+    });
+    let started = Instant::now();
+    let err = quick(&store, &cloud)
+        .up_with(
+            &FakeStack::chain("w", 1),
+            UpOptions::default().with_cancellation(token),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Cancelled { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(cloud.live().is_empty(), "the create never acted");
+}
+
+#[tokio::test]
+async fn a_real_failure_during_a_cancelled_run_is_reported_not_hidden_by_the_cancellation() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    // Two independent resources: r0 waits, r1 fails at once; then Ctrl-C.
+    let stack = FakeStack::from_deps("both", vec![vec![], vec![]]);
+    cloud.slow_create_of("r0", Duration::from_secs(30));
+    cloud.fail_create_of("r1");
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        cancel.cancel();
+    });
+    let err = quick(&store, &cloud)
+        .up_with(&stack, UpOptions::default().with_cancellation(token))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Resource { resource, .. } if resource == "r1"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_refresh_reports_how_many_reads_completed() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let stack = FakeStack::chain("rc", 3);
+    quick(&store, &cloud).up(&stack).await.unwrap();
+    cloud.set_latency(Duration::from_millis(300));
+    let token = CancellationToken::new();
+    let e = Engine::builder(store.clone())
+        .provider(local())
+        .extension(cloud.clone())
+        .concurrency(1)
+        .cancellation(token.clone())
+        .build();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(750)).await;
+        token.cancel();
+    });
+    let err = e.refresh(&stack).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Cancelled {
+                completed: 2,
+                remaining: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_group_destroy_waits_for_users_and_fails_fast_when_their_stack_never_starts() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let e = quick(&store, &cloud);
+    let producer = FakeStack::chain("p", 1);
+    let consumer = FakeStack::chain("c", 1).using(0, "p", "r0");
+    let group = e.group(["p", "c"]);
+    let (rp, rc) = tokio::join!(
+        group.up(&producer, UpOptions::default()),
+        group.up(&consumer, UpOptions::default())
+    );
+    rp.unwrap();
+    rc.unwrap();
+
+    // Destroyed together, the user goes first: the fake cloud refuses to delete what is in use.
+    cloud.set_latency(Duration::from_millis(20));
+    let group = e.group(["p", "c"]);
+    let (dp, dc) = tokio::join!(
+        group.destroy::<FakeStack>("p"),
+        group.destroy::<FakeStack>("c")
+    );
+    dc.unwrap();
+    dp.unwrap();
+    assert!(cloud.live().is_empty());
+
+    // A user whose stack is never started: the producer's delete fails once the join bound passes.
+    let group = e.group(["p", "c"]);
+    let (rp, rc) = tokio::join!(
+        group.up(&producer, UpOptions::default()),
+        group.up(&consumer, UpOptions::default())
+    );
+    rp.unwrap();
+    rc.unwrap();
+    let group = e.group(["p", "c"]).join_within(Duration::from_millis(200));
+    let alone = tokio::time::timeout(Duration::from_secs(10), group.destroy::<FakeStack>("p"))
+        .await
+        .expect("no hang");
+    let err = alone.unwrap_err();
+    assert!(
+        matches!(&err, Error::DependencyFailed { producer, .. } if producer == "c"),
+        "{err}"
+    );
+    assert_eq!(cloud.live().len(), 2, "nothing in use was deleted");
 }
