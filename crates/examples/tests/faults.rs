@@ -2,14 +2,11 @@
 //! carried the call out, the connection closed before the answer. One `up` must heal every one of
 //! them (find, adopt, never a second create) and end with exactly one of each resource.
 
-use std::time::Duration;
-
-use examples::Platform;
 use local_cloud::{Fault, Rule, TestCloud};
-use platform_core::{Engine, MemoryStateStore, RetryPolicy};
+use platform_core::Engine;
 
 mod common;
-use common::{counts, inventory, seed_counts};
+use common::{counts, ecs_cloud, engine, inventory, platform, seed_counts};
 
 /// The first call of each creating operation, one per resource kind and per sub-step of a create.
 const CREATES: &[&str] = &[
@@ -35,32 +32,13 @@ const CREATES: &[&str] = &[
 
 #[tokio::test]
 async fn every_create_carried_out_with_its_response_lost_ends_with_exactly_one_of_each() {
-    let cloud = TestCloud::start()
-        .await
-        .expect("an AWS emulator is required for this suite");
-    cloud
-        .emulator
-        .require_ecs()
-        .expect("the emulator must serve ECS");
+    let cloud = ecs_cloud().await;
     for op in CREATES {
         cloud
             .proxy
             .add_rule(Rule::new(Fault::LoseResponse).operation(op).times(1));
     }
-    let engine = Engine::builder(MemoryStateStore::new())
-        .aws(cloud.config.clone())
-        .retry(RetryPolicy::new(
-            6,
-            Duration::from_millis(20),
-            Duration::from_millis(200),
-        ))
-        .build();
-    let mut platform = Platform::new(engine);
-    platform.cluster = platform
-        .cluster
-        .clone()
-        .with_steady_state_timeout(Some(Duration::from_secs(60)));
-
+    let platform = platform(engine(&cloud.config).build());
     platform
         .up()
         .await
@@ -113,14 +91,7 @@ async fn role_made_elsewhere(cloud: &TestCloud, stack: &str) {
 }
 
 async fn iam_engine(cloud: &TestCloud) -> (Engine, iam_stack::IamStack) {
-    let engine = Engine::builder(MemoryStateStore::new())
-        .aws(cloud.config.clone())
-        .retry(RetryPolicy::new(
-            6,
-            Duration::from_millis(20),
-            Duration::from_millis(200),
-        ))
-        .build();
+    let engine = engine(&cloud.config).build();
     let identity = engine.identity().await.unwrap();
     let stack = iam_stack::IamStack::new(iam_stack::IamConfig::default().bound_to(&identity));
     (engine, stack)

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use examples::Platform;
 use local_cloud::{Emulator, Fault, Proxy, Rewriter, Rule, TestCloud};
-use platform_core::{Engine, Event, MemoryStateStore, RetryPolicy};
+use platform_core::Event;
 use serde_json::{Value, json};
 
 mod common;
-use common::{counts, inventory, production, seed_counts};
+use common::{counts, ecs_cloud, engine, inventory, platform, production, seed_counts};
 
 const PULL_ERROR: &str = "CannotPullContainerError: pull image manifest has been retried 7 time(s): \
     failed to resolve ref docker.io/library/nginx:latest: not found";
@@ -186,36 +186,19 @@ struct Rig {
 }
 
 async fn rig() -> Rig {
-    let cloud = TestCloud::start()
-        .await
-        .expect("an AWS emulator is required for this suite");
-    cloud
-        .emulator
-        .require_ecs()
-        .expect("the emulator must serve ECS");
+    let cloud = ecs_cloud().await;
     let progress = Arc::new(Mutex::new(Vec::new()));
     let seen = progress.clone();
-    let engine = Engine::builder(MemoryStateStore::new())
-        .aws(cloud.config.clone())
-        .retry(RetryPolicy::new(
-            6,
-            Duration::from_millis(20),
-            Duration::from_millis(200),
-        ))
+    let engine = engine(&cloud.config)
         .on_event(move |e| {
             if let Event::Progress { message, .. } = e {
                 seen.lock().unwrap().push(message.clone());
             }
         })
         .build();
-    let mut platform = Platform::new(engine);
-    platform.cluster = platform
-        .cluster
-        .clone()
-        .with_steady_state_timeout(Some(Duration::from_secs(60)));
     Rig {
+        platform: platform(engine),
         cloud,
-        platform,
         progress,
     }
 }

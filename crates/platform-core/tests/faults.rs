@@ -398,13 +398,20 @@ async fn a_lost_create_is_looked_for_again_while_it_is_not_visible_yet_with_grow
     exactly_one_each(&stack, &store, &cloud).await;
 }
 
-#[tokio::test]
-async fn an_update_carried_out_with_its_response_lost_is_settled_by_reading_not_resent() {
+/// One resource applied, then declared with a new value, its next updates going wrong as `faults`
+/// says.
+async fn changed_with(faults: &[UpdateFault]) -> (MemoryStateStore, FakeCloud, FakeStack) {
     let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
     let mut stack = FakeStack::chain("u", 1);
     quick(&store, &cloud).up(&stack).await.unwrap();
     stack.nodes[0].value = "v2".into();
-    cloud.fail_updates_of("r0", &[UpdateFault::LoseResponse]);
+    cloud.fail_updates_of("r0", faults);
+    (store, cloud, stack)
+}
+
+#[tokio::test]
+async fn an_update_carried_out_with_its_response_lost_is_settled_by_reading_not_resent() {
+    let (store, cloud, stack) = changed_with(&[UpdateFault::LoseResponse]).await;
     quick(&store, &cloud).up(&stack).await.unwrap();
     assert_eq!(cloud.calls().update, 1, "the read showed it done");
     assert_eq!(cloud.instances_of("r0")[0].value, "v2");
@@ -412,11 +419,7 @@ async fn an_update_carried_out_with_its_response_lost_is_settled_by_reading_not_
 
 #[tokio::test]
 async fn an_update_that_timed_out_before_acting_is_sent_again_after_reading() {
-    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
-    let mut stack = FakeStack::chain("u", 1);
-    quick(&store, &cloud).up(&stack).await.unwrap();
-    stack.nodes[0].value = "v2".into();
-    cloud.fail_updates_of("r0", &[UpdateFault::TimeOut, UpdateFault::TimeOut]);
+    let (store, cloud, stack) = changed_with(&[UpdateFault::TimeOut, UpdateFault::TimeOut]).await;
     quick(&store, &cloud).up(&stack).await.unwrap();
     assert_eq!(cloud.calls().update, 3, "the first, then two after reading");
     assert_eq!(cloud.instances_of("r0")[0].value, "v2");
@@ -424,11 +427,7 @@ async fn an_update_that_timed_out_before_acting_is_sent_again_after_reading() {
 
 #[tokio::test]
 async fn an_update_that_keeps_timing_out_is_sent_at_most_twice_more_then_fails() {
-    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
-    let mut stack = FakeStack::chain("u", 1);
-    quick(&store, &cloud).up(&stack).await.unwrap();
-    stack.nodes[0].value = "v2".into();
-    cloud.fail_updates_of("r0", &[UpdateFault::TimeOut; 5]);
+    let (store, cloud, stack) = changed_with(&[UpdateFault::TimeOut; 5]).await;
     let err = quick(&store, &cloud).up(&stack).await.unwrap_err();
     assert!(
         matches!(
@@ -446,11 +445,7 @@ async fn an_update_that_keeps_timing_out_is_sent_at_most_twice_more_then_fails()
 
 #[tokio::test]
 async fn an_update_refused_outright_is_not_settled_nor_sent_again() {
-    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
-    let mut stack = FakeStack::chain("u", 1);
-    quick(&store, &cloud).up(&stack).await.unwrap();
-    stack.nodes[0].value = "v2".into();
-    cloud.fail_updates_of("r0", &[UpdateFault::Fail]);
+    let (store, cloud, stack) = changed_with(&[UpdateFault::Fail]).await;
     let err = quick(&store, &cloud).up(&stack).await.unwrap_err();
     assert!(err.to_string().contains("injected update failure"), "{err}");
     assert_eq!(cloud.calls().update, 1);
@@ -459,11 +454,7 @@ async fn an_update_refused_outright_is_not_settled_nor_sent_again() {
 
 #[tokio::test]
 async fn a_settling_update_that_is_refused_outright_fails_the_run() {
-    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
-    let mut stack = FakeStack::chain("u", 1);
-    quick(&store, &cloud).up(&stack).await.unwrap();
-    stack.nodes[0].value = "v2".into();
-    cloud.fail_updates_of("r0", &[UpdateFault::TimeOut, UpdateFault::Fail]);
+    let (store, cloud, stack) = changed_with(&[UpdateFault::TimeOut, UpdateFault::Fail]).await;
     let err = quick(&store, &cloud).up(&stack).await.unwrap_err();
     assert!(err.to_string().contains("injected update failure"), "{err}");
     assert_eq!(cloud.calls().update, 2);
@@ -503,7 +494,7 @@ async fn a_replacement_after_an_interrupted_update_never_adopts_the_old_instance
 #[tokio::test]
 async fn cancellation_ends_a_resource_wait_at_once_and_the_run_reports_cancelled() {
     let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
-    cloud.slow_create_of("r0", Duration::from_secs(30));
+    cloud.slow_create_of("r0", Duration::from_secs(8));
     let token = CancellationToken::new();
     let cancel = token.clone();
     tokio::spawn(async move {
@@ -528,7 +519,7 @@ async fn a_real_failure_during_a_cancelled_run_is_reported_not_hidden_by_the_can
     let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
     // Two independent resources: r0 waits, r1 fails at once; then Ctrl-C.
     let stack = FakeStack::from_deps("both", vec![vec![], vec![]]);
-    cloud.slow_create_of("r0", Duration::from_secs(30));
+    cloud.slow_create_of("r0", Duration::from_secs(8));
     cloud.fail_create_of("r1");
     let token = CancellationToken::new();
     let cancel = token.clone();

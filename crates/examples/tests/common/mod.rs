@@ -5,8 +5,44 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use aws_sdk_ec2::types::Filter;
 use aws_types::SdkConfig;
+use platform_core::{EngineBuilder, MemoryStateStore, RetryPolicy};
+
+/// A local cloud (emulator, recording proxy, an account of the test's own) that serves ECS.
+pub(crate) async fn ecs_cloud() -> local_cloud::TestCloud {
+    let cloud = local_cloud::TestCloud::start()
+        .await
+        .expect("an AWS emulator is required for this suite");
+    cloud
+        .emulator
+        .require_ecs()
+        .expect("the emulator must serve ECS");
+    cloud
+}
+
+/// An engine over `config` with in-memory state and retries quick enough for tests.
+pub(crate) fn engine(config: &SdkConfig) -> EngineBuilder {
+    platform_core::Engine::builder(MemoryStateStore::new())
+        .aws(config.clone())
+        .retry(RetryPolicy::new(
+            6,
+            Duration::from_millis(20),
+            Duration::from_millis(200),
+        ))
+}
+
+/// The seed's platform on `engine`, waiting at most a minute for its service's rollout.
+pub(crate) fn platform(engine: platform_core::Engine) -> examples::Platform {
+    let mut platform = examples::Platform::new(engine);
+    platform.cluster = platform
+        .cluster
+        .clone()
+        .with_steady_state_timeout(Some(Duration::from_secs(60)));
+    platform
+}
 
 /// Every platform resource in the account of `config`, by kind, as sorted ids (EC2 resources count
 /// only when they carry the engine's `platform:stack` tag; the account's default VPC does not).
