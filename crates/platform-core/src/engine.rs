@@ -1792,3 +1792,30 @@ pub fn total_counts<'a>(plans: impl IntoIterator<Item = &'a Plan>) -> Counts {
     }
     c
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::changed_fields;
+
+    #[test]
+    fn changed_fields_are_the_top_level_fields_whose_values_differ() {
+        let old = json!({"a": 1, "b": [1, 2], "c": "x"});
+        assert!(changed_fields(&old, &old).is_empty());
+        let new = json!({"a": 2, "b": [1, 2], "c": "y"});
+        assert_eq!(changed_fields(&old, &new), ["a", "c"]);
+    }
+
+    #[test]
+    fn an_added_field_changes_unless_null_and_a_removed_one_unless_it_was_null() {
+        let old = json!({"a": 1, "gone": "x", "was_null": null});
+        let new = json!({"a": 1, "added": 5, "added_null": null});
+        assert_eq!(changed_fields(&old, &new), ["added", "gone"]);
+        assert!(changed_fields(&json!({"a": 1}), &json!({"a": 1, "n": null})).is_empty());
+        assert_eq!(
+            changed_fields(&json!({"a": 1, "n": 2}), &json!({"a": 1, "n": null})),
+            ["n"]
+        );
+    }
+}

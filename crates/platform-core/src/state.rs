@@ -623,6 +623,8 @@ mod tests {
         );
         assert!(msg.contains("host "), "{msg}");
         drop(held);
+        // Released: the holder's name is wiped from the lock file, and the lock can be taken again.
+        assert_eq!(fs::read(dir.path().join("iam.lock")).unwrap(), b"");
         b.lock("iam").await.unwrap();
     }
 

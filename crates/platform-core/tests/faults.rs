@@ -612,3 +612,20 @@ async fn a_group_destroy_waits_for_users_and_fails_fast_when_their_stack_never_s
     );
     assert_eq!(cloud.live().len(), 2, "nothing in use was deleted");
 }
+
+#[tokio::test]
+async fn in_a_group_a_reference_to_a_stack_outside_it_reads_that_stacks_recorded_outputs() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let e = quick(&store, &cloud);
+    let producer = FakeStack::chain("p", 1);
+    let made = e.up(&producer).await.unwrap();
+    let consumer = FakeStack::chain("c", 1).using(0, "p", "r0");
+    let group = e.group(["c"]);
+    group.up(&consumer, UpOptions::default()).await.unwrap();
+    let used = &cloud.instances_of("r0");
+    let c = used
+        .iter()
+        .find(|o| o.tags["platform:stack"] == "c")
+        .unwrap();
+    assert_eq!(c.deps, [made["r0"].clone()]);
+}
