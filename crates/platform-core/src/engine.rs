@@ -1507,33 +1507,31 @@ impl RunInner {
         .await?;
         let ctx = self.ctx(name).for_instance(Some(&token));
         let _permits = self.limits.acquire(ops.service).await;
-        let mut found = None;
-        if let Some(earlier) = &interrupted {
-            let find_ctx = self.ctx(name).for_instance(earlier.as_deref());
-            found = (ops.find)(find_ctx, inputs.clone())
-                .await
-                .map_err(|e| self.fail(name, "find", e))?;
-        }
-        if found.is_none() {
-            match (ops.create)(ctx.clone(), inputs.clone()).await {
+        let earlier = match &interrupted {
+            Some(token) => {
+                let find_ctx = self.ctx(name).for_instance(token.as_deref());
+                (ops.find)(find_ctx, inputs.clone())
+                    .await
+                    .map_err(|e| self.fail(name, "find", e))?
+            }
+            None => None,
+        };
+        let found = match earlier {
+            Some(found) => found,
+            None => match (ops.create)(ctx.clone(), inputs.clone()).await {
                 Ok(outputs) => return self.created(name, &token, outputs).await,
                 Err(e) if e.outcome_unknown() => {
-                    found = self.settle(ops, name, &ctx, &inputs).await?;
-                    if found.is_none() {
-                        return Err(self.fail(
-                            name,
-                            "create",
-                            ResourceError::OutcomeUnknown {
-                                source: Box::new(e),
-                            },
-                        ));
+                    match self.settle(ops, name, &ctx, &inputs).await? {
+                        Some(found) => found,
+                        None => {
+                            let source = Box::new(e);
+                            let e = ResourceError::OutcomeUnknown { source };
+                            return Err(self.fail(name, "create", e));
+                        }
                     }
                 }
                 Err(e) => return Err(self.fail(name, "create", e)),
-            }
-        }
-        let Some(found) = found else {
-            unreachable!("a create that found nothing returned above")
+            },
         };
         self.shared.events.emit(Event::Adopted {
             stack: self.stack.clone(),
