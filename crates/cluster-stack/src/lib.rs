@@ -31,7 +31,7 @@
 //!
 //! Both references are typed: outputs of the wrong stack, or a missing one, do not compile.
 //!
-//! ```compile_fail
+//! ```compile_fail,E0308
 //! # use cluster_stack::{ClusterConfig, ClusterStack};
 //! # fn f(iam: iam_stack::IamOutputs, net: network_stack::NetworkOutputs) {
 //! // The network's outputs where the IAM stack's belong:
@@ -39,7 +39,7 @@
 //! # }
 //! ```
 //!
-//! ```compile_fail
+//! ```compile_fail,E0061
 //! # use cluster_stack::{ClusterConfig, ClusterStack};
 //! # fn f(iam: iam_stack::IamOutputs) {
 //! // The network's outputs forgotten:
@@ -47,7 +47,7 @@
 //! # }
 //! ```
 //!
-//! ```compile_fail
+//! ```compile_fail,E0308
 //! # use cluster_stack::ClusterStack;
 //! # async fn f(store: &dyn platform_core::StateStore) {
 //! // A stack reference read as the wrong stack's outputs:

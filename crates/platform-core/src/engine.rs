@@ -1715,15 +1715,15 @@ impl RunInner {
 
     /// Deletes the deposed (replaced) instances of `name`.
     async fn delete_deposed(&self, name: &str) -> Result<(), Error> {
-        loop {
-            let next = self
-                .state
-                .lock()
-                .await
-                .resources
-                .get(name)
-                .and_then(|r| r.deposed.first().cloned());
-            let Some(old) = next else { return Ok(()) };
+        let deposed = self
+            .state
+            .lock()
+            .await
+            .resources
+            .get(name)
+            .map(|r| r.deposed.clone())
+            .unwrap_or_default();
+        for old in deposed {
             let ops = self.ops_for(name, &old.kind)?;
             // The intent, as for any delete: a crash now leaves a record that this delete started.
             self.record(|s| {
@@ -1759,6 +1759,7 @@ impl RunInner {
             })
             .await?;
         }
+        Ok(())
     }
 }
 
