@@ -1455,13 +1455,13 @@ impl RunInner {
     ) -> Result<(), Error> {
         let name = decl.name.as_str();
         // A create whose intent was recorded but whose result was not: the instance may exist. It is
-        // looked for with the token it was given (none in state written before tokens).
-        let interrupted: Option<Option<String>> = recorded.as_ref().and_then(|r| {
-            r.pending
-                .as_ref()
-                .filter(|p| r.outputs.is_none() && p.op == PendingOp::Create)
-                .map(|p| p.instance.clone())
-        });
+        // looked for with the token it was given (none in state written before tokens). (A pending
+        // create never has outputs: its intent moves the current instance to `deposed`.)
+        let interrupted: Option<Option<String>> = recorded
+            .as_ref()
+            .and_then(|r| r.pending.as_ref())
+            .filter(|p| p.op == PendingOp::Create)
+            .map(|p| p.instance.clone());
         // The same token again: an instance the interrupted create makes late carries it.
         let token = interrupted.clone().flatten().unwrap_or_else(new_token);
         let deps = decl.dependencies.clone();
