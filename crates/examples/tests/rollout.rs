@@ -247,3 +247,54 @@ async fn a_slow_but_healthy_rollout_succeeds_and_shows_its_progress() {
         "{progress:?}"
     );
 }
+
+/// IAM's propagation delay, as AWS answers it right after a role or policy was created: each answer
+/// twice, then the call goes through.
+#[tokio::test]
+async fn iam_propagation_races_are_retried_within_the_bound_and_the_platform_comes_up() {
+    let r = rig().await;
+    let race = |operation: &str, status: u16, code: &str, message: &str| {
+        Rule::new(Fault::AwsError {
+            status,
+            code: code.into(),
+            message: message.into(),
+        })
+        .operation(operation)
+        .times(2)
+    };
+    let proxy = &r.cloud.proxy;
+    proxy.add_rule(race(
+        "AttachRolePolicy",
+        404,
+        "NoSuchEntity",
+        "The role with name ecs-cluster-role cannot be found.",
+    ));
+    proxy.add_rule(race(
+        "AddRoleToInstanceProfile",
+        404,
+        "NoSuchEntity",
+        "The role with name ecs-instance-role cannot be found.",
+    ));
+    proxy.add_rule(race(
+        "CreateService",
+        400,
+        "AccessDeniedException",
+        "User: arn:aws:iam::123456789012:user/deployer is not authorized to perform: \
+         iam:PassRole on resource: arn:aws:iam::123456789012:role/ecs-frontend-role",
+    ));
+    r.platform.up().await.unwrap();
+    let ops = r.cloud.operations();
+    for (op, sent) in [
+        ("AttachRolePolicy", 5),
+        ("AddRoleToInstanceProfile", 3),
+        ("CreateService", 3),
+    ] {
+        assert_eq!(
+            ops.iter().filter(|o| *o == op).count(),
+            sent,
+            "{op}: {ops:?}"
+        );
+    }
+    let live = inventory(&r.cloud.config).await;
+    assert_eq!(counts(&live), seed_counts(), "{live:#?}");
+}

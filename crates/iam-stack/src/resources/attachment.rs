@@ -119,6 +119,7 @@ impl Resource for RolePolicyAttachment {
     }
 
     async fn find(&self, ctx: &Context) -> Result<Option<AttachmentOutputs>, ResourceError> {
+        // An attachment takes no tags: it is found by its natural key, the (role, policy) pair.
         let client = iam::client(ctx)?;
         let (role, arn) = (self.role_name.get()?, self.policy_arn.get()?);
         Ok(

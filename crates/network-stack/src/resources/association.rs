@@ -154,6 +154,8 @@ impl Resource for RouteTableAssociation {
         &self,
         ctx: &Context,
     ) -> Result<Option<RouteTableAssociationOutputs>, ResourceError> {
+        // An association takes no tags: it is found by its natural key, the (route table, subnet)
+        // pair, which AWS allows once.
         let client = ec2::client(ctx)?;
         let (rt, subnet) = (self.route_table_id.get()?, self.subnet_id.get()?);
         let filter = Filter::builder()
