@@ -1,0 +1,78 @@
+//! The engine's public API on the fake cloud: what each method and option does, seen from outside.
+
+use std::time::Duration;
+
+use platform_core::testing::{FakeCloud, FakeStack};
+use platform_core::{
+    AwsCall, Engine, Error, Event, MemoryStateStore, ProviderInfo, StateStore, UpOptions,
+};
+
+fn local() -> ProviderInfo {
+    ProviderInfo {
+        account_id: "000000000000".into(),
+        region: "local".into(),
+    }
+}
+
+fn engine(store: &MemoryStateStore, cloud: &FakeCloud) -> Engine {
+    Engine::builder(store.clone())
+        .provider(local())
+        .extension(cloud.clone())
+        .build()
+}
+
+fn call(operation: &str, mutating: bool) -> Event {
+    Event::AwsCall(AwsCall {
+        service: "EC2".into(),
+        operation: operation.into(),
+        mutating,
+        duration: Duration::from_millis(3),
+        status: Some(200),
+        error: None,
+        step: None,
+    })
+}
+
+#[tokio::test]
+async fn calls_counts_every_aws_call_the_engine_saw() {
+    let e = engine(&MemoryStateStore::new(), &FakeCloud::new());
+    assert_eq!(e.calls().read + e.calls().mutating, 0);
+    e.events().emit(call("CreateVpc", true));
+    e.events().emit(call("DescribeVpcs", false));
+    e.events().emit(call("DescribeVpcs", false));
+    let calls = e.calls();
+    assert_eq!((calls.mutating, calls.read), (1, 2));
+}
+
+#[tokio::test]
+async fn cancelling_the_engines_token_stops_every_run() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let e = engine(&store, &cloud);
+    e.cancellation().cancel();
+    let err = e.up(&FakeStack::chain("c", 2)).await.unwrap_err();
+    assert!(matches!(err, Error::Cancelled { .. }), "{err}");
+    assert!(cloud.live().is_empty());
+}
+
+#[tokio::test]
+async fn up_with_refresh_repairs_drift_that_a_plain_up_does_not_see() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let e = engine(&store, &cloud);
+    let stack = FakeStack::chain("d", 2);
+    e.up(&stack).await.unwrap();
+    let id = cloud.instances_of("r0")[0].id.clone();
+    cloud.tamper(&id, "changed by hand");
+
+    let plain = e.up_with(&stack, UpOptions::default()).await.unwrap();
+    assert!(!plain.plan.has_changes(), "{}", plain.plan);
+    assert_eq!(cloud.instances_of("r0")[0].value, "changed by hand");
+
+    let refreshed = e
+        .up_with(&stack, UpOptions::default().with_refresh(true))
+        .await
+        .unwrap();
+    assert_eq!(refreshed.plan.counts().update, 1, "{}", refreshed.plan);
+    assert_eq!(cloud.instances_of("r0")[0].value, "v1");
+    let state = store.read("d").await.unwrap().unwrap();
+    assert_eq!(state.resources["r0"].inputs["value"], "v1");
+}
