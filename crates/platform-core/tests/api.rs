@@ -76,3 +76,33 @@ async fn up_with_refresh_repairs_drift_that_a_plain_up_does_not_see() {
     let state = store.read("d").await.unwrap().unwrap();
     assert_eq!(state.resources["r0"].inputs["value"], "v1");
 }
+
+#[tokio::test]
+async fn a_refresh_is_recorded_as_one_more_write_of_the_state() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let e = engine(&store, &cloud);
+    let stack = FakeStack::chain("s", 2);
+    e.up(&stack).await.unwrap();
+    let before = store.read("s").await.unwrap().unwrap().serial;
+    e.refresh(&stack).await.unwrap();
+    assert_eq!(store.read("s").await.unwrap().unwrap().serial, before + 1);
+}
+
+#[tokio::test]
+async fn destroy_reports_every_instance_it_deleted_replaced_ones_included() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let mut stack = FakeStack::chain("r", 1);
+    engine(&store, &cloud).up(&stack).await.unwrap();
+    // A replacement that stops before deleting the old instance: two instances recorded.
+    stack.nodes[0].fixed = "f2".into();
+    store.crash_at_write(3);
+    engine(&store, &cloud).up(&stack).await.unwrap_err();
+    store.revive();
+    assert_eq!(cloud.live().len(), 2);
+    let report = engine(&store, &cloud)
+        .destroy::<FakeStack>("r")
+        .await
+        .unwrap();
+    assert_eq!(report.deleted, 2);
+    assert!(cloud.live().is_empty());
+}
