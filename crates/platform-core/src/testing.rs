@@ -524,6 +524,65 @@ impl Resource for FakeResource {
     }
 }
 
+/// A fake resource whose logical name is unique in the cloud, as an IAM role's name is: a second live
+/// instance is refused, so a replacement deletes the old one first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct FakeUnique(pub FakeResource);
+
+impl Resource for FakeUnique {
+    type Outputs = FakeOutputs;
+    const KIND: &'static str = "fake:unique";
+    const SERVICE: &'static str = "fake";
+    const REPLACE_ON: &'static [&'static str] = &["fixed"];
+    const DELETE_BEFORE_REPLACE: bool = true;
+
+    fn validate(&self) -> Result<(), ValidationError> {
+        self.0.validate()
+    }
+
+    async fn create(&self, ctx: &Context) -> Result<FakeOutputs, ResourceError> {
+        let cloud = ctx.extension::<FakeCloud>()?;
+        let taken = cloud.live().values().any(|o| {
+            o.tags.get(crate::STACK_TAG).map(String::as_str) == Some(ctx.stack())
+                && o.tags.get(crate::RESOURCE_TAG).map(String::as_str) == Some(ctx.resource())
+        });
+        if taken {
+            return Err(fake_err(format!("{} already exists", ctx.resource())));
+        }
+        self.0.create(ctx).await
+    }
+
+    async fn read(
+        &self,
+        ctx: &Context,
+        outputs: &FakeOutputs,
+    ) -> Result<Option<Observed<Self>>, ResourceError> {
+        Ok(self.0.read(ctx, outputs).await?.map(|o| Observed {
+            inputs: FakeUnique(o.inputs),
+            outputs: o.outputs,
+        }))
+    }
+
+    async fn update(
+        &self,
+        ctx: &Context,
+        previous: &Self,
+        outputs: &FakeOutputs,
+        changed: &[String],
+    ) -> Result<FakeOutputs, ResourceError> {
+        self.0.update(ctx, &previous.0, outputs, changed).await
+    }
+
+    async fn delete(&self, ctx: &Context, outputs: &FakeOutputs) -> Result<(), ResourceError> {
+        self.0.delete(ctx, outputs).await
+    }
+
+    async fn find(&self, ctx: &Context) -> Result<Option<FakeOutputs>, ResourceError> {
+        self.0.find(ctx).await
+    }
+}
+
 /// A context for resource `resource` of stack `stack`, with no AWS configuration: for unit tests of
 /// code that takes a [`Context`] (tags, [`Context::claim`]).
 pub fn context(stack: &str, resource: &str) -> Context {
@@ -556,6 +615,9 @@ pub struct FakeNode {
     pub deps: Vec<usize>,
     /// Resources of other stacks it depends on: (stack, logical name).
     pub uses: Vec<(String, String)>,
+    /// A [`FakeUnique`] (one live instance per name: replaced by deleting first) rather than a
+    /// [`FakeResource`].
+    pub unique: bool,
 }
 
 /// A stack of fake resources shaped by a list of nodes (a DAG: deps point to earlier nodes).
@@ -593,6 +655,7 @@ impl FakeStack {
                     fixed: String::new(),
                     deps,
                     uses: Vec::new(),
+                    unique: false,
                 })
                 .collect(),
             references: Vec::new(),
@@ -622,34 +685,37 @@ impl Stack for FakeStack {
 
     fn register(registry: &mut Registry) {
         registry.add::<FakeResource>();
+        registry.add::<FakeUnique>();
     }
 
     fn declare(&self, s: &mut Scope) -> Result<Declared<Self::Outputs>, Error> {
-        let mut handles = Vec::with_capacity(self.nodes.len());
+        // Each node's name and the reference to its id.
+        let mut ids: Vec<(String, crate::Ref<String>)> = Vec::with_capacity(self.nodes.len());
         for node in &self.nodes {
             let deps = node
                 .deps
                 .iter()
-                .filter_map(|&d| handles.get(d))
-                .map(|h: &crate::Handle<FakeResource>| Input::from(&h.id))
+                .filter_map(|&d| ids.get(d))
+                .map(|(_, id)| Input::from(id))
                 .chain(node.uses.iter().map(|(stack, resource)| {
                     Input::from(crate::Ref::<String>::new(resource, "id").in_stack(stack))
                 }))
                 .collect();
-            let h = s.add(
-                node.name.clone(),
-                FakeResource {
-                    value: node.value.clone(),
-                    fixed: node.fixed.clone(),
-                    deps,
-                },
-            );
-            handles.push(h);
+            let r = FakeResource {
+                value: node.value.clone(),
+                fixed: node.fixed.clone(),
+                deps,
+            };
+            let id = if node.unique {
+                s.add(node.name.clone(), FakeUnique(r)).id.clone()
+            } else {
+                s.add(node.name.clone(), r).id.clone()
+            };
+            ids.push((node.name.clone(), id));
         }
         Ok(s.outputs(move |o| {
-            handles
-                .iter()
-                .map(|h| Ok((h.name().to_owned(), o.get(&h.id)?)))
+            ids.iter()
+                .map(|(name, id)| Ok((name.clone(), o.get(id)?)))
                 .collect()
         }))
     }

@@ -106,3 +106,21 @@ async fn destroy_reports_every_instance_it_deleted_replaced_ones_included() {
     assert_eq!(report.deleted, 2);
     assert!(cloud.live().is_empty());
 }
+
+#[tokio::test]
+async fn a_resource_whose_name_is_unique_is_replaced_by_deleting_the_old_one_first() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let mut stack = FakeStack::chain("u", 1);
+    stack.nodes[0].unique = true;
+    engine(&store, &cloud).up(&stack).await.unwrap();
+    stack.nodes[0].fixed = "f2".into();
+    engine(&store, &cloud).up(&stack).await.unwrap();
+    let order = cloud.order();
+    let deleted = order.iter().position(|o| *o == ("r0".to_owned(), "delete"));
+    let created = order
+        .iter()
+        .rposition(|o| *o == ("r0".to_owned(), "create"));
+    assert!(deleted < created, "{order:?}");
+    assert_eq!(cloud.instances_of("r0").len(), 1);
+    assert_eq!(cloud.instances_of("r0")[0].fixed, "f2");
+}
