@@ -230,9 +230,13 @@ async fn an_update_records_its_intent_before_the_call() {
     engine(&store, &cloud).up(&stack).await.unwrap_err();
     store.revive();
     let state = store.read("upd").await.unwrap().unwrap();
-    assert_eq!(
-        state.resources["r0"].pending.as_ref().map(|p| p.op),
-        Some(PendingOp::Update)
+    let pending = state.resources["r0"].pending.clone().unwrap();
+    assert_eq!(pending.op, PendingOp::Update);
+    let since = humantime::parse_rfc3339(&pending.since).unwrap();
+    assert!(
+        since.elapsed().unwrap() < Duration::from_secs(60),
+        "{}",
+        pending.since
     );
     assert_eq!(
         cloud.instances_of("r0")[0].value,
