@@ -124,3 +124,50 @@ async fn a_resource_whose_name_is_unique_is_replaced_by_deleting_the_old_one_fir
     assert_eq!(cloud.instances_of("r0").len(), 1);
     assert_eq!(cloud.instances_of("r0")[0].fixed, "f2");
 }
+
+#[tokio::test]
+async fn every_state_write_takes_the_next_serial() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    engine(&store, &cloud)
+        .up(&FakeStack::chain("s", 3))
+        .await
+        .unwrap();
+    let state = store.read("s").await.unwrap().unwrap();
+    assert_eq!(state.serial, store.writes());
+    assert!(
+        state.serial >= 7,
+        "an intent and a result per create, and the outputs"
+    );
+}
+
+#[tokio::test]
+async fn a_run_that_changes_nothing_reports_no_step_started_or_done() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let stack = FakeStack::chain("quiet", 3);
+    engine(&store, &cloud).up(&stack).await.unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let e = Engine::builder(store.clone())
+        .provider(local())
+        .extension(cloud.clone())
+        .on_event(move |ev| {
+            if matches!(ev, Event::Started { .. } | Event::Done { .. }) {
+                sink.lock().unwrap().push(format!("{ev:?}"));
+            }
+        })
+        .build();
+    e.up(&stack).await.unwrap();
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    let mut changed = stack.clone();
+    changed.nodes[2].value = "v2".into();
+    e.up(&changed).await.unwrap();
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        2,
+        "one update: started and done"
+    );
+}
