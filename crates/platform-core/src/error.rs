@@ -691,6 +691,22 @@ mod tests {
         assert!(!ErrorClass::Validation.is_retryable());
     }
 
+    #[test]
+    fn without_a_code_the_http_status_decides() {
+        assert_eq!(classify(None, Some(404)), ErrorClass::NotFound);
+        assert_eq!(classify(None, Some(429)), ErrorClass::Throttling);
+        assert_eq!(classify(None, Some(500)), ErrorClass::Transient);
+        assert_eq!(classify(None, Some(503)), ErrorClass::Transient);
+        assert_eq!(
+            classify(None, None),
+            ErrorClass::Transient,
+            "no response at all"
+        );
+        assert_eq!(classify(None, Some(400)), ErrorClass::Other);
+        assert_eq!(classify(None, Some(403)), ErrorClass::Other);
+        assert_eq!(classify(Some("Weird"), Some(400)), ErrorClass::Other);
+    }
+
     fn aws(code: Option<&str>, class: ErrorClass) -> AwsError {
         AwsError {
             operation: "Op".into(),

@@ -171,3 +171,14 @@ async fn a_run_that_changes_nothing_reports_no_step_started_or_done() {
         "one update: started and done"
     );
 }
+
+#[tokio::test]
+async fn total_counts_adds_up_every_plan() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let e = engine(&store, &cloud);
+    let (a, b) = (FakeStack::chain("a", 2), FakeStack::chain("b", 3));
+    e.up(&a).await.unwrap();
+    let plans = [e.preview(&a).await.unwrap(), e.preview(&b).await.unwrap()];
+    let total = platform_core::total_counts(&plans);
+    assert_eq!((total.create, total.same), (3, 2));
+}
