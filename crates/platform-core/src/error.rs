@@ -692,6 +692,54 @@ mod tests {
     }
 
     #[test]
+    fn codes_are_classified_by_their_suffixes_and_prefixes_too() {
+        let c = |code| classify(Some(code), Some(400));
+        assert_eq!(c("DBInstanceNotFound"), ErrorClass::NotFound);
+        assert_eq!(c("InvalidSubnetID.NotFound"), ErrorClass::NotFound);
+        assert_eq!(c("ClientException"), ErrorClass::Validation);
+        assert_eq!(c("MissingParameter"), ErrorClass::Validation);
+        assert_eq!(c("InvalidGroup.InUse"), ErrorClass::Conflict);
+        assert_eq!(c("RequestTimeout"), ErrorClass::Transient);
+    }
+
+    #[test]
+    fn a_timeout_or_a_dispatch_failure_is_transient_whatever_else_it_says() {
+        use aws_smithy_runtime_api::client::result::SdkError;
+        let timeout: SdkError<aws_smithy_types::error::ErrorMetadata, HttpResponse> =
+            SdkError::timeout_error("no answer");
+        let e = AwsError::from_sdk("CreateVpc", timeout);
+        assert_eq!(e.class, ErrorClass::Transient);
+        assert_eq!((e.code, e.status), (None, None));
+        assert_eq!(e.operation, "CreateVpc");
+    }
+
+    #[test]
+    fn not_found_means_gone_to_reads_and_done_to_deletes() {
+        let gone = || {
+            Err::<u8, _>(ResourceError::Aws(aws(
+                Some("NoSuchEntity"),
+                ErrorClass::NotFound,
+            )))
+        };
+        let other = || {
+            Err::<u8, _>(ResourceError::Aws(aws(
+                Some("AccessDenied"),
+                ErrorClass::Other,
+            )))
+        };
+        assert!(aws(None, ErrorClass::NotFound).is_not_found());
+        assert!(!aws(None, ErrorClass::Conflict).is_not_found());
+        assert!(gone().unwrap_err().is_not_found());
+        assert!(!other().unwrap_err().is_not_found());
+        assert!(!ResourceError::missing("Op", "x").is_not_found());
+        assert_eq!(gone().gone_is_none().unwrap(), None);
+        assert_eq!(Ok::<u8, ResourceError>(7).gone_is_none().unwrap(), Some(7));
+        assert!(other().gone_is_none().is_err());
+        assert!(gone().gone_is_ok().is_ok());
+        assert!(other().gone_is_ok().is_err());
+    }
+
+    #[test]
     fn without_a_code_the_http_status_decides() {
         assert_eq!(classify(None, Some(404)), ErrorClass::NotFound);
         assert_eq!(classify(None, Some(429)), ErrorClass::Throttling);
