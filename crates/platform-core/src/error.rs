@@ -822,6 +822,9 @@ mod tests {
             source: Box::new(wrapped),
         };
         assert_eq!(err.aws_code(), Some("InternalError"));
+        let identity = Error::Identity(aws(Some("ExpiredToken"), ErrorClass::Other));
+        assert_eq!(identity.aws_code(), Some("ExpiredToken"));
+        assert_eq!(Error::NotConfigured("x".into()).aws_code(), None);
     }
 
     #[test]

@@ -326,6 +326,38 @@ mod tests {
     }
 
     #[test]
+    fn call_stats_since_an_earlier_count_are_the_difference() {
+        let ops = |pairs: &[(&str, u64)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let earlier = CallStats {
+            read: 2,
+            mutating: 1,
+            by_operation: ops(&[("EC2:DescribeVpcs", 2), ("EC2:CreateVpc", 1)]),
+        };
+        let now = CallStats {
+            read: 5,
+            mutating: 4,
+            by_operation: ops(&[
+                ("EC2:DescribeVpcs", 5),
+                ("EC2:CreateVpc", 1),
+                ("IAM:CreateRole", 3),
+            ]),
+        };
+        let d = now.since(&earlier);
+        assert_eq!((d.read, d.mutating, d.total()), (3, 3, 6));
+        assert_eq!(
+            d.by_operation,
+            ops(&[("EC2:DescribeVpcs", 3), ("IAM:CreateRole", 3)]),
+            "operations with no new call are left out"
+        );
+        assert_eq!(now.total(), 9);
+    }
+
+    #[test]
     fn reads_and_writes_are_told_apart_by_operation_name() {
         assert!(is_read_operation("DescribeVpcs"));
         assert!(is_read_operation("GetRole"));
