@@ -359,6 +359,7 @@ async fn a_member_that_is_never_called_does_not_hang_the_group() {
     let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
     let e = engine(&store, &cloud);
     let group = e.group(["a", "b"]).join_within(Duration::from_millis(200));
+    assert_eq!(group.members(), ["a", "b"]);
     let started = Instant::now();
     let err = group
         .up(&FakeStack::chain("a", 1), UpOptions::default())
