@@ -583,6 +583,22 @@ impl Resource for FakeUnique {
     }
 }
 
+/// The account and region a fake cloud lives in.
+pub fn local_provider() -> crate::ProviderInfo {
+    crate::ProviderInfo {
+        account_id: "000000000000".into(),
+        region: "local".into(),
+    }
+}
+
+/// An engine over `store` that applies to `cloud` (in [`local_provider`]'s account).
+pub fn fake_engine(store: impl crate::StateStore + 'static, cloud: &FakeCloud) -> crate::Engine {
+    crate::Engine::builder(store)
+        .provider(local_provider())
+        .extension(cloud.clone())
+        .build()
+}
+
 /// A context for resource `resource` of stack `stack`, with no AWS configuration: for unit tests of
 /// code that takes a [`Context`] (tags, [`Context::claim`]).
 pub fn context(stack: &str, resource: &str) -> Context {

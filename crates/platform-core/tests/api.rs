@@ -2,24 +2,8 @@
 
 use std::time::Duration;
 
-use platform_core::testing::{FakeCloud, FakeStack};
-use platform_core::{
-    AwsCall, Engine, Error, Event, MemoryStateStore, ProviderInfo, StateStore, UpOptions,
-};
-
-fn local() -> ProviderInfo {
-    ProviderInfo {
-        account_id: "000000000000".into(),
-        region: "local".into(),
-    }
-}
-
-fn engine(store: &MemoryStateStore, cloud: &FakeCloud) -> Engine {
-    Engine::builder(store.clone())
-        .provider(local())
-        .extension(cloud.clone())
-        .build()
-}
+use platform_core::testing::{FakeCloud, FakeStack, fake_engine, local_provider};
+use platform_core::{AwsCall, Engine, Error, Event, MemoryStateStore, StateStore, UpOptions};
 
 fn call(operation: &str, mutating: bool) -> Event {
     Event::AwsCall(AwsCall {
@@ -35,7 +19,7 @@ fn call(operation: &str, mutating: bool) -> Event {
 
 #[tokio::test]
 async fn calls_counts_every_aws_call_the_engine_saw() {
-    let e = engine(&MemoryStateStore::new(), &FakeCloud::new());
+    let e = fake_engine(MemoryStateStore::new(), &FakeCloud::new());
     assert_eq!(e.calls().read + e.calls().mutating, 0);
     e.events().emit(call("CreateVpc", true));
     e.events().emit(call("DescribeVpcs", false));
@@ -47,7 +31,7 @@ async fn calls_counts_every_aws_call_the_engine_saw() {
 #[tokio::test]
 async fn cancelling_the_engines_token_stops_every_run() {
     let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
-    let e = engine(&store, &cloud);
+    let e = fake_engine(store.clone(), &cloud);
     e.cancellation().cancel();
     let err = e.up(&FakeStack::chain("c", 2)).await.unwrap_err();
     assert!(matches!(err, Error::Cancelled { .. }), "{err}");
@@ -57,7 +41,7 @@ async fn cancelling_the_engines_token_stops_every_run() {
 #[tokio::test]
 async fn up_with_refresh_repairs_drift_that_a_plain_up_does_not_see() {
     let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
-    let e = engine(&store, &cloud);
+    let e = fake_engine(store.clone(), &cloud);
     let stack = FakeStack::chain("d", 2);
     e.up(&stack).await.unwrap();
     let id = cloud.instances_of("r0")[0].id.clone();
@@ -80,7 +64,7 @@ async fn up_with_refresh_repairs_drift_that_a_plain_up_does_not_see() {
 #[tokio::test]
 async fn a_refresh_is_recorded_as_one_more_write_of_the_state() {
     let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
-    let e = engine(&store, &cloud);
+    let e = fake_engine(store.clone(), &cloud);
     let stack = FakeStack::chain("s", 2);
     e.up(&stack).await.unwrap();
     let before = store.read("s").await.unwrap().unwrap().serial;
@@ -92,14 +76,17 @@ async fn a_refresh_is_recorded_as_one_more_write_of_the_state() {
 async fn destroy_reports_every_instance_it_deleted_replaced_ones_included() {
     let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
     let mut stack = FakeStack::chain("r", 1);
-    engine(&store, &cloud).up(&stack).await.unwrap();
+    fake_engine(store.clone(), &cloud).up(&stack).await.unwrap();
     // A replacement that stops before deleting the old instance: two instances recorded.
     stack.nodes[0].fixed = "f2".into();
     store.crash_at_write(3);
-    engine(&store, &cloud).up(&stack).await.unwrap_err();
+    fake_engine(store.clone(), &cloud)
+        .up(&stack)
+        .await
+        .unwrap_err();
     store.revive();
     assert_eq!(cloud.live().len(), 2);
-    let report = engine(&store, &cloud)
+    let report = fake_engine(store.clone(), &cloud)
         .destroy::<FakeStack>("r")
         .await
         .unwrap();
@@ -112,9 +99,9 @@ async fn a_resource_whose_name_is_unique_is_replaced_by_deleting_the_old_one_fir
     let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
     let mut stack = FakeStack::chain("u", 1);
     stack.nodes[0].unique = true;
-    engine(&store, &cloud).up(&stack).await.unwrap();
+    fake_engine(store.clone(), &cloud).up(&stack).await.unwrap();
     stack.nodes[0].fixed = "f2".into();
-    engine(&store, &cloud).up(&stack).await.unwrap();
+    fake_engine(store.clone(), &cloud).up(&stack).await.unwrap();
     let order = cloud.order();
     let deleted = order.iter().position(|o| *o == ("r0".to_owned(), "delete"));
     let created = order
@@ -128,7 +115,7 @@ async fn a_resource_whose_name_is_unique_is_replaced_by_deleting_the_old_one_fir
 #[tokio::test]
 async fn every_state_write_takes_the_next_serial() {
     let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
-    engine(&store, &cloud)
+    fake_engine(store.clone(), &cloud)
         .up(&FakeStack::chain("s", 3))
         .await
         .unwrap();
@@ -144,11 +131,11 @@ async fn every_state_write_takes_the_next_serial() {
 async fn a_run_that_changes_nothing_reports_no_step_started_or_done() {
     let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
     let stack = FakeStack::chain("quiet", 3);
-    engine(&store, &cloud).up(&stack).await.unwrap();
+    fake_engine(store.clone(), &cloud).up(&stack).await.unwrap();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = seen.clone();
     let e = Engine::builder(store.clone())
-        .provider(local())
+        .provider(local_provider())
         .extension(cloud.clone())
         .on_event(move |ev| {
             if matches!(ev, Event::Started { .. } | Event::Done { .. }) {
@@ -175,7 +162,7 @@ async fn a_run_that_changes_nothing_reports_no_step_started_or_done() {
 #[tokio::test]
 async fn total_counts_adds_up_every_plan() {
     let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
-    let e = engine(&store, &cloud);
+    let e = fake_engine(store.clone(), &cloud);
     let (a, b) = (FakeStack::chain("a", 2), FakeStack::chain("b", 3));
     e.up(&a).await.unwrap();
     let plans = [e.preview(&a).await.unwrap(), e.preview(&b).await.unwrap()];

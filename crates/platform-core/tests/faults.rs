@@ -9,25 +9,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use platform_core::testing::{FakeCloud, FakeStack, UpdateFault};
+use platform_core::testing::{FakeCloud, FakeStack, UpdateFault, fake_engine, local_provider};
 use platform_core::{
-    CancellationToken, Engine, Error, Event, MemoryStateStore, PendingOp, ProviderInfo,
-    ResourceError, StateStore, UpOptions,
+    CancellationToken, Engine, Error, Event, MemoryStateStore, PendingOp, ResourceError,
+    StateStore, UpOptions,
 };
-
-fn local() -> ProviderInfo {
-    ProviderInfo {
-        account_id: "000000000000".into(),
-        region: "local".into(),
-    }
-}
-
-fn engine(store: &MemoryStateStore, cloud: &FakeCloud) -> Engine {
-    Engine::builder(store.clone())
-        .provider(local())
-        .extension(cloud.clone())
-        .build()
-}
 
 /// Every declared resource of `stack` has exactly one live instance, and it is the recorded one.
 async fn exactly_one_each(stack: &FakeStack, store: &MemoryStateStore, cloud: &FakeCloud) {
@@ -50,7 +36,7 @@ async fn create_carried_out_response_lost_is_adopted_in_the_same_run_without_a_t
     let adopted = Arc::new(Mutex::new(Vec::new()));
     let seen = adopted.clone();
     let e = Engine::builder(store.clone())
-        .provider(local())
+        .provider(local_provider())
         .extension(cloud.clone())
         .on_event(move |ev| {
             if let Event::Adopted { resource, .. } = ev {
@@ -76,7 +62,10 @@ async fn create_timed_out_before_acting_is_not_resent_in_the_run_and_the_next_ru
     let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
     let stack = FakeStack::chain("timeout", 2);
     cloud.time_out_create_of("r0");
-    let err = engine(&store, &cloud).up(&stack).await.unwrap_err();
+    let err = fake_engine(store.clone(), &cloud)
+        .up(&stack)
+        .await
+        .unwrap_err();
     match &err {
         Error::Resource {
             resource, source, ..
@@ -97,7 +86,7 @@ async fn create_timed_out_before_acting_is_not_resent_in_the_run_and_the_next_ru
     let token = pending.instance.unwrap();
 
     // The next run looks first (nothing), then creates with the same token.
-    engine(&store, &cloud).up(&stack).await.unwrap();
+    fake_engine(store.clone(), &cloud).up(&stack).await.unwrap();
     exactly_one_each(&stack, &store, &cloud).await;
     assert_eq!(cloud.instances_of("r0")[0].tags["platform:instance"], token);
 }
@@ -119,18 +108,18 @@ async fn kill_at_every_write<F, Fut>(
         setup(store.clone(), cloud.clone()).await;
         let before = store.writes();
         store.crash_at_write(k);
-        let first = engine(&store, &cloud).up(change).await;
+        let first = fake_engine(store.clone(), &cloud).up(change).await;
         let writes = store.writes() - before;
         store.revive();
         if let Some(state) = store.read(&change.name).await.unwrap() {
             check_crashed(&state, &cloud, &format!("crash at write {k}"));
         }
-        engine(&store, &cloud)
+        fake_engine(store.clone(), &cloud)
             .up(change)
             .await
             .unwrap_or_else(|e| panic!("crash at write {k}: the next run failed: {e}"));
         exactly_one_each(change, &store, &cloud).await;
-        engine(&store, &cloud)
+        fake_engine(store.clone(), &cloud)
             .destroy::<FakeStack>(&change.name)
             .await
             .unwrap();
@@ -165,7 +154,7 @@ async fn killed_at_every_state_write_of_a_replacement_the_deposed_instance_is_ne
     let setup = |store: MemoryStateStore, cloud: FakeCloud| {
         let old = old.clone();
         async move {
-            engine(&store, &cloud).up(&old).await.unwrap();
+            fake_engine(store.clone(), &cloud).up(&old).await.unwrap();
         }
     };
     let check = |state: &platform_core::StackState, cloud: &FakeCloud, when: &str| {
@@ -197,11 +186,13 @@ async fn killed_at_every_state_write_of_a_destroy_the_next_destroy_leaves_nothin
     let mut k = 1;
     loop {
         let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
-        engine(&store, &cloud).up(&stack).await.unwrap();
+        fake_engine(store.clone(), &cloud).up(&stack).await.unwrap();
         store.crash_at_write(k);
-        let first = engine(&store, &cloud).destroy::<FakeStack>("gone").await;
+        let first = fake_engine(store.clone(), &cloud)
+            .destroy::<FakeStack>("gone")
+            .await;
         store.revive();
-        engine(&store, &cloud)
+        fake_engine(store.clone(), &cloud)
             .destroy::<FakeStack>("gone")
             .await
             .unwrap_or_else(|e| panic!("crash at write {k}: {e}"));
@@ -223,11 +214,14 @@ async fn killed_at_every_state_write_of_a_destroy_the_next_destroy_leaves_nothin
 async fn an_update_records_its_intent_before_the_call() {
     let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
     let mut stack = FakeStack::chain("upd", 1);
-    engine(&store, &cloud).up(&stack).await.unwrap();
+    fake_engine(store.clone(), &cloud).up(&stack).await.unwrap();
     stack.nodes[0].value = "v2".into();
     // Write 1 is the intent; write 2, the result, is lost in the crash.
     store.crash_at_write(2);
-    engine(&store, &cloud).up(&stack).await.unwrap_err();
+    fake_engine(store.clone(), &cloud)
+        .up(&stack)
+        .await
+        .unwrap_err();
     store.revive();
     let state = store.read("upd").await.unwrap().unwrap();
     let pending = state.resources["r0"].pending.clone().unwrap();
@@ -250,7 +244,7 @@ async fn an_already_cancelled_token_starts_nothing() {
     let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
     let token = CancellationToken::new();
     token.cancel();
-    let err = engine(&store, &cloud)
+    let err = fake_engine(store.clone(), &cloud)
         .up_with(
             &FakeStack::chain("c", 3),
             UpOptions::default().with_cancellation(token),
@@ -276,7 +270,7 @@ async fn an_already_cancelled_token_starts_nothing() {
 async fn an_engine_runs_again_after_a_cancelled_run_and_creates_no_twin() {
     let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
     cloud.set_latency(Duration::from_millis(40));
-    let e = engine(&store, &cloud);
+    let e = fake_engine(store.clone(), &cloud);
     let stack = FakeStack::chain("again", 6);
     let token = CancellationToken::new();
     let cancel = token.clone();
@@ -306,11 +300,11 @@ async fn an_engine_runs_again_after_a_cancelled_run_and_creates_no_twin() {
 async fn cancellation_reaches_a_refresh_in_flight() {
     let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
     let stack = FakeStack::chain("r", 3);
-    engine(&store, &cloud).up(&stack).await.unwrap();
+    fake_engine(store.clone(), &cloud).up(&stack).await.unwrap();
     cloud.set_latency(Duration::from_secs(30));
     let token = CancellationToken::new();
     let e = Engine::builder(store.clone())
-        .provider(local())
+        .provider(local_provider())
         .extension(cloud.clone())
         .cancellation(token.clone())
         .build();
@@ -332,7 +326,7 @@ async fn cancellation_reaches_a_refresh_in_flight() {
 async fn a_held_lock_refuses_the_whole_group_before_any_call() {
     let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
     let held = store.lock("b").await.unwrap();
-    let e = engine(&store, &cloud);
+    let e = fake_engine(store.clone(), &cloud);
     let (a, b) = (FakeStack::chain("a", 2), FakeStack::chain("b", 2));
     let group = e.group(["a", "b"]);
     let (ra, rb) = tokio::join!(
@@ -357,7 +351,7 @@ async fn a_held_lock_refuses_the_whole_group_before_any_call() {
 #[tokio::test]
 async fn a_member_that_is_never_called_does_not_hang_the_group() {
     let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
-    let e = engine(&store, &cloud);
+    let e = fake_engine(store.clone(), &cloud);
     let group = e.group(["a", "b"]).join_within(Duration::from_millis(200));
     assert_eq!(group.members(), ["a", "b"]);
     let started = Instant::now();
@@ -373,13 +367,6 @@ async fn a_member_that_is_never_called_does_not_hang_the_group() {
     assert_eq!(cloud.calls(), Default::default());
 }
 
-fn quick(store: &MemoryStateStore, cloud: &FakeCloud) -> Engine {
-    Engine::builder(store.clone())
-        .provider(local())
-        .extension(cloud.clone())
-        .build()
-}
-
 #[tokio::test]
 async fn a_lost_create_is_looked_for_again_while_it_is_not_visible_yet_with_growing_waits() {
     let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
@@ -387,7 +374,7 @@ async fn a_lost_create_is_looked_for_again_while_it_is_not_visible_yet_with_grow
     cloud.lose_response_of("r0");
     cloud.hide_from_next_finds(2);
     let started = Instant::now();
-    quick(&store, &cloud).up(&stack).await.unwrap();
+    fake_engine(store.clone(), &cloud).up(&stack).await.unwrap();
     // Found on the third look, after 0.25 s and 0.5 s.
     assert!(
         started.elapsed() >= Duration::from_millis(700),
@@ -408,7 +395,7 @@ async fn a_lost_create_is_looked_for_again_while_it_is_not_visible_yet_with_grow
 async fn changed_with(faults: &[UpdateFault]) -> (MemoryStateStore, FakeCloud, FakeStack) {
     let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
     let mut stack = FakeStack::chain("u", 1);
-    quick(&store, &cloud).up(&stack).await.unwrap();
+    fake_engine(store.clone(), &cloud).up(&stack).await.unwrap();
     stack.nodes[0].value = "v2".into();
     cloud.fail_updates_of("r0", faults);
     (store, cloud, stack)
@@ -417,7 +404,7 @@ async fn changed_with(faults: &[UpdateFault]) -> (MemoryStateStore, FakeCloud, F
 #[tokio::test]
 async fn an_update_carried_out_with_its_response_lost_is_settled_by_reading_not_resent() {
     let (store, cloud, stack) = changed_with(&[UpdateFault::LoseResponse]).await;
-    quick(&store, &cloud).up(&stack).await.unwrap();
+    fake_engine(store.clone(), &cloud).up(&stack).await.unwrap();
     assert_eq!(cloud.calls().update, 1, "the read showed it done");
     assert_eq!(cloud.instances_of("r0")[0].value, "v2");
 }
@@ -425,7 +412,7 @@ async fn an_update_carried_out_with_its_response_lost_is_settled_by_reading_not_
 #[tokio::test]
 async fn an_update_that_timed_out_before_acting_is_sent_again_after_reading() {
     let (store, cloud, stack) = changed_with(&[UpdateFault::TimeOut, UpdateFault::TimeOut]).await;
-    quick(&store, &cloud).up(&stack).await.unwrap();
+    fake_engine(store.clone(), &cloud).up(&stack).await.unwrap();
     assert_eq!(cloud.calls().update, 3, "the first, then two after reading");
     assert_eq!(cloud.instances_of("r0")[0].value, "v2");
 }
@@ -433,7 +420,10 @@ async fn an_update_that_timed_out_before_acting_is_sent_again_after_reading() {
 #[tokio::test]
 async fn an_update_that_keeps_timing_out_is_sent_at_most_twice_more_then_fails() {
     let (store, cloud, stack) = changed_with(&[UpdateFault::TimeOut; 5]).await;
-    let err = quick(&store, &cloud).up(&stack).await.unwrap_err();
+    let err = fake_engine(store.clone(), &cloud)
+        .up(&stack)
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             err,
@@ -451,7 +441,10 @@ async fn an_update_that_keeps_timing_out_is_sent_at_most_twice_more_then_fails()
 #[tokio::test]
 async fn an_update_refused_outright_is_not_settled_nor_sent_again() {
     let (store, cloud, stack) = changed_with(&[UpdateFault::Fail]).await;
-    let err = quick(&store, &cloud).up(&stack).await.unwrap_err();
+    let err = fake_engine(store.clone(), &cloud)
+        .up(&stack)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("injected update failure"), "{err}");
     assert_eq!(cloud.calls().update, 1);
     assert_eq!(cloud.calls().read, 0, "no settling read");
@@ -460,7 +453,10 @@ async fn an_update_refused_outright_is_not_settled_nor_sent_again() {
 #[tokio::test]
 async fn a_settling_update_that_is_refused_outright_fails_the_run() {
     let (store, cloud, stack) = changed_with(&[UpdateFault::TimeOut, UpdateFault::Fail]).await;
-    let err = quick(&store, &cloud).up(&stack).await.unwrap_err();
+    let err = fake_engine(store.clone(), &cloud)
+        .up(&stack)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("injected update failure"), "{err}");
     assert_eq!(cloud.calls().update, 2);
 }
@@ -470,10 +466,13 @@ async fn an_adopted_instance_is_brought_to_the_declared_values() {
     let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
     let stack = FakeStack::chain("adopt", 1);
     cloud.lose_create_result_of("r0");
-    quick(&store, &cloud).up(&stack).await.unwrap_err();
+    fake_engine(store.clone(), &cloud)
+        .up(&stack)
+        .await
+        .unwrap_err();
     let id = cloud.instances_of("r0")[0].id.clone();
     cloud.tamper(&id, "changed by hand");
-    quick(&store, &cloud).up(&stack).await.unwrap();
+    fake_engine(store.clone(), &cloud).up(&stack).await.unwrap();
     assert_eq!(cloud.instances_of("r0")[0].value, "v1");
     assert_eq!(cloud.calls().update, 1);
 }
@@ -482,16 +481,19 @@ async fn an_adopted_instance_is_brought_to_the_declared_values() {
 async fn a_replacement_after_an_interrupted_update_never_adopts_the_old_instance() {
     let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
     let mut stack = FakeStack::chain("ru", 1);
-    quick(&store, &cloud).up(&stack).await.unwrap();
+    fake_engine(store.clone(), &cloud).up(&stack).await.unwrap();
     let old = cloud.instances_of("r0")[0].id.clone();
     // An update whose result was never recorded: a pending update stays with the outputs.
     stack.nodes[0].value = "v2".into();
     store.crash_at_write(2);
-    quick(&store, &cloud).up(&stack).await.unwrap_err();
+    fake_engine(store.clone(), &cloud)
+        .up(&stack)
+        .await
+        .unwrap_err();
     store.revive();
     // Now a replacement: the new instance is created, the old one deleted.
     stack.nodes[0].fixed = "f2".into();
-    quick(&store, &cloud).up(&stack).await.unwrap();
+    fake_engine(store.clone(), &cloud).up(&stack).await.unwrap();
     exactly_one_each(&stack, &store, &cloud).await;
     assert_ne!(cloud.instances_of("r0")[0].id, old);
 }
@@ -507,7 +509,7 @@ async fn cancellation_ends_a_resource_wait_at_once_and_the_run_reports_cancelled
         cancel.cancel();
     });
     let started = Instant::now();
-    let err = quick(&store, &cloud)
+    let err = fake_engine(store.clone(), &cloud)
         .up_with(
             &FakeStack::chain("w", 1),
             UpOptions::default().with_cancellation(token),
@@ -532,7 +534,7 @@ async fn a_real_failure_during_a_cancelled_run_is_reported_not_hidden_by_the_can
         tokio::time::sleep(Duration::from_millis(100)).await;
         cancel.cancel();
     });
-    let err = quick(&store, &cloud)
+    let err = fake_engine(store.clone(), &cloud)
         .up_with(&stack, UpOptions::default().with_cancellation(token))
         .await
         .unwrap_err();
@@ -546,11 +548,11 @@ async fn a_real_failure_during_a_cancelled_run_is_reported_not_hidden_by_the_can
 async fn a_cancelled_refresh_reports_how_many_reads_completed() {
     let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
     let stack = FakeStack::chain("rc", 3);
-    quick(&store, &cloud).up(&stack).await.unwrap();
+    fake_engine(store.clone(), &cloud).up(&stack).await.unwrap();
     cloud.set_latency(Duration::from_millis(300));
     let token = CancellationToken::new();
     let e = Engine::builder(store.clone())
-        .provider(local())
+        .provider(local_provider())
         .extension(cloud.clone())
         .concurrency(1)
         .cancellation(token.clone())
@@ -576,7 +578,7 @@ async fn a_cancelled_refresh_reports_how_many_reads_completed() {
 #[tokio::test]
 async fn a_group_destroy_waits_for_users_and_fails_fast_when_their_stack_never_starts() {
     let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
-    let e = quick(&store, &cloud);
+    let e = fake_engine(store.clone(), &cloud);
     let producer = FakeStack::chain("p", 1);
     let consumer = FakeStack::chain("c", 1).using(0, "p", "r0");
     let group = e.group(["p", "c"]);
@@ -621,7 +623,7 @@ async fn a_group_destroy_waits_for_users_and_fails_fast_when_their_stack_never_s
 #[tokio::test]
 async fn in_a_group_a_reference_to_a_stack_outside_it_reads_that_stacks_recorded_outputs() {
     let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
-    let e = quick(&store, &cloud);
+    let e = fake_engine(store.clone(), &cloud);
     let producer = FakeStack::chain("p", 1);
     let made = e.up(&producer).await.unwrap();
     let consumer = FakeStack::chain("c", 1).using(0, "p", "r0");
