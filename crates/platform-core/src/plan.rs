@@ -515,3 +515,115 @@ pub(crate) fn dependents_first<'a>(state: &'a StackState, names: &[&'a str]) -> 
     order.reverse();
     order
 }
+
+#[cfg(test)]
+mod counting_tests {
+    use super::*;
+
+    fn step(name: &str, action: Action) -> Step {
+        Step {
+            resource: name.into(),
+            kind: "fake:resource".into(),
+            action,
+        }
+    }
+
+    fn plan(actions: Vec<Action>) -> Plan {
+        Plan {
+            stack: "s".into(),
+            steps: actions
+                .into_iter()
+                .enumerate()
+                .map(|(i, a)| step(&format!("r{i}"), a))
+                .collect(),
+        }
+    }
+
+    fn replace() -> Action {
+        Action::Replace {
+            reason: ReplaceReason::FieldsForceNew(vec!["fixed".into()]),
+            changes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_plan_counts_each_kind_of_step_once() {
+        let p = plan(vec![
+            Action::Create { inputs: Vec::new() },
+            Action::Create { inputs: Vec::new() },
+            Action::Update {
+                changes: Vec::new(),
+            },
+            replace(),
+            replace(),
+            replace(),
+            Action::Delete,
+            Action::DeleteDeposed,
+            Action::Same,
+        ]);
+        let c = p.counts();
+        assert_eq!(
+            (c.create, c.update, c.replace, c.delete, c.same),
+            (2, 1, 3, 2, 1)
+        );
+        assert!(p.has_changes());
+        assert!(!plan(vec![Action::Same, Action::Same]).has_changes());
+        assert!(!plan(Vec::new()).has_changes());
+    }
+
+    #[test]
+    fn any_one_change_is_a_change_and_unchanged_ones_are_not() {
+        let one = |f: fn(&mut Counts)| {
+            let mut c = Counts::default();
+            f(&mut c);
+            c.has_changes()
+        };
+        assert!(one(|c| c.create = 1));
+        assert!(one(|c| c.update = 1));
+        assert!(one(|c| c.replace = 1));
+        assert!(one(|c| c.delete = 1));
+        assert!(!one(|c| c.same = 3));
+        assert!(!Counts::default().has_changes());
+    }
+
+    #[test]
+    fn counts_add_field_by_field() {
+        let mut a = Counts {
+            create: 1,
+            update: 2,
+            replace: 3,
+            delete: 4,
+            same: 5,
+        };
+        a.add(&Counts {
+            create: 10,
+            update: 20,
+            replace: 30,
+            delete: 40,
+            same: 50,
+        });
+        assert_eq!(
+            a,
+            Counts {
+                create: 11,
+                update: 22,
+                replace: 33,
+                delete: 44,
+                same: 55,
+            }
+        );
+    }
+
+    #[test]
+    fn action_kinds_print_as_users_read_them() {
+        let all = [
+            ActionKind::Create,
+            ActionKind::Update,
+            ActionKind::Replace,
+            ActionKind::Delete,
+            ActionKind::Same,
+        ];
+        let shown: Vec<String> = all.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["create", "update", "replace", "delete", "same"]);
+    }
+}
