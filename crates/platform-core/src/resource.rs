@@ -868,12 +868,20 @@ mod tests {
     type Answer = Result<(), SdkError<ErrorMetadata, HttpResponse>>;
 
     fn ctx_with(cancel: CancellationToken) -> Context {
+        ctx_seeing(cancel, Arc::default())
+    }
+
+    /// A context whose events are pushed to `seen`.
+    fn ctx_seeing(cancel: CancellationToken, seen: Arc<Mutex<Vec<Event>>>) -> Context {
+        let subscriber: crate::Subscriber = Arc::new(move |e: &Event| {
+            seen.lock().unwrap().push(e.clone());
+        });
         let shared = Shared {
             sdk_config: None,
             interceptors: Vec::new(),
             extensions: HashMap::new(),
             clients: Mutex::default(),
-            events: EventSink::new(Vec::new()),
+            events: EventSink::new(vec![subscriber]),
             // Three attempts: not the backoff crate's default (four), so the bound is seen to hold.
             retry: RetryPolicy::new(3, Duration::from_millis(1), Duration::from_millis(2)),
         };
@@ -978,6 +986,66 @@ mod tests {
         .await;
         assert!(r.is_err(), "the bound holds");
         assert_eq!(n, 3);
+    }
+
+    #[tokio::test]
+    async fn retries_and_progress_are_reported_as_events_of_the_resource() {
+        let seen: Arc<Mutex<Vec<Event>>> = Arc::default();
+        let c = ctx_seeing(CancellationToken::new(), seen.clone());
+        let (r, _) = attempts(
+            async |f| c.call("Op", f).await,
+            || aws("Throttling", 400),
+            2,
+        )
+        .await;
+        assert!(r.is_ok());
+        let tries = AtomicU32::new(0);
+        c.retry(
+            "wait",
+            |_| true,
+            || {
+                let i = tries.fetch_add(1, Ordering::SeqCst);
+                std::future::ready(if i < 2 {
+                    Err(ResourceError::missing("Op", "x"))
+                } else {
+                    Ok(())
+                })
+            },
+        )
+        .await
+        .unwrap();
+        c.progress("halfway");
+        let seen: Vec<String> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| match e {
+                Event::Retrying {
+                    stack,
+                    resource,
+                    operation,
+                    attempt,
+                    code,
+                    ..
+                } => format!("{stack}/{resource} {operation} #{attempt} {code:?}"),
+                Event::Progress {
+                    stack,
+                    resource,
+                    message,
+                } => format!("{stack}/{resource}: {message}"),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                "net/vpc Op #1 Some(\"Throttling\")",
+                "net/vpc Op #2 Some(\"Throttling\")",
+                "net/vpc wait #1 None",
+                "net/vpc wait #2 None",
+                "net/vpc: halfway",
+            ]
+        );
     }
 
     #[tokio::test]
