@@ -169,3 +169,30 @@ async fn total_counts_adds_up_every_plan() {
     let total = platform_core::total_counts(&plans);
     assert_eq!((total.create, total.same), (3, 2));
 }
+
+#[test]
+fn a_declared_stack_names_itself_and_lists_its_resources_in_order() {
+    let d = platform_core::Desired::of(&FakeStack::chain("s", 3)).unwrap();
+    assert_eq!(d.stack(), "s");
+    let names: Vec<&str> = d.resources().iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["r0", "r1", "r2"]);
+    assert_eq!(
+        platform_core::StackRef::<FakeStack>::new("producer").name(),
+        "producer"
+    );
+}
+
+#[test]
+fn a_state_is_empty_until_it_records_a_resource_or_outputs() {
+    let mut s = platform_core::StackState::new("x");
+    assert!(s.is_empty());
+    s.outputs = Some(serde_json::json!({}));
+    assert!(!s.is_empty());
+    let mut s = platform_core::StackState::new("x");
+    s.resources.insert(
+        "r".into(),
+        serde_json::from_value(serde_json::json!({"kind": "k", "inputs": {}, "outputs": null}))
+            .unwrap(),
+    );
+    assert!(!s.is_empty());
+}
