@@ -15,6 +15,17 @@ use platform_core::{
     StateStore, UpOptions,
 };
 
+/// A token that cancels itself `ms` milliseconds from now: Ctrl-C during the run.
+fn cancelled_after(ms: u64) -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        cancel.cancel();
+    });
+    token
+}
+
 /// Every declared resource of `stack` has exactly one live instance, and it is the recorded one.
 async fn exactly_one_each(stack: &FakeStack, store: &MemoryStateStore, cloud: &FakeCloud) {
     let state = store.read(&stack.name).await.unwrap().unwrap();
@@ -272,12 +283,7 @@ async fn an_engine_runs_again_after_a_cancelled_run_and_creates_no_twin() {
     cloud.set_latency(Duration::from_millis(40));
     let e = fake_engine(store.clone(), &cloud);
     let stack = FakeStack::chain("again", 6);
-    let token = CancellationToken::new();
-    let cancel = token.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(60)).await;
-        cancel.cancel();
-    });
+    let token = cancelled_after(60);
     let err = e
         .up_with(&stack, UpOptions::default().with_cancellation(token))
         .await
@@ -302,17 +308,13 @@ async fn cancellation_reaches_a_refresh_in_flight() {
     let stack = FakeStack::chain("r", 3);
     fake_engine(store.clone(), &cloud).up(&stack).await.unwrap();
     cloud.set_latency(Duration::from_secs(30));
-    let token = CancellationToken::new();
+    let token = cancelled_after(50);
     let e = Engine::builder(store.clone())
         .provider(local_provider())
         .extension(cloud.clone())
         .cancellation(token.clone())
         .build();
     let started = Instant::now();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        token.cancel();
-    });
     let err = e.refresh(&stack).await.unwrap_err();
     assert!(matches!(err, Error::Cancelled { .. }), "{err}");
     assert!(
@@ -502,12 +504,7 @@ async fn a_replacement_after_an_interrupted_update_never_adopts_the_old_instance
 async fn cancellation_ends_a_resource_wait_at_once_and_the_run_reports_cancelled() {
     let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
     cloud.slow_create_of("r0", Duration::from_secs(8));
-    let token = CancellationToken::new();
-    let cancel = token.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        cancel.cancel();
-    });
+    let token = cancelled_after(50);
     let started = Instant::now();
     let err = fake_engine(store.clone(), &cloud)
         .up_with(
@@ -528,12 +525,7 @@ async fn a_real_failure_during_a_cancelled_run_is_reported_not_hidden_by_the_can
     let stack = FakeStack::from_deps("both", vec![vec![], vec![]]);
     cloud.slow_create_of("r0", Duration::from_secs(8));
     cloud.fail_create_of("r1");
-    let token = CancellationToken::new();
-    let cancel = token.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        cancel.cancel();
-    });
+    let token = cancelled_after(100);
     let err = fake_engine(store.clone(), &cloud)
         .up_with(&stack, UpOptions::default().with_cancellation(token))
         .await
@@ -550,17 +542,13 @@ async fn a_cancelled_refresh_reports_how_many_reads_completed() {
     let stack = FakeStack::chain("rc", 3);
     fake_engine(store.clone(), &cloud).up(&stack).await.unwrap();
     cloud.set_latency(Duration::from_millis(300));
-    let token = CancellationToken::new();
+    let token = cancelled_after(750);
     let e = Engine::builder(store.clone())
         .provider(local_provider())
         .extension(cloud.clone())
         .concurrency(1)
         .cancellation(token.clone())
         .build();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(750)).await;
-        token.cancel();
-    });
     let err = e.refresh(&stack).await.unwrap_err();
     assert!(
         matches!(
