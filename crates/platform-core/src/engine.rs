@@ -20,8 +20,10 @@ use crate::plan::{Action, ActionKind, Counts, ExternalOutputs, Plan, plan_with};
 use crate::provider::{IdentitySource, ProviderInfo};
 use crate::resource::{Context, KindOps, Registry, RetryPolicy, Shared};
 use crate::stack::{Declared, Desired, OutputValues, Stack};
+use crate::error::StateError;
 use crate::state::{
     Deposed, Pending, PendingOp, ResourceState, StackLock, StackResource, StackState, StateStore,
+    validate_stack_name,
 };
 use crate::value::{RefTarget, Resolved, collect_refs, resolve};
 
@@ -38,6 +40,7 @@ pub struct EngineBuilder {
     default_service_limit: usize,
     retry: RetryPolicy,
     cancel: CancellationToken,
+    lock_timeout: Duration,
 }
 
 impl fmt::Debug for EngineBuilder {
@@ -124,6 +127,15 @@ impl EngineBuilder {
         self
     }
 
+    /// How long to wait for a stack's lock held by someone else before failing with
+    /// [`StateError::Locked`](crate::StateError::Locked) (default: not at all). While waiting, an
+    /// [`Event::LockWait`] says who holds it.
+    #[must_use]
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
+    }
+
     /// Builds the engine.
     pub fn build(self) -> Engine {
         let limits = Limits::new(
@@ -149,6 +161,7 @@ impl EngineBuilder {
             concurrency: self.concurrency,
             limits,
             cancel: self.cancel,
+            lock_timeout: self.lock_timeout,
         }
     }
 }
@@ -216,6 +229,7 @@ pub struct Engine {
     /// Shared by every run of this engine: the bounds hold across stacks applied concurrently.
     limits: Limits,
     cancel: CancellationToken,
+    lock_timeout: Duration,
 }
 
 impl fmt::Debug for Engine {
@@ -247,6 +261,7 @@ impl Engine {
             default_service_limit: 8,
             retry: RetryPolicy::default(),
             cancel: CancellationToken::new(),
+            lock_timeout: Duration::ZERO,
         }
     }
 
@@ -308,6 +323,45 @@ impl Engine {
             .get_or_try_init(|| source.resolve())
             .await
             .cloned()
+    }
+
+    /// Takes `stack`'s lock for `operation`; while someone else holds it, waits up to the lock
+    /// timeout (saying who holds it), checking every second.
+    pub(crate) async fn lock_stack(
+        &self,
+        stack: &str,
+        operation: &str,
+        cancel: &CancellationToken,
+    ) -> Result<Box<dyn StackLock>, Error> {
+        validate_stack_name(stack).map_err(|source| Error::Invalid {
+            stack: stack.to_owned(),
+            resource: "stack".into(),
+            source,
+        })?;
+        let started = Instant::now();
+        let mut announced = false;
+        loop {
+            match self.store.lock(stack, operation).await {
+                Err(StateError::Locked { holder, .. })
+                    if started.elapsed() < self.lock_timeout && !cancel.is_cancelled() =>
+                {
+                    if !announced {
+                        announced = true;
+                        self.shared.events.emit(Event::LockWait {
+                            stack: stack.to_owned(),
+                            holder,
+                            timeout: self.lock_timeout,
+                        });
+                    }
+                    let left = self.lock_timeout.saturating_sub(started.elapsed());
+                    tokio::select! {
+                        () = cancel.cancelled() => {}
+                        () = tokio::time::sleep(left.min(LOCK_POLL)) => {}
+                    }
+                }
+                other => return other.map_err(Error::from),
+            }
+        }
     }
 
     async fn check_provider(&self, state: &StackState) -> Result<ProviderInfo, Error> {
@@ -455,10 +509,33 @@ impl Engine {
                 remaining: desired.resources.len(),
             });
         }
-        let lock = match lock {
-            Some(lock) => lock,
-            None => self.store.lock(&name).await?,
+        let lock: Arc<dyn StackLock> = match lock {
+            Some(lock) => Arc::from(lock),
+            None => Arc::from(self.lock_stack(&name, "up", &cancel).await?),
         };
+        let result = self
+            .up_locked(stack, (desired, declared), options, group, lock.clone(), cancel)
+            .await
+            .map(|(outputs, plan)| UpReport {
+                outputs,
+                plan,
+                calls: self.calls().since(&calls_before),
+                elapsed: started.elapsed(),
+            });
+        released(lock.as_ref(), result).await
+    }
+
+    /// [`up_declared`](Self::up_declared) once the lock is held: the outputs and the plan applied.
+    async fn up_locked<S: Stack>(
+        &self,
+        stack: &S,
+        (desired, declared): (Desired, Declared<S::Outputs>),
+        options: UpOptions,
+        group: Option<&Arc<Board>>,
+        lock: Arc<dyn StackLock>,
+        cancel: CancellationToken,
+    ) -> Result<(S::Outputs, Plan), Error> {
+        let name = stack.name().to_owned();
         let mut state = self
             .store
             .read(&name)
@@ -526,12 +603,7 @@ impl Engine {
             source,
         })?;
         run.record(|s| s.outputs = Some(json)).await?;
-        Ok(UpReport {
-            outputs,
-            plan,
-            calls: self.calls().since(&calls_before),
-            elapsed: started.elapsed(),
-        })
+        Ok((outputs, plan))
     }
 
     /// Reads every recorded resource live, records what it found (drift, and resources deleted outside
@@ -550,18 +622,22 @@ impl Engine {
                 remaining: desired.resources.len(),
             });
         }
-        let lock = self.store.lock(name).await?;
-        let state = self
-            .store
-            .read(name)
-            .await?
-            .unwrap_or_else(|| StackState::new(name));
-        self.check_provider(&state).await?;
-        let state = self
-            .refresh_state(&desired.registry, state, lock.as_ref(), &cancel)
-            .await?;
-        let external = self.external_outputs(&desired, None).await?;
-        plan_with(&desired, &state, None, &external)
+        let lock = self.lock_stack(name, "refresh", &cancel).await?;
+        let result = async {
+            let state = self
+                .store
+                .read(name)
+                .await?
+                .unwrap_or_else(|| StackState::new(name));
+            self.check_provider(&state).await?;
+            let state = self
+                .refresh_state(&desired.registry, state, lock.as_ref(), &cancel)
+                .await?;
+            let external = self.external_outputs(&desired, None).await?;
+            plan_with(&desired, &state, None, &external)
+        }
+        .await;
+        released(lock.as_ref(), result).await
     }
 
     /// Reads every recorded resource in parallel; a cancellation stops the reads (they change
@@ -669,13 +745,28 @@ impl Engine {
                 remaining: 0,
             });
         }
-        let lock = self.store.lock(name).await?;
-        let Some(state) = self.store.read(name).await? else {
-            return Ok(DestroyReport {
-                deleted: 0,
-                calls: CallStats::default(),
+        let lock: Arc<dyn StackLock> = Arc::from(self.lock_stack(name, "destroy", &cancel).await?);
+        let result = self
+            .destroy_locked::<S>(name, group, lock.clone(), cancel)
+            .await
+            .map(|deleted| DestroyReport {
+                deleted,
+                calls: self.calls().since(&calls_before),
                 elapsed: started.elapsed(),
             });
+        released(lock.as_ref(), result).await
+    }
+
+    /// [`destroy_in`](Self::destroy_in) once the lock is held: how many resources were deleted.
+    async fn destroy_locked<S: Stack>(
+        &self,
+        name: &str,
+        group: Option<&Arc<Board>>,
+        lock: Arc<dyn StackLock>,
+        cancel: CancellationToken,
+    ) -> Result<usize, Error> {
+        let Some(state) = self.store.read(name).await? else {
+            return Ok(0);
         };
         let mut consumers = Vec::new();
         // Per resource of this stack, the resources of group members that use it.
@@ -728,11 +819,7 @@ impl Engine {
         let run = Run::new(self, name.to_owned(), state, lock, registry, links, cancel);
         run.destroy_all().await?;
         run.lock.remove().await?;
-        Ok(DestroyReport {
-            deleted,
-            calls: self.calls().since(&calls_before),
-            elapsed: started.elapsed(),
-        })
+        Ok(deleted)
     }
 
     /// The recorded outputs of stack `name` as `S::Outputs` (see [`StackRef`](crate::StackRef)).
@@ -743,6 +830,24 @@ impl Engine {
         crate::StackRef::<S>::new(name)
             .read(self.store.as_ref())
             .await
+    }
+}
+
+/// How often a held lock is tried again while waiting for it.
+const LOCK_POLL: Duration = Duration::from_secs(1);
+
+/// Gives `lock` up however the run ended. A failure to release is the run's error only when the run
+/// succeeded; after a failure, the run's own error is the one to see (the lock left is named by the
+/// next run).
+async fn released<T>(lock: &dyn StackLock, result: Result<T, Error>) -> Result<T, Error> {
+    match (result, lock.release().await) {
+        (Ok(value), Ok(())) => Ok(value),
+        (Ok(_), Err(e)) => Err(e.into()),
+        (Err(e), Ok(())) => Err(e),
+        (Err(e), Err(release)) => {
+            tracing::warn!("the lock was not released after the failure: {release}");
+            Err(e)
+        }
     }
 }
 
@@ -862,12 +967,11 @@ impl Run {
         engine: &Engine,
         stack: String,
         state: StackState,
-        lock: Box<dyn StackLock>,
+        lock: Arc<dyn StackLock>,
         registry: Registry,
         links: Links,
         cancel: CancellationToken,
     ) -> Self {
-        let lock: Arc<dyn StackLock> = Arc::from(lock);
         Self {
             inner: Arc::new(RunInner {
                 stack,

@@ -412,24 +412,37 @@ pub enum StateError {
         #[source]
         source: std::io::Error,
     },
+    /// A call to the store's service (S3) failed.
+    #[error("state store {location}: {operation} failed: {message}")]
+    Backend {
+        /// The object or bucket (`s3://bucket/key`).
+        location: String,
+        /// The call (`PutObject`).
+        operation: &'static str,
+        /// What the service said, with its error code.
+        message: String,
+        /// The SDK's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The state document is not valid JSON of the documented format. It is left untouched.
-    #[error(
-        "state file {path} is corrupt (left untouched; restore it from a backup or move it away): {source}"
-    )]
+    #[error("state {location} is corrupt (left untouched; {}): {source}", restore_hint(backup.as_deref()))]
     Corrupt {
-        /// The file.
-        path: PathBuf,
+        /// The file or object.
+        location: String,
+        /// How to restore the newest good copy the store keeps (a command), if it keeps one.
+        backup: Option<String>,
         /// The parse error.
         #[source]
         source: serde_json::Error,
     },
     /// The state was written by a newer version of this toolkit. It is left untouched.
     #[error(
-        "state file {path} has format version {found}; this build reads up to {supported} (upgrade the toolkit; the file is left untouched)"
+        "state {location} has format version {found}; this build reads up to {supported} (upgrade the toolkit; the state is left untouched)"
     )]
     UnsupportedVersion {
-        /// The file.
-        path: PathBuf,
+        /// The file or object.
+        location: String,
         /// The version found.
         found: u64,
         /// The newest version this build understands.
@@ -440,9 +453,33 @@ pub enum StateError {
     Locked {
         /// The stack.
         stack: String,
-        /// Who holds it (host, pid, since when), as the holder wrote it.
+        /// Who holds it (operation, user, host, pid, since when), as the holder wrote it.
         holder: String,
+        /// The same, parsed, when the holder wrote it in this toolkit's format.
+        info: Option<Box<crate::state::LockInfo>>,
     },
+    /// Someone else wrote the stack's state while this run held its lock (the lock was forced).
+    /// Nothing was overwritten.
+    #[error(
+        "state of stack {stack} at {location} was written by someone else since this run read it (was its lock forced?); nothing was overwritten: run again to start from what they recorded"
+    )]
+    Conflict {
+        /// The stack.
+        stack: String,
+        /// The object.
+        location: String,
+    },
+    /// A stack name that cannot name a file or object, or a store setting (bucket, prefix) that
+    /// cannot be used; nothing was called.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+}
+
+fn restore_hint(backup: Option<&str>) -> String {
+    match backup {
+        Some(b) => format!("restore the newest good copy: {b}"),
+        None => "no good earlier copy is kept: move it away, then import or rebuild".into(),
+    }
 }
 
 /// The engine's error.

@@ -95,6 +95,16 @@ pub enum Event {
         /// What is happening, for people.
         message: String,
     },
+    /// A stack's lock is held by someone else; the run waits for it up to `timeout`
+    /// ([`EngineBuilder::lock_timeout`](crate::EngineBuilder::lock_timeout)).
+    LockWait {
+        /// The stack.
+        stack: String,
+        /// Who holds the lock.
+        holder: String,
+        /// How long the run waits at most.
+        timeout: Duration,
+    },
     /// An AWS call completed (successfully or not).
     AwsCall(AwsCall),
 }

@@ -112,9 +112,13 @@ impl StackGroup<'_> {
         let _end = self.enter(&name)?;
         // Declared and locked, or why not: no member calls AWS unless every member is both.
         let ready = match Desired::declare(stack) {
-            Ok(declared) => match self.engine.store().lock(&name).await {
+            Ok(declared) => match self
+                .engine
+                .lock_stack(&name, "up", self.engine.cancellation())
+                .await
+            {
                 Ok(lock) => Ok((declared, lock)),
-                Err(e) => Err(Error::from(e)),
+                Err(e) => Err(e),
             },
             Err(e) => Err(e),
         };
@@ -126,7 +130,11 @@ impl StackGroup<'_> {
             },
         );
         let (declared, lock) = ready?;
-        self.board.all_declared(&name).await?;
+        if let Err(e) = self.board.all_declared(&name).await {
+            // Nobody calls AWS: give the lock up at once rather than leave it to a drop.
+            let _ = lock.release().await;
+            return Err(e);
+        }
         self.engine
             .up_declared(stack, declared, options, Some(&self.board), Some(lock))
             .await

@@ -70,8 +70,9 @@ pub use resource::{
 };
 pub use stack::{Declaration, Declared, Desired, OutputValues, Scope, Stack, StackRef};
 pub use state::{
-    Deposed, LocalStateStore, MemoryStateStore, Pending, PendingOp, ResourceState, STATE_VERSION,
-    StackLock, StackResource, StackState, StateStore, parse_state,
+    DEFAULT_BACKUPS, Deposed, LocalStateStore, LockInfo, MemoryStateStore, Pending, PendingOp, Producer,
+    ResourceState, S3StateStore, STATE_VERSION, StackLock, StackResource, StackState, StateStore,
+    parse_state, validate_stack_name,
 };
 pub use tags::TagChanges;
 pub use validate::{validate_name, validate_tags};

@@ -484,7 +484,7 @@ async fn a_locked_stack_is_refused_with_the_holder_named() {
     let dir = tempfile::tempdir().unwrap();
     let cloud = FakeCloud::new();
     let store = LocalStateStore::open(dir.path()).unwrap();
-    let _held = store.lock("x").await.unwrap();
+    let _held = store.lock("x", "up").await.unwrap();
     let e = engine(LocalStateStore::open(dir.path()).unwrap(), &cloud);
     let err = e.up(&FakeStack::chain("x", 1)).await.unwrap_err();
     assert!(

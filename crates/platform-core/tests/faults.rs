@@ -327,7 +327,7 @@ async fn cancellation_reaches_a_refresh_in_flight() {
 #[tokio::test]
 async fn a_held_lock_refuses_the_whole_group_before_any_call() {
     let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
-    let held = store.lock("b").await.unwrap();
+    let held = store.lock("b", "up").await.unwrap();
     let e = fake_engine(store.clone(), &cloud);
     let (a, b) = (FakeStack::chain("a", 2), FakeStack::chain("b", 2));
     let group = e.group(["a", "b"]);

@@ -1,0 +1,457 @@
+//! The default store: a directory on this machine.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use super::{LockInfo, StackLock, StackState, StateStore, parse_state, validate_stack_name};
+use crate::error::StateError;
+use crate::resource::BoxFuture;
+
+/// How many earlier versions of each stack's state [`LocalStateStore`] keeps by default.
+pub const DEFAULT_BACKUPS: usize = 10;
+
+/// The default store: a directory with `<stack>.json` and `<stack>.lock` per stack, and the last
+/// versions of each stack's state in `backups/<stack>/<serial>.json`.
+///
+/// - Writes are atomic: a temporary file in the same directory, fsync, rename, fsync of the directory.
+///   The version being replaced is kept as a backup first (a hard link: no copy), and only the newest
+///   [`backups`](Self::backups) are kept. A corrupt state file's error names the newest good backup.
+/// - Files are created readable and writable by the owner only (0600), the directories 0700.
+/// - The lock is an OS file lock (`flock`), so it is released if the process dies; the lock file holds
+///   the holder's [`LockInfo`], shown to whoever is refused.
+#[derive(Clone, Debug)]
+pub struct LocalStateStore {
+    dir: PathBuf,
+    backups: usize,
+}
+
+impl LocalStateStore {
+    /// Opens (creating if needed) the state directory `dir`.
+    ///
+    /// # Errors
+    /// [`StateError::Io`] when the directory cannot be created.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, StateError> {
+        let dir = dir.into();
+        create_private_dir(&dir)?;
+        Ok(Self {
+            dir,
+            backups: DEFAULT_BACKUPS,
+        })
+    }
+
+    /// Keeps the last `n` versions of each stack's state (0: none). Default [`DEFAULT_BACKUPS`].
+    #[must_use]
+    pub fn backups(mut self, n: usize) -> Self {
+        self.backups = n;
+        self
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn state_path(&self, stack: &str) -> PathBuf {
+        self.dir.join(format!("{stack}.json"))
+    }
+
+    fn backup_dir(&self, stack: &str) -> PathBuf {
+        self.dir.join("backups").join(stack)
+    }
+
+    /// The kept versions of `stack`'s state, newest first.
+    ///
+    /// # Errors
+    /// [`StateError::Io`] when the backup directory cannot be read.
+    pub fn backup_files(&self, stack: &str) -> Result<Vec<PathBuf>, StateError> {
+        validate_stack_name(stack)?;
+        backups_newest_first(&self.backup_dir(stack))
+    }
+
+    fn open_lock_file(&self, stack: &str) -> Result<(File, PathBuf), StateError> {
+        let path = self.dir.join(format!("{stack}.lock"));
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let file = options.open(&path).map_err(|source| StateError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok((file, path))
+    }
+
+    fn lock_sync(&self, stack: &str, operation: &str) -> Result<LocalLock, StateError> {
+        validate_stack_name(stack)?;
+        let (mut file, path) = self.open_lock_file(stack)?;
+        let io = |source| StateError::Io {
+            path: path.clone(),
+            source,
+        };
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(locked(stack, read_holder(&mut file)));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        let info = LockInfo::current(operation);
+        let text = serde_json::to_vec(&info).map_err(|e| io(std::io::Error::other(e)))?;
+        file.set_len(0).map_err(io)?;
+        file.rewind().map_err(io)?;
+        file.write_all(&text).map_err(io)?;
+        file.flush().map_err(io)?;
+        Ok(LocalLock {
+            file: Mutex::new(Some(file)),
+            state_path: self.state_path(stack),
+            backup_dir: self.backup_dir(stack),
+            backups: self.backups,
+            dir: self.dir.clone(),
+            last_serial: Mutex::new(None),
+        })
+    }
+
+    /// The newest backup of `stack` that parses, as a command that restores it.
+    fn newest_good_backup(&self, stack: &str) -> Option<String> {
+        let target = self.state_path(stack);
+        backups_newest_first(&self.backup_dir(stack))
+            .ok()?
+            .into_iter()
+            .find(|b| {
+                fs::read(b)
+                    .ok()
+                    .is_some_and(|bytes| parse_state(&b.display().to_string(), &bytes).is_ok())
+            })
+            .map(|b| format!("cp {} {}", b.display(), target.display()))
+    }
+}
+
+/// What a refused locker is told; the lock file holds the holder's [`LockInfo`] as JSON (or, from
+/// an older build, a line of text).
+fn locked(stack: &str, holder: String) -> StateError {
+    let info: Option<LockInfo> = serde_json::from_str(&holder).ok();
+    StateError::Locked {
+        stack: stack.to_owned(),
+        holder: match &info {
+            Some(i) => i.describe(),
+            None if holder.trim().is_empty() => {
+                "another process (it has not written its name yet)".into()
+            }
+            None => holder.trim().to_owned(),
+        },
+        info: info.map(Box::new),
+    }
+}
+
+fn read_holder(file: &mut File) -> String {
+    let mut holder = String::new();
+    let _ = file.rewind();
+    let _ = file.read_to_string(&mut holder);
+    holder
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), StateError> {
+    let io = |source| StateError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    fs::create_dir_all(dir).map_err(io)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io)?;
+    }
+    Ok(())
+}
+
+/// `<serial>.json` files of a backup directory, newest (highest serial) first.
+fn backups_newest_first(dir: &Path) -> Result<Vec<PathBuf>, StateError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(StateError::Io {
+                path: dir.to_owned(),
+                source,
+            });
+        }
+    };
+    let mut found: Vec<(u64, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let serial = name.strip_suffix(".json")?.parse().ok()?;
+            Some((serial, e.path()))
+        })
+        .collect();
+    found.sort_by_key(|(serial, _)| std::cmp::Reverse(*serial));
+    Ok(found.into_iter().map(|(_, p)| p).collect())
+}
+
+/// Writes `bytes` to `path` atomically: temp file in the same directory (0600), fsync, `before_rename`
+/// (a test seam standing for a crash), rename, fsync of the directory.
+pub(crate) fn write_atomic(
+    path: &Path,
+    bytes: &[u8],
+    before_rename: impl FnOnce() -> std::io::Result<()>,
+) -> Result<(), StateError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let io = |source| StateError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".state-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(io)?;
+    tmp.write_all(bytes).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    before_rename().map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[derive(Debug)]
+struct LocalLock {
+    file: Mutex<Option<File>>,
+    state_path: PathBuf,
+    backup_dir: PathBuf,
+    backups: usize,
+    dir: PathBuf,
+    /// The serial of the version on disk, once known (read once, then what this lock wrote).
+    last_serial: Mutex<Option<u64>>,
+}
+
+impl LocalLock {
+    fn unlock(&self) {
+        if let Some(file) = self.file.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = file.set_len(0);
+            let _ = file.unlock();
+        }
+    }
+
+    /// Keeps the version on disk as `backups/<stack>/<serial>.json` (a hard link), then drops all but
+    /// the newest `backups`.
+    fn keep_backup(&self) -> Result<(), StateError> {
+        if self.backups == 0 {
+            return Ok(());
+        }
+        let mut last = self.last_serial.lock().unwrap_or_else(|p| p.into_inner());
+        let serial = match *last {
+            Some(s) => s,
+            None => match fs::read(&self.state_path) {
+                Ok(bytes) => match parse_state(&self.state_path.display().to_string(), &bytes) {
+                    Ok(s) => s.serial,
+                    // Never taken for a good backup: the corrupt file stays where it is.
+                    Err(_) => return Ok(()),
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(source) => {
+                    return Err(StateError::Io {
+                        path: self.state_path.clone(),
+                        source,
+                    });
+                }
+            },
+        };
+        *last = Some(serial);
+        create_private_dir(&self.backup_dir)?;
+        let backup = self.backup_dir.join(format!("{serial}.json"));
+        let _ = fs::remove_file(&backup);
+        match fs::hard_link(&self.state_path, &backup) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => {
+                return Err(StateError::Io {
+                    path: backup,
+                    source,
+                });
+            }
+        }
+        for old in backups_newest_first(&self.backup_dir)?
+            .into_iter()
+            .skip(self.backups)
+        {
+            let _ = fs::remove_file(old);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for LocalLock {
+    fn drop(&mut self) {
+        self.unlock();
+    }
+}
+
+impl StackLock for LocalLock {
+    fn write<'a>(&'a self, state: &'a StackState) -> BoxFuture<'a, Result<(), StateError>> {
+        Box::pin(async move {
+            let bytes = serde_json::to_vec_pretty(state).map_err(|source| StateError::Corrupt {
+                location: self.state_path.display().to_string(),
+                backup: None,
+                source,
+            })?;
+            self.keep_backup()?;
+            let path = self.state_path.clone();
+            tokio::task::spawn_blocking(move || write_atomic(&path, &bytes, || Ok(())))
+                .await
+                .map_err(|e| StateError::Io {
+                    path: self.state_path.clone(),
+                    source: std::io::Error::other(e),
+                })??;
+            *self.last_serial.lock().unwrap_or_else(|p| p.into_inner()) = Some(state.serial);
+            Ok(())
+        })
+    }
+
+    fn remove(&self) -> BoxFuture<'_, Result<(), StateError>> {
+        Box::pin(async move {
+            self.keep_backup()?;
+            match fs::remove_file(&self.state_path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(StateError::Io {
+                        path: self.state_path.clone(),
+                        source,
+                    });
+                }
+            }
+            if let Ok(d) = File::open(&self.dir) {
+                let _ = d.sync_all();
+            }
+            Ok(())
+        })
+    }
+
+    fn release(&self) -> BoxFuture<'_, Result<(), StateError>> {
+        Box::pin(async move {
+            self.unlock();
+            Ok(())
+        })
+    }
+}
+
+impl StateStore for LocalStateStore {
+    fn lock<'a>(
+        &'a self,
+        stack: &'a str,
+        operation: &'a str,
+    ) -> BoxFuture<'a, Result<Box<dyn StackLock>, StateError>> {
+        Box::pin(async move { Ok(Box::new(self.lock_sync(stack, operation)?) as Box<dyn StackLock>) })
+    }
+
+    fn read<'a>(&'a self, stack: &'a str) -> BoxFuture<'a, Result<Option<StackState>, StateError>> {
+        Box::pin(async move {
+            validate_stack_name(stack)?;
+            let path = self.state_path(stack);
+            match fs::read(&path) {
+                Ok(bytes) => match parse_state(&path.display().to_string(), &bytes) {
+                    Ok(state) => Ok(Some(state)),
+                    Err(StateError::Corrupt {
+                        location, source, ..
+                    }) => Err(StateError::Corrupt {
+                        location,
+                        backup: self.newest_good_backup(stack),
+                        source,
+                    }),
+                    Err(e) => Err(e),
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(source) => Err(StateError::Io { path, source }),
+            }
+        })
+    }
+
+    fn list(&self) -> BoxFuture<'_, Result<Vec<String>, StateError>> {
+        Box::pin(async move {
+            let entries = fs::read_dir(&self.dir).map_err(|source| StateError::Io {
+                path: self.dir.clone(),
+                source,
+            })?;
+            let mut names: Vec<String> = entries
+                .filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.strip_suffix(".json")
+                        .filter(|s| !s.starts_with('.'))
+                        .map(str::to_owned)
+                })
+                .collect();
+            names.sort();
+            Ok(names)
+        })
+    }
+
+    fn holder<'a>(&'a self, stack: &'a str) -> BoxFuture<'a, Result<Option<LockInfo>, StateError>> {
+        Box::pin(async move {
+            validate_stack_name(stack)?;
+            let (mut file, path) = self.open_lock_file(stack)?;
+            match file.try_lock() {
+                Ok(()) => {
+                    let _ = file.unlock();
+                    Ok(None)
+                }
+                Err(std::fs::TryLockError::WouldBlock) => match locked(stack, read_holder(&mut file)) {
+                    StateError::Locked {
+                        info: Some(info), ..
+                    } => Ok(Some(*info)),
+                    StateError::Locked { holder, .. } => Ok(Some(LockInfo {
+                        id: String::new(),
+                        host: String::new(),
+                        pid: 0,
+                        pid_start: None,
+                        user: String::new(),
+                        operation: holder,
+                        since: String::new(),
+                    })),
+                    e => Err(e),
+                },
+                Err(std::fs::TryLockError::Error(source)) => Err(StateError::Io { path, source }),
+            }
+        })
+    }
+
+    /// A local lock is an OS file lock: it dies with its holder, so a held one belongs to a live
+    /// process and is not removed ([`StateError::Locked`] names it).
+    fn force_unlock<'a>(
+        &'a self,
+        stack: &'a str,
+    ) -> BoxFuture<'a, Result<Option<LockInfo>, StateError>> {
+        Box::pin(async move {
+            validate_stack_name(stack)?;
+            let (mut file, path) = self.open_lock_file(stack)?;
+            match file.try_lock() {
+                Ok(()) => {
+                    let _ = file.unlock();
+                    Ok(None)
+                }
+                Err(std::fs::TryLockError::WouldBlock) => Err(match locked(stack, read_holder(&mut file)) {
+                    StateError::Locked { stack, holder, info } => StateError::Locked {
+                        stack,
+                        holder: format!(
+                            "{holder}, a live process (a local lock is released when its process exits: stop that process)"
+                        ),
+                        info,
+                    },
+                    e => e,
+                }),
+                Err(std::fs::TryLockError::Error(source)) => Err(StateError::Io { path, source }),
+            }
+        })
+    }
+
+    fn location(&self) -> String {
+        self.dir.display().to_string()
+    }
+}

@@ -1,0 +1,621 @@
+//! State: what the engine recorded about each stack, and where it is kept.
+//!
+//! # Format (version 1)
+//! One JSON document per stack:
+//! ```json
+//! {
+//!   "version": 1,                      // format version; a newer one is refused, never overwritten
+//!   "stack": "network",
+//!   "serial": 42,                      // +1 on every write
+//!   "provider": {"account_id": "123456789012", "region": "us-east-1"},
+//!   "references": ["iam"],             // stacks whose outputs this stack consumes
+//!   "outputs": { ... },                // the stack's typed outputs, once applied
+//!   "resources": {
+//!     "ecs-vpc": {
+//!       "kind": "ec2:vpc",
+//!       "inputs": { ... },             // resolved inputs last applied (or read, after a refresh)
+//!       "outputs": { ... },            // null while a create is in flight
+//!       "dependencies": ["..."],       // resources whose outputs the inputs used
+//!       "uses": [{"stack": "network", "resource": "public-subnet-0"}],  // other stacks' resources the
+//!                                      // inputs used (absent when none): destroyed in a group, those wait
+//!       "instance": "5f0c...",         // the current instance's token (absent for state written before
+//!                                      // tokens): tagged `platform:instance` on the resource
+//!       "pending": {"op": "create", "since": "2026-11-26T02:00:00Z", "instance": "9a1b..."},
+//!                                      // an intent not yet completed; a create names the new
+//!                                      // instance's token, given to AWS before the call
+//!       "deposed": [{"kind": "..", "inputs": {..}, "outputs": {..}, "instance": "5f0c...",
+//!                    "pending": {"op": "delete", ..}}]   // replaced instances not yet deleted
+//!     }
+//!   }
+//! }
+//! ```
+//! The engine writes an intent (`pending`) before every mutating call and the result after it, so a
+//! crash leaves a record of what may exist; the next run heals it (`find` by the instance token's tag,
+//! or the natural key, before a create). Fields added since version 1 was first written (`instance`,
+//! a deposed instance's `pending`) are optional: older files read as before.
+//!
+//! # Stores
+//! [`StateStore`] is the seam. [`LocalStateStore`] (a directory, the default: one person, one
+//! machine), [`S3StateStore`] (a bucket: a team and its deploy bots, locked with S3's conditional
+//! writes) and [`MemoryStateStore`] (tests) implement it. Only a [`StackLock`] holder writes a stack's
+//! state; the lock records who holds it ([`LockInfo`]), shown to whoever is refused.
+//!
+//! # Stack names
+//! A stack's name becomes a file or object name, so it is checked ([`validate_stack_name`]) by the
+//! engine before anything else and by every store: letters, digits, `-` and `_`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{StateError, ValidationError};
+use crate::provider::ProviderInfo;
+use crate::resource::BoxFuture;
+
+mod local;
+mod memory;
+mod s3;
+
+pub use local::{DEFAULT_BACKUPS, LocalStateStore};
+pub use memory::MemoryStateStore;
+pub use s3::S3StateStore;
+
+/// The state format version this build writes and the newest it reads.
+pub const STATE_VERSION: u32 = 1;
+
+/// Everything recorded about one stack.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StackState {
+    /// Format version ([`STATE_VERSION`]).
+    pub version: u32,
+    /// The stack's name.
+    pub stack: String,
+    /// Incremented on every write.
+    pub serial: u64,
+    /// The account and region the stack was applied to.
+    pub provider: Option<ProviderInfo>,
+    /// Stacks whose outputs this stack consumes.
+    #[serde(default)]
+    pub references: Vec<String>,
+    /// The stack's outputs, once applied.
+    pub outputs: Option<Value>,
+    /// The version of the outputs' schema ([`Stack::OUTPUTS_SCHEMA`](crate::Stack::OUTPUTS_SCHEMA))
+    /// that wrote `outputs`; absent in state written before it was recorded (read as 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs_schema: Option<u32>,
+    /// The producers whose outputs this stack's inputs were read from, as they were when read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub producers: Vec<Producer>,
+    /// The resources, by logical name.
+    #[serde(default)]
+    pub resources: BTreeMap<String, ResourceState>,
+}
+
+impl StackState {
+    /// An empty state for stack `stack`.
+    pub fn new(stack: impl Into<String>) -> Self {
+        Self {
+            version: STATE_VERSION,
+            stack: stack.into(),
+            serial: 0,
+            provider: None,
+            references: Vec::new(),
+            outputs: None,
+            outputs_schema: None,
+            producers: Vec::new(),
+            resources: BTreeMap::new(),
+        }
+    }
+
+    /// Whether nothing is recorded (no resource, no outputs).
+    pub fn is_empty(&self) -> bool {
+        self.resources.is_empty() && self.outputs.is_none()
+    }
+}
+
+/// What is recorded about one resource.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResourceState {
+    /// The resource kind.
+    pub kind: String,
+    /// The resolved inputs last applied.
+    pub inputs: Value,
+    /// The outputs; `None` while a create is in flight or after one was interrupted.
+    pub outputs: Option<Value>,
+    /// The resources this one depends on.
+    #[serde(default)]
+    pub dependencies: Vec<String>,
+    /// The resources of other stacks whose outputs its inputs used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uses: Vec<StackResource>,
+    /// The token of the current instance (tagged on it as `platform:instance`), so that it is told
+    /// apart from a replaced twin; `None` in state written before tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// A mutating call started and not yet recorded as finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Pending>,
+    /// Previous instances of a replaced resource, still to be deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deposed: Vec<Deposed>,
+}
+
+/// A resource of a stack, named from another stack.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct StackResource {
+    /// The stack.
+    pub stack: String,
+    /// The resource's logical name.
+    pub resource: String,
+}
+
+/// An intent recorded before a mutating call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    /// The operation.
+    pub op: PendingOp,
+    /// When it started (RFC 3339).
+    pub since: String,
+    /// For a create: the token of the instance being created, recorded before the call so that a
+    /// create whose outcome is unknown is settled by finding exactly that instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+}
+
+/// The mutating operations the engine records intents for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PendingOp {
+    /// A create.
+    Create,
+    /// An in-place update.
+    Update,
+    /// A delete.
+    Delete,
+}
+
+/// A replaced resource's old instance.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Deposed {
+    /// Its kind.
+    pub kind: String,
+    /// Its inputs.
+    pub inputs: Value,
+    /// Its outputs.
+    pub outputs: Value,
+    /// Its instance token, when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// A delete of it started and not yet recorded as finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Pending>,
+}
+
+/// Another stack whose outputs a stack read: which one, where it was applied, and which write of its
+/// state. Recorded in the consumer's state ([`StackState::producers`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Producer {
+    /// The producer's stack name.
+    pub stack: String,
+    /// The account and region it was applied to.
+    pub provider: Option<ProviderInfo>,
+    /// Its state's serial when its outputs were read; `None` for a member of the same
+    /// [`StackGroup`](crate::StackGroup) run, whose outputs are read as they are applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<u64>,
+    /// The schema version of its outputs.
+    pub schema: u32,
+}
+
+/// The exclusive right to write one stack's state.
+///
+/// The engine calls [`release`](Self::release) when its run ends, however it ends; dropping a lock
+/// that was not released releases it as well as a synchronous drop can (a local file lock at once; a
+/// store that must call out does it on the async runtime, when there is one).
+pub trait StackLock: Send + Sync + fmt::Debug {
+    /// Writes the stack's state atomically and durably.
+    fn write<'a>(&'a self, state: &'a StackState) -> BoxFuture<'a, Result<(), StateError>>;
+    /// Removes the stack's state (after a complete destroy).
+    fn remove(&self) -> BoxFuture<'_, Result<(), StateError>>;
+    /// Gives the lock up. A second call does nothing.
+    fn release(&self) -> BoxFuture<'_, Result<(), StateError>>;
+}
+
+/// Where stack state is kept.
+pub trait StateStore: Send + Sync + fmt::Debug {
+    /// Takes the stack's exclusive lock for `operation` (`up`, `destroy`, ..., recorded for whoever
+    /// is refused), or fails at once with [`StateError::Locked`] naming the holder.
+    fn lock<'a>(
+        &'a self,
+        stack: &'a str,
+        operation: &'a str,
+    ) -> BoxFuture<'a, Result<Box<dyn StackLock>, StateError>>;
+    /// Reads the stack's state; `None` when nothing is recorded.
+    fn read<'a>(&'a self, stack: &'a str) -> BoxFuture<'a, Result<Option<StackState>, StateError>>;
+    /// The names of the stacks with recorded state.
+    fn list(&self) -> BoxFuture<'_, Result<Vec<String>, StateError>>;
+    /// Who holds the stack's lock now; `None` when nobody does.
+    fn holder<'a>(&'a self, stack: &'a str) -> BoxFuture<'a, Result<Option<LockInfo>, StateError>>;
+    /// Removes the stack's lock whoever holds it, and returns who did (`None`: it was not held).
+    /// For a holder that died without releasing it; a live holder's next write is then refused if
+    /// someone else wrote in between ([`StateError::Conflict`]).
+    ///
+    /// # Errors
+    /// [`StateError::Locked`] from a store whose locks die with their holder (a live holder's lock
+    /// is not removed: stop that process).
+    fn force_unlock<'a>(
+        &'a self,
+        stack: &'a str,
+    ) -> BoxFuture<'a, Result<Option<LockInfo>, StateError>>;
+    /// Where the state is, for messages: a directory, `s3://bucket/prefix`, `memory`.
+    fn location(&self) -> String;
+}
+
+/// Who holds a stack's lock: written by the holder when it takes the lock.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockInfo {
+    /// A random id of this holding, so that a holder knows its own lock again.
+    pub id: String,
+    /// The holder's host name.
+    pub host: String,
+    /// The holder's process id.
+    pub pid: u32,
+    /// The process's start time in clock ticks after boot (Linux), so that another process that
+    /// was given the same pid later is not taken for the holder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_start: Option<u64>,
+    /// The user the holder runs as.
+    pub user: String,
+    /// What it is doing: `up`, `destroy`, `refresh`, ...
+    pub operation: String,
+    /// When it took the lock (RFC 3339).
+    pub since: String,
+}
+
+impl LockInfo {
+    /// This process, taking a lock for `operation` now.
+    pub fn current(operation: &str) -> Self {
+        let pid = std::process::id();
+        Self {
+            id: format!("{:032x}", fastrand::u128(..)),
+            host: this_host(),
+            pid,
+            pid_start: process_start(pid),
+            user: std::env::var("USER")
+                .or_else(|_| std::env::var("USERNAME"))
+                .unwrap_or_else(|_| "unknown".into()),
+            operation: operation.to_owned(),
+            since: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        }
+    }
+
+    /// Whether the holder is certainly gone: it ran on this host and no process with its pid (and
+    /// start time) runs now. Only Linux can tell; elsewhere, and for another host, never.
+    ///
+    /// A container with the same host name in another pid namespace looks gone from here: taking
+    /// such a lock over is left to the caller's choice ([`S3StateStore::take_over_dead_locks`]).
+    pub fn is_provably_dead(&self) -> bool {
+        if self.host != this_host() || !cfg!(target_os = "linux") {
+            return false;
+        }
+        if !std::path::Path::new("/proc/self/stat").exists() {
+            return false;
+        }
+        match process_start(self.pid) {
+            None => true,
+            Some(start) => self.pid_start.is_some_and(|s| s != start),
+        }
+    }
+
+    /// The holder as shown to a user, with `; that process is gone` when [provably
+    /// dead](Self::is_provably_dead).
+    pub fn describe(&self) -> String {
+        let gone = if self.is_provably_dead() {
+            "; that process is gone"
+        } else {
+            ""
+        };
+        format!("{self} ({}{gone})", self.since)
+    }
+}
+
+impl fmt::Display for LockInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} by {}@{} pid {}",
+            self.operation, self.user, self.host, self.pid
+        )
+    }
+}
+
+fn this_host() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+/// A process's start time (field 22 of `/proc/PID/stat`), when it runs and this is Linux.
+fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count after its end.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Checks a stack name before it becomes a file or object name: 1 to 100 characters, each a letter,
+/// a digit, `-` or `_`.
+///
+/// ```
+/// use platform_core::validate_stack_name;
+/// validate_stack_name("network").unwrap();
+/// assert_eq!(
+///     validate_stack_name("../iam").unwrap_err().to_string(),
+///     "invalid stack name = \"../iam\": '.' is not allowed (letters, digits and -_ are)"
+/// );
+/// ```
+///
+/// # Errors
+/// A [`ValidationError`] naming the value and its first bad character.
+pub fn validate_stack_name(name: &str) -> Result<(), ValidationError> {
+    crate::validate::validate_name("stack name", name, 100, "-_")
+}
+
+/// Parses a state document read from `location`, refusing newer versions and corrupt documents.
+///
+/// # Errors
+/// [`StateError::Corrupt`] (with no backup named: the store adds it) or
+/// [`StateError::UnsupportedVersion`].
+pub fn parse_state(location: &str, bytes: &[u8]) -> Result<StackState, StateError> {
+    let corrupt = |source| StateError::Corrupt {
+        location: location.to_owned(),
+        backup: None,
+        source,
+    };
+    let value: Value = serde_json::from_slice(bytes).map_err(corrupt)?;
+    if let Some(found) = value.get("version").and_then(Value::as_u64)
+        && found > u64::from(STATE_VERSION)
+    {
+        return Err(StateError::UnsupportedVersion {
+            location: location.to_owned(),
+            found,
+            supported: STATE_VERSION,
+        });
+    }
+    serde_json::from_value(value).map_err(corrupt)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_simulated_crash_refuses_the_nth_write_from_now_and_every_later_one() {
+        let store = MemoryStateStore::new();
+        let lock = store.lock("s", "up").await.unwrap();
+        for serial in 1..=3 {
+            lock.write(&sample(serial)).await.unwrap();
+        }
+        store.crash_at_write(2);
+        lock.write(&sample(4)).await.unwrap();
+        assert!(lock.write(&sample(5)).await.is_err());
+        assert!(lock.write(&sample(6)).await.is_err());
+        assert_eq!(store.writes(), 4);
+        assert_eq!(store.read("s").await.unwrap(), Some(sample(4)));
+        store.revive();
+        lock.write(&sample(7)).await.unwrap();
+        assert_eq!(store.writes(), 5);
+    }
+
+    fn sample(serial: u64) -> StackState {
+        let mut s = StackState::new("network");
+        s.serial = serial;
+        s
+    }
+
+    #[tokio::test]
+    async fn local_store_round_trips_with_owner_only_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStateStore::open(dir.path().join("state")).unwrap();
+        assert_eq!(store.read("network").await.unwrap(), None);
+        let lock = store.lock("network", "up").await.unwrap();
+        lock.write(&sample(3)).await.unwrap();
+        assert_eq!(store.read("network").await.unwrap(), Some(sample(3)));
+        assert_eq!(store.list().await.unwrap(), vec!["network".to_string()]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(store.dir().join("network.json"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+            let mode = fs::metadata(store.dir().join("network.lock"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        lock.remove().await.unwrap();
+        assert_eq!(store.read("network").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_second_locker_is_refused_and_told_who_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = LocalStateStore::open(dir.path()).unwrap();
+        let b = LocalStateStore::open(dir.path()).unwrap();
+        let held = a.lock("iam", "up").await.unwrap();
+        let err = b.lock("iam", "up").await.unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, StateError::Locked { .. }), "{msg}");
+        assert!(
+            msg.contains(&format!("pid {}", std::process::id())),
+            "{msg}"
+        );
+        assert!(msg.contains("up by ") && msg.contains(" pid "), "{msg}");
+        // The holder is a live process of this host: named, never forced away.
+        let forced = b.force_unlock("iam").await.unwrap_err().to_string();
+        assert!(forced.contains("a live process"), "{forced}");
+        assert_eq!(b.holder("iam").await.unwrap().unwrap().pid, std::process::id());
+        drop(held);
+        // Released: the holder's name is wiped from the lock file, and the lock can be taken again.
+        assert_eq!(fs::read(dir.path().join("iam.lock")).unwrap(), b"");
+        b.lock("iam", "up").await.unwrap();
+    }
+
+    #[test]
+    fn a_crash_between_temp_file_and_rename_leaves_the_old_state_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("network.json");
+        let old = serde_json::to_vec(&sample(1)).unwrap();
+        local::write_atomic(&path, &old, || Ok(())).unwrap();
+        let new = serde_json::to_vec(&sample(2)).unwrap();
+        let crash = local::write_atomic(&path, &new, || Err(std::io::Error::other("power cut")));
+        assert!(crash.is_err());
+        let read = parse_state("network.json", &fs::read(&path).unwrap()).unwrap();
+        assert_eq!(read.serial, 1);
+        // The temporary file is gone (dropped) and is never taken for a stack.
+        let store = LocalStateStore::open(dir.path()).unwrap();
+        let names = tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(store.list())
+            .unwrap();
+        assert_eq!(names, vec!["network".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn corrupt_and_newer_state_are_refused_and_left_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStateStore::open(dir.path()).unwrap();
+        fs::write(dir.path().join("a.json"), b"{not json").unwrap();
+        let err = store.read("a").await.unwrap_err();
+        assert!(matches!(err, StateError::Corrupt { .. }), "{err}");
+        fs::write(
+            dir.path().join("b.json"),
+            br#"{"version": 99, "stack": "b", "serial": 1}"#,
+        )
+        .unwrap();
+        let err = store.read("b").await.unwrap_err();
+        assert!(
+            matches!(err, StateError::UnsupportedVersion { found: 99, .. }),
+            "{err}"
+        );
+        assert_eq!(fs::read(dir.path().join("a.json")).unwrap(), b"{not json");
+    }
+
+    #[tokio::test]
+    async fn the_last_n_versions_are_kept_and_a_corrupt_file_names_the_newest_good_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStateStore::open(dir.path()).unwrap().backups(3);
+        let lock = store.lock("network", "up").await.unwrap();
+        for serial in 1..=6 {
+            lock.write(&sample(serial)).await.unwrap();
+        }
+        lock.release().await.unwrap();
+        // The five earlier versions were kept in turn; the newest three remain.
+        let kept = store.backup_files("network").unwrap();
+        let names: Vec<String> = kept
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["5.json", "4.json", "3.json"]);
+        let five = parse_state("5", &fs::read(&kept[0]).unwrap()).unwrap();
+        assert_eq!(five, sample(5));
+        // The newest backup is itself damaged: the error names the newest good one.
+        fs::write(&kept[0], b"{").unwrap();
+        fs::write(dir.path().join("network.json"), b"{\"version\": 1, \"stack\": ").unwrap();
+        let err = store.read("network").await.unwrap_err();
+        let StateError::Corrupt { backup, .. } = &err else {
+            panic!("{err}");
+        };
+        let expected = format!(
+            "cp {} {}",
+            kept[1].display(),
+            dir.path().join("network.json").display()
+        );
+        assert_eq!(backup.as_deref(), Some(expected.as_str()));
+        assert!(err.to_string().contains(&expected), "{err}");
+        // Doing what it says restores the state.
+        fs::copy(&kept[1], dir.path().join("network.json")).unwrap();
+        assert_eq!(store.read("network").await.unwrap(), Some(sample(4)));
+    }
+
+    #[tokio::test]
+    async fn without_backups_a_corrupt_file_says_none_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStateStore::open(dir.path()).unwrap().backups(0);
+        let lock = store.lock("iam", "up").await.unwrap();
+        lock.write(&sample(1)).await.unwrap();
+        lock.write(&sample(2)).await.unwrap();
+        assert_eq!(store.backup_files("iam").unwrap(), Vec::<std::path::PathBuf>::new());
+        fs::write(dir.path().join("iam.json"), b"garbage").unwrap();
+        let err = store.read("iam").await.unwrap_err().to_string();
+        assert!(err.contains("no good earlier copy is kept"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn stack_names_that_would_escape_the_store_are_refused_by_every_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = LocalStateStore::open(dir.path().join("state")).unwrap();
+        let memory = MemoryStateStore::new();
+        for bad in ["../iam", "a/b", "", ".hidden", "x y"] {
+            for store in [&local as &dyn StateStore, &memory] {
+                let err = store.lock(bad, "up").await.unwrap_err();
+                assert!(matches!(err, StateError::Invalid(_)), "{bad}: {err}");
+                assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
+                assert!(matches!(store.read(bad).await, Err(StateError::Invalid(_))));
+            }
+        }
+        // Nothing was created outside the state directory.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_forced_memory_lock_is_not_released_by_its_old_holder_and_its_writes_conflict() {
+        let store = MemoryStateStore::new();
+        let old = store.lock("net", "up").await.unwrap();
+        let forced = store.force_unlock("net").await.unwrap().unwrap();
+        assert_eq!(forced.operation, "up");
+        assert_eq!(store.force_unlock("net").await.unwrap(), None);
+        let new = store.lock("net", "destroy").await.unwrap();
+        new.write(&sample(1)).await.unwrap();
+        let err = old.write(&sample(9)).await.unwrap_err();
+        assert!(matches!(err, StateError::Conflict { .. }), "{err}");
+        old.release().await.unwrap();
+        drop(old);
+        // The new holder's lock survived the old one's release and drop.
+        assert_eq!(store.holder("net").await.unwrap().unwrap().operation, "destroy");
+        assert_eq!(store.read("net").await.unwrap(), Some(sample(1)));
+        new.release().await.unwrap();
+        assert_eq!(store.holder("net").await.unwrap(), None);
+    }
+
+    #[test]
+    fn a_lock_holder_on_this_host_is_dead_only_when_its_process_is_gone() {
+        let me = LockInfo::current("up");
+        assert!(!me.is_provably_dead());
+        assert!(!me.describe().contains("gone"), "{}", me.describe());
+        let reused = LockInfo {
+            pid_start: me.pid_start.map(|s| s + 1),
+            ..me.clone()
+        };
+        assert_eq!(reused.is_provably_dead(), cfg!(target_os = "linux"));
+        let elsewhere = LockInfo {
+            host: format!("{}-other", me.host),
+            pid: u32::MAX,
+            ..me.clone()
+        };
+        assert!(!elsewhere.is_provably_dead());
+        let gone = LockInfo {
+            pid: u32::MAX - 1,
+            ..me
+        };
+        assert_eq!(gone.is_provably_dead(), cfg!(target_os = "linux"));
+        if cfg!(target_os = "linux") {
+            assert!(gone.describe().ends_with("; that process is gone)"), "{}", gone.describe());
+        }
+    }
+}
