@@ -495,6 +495,93 @@ async fn a_locked_stack_is_refused_with_the_holder_named() {
 }
 
 #[tokio::test]
+async fn a_held_lock_is_waited_for_up_to_the_lock_timeout_saying_who_holds_it() {
+    let cloud = FakeCloud::new();
+    let store = MemoryStateStore::new();
+    let held = store.lock("x", "destroy").await.unwrap();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let seen = events.clone();
+    let e = Engine::builder(store.clone())
+        .provider(local())
+        .extension(cloud.clone())
+        .lock_timeout(Duration::from_secs(30))
+        .on_event(move |ev| {
+            if let Event::LockWait { stack, holder, timeout } = ev {
+                seen.lock().unwrap().push((stack.clone(), holder.clone(), *timeout));
+            }
+        })
+        .build();
+    let release = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        held.release().await.unwrap();
+    };
+    let stack = FakeStack::chain("x", 2);
+    let (up, ()) = tokio::join!(e.up(&stack), release);
+    up.unwrap();
+    let events = events.lock().unwrap().clone();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].0, "x");
+    assert!(events[0].1.starts_with("destroy by "), "{}", events[0].1);
+    assert_eq!(events[0].2, Duration::from_secs(30));
+    assert_eq!(cloud.calls().create, 2);
+    // Released when the run ended.
+    assert_eq!(store.holder("x").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_lock_held_past_the_timeout_fails_naming_the_holder_having_called_nothing() {
+    let cloud = FakeCloud::new();
+    let store = MemoryStateStore::new();
+    let _held = store.lock("x", "refresh").await.unwrap();
+    let e = Engine::builder(store.clone())
+        .provider(local())
+        .extension(cloud.clone())
+        .lock_timeout(Duration::from_millis(1200))
+        .build();
+    let started = std::time::Instant::now();
+    let err = e.up(&FakeStack::chain("x", 1)).await.unwrap_err();
+    assert!(started.elapsed() >= Duration::from_millis(1200));
+    assert!(
+        matches!(&err, Error::State(StateError::Locked { holder, .. }) if holder.starts_with("refresh by ")),
+        "{err}"
+    );
+    assert_eq!(cloud.calls().create, 0);
+}
+
+#[tokio::test]
+async fn the_lock_is_released_when_a_run_fails_and_when_it_succeeds() {
+    let cloud = FakeCloud::new();
+    let store = MemoryStateStore::new();
+    let e = engine(store.clone(), &cloud);
+    cloud.fail_create_of("r1");
+    e.up(&FakeStack::chain("x", 2)).await.unwrap_err();
+    assert_eq!(store.holder("x").await.unwrap(), None);
+    e.refresh(&FakeStack::chain("x", 2)).await.unwrap();
+    assert_eq!(store.holder("x").await.unwrap(), None);
+    e.destroy::<FakeStack>("x").await.unwrap();
+    assert_eq!(store.holder("x").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_stack_name_with_path_characters_is_refused_before_any_call() {
+    let cloud = FakeCloud::new();
+    let store = MemoryStateStore::new();
+    let e = engine(store.clone(), &cloud);
+    for bad in ["../x", "a/b", "a.b"] {
+        let err = e.up(&FakeStack::chain(bad, 1)).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Invalid { resource, .. } if resource == "stack"),
+            "{bad}: {err}"
+        );
+        assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
+        let err = e.destroy::<FakeStack>(bad).await.unwrap_err();
+        assert!(matches!(&err, Error::Invalid { .. }), "{bad}: {err}");
+    }
+    assert_eq!(cloud.calls().create, 0);
+    assert!(store.list().await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn refresh_shows_drift_and_up_corrects_it() {
     let cloud = FakeCloud::new();
     let e = engine(MemoryStateStore::new(), &cloud);
