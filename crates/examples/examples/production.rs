@@ -4,9 +4,10 @@
 //! emulator you run; `--aws` uses real AWS with the default credential chain.
 //!
 //! ```text
-//! production [--endpoint URL | --aws] [--state-dir DIR] [--json] [--yes] [COMMAND]
+//! production [--endpoint URL | --aws] [--state-dir DIR | --state s3://BUCKET/PREFIX]
+//!            [--lock-timeout DURATION] [--take-over-dead-locks] [--json] [--yes] [COMMAND]
 //! COMMAND: up (default) | preview [--detailed-exitcode] | refresh | destroy | outputs
-//!          | graph [--format mermaid|dot] | emulator stop
+//!          | graph [--format mermaid|dot] | force-unlock [STACK...] | emulator stop
 //! ```
 //!
 //! Exit codes: 0 success; 1 failure (the failing resource, AWS's error code, what was kept in
@@ -15,7 +16,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use aws_types::SdkConfig;
@@ -26,7 +27,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use local_cloud::{Detached, Emulator};
 use platform_core::{
     ActionKind, CancellationToken, Counts, Engine, Error, Event, LocalStateStore, Plan,
-    total_counts,
+    S3StateStore, StateError, StateStore, total_counts,
 };
 use serde_json::{Value, json};
 
@@ -47,6 +48,16 @@ struct Cli {
     /// Where state is kept: one directory per target and account inside it.
     #[arg(long, value_name = "DIR", default_value = ".platform", global = true)]
     state_dir: PathBuf,
+    /// Keep state in S3 instead (shared by a team; locked with conditional writes): the bucket must
+    /// exist, with versioning on. Nothing is written to local disk but the local emulator's record.
+    #[arg(long, value_name = "s3://BUCKET/PREFIX", global = true)]
+    state: Option<String>,
+    /// Wait this long (e.g. 30s, 5m) for a stack's lock held by another run, instead of failing at once.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, global = true)]
+    lock_timeout: Option<Duration>,
+    /// Take over an S3 lock whose holder ran on this host and is gone (killed), saying so.
+    #[arg(long, global = true)]
+    take_over_dead_locks: bool,
     /// Print exactly one JSON object on stdout (progress and messages go to stderr).
     #[arg(long, global = true)]
     json: bool,
@@ -78,6 +89,12 @@ enum Command {
         /// Mermaid (as in the seed's overview) or Graphviz dot.
         #[arg(long, value_enum, default_value = "mermaid")]
         format: GraphFormat,
+    },
+    /// Remove stacks' locks left by runs that died (all of the platform's stacks when none is named).
+    /// Shows each holder and asks first, unless --yes.
+    ForceUnlock {
+        /// The stacks.
+        stacks: Vec<String>,
     },
     /// The local emulator.
     Emulator {
@@ -161,8 +178,20 @@ fn describe_error(e: &Error) -> String {
             "\nWhat completed is recorded in state; run the command again to finish the work.",
         );
     }
+    if let Error::State(StateError::Locked { stack, .. }) = e
+        && let Some(command) = UNLOCK_COMMAND.get()
+    {
+        text.push_str(&format!(
+            "\nIf that run is gone (killed, its machine lost), remove its lock: {command} {stack}\n\
+             (or wait for it: --lock-timeout 5m)"
+        ));
+    }
     text
 }
+
+/// How this invocation's store removes a lock (`production --state s3://.. force-unlock`), for the
+/// held-lock message; unset for a local directory, whose locks die with their process.
+static UNLOCK_COMMAND: OnceLock<String> = OnceLock::new();
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -207,6 +236,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Destroy => "destroy",
         Command::Outputs => "outputs",
         Command::Graph { .. } => "graph",
+        Command::ForceUnlock { .. } => "force-unlock",
         Command::Emulator { .. } => "emulator",
     }
 }
@@ -255,18 +285,40 @@ async fn run(cli: Cli, command: Command) -> Result<u8, Failure> {
         .aws(config.clone())
         .build();
     let identity = probe.identity().await?;
-    let state_dir = cli.state_dir.join(format!(
-        "{}-{}-{}",
-        target.name(),
-        identity.account_id,
-        identity.region
-    ));
+    let store: Arc<dyn StateStore> = match &cli.state {
+        Some(url) => {
+            let store = S3StateStore::from_url(&config, url)
+                .map_err(|e| failure(2, format!("--state {url:?}: {e}")))?
+                .take_over_dead_locks(cli.take_over_dead_locks);
+            if !store.check().await.map_err(Error::from)? {
+                eprintln!(
+                    "warning: bucket {} does not keep versions: no history of the state is kept, \
+                     and a corrupt state cannot be restored (aws s3api put-bucket-versioning --bucket {} \
+                     --versioning-configuration Status=Enabled)",
+                    store.bucket(),
+                    store.bucket()
+                );
+            }
+            let _ = UNLOCK_COMMAND.set(format!("production --state {url} force-unlock"));
+            Arc::new(store)
+        }
+        None => {
+            let state_dir = cli.state_dir.join(format!(
+                "{}-{}-{}",
+                target.name(),
+                identity.account_id,
+                identity.region
+            ));
+            Arc::new(LocalStateStore::open(&state_dir).map_err(Error::from)?)
+        }
+    };
     let sink = progress.clone();
-    let engine = Engine::builder(LocalStateStore::open(&state_dir).map_err(Error::from)?)
+    let engine = Engine::builder_shared(store.clone())
         .aws(config)
         // Already asked once, above: the same credentials, no second STS call.
         .provider(identity.clone())
         .cancellation(cancel)
+        .lock_timeout(cli.lock_timeout.unwrap_or_default())
         .on_event(move |e| sink.event(e))
         .build();
     let platform = Platform::new(engine);
@@ -279,7 +331,7 @@ async fn run(cli: Cli, command: Command) -> Result<u8, Failure> {
         eprintln!(
             "target: {} ({identity}); state in {}",
             target.name(),
-            state_dir.display()
+            store.location()
         );
     }
 
@@ -410,7 +462,90 @@ async fn run(cli: Cli, command: Command) -> Result<u8, Failure> {
             out.emit("graph", json!({"graph": text}), || print!("{text}"));
             Ok(0)
         }
+        Command::ForceUnlock { stacks } => force_unlock(&cli, store.as_ref(), &platform, stacks).await,
         Command::Emulator { .. } => Ok(0),
+    }
+}
+
+/// Shows each held lock of `stacks` (the platform's, when none is named), asks, removes them, and
+/// checks that none remains.
+async fn force_unlock(
+    cli: &Cli,
+    store: &dyn StateStore,
+    platform: &Platform,
+    stacks: Vec<String>,
+) -> Result<u8, Failure> {
+    let stacks = if stacks.is_empty() {
+        platform.stack_names().map(str::to_owned).to_vec()
+    } else {
+        stacks
+    };
+    let mut held = Vec::new();
+    for stack in &stacks {
+        platform_core::validate_stack_name(stack)
+            .map_err(|e| failure(2, format!("force-unlock: {e}")))?;
+        if let Some(info) = store.holder(stack).await.map_err(Error::from)? {
+            held.push((stack.clone(), info));
+        }
+    }
+    if !cli.json {
+        if held.is_empty() {
+            println!("no lock is held on {}", stacks.join(", "));
+        }
+        for (stack, info) in &held {
+            println!("{stack}: locked by {}", info.describe());
+        }
+    }
+    if !held.is_empty() && !cli.yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(failure(
+                2,
+                "refusing to remove locks without confirmation: no terminal to ask on; pass --yes",
+            ));
+        }
+        eprint!(
+            "Remove these locks? A run that still holds one would have its next write refused. Type yes to go on: "
+        );
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        std::io::stdin()
+            .read_line(&mut answer)
+            .map_err(|e| failure(1, format!("reading the answer: {e}")))?;
+        if answer.trim() != "yes" {
+            return Err(failure(1, "not confirmed; no lock was removed"));
+        }
+    }
+    let mut removed = Vec::new();
+    for (stack, _) in &held {
+        if let Some(info) = store.force_unlock(stack).await.map_err(Error::from)? {
+            if !cli.json {
+                println!("{stack}: lock removed ({})", info.describe());
+            }
+            removed.push(json!({"stack": stack, "holder": info}));
+        }
+    }
+    let mut remaining = Vec::new();
+    for stack in &stacks {
+        if let Some(info) = store.holder(stack).await.map_err(Error::from)? {
+            remaining.push((stack.clone(), info));
+        }
+    }
+    if cli.json {
+        println!(
+            "{}",
+            json!({
+                "command": "force-unlock",
+                "removed": removed,
+                "remaining": remaining.iter().map(|(s, i)| json!({"stack": s, "holder": i})).collect::<Vec<_>>(),
+            })
+        );
+    }
+    match remaining.first() {
+        None => Ok(0),
+        Some((stack, info)) => Err(failure(
+            1,
+            format!("the lock of {stack} is held again, by {}", info.describe()),
+        )),
     }
 }
 
@@ -746,6 +881,14 @@ impl Reporter {
                 resource,
                 message,
             } => self.line(format!("  ...       {stack}/{resource}: {message}")),
+            Event::LockWait {
+                stack,
+                holder,
+                timeout,
+            } => self.line(format!(
+                "  waiting   for the lock of stack {stack}, held by {holder} (up to {})",
+                humantime::format_duration(*timeout)
+            )),
             _ => {}
         }
     }
