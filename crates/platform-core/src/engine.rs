@@ -745,7 +745,11 @@ impl Engine {
                 remaining: 0,
             });
         }
-        let lock: Arc<dyn StackLock> = Arc::from(self.lock_stack(name, "destroy", &cancel).await?);
+        let lock: Arc<dyn StackLock> = match group {
+            // A group takes its members' locks in name order, before this.
+            Some(g) => Arc::from(g.locked(name, self.lock_stack(name, "destroy", &cancel)).await?),
+            None => Arc::from(self.lock_stack(name, "destroy", &cancel).await?),
+        };
         let result = self
             .destroy_locked::<S>(name, group, lock.clone(), cancel)
             .await

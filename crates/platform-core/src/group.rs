@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use crate::engine::{DestroyReport, Engine, UpOptions, UpReport};
 use crate::error::Error;
 use crate::stack::{Desired, Stack};
+use crate::state::StackLock;
 
 /// Stacks applied together, each resource as soon as what it refers to exists, across stacks.
 ///
@@ -112,15 +113,17 @@ impl StackGroup<'_> {
         let _end = self.enter(&name)?;
         // Declared and locked, or why not: no member calls AWS unless every member is both.
         let ready = match Desired::declare(stack) {
-            Ok(declared) => match self
-                .engine
-                .lock_stack(&name, "up", self.engine.cancellation())
-                .await
-            {
-                Ok(lock) => Ok((declared, lock)),
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
+            Ok(declared) => {
+                let lock = self.engine.lock_stack(&name, "up", self.engine.cancellation());
+                match self.board.locked(&name, lock).await {
+                    Ok(lock) => Ok((declared, lock)),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => {
+                self.board.update(&name, |m| m.locked = Some(Err(e.to_string())));
+                Err(e)
+            }
         };
         self.board.declared(
             &name,
@@ -206,6 +209,8 @@ struct Member {
     deleted: std::collections::HashSet<String>,
     /// Its `up` or `destroy` was called (and polled).
     entered: bool,
+    /// Once it tried to take its stack's lock: whether it holds it, or why not.
+    locked: Option<Result<(), String>>,
     /// Its `up` returned.
     ended: bool,
 }
@@ -276,6 +281,68 @@ impl Board {
             return false;
         };
         m.get(stack).is_some_and(|x| x.deleted.contains(resource))
+    }
+
+    /// Takes member `me`'s lock with `lock` once every member before it in name order has taken
+    /// its own: two runs of the same group never each hold a part of it (they would refuse each
+    /// other, or with a lock timeout wait for each other). When an earlier member could not take
+    /// its lock, `me` does not try.
+    pub(crate) async fn locked(
+        &self,
+        me: &str,
+        lock: impl Future<Output = Result<Box<dyn StackLock>, Error>>,
+    ) -> Result<Box<dyn StackLock>, Error> {
+        let result = match self.lock_turn(me).await {
+            Ok(()) => lock.await,
+            Err(e) => Err(e),
+        };
+        self.update(me, |m| {
+            m.locked = Some(result.as_ref().map(|_| ()).map_err(ToString::to_string));
+        });
+        result
+    }
+
+    async fn lock_turn(&self, me: &str) -> Result<(), Error> {
+        let mut earlier: Vec<&String> = self.members.iter().filter(|m| m.as_str() < me).collect();
+        earlier.sort();
+        for member in earlier {
+            if !self.started(member).await {
+                return Err(Error::GroupMemberInvalid {
+                    stack: me.to_owned(),
+                    member: member.clone(),
+                    why: format!(
+                        "it was not started within {:?}: run up (or destroy) for every member \
+                         of the group concurrently",
+                        self.join
+                    ),
+                });
+            }
+            let mut rx = self.tx.subscribe();
+            let seen = rx
+                .wait_for(|m| m.get(member).is_none_or(|x| x.locked.is_some() || x.ended))
+                .await
+                .map_err(|_| closed())?
+                .get(member)
+                .and_then(|x| x.locked.clone());
+            match seen {
+                Some(Ok(())) => {}
+                Some(Err(why)) => {
+                    return Err(Error::GroupMemberInvalid {
+                        stack: me.to_owned(),
+                        member: member.clone(),
+                        why,
+                    });
+                }
+                None => {
+                    return Err(Error::GroupMemberInvalid {
+                        stack: me.to_owned(),
+                        member: member.clone(),
+                        why: "it ended before taking its lock".into(),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     fn ended(&self, stack: &str) {

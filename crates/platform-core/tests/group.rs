@@ -6,7 +6,10 @@
 use std::time::Duration;
 
 use platform_core::testing::{FakeCloud, FakeStack};
-use platform_core::{Engine, Error, MemoryStateStore, ProviderInfo, UpOptions};
+use platform_core::{
+    BoxFuture, Engine, Error, LockInfo, MemoryStateStore, ProviderInfo, StackLock, StackState,
+    StateError, StateStore, UpOptions,
+};
 
 fn engine(cloud: &FakeCloud) -> Engine {
     Engine::builder(MemoryStateStore::new())
@@ -242,4 +245,106 @@ async fn destroyed_together_each_used_resource_waits_for_its_users_in_other_stac
     assert!(deleted("c0") < deleted("p0"), "{:?}", cloud.order());
     assert_eq!(engine.store().read("p").await.unwrap(), None);
     assert_eq!(engine.store().read("c").await.unwrap(), None);
+}
+
+/// Runs the group `[p, c]` once: the producer and the consumer together.
+async fn group_up(engine: &Engine, producer: &FakeStack, consumer: &FakeStack) -> Result<(), Error> {
+    let group = engine.group(["p", "c"]);
+    let (p, c) = tokio::join!(
+        group.up(producer, UpOptions::default()),
+        group.up(consumer, UpOptions::default())
+    );
+    p.and(c).map(|_| ())
+}
+
+/// A memory store whose locks take a while, differently each time: two runs interleave.
+#[derive(Debug, Clone, Default)]
+struct SlowLocks {
+    inner: MemoryStateStore,
+    turn: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    seed: u64,
+}
+
+impl StateStore for SlowLocks {
+    fn lock<'a>(
+        &'a self,
+        stack: &'a str,
+        operation: &'a str,
+    ) -> BoxFuture<'a, Result<Box<dyn StackLock>, StateError>> {
+        Box::pin(async move {
+            let n = self.turn.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            // Delays of 0 to 4 ms, in an order that differs from round to round.
+            tokio::time::sleep(Duration::from_millis((n * 7 + self.seed * 3) % 5)).await;
+            self.inner.lock(stack, operation).await
+        })
+    }
+    fn read<'a>(&'a self, stack: &'a str) -> BoxFuture<'a, Result<Option<StackState>, StateError>> {
+        self.inner.read(stack)
+    }
+    fn list(&self) -> BoxFuture<'_, Result<Vec<String>, StateError>> {
+        self.inner.list()
+    }
+    fn holder<'a>(&'a self, stack: &'a str) -> BoxFuture<'a, Result<Option<LockInfo>, StateError>> {
+        self.inner.holder(stack)
+    }
+    fn force_unlock<'a>(
+        &'a self,
+        stack: &'a str,
+    ) -> BoxFuture<'a, Result<Option<LockInfo>, StateError>> {
+        self.inner.force_unlock(stack)
+    }
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+}
+
+async fn group_up_reversed(
+    engine: &Engine,
+    producer: &FakeStack,
+    consumer: &FakeStack,
+) -> Result<(), Error> {
+    let group = engine.group(["c", "p"]);
+    let (c, p) = tokio::join!(
+        group.up(consumer, UpOptions::default()),
+        group.up(producer, UpOptions::default())
+    );
+    p.and(c).map(|_| ())
+}
+
+#[tokio::test]
+async fn two_runs_of_one_group_never_each_hold_a_part_of_it() {
+    for round in 0..20 {
+        let cloud = FakeCloud::new();
+        cloud.set_latency(Duration::from_millis(5));
+        let store = SlowLocks {
+            seed: round,
+            ..SlowLocks::default()
+        };
+        let build = || {
+            Engine::builder(store.clone())
+                .provider(ProviderInfo {
+                    account_id: "000000000000".into(),
+                    region: "local".into(),
+                })
+                .extension(cloud.clone())
+                .build()
+        };
+        let (a, b) = (build(), build());
+        let producer = renamed(FakeStack::chain("p", 2), "p");
+        let consumer = renamed(FakeStack::chain("c", 1), "c").using(0, "p", "p0");
+        // The second run lists its members the other way round: the order is the names', not the
+        // caller's.
+        let (ra, rb) = tokio::join!(
+            group_up(&a, &producer, &consumer),
+            group_up_reversed(&b, &producer, &consumer)
+        );
+        // Locks are taken in name order ("c" first): whoever takes the first one takes them all.
+        assert!(
+            ra.is_ok() != rb.is_ok(),
+            "round {round}: exactly one run must win: {ra:?} / {rb:?}"
+        );
+        let err = ra.err().or(rb.err()).unwrap().to_string();
+        assert!(err.contains("is locked by up by "), "round {round}: {err}");
+        assert_eq!(cloud.calls().create, 3, "round {round}");
+    }
 }
