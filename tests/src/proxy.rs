@@ -288,7 +288,13 @@ impl Proxy {
 }
 
 /// (service, operation) of a request.
-fn identify(headers: &hyper::HeaderMap, path: &str, body: &[u8]) -> (String, String) {
+fn identify(
+    method: &hyper::Method,
+    headers: &hyper::HeaderMap,
+    uri: &hyper::Uri,
+    body: &[u8],
+) -> (String, String) {
+    let path = uri.path();
     let service = headers
         .get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -300,6 +306,10 @@ fn identify(headers: &hyper::HeaderMap, path: &str, body: &[u8]) -> (String, Str
         let op = target.rsplit('.').next().unwrap_or(target);
         return (service, op.to_owned());
     }
+    if service == "s3" {
+        let copy = headers.contains_key("x-amz-copy-source");
+        return (service, s3_operation(method, uri, copy).to_owned());
+    }
     let body = String::from_utf8_lossy(body);
     let action = body
         .split('&')
@@ -307,6 +317,32 @@ fn identify(headers: &hyper::HeaderMap, path: &str, body: &[u8]) -> (String, Str
         .find(|(k, _)| *k == "Action")
         .map(|(_, v)| v.to_owned());
     (service, action.unwrap_or_else(|| path.to_owned()))
+}
+
+/// The S3 REST operation of a path-style request: a key after the bucket is an object operation.
+fn s3_operation(method: &hyper::Method, uri: &hyper::Uri, copy: bool) -> &'static str {
+    let query = uri.query().unwrap_or("");
+    let has = |k: &str| query.split('&').any(|kv| kv.split('=').next() == Some(k));
+    let object = uri
+        .path()
+        .trim_start_matches('/')
+        .split_once('/')
+        .is_some_and(|(_, key)| !key.is_empty());
+    match (method.as_str(), object) {
+        ("PUT", true) if copy => "CopyObject",
+        ("PUT", true) => "PutObject",
+        ("GET", true) => "GetObject",
+        ("HEAD", true) => "HeadObject",
+        ("DELETE", true) => "DeleteObject",
+        ("GET", false) if has("versions") => "ListObjectVersions",
+        ("GET", false) if has("versioning") => "GetBucketVersioning",
+        ("PUT", false) if has("versioning") => "PutBucketVersioning",
+        ("GET", false) => "ListObjectsV2",
+        ("HEAD", false) => "HeadBucket",
+        ("PUT", false) => "CreateBucket",
+        ("DELETE", false) => "DeleteBucket",
+        _ => "S3",
+    }
 }
 
 fn fault_response(fault: &Fault, service: &str, json: bool) -> Response<Full<Bytes>> {
@@ -387,7 +423,7 @@ async fn handle(
     let arrived = Instant::now();
     let (parts, body) = req.into_parts();
     let body = body.collect().await?.to_bytes();
-    let (service, operation) = identify(&parts.headers, parts.uri.path(), &body);
+    let (service, operation) = identify(&parts.method, &parts.headers, &parts.uri, &body);
     let json = parts.headers.contains_key("x-amz-target");
     let (latency, fault, trip, account) = {
         let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());

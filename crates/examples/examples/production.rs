@@ -462,7 +462,9 @@ async fn run(cli: Cli, command: Command) -> Result<u8, Failure> {
             out.emit("graph", json!({"graph": text}), || print!("{text}"));
             Ok(0)
         }
-        Command::ForceUnlock { stacks } => force_unlock(&cli, store.as_ref(), &platform, stacks).await,
+        Command::ForceUnlock { stacks } => {
+            force_unlock(&cli, store.as_ref(), &platform, stacks).await
+        }
         Command::Emulator { .. } => Ok(0),
     }
 }

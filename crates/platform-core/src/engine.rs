@@ -13,6 +13,7 @@ use tokio::sync::{OnceCell, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::error::StateError;
 use crate::error::{Error, ResourceError};
 use crate::events::{CallRecorder, CallStats, Event, EventSink, Subscriber};
 use crate::group::Board;
@@ -20,7 +21,6 @@ use crate::plan::{Action, ActionKind, Counts, ExternalOutputs, Plan, plan_with};
 use crate::provider::{IdentitySource, ProviderInfo};
 use crate::resource::{Context, KindOps, Registry, RetryPolicy, Shared};
 use crate::stack::{Declared, Desired, OutputValues, Stack};
-use crate::error::StateError;
 use crate::state::{
     Deposed, Pending, PendingOp, ResourceState, StackLock, StackResource, StackState, StateStore,
     validate_stack_name,
@@ -514,7 +514,14 @@ impl Engine {
             None => Arc::from(self.lock_stack(&name, "up", &cancel).await?),
         };
         let result = self
-            .up_locked(stack, (desired, declared), options, group, lock.clone(), cancel)
+            .up_locked(
+                stack,
+                (desired, declared),
+                options,
+                group,
+                lock.clone(),
+                cancel,
+            )
             .await
             .map(|(outputs, plan)| UpReport {
                 outputs,
@@ -747,7 +754,10 @@ impl Engine {
         }
         let lock: Arc<dyn StackLock> = match group {
             // A group takes its members' locks in name order, before this.
-            Some(g) => Arc::from(g.locked(name, self.lock_stack(name, "destroy", &cancel)).await?),
+            Some(g) => Arc::from(
+                g.locked(name, self.lock_stack(name, "destroy", &cancel))
+                    .await?,
+            ),
             None => Arc::from(self.lock_stack(name, "destroy", &cancel).await?),
         };
         let result = self

@@ -114,14 +114,17 @@ impl StackGroup<'_> {
         // Declared and locked, or why not: no member calls AWS unless every member is both.
         let ready = match Desired::declare(stack) {
             Ok(declared) => {
-                let lock = self.engine.lock_stack(&name, "up", self.engine.cancellation());
+                let lock = self
+                    .engine
+                    .lock_stack(&name, "up", self.engine.cancellation());
                 match self.board.locked(&name, lock).await {
                     Ok(lock) => Ok((declared, lock)),
                     Err(e) => Err(e),
                 }
             }
             Err(e) => {
-                self.board.update(&name, |m| m.locked = Some(Err(e.to_string())));
+                self.board
+                    .update(&name, |m| m.locked = Some(Err(e.to_string())));
                 Err(e)
             }
         };

@@ -70,9 +70,9 @@ pub use resource::{
 };
 pub use stack::{Declaration, Declared, Desired, OutputValues, Scope, Stack, StackRef};
 pub use state::{
-    DEFAULT_BACKUPS, Deposed, LocalStateStore, LockInfo, MemoryStateStore, Pending, PendingOp, Producer,
-    ResourceState, S3StateStore, STATE_VERSION, StackLock, StackResource, StackState, StateStore,
-    parse_state, validate_stack_name,
+    DEFAULT_BACKUPS, Deposed, LocalStateStore, LockInfo, MemoryStateStore, Pending, PendingOp,
+    Producer, ResourceState, S3StateStore, STATE_VERSION, StackLock, StackResource, StackState,
+    StateStore, parse_state, validate_stack_name,
 };
 pub use tags::TagChanges;
 pub use validate::{validate_name, validate_tags};

@@ -506,8 +506,15 @@ async fn a_held_lock_is_waited_for_up_to_the_lock_timeout_saying_who_holds_it() 
         .extension(cloud.clone())
         .lock_timeout(Duration::from_secs(30))
         .on_event(move |ev| {
-            if let Event::LockWait { stack, holder, timeout } = ev {
-                seen.lock().unwrap().push((stack.clone(), holder.clone(), *timeout));
+            if let Event::LockWait {
+                stack,
+                holder,
+                timeout,
+            } = ev
+            {
+                seen.lock()
+                    .unwrap()
+                    .push((stack.clone(), holder.clone(), *timeout));
             }
         })
         .build();

@@ -248,7 +248,11 @@ async fn destroyed_together_each_used_resource_waits_for_its_users_in_other_stac
 }
 
 /// Runs the group `[p, c]` once: the producer and the consumer together.
-async fn group_up(engine: &Engine, producer: &FakeStack, consumer: &FakeStack) -> Result<(), Error> {
+async fn group_up(
+    engine: &Engine,
+    producer: &FakeStack,
+    consumer: &FakeStack,
+) -> Result<(), Error> {
     let group = engine.group(["p", "c"]);
     let (p, c) = tokio::join!(
         group.up(producer, UpOptions::default()),

@@ -348,7 +348,9 @@ impl StateStore for LocalStateStore {
         stack: &'a str,
         operation: &'a str,
     ) -> BoxFuture<'a, Result<Box<dyn StackLock>, StateError>> {
-        Box::pin(async move { Ok(Box::new(self.lock_sync(stack, operation)?) as Box<dyn StackLock>) })
+        Box::pin(
+            async move { Ok(Box::new(self.lock_sync(stack, operation)?) as Box<dyn StackLock>) },
+        )
     }
 
     fn read<'a>(&'a self, stack: &'a str) -> BoxFuture<'a, Result<Option<StackState>, StateError>> {
@@ -402,21 +404,23 @@ impl StateStore for LocalStateStore {
                     let _ = file.unlock();
                     Ok(None)
                 }
-                Err(std::fs::TryLockError::WouldBlock) => match locked(stack, read_holder(&mut file)) {
-                    StateError::Locked {
-                        info: Some(info), ..
-                    } => Ok(Some(*info)),
-                    StateError::Locked { holder, .. } => Ok(Some(LockInfo {
-                        id: String::new(),
-                        host: String::new(),
-                        pid: 0,
-                        pid_start: None,
-                        user: String::new(),
-                        operation: holder,
-                        since: String::new(),
-                    })),
-                    e => Err(e),
-                },
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    match locked(stack, read_holder(&mut file)) {
+                        StateError::Locked {
+                            info: Some(info), ..
+                        } => Ok(Some(*info)),
+                        StateError::Locked { holder, .. } => Ok(Some(LockInfo {
+                            id: String::new(),
+                            host: String::new(),
+                            pid: 0,
+                            pid_start: None,
+                            user: String::new(),
+                            operation: holder,
+                            since: String::new(),
+                        })),
+                        e => Err(e),
+                    }
+                }
                 Err(std::fs::TryLockError::Error(source)) => Err(StateError::Io { path, source }),
             }
         })
@@ -436,16 +440,22 @@ impl StateStore for LocalStateStore {
                     let _ = file.unlock();
                     Ok(None)
                 }
-                Err(std::fs::TryLockError::WouldBlock) => Err(match locked(stack, read_holder(&mut file)) {
-                    StateError::Locked { stack, holder, info } => StateError::Locked {
-                        stack,
-                        holder: format!(
-                            "{holder}, a live process (a local lock is released when its process exits: stop that process)"
-                        ),
-                        info,
-                    },
-                    e => e,
-                }),
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    Err(match locked(stack, read_holder(&mut file)) {
+                        StateError::Locked {
+                            stack,
+                            holder,
+                            info,
+                        } => StateError::Locked {
+                            stack,
+                            holder: format!(
+                                "{holder}, a live process (a local lock is released when its process exits: stop that process)"
+                            ),
+                            info,
+                        },
+                        e => e,
+                    })
+                }
                 Err(std::fs::TryLockError::Error(source)) => Err(StateError::Io { path, source }),
             }
         })

@@ -8,7 +8,6 @@ use super::{LockInfo, StackLock, StackState, StateStore, validate_stack_name};
 use crate::error::StateError;
 use crate::resource::BoxFuture;
 
-
 /// An in-memory store, for tests and for tools that keep state elsewhere.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStateStore {
@@ -62,7 +61,11 @@ impl MemoryLock {
     /// Removes the lock if it is still this one (not forced and taken by another since).
     fn unlock(&self) {
         let mut inner = self.store.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if inner.locked.get(&self.stack).is_some_and(|l| l.id == self.id) {
+        if inner
+            .locked
+            .get(&self.stack)
+            .is_some_and(|l| l.id == self.id)
+        {
             inner.locked.remove(&self.stack);
         }
     }
@@ -78,7 +81,11 @@ impl StackLock for MemoryLock {
     fn write<'a>(&'a self, state: &'a StackState) -> BoxFuture<'a, Result<(), StateError>> {
         Box::pin(async move {
             let mut inner = self.store.inner.lock().unwrap_or_else(|p| p.into_inner());
-            if inner.locked.get(&self.stack).is_none_or(|l| l.id != self.id) {
+            if inner
+                .locked
+                .get(&self.stack)
+                .is_none_or(|l| l.id != self.id)
+            {
                 // The lock was forced: whoever holds it now may have written.
                 return Err(StateError::Conflict {
                     stack: self.stack.clone(),

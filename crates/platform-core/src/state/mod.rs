@@ -459,7 +459,10 @@ mod tests {
         // The holder is a live process of this host: named, never forced away.
         let forced = b.force_unlock("iam").await.unwrap_err().to_string();
         assert!(forced.contains("a live process"), "{forced}");
-        assert_eq!(b.holder("iam").await.unwrap().unwrap().pid, std::process::id());
+        assert_eq!(
+            b.holder("iam").await.unwrap().unwrap().pid,
+            std::process::id()
+        );
         drop(held);
         // Released: the holder's name is wiped from the lock file, and the lock can be taken again.
         assert_eq!(fs::read(dir.path().join("iam.lock")).unwrap(), b"");
@@ -526,7 +529,11 @@ mod tests {
         assert_eq!(five, sample(5));
         // The newest backup is itself damaged: the error names the newest good one.
         fs::write(&kept[0], b"{").unwrap();
-        fs::write(dir.path().join("network.json"), b"{\"version\": 1, \"stack\": ").unwrap();
+        fs::write(
+            dir.path().join("network.json"),
+            b"{\"version\": 1, \"stack\": ",
+        )
+        .unwrap();
         let err = store.read("network").await.unwrap_err();
         let StateError::Corrupt { backup, .. } = &err else {
             panic!("{err}");
@@ -550,7 +557,10 @@ mod tests {
         let lock = store.lock("iam", "up").await.unwrap();
         lock.write(&sample(1)).await.unwrap();
         lock.write(&sample(2)).await.unwrap();
-        assert_eq!(store.backup_files("iam").unwrap(), Vec::<std::path::PathBuf>::new());
+        assert_eq!(
+            store.backup_files("iam").unwrap(),
+            Vec::<std::path::PathBuf>::new()
+        );
         fs::write(dir.path().join("iam.json"), b"garbage").unwrap();
         let err = store.read("iam").await.unwrap_err().to_string();
         assert!(err.contains("no good earlier copy is kept"), "{err}");
@@ -587,7 +597,10 @@ mod tests {
         old.release().await.unwrap();
         drop(old);
         // The new holder's lock survived the old one's release and drop.
-        assert_eq!(store.holder("net").await.unwrap().unwrap().operation, "destroy");
+        assert_eq!(
+            store.holder("net").await.unwrap().unwrap().operation,
+            "destroy"
+        );
         assert_eq!(store.read("net").await.unwrap(), Some(sample(1)));
         new.release().await.unwrap();
         assert_eq!(store.holder("net").await.unwrap(), None);
@@ -615,7 +628,11 @@ mod tests {
         };
         assert_eq!(gone.is_provably_dead(), cfg!(target_os = "linux"));
         if cfg!(target_os = "linux") {
-            assert!(gone.describe().ends_with("; that process is gone)"), "{}", gone.describe());
+            assert!(
+                gone.describe().ends_with("; that process is gone)"),
+                "{}",
+                gone.describe()
+            );
         }
     }
 }

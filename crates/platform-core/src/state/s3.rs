@@ -129,14 +129,22 @@ impl S3StateStore {
                 }
                 err
             })?;
-        let versioning = self
+        match self
             .client
             .get_bucket_versioning()
             .bucket(&self.bucket)
             .send()
             .await
-            .map_err(|e| backend(location, "GetBucketVersioning", e))?;
-        Ok(versioning.status() == Some(&aws_sdk_s3::types::BucketVersioningStatus::Enabled))
+        {
+            Ok(v) => Ok(v.status() == Some(&aws_sdk_s3::types::BucketVersioningStatus::Enabled)),
+            // Some S3-compatible servers (moto 5.2.5) answer 200 under another root element than
+            // `VersioningConfiguration`, which the SDK refuses to parse: read the status from it.
+            Err(e) if status(&e) == Some(200) => Ok(e
+                .raw_response()
+                .and_then(|r| r.body().bytes())
+                .is_some_and(|b| String::from_utf8_lossy(b).contains("<Status>Enabled</Status>"))),
+            Err(e) => Err(backend(location, "GetBucketVersioning", e)),
+        }
     }
 
     fn key(&self, stack: &str, ext: &str) -> String {
@@ -157,7 +165,10 @@ impl S3StateStore {
     }
 
     /// The lock's holder and the lock object's ETag; `None` when it is not held.
-    async fn get_lock(&self, stack: &str) -> Result<Option<(LockInfo, Option<String>)>, StateError> {
+    async fn get_lock(
+        &self,
+        stack: &str,
+    ) -> Result<Option<(LockInfo, Option<String>)>, StateError> {
         let key = self.key(stack, "lock");
         let Some((bytes, etag)) = self.get(&key).await? else {
             return Ok(None);
@@ -270,7 +281,13 @@ impl S3StateStore {
             Err(e) if status(&e) == Some(404) => None,
             Err(e) => {
                 let err = backend(self.url(&state_key), "HeadObject", e);
-                release_lock(&self.client, &self.bucket, &self.key(stack, "lock"), &info.id).await;
+                release_lock(
+                    &self.client,
+                    &self.bucket,
+                    &self.key(stack, "lock"),
+                    &info.id,
+                )
+                .await;
                 return Err(err);
             }
         };
