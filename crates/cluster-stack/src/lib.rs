@@ -17,14 +17,18 @@
 //! # async fn run(aws: aws_types::SdkConfig) -> Result<(), platform_core::Error> {
 //! let engine = Engine::builder(LocalStateStore::open(".platform/state")?).aws(aws).build();
 //!
-//! // In one process: apply IAM and network, hand their outputs to the cluster.
-//! let iam = engine.up(&IamStack::new(IamConfig::default())).await?;
-//! let net = engine.up(&NetworkStack::new(NetworkConfig::default())).await?;
+//! // In one process: apply IAM and network, hand their outputs (and who produced them) to the
+//! // cluster.
+//! let o = platform_core::UpOptions::default();
+//! let iam = engine.up_with(&IamStack::new(IamConfig::default()), o.clone()).await?.produced();
+//! let net = engine.up_with(&NetworkStack::new(NetworkConfig::default()), o).await?.produced();
 //! let cluster = engine.up(&ClusterStack::new(ClusterConfig::default(), &iam, &net)).await?;
 //! println!("service {} on {}", cluster.service_arn, cluster.cluster_arn);
 //!
-//! // Across processes and teams: read the two stacks' recorded outputs from the state store.
-//! let stack = ClusterStack::from_state(ClusterConfig::default(), engine.store()).await?;
+//! // Across processes and teams: read the two stacks' recorded outputs from the state store
+//! // (refused when they were applied to another account or region).
+//! let here = engine.identity().await?;
+//! let stack = ClusterStack::from_state(ClusterConfig::default(), engine.store(), &here).await?;
 //! engine.up(&stack).await?;
 //! # Ok(()) }
 //! ```
@@ -33,7 +37,8 @@
 //!
 //! ```compile_fail,E0308
 //! # use cluster_stack::{ClusterConfig, ClusterStack};
-//! # fn f(iam: iam_stack::IamOutputs, net: network_stack::NetworkOutputs) {
+//! # use platform_core::Produced;
+//! # fn f(iam: Produced<iam_stack::IamOutputs>, net: Produced<network_stack::NetworkOutputs>) {
 //! // The network's outputs where the IAM stack's belong:
 //! let stack = ClusterStack::new(ClusterConfig::default(), &net, &iam);
 //! # }
@@ -41,7 +46,7 @@
 //!
 //! ```compile_fail,E0061
 //! # use cluster_stack::{ClusterConfig, ClusterStack};
-//! # fn f(iam: iam_stack::IamOutputs) {
+//! # fn f(iam: platform_core::Produced<iam_stack::IamOutputs>) {
 //! // The network's outputs forgotten:
 //! let stack = ClusterStack::new(ClusterConfig::default(), &iam);
 //! # }
@@ -49,10 +54,10 @@
 //!
 //! ```compile_fail,E0308
 //! # use cluster_stack::ClusterStack;
-//! # async fn f(store: &dyn platform_core::StateStore) {
+//! # async fn f(store: &dyn platform_core::StateStore, me: &platform_core::ProviderInfo) {
 //! // A stack reference read as the wrong stack's outputs:
 //! let net: network_stack::NetworkOutputs =
-//!     platform_core::StackRef::<iam_stack::IamStack>::new("iam").read(store).await.unwrap();
+//!     platform_core::StackRef::<iam_stack::IamStack>::new("iam").read(store, me).await.unwrap().outputs;
 //! # }
 //! ```
 
@@ -66,7 +71,8 @@ use std::time::Duration;
 use iam_stack::{IamExports, IamOutputs, IamStack};
 use network_stack::{NetworkExports, NetworkOutputs, NetworkStack, SecurityGroupId, SubnetId};
 use platform_core::{
-    Declared, Error, Input, Registry, Scope, Stack, StackRef, StateStore, ValidationError,
+    Declared, Error, Input, Produced, Producer, ProviderInfo, Registry, Scope, Stack, StackRef,
+    StateStore, ValidationError,
 };
 use serde::{Deserialize, Serialize};
 
@@ -299,6 +305,8 @@ pub struct ClusterOutputs {
 pub struct ClusterStack {
     config: ClusterConfig,
     wiring: Wiring,
+    /// Who produced the outputs it was built from (none when linked in a group).
+    producers: Vec<Producer>,
 }
 
 /// What the cluster takes from the IAM and network stacks: their values, or references to their
@@ -312,10 +320,21 @@ struct Wiring {
 }
 
 impl ClusterStack {
-    /// The stack for `config` on the given IAM and network outputs (applied in this process).
-    pub fn new(config: ClusterConfig, iam: &IamOutputs, network: &NetworkOutputs) -> Self {
+    /// The stack for `config` on the given IAM and network outputs: from
+    /// [`UpReport::produced`](platform_core::UpReport::produced) in this process, or
+    /// [`StackRef::read`] from the state store. `config.iam_stack` and `config.network_stack` are
+    /// the producers' names, so that the stacks this one references are the ones it was built from;
+    /// the engine refuses producers applied to another account or region, and records them.
+    pub fn new(
+        mut config: ClusterConfig,
+        iam: &Produced<IamOutputs>,
+        network: &Produced<NetworkOutputs>,
+    ) -> Self {
+        config.iam_stack.clone_from(&iam.producer.stack);
+        config.network_stack.clone_from(&network.producer.stack);
         Self {
             config,
+            producers: vec![iam.producer.clone(), network.producer.clone()],
             wiring: Wiring {
                 task_role_arn: Input::Value(iam.task_role_arn().to_owned()),
                 execution_role_arn: Input::Value(iam.execution_role_arn().to_owned()),
@@ -355,6 +374,7 @@ impl ClusterStack {
         config.network_stack.clone_from(&network.stack);
         Self {
             config,
+            producers: Vec::new(),
             wiring: Wiring {
                 task_role_arn: Input::from(&iam.task_role_arn),
                 execution_role_arn: Input::from(&iam.execution_role_arn),
@@ -368,14 +388,19 @@ impl ClusterStack {
     /// `config.iam_stack` and `config.network_stack` (applied elsewhere, by another process or team).
     ///
     /// # Errors
-    /// [`Error::StackNotFound`] when either has no outputs yet; [`Error::IncompatibleOutputs`] when
-    /// the recorded outputs are not the expected stack's.
-    pub async fn from_state(config: ClusterConfig, store: &dyn StateStore) -> Result<Self, Error> {
+    /// [`Error::StackNotFound`] when either has no outputs yet; [`Error::ForeignOutputs`] when
+    /// either was applied to another account or region than `here`; [`Error::IncompatibleOutputs`]
+    /// when the recorded outputs are not the expected stack's.
+    pub async fn from_state(
+        config: ClusterConfig,
+        store: &dyn StateStore,
+        here: &ProviderInfo,
+    ) -> Result<Self, Error> {
         let iam = StackRef::<IamStack>::new(config.iam_stack.clone())
-            .read(store)
+            .read(store, here)
             .await?;
         let network = StackRef::<NetworkStack>::new(config.network_stack.clone())
-            .read(store)
+            .read(store, here)
             .await?;
         Ok(Self::new(config, &iam, &network))
     }
@@ -406,6 +431,10 @@ impl Stack for ClusterStack {
             self.config.iam_stack.clone(),
             self.config.network_stack.clone(),
         ]
+    }
+
+    fn producers(&self) -> Vec<Producer> {
+        self.producers.clone()
     }
 
     fn declare(&self, s: &mut Scope) -> Result<Declared<ClusterOutputs>, Error> {

@@ -10,7 +10,7 @@ use cluster_stack::{ClusterConfig, ClusterOutputs, ClusterStack};
 use iam_stack::{IamConfig, IamOutputs, IamStack};
 use local_cloud::{Fault, Rule, TestCloud};
 use network_stack::{NetworkConfig, NetworkOutputs, NetworkStack};
-use platform_core::{Engine, Error, Event, MemoryStateStore, RetryPolicy};
+use platform_core::{Engine, Error, Event, MemoryStateStore, Produced, RetryPolicy, UpOptions};
 
 struct World {
     cloud: TestCloud,
@@ -54,20 +54,28 @@ fn cluster_config() -> ClusterConfig {
     ClusterConfig::default().with_steady_state_timeout(Some(Duration::from_secs(60)))
 }
 
-/// IAM and network, in parallel.
-async fn foundation(w: &World) -> (IamOutputs, NetworkOutputs) {
+/// IAM and network, in parallel, with who produced their outputs.
+async fn foundation(w: &World) -> (Produced<IamOutputs>, Produced<NetworkOutputs>) {
     let identity = w.engine.identity().await.unwrap();
     let iam_stack = IamStack::new(IamConfig::default().bound_to(&identity));
     let net_stack = NetworkStack::new(NetworkConfig::default());
-    let (iam, net) = tokio::join!(w.engine.up(&iam_stack), w.engine.up(&net_stack));
-    (iam.unwrap(), net.unwrap())
+    let o = UpOptions::default();
+    let (iam, net) = tokio::join!(
+        w.engine.up_with(&iam_stack, o.clone()),
+        w.engine.up_with(&net_stack, o)
+    );
+    (iam.unwrap().produced(), net.unwrap().produced())
 }
 
 /// IAM and network in parallel, then the cluster on their outputs.
 async fn platform(
     w: &World,
     config: ClusterConfig,
-) -> (IamOutputs, NetworkOutputs, ClusterOutputs) {
+) -> (
+    Produced<IamOutputs>,
+    Produced<NetworkOutputs>,
+    ClusterOutputs,
+) {
     let (iam, net) = foundation(w).await;
     let cluster = w
         .engine
@@ -154,14 +162,21 @@ async fn the_whole_platform_comes_up_from_nothing_and_a_second_apply_changes_not
     // Again, all three, with a live read of everything: nothing to do, nothing mutating.
     w.cloud.clear();
     let (iam2, net2, c2) = platform(&w, cluster_config()).await;
-    assert_eq!((iam2, net2, c2), (iam, net, c.clone()));
+    assert_eq!(
+        (&iam2.outputs, &net2.outputs, &c2),
+        (&iam.outputs, &net.outputs, &c)
+    );
     assert_eq!(w.cloud.mutating_calls(), Vec::<String>::new());
     let report = w
         .engine
         .up_with(
-            &ClusterStack::from_state(cluster_config(), w.engine.store())
-                .await
-                .unwrap(),
+            &ClusterStack::from_state(
+                cluster_config(),
+                w.engine.store(),
+                &w.engine.identity().await.unwrap(),
+            )
+            .await
+            .unwrap(),
             platform_core::UpOptions::default().with_refresh(true),
         )
         .await

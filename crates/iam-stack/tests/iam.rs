@@ -138,11 +138,14 @@ async fn the_seed_identity_is_created_and_a_second_apply_makes_no_mutating_call(
     assert_eq!(roles, std::slice::from_ref(&iam.instance_role.name));
 
     // Typed outputs are in the state store for other processes.
-    let read: IamOutputs = StackRef::<IamStack>::new("iam")
-        .read(w.engine.store())
+    let here = w.engine.identity().await.unwrap();
+    let read = StackRef::<IamStack>::new("iam")
+        .read(w.engine.store(), &here)
         .await
         .unwrap();
-    assert_eq!(read, iam);
+    assert_eq!(read.outputs, iam);
+    assert_eq!(read.producer.stack, "iam");
+    assert_eq!(read.producer.provider.as_ref(), Some(&here));
 
     // Again, with a live read of everything: AWS's URL-encoded, reordered documents compare equal.
     w.cloud.clear();

@@ -5,7 +5,7 @@ use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::Filter;
 use local_cloud::TestCloud;
 use network_stack::resources::SgRule;
-use network_stack::{NetworkConfig, NetworkOutputs, NetworkStack, SubnetSpec, stack_filter};
+use network_stack::{NetworkConfig, NetworkStack, SubnetSpec, stack_filter};
 use platform_core::{Action, ActionKind, Engine, MemoryStateStore, StackRef};
 
 struct World {
@@ -131,11 +131,13 @@ async fn the_seed_network_is_created_and_a_second_apply_makes_no_call() {
     assert_eq!(perms[0].ip_ranges()[0].cidr_ip(), Some("0.0.0.0/0"));
 
     // The typed outputs are in the state store for other stacks.
-    let read: NetworkOutputs = StackRef::<NetworkStack>::new("network")
-        .read(w.engine.store())
+    let here = w.engine.identity().await.unwrap();
+    let read = StackRef::<NetworkStack>::new("network")
+        .read(w.engine.store(), &here)
         .await
         .unwrap();
-    assert_eq!(read, net);
+    assert_eq!(read.outputs, net);
+    assert_eq!(read.producer.stack, "network");
 
     // Idempotent: no change planned, and not a single AWS call on the second apply.
     w.cloud.clear();

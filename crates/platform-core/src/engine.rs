@@ -20,10 +20,10 @@ use crate::group::Board;
 use crate::plan::{Action, ActionKind, Counts, ExternalOutputs, Plan, plan_with};
 use crate::provider::{IdentitySource, ProviderInfo};
 use crate::resource::{Context, KindOps, Registry, RetryPolicy, Shared};
-use crate::stack::{Declared, Desired, OutputValues, Stack};
+use crate::stack::{Declared, Desired, OutputValues, Produced, Stack};
 use crate::state::{
-    Deposed, Pending, PendingOp, ResourceState, StackLock, StackResource, StackState, StateStore,
-    validate_stack_name,
+    Deposed, Pending, PendingOp, Producer, ResourceState, StackLock, StackResource, StackState,
+    StateStore, validate_stack_name,
 };
 use crate::value::{RefTarget, Resolved, collect_refs, resolve};
 
@@ -171,12 +171,21 @@ impl EngineBuilder {
 pub struct UpReport<O> {
     /// The stack's outputs.
     pub outputs: O,
+    /// The stack, where it was applied and the write of its state that recorded the outputs.
+    pub producer: Producer,
     /// The plan that was applied.
     pub plan: Plan,
     /// AWS calls made by this run.
     pub calls: CallStats,
     /// Wall time.
     pub elapsed: Duration,
+}
+
+impl<O: Clone> UpReport<O> {
+    /// The outputs with who produced them, to build a consumer stack from.
+    pub fn produced(&self) -> Produced<O> {
+        Produced::new(self.producer.clone(), self.outputs.clone())
+    }
 }
 
 /// Options for [`Engine::up_with`].
@@ -378,22 +387,75 @@ impl Engine {
         Ok(current)
     }
 
+    /// Checks that every referenced stack has outputs, applied where the consumer runs (`here`),
+    /// and returns who produced them: as recorded for a stack applied before, or this group run's
+    /// member.
     async fn check_references(
         &self,
         references: &[String],
         group: Option<&Arc<Board>>,
-    ) -> Result<(), Error> {
-        // A member of the same group is recorded by the group's run itself.
-        for r in references
-            .iter()
-            .filter(|r| !group.is_some_and(|g| g.is_member(r)))
-        {
-            let found = self.store.read(r).await?;
-            if found.and_then(|s| s.outputs).is_none() {
+        here: &ProviderInfo,
+    ) -> Result<Vec<Producer>, Error> {
+        let mut producers = Vec::new();
+        for r in references {
+            // A member of the same group is recorded by the group's run itself.
+            if group.is_some_and(|g| g.is_member(r)) {
+                producers.push(Producer {
+                    stack: r.clone(),
+                    provider: Some(here.clone()),
+                    serial: None,
+                    schema: None,
+                });
+                continue;
+            }
+            let Some(found) = self.store.read(r).await?.filter(|s| s.outputs.is_some()) else {
                 return Err(Error::StackNotFound { stack: r.clone() });
+            };
+            if let Some(producer) = &found.provider
+                && producer != here
+            {
+                return Err(Error::ForeignOutputs {
+                    stack: r.clone(),
+                    producer: producer.clone(),
+                    consumer: here.clone(),
+                });
+            }
+            producers.push(Producer {
+                stack: r.clone(),
+                provider: found.provider,
+                serial: Some(found.serial),
+                schema: Some(found.outputs_schema.unwrap_or(1)),
+            });
+        }
+        Ok(producers)
+    }
+
+    /// The producers `stack` says it was built from, refused when applied elsewhere than `here`,
+    /// with the ones the engine read (`read`) that they do not name.
+    fn producers<S: Stack>(
+        stack: &S,
+        here: &ProviderInfo,
+        read: Vec<Producer>,
+    ) -> Result<Vec<Producer>, Error> {
+        let mut producers = stack.producers();
+        for p in &producers {
+            if let Some(producer) = &p.provider
+                && producer != here
+            {
+                return Err(Error::ForeignOutputs {
+                    stack: p.stack.clone(),
+                    producer: producer.clone(),
+                    consumer: here.clone(),
+                });
             }
         }
-        Ok(())
+        for r in read {
+            if !producers.iter().any(|p| p.stack == r.stack) {
+                producers.push(r);
+            }
+        }
+        producers.sort_by(|a, b| a.stack.cmp(&b.stack));
+        Ok(producers)
     }
 
     /// What `desired`'s references to other stacks' resources read when it is planned: for a member
@@ -523,8 +585,9 @@ impl Engine {
                 cancel,
             )
             .await
-            .map(|(outputs, plan)| UpReport {
+            .map(|(outputs, plan, producer)| UpReport {
                 outputs,
+                producer,
                 plan,
                 calls: self.calls().since(&calls_before),
                 elapsed: started.elapsed(),
@@ -541,7 +604,7 @@ impl Engine {
         group: Option<&Arc<Board>>,
         lock: Arc<dyn StackLock>,
         cancel: CancellationToken,
-    ) -> Result<(S::Outputs, Plan), Error> {
+    ) -> Result<(S::Outputs, Plan, Producer), Error> {
         let name = stack.name().to_owned();
         let mut state = self
             .store
@@ -550,7 +613,8 @@ impl Engine {
             .unwrap_or_else(|| StackState::new(&name));
         let provider = self.check_provider(&state).await?;
         let references = stack.references();
-        self.check_references(&references, group).await?;
+        let read = self.check_references(&references, group, &provider).await?;
+        let producers = Self::producers(stack, &provider, read)?;
         if options.refresh {
             state = self
                 .refresh_state(&desired.registry, state, lock.as_ref(), &cancel)
@@ -580,8 +644,9 @@ impl Engine {
             stack: name.clone(),
             counts: plan.counts(),
         });
-        state.provider = Some(provider);
+        state.provider = Some(provider.clone());
         state.references = references;
+        state.producers = producers;
         let links = Links {
             external,
             group: group.cloned(),
@@ -609,8 +674,21 @@ impl Engine {
             resource: "outputs".into(),
             source,
         })?;
-        run.record(|s| s.outputs = Some(json)).await?;
-        Ok((outputs, plan))
+        let mut serial = 0;
+        run.record(|s| {
+            s.outputs = Some(json);
+            s.outputs_schema = Some(S::OUTPUTS_SCHEMA);
+            // The serial this write is recorded under (`record` increments it after `f`).
+            serial = s.serial + 1;
+        })
+        .await?;
+        let producer = Producer {
+            stack: name,
+            provider: Some(provider),
+            serial: Some(serial),
+            schema: Some(S::OUTPUTS_SCHEMA),
+        };
+        Ok((outputs, plan, producer))
     }
 
     /// Reads every recorded resource live, records what it found (drift, and resources deleted outside
@@ -841,9 +919,11 @@ impl Engine {
     /// # Errors
     /// As [`StackRef::read`](crate::StackRef::read).
     pub async fn outputs<S: Stack>(&self, name: &str) -> Result<S::Outputs, Error> {
+        let here = self.identity().await?;
         crate::StackRef::<S>::new(name)
-            .read(self.store.as_ref())
+            .read(self.store.as_ref(), &here)
             .await
+            .map(Produced::into_outputs)
     }
 }
 

@@ -635,6 +635,30 @@ pub enum Error {
         /// The stack.
         stack: String,
     },
+    /// A stack's recorded outputs were applied to another account or region than the consumer's.
+    #[error(
+        "stack {stack}: its outputs were applied to {producer}, but this consumer runs in {consumer}; refusing to use another account's or region's resources"
+    )]
+    ForeignOutputs {
+        /// The producer.
+        stack: String,
+        /// Where the producer was applied.
+        producer: ProviderInfo,
+        /// Where the consumer runs.
+        consumer: ProviderInfo,
+    },
+    /// A stack's recorded outputs have a newer schema than the consumer was built with.
+    #[error(
+        "stack {stack}: its outputs have schema version {found}, newer than the {supported} this consumer reads (upgrade the consumer)"
+    )]
+    NewerOutputs {
+        /// The producer.
+        stack: String,
+        /// The schema version recorded.
+        found: u32,
+        /// The newest this consumer reads (`Stack::OUTPUTS_SCHEMA`).
+        supported: u32,
+    },
     /// A stack's recorded outputs are not of the expected type.
     #[error("stack {stack}: recorded outputs do not match {expected}: {source}")]
     IncompatibleOutputs {

@@ -68,7 +68,7 @@ pub use resource::{
     BoxFuture, Context, Handle, INSTANCE_TAG, Observed, RESOURCE_TAG, Registry, Resource,
     ResourceOutputs, RetryPolicy, STACK_TAG, found_one,
 };
-pub use stack::{Declaration, Declared, Desired, OutputValues, Scope, Stack, StackRef};
+pub use stack::{Declaration, Declared, Desired, OutputValues, Produced, Scope, Stack, StackRef};
 pub use state::{
     DEFAULT_BACKUPS, Deposed, LocalStateStore, LockInfo, MemoryStateStore, Pending, PendingOp,
     Producer, ResourceState, S3StateStore, STATE_VERSION, StackLock, StackResource, StackState,

@@ -10,8 +10,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::{Error, ResourceError};
+use crate::provider::ProviderInfo;
 use crate::resource::{Handle, KindOps, Registry, Resource};
-use crate::state::{StackResource, StateStore};
+use crate::state::{Producer, StackResource, StateStore, validate_stack_name};
 use crate::value::{Ref, RefTarget, collect_refs};
 
 /// A stack: a name, its typed outputs, its resource kinds, and how it declares its resources.
@@ -20,6 +21,17 @@ use crate::value::{Ref, RefTarget, collect_refs};
 pub trait Stack: Send + Sync {
     /// What the stack gives other stacks once applied; recorded in state.
     type Outputs: Serialize + DeserializeOwned + Send + Sync + 'static;
+
+    /// The version of [`Outputs`](Self::Outputs)' schema, recorded with them.
+    ///
+    /// # Compatibility rule
+    /// - A field added to `Outputs` has a default (`Option<T>`, or `#[serde(default)]`): a consumer
+    ///   built with the new struct reads an older producer's outputs (the field takes its default),
+    ///   and an older consumer ignores the field. No bump.
+    /// - Removing, renaming or retyping a field changes what older consumers read: bump this
+    ///   version. A consumer refuses outputs of a newer version than its own
+    ///   ([`Error::NewerOutputs`]) rather than misread them.
+    const OUTPUTS_SCHEMA: u32 = 1;
 
     /// The stack's name: its key in the state store and the `platform:stack` tag on its resources.
     fn name(&self) -> &str;
@@ -40,6 +52,43 @@ pub trait Stack: Send + Sync {
     /// stacks refuse to be destroyed.
     fn references(&self) -> Vec<String> {
         Vec::new()
+    }
+
+    /// The producers whose outputs this stack was built from ([`Produced`] values read with
+    /// [`StackRef::read`]). The engine refuses one applied to another account or region than the
+    /// consumer's, and records them in the consumer's state. Default: none.
+    fn producers(&self) -> Vec<Producer> {
+        Vec::new()
+    }
+}
+
+/// A stack's outputs with who produced them: the stack, its account and region, the write of its
+/// state they were read from, and their schema version. Dereferences to the outputs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Produced<O> {
+    /// Who produced them.
+    pub producer: Producer,
+    /// The outputs.
+    pub outputs: O,
+}
+
+impl<O> Produced<O> {
+    /// `outputs`, produced by `producer`.
+    pub fn new(producer: Producer, outputs: O) -> Self {
+        Self { producer, outputs }
+    }
+
+    /// The outputs alone.
+    pub fn into_outputs(self) -> O {
+        self.outputs
+    }
+}
+
+impl<O> std::ops::Deref for Produced<O> {
+    type Target = O;
+
+    fn deref(&self) -> &O {
+        &self.outputs
     }
 }
 
@@ -395,7 +444,9 @@ impl Desired {
 /// # use platform_core::{StackRef, Stack, LocalStateStore};
 /// # async fn f<NetworkStack: Stack>() -> Result<(), platform_core::Error> {
 /// let store = LocalStateStore::open(".platform/state")?;
-/// let net = StackRef::<NetworkStack>::new("network").read(&store).await?;
+/// # let me = platform_core::ProviderInfo { account_id: "123456789012".into(), region: "us-east-1".into() };
+/// let net = StackRef::<NetworkStack>::new("network").read(&store, &me).await?;
+/// println!("read serial {:?} of {}", net.producer.serial, net.producer.stack);
 /// # Ok(()) }
 /// ```
 pub struct StackRef<S: Stack> {
@@ -423,23 +474,63 @@ impl<S: Stack> StackRef<S> {
         &self.name
     }
 
-    /// Reads the stack's recorded outputs as `S::Outputs`.
+    /// Reads the stack's recorded outputs as `S::Outputs`, for a consumer running in `consumer`
+    /// (its account and region), with who produced them.
     ///
     /// # Errors
     /// [`Error::StackNotFound`] when the stack has no state or no outputs yet;
+    /// [`Error::ForeignOutputs`] when it was applied to another account or region than `consumer`;
+    /// [`Error::NewerOutputs`] when its outputs' schema is newer than `S::OUTPUTS_SCHEMA`;
     /// [`Error::IncompatibleOutputs`] when its outputs are not an `S::Outputs`;
     /// [`Error::State`] when the store fails.
-    pub async fn read(&self, store: &dyn StateStore) -> Result<S::Outputs, Error> {
-        let state = store.read(&self.name).await?;
-        let outputs = state
-            .and_then(|s| s.outputs)
-            .ok_or_else(|| Error::StackNotFound {
-                stack: self.name.clone(),
-            })?;
-        serde_json::from_value(outputs).map_err(|source| Error::IncompatibleOutputs {
+    pub async fn read(
+        &self,
+        store: &dyn StateStore,
+        consumer: &ProviderInfo,
+    ) -> Result<Produced<S::Outputs>, Error> {
+        validate_stack_name(&self.name).map_err(|source| Error::Invalid {
             stack: self.name.clone(),
-            expected: std::any::type_name::<S::Outputs>(),
+            resource: "stack".into(),
             source,
+        })?;
+        let state = store.read(&self.name).await?;
+        let Some((state, outputs)) = state.and_then(|mut s| s.outputs.take().map(|o| (s, o)))
+        else {
+            return Err(Error::StackNotFound {
+                stack: self.name.clone(),
+            });
+        };
+        if let Some(producer) = &state.provider
+            && producer != consumer
+        {
+            return Err(Error::ForeignOutputs {
+                stack: self.name.clone(),
+                producer: producer.clone(),
+                consumer: consumer.clone(),
+            });
+        }
+        let schema = state.outputs_schema.unwrap_or(1);
+        if schema > S::OUTPUTS_SCHEMA {
+            return Err(Error::NewerOutputs {
+                stack: self.name.clone(),
+                found: schema,
+                supported: S::OUTPUTS_SCHEMA,
+            });
+        }
+        let outputs =
+            serde_json::from_value(outputs).map_err(|source| Error::IncompatibleOutputs {
+                stack: self.name.clone(),
+                expected: std::any::type_name::<S::Outputs>(),
+                source,
+            })?;
+        Ok(Produced {
+            producer: Producer {
+                stack: state.stack,
+                provider: state.provider,
+                serial: Some(state.serial),
+                schema: Some(schema),
+            },
+            outputs,
         })
     }
 }

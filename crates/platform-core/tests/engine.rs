@@ -402,11 +402,18 @@ async fn stack_references_are_typed_recorded_and_block_the_producers_destroy() {
 
     e.up(&FakeStack::chain("base", 2)).await.unwrap();
     let base = platform_core::StackRef::<FakeStack>::new("base")
-        .read(e.store())
+        .read(e.store(), &local())
         .await
         .unwrap();
     assert_eq!(base.len(), 2);
+    assert_eq!(
+        base.producer.serial,
+        Some(e.store().read("base").await.unwrap().unwrap().serial)
+    );
     e.up(&consumer).await.unwrap();
+    // The consumer records the producer it read, at the write it read.
+    let recorded = e.store().read("app").await.unwrap().unwrap().producers;
+    assert_eq!(recorded, std::slice::from_ref(&base.producer));
     let err = e.destroy::<FakeStack>("base").await.unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -438,10 +445,188 @@ async fn incompatible_outputs_are_a_clear_error() {
         }
     }
     let err = platform_core::StackRef::<Wrong>::new("base")
-        .read(e.store())
+        .read(e.store(), &local())
         .await
         .unwrap_err();
     assert!(matches!(err, Error::IncompatibleOutputs { .. }), "{err}");
+}
+
+/// A stack with no resources whose outputs are `O`, built from `producers`, referencing them.
+struct Outputs<O, const SCHEMA: u32> {
+    name: &'static str,
+    value: O,
+    producers: Vec<platform_core::Producer>,
+}
+
+impl<O, const SCHEMA: u32> platform_core::Stack for Outputs<O, SCHEMA>
+where
+    O: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    type Outputs = O;
+    const OUTPUTS_SCHEMA: u32 = SCHEMA;
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn register(_: &mut platform_core::Registry) {}
+    fn declare(&self, s: &mut platform_core::Scope) -> Result<platform_core::Declared<O>, Error> {
+        let value = self.value.clone();
+        Ok(s.outputs(move |_| Ok(value.clone())))
+    }
+    fn references(&self) -> Vec<String> {
+        self.producers.iter().map(|p| p.stack.clone()).collect()
+    }
+    fn producers(&self) -> Vec<platform_core::Producer> {
+        self.producers.clone()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct V1 {
+    a: String,
+}
+
+/// V1 with a field added the compatible way: with a default.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct V1Plus {
+    a: String,
+    #[serde(default)]
+    b: Option<String>,
+}
+
+/// V1 with a field added without a default: what the rule forbids.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct V1Required {
+    a: String,
+    b: String,
+}
+
+fn other_account() -> ProviderInfo {
+    ProviderInfo {
+        account_id: "999999999999".into(),
+        region: "local".into(),
+    }
+}
+
+#[tokio::test]
+async fn outputs_with_a_field_added_with_a_default_still_read_an_older_producers_state() {
+    let cloud = FakeCloud::new();
+    let store = MemoryStateStore::new();
+    let e = engine(store.clone(), &cloud);
+    let v1 = Outputs::<V1, 1> {
+        name: "base",
+        value: V1 { a: "x".into() },
+        producers: vec![],
+    };
+    e.up(&v1).await.unwrap();
+    let recorded = store.read("base").await.unwrap().unwrap();
+    assert_eq!(recorded.outputs_schema, Some(1));
+    let read = platform_core::StackRef::<Outputs<V1Plus, 1>>::new("base")
+        .read(&store, &local())
+        .await
+        .unwrap();
+    assert_eq!(
+        read.outputs,
+        V1Plus {
+            a: "x".into(),
+            b: None
+        }
+    );
+    assert_eq!(read.producer.schema, Some(1));
+    // Without a default, the older state cannot be read: the error names the missing field.
+    let err = platform_core::StackRef::<Outputs<V1Required, 1>>::new("base")
+        .read(&store, &local())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::IncompatibleOutputs { .. }), "{err}");
+    assert!(err.to_string().contains("missing field `b`"), "{err}");
+    // A producer with a newer schema is refused by an older consumer, naming both versions.
+    let v2 = Outputs::<V1, 2> {
+        name: "next",
+        value: V1 { a: "y".into() },
+        producers: vec![],
+    };
+    e.up(&v2).await.unwrap();
+    let err = platform_core::StackRef::<Outputs<V1, 1>>::new("next")
+        .read(&store, &local())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::NewerOutputs {
+                found: 2,
+                supported: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let read = platform_core::StackRef::<Outputs<V1, 2>>::new("next")
+        .read(&store, &local())
+        .await
+        .unwrap();
+    assert_eq!(read.producer.schema, Some(2));
+}
+
+#[tokio::test]
+async fn outputs_of_another_account_are_refused_when_read_referenced_or_handed_in() {
+    let cloud = FakeCloud::new();
+    let store = MemoryStateStore::new();
+    // The producer was applied to another account (with the same store).
+    let theirs = Engine::builder(store.clone())
+        .provider(other_account())
+        .extension(cloud.clone())
+        .build();
+    theirs.up(&FakeStack::chain("base", 1)).await.unwrap();
+    let ours = engine(store.clone(), &cloud);
+    let err = platform_core::StackRef::<FakeStack>::new("base")
+        .read(&store, &local())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::ForeignOutputs { stack, producer, consumer }
+            if stack == "base" && producer == &other_account() && consumer == &local()),
+        "{err}"
+    );
+    assert!(err.to_string().contains("999999999999"), "{err}");
+    // Referenced by a stack of ours: refused before any call.
+    let mut consumer = FakeStack::chain("app", 1);
+    consumer.references = vec!["base".into()];
+    let before = cloud.calls().create;
+    let err = ours.up(&consumer).await.unwrap_err();
+    assert!(matches!(err, Error::ForeignOutputs { .. }), "{err}");
+    // Handed in as a value read elsewhere: refused too.
+    let foreign = platform_core::Producer {
+        stack: "base".into(),
+        provider: Some(other_account()),
+        serial: Some(1),
+        schema: Some(1),
+    };
+    let handed = Outputs::<V1, 1> {
+        name: "handed",
+        value: V1 { a: "x".into() },
+        producers: vec![foreign.clone()],
+    };
+    let err = ours.up(&handed).await.unwrap_err();
+    assert!(matches!(err, Error::ForeignOutputs { .. }), "{err}");
+    assert_eq!(cloud.calls().create, before, "nothing was called");
+    assert_eq!(store.read("app").await.unwrap(), None);
+    // From our own account: accepted, and recorded as the producer actually read.
+    ours.up(&FakeStack::chain("mine", 1)).await.unwrap();
+    let mine = platform_core::StackRef::<FakeStack>::new("mine")
+        .read(&store, &local())
+        .await
+        .unwrap()
+        .producer;
+    let handed = Outputs::<V1, 1> {
+        name: "handed",
+        value: V1 { a: "x".into() },
+        producers: vec![mine.clone()],
+    };
+    ours.up(&handed).await.unwrap();
+    let state = store.read("handed").await.unwrap().unwrap();
+    assert_eq!(state.producers, [mine]);
+    assert_eq!(state.references, ["mine"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

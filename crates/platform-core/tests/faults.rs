@@ -568,8 +568,8 @@ async fn a_group_destroy_waits_for_users_and_fails_fast_when_their_stack_never_s
     let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
     let e = fake_engine(store.clone(), &cloud);
     let producer = FakeStack::chain("p", 1);
-    let consumer = FakeStack::chain("c", 1).using(0, "p", "r0");
-    let group = e.group(["p", "c"]);
+    let consumer = FakeStack::chain("u", 1).using(0, "p", "r0");
+    let group = e.group(["p", "u"]);
     let (rp, rc) = tokio::join!(
         group.up(&producer, UpOptions::default()),
         group.up(&consumer, UpOptions::default())
@@ -579,33 +579,45 @@ async fn a_group_destroy_waits_for_users_and_fails_fast_when_their_stack_never_s
 
     // Destroyed together, the user goes first: the fake cloud refuses to delete what is in use.
     cloud.set_latency(Duration::from_millis(20));
-    let group = e.group(["p", "c"]);
+    let group = e.group(["p", "u"]);
     let (dp, dc) = tokio::join!(
         group.destroy::<FakeStack>("p"),
-        group.destroy::<FakeStack>("c")
+        group.destroy::<FakeStack>("u")
     );
     dc.unwrap();
     dp.unwrap();
     assert!(cloud.live().is_empty());
 
     // A user whose stack is never started: the producer's delete fails once the join bound passes.
-    let group = e.group(["p", "c"]);
+    let group = e.group(["p", "u"]);
     let (rp, rc) = tokio::join!(
         group.up(&producer, UpOptions::default()),
         group.up(&consumer, UpOptions::default())
     );
     rp.unwrap();
     rc.unwrap();
-    let group = e.group(["p", "c"]).join_within(Duration::from_millis(200));
+    let group = e.group(["p", "u"]).join_within(Duration::from_millis(200));
     let alone = tokio::time::timeout(Duration::from_secs(10), group.destroy::<FakeStack>("p"))
         .await
         .expect("no hang");
     let err = alone.unwrap_err();
     assert!(
-        matches!(&err, Error::DependencyFailed { producer, .. } if producer == "c"),
+        matches!(&err, Error::DependencyFailed { producer, .. } if producer == "u"),
         "{err}"
     );
     assert_eq!(cloud.live().len(), 2, "nothing in use was deleted");
+    // A member before it in name order that never starts: it never takes its lock, so the
+    // producer does not take its own either, and fails as fast, naming it.
+    let group = e.group(["p", "a"]).join_within(Duration::from_millis(200));
+    let alone = tokio::time::timeout(Duration::from_secs(10), group.destroy::<FakeStack>("p"))
+        .await
+        .expect("no hang");
+    let err = alone.unwrap_err();
+    assert!(
+        matches!(&err, Error::GroupMemberInvalid { member, .. } if member == "a"),
+        "{err}"
+    );
+    assert_eq!(cloud.live().len(), 2, "nothing was deleted");
 }
 
 #[tokio::test]

@@ -205,8 +205,9 @@ pub struct Producer {
     /// [`StackGroup`](crate::StackGroup) run, whose outputs are read as they are applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial: Option<u64>,
-    /// The schema version of its outputs.
-    pub schema: u32,
+    /// The schema version of its outputs as recorded; `None` for a member of the same group run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<u32>,
 }
 
 /// The exclusive right to write one stack's state.
