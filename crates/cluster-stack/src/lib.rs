@@ -276,9 +276,9 @@ impl ClusterConfig {
 /// What the cluster stack gives its users, recorded in state.
 ///
 /// ```no_run
-/// # async fn f(store: &dyn platform_core::StateStore) -> Result<(), platform_core::Error> {
+/// # async fn f(store: &dyn platform_core::StateStore, here: &platform_core::ProviderInfo) -> Result<(), platform_core::Error> {
 /// use cluster_stack::{ClusterOutputs, ClusterStack};
-/// let c: ClusterOutputs = platform_core::StackRef::<ClusterStack>::new("cluster").read(store).await?;
+/// let c = platform_core::StackRef::<ClusterStack>::new("cluster").read(store, here).await?;
 /// println!("{} runs {}", c.service_name, c.task_definition_arn);
 /// # Ok(()) }
 /// ```
@@ -557,5 +557,31 @@ mod tests {
                 .to_string()
                 .starts_with("invalid container_port = 0")
         );
+    }
+}
+
+/// The compatibility rule of [`Stack::OUTPUTS_SCHEMA`](platform_core::Stack::OUTPUTS_SCHEMA): what a
+/// producer of schema 1 recorded stays readable by this build (a field added without a default,
+/// or renamed, fails here).
+#[cfg(test)]
+mod outputs_compatibility {
+    use super::*;
+
+    /// `ClusterOutputs` as schema 1 recorded them.
+    const SCHEMA_1: &str = r#"{
+        "cluster_name": "my-ecs-cluster",
+        "cluster_arn": "arn:aws:ecs:us-east-1:123456789012:cluster/my-ecs-cluster",
+        "service_name": "frontend",
+        "service_arn": "arn:aws:ecs:us-east-1:123456789012:service/my-ecs-cluster/frontend",
+        "task_definition_family": "frontend",
+        "task_definition_arn": "arn:aws:ecs:us-east-1:123456789012:task-definition/frontend:1",
+        "log_group_name": "/ecs/frontend"
+    }"#;
+
+    #[test]
+    fn outputs_recorded_by_schema_1_are_read_by_this_build() {
+        let read: ClusterOutputs = serde_json::from_str(SCHEMA_1).unwrap();
+        assert_eq!(read.cluster_name, "my-ecs-cluster");
+        assert_eq!(<ClusterStack as Stack>::OUTPUTS_SCHEMA, 1);
     }
 }

@@ -406,3 +406,79 @@ async fn the_platform_lives_in_s3_is_killed_unlocked_healed_and_destroyed() {
         assert!(written.is_empty(), "{}: {written:?}", dir.display());
     }
 }
+
+#[tokio::test]
+async fn outputs_recorded_by_another_account_are_refused_and_ours_are_read_with_their_producer() {
+    let team = Team::start().await;
+    let store = team.store();
+    let here = platform_core::Engine::builder(platform_core::MemoryStateStore::new())
+        .aws(team.config.clone())
+        .build()
+        .identity()
+        .await
+        .unwrap();
+    // The IAM and network stacks' outputs, recorded by whoever applied them.
+    let record = |stack: &str, account: &str, outputs: Value| {
+        let mut s = sample(stack, 7);
+        s.provider = Some(platform_core::ProviderInfo {
+            account_id: account.to_owned(),
+            region: here.region.clone(),
+        });
+        s.outputs = Some(outputs);
+        s.outputs_schema = Some(1);
+        s
+    };
+    let iam = serde_json::json!({
+        "account_id": here.account_id, "region": here.region,
+        "cluster_role": {"name": "c", "arn": "arn:aws:iam::1:role/c"},
+        "instance_role": {"name": "i", "arn": "arn:aws:iam::1:role/i"},
+        "frontend_role": {"name": "f", "arn": "arn:aws:iam::1:role/f"},
+        "cluster_policy_arn": "p1", "instance_policy_arn": "p2", "frontend_policy_arn": "p3",
+        "instance_profile_name": "ip", "instance_profile_arn": "arn:aws:iam::1:instance-profile/ip"
+    });
+    let network = serde_json::json!({
+        "vpc_id": "vpc-1", "vpc_cidr": "10.0.0.0/16", "public_subnet_ids": ["subnet-1"],
+        "availability_zones": ["us-east-1a"], "security_group_id": "sg-1",
+        "route_table_id": "rtb-1", "internet_gateway_id": "igw-1"
+    });
+    for (stack, outputs, account) in [
+        ("iam", iam.clone(), "999999999999"),
+        ("network", network.clone(), here.account_id.as_str()),
+    ] {
+        let lock = store.lock(stack, "up").await.unwrap();
+        lock.write(&record(stack, account, outputs)).await.unwrap();
+        lock.release().await.unwrap();
+    }
+    // Another account's IAM outputs: refused, naming both accounts.
+    let err = cluster_stack::ClusterStack::from_state(
+        cluster_stack::ClusterConfig::default(),
+        &store,
+        &here,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, platform_core::Error::ForeignOutputs { stack, .. } if stack == "iam"),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("999999999999") && text.contains(&here.account_id),
+        "{text}"
+    );
+    // Re-recorded by our own account: read, from S3, with who produced them.
+    let lock = store.lock("iam", "up").await.unwrap();
+    lock.write(&record("iam", &here.account_id, iam))
+        .await
+        .unwrap();
+    lock.release().await.unwrap();
+    let read = platform_core::StackRef::<iam_stack::IamStack>::new("iam")
+        .read(&store, &here)
+        .await
+        .unwrap();
+    assert_eq!(read.producer.serial, Some(7));
+    assert_eq!(read.producer.provider.as_ref(), Some(&here));
+    cluster_stack::ClusterStack::from_state(cluster_stack::ClusterConfig::default(), &store, &here)
+        .await
+        .unwrap();
+}

@@ -262,9 +262,9 @@ pub struct RoleInfo {
 /// process with [`StackRef<IamStack>`](platform_core::StackRef):
 ///
 /// ```no_run
-/// # async fn f(store: &dyn platform_core::StateStore) -> Result<(), platform_core::Error> {
+/// # async fn f(store: &dyn platform_core::StateStore, here: &platform_core::ProviderInfo) -> Result<(), platform_core::Error> {
 /// use iam_stack::{IamOutputs, IamStack};
-/// let iam: IamOutputs = platform_core::StackRef::<IamStack>::new("iam").read(store).await?;
+/// let iam: IamOutputs = platform_core::StackRef::<IamStack>::new("iam").read(store, here).await?.outputs;
 /// println!("{} in {}: execution role {}", iam.account_id, iam.region, iam.execution_role_arn());
 /// # Ok(()) }
 /// ```
@@ -502,5 +502,36 @@ mod tests {
                 .to_string()
                 .starts_with("invalid name_prefix = \"bad prefix\"")
         );
+    }
+}
+
+/// The compatibility rule of [`Stack::OUTPUTS_SCHEMA`](platform_core::Stack::OUTPUTS_SCHEMA): what a
+/// producer of schema 1 recorded stays readable by this build (a field added without a default,
+/// or renamed, fails here).
+#[cfg(test)]
+mod outputs_compatibility {
+    use super::*;
+
+    /// `IamOutputs` as schema 1 recorded them.
+    const SCHEMA_1: &str = r#"{
+        "account_id": "123456789012", "region": "us-east-1",
+        "cluster_role": {"name": "ecs-cluster-role", "arn": "arn:aws:iam::123456789012:role/ecs-cluster-role"},
+        "instance_role": {"name": "ecs-instance-role", "arn": "arn:aws:iam::123456789012:role/ecs-instance-role"},
+        "frontend_role": {"name": "frontend-role", "arn": "arn:aws:iam::123456789012:role/frontend-role"},
+        "cluster_policy_arn": "arn:aws:iam::123456789012:policy/ecs-cluster-policy",
+        "instance_policy_arn": "arn:aws:iam::123456789012:policy/ecs-instance-policy",
+        "frontend_policy_arn": "arn:aws:iam::123456789012:policy/frontend-policy",
+        "instance_profile_name": "ecs-instance-profile",
+        "instance_profile_arn": "arn:aws:iam::123456789012:instance-profile/ecs-instance-profile"
+    }"#;
+
+    #[test]
+    fn outputs_recorded_by_schema_1_are_read_by_this_build() {
+        let read: IamOutputs = serde_json::from_str(SCHEMA_1).unwrap();
+        assert_eq!(
+            read.task_role_arn(),
+            "arn:aws:iam::123456789012:role/frontend-role"
+        );
+        assert_eq!(<IamStack as Stack>::OUTPUTS_SCHEMA, 1);
     }
 }

@@ -215,9 +215,9 @@ impl NetworkConfig {
 /// with [`StackRef<NetworkStack>`](platform_core::StackRef):
 ///
 /// ```no_run
-/// # async fn f(store: &dyn platform_core::StateStore) -> Result<(), platform_core::Error> {
+/// # async fn f(store: &dyn platform_core::StateStore, here: &platform_core::ProviderInfo) -> Result<(), platform_core::Error> {
 /// use network_stack::{NetworkOutputs, NetworkStack};
-/// let net: NetworkOutputs = platform_core::StackRef::<NetworkStack>::new("network").read(store).await?;
+/// let net: NetworkOutputs = platform_core::StackRef::<NetworkStack>::new("network").read(store, here).await?.outputs;
 /// let subnets: Vec<&str> = net.public_subnet_ids.iter().map(|s| s.as_str()).collect();
 /// # Ok(()) }
 /// ```
@@ -440,5 +440,28 @@ mod tests {
             .map(|s| s.availability_zone.clone())
             .collect();
         assert_eq!(zones, vec![Az::Index(0), Az::Index(1), Az::Index(2)]);
+    }
+}
+
+/// The compatibility rule of [`Stack::OUTPUTS_SCHEMA`](platform_core::Stack::OUTPUTS_SCHEMA): what a
+/// producer of schema 1 recorded stays readable by this build (a field added without a default,
+/// or renamed, fails here).
+#[cfg(test)]
+mod outputs_compatibility {
+    use super::*;
+
+    /// `NetworkOutputs` as schema 1 recorded them.
+    const SCHEMA_1: &str = r#"{
+        "vpc_id": "vpc-0a1b2c3d", "vpc_cidr": "10.0.0.0/16",
+        "public_subnet_ids": ["subnet-0a1b2c3d"], "availability_zones": ["us-east-1a"],
+        "security_group_id": "sg-0a1b2c3d", "route_table_id": "rtb-0a1b2c3d",
+        "internet_gateway_id": "igw-0a1b2c3d"
+    }"#;
+
+    #[test]
+    fn outputs_recorded_by_schema_1_are_read_by_this_build() {
+        let read: NetworkOutputs = serde_json::from_str(SCHEMA_1).unwrap();
+        assert_eq!(read.public_subnet_ids[0].as_str(), "subnet-0a1b2c3d");
+        assert_eq!(<NetworkStack as Stack>::OUTPUTS_SCHEMA, 1);
     }
 }
