@@ -14,7 +14,10 @@
 //! println!("VPC {} with subnets {:?}", net.vpc_id, net.public_subnet_ids);
 //!
 //! // Elsewhere (another process, another team), the same typed outputs from the state store:
-//! let net: NetworkOutputs = StackRef::<NetworkStack>::new("network").read(engine.store()).await?;
+//! // (refused when it was applied to another account or region than this engine's).
+//! let here = engine.identity().await?;
+//! let net = StackRef::<NetworkStack>::new("network").read(engine.store(), &here).await?;
+//! println!("read from write {:?} of stack {}", net.producer.serial, net.producer.stack);
 //! # Ok(()) }
 //! ```
 
