@@ -6,12 +6,15 @@
 //! ```text
 //! production [--endpoint URL | --aws] [--state-dir DIR | --state s3://BUCKET/PREFIX]
 //!            [--lock-timeout DURATION] [--take-over-dead-locks] [--json] [--yes] [COMMAND]
-//! COMMAND: up (default) | preview [--detailed-exitcode] | refresh | destroy | outputs
-//!          | graph [--format mermaid|dot] | force-unlock [STACK...] | emulator stop
+//!            [--config FILE]
+//! COMMAND: up [--refresh] (default) | preview [--refresh] [--detailed-exitcode]
+//!          | refresh [--detailed-exitcode] | destroy | outputs | graph [--format mermaid|dot]
+//!          | force-unlock [STACK...] | init [--force] | emulator stop
 //! ```
 //!
 //! Exit codes: 0 success; 1 failure (the failing resource, AWS's error code, what was kept in
-//! state); 2 usage error (and `preview --detailed-exitcode` with changes).
+//! state); 2 usage error or invalid config file (before any AWS call), and with
+//! `--detailed-exitcode`: `preview` with changes, `refresh` with drift.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -21,13 +24,14 @@ use std::time::{Duration, Instant};
 
 use aws_types::SdkConfig;
 use clap::{Parser, Subcommand, ValueEnum};
+use examples::config::PlatformConfig;
 use examples::graph::{self, Format};
 use examples::{Platform, PlatformOutputs};
 use indicatif::{ProgressBar, ProgressStyle};
 use local_cloud::{Detached, Emulator};
 use platform_core::{
     ActionKind, CancellationToken, Counts, Engine, Error, Event, LocalStateStore, Plan,
-    S3StateStore, StateError, StateStore, total_counts,
+    RefreshReport, S3StateStore, StateError, StateStore, total_counts,
 };
 use serde_json::{Value, json};
 
@@ -58,6 +62,10 @@ struct Cli {
     /// Take over an S3 lock whose holder ran on this host and is gone (killed), saying so.
     #[arg(long, global = true)]
     take_over_dead_locks: bool,
+    /// The platform's config (TOML; `production init` writes the default one). Without it, the
+    /// seed's values.
+    #[arg(long, value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
     /// Print exactly one JSON object on stdout (progress and messages go to stderr).
     #[arg(long, global = true)]
     json: bool,
@@ -71,15 +79,32 @@ struct Cli {
 #[derive(Subcommand, Debug, Clone)]
 enum Command {
     /// Create or update everything (the default).
-    Up,
+    Up {
+        /// Read every resource live first (and record it), then plan and apply against that.
+        #[arg(long)]
+        refresh: bool,
+    },
     /// Show what `up` would do, changing nothing.
     Preview {
         /// Exit 0 with no changes, 2 with changes, 1 on error.
         #[arg(long)]
         detailed_exitcode: bool,
+        /// Read every resource live first and plan against that (records nothing).
+        #[arg(long)]
+        refresh: bool,
     },
-    /// Read every resource live and show what differs from what was applied.
-    Refresh,
+    /// Read every resource live, record it, and show what drifted from what was applied.
+    Refresh {
+        /// Exit 0 with no drift, 2 with drift, 1 on error.
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// Write the default config file (--config FILE, else platform.toml), a comment per key.
+    Init {
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
     /// Delete everything: the cluster first, then IAM and the network.
     Destroy,
     /// Print the stacks' outputs.
@@ -210,7 +235,10 @@ fn main() -> ExitCode {
         }
     };
     let json = cli.json;
-    let command = cli.command.clone().unwrap_or(Command::Up);
+    let command = cli
+        .command
+        .clone()
+        .unwrap_or(Command::Up { refresh: false });
     match runtime.block_on(run(cli, command.clone())) {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
@@ -230,9 +258,10 @@ fn main() -> ExitCode {
 
 fn command_name(c: &Command) -> &'static str {
     match c {
-        Command::Up => "up",
+        Command::Up { .. } => "up",
         Command::Preview { .. } => "preview",
-        Command::Refresh => "refresh",
+        Command::Refresh { .. } => "refresh",
+        Command::Init { .. } => "init",
         Command::Destroy => "destroy",
         Command::Outputs => "outputs",
         Command::Graph { .. } => "graph",
@@ -253,7 +282,23 @@ async fn run(cli: Cli, command: Command) -> Result<u8, Failure> {
     {
         return stop_emulator(&cli);
     }
-    let mutates = matches!(command, Command::Up | Command::Destroy);
+    if let Command::Init { force } = command {
+        return init(&cli, force);
+    }
+    // The config file is checked before anything else: exit 2, no AWS call.
+    let file = match &cli.config {
+        Some(path) => Some((
+            path.clone(),
+            PlatformConfig::load(path).map_err(|e| failure(2, e.to_string()))?,
+        )),
+        None => None,
+    };
+    if let Some((path, file)) = &file {
+        let probe = Engine::builder(platform_core::MemoryStateStore::new()).build();
+        file.apply(path, &mut Platform::new(probe))
+            .map_err(|e| failure(2, e.to_string()))?;
+    }
+    let mutates = matches!(command, Command::Up { .. } | Command::Destroy);
     // Refuse before any AWS call: there is no one to ask.
     if target == Target::Aws && mutates && !cli.yes && !std::io::stdin().is_terminal() {
         return Err(failure(
@@ -321,7 +366,11 @@ async fn run(cli: Cli, command: Command) -> Result<u8, Failure> {
         .lock_timeout(cli.lock_timeout.unwrap_or_default())
         .on_event(move |e| sink.event(e))
         .build();
-    let platform = Platform::new(engine);
+    let mut platform = Platform::new(engine);
+    if let Some((path, file)) = &file {
+        file.apply(path, &mut platform)
+            .map_err(|e| failure(2, e.to_string()))?;
+    }
     let started = Instant::now();
     let out = Output {
         json: cli.json,
@@ -336,7 +385,14 @@ async fn run(cli: Cli, command: Command) -> Result<u8, Failure> {
     }
 
     match command {
-        Command::Up => {
+        Command::Up { refresh } => {
+            if refresh {
+                // Read live and record it; the plan below is then against what exists.
+                let reports = platform.refresh().await?;
+                if !cli.json {
+                    print_drift(&reports);
+                }
+            }
             let plans = platform.preview().await?;
             if !cli.json {
                 print_plans(&plans);
@@ -378,26 +434,49 @@ async fn run(cli: Cli, command: Command) -> Result<u8, Failure> {
             );
             Ok(0)
         }
-        Command::Preview { detailed_exitcode } => {
-            let plans = platform.preview().await?;
+        Command::Preview {
+            detailed_exitcode,
+            refresh,
+        } => {
+            let (plans, reports) = if refresh {
+                let reports = platform.preview_refreshed().await?;
+                (
+                    reports.iter().map(|r| r.plan.clone()).collect(),
+                    Some(reports),
+                )
+            } else {
+                (platform.preview().await?, None)
+            };
             let changes = plans.iter().any(Plan::has_changes);
             let calls = platform.engine().calls();
-            out.emit(
-                "preview",
-                plans_json(&plans, calls.read, calls.mutating, started.elapsed()),
-                || print_plans(&plans),
-            );
+            let mut doc = plans_json(&plans, calls.read, calls.mutating, started.elapsed());
+            if let Some(reports) = &reports {
+                doc["drift"] = drift_json(reports);
+            }
+            out.emit("preview", doc, || {
+                if let Some(reports) = &reports {
+                    print_drift(reports);
+                }
+                print_plans(&plans);
+            });
             Ok(if detailed_exitcode && changes { 2 } else { 0 })
         }
-        Command::Refresh => {
-            let plans = platform.refresh().await?;
+        Command::Refresh { detailed_exitcode } => {
+            let reports = platform.refresh().await?;
+            let plans: Vec<Plan> = reports.iter().map(|r| r.plan.clone()).collect();
+            // Drift since the last record, or live resources that differ from the declared
+            // platform (an earlier refresh may have recorded them): either fails the gate.
+            let drifted = reports
+                .iter()
+                .any(|r| !r.drift.is_empty() || r.plan.has_changes());
             let calls = platform.engine().calls();
-            out.emit(
-                "refresh",
-                plans_json(&plans, calls.read, calls.mutating, started.elapsed()),
-                || print_plans(&plans),
-            );
-            Ok(0)
+            let mut doc = plans_json(&plans, calls.read, calls.mutating, started.elapsed());
+            doc["drift"] = drift_json(&reports);
+            out.emit("refresh", doc, || {
+                print_drift(&reports);
+                print_plans(&plans);
+            });
+            Ok(if detailed_exitcode && drifted { 2 } else { 0 })
         }
         Command::Destroy => {
             if target == Target::Aws && !cli.yes {
@@ -465,7 +544,7 @@ async fn run(cli: Cli, command: Command) -> Result<u8, Failure> {
         Command::ForceUnlock { stacks } => {
             force_unlock(&cli, store.as_ref(), &platform, stacks).await
         }
-        Command::Emulator { .. } => Ok(0),
+        Command::Emulator { .. } | Command::Init { .. } => Ok(0),
     }
 }
 
@@ -549,6 +628,82 @@ async fn force_unlock(
             format!("the lock of {stack} is held again, by {}", info.describe()),
         )),
     }
+}
+
+/// Writes the default config file, refusing to overwrite one unless `force`.
+fn init(cli: &Cli, force: bool) -> Result<u8, Failure> {
+    let path = cli
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("platform.toml"));
+    if path.exists() && !force {
+        return Err(failure(
+            2,
+            format!("{} exists; pass --force to overwrite it", path.display()),
+        ));
+    }
+    std::fs::write(&path, examples::config::template())
+        .map_err(|e| failure(1, format!("writing {}: {e}", path.display())))?;
+    if cli.json {
+        println!("{}", json!({"command": "init", "config": path}));
+    } else {
+        println!(
+            "wrote {}: the seed's values, a comment per key; use it with --config {}",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(0)
+}
+
+/// Per stack, what drifted: resources gone, and each changed input with its recorded and live value.
+fn print_drift(reports: &[RefreshReport]) {
+    let drifted: Vec<_> = reports
+        .iter()
+        .flat_map(|r| r.drift.iter().map(move |d| (&r.plan.stack, d)))
+        .collect();
+    if drifted.is_empty() {
+        println!("no drift: every resource is as recorded");
+        if reports.iter().any(|r| r.plan.has_changes()) {
+            println!("but the live resources differ from the declared platform: see the plan");
+        }
+        return;
+    }
+    println!("drift:");
+    for (stack, d) in drifted {
+        if d.gone {
+            println!(
+                "  {stack}/{} ({}): deleted outside the platform",
+                d.resource, d.kind
+            );
+            continue;
+        }
+        for f in &d.fields {
+            println!(
+                "  {stack}/{} ({}): {}: recorded {}, live {}",
+                d.resource, d.kind, f.field, f.recorded, f.live
+            );
+        }
+    }
+}
+
+fn drift_json(reports: &[RefreshReport]) -> Value {
+    Value::Array(
+        reports
+            .iter()
+            .flat_map(|r| {
+                r.drift.iter().map(move |d| {
+                    json!({
+                        "stack": r.plan.stack,
+                        "resource": d.resource,
+                        "kind": d.kind,
+                        "gone": d.gone,
+                        "fields": d.fields,
+                    })
+                })
+            })
+            .collect(),
+    )
 }
 
 /// The output mode: one JSON object on stdout, or text.

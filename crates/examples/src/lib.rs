@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod config;
 pub mod graph;
 pub mod measure;
 mod platform;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use cluster_stack::{ClusterConfig, ClusterOutputs, ClusterStack};
 use iam_stack::{IamConfig, IamOutputs, IamStack};
 use network_stack::{NetworkConfig, NetworkOutputs, NetworkStack};
-use platform_core::{CallStats, Counts, Engine, Error, Plan, UpOptions};
+use platform_core::{CallStats, Counts, Engine, Error, Plan, RefreshReport, UpOptions};
 use serde::Serialize;
 
 /// The three stacks' outputs.
@@ -102,18 +102,36 @@ impl Platform {
         ])
     }
 
-    /// Reads every recorded resource live and returns the plans `up` would now make.
+    /// Reads every recorded resource live (the three stacks at once), records what it found, and
+    /// returns per stack the drift and the plan `up` would now make.
     ///
     /// # Errors
-    /// As [`Engine::refresh`].
-    pub async fn refresh(&self) -> Result<Vec<Plan>, Error> {
+    /// As [`Engine::refresh_report`].
+    pub async fn refresh(&self) -> Result<Vec<RefreshReport>, Error> {
         let (iam, net, cluster) = self.stacks().await?;
         let e = &self.engine;
-        Ok(vec![
-            e.refresh(&iam).await?,
-            e.refresh(&net).await?,
-            e.refresh(&cluster).await?,
-        ])
+        let (i, n, c) = tokio::try_join!(
+            e.refresh_report(&iam),
+            e.refresh_report(&net),
+            e.refresh_report(&cluster)
+        )?;
+        Ok(vec![i, n, c])
+    }
+
+    /// What `up` would do against the live resources: reads every recorded resource first (the
+    /// three stacks at once), plans against what it found, records nothing.
+    ///
+    /// # Errors
+    /// As [`Engine::preview_refreshed`].
+    pub async fn preview_refreshed(&self) -> Result<Vec<RefreshReport>, Error> {
+        let (iam, net, cluster) = self.stacks().await?;
+        let e = &self.engine;
+        let (i, n, c) = tokio::try_join!(
+            e.preview_refreshed(&iam),
+            e.preview_refreshed(&net),
+            e.preview_refreshed(&cluster)
+        )?;
+        Ok(vec![i, n, c])
     }
 
     /// Brings the platform up: the three stacks as one graph, each resource as soon as what it

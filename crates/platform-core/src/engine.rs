@@ -181,6 +181,62 @@ pub struct UpReport<O> {
     pub elapsed: Duration,
 }
 
+/// What [`Engine::refresh_report`] and [`Engine::preview_refreshed`] found.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct RefreshReport {
+    /// The plan `up` would make against the live resources.
+    pub plan: Plan,
+    /// What differed between the recorded state and the live resources, by resource name.
+    pub drift: Vec<Drift>,
+}
+
+/// A recorded resource that is not as recorded.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Drift {
+    /// Its logical name.
+    pub resource: String,
+    /// Its kind.
+    pub kind: String,
+    /// It no longer exists.
+    pub gone: bool,
+    /// The inputs that differ: as recorded and as found.
+    pub fields: Vec<DriftField>,
+}
+
+/// One input of a resource that differs from what was recorded.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct DriftField {
+    /// The input's name.
+    pub field: String,
+    /// As recorded.
+    pub recorded: Value,
+    /// As found.
+    pub live: Value,
+}
+
+/// The top-level inputs that differ between `recorded` and `live` (an absent input reads as null).
+fn drifted_fields(recorded: &Value, live: &Value) -> Vec<DriftField> {
+    let empty = serde_json::Map::new();
+    let (r, l) = (
+        recorded.as_object().unwrap_or(&empty),
+        live.as_object().unwrap_or(&empty),
+    );
+    let keys: std::collections::BTreeSet<&String> = r.keys().chain(l.keys()).collect();
+    keys.into_iter()
+        .filter_map(|k| {
+            let (a, b) = (
+                r.get(k).unwrap_or(&Value::Null),
+                l.get(k).unwrap_or(&Value::Null),
+            );
+            (a != b).then(|| DriftField {
+                field: k.clone(),
+                recorded: a.clone(),
+                live: b.clone(),
+            })
+        })
+        .collect()
+}
+
 impl<O: Clone> UpReport<O> {
     /// The outputs with who produced them, to build a consumer stack from.
     pub fn produced(&self) -> Produced<O> {
@@ -616,9 +672,9 @@ impl Engine {
         let read = self.check_references(&references, group, &provider).await?;
         let producers = Self::producers(stack, &provider, read)?;
         if options.refresh {
-            state = self
-                .refresh_state(&desired.registry, state, lock.as_ref(), &cancel)
-                .await?;
+            (state, _) = self.read_live(&desired.registry, state, &cancel).await?;
+            state.serial += 1;
+            lock.write(&state).await?;
         }
         let external = self.external_outputs(&desired, group).await?;
         let plan = plan_with(&desired, &state, None, &external)?;
@@ -697,6 +753,15 @@ impl Engine {
     /// # Errors
     /// As [`preview`](Self::preview), plus read failures.
     pub async fn refresh<S: Stack>(&self, stack: &S) -> Result<Plan, Error> {
+        Ok(self.refresh_report(stack).await?.plan)
+    }
+
+    /// [`refresh`](Self::refresh), with what differed between the recorded state and the live
+    /// resources ([`RefreshReport::drift`]): what `refresh --detailed-exitcode` gates on.
+    ///
+    /// # Errors
+    /// As [`refresh`](Self::refresh).
+    pub async fn refresh_report<S: Stack>(&self, stack: &S) -> Result<RefreshReport, Error> {
         let desired = Desired::of(stack)?;
         let name = stack.name();
         let (cancel, _cancel_guard) = self.run_token(None);
@@ -715,25 +780,51 @@ impl Engine {
                 .await?
                 .unwrap_or_else(|| StackState::new(name));
             self.check_provider(&state).await?;
-            let state = self
-                .refresh_state(&desired.registry, state, lock.as_ref(), &cancel)
-                .await?;
+            let (mut state, drift) = self.read_live(&desired.registry, state, &cancel).await?;
+            state.serial += 1;
+            lock.write(&state).await?;
             let external = self.external_outputs(&desired, None).await?;
-            plan_with(&desired, &state, None, &external)
+            let plan = plan_with(&desired, &state, None, &external)?;
+            Ok(RefreshReport { plan, drift })
         }
         .await;
         released(lock.as_ref(), result).await
     }
 
-    /// Reads every recorded resource in parallel; a cancellation stops the reads (they change
-    /// nothing) and records nothing.
-    async fn refresh_state(
+    /// [`preview`](Self::preview) against the live resources: reads every recorded resource first
+    /// (in parallel, within the engine's bounds) and plans against what it found. Records nothing
+    /// and takes no lock.
+    ///
+    /// # Errors
+    /// As [`refresh`](Self::refresh).
+    pub async fn preview_refreshed<S: Stack>(&self, stack: &S) -> Result<RefreshReport, Error> {
+        let desired = Desired::of(stack)?;
+        let (cancel, _cancel_guard) = self.run_token(None);
+        let state = self
+            .store
+            .read(stack.name())
+            .await?
+            .unwrap_or_else(|| StackState::new(stack.name()));
+        self.check_provider(&state).await?;
+        let (state, drift) = self.read_live(&desired.registry, state, &cancel).await?;
+        let external = self.external_outputs(&desired, None).await?;
+        let plan = plan_with(&desired, &state, None, &external)?;
+        self.shared.events.emit(Event::Planned {
+            stack: stack.name().to_owned(),
+            counts: plan.counts(),
+        });
+        Ok(RefreshReport { plan, drift })
+    }
+
+    /// Reads every recorded resource in parallel and returns the state as found, with what
+    /// differed; writes nothing. A cancellation stops the reads (they change nothing).
+    async fn read_live(
         &self,
         registry: &Registry,
         mut state: StackState,
-        lock: &dyn StackLock,
         cancel: &CancellationToken,
-    ) -> Result<StackState, Error> {
+    ) -> Result<(StackState, Vec<Drift>), Error> {
+        let mut drift = Vec::new();
         let mut set = JoinSet::new();
         let limits = self.limits.clone();
         for (name, r) in &state.resources {
@@ -778,12 +869,28 @@ impl Engine {
             match res {
                 Ok(Some((inputs, outputs))) => {
                     if let Some(r) = state.resources.get_mut(&name) {
+                        let fields = drifted_fields(&r.inputs, &inputs);
+                        if !fields.is_empty() {
+                            drift.push(Drift {
+                                resource: name.clone(),
+                                kind: r.kind.clone(),
+                                gone: false,
+                                fields,
+                            });
+                        }
                         r.inputs = inputs;
                         r.outputs = Some(outputs);
                     }
                 }
                 Ok(None) => {
-                    state.resources.remove(&name);
+                    if let Some(r) = state.resources.remove(&name) {
+                        drift.push(Drift {
+                            resource: name,
+                            kind: r.kind,
+                            gone: true,
+                            fields: Vec::new(),
+                        });
+                    }
                 }
                 Err(source) => {
                     first_error.get_or_insert(Error::Resource {
@@ -798,9 +905,8 @@ impl Engine {
         if let Some(e) = first_error {
             return Err(e);
         }
-        state.serial += 1;
-        lock.write(&state).await?;
-        Ok(state)
+        drift.sort_by(|a, b| a.resource.cmp(&b.resource));
+        Ok((state, drift))
     }
 
     /// Deletes every resource recorded for the stack `name`, from state alone, dependents first and in

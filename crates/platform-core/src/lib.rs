@@ -50,7 +50,10 @@ pub mod testing;
 mod validate;
 mod value;
 
-pub use engine::{DestroyReport, Engine, EngineBuilder, UpOptions, UpReport, total_counts};
+pub use engine::{
+    DestroyReport, Drift, DriftField, Engine, EngineBuilder, RefreshReport, UpOptions, UpReport,
+    total_counts,
+};
 pub use error::{
     AwsError, BoxError, Error, ErrorClass, GoneExt, ResourceError, Result, StateError,
     ValidationError, classify,

@@ -1,0 +1,424 @@
+//! The platform's config file (TOML): what an operator changes without editing Rust.
+//!
+//! Every key is optional; a missing one keeps the seed's value. Unknown keys are refused. Values are
+//! checked by the stacks' own validation before any AWS call, and an error names the key as written
+//! in the file with the value and the reason (`cluster.cpu = 300: Fargate CPU is one of 256, ...`).
+//! [`template`] is the default file, a comment per key (`production init` writes it).
+
+use std::path::{Path, PathBuf};
+
+use network_stack::SubnetSpec;
+use platform_core::ValidationError;
+use serde::{Deserialize, Serialize};
+
+use crate::Platform;
+
+/// The file: one section per stack.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformConfig {
+    /// The IAM stack.
+    #[serde(default)]
+    pub iam: IamSection,
+    /// The network stack.
+    #[serde(default)]
+    pub network: NetworkSection,
+    /// The cluster stack.
+    #[serde(default)]
+    pub cluster: ClusterSection,
+}
+
+/// `[iam]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IamSection {
+    /// The stack's name in the state store.
+    pub stack_name: Option<String>,
+    /// Prefix of every role, policy and profile name.
+    pub name_prefix: Option<String>,
+    /// The IAM path of the roles, policies and profile.
+    pub path: Option<String>,
+}
+
+/// `[network]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSection {
+    /// The stack's name in the state store.
+    pub stack_name: Option<String>,
+    /// Prefix of the `Name` tags.
+    pub name_prefix: Option<String>,
+    /// The VPC's block.
+    pub vpc_cidr: Option<String>,
+    /// The public subnets' blocks, one subnet per zone, in order.
+    pub public_subnets: Option<Vec<String>>,
+}
+
+/// `[cluster]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// The stack's name in the state store.
+    pub stack_name: Option<String>,
+    /// The ECS cluster's name.
+    pub cluster_name: Option<String>,
+    /// The ECS service's name.
+    pub service_name: Option<String>,
+    /// The task definition family.
+    pub family: Option<String>,
+    /// The container's name.
+    pub container_name: Option<String>,
+    /// The container image.
+    pub image: Option<String>,
+    /// CPU units (Fargate sizes).
+    pub cpu: Option<u32>,
+    /// Memory in MiB (allowed with that CPU).
+    pub memory: Option<u32>,
+    /// How many tasks to run.
+    pub desired_count: Option<i32>,
+    /// The port the container listens on.
+    pub container_port: Option<u16>,
+    /// The log group.
+    pub log_group: Option<String>,
+    /// Days to keep logs (one of CloudWatch's values).
+    pub log_retention_days: Option<i32>,
+}
+
+/// Why a config file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// It cannot be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// It is not TOML of this shape (an unknown key, a wrong type).
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, naming the key and the line.
+        message: String,
+    },
+    /// A value the stacks refuse.
+    #[error("{path}: {key} = {value}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The key as written in the file (`cluster.cpu`).
+        key: String,
+        /// The value.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl PlatformConfig {
+    /// Reads and parses `path` (unknown keys refused).
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`], [`ConfigError::Parse`].
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses `text`, read from `path`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Parse`].
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })
+    }
+
+    /// Sets `platform`'s stacks from the file and validates them, as `up` would before any call.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the first key whose value a stack refuses.
+    pub fn apply(&self, path: &Path, platform: &mut Platform) -> Result<(), ConfigError> {
+        let (iam, net, cluster) = (&self.iam, &self.network, &self.cluster);
+        let i = &mut platform.iam;
+        set(&mut i.stack_name, &iam.stack_name);
+        set(&mut i.name_prefix, &iam.name_prefix);
+        set(&mut i.path, &iam.path);
+        let n = &mut platform.network;
+        set(&mut n.stack_name, &net.stack_name);
+        set(&mut n.name_prefix, &net.name_prefix);
+        set(&mut n.vpc_cidr, &net.vpc_cidr);
+        if let Some(subnets) = &net.public_subnets {
+            n.public_subnets = subnets
+                .iter()
+                .enumerate()
+                .map(|(zone, cidr)| SubnetSpec::public(cidr, zone))
+                .collect();
+        }
+        let c = &mut platform.cluster;
+        set(&mut c.stack_name, &cluster.stack_name);
+        set(&mut c.cluster_name, &cluster.cluster_name);
+        set(&mut c.service_name, &cluster.service_name);
+        set(&mut c.family, &cluster.family);
+        set(&mut c.container_name, &cluster.container_name);
+        set(&mut c.image, &cluster.image);
+        set(&mut c.cpu, &cluster.cpu);
+        set(&mut c.memory, &cluster.memory);
+        set(&mut c.desired_count, &cluster.desired_count);
+        set(&mut c.container_port, &cluster.container_port);
+        set(&mut c.log_group, &cluster.log_group);
+        if let Some(days) = cluster.log_retention_days {
+            c.log_retention_days = Some(days);
+        }
+        // The IAM policies name the cluster and the log group the cluster stack makes.
+        platform
+            .iam
+            .cluster_name
+            .clone_from(&platform.cluster.cluster_name);
+        platform
+            .iam
+            .frontend_log_group
+            .clone_from(&platform.cluster.log_group);
+        let invalid = |section: &str, e: ValidationError| ConfigError::Invalid {
+            path: path.to_owned(),
+            key: config_key(section, &e.field),
+            value: e.value,
+            reason: e.reason,
+        };
+        // Stack names become file and object names: the engine's rule, checked here first.
+        for (section, name) in [
+            ("iam", &platform.iam.stack_name),
+            ("network", &platform.network.stack_name),
+            ("cluster", &platform.cluster.stack_name),
+        ] {
+            platform_core::validate_stack_name(name).map_err(|e| {
+                invalid(
+                    section,
+                    ValidationError::new("stack_name", e.value, e.reason),
+                )
+            })?;
+        }
+        platform.iam.validate().map_err(|e| invalid("iam", e))?;
+        platform
+            .network
+            .validate()
+            .map_err(|e| invalid("network", e))?;
+        platform
+            .cluster
+            .validate()
+            .map_err(|e| invalid("cluster", e))?;
+        Ok(())
+    }
+}
+
+fn set<T: Clone>(target: &mut T, value: &Option<T>) {
+    if let Some(v) = value {
+        target.clone_from(v);
+    }
+}
+
+/// A stack's field name as the file's key: `public_subnets[1].cidr` is `public_subnets[1]`.
+fn config_key(section: &str, field: &str) -> String {
+    let field = field.strip_suffix(".cidr").unwrap_or(field);
+    format!("{section}.{field}")
+}
+
+/// The default file: every key with the seed's value and a comment saying what it is.
+pub fn template() -> String {
+    let i = iam_stack::IamConfig::default();
+    let n = network_stack::NetworkConfig::default();
+    let c = cluster_stack::ClusterConfig::default();
+    let subnets: Vec<String> = n
+        .public_subnets
+        .iter()
+        .map(|s| format!("{:?}", s.cidr))
+        .collect();
+    format!(
+        r#"# The production platform's config (`production --config FILE`). Every key is optional: a
+# missing one keeps the value shown. Unknown keys are refused.
+
+[iam]
+# The stack's name in the state store (letters, digits, - and _).
+stack_name = {iam_stack:?}
+# Prefix of every role, policy and instance profile name (PREFIX-cluster-role, ...).
+name_prefix = {iam_prefix:?}
+# The IAM path of the roles, policies and profile.
+path = {iam_path:?}
+
+[network]
+# The stack's name in the state store.
+stack_name = {net_stack:?}
+# Prefix of the Name tags (PREFIX-vpc, PREFIX-public-0, ...).
+name_prefix = {net_prefix:?}
+# The VPC's block.
+vpc_cidr = {vpc:?}
+# The public subnets' blocks inside the VPC's, one subnet per availability zone, in zone order.
+public_subnets = [{subnets}]
+
+[cluster]
+# The stack's name in the state store.
+stack_name = {c_stack:?}
+# The ECS cluster's name (the IAM policies name it too).
+cluster_name = {cluster:?}
+# The ECS service's name.
+service_name = {service:?}
+# The task definition family.
+family = {family:?}
+# The container's name.
+container_name = {container:?}
+# The container image.
+image = {image:?}
+# CPU units: 256, 512, 1024, 2048, 4096, 8192 or 16384 (Fargate).
+cpu = {cpu}
+# Memory in MiB, one of the values Fargate allows with that CPU (512 to 2048 with 256 CPU).
+memory = {memory}
+# How many tasks the service runs.
+desired_count = {count}
+# The port the container listens on (the security group opens TCP 80).
+container_port = {port}
+# The frontend's log group (the IAM policies name it too).
+log_group = {log_group:?}
+# Days to keep its logs: 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, ... (CloudWatch's values).
+log_retention_days = {retention}
+"#,
+        iam_stack = i.stack_name,
+        iam_prefix = i.name_prefix,
+        iam_path = i.path,
+        net_stack = n.stack_name,
+        net_prefix = n.name_prefix,
+        vpc = n.vpc_cidr,
+        subnets = subnets.join(", "),
+        c_stack = c.stack_name,
+        cluster = c.cluster_name,
+        service = c.service_name,
+        family = c.family,
+        container = c.container_name,
+        image = c.image,
+        cpu = c.cpu,
+        memory = c.memory,
+        count = c.desired_count,
+        port = c.container_port,
+        log_group = c.log_group,
+        retention = c.log_retention_days.unwrap_or(30),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn platform() -> Platform {
+        let engine = platform_core::Engine::builder(platform_core::MemoryStateStore::new()).build();
+        Platform::new(engine)
+    }
+
+    #[test]
+    fn the_template_parses_to_the_seed_and_changes_nothing() {
+        let path = Path::new("platform.toml");
+        let file = PlatformConfig::parse(path, &template()).unwrap();
+        let mut p = platform();
+        file.apply(path, &mut p).unwrap();
+        let seed = platform();
+        assert_eq!(format!("{:?}", p.iam), format!("{:?}", seed.iam));
+        assert_eq!(format!("{:?}", p.network), format!("{:?}", seed.network));
+        assert_eq!(format!("{:?}", p.cluster), format!("{:?}", seed.cluster));
+        // Every key is in the template, with a comment above it.
+        let text = template();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, l) in lines.iter().enumerate() {
+            if l.contains(" = ") && !l.starts_with('#') {
+                assert!(lines[i - 1].starts_with("# "), "no comment for {l}");
+            }
+        }
+        let keys = lines
+            .iter()
+            .filter(|l| l.contains(" = ") && !l.starts_with('#'))
+            .count();
+        assert_eq!(keys, 3 + 4 + 12);
+    }
+
+    #[test]
+    fn values_are_applied_to_the_stacks_and_the_names_they_share() {
+        let path = Path::new("p.toml");
+        let file = PlatformConfig::parse(
+            path,
+            r#"
+            [network]
+            public_subnets = ["10.0.1.0/24", "10.0.2.0/24"]
+            [cluster]
+            image = "nginx:1.27"
+            desired_count = 2
+            cluster_name = "shop"
+            log_group = "/ecs/shop"
+            log_retention_days = 7
+            "#,
+        )
+        .unwrap();
+        let mut p = platform();
+        file.apply(path, &mut p).unwrap();
+        assert_eq!(p.cluster.image, "nginx:1.27");
+        assert_eq!(p.cluster.desired_count, 2);
+        assert_eq!(p.cluster.log_retention_days, Some(7));
+        assert_eq!(p.network.public_subnets.len(), 2);
+        assert_eq!(p.network.public_subnets[1].cidr, "10.0.2.0/24");
+        assert_eq!(
+            p.network.public_subnets[1],
+            SubnetSpec::public("10.0.2.0/24", 1)
+        );
+        assert_eq!(p.iam.cluster_name, "shop");
+        assert_eq!(p.iam.frontend_log_group, "/ecs/shop");
+    }
+
+    #[test]
+    fn an_invalid_value_names_the_key_the_value_and_the_reason() {
+        let path = Path::new("p.toml");
+        let cases = [
+            (
+                "[cluster]\ncpu = 300",
+                "p.toml: cluster.cpu = 300: Fargate CPU is one of 256, 512, 1024, 2048, 4096, 8192, 16384",
+            ),
+            (
+                "[cluster]\nmemory = 4096",
+                "p.toml: cluster.memory = 4096: with cpu 256, Fargate memory is one of 512, 1024, 2048",
+            ),
+            (
+                "[network]\npublic_subnets = [\"10.0.1.0/24\", \"10.9.0.0/24\"]",
+                "p.toml: network.public_subnets[1] = 10.9.0.0/24: not inside the VPC block 10.0.0.0/16",
+            ),
+            (
+                "[iam]\nstack_name = \"../iam\"",
+                "p.toml: iam.stack_name = ",
+            ),
+        ];
+        for (text, expected) in cases {
+            let file = PlatformConfig::parse(path, text).unwrap();
+            let err = file.apply(path, &mut platform()).unwrap_err().to_string();
+            assert!(err.starts_with(expected), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_are_refused_naming_them() {
+        let path = Path::new("p.toml");
+        let err = PlatformConfig::parse(path, "[cluster]\ncpus = 512")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `cpus`"), "{err}");
+        let err = PlatformConfig::parse(path, "[clusters]\ncpu = 512")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `clusters`"), "{err}");
+        let err = PlatformConfig::parse(path, "[cluster]\ncpu = \"big\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cpu") && err.starts_with("p.toml: "), "{err}");
+    }
+}

@@ -1,0 +1,302 @@
+//! The operator's CLI against the emulator: a config file (init, changes applied, invalid values and
+//! unknown keys refused before any AWS call), and drift gates: `refresh --detailed-exitcode`,
+//! `preview --refresh`, `up --refresh`.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aws_types::SdkConfig;
+use local_cloud::{Emulator, Proxy};
+use serde_json::Value;
+
+mod common;
+use common::{counts, inventory, production};
+
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// An account of the test's own behind a proxy, and a working directory.
+struct Operator {
+    _emulator: Emulator,
+    proxy: Proxy,
+    config: SdkConfig,
+    dir: tempfile::TempDir,
+}
+
+impl Operator {
+    async fn start() -> Self {
+        let emulator = Emulator::start()
+            .await
+            .expect("an AWS emulator is required for this suite");
+        emulator.require_ecs().expect("the emulator must serve ECS");
+        let n = u64::from(std::process::id()) * 1_000 + NEXT.fetch_add(1, Ordering::SeqCst);
+        let account = format!("{:012}", 400_000_000_000 + n % 500_000_000_000);
+        let proxy = Proxy::start(emulator.endpoint_url()).await.unwrap();
+        proxy.set_account(&account);
+        let config = emulator.account(&account);
+        Self {
+            _emulator: emulator,
+            proxy,
+            config,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `production --endpoint PROXY --state-dir DIR ARGS`: exit code, stdout, stderr.
+    async fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let out = tokio::process::Command::new(production())
+            .current_dir(self.dir.path())
+            .arg("--endpoint")
+            .arg(self.proxy.endpoint_url())
+            .arg("--state-dir")
+            .arg(self.path("state"))
+            .args(args)
+            .env_remove("AWS_ENDPOINT_URL")
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        eprintln!("$ production {}\n{stdout}{stderr}", args.join(" "));
+        (out.status.code().unwrap_or(-1), stdout, stderr)
+    }
+
+    /// A `--json` run that must exit `code`; its document.
+    async fn json(&self, args: &[&str], code: i32) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let (got, stdout, stderr) = self.run(&all).await;
+        assert_eq!(got, code, "{args:?}: {stderr}");
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    }
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}
+
+async fn service(config: &SdkConfig) -> aws_sdk_ecs::types::Service {
+    let ecs = aws_sdk_ecs::Client::new(config);
+    let out = ecs
+        .describe_services()
+        .cluster("my-ecs-cluster")
+        .services("frontend-service")
+        .send()
+        .await
+        .unwrap();
+    out.services()[0].clone()
+}
+
+#[tokio::test]
+async fn the_platform_runs_from_a_config_file_and_refuses_a_bad_one_before_any_call() {
+    let op = Operator::start().await;
+    let file = op.path("platform.toml");
+    let file_arg = file.to_str().unwrap();
+
+    // `init` writes the default file, a comment per key, and refuses to overwrite it.
+    let (code, out, _) = op.run(&["--config", file_arg, "init"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("wrote"), "{out}");
+    let template = std::fs::read_to_string(&file).unwrap();
+    assert!(template.contains("image = \"nginx:latest\""), "{template}");
+    let (code, _, err) = op.run(&["--config", file_arg, "init"]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--force"), "{err}");
+
+    // Invalid values and unknown keys: exit 2, naming key, value and reason, and no AWS call.
+    for (text, expected) in [
+        (
+            "[cluster]\ncpu = 300\n",
+            "cluster.cpu = 300: Fargate CPU is one of 256, 512, 1024",
+        ),
+        ("[cluster]\nreplicas = 2\n", "unknown field `replicas`"),
+        (
+            "[network]\npublic_subnets = [\"10.0.1.0/24\", \"10.0.1.0/25\"]\n",
+            "network.public_subnets[1] = 10.0.1.0/25: overlaps",
+        ),
+    ] {
+        write(&op.path("bad.toml"), text);
+        let (code, _, err) = op.run(&["--config", "bad.toml", "up"]).await;
+        assert_eq!(code, 2, "{text}: {err}");
+        assert!(err.contains(expected), "{text}: {err}");
+    }
+    assert_eq!(op.proxy.calls().len(), 0, "{:?}", op.proxy.calls());
+
+    // The image and the number of subnets, from the file; then the count. (The emulator never runs a
+    // second task, so a service is created with one and then scaled, an update ECS does not roll.)
+    let changed = template
+        .replace("image = \"nginx:latest\"", "image = \"nginx:1.27\"")
+        .replace(
+            "public_subnets = [\"10.0.1.0/24\"]",
+            "public_subnets = [\"10.0.1.0/24\", \"10.0.2.0/24\"]",
+        );
+    write(&file, &changed);
+    op.json(&["--config", file_arg, "up"], 0).await;
+    write(
+        &file,
+        &changed.replace("desired_count = 1", "desired_count = 2"),
+    );
+    let scaled = op.json(&["--config", file_arg, "up"], 0).await;
+    assert_eq!(scaled["totals"]["update"], 1, "only the service: {scaled}");
+    let live = inventory(&op.config).await;
+    assert_eq!(counts(&live)["subnet"], 2, "{live:#?}");
+    let svc = service(&op.config).await;
+    assert_eq!(svc.desired_count(), 2);
+    assert_eq!(
+        svc.network_configuration()
+            .unwrap()
+            .awsvpc_configuration()
+            .unwrap()
+            .subnets()
+            .len(),
+        2
+    );
+    let ecs = aws_sdk_ecs::Client::new(&op.config);
+    let def = ecs
+        .describe_task_definition()
+        .task_definition(svc.task_definition().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        def.task_definition().unwrap().container_definitions()[0].image(),
+        Some("nginx:1.27")
+    );
+
+    // Without the file, the seed's values: a preview shows the way back.
+    let preview = op
+        .json(&["--config", file_arg, "preview", "--detailed-exitcode"], 0)
+        .await;
+    assert_eq!(preview["totals"]["create"], 0, "{preview}");
+    let back = op.json(&["preview", "--detailed-exitcode"], 2).await;
+    assert!(back["totals"]["delete"].as_u64().unwrap() >= 1, "{back}");
+    op.json(&["--config", file_arg, "destroy"], 0).await;
+    assert!(inventory(&op.config).await.is_empty());
+}
+
+#[tokio::test]
+async fn drift_gates_ci_and_up_refresh_repairs_it_in_one_step() {
+    let op = Operator::start().await;
+    op.json(&["up"], 0).await;
+
+    // Nothing changed by hand: exit 0, no drift.
+    let clean = op.json(&["refresh", "--detailed-exitcode"], 0).await;
+    assert_eq!(clean["drift"], serde_json::json!([]), "{clean}");
+    let (code, out, _) = op.run(&["refresh", "--detailed-exitcode"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("no drift"), "{out}");
+
+    // By hand: the log retention and the service's count.
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&op.config);
+    logs.put_retention_policy()
+        .log_group_name("/ecs/frontend")
+        .retention_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    let ecs = aws_sdk_ecs::Client::new(&op.config);
+    ecs.update_service()
+        .cluster("my-ecs-cluster")
+        .service("frontend-service")
+        .desired_count(3)
+        .send()
+        .await
+        .unwrap();
+
+    // `preview --refresh` plans against what exists, records nothing.
+    let preview = op
+        .json(&["preview", "--refresh", "--detailed-exitcode"], 2)
+        .await;
+    assert_eq!(preview["totals"]["update"], 2, "{preview}");
+    assert_eq!(preview["drift"].as_array().unwrap().len(), 2, "{preview}");
+    let plain = op.json(&["preview", "--detailed-exitcode"], 0).await;
+    assert_eq!(plain["totals"]["update"], 0, "recorded nothing: {plain}");
+
+    // `refresh --detailed-exitcode`: exit 2, each drifted resource and field, in JSON and in text.
+    let drift = op.json(&["refresh", "--detailed-exitcode"], 2).await;
+    let found: Vec<(String, String, Value, Value)> = drift["drift"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|d| {
+            d["fields"].as_array().unwrap().iter().map(move |f| {
+                (
+                    format!(
+                        "{}/{}",
+                        d["stack"].as_str().unwrap(),
+                        d["resource"].as_str().unwrap()
+                    ),
+                    f["field"].as_str().unwrap().to_owned(),
+                    f["recorded"].clone(),
+                    f["live"].clone(),
+                )
+            })
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                "cluster/log-group".to_owned(),
+                "retention_days".to_owned(),
+                Value::from(30),
+                Value::from(7)
+            ),
+            (
+                "cluster/service".to_owned(),
+                "desired_count".to_owned(),
+                Value::from(1),
+                Value::from(3)
+            ),
+        ],
+        "{drift}"
+    );
+    // Recorded now, but still not as declared: the gate stays shut, and says why.
+    let (code, out, _) = op.run(&["refresh", "--detailed-exitcode"]).await;
+    assert_eq!(code, 2);
+    assert!(out.contains("differ from the declared platform"), "{out}");
+    assert!(
+        out.contains("retention_days") && out.contains("desired_count"),
+        "{out}"
+    );
+    // A fresh change shows as drift in text too.
+    logs.put_retention_policy()
+        .log_group_name("/ecs/frontend")
+        .retention_in_days(5)
+        .send()
+        .await
+        .unwrap();
+    let (code, out, _) = op.run(&["refresh", "--detailed-exitcode"]).await;
+    assert_eq!(code, 2);
+    assert!(
+        out.contains("cluster/log-group (logs:log-group): retention_days: recorded 7, live 5"),
+        "{out}"
+    );
+
+    // `up --refresh` reads, plans against what exists and repairs, in one step.
+    logs.put_retention_policy()
+        .log_group_name("/ecs/frontend")
+        .retention_in_days(14)
+        .send()
+        .await
+        .unwrap();
+    let up = op.json(&["up", "--refresh"], 0).await;
+    assert_eq!(up["totals"]["update"], 2, "{up}");
+    let groups = logs
+        .describe_log_groups()
+        .log_group_name_prefix("/ecs/frontend")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(groups.log_groups()[0].retention_in_days(), Some(30));
+    assert_eq!(service(&op.config).await.desired_count(), 1);
+    op.json(&["refresh", "--detailed-exitcode"], 0).await;
+    op.json(&["destroy"], 0).await;
+}
