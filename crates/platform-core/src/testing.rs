@@ -196,6 +196,15 @@ impl FakeCloud {
             .clone()
     }
 
+    /// Deletes an object behind the engine's back (drift: deleted by hand).
+    pub fn remove(&self, id: &str) {
+        self.inner
+            .objects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
     /// Changes an object's value behind the engine's back (drift).
     pub fn tamper(&self, id: &str, value: &str) {
         if let Some(o) = self

@@ -520,6 +520,7 @@ async fn outputs_with_a_field_added_with_a_default_still_read_an_older_producers
     e.up(&v1).await.unwrap();
     let recorded = store.read("base").await.unwrap().unwrap();
     assert_eq!(recorded.outputs_schema, Some(1));
+    assert_eq!(recorded.producers, [], "built from no other stack");
     let read = platform_core::StackRef::<Outputs<V1Plus, 1>>::new("base")
         .read(&store, &local())
         .await
@@ -791,6 +792,66 @@ async fn refresh_shows_drift_and_up_corrects_it() {
     assert_eq!(changes[0].field, "value");
     e.up(&stack).await.unwrap();
     assert_eq!(cloud.live()[&out["r1"]].value, "v1");
+}
+
+#[tokio::test]
+async fn a_refresh_report_names_each_drifted_field_and_each_resource_deleted_by_hand() {
+    let cloud = FakeCloud::new();
+    let store = MemoryStateStore::new();
+    let e = engine(store.clone(), &cloud);
+    let stack = FakeStack::chain("d", 3);
+    let out = e.up(&stack).await.unwrap();
+    let clean = e.refresh_report(&stack).await.unwrap();
+    assert_eq!(clean.drift, []);
+    assert!(!clean.plan.has_changes(), "{}", clean.plan);
+
+    cloud.tamper(&out["r1"], "changed by hand");
+    cloud.remove(&out["r2"]);
+    let expected = [
+        platform_core::Drift {
+            resource: "r1".into(),
+            kind: "fake:resource".into(),
+            gone: false,
+            fields: vec![platform_core::DriftField {
+                field: "value".into(),
+                recorded: "v1".into(),
+                live: "changed by hand".into(),
+            }],
+        },
+        platform_core::Drift {
+            resource: "r2".into(),
+            kind: "fake:resource".into(),
+            gone: true,
+            fields: vec![],
+        },
+    ];
+    // Planned against what exists, recorded nowhere, and no lock taken.
+    let writes = store.writes();
+    let _held = store.lock("d", "up").await.unwrap();
+    let seen = e.preview_refreshed(&stack).await.unwrap();
+    assert_eq!(store.writes(), writes);
+    assert_eq!(seen.drift, expected);
+    assert_eq!(
+        seen.plan.step("r1").unwrap().action.kind(),
+        ActionKind::Update
+    );
+    assert_eq!(
+        seen.plan.step("r2").unwrap().action.kind(),
+        ActionKind::Create
+    );
+    drop(_held);
+    assert!(!e.preview(&stack).await.unwrap().has_changes());
+
+    // Recorded by a refresh: the same drift, once; after it, the plan still says what differs.
+    let report = e.refresh_report(&stack).await.unwrap();
+    assert_eq!(report.drift, expected);
+    assert_eq!(store.writes(), writes + 1);
+    let again = e.refresh_report(&stack).await.unwrap();
+    assert_eq!(again.drift, []);
+    assert!(again.plan.has_changes());
+    e.up(&stack).await.unwrap();
+    assert_eq!(e.refresh_report(&stack).await.unwrap().drift, []);
+    assert!(!e.preview(&stack).await.unwrap().has_changes());
 }
 
 #[tokio::test]
