@@ -300,3 +300,171 @@ async fn drift_gates_ci_and_up_refresh_repairs_it_in_one_step() {
     op.json(&["refresh", "--detailed-exitcode"], 0).await;
     op.json(&["destroy"], 0).await;
 }
+
+#[tokio::test]
+async fn drift_on_every_kind_of_rule_route_and_profile_role_is_seen_and_repaired() {
+    let op = Operator::start().await;
+    let up = op.json(&["up"], 0).await;
+    let net = &up["outputs"]["network"];
+    let (sg, rtb, vpc) = (
+        net["security_group_id"].as_str().unwrap(),
+        net["route_table_id"].as_str().unwrap(),
+        net["vpc_id"].as_str().unwrap(),
+    );
+    let ec2 = aws_sdk_ec2::Client::new(&op.config);
+    use aws_sdk_ec2::types::{IpPermission, IpRange, Ipv6Range, UserIdGroupPair};
+
+    // By hand: SSH from any IPv6 address, Postgres from another group, ICMP from a block.
+    let other = ec2
+        .create_security_group()
+        .vpc_id(vpc)
+        .group_name("hand-made")
+        .description("made by hand")
+        .send()
+        .await
+        .unwrap();
+    let other = other.group_id().unwrap();
+    ec2.authorize_security_group_ingress()
+        .group_id(sg)
+        .ip_permissions(
+            IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(22)
+                .to_port(22)
+                .ipv6_ranges(Ipv6Range::builder().cidr_ipv6("::/0").build())
+                .build(),
+        )
+        .ip_permissions(
+            IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(5432)
+                .to_port(5432)
+                .user_id_group_pairs(UserIdGroupPair::builder().group_id(other).build())
+                .build(),
+        )
+        .ip_permissions(
+            IpPermission::builder()
+                .ip_protocol("icmp")
+                .from_port(8)
+                .to_port(-1)
+                .ip_ranges(IpRange::builder().cidr_ip("10.0.0.0/8").build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    // A route to another kind of target.
+    ec2.create_route()
+        .route_table_id(rtb)
+        .destination_cidr_block("192.168.0.0/16")
+        .nat_gateway_id("nat-0123456789abcdef0")
+        .send()
+        .await
+        .unwrap();
+
+    // The instance profile's role swapped for another (AWS allows one role per profile).
+    let iam = aws_sdk_iam::Client::new(&op.config);
+    iam.create_role()
+        .role_name("intruder")
+        .assume_role_policy_document(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
+        )
+        .send()
+        .await
+        .unwrap();
+    iam.remove_role_from_instance_profile()
+        .instance_profile_name("ecs-instance-profile")
+        .role_name("ecs-instance-role")
+        .send()
+        .await
+        .unwrap();
+    iam.add_role_to_instance_profile()
+        .instance_profile_name("ecs-instance-profile")
+        .role_name("intruder")
+        .send()
+        .await
+        .unwrap();
+
+    let drift = op.json(&["refresh", "--detailed-exitcode"], 2).await;
+    let fields: Vec<(String, String)> = drift["drift"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|d| {
+            d["fields"].as_array().unwrap().iter().map(move |f| {
+                (
+                    d["resource"].as_str().unwrap().to_owned(),
+                    f["field"].as_str().unwrap().to_owned(),
+                )
+            })
+        })
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            ("instance-profile".to_owned(), "role_name".to_owned()),
+            ("public-route-table".to_owned(), "other_routes".to_owned()),
+            (
+                "service-security-group".to_owned(),
+                "other_ingress".to_owned()
+            ),
+        ],
+        "{drift}"
+    );
+    assert_eq!(
+        drift["drift"][0]["fields"][0]["live"], "intruder",
+        "{drift}"
+    );
+    let found = &drift["drift"][2]["fields"][0]["live"];
+    let peers: Vec<&str> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["peer"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        peers,
+        [
+            "cidr:10.0.0.0/8",
+            "ipv6:::/0",
+            format!("group:{other}").as_str()
+        ],
+        "{found}"
+    );
+
+    // `up` removes what the stacks do not declare; nothing is left to see.
+    op.json(&["up"], 0).await;
+    op.json(&["refresh", "--detailed-exitcode"], 0).await;
+    let live = ec2
+        .describe_security_groups()
+        .group_ids(sg)
+        .send()
+        .await
+        .unwrap();
+    let perms = live.security_groups()[0].ip_permissions();
+    assert_eq!(perms.len(), 1, "{perms:?}");
+    assert_eq!(perms[0].from_port(), Some(80));
+    assert_eq!(
+        perms[0].ipv6_ranges().len() + perms[0].user_id_group_pairs().len(),
+        0
+    );
+    let tables = ec2
+        .describe_route_tables()
+        .route_table_ids(rtb)
+        .send()
+        .await
+        .unwrap();
+    let dests: Vec<&str> = tables.route_tables()[0]
+        .routes()
+        .iter()
+        .filter_map(|r| r.destination_cidr_block())
+        .collect();
+    assert!(!dests.contains(&"192.168.0.0/16"), "{dests:?}");
+    assert!(dests.contains(&"0.0.0.0/0"), "{dests:?}");
+    ec2.delete_security_group()
+        .group_id(other)
+        .send()
+        .await
+        .unwrap();
+    op.json(&["destroy"], 0).await;
+}

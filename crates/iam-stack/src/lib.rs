@@ -428,6 +428,7 @@ impl Stack for IamStack {
                 name: format!("{p}-instance-profile"),
                 path: c.path.clone(),
                 role_name: Input::from(&instance_role.name),
+                other_roles: Vec::new(),
                 tags: c.tags.clone(),
             },
         );

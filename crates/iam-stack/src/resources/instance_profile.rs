@@ -20,6 +20,10 @@ pub struct InstanceProfile {
     pub path: String,
     /// The role it carries.
     pub role_name: Input<String>,
+    /// Other roles found in it (empty when declared, so that an update removes any found): the
+    /// stack manages a profile's roles exclusively.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_roles: Vec<String>,
     /// User tags (the engine adds its own).
     pub tags: BTreeMap<String, String>,
 }
@@ -68,6 +72,27 @@ impl InstanceProfile {
         .await
         .gone_is_ok()
     }
+}
+
+/// The role a profile holds as read: the declared one when it is among `roles`, else the first
+/// (empty: none); and every other role.
+fn split_roles(
+    declared: Option<&str>,
+    roles: &[aws_sdk_iam::types::Role],
+) -> (String, Vec<String>) {
+    let names: Vec<&str> = roles.iter().map(|r| r.role_name()).collect();
+    let main = declared
+        .filter(|d| names.contains(d))
+        .or_else(|| names.first().copied())
+        .unwrap_or_default()
+        .to_owned();
+    let mut others: Vec<String> = names
+        .into_iter()
+        .filter(|n| *n != main)
+        .map(str::to_owned)
+        .collect();
+    others.sort();
+    (main, others)
 }
 
 impl Resource for InstanceProfile {
@@ -131,16 +156,14 @@ impl Resource for InstanceProfile {
         let Some(p) = out.instance_profile() else {
             return Ok(None);
         };
+        let (role_name, other_roles) =
+            split_roles(self.role_name.known().map(String::as_str), p.roles());
         Ok(Some(Observed {
             inputs: InstanceProfile {
                 name: p.instance_profile_name().to_owned(),
                 path: p.path().to_owned(),
-                role_name: Input::Value(
-                    p.roles()
-                        .first()
-                        .map(|r| r.role_name().to_owned())
-                        .unwrap_or_default(),
-                ),
+                role_name: Input::Value(role_name),
+                other_roles,
                 tags: iam::user_tags(p.tags()),
             },
             outputs: InstanceProfileOutputs {
@@ -159,6 +182,14 @@ impl Resource for InstanceProfile {
     ) -> Result<InstanceProfileOutputs, ResourceError> {
         let client = iam::client(ctx)?;
         let name = outputs.name.as_str();
+        // Roles found that are not declared leave first (a profile holds one role at most).
+        for role in previous
+            .other_roles
+            .iter()
+            .filter(|r| !self.other_roles.contains(r))
+        {
+            Self::remove_role(ctx, &client, name, role).await?;
+        }
         let (old_role, new_role) = (previous.role_name.get()?, self.role_name.get()?);
         if old_role != new_role {
             // A profile holds one role: the old one leaves before the new one joins.
@@ -253,5 +284,38 @@ impl Resource for InstanceProfile {
             name: self.name.clone(),
             arn: p.arn().to_owned(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn role(name: &str) -> aws_sdk_iam::types::Role {
+        aws_sdk_iam::types::Role::builder()
+            .role_name(name)
+            .path("/")
+            .role_id("AROA")
+            .arn(format!("arn:aws:iam::1:role/{name}"))
+            .create_date(aws_smithy_types::DateTime::from_secs(0))
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn every_role_of_a_profile_is_seen_the_declared_one_first() {
+        let roles = [role("intruder"), role("ecs-instance-role")];
+        assert_eq!(
+            split_roles(Some("ecs-instance-role"), &roles),
+            ("ecs-instance-role".to_owned(), vec!["intruder".to_owned()])
+        );
+        // The declared role gone: the first found stands in its place, so the drift shows as a
+        // role change, and the rest as other roles.
+        assert_eq!(
+            split_roles(Some("ecs-instance-role"), &[role("b"), role("a")]),
+            ("b".to_owned(), vec!["a".to_owned()])
+        );
+        assert_eq!(split_roles(Some("x"), &[]), (String::new(), vec![]));
+        assert_eq!(split_roles(None, &[role("a")]), ("a".to_owned(), vec![]));
     }
 }

@@ -11,10 +11,10 @@ pub use association::{
     RouteTableAssociation, RouteTableAssociationOutputs, RouteTableAssociationRefs,
 };
 pub use internet_gateway::{InternetGateway, InternetGatewayOutputs, InternetGatewayRefs};
-pub use route_table::{Route, RouteTable, RouteTableOutputs, RouteTableRefs};
+pub use route_table::{OtherRoute, Route, RouteTable, RouteTableOutputs, RouteTableRefs};
 pub use security_group::{
-    PortRange, Protocol, RuleDiff, SecurityGroup, SecurityGroupOutputs, SecurityGroupRefs, SgRule,
-    diff_rules,
+    OtherRule, PortRange, Protocol, RuleDiff, SecurityGroup, SecurityGroupOutputs,
+    SecurityGroupRefs, SgRule, diff_rules,
 };
 pub use subnet::{Az, Subnet, SubnetOutputs, SubnetRefs};
 pub use vpc::{Vpc, VpcOutputs, VpcRefs};

@@ -21,6 +21,71 @@ pub struct Route {
     pub gateway_id: Input<InternetGatewayId>,
 }
 
+/// A route the declared routes do not express: to another target than an internet gateway (a NAT
+/// gateway, an instance, a peering, ...) or to an IPv6 block or a prefix list. Never declared; seen
+/// when a table is read (so drift shows), and deleted by the next update: the stack manages its
+/// tables' routes exclusively.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct OtherRoute {
+    /// Where it goes: `cidr:BLOCK`, `ipv6:BLOCK` or `prefix-list:pl-..`.
+    pub destination: String,
+    /// What takes the traffic (`nat-..`, `i-..`, `pcx-..`, ...).
+    pub target: String,
+}
+
+/// The routes of an AWS table that the stack may manage, and the others.
+fn routes_from(routes: &[aws_sdk_ec2::types::Route]) -> (Vec<Route>, Vec<OtherRoute>) {
+    let mut managed = Vec::new();
+    let mut other = Vec::new();
+    for r in routes
+        .iter()
+        .filter(|r| r.origin() != Some(&RouteOrigin::CreateRouteTable))
+        .filter(|r| r.gateway_id() != Some("local"))
+    {
+        if let (Some(dest), Some(gw)) = (r.destination_cidr_block(), r.gateway_id())
+            && gw.starts_with("igw-")
+        {
+            managed.push(Route {
+                destination_cidr_block: dest.to_owned(),
+                gateway_id: Input::Value(InternetGatewayId(gw.to_owned())),
+            });
+            continue;
+        }
+        let destination = r
+            .destination_cidr_block()
+            .map(|d| format!("cidr:{d}"))
+            .or_else(|| r.destination_ipv6_cidr_block().map(|d| format!("ipv6:{d}")))
+            .or_else(|| {
+                r.destination_prefix_list_id()
+                    .map(|d| format!("prefix-list:{d}"))
+            });
+        let target = [
+            r.gateway_id(),
+            r.nat_gateway_id(),
+            r.instance_id(),
+            r.network_interface_id(),
+            r.vpc_peering_connection_id(),
+            r.transit_gateway_id(),
+            r.egress_only_internet_gateway_id(),
+            r.local_gateway_id(),
+            r.carrier_gateway_id(),
+            r.core_network_arn(),
+        ]
+        .into_iter()
+        .flatten()
+        .next()
+        .unwrap_or("unknown");
+        if let Some(destination) = destination {
+            other.push(OtherRoute {
+                destination,
+                target: target.to_owned(),
+            });
+        }
+    }
+    other.sort();
+    (managed, other)
+}
+
 /// A route table. Moving it to another VPC replaces it; routes (kept sorted by destination) and tags
 /// change in place.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -29,6 +94,10 @@ pub struct RouteTable {
     pub vpc_id: Input<VpcId>,
     /// The routes besides the VPC's local route.
     pub routes: Vec<Route>,
+    /// Routes found that the declared ones cannot express ([`OtherRoute`]): empty when declared, so
+    /// that an update deletes any found.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_routes: Vec<OtherRoute>,
     /// User tags.
     pub tags: BTreeMap<String, String>,
 }
@@ -48,6 +117,7 @@ impl RouteTable {
         Self {
             vpc_id: vpc_id.into(),
             routes,
+            other_routes: Vec::new(),
             tags: BTreeMap::new(),
         }
     }
@@ -144,22 +214,12 @@ impl Resource for RouteTable {
         let Some(t) = out.route_tables().first() else {
             return Ok(None);
         };
-        let routes = t
-            .routes()
-            .iter()
-            .filter(|r| r.origin() != Some(&RouteOrigin::CreateRouteTable))
-            .filter(|r| r.gateway_id() != Some("local"))
-            .filter_map(|r| {
-                Some(Route {
-                    destination_cidr_block: r.destination_cidr_block()?.to_owned(),
-                    gateway_id: Input::Value(InternetGatewayId(r.gateway_id()?.to_owned())),
-                })
-            })
-            .collect();
+        let (routes, other_routes) = routes_from(t.routes());
         let mut live = RouteTable::new(
             Input::Value(VpcId(t.vpc_id().unwrap_or_default().to_owned())),
             routes,
         );
+        live.other_routes = other_routes;
         live.tags = ec2::user_tags(t.tags());
         Ok(Some(Observed {
             inputs: live,
@@ -176,6 +236,25 @@ impl Resource for RouteTable {
     ) -> Result<RouteTableOutputs, ResourceError> {
         let client = ec2::client(ctx)?;
         let id = outputs.route_table_id.as_str();
+        // First the routes found that are not declared: one may hold a declared destination.
+        for r in previous
+            .other_routes
+            .iter()
+            .filter(|r| !self.other_routes.contains(r))
+        {
+            let (kind, dest) = r.destination.split_once(':').unwrap_or(("cidr", ""));
+            ctx.call("DeleteRoute", || {
+                let call = client.delete_route().route_table_id(id);
+                match kind {
+                    "ipv6" => call.destination_ipv6_cidr_block(dest),
+                    "prefix-list" => call.destination_prefix_list_id(dest),
+                    _ => call.destination_cidr_block(dest),
+                }
+                .send()
+            })
+            .await
+            .gone_is_ok()?;
+        }
         self.converge_routes(ctx, &client, id, &previous.route_map()?)
             .await?;
         ec2::update_tags(ctx, &client, id, &previous.tags, &self.tags).await?;
@@ -221,7 +300,8 @@ impl Resource for RouteTable {
 }
 
 impl RouteTable {
-    /// Creates, replaces and deletes routes so that table `id` goes from `current` to `self.routes`.
+    /// Creates, replaces and deletes routes so that table `id` goes from `current` to `self.routes`
+    /// (a destination whose found route was not declared was deleted first: it is created).
     async fn converge_routes(
         &self,
         ctx: &Context,
@@ -273,5 +353,62 @@ impl RouteTable {
             .gone_is_ok()?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ec2::types::Route as AwsRoute;
+
+    #[test]
+    fn routes_to_every_other_target_are_seen_and_the_local_one_is_not() {
+        let routes = [
+            AwsRoute::builder()
+                .destination_cidr_block("10.0.0.0/16")
+                .gateway_id("local")
+                .build(),
+            AwsRoute::builder()
+                .destination_cidr_block("0.0.0.0/0")
+                .gateway_id("igw-1")
+                .build(),
+            AwsRoute::builder()
+                .destination_cidr_block("192.168.0.0/16")
+                .nat_gateway_id("nat-1")
+                .build(),
+            AwsRoute::builder()
+                .destination_ipv6_cidr_block("::/0")
+                .egress_only_internet_gateway_id("eigw-1")
+                .build(),
+            AwsRoute::builder()
+                .destination_prefix_list_id("pl-1")
+                .vpc_peering_connection_id("pcx-1")
+                .build(),
+            AwsRoute::builder()
+                .destination_cidr_block("172.16.0.0/12")
+                .gateway_id("vgw-1")
+                .build(),
+        ];
+        let (managed, other) = routes_from(&routes);
+        assert_eq!(
+            managed,
+            [Route {
+                destination_cidr_block: "0.0.0.0/0".into(),
+                gateway_id: Input::Value(InternetGatewayId("igw-1".into())),
+            }]
+        );
+        let found: Vec<(&str, &str)> = other
+            .iter()
+            .map(|r| (r.destination.as_str(), r.target.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("cidr:172.16.0.0/12", "vgw-1"),
+                ("cidr:192.168.0.0/16", "nat-1"),
+                ("ipv6:::/0", "eigw-1"),
+                ("prefix-list:pl-1", "pcx-1"),
+            ]
+        );
     }
 }

@@ -2,7 +2,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, ResourceType};
+use aws_sdk_ec2::types::{
+    Filter, IpPermission, IpRange, Ipv6Range, PrefixListId, ResourceType, UserIdGroupPair,
+};
 use platform_core::{
     Context, GoneExt, Input, Observed, Resource, ResourceError, ValidationError, resource_outputs,
 };
@@ -118,32 +120,100 @@ impl SgRule {
     }
 }
 
-/// Rules flattened from AWS's permissions (one rule per protocol, ports and block).
-fn rules_from(perms: &[IpPermission]) -> Vec<SgRule> {
-    let mut out = BTreeSet::new();
-    for p in perms {
-        let Some(protocol) = p.ip_protocol().and_then(Protocol::from_aws) else {
-            continue;
-        };
-        let ports = match (protocol, p.from_port(), p.to_port()) {
-            (Protocol::All, _, _) => None,
-            (_, Some(f), Some(t)) => Some(PortRange {
-                from: u16::try_from(f).unwrap_or(0),
-                to: u16::try_from(t).unwrap_or(u16::MAX),
-            }),
-            _ => None,
-        };
-        for r in p.ip_ranges() {
-            if let Some(cidr) = r.cidr_ip() {
-                out.insert(SgRule {
-                    protocol,
-                    ports,
-                    cidr: cidr.to_owned(),
-                });
+/// A rule the declared rule sets do not express: an IPv6 block, another security group or a
+/// prefix list as the peer, or a protocol other than TCP, UDP and all (ICMP, ...). Never declared;
+/// seen when a group is read (so drift shows), and revoked by the next update: the stack manages its
+/// groups' rules exclusively.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct OtherRule {
+    /// AWS's protocol: `tcp`, `udp`, `icmp`, `icmpv6`, a number, `-1`.
+    pub protocol: String,
+    /// The first port; for ICMP, the type (-1: any).
+    pub from_port: Option<i32>,
+    /// The last port; for ICMP, the code (-1: any).
+    pub to_port: Option<i32>,
+    /// The peer: `cidr:BLOCK`, `ipv6:BLOCK`, `group:sg-..`, `prefix-list:pl-..`.
+    pub peer: String,
+}
+
+impl OtherRule {
+    fn permission(&self) -> IpPermission {
+        let mut b = IpPermission::builder()
+            .ip_protocol(&self.protocol)
+            .set_from_port(self.from_port)
+            .set_to_port(self.to_port);
+        let (kind, value) = self.peer.split_once(':').unwrap_or(("cidr", &self.peer));
+        b = match kind {
+            "ipv6" => b.ipv6_ranges(Ipv6Range::builder().cidr_ipv6(value).build()),
+            "group" => b.user_id_group_pairs(UserIdGroupPair::builder().group_id(value).build()),
+            "prefix-list" => {
+                b.prefix_list_ids(PrefixListId::builder().prefix_list_id(value).build())
             }
+            _ => b.ip_ranges(IpRange::builder().cidr_ip(value).build()),
+        };
+        b.build()
+    }
+}
+
+/// Rules flattened from AWS's permissions: one per protocol, ports and peer; those the declared
+/// rule sets cannot express apart.
+fn rules_from(perms: &[IpPermission]) -> (Vec<SgRule>, Vec<OtherRule>) {
+    let mut out = BTreeSet::new();
+    let mut other = BTreeSet::new();
+    for p in perms {
+        let raw = p.ip_protocol().unwrap_or("-1");
+        let (from_port, to_port) = (p.from_port(), p.to_port());
+        let mut peers: Vec<String> = p
+            .ipv6_ranges()
+            .iter()
+            .filter_map(|r| Some(format!("ipv6:{}", r.cidr_ipv6()?)))
+            .chain(
+                p.user_id_group_pairs()
+                    .iter()
+                    .filter_map(|g| Some(format!("group:{}", g.group_id()?))),
+            )
+            .chain(
+                p.prefix_list_ids()
+                    .iter()
+                    .filter_map(|l| Some(format!("prefix-list:{}", l.prefix_list_id()?))),
+            )
+            .collect();
+        match Protocol::from_aws(raw) {
+            Some(protocol) => {
+                let ports = match (protocol, from_port, to_port) {
+                    (Protocol::All, _, _) => None,
+                    (_, Some(f), Some(t)) => Some(PortRange {
+                        from: u16::try_from(f).unwrap_or(0),
+                        to: u16::try_from(t).unwrap_or(u16::MAX),
+                    }),
+                    _ => None,
+                };
+                for r in p.ip_ranges() {
+                    if let Some(cidr) = r.cidr_ip() {
+                        out.insert(SgRule {
+                            protocol,
+                            ports,
+                            cidr: cidr.to_owned(),
+                        });
+                    }
+                }
+            }
+            None => peers.extend(
+                p.ip_ranges()
+                    .iter()
+                    .filter_map(|r| Some(format!("cidr:{}", r.cidr_ip()?))),
+            ),
+        }
+        for peer in peers {
+            other.insert(OtherRule {
+                protocol: raw.to_owned(),
+                from_port,
+                to_port,
+                peer,
+            });
         }
     }
-    out.into_iter().collect()
+    (out.into_iter().collect(), other.into_iter().collect())
 }
 
 /// What to revoke and what to authorize to go from one rule set to another.
@@ -179,6 +249,13 @@ pub struct SecurityGroup {
     pub ingress: Vec<SgRule>,
     /// Outbound rules.
     pub egress: Vec<SgRule>,
+    /// Inbound rules found that the declared ones cannot express ([`OtherRule`]): empty when
+    /// declared, so that an update revokes any found.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_ingress: Vec<OtherRule>,
+    /// Outbound rules found that the declared ones cannot express.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_egress: Vec<OtherRule>,
     /// User tags.
     pub tags: BTreeMap<String, String>,
 }
@@ -199,8 +276,49 @@ impl SecurityGroup {
             description: description.to_owned(),
             ingress: norm(ingress),
             egress: norm(egress),
+            other_ingress: Vec::new(),
+            other_egress: Vec::new(),
             tags: BTreeMap::new(),
         }
+    }
+
+    /// Revokes the rules of `found` that are not in `wanted`, ingress or egress.
+    async fn revoke_others(
+        ctx: &Context,
+        client: &aws_sdk_ec2::Client,
+        id: &str,
+        egress: bool,
+        found: &[OtherRule],
+        wanted: &[OtherRule],
+    ) -> Result<(), ResourceError> {
+        let p: Vec<IpPermission> = found
+            .iter()
+            .filter(|r| !wanted.contains(r))
+            .map(OtherRule::permission)
+            .collect();
+        if p.is_empty() {
+            return Ok(());
+        }
+        if egress {
+            ctx.call("RevokeSecurityGroupEgress", || {
+                client
+                    .revoke_security_group_egress()
+                    .group_id(id)
+                    .set_ip_permissions(Some(p.clone()))
+                    .send()
+            })
+            .await?;
+        } else {
+            ctx.call("RevokeSecurityGroupIngress", || {
+                client
+                    .revoke_security_group_ingress()
+                    .group_id(id)
+                    .set_ip_permissions(Some(p.clone()))
+                    .send()
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     async fn apply_diff(
@@ -335,7 +453,7 @@ impl Resource for SecurityGroup {
                 || client.describe_security_groups().group_ids(&id).send(),
             )
             .await?;
-        let (ingress, egress) = created
+        let ((ingress, other_in), (egress, other_out)) = created
             .security_groups()
             .first()
             .map(|g| {
@@ -345,6 +463,9 @@ impl Resource for SecurityGroup {
                 )
             })
             .unwrap_or_default();
+        // AWS's default IPv6 egress rule (a VPC with an IPv6 block) is not declared: revoked too.
+        Self::revoke_others(ctx, &client, &id, false, &other_in, &self.other_ingress).await?;
+        Self::revoke_others(ctx, &client, &id, true, &other_out, &self.other_egress).await?;
         Self::apply_diff(
             ctx,
             &client,
@@ -377,13 +498,17 @@ impl Resource for SecurityGroup {
         let Some(g) = out.security_groups().first() else {
             return Ok(None);
         };
+        let (ingress, other_ingress) = rules_from(g.ip_permissions());
+        let (egress, other_egress) = rules_from(g.ip_permissions_egress());
         let mut live = SecurityGroup::new(
             Input::Value(VpcId(g.vpc_id().unwrap_or_default().to_owned())),
             g.group_name().unwrap_or_default(),
             g.description().unwrap_or_default(),
-            rules_from(g.ip_permissions()),
-            rules_from(g.ip_permissions_egress()),
+            ingress,
+            egress,
         );
+        live.other_ingress = other_ingress;
+        live.other_egress = other_egress;
         live.tags = ec2::user_tags(g.tags());
         Ok(Some(Observed {
             inputs: live,
@@ -400,6 +525,24 @@ impl Resource for SecurityGroup {
     ) -> Result<SecurityGroupOutputs, ResourceError> {
         let client = ec2::client(ctx)?;
         let id = outputs.group_id.as_str();
+        Self::revoke_others(
+            ctx,
+            &client,
+            id,
+            false,
+            &previous.other_ingress,
+            &self.other_ingress,
+        )
+        .await?;
+        Self::revoke_others(
+            ctx,
+            &client,
+            id,
+            true,
+            &previous.other_egress,
+            &self.other_egress,
+        )
+        .await?;
         Self::apply_diff(
             ctx,
             &client,
@@ -534,11 +677,57 @@ mod tests {
     fn permissions_round_trip_through_the_aws_shape() {
         let rules = vec![SgRule::tcp(80, "0.0.0.0/0"), SgRule::all("10.0.0.0/16")];
         let perms: Vec<_> = rules.iter().map(SgRule::permission).collect();
-        let mut back = rules_from(&perms);
+        let (mut back, other) = rules_from(&perms);
         back.sort();
         let mut want = rules;
         want.sort();
         assert_eq!(back, want);
+        assert_eq!(other, []);
+    }
+
+    #[test]
+    fn rules_of_every_other_kind_are_seen_and_revoked_as_they_were_found() {
+        let found = vec![
+            // TCP 22 from an IPv6 block, another group and a prefix list, in one permission.
+            IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(22)
+                .to_port(22)
+                .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+                .ipv6_ranges(Ipv6Range::builder().cidr_ipv6("::/0").build())
+                .user_id_group_pairs(UserIdGroupPair::builder().group_id("sg-other").build())
+                .prefix_list_ids(PrefixListId::builder().prefix_list_id("pl-1234").build())
+                .build(),
+            // ICMP echo from a block: a protocol the declared rules do not have.
+            IpPermission::builder()
+                .ip_protocol("icmp")
+                .from_port(8)
+                .to_port(-1)
+                .ip_ranges(IpRange::builder().cidr_ip("10.0.0.0/8").build())
+                .build(),
+        ];
+        let (rules, other) = rules_from(&found);
+        assert_eq!(rules, [SgRule::tcp(22, "0.0.0.0/0")]);
+        let peers: Vec<(&str, &str)> = other
+            .iter()
+            .map(|r| (r.protocol.as_str(), r.peer.as_str()))
+            .collect();
+        assert_eq!(
+            peers,
+            [
+                ("icmp", "cidr:10.0.0.0/8"),
+                ("tcp", "group:sg-other"),
+                ("tcp", "ipv6:::/0"),
+                ("tcp", "prefix-list:pl-1234"),
+            ]
+        );
+        assert_eq!((other[0].from_port, other[0].to_port), (Some(8), Some(-1)));
+        // Each revokes exactly what was found.
+        for r in &other {
+            let (again_rules, again) = rules_from(&[r.permission()]);
+            assert_eq!(again_rules, []);
+            assert_eq!(again, std::slice::from_ref(r));
+        }
     }
 
     #[test]
