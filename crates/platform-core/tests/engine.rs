@@ -672,12 +672,95 @@ async fn a_locked_stack_is_refused_with_the_holder_named() {
     let store = LocalStateStore::open(dir.path()).unwrap();
     let _held = store.lock("x", "up").await.unwrap();
     let e = engine(LocalStateStore::open(dir.path()).unwrap(), &cloud);
-    let err = e.up(&FakeStack::chain("x", 1)).await.unwrap_err();
+    // No lock timeout: refused at once, not waited for.
+    let err = tokio::time::timeout(Duration::from_secs(5), e.up(&FakeStack::chain("x", 1)))
+        .await
+        .expect("a held lock is refused at once without a lock timeout")
+        .unwrap_err();
     assert!(
         matches!(&err, Error::State(StateError::Locked { holder, .. }) if holder.contains("pid")),
         "{err}"
     );
     assert_eq!(cloud.calls().create, 0);
+}
+
+/// A memory store whose locks cannot be released (a store that lost its connection).
+#[derive(Debug, Clone, Default)]
+struct StuckLocks(MemoryStateStore);
+
+#[derive(Debug)]
+struct StuckLock(Box<dyn platform_core::StackLock>);
+
+impl platform_core::StackLock for StuckLock {
+    fn write<'a>(
+        &'a self,
+        state: &'a platform_core::StackState,
+    ) -> platform_core::BoxFuture<'a, Result<(), StateError>> {
+        self.0.write(state)
+    }
+    fn remove(&self) -> platform_core::BoxFuture<'_, Result<(), StateError>> {
+        self.0.remove()
+    }
+    fn release(&self) -> platform_core::BoxFuture<'_, Result<(), StateError>> {
+        Box::pin(async {
+            Err(StateError::Io {
+                path: "stuck.lock".into(),
+                source: std::io::Error::other("the store went away"),
+            })
+        })
+    }
+}
+
+impl StateStore for StuckLocks {
+    fn lock<'a>(
+        &'a self,
+        stack: &'a str,
+        operation: &'a str,
+    ) -> platform_core::BoxFuture<'a, Result<Box<dyn platform_core::StackLock>, StateError>> {
+        Box::pin(async move {
+            let inner = self.0.lock(stack, operation).await?;
+            Ok(Box::new(StuckLock(inner)) as Box<dyn platform_core::StackLock>)
+        })
+    }
+    fn read<'a>(
+        &'a self,
+        stack: &'a str,
+    ) -> platform_core::BoxFuture<'a, Result<Option<platform_core::StackState>, StateError>> {
+        self.0.read(stack)
+    }
+    fn list(&self) -> platform_core::BoxFuture<'_, Result<Vec<String>, StateError>> {
+        self.0.list()
+    }
+    fn holder<'a>(
+        &'a self,
+        stack: &'a str,
+    ) -> platform_core::BoxFuture<'a, Result<Option<platform_core::LockInfo>, StateError>> {
+        self.0.holder(stack)
+    }
+    fn force_unlock<'a>(
+        &'a self,
+        stack: &'a str,
+    ) -> platform_core::BoxFuture<'a, Result<Option<platform_core::LockInfo>, StateError>> {
+        self.0.force_unlock(stack)
+    }
+    fn location(&self) -> String {
+        "stuck".into()
+    }
+}
+
+#[tokio::test]
+async fn a_lock_that_cannot_be_released_fails_a_good_run_but_never_hides_a_failed_runs_error() {
+    let cloud = FakeCloud::new();
+    let e = engine(StuckLocks::default(), &cloud);
+    // Everything applied and recorded, but the lock stays: the run says so.
+    let err = e.up(&FakeStack::chain("x", 1)).await.unwrap_err();
+    assert!(matches!(&err, Error::State(StateError::Io { .. })), "{err}");
+    assert!(err.to_string().contains("the store went away"), "{err}");
+    assert_eq!(cloud.calls().create, 1);
+    // A run that failed reports its own failure, not the release's.
+    cloud.fail_create_of("r0");
+    let err = e.up(&FakeStack::chain("y", 1)).await.unwrap_err();
+    assert!(matches!(&err, Error::Resource { .. }), "{err}");
 }
 
 #[tokio::test]
