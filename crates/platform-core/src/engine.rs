@@ -181,6 +181,19 @@ pub struct UpReport<O> {
     pub elapsed: Duration,
 }
 
+/// What [`Engine::import`] recorded.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ImportReport {
+    /// The stack.
+    pub stack: String,
+    /// The resource's logical name.
+    pub resource: String,
+    /// Its kind.
+    pub kind: String,
+    /// Its outputs, as read.
+    pub outputs: Value,
+}
+
 /// What [`Engine::refresh_report`] and [`Engine::preview_refreshed`] found.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct RefreshReport {
@@ -814,6 +827,120 @@ impl Engine {
             counts: plan.counts(),
         });
         Ok(RefreshReport { plan, drift })
+    }
+
+    /// Brings an existing resource under management as `resource` of `stack`: looks it up by `id`
+    /// (its id, name or ARN, as its kind says), tags it as this stack's, reads it, and records it.
+    /// The next `up` makes it match the declaration, and `preview` shows only the differences.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when `stack` declares no `resource` (naming those it declares) or its
+    /// kind cannot be imported; [`Error::AlreadyManaged`] when the state records it already;
+    /// [`Error::ImportNotFound`] when nothing has that id. In each case the state is untouched.
+    pub async fn import<S: Stack>(
+        &self,
+        stack: &S,
+        resource: &str,
+        id: &str,
+    ) -> Result<ImportReport, Error> {
+        let desired = Desired::of(stack)?;
+        let name = stack.name();
+        let Some(decl) = desired.resources.iter().find(|d| d.name == resource) else {
+            let declared: Vec<&str> = desired.resources.iter().map(|d| d.name.as_str()).collect();
+            return Err(Error::Invalid {
+                stack: name.to_owned(),
+                resource: resource.to_owned(),
+                source: crate::ValidationError::new(
+                    "resource",
+                    format!("{name}/{resource}"),
+                    format!(
+                        "stack {name} declares no such resource (it declares {})",
+                        declared.join(", ")
+                    ),
+                ),
+            });
+        };
+        let ops = *desired.ops(decl.kind).ok_or_else(|| Error::UnknownKind {
+            stack: name.to_owned(),
+            resource: resource.to_owned(),
+            kind: decl.kind.to_owned(),
+        })?;
+        let (cancel, _cancel_guard) = self.run_token(None);
+        let lock = self.lock_stack(name, "import", &cancel).await?;
+        let result = async {
+            let mut state = self
+                .store
+                .read(name)
+                .await?
+                .unwrap_or_else(|| StackState::new(name));
+            let provider = self.check_provider(&state).await?;
+            if state
+                .resources
+                .get(resource)
+                .is_some_and(|r| r.outputs.is_some())
+            {
+                return Err(Error::AlreadyManaged {
+                    stack: name.to_owned(),
+                    resource: resource.to_owned(),
+                });
+            }
+            let failed = |source| Error::Resource {
+                stack: name.to_owned(),
+                resource: resource.to_owned(),
+                action: "import",
+                source: Box::new(source),
+            };
+            let not_found = || Error::ImportNotFound {
+                stack: name.to_owned(),
+                resource: resource.to_owned(),
+                kind: decl.kind.to_owned(),
+                id: id.to_owned(),
+            };
+            let ctx = Context::new(self.shared.clone(), name, resource, cancel.clone());
+            let Some(outputs) = (ops.import)(ctx.clone(), decl.inputs.clone(), id.to_owned())
+                .await
+                .map_err(|e| match e {
+                    ResourceError::Invalid(source) => Error::Invalid {
+                        stack: name.to_owned(),
+                        resource: resource.to_owned(),
+                        source,
+                    },
+                    other => failed(other),
+                })?
+            else {
+                return Err(not_found());
+            };
+            let Some((inputs, outputs)) = (ops.read)(ctx, decl.inputs.clone(), outputs)
+                .await
+                .map_err(failed)?
+            else {
+                return Err(not_found());
+            };
+            state.resources.insert(
+                resource.to_owned(),
+                ResourceState {
+                    kind: decl.kind.to_owned(),
+                    inputs,
+                    outputs: Some(outputs.clone()),
+                    dependencies: decl.dependencies.clone(),
+                    uses: decl.uses(),
+                    instance: None,
+                    pending: None,
+                    deposed: Vec::new(),
+                },
+            );
+            state.provider = Some(provider);
+            state.serial += 1;
+            lock.write(&state).await?;
+            Ok(ImportReport {
+                stack: name.to_owned(),
+                resource: resource.to_owned(),
+                kind: decl.kind.to_owned(),
+                outputs,
+            })
+        }
+        .await;
+        released(lock.as_ref(), result).await
     }
 
     /// Reads every recorded resource in parallel and returns the state as found, with what

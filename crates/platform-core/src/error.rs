@@ -635,6 +635,28 @@ pub enum Error {
         /// The stack.
         stack: String,
     },
+    /// An import names a resource the state already records.
+    #[error(
+        "{stack}/{resource} is already managed (recorded in state); nothing was imported (destroy it, or remove it from the stack, to import another)"
+    )]
+    AlreadyManaged {
+        /// The stack.
+        stack: String,
+        /// The resource's logical name.
+        resource: String,
+    },
+    /// An import's id names nothing that exists.
+    #[error("{stack}/{resource}: no {kind} {id:?} exists; nothing was imported")]
+    ImportNotFound {
+        /// The stack.
+        stack: String,
+        /// The resource's logical name.
+        resource: String,
+        /// Its kind.
+        kind: String,
+        /// The id, name or ARN given.
+        id: String,
+    },
     /// A stack's recorded outputs were applied to another account or region than the consumer's.
     #[error(
         "stack {stack}: its outputs were applied to {producer}, but this consumer runs in {consumer}; refusing to use another account's or region's resources"

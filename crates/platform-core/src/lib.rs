@@ -51,8 +51,8 @@ mod validate;
 mod value;
 
 pub use engine::{
-    DestroyReport, Drift, DriftField, Engine, EngineBuilder, RefreshReport, UpOptions, UpReport,
-    total_counts,
+    DestroyReport, Drift, DriftField, Engine, EngineBuilder, ImportReport, RefreshReport,
+    UpOptions, UpReport, total_counts,
 };
 pub use error::{
     AwsError, BoxError, Error, ErrorClass, GoneExt, ResourceError, Result, StateError,

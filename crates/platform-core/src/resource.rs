@@ -157,6 +157,28 @@ pub trait Resource: Serialize + DeserializeOwned + Clone + Send + Sync + 'static
         ctx: &Context,
     ) -> impl Future<Output = Result<Option<Self::Outputs>, ResourceError>> + Send;
 
+    /// Looks up an existing resource by `id` (its id, name or ARN: each kind says which), tags it with
+    /// the engine's ownership tags ([`Context::tags`]) so that it is known as this stack's resource,
+    /// and returns its outputs: what [`Engine::import`](crate::Engine::import) records. `None` when
+    /// nothing has that id. The default refuses: the kind cannot be imported.
+    ///
+    /// # Errors
+    /// [`ResourceError::Invalid`] naming `id` for a kind that cannot be imported or an id of the
+    /// wrong form; any other [`ResourceError`].
+    fn import(
+        &self,
+        ctx: &Context,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Self::Outputs>, ResourceError>> + Send {
+        let _ = ctx;
+        let refused = ResourceError::Invalid(ValidationError::new(
+            "id",
+            id,
+            format!("{} resources cannot be imported", Self::KIND),
+        ));
+        async move { Err(refused) }
+    }
+
     /// Runs after an instance made by an earlier, unfinished create was found and adopted (and
     /// brought to the declared inputs), before it is recorded: what `create` does after the call
     /// that made the resource and an adoption must not skip, such as waiting for an ECS service's
@@ -680,6 +702,7 @@ pub(crate) struct KindOps {
     pub(crate) delete_before_replace: bool,
     pub(crate) create: fn(Context, Value) -> Fut<Value>,
     pub(crate) find: fn(Context, Value) -> Fut<Option<Value>>,
+    pub(crate) import: fn(Context, Value, String) -> Fut<Option<Value>>,
     pub(crate) adopted: fn(Context, Value, Value) -> Fut<()>,
     pub(crate) read: ReadFn,
     pub(crate) update: UpdateFn,
@@ -724,6 +747,15 @@ impl KindOps {
                 Box::pin(async move {
                     let r: R = decode("inputs", inputs)?;
                     match r.find(&ctx).await? {
+                        Some(out) => Ok(Some(encode("outputs", &out)?)),
+                        None => Ok(None),
+                    }
+                })
+            },
+            import: |ctx, inputs, id| {
+                Box::pin(async move {
+                    let r: R = decode("inputs", inputs)?;
+                    match r.import(&ctx, &id).await? {
                         Some(out) => Ok(Some(encode("outputs", &out)?)),
                         None => Ok(None),
                     }

@@ -196,6 +196,26 @@ impl FakeCloud {
             .clone()
     }
 
+    /// Makes an object by hand (outside any stack), for imports; returns its id.
+    pub fn make_by_hand(&self, value: &str) -> String {
+        let id = format!("fake-{}", self.inner.next_id.fetch_add(1, Ordering::SeqCst));
+        self.inner
+            .objects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                id.clone(),
+                FakeObject {
+                    id: id.clone(),
+                    value: value.to_owned(),
+                    fixed: String::new(),
+                    deps: Vec::new(),
+                    tags: BTreeMap::new(),
+                },
+            );
+        id
+    }
+
     /// Deletes an object behind the engine's back (drift: deleted by hand).
     pub fn remove(&self, id: &str) {
         self.inner
@@ -507,6 +527,24 @@ impl Resource for FakeResource {
             .remove(&outputs.id);
         cloud.log(ctx.resource(), "delete");
         Ok(())
+    }
+
+    /// By the object's id; tags it as the importing stack's.
+    async fn import(&self, ctx: &Context, id: &str) -> Result<Option<FakeOutputs>, ResourceError> {
+        let cloud = ctx.extension::<FakeCloud>()?;
+        let _g = cloud.enter().await;
+        cloud.count(|c| c.read += 1);
+        let mut objects = cloud
+            .inner
+            .objects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let Some(o) = objects.get_mut(id) else {
+            return Ok(None);
+        };
+        o.tags
+            .extend(ctx.tags().into_iter().map(|(k, v)| (k.to_owned(), v)));
+        Ok(Some(FakeOutputs { id: id.to_owned() }))
     }
 
     async fn find(&self, ctx: &Context) -> Result<Option<FakeOutputs>, ResourceError> {

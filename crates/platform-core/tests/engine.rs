@@ -938,6 +938,54 @@ async fn a_refresh_report_names_each_drifted_field_and_each_resource_deleted_by_
 }
 
 #[tokio::test]
+async fn import_records_a_resource_made_by_hand_and_refuses_what_it_cannot_take() {
+    let cloud = FakeCloud::new();
+    let store = MemoryStateStore::new();
+    let e = engine(store.clone(), &cloud);
+    let stack = FakeStack::chain("app", 2);
+    let id = cloud.make_by_hand("old value");
+
+    // Refused, state untouched: a name the stack does not declare, an id that does not exist.
+    let err = e.import(&stack, "nope", &id).await.unwrap_err();
+    assert!(matches!(&err, Error::Invalid { .. }), "{err}");
+    assert!(
+        err.to_string().contains("invalid resource = app/nope")
+            && err.to_string().contains("it declares r0, r1"),
+        "{err}"
+    );
+    let err = e.import(&stack, "r0", "fake-missing").await.unwrap_err();
+    assert!(
+        matches!(&err, Error::ImportNotFound { id, kind, .. } if id == "fake-missing" && kind == "fake:resource"),
+        "{err}"
+    );
+    assert_eq!(store.writes(), 0);
+    assert_eq!(store.read("app").await.unwrap(), None);
+
+    // Imported: read, recorded, tagged as the stack's.
+    let report = e.import(&stack, "r0", &id).await.unwrap();
+    assert_eq!(report.outputs, serde_json::json!({"id": id}));
+    assert_eq!(cloud.live()[&id].tags["platform:stack"], "app");
+    let recorded = store.read("app").await.unwrap().unwrap();
+    assert_eq!(recorded.resources["r0"].inputs["value"], "old value");
+    assert_eq!(recorded.provider, Some(local()));
+    let writes = store.writes();
+    let err = e.import(&stack, "r0", &id).await.unwrap_err();
+    assert!(matches!(&err, Error::AlreadyManaged { .. }), "{err}");
+    assert_eq!(store.writes(), writes);
+    assert_eq!(store.holder("app").await.unwrap(), None);
+
+    // The plan shows only the differences; `up` makes it match and builds around it.
+    let plan = e.preview(&stack).await.unwrap();
+    assert_eq!(plan.step("r0").unwrap().action.kind(), ActionKind::Update);
+    assert_eq!(plan.step("r1").unwrap().action.kind(), ActionKind::Create);
+    let out = e.up(&stack).await.unwrap();
+    assert_eq!(out["r0"], id);
+    assert_eq!(cloud.calls().create, 1);
+    assert_eq!(cloud.live()[&id].value, "v1");
+    assert_eq!(cloud.live()[&out["r1"]].deps, std::slice::from_ref(&id));
+}
+
+#[tokio::test]
 async fn local_state_survives_the_engine_and_names_every_step() {
     let dir = tempfile::tempdir().unwrap();
     let cloud = FakeCloud::new();
