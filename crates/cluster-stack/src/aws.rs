@@ -22,6 +22,24 @@ pub(crate) fn all_tags(ctx: &Context, user: &BTreeMap<String, String>) -> BTreeM
     tags
 }
 
+/// Tags ECS resource `arn` with the engine's ownership tags: an imported resource becomes ours.
+pub(crate) async fn tag_ecs_as_ours(
+    ctx: &Context,
+    client: &aws_sdk_ecs::Client,
+    arn: &str,
+) -> Result<(), ResourceError> {
+    let tags = ecs_tags(&all_tags(ctx, &BTreeMap::new()));
+    ctx.call("TagResource", || {
+        client
+            .tag_resource()
+            .resource_arn(arn)
+            .set_tags(Some(tags.clone()))
+            .send()
+    })
+    .await?;
+    Ok(())
+}
+
 /// As ECS tags.
 pub(crate) fn ecs_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
     tags.iter()

@@ -9,7 +9,7 @@
 //!            [--config FILE]
 //! COMMAND: up [--refresh] (default) | preview [--refresh] [--detailed-exitcode]
 //!          | refresh [--detailed-exitcode] | destroy | outputs | graph [--format mermaid|dot]
-//!          | force-unlock [STACK...] | init [--force] | emulator stop
+//!          | force-unlock [STACK...] | import STACK/RESOURCE ID | init [--force] | emulator stop
 //! ```
 //!
 //! Exit codes: 0 success; 1 failure (the failing resource, AWS's error code, what was kept in
@@ -98,6 +98,14 @@ enum Command {
         /// Exit 0 with no drift, 2 with drift, 1 on error.
         #[arg(long)]
         detailed_exitcode: bool,
+    },
+    /// Bring a resource that already exists under management: it is tagged as the stack's and
+    /// recorded; the next `up` makes it match the declaration.
+    Import {
+        /// The stack and the resource it declares, e.g. network/vpc.
+        address: String,
+        /// The resource's id, name or ARN (vpc-..., a role name, a service ARN, ...).
+        id: String,
     },
     /// Write the default config file (--config FILE, else platform.toml), a comment per key.
     Init {
@@ -262,6 +270,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Preview { .. } => "preview",
         Command::Refresh { .. } => "refresh",
         Command::Init { .. } => "init",
+        Command::Import { .. } => "import",
         Command::Destroy => "destroy",
         Command::Outputs => "outputs",
         Command::Graph { .. } => "graph",
@@ -298,7 +307,10 @@ async fn run(cli: Cli, command: Command) -> Result<u8, Failure> {
         file.apply(path, &mut Platform::new(probe))
             .map_err(|e| failure(2, e.to_string()))?;
     }
-    let mutates = matches!(command, Command::Up { .. } | Command::Destroy);
+    let mutates = matches!(
+        command,
+        Command::Up { .. } | Command::Destroy | Command::Import { .. }
+    );
     // Refuse before any AWS call: there is no one to ask.
     if target == Target::Aws && mutates && !cli.yes && !std::io::stdin().is_terminal() {
         return Err(failure(
@@ -539,6 +551,30 @@ async fn run(cli: Cli, command: Command) -> Result<u8, Failure> {
             };
             let text = graph::render(&stacks, format);
             out.emit("graph", json!({"graph": text}), || print!("{text}"));
+            Ok(0)
+        }
+        Command::Import { address, id } => {
+            if target == Target::Aws && !cli.yes {
+                confirm(&format!(
+                    "Import {id} as {address} and tag it as the platform's"
+                ))?;
+            }
+            let report = platform.import(&address, &id).await?;
+            out.emit(
+                "import",
+                json!({
+                    "stack": report.stack,
+                    "resource": report.resource,
+                    "kind": report.kind,
+                    "outputs": report.outputs,
+                }),
+                || {
+                    println!(
+                        "imported {id} as {}/{} ({}); `preview` shows what `up` will change",
+                        report.stack, report.resource, report.kind
+                    );
+                },
+            );
             Ok(0)
         }
         Command::ForceUnlock { stacks } => {

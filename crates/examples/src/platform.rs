@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use cluster_stack::{ClusterConfig, ClusterOutputs, ClusterStack};
 use iam_stack::{IamConfig, IamOutputs, IamStack};
 use network_stack::{NetworkConfig, NetworkOutputs, NetworkStack};
-use platform_core::{CallStats, Counts, Engine, Error, Plan, RefreshReport, UpOptions};
+use platform_core::{
+    CallStats, Counts, Engine, Error, ImportReport, Plan, RefreshReport, UpOptions,
+};
 use serde::Serialize;
 
 /// The three stacks' outputs.
@@ -132,6 +134,35 @@ impl Platform {
             e.preview_refreshed(&cluster)
         )?;
         Ok(vec![i, n, c])
+    }
+
+    /// Brings an existing resource under management: `address` is `STACK/RESOURCE` (a stack of the
+    /// platform and a resource it declares), `id` the resource's id, name or ARN.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for an address that names no stack of the platform or no resource it
+    /// declares; as [`Engine::import`] otherwise. The state is untouched on every error.
+    pub async fn import(&self, address: &str, id: &str) -> Result<ImportReport, Error> {
+        let names = self.stack_names();
+        let invalid = |reason: String| Error::Invalid {
+            stack: address.split('/').next().unwrap_or_default().to_owned(),
+            resource: "import".into(),
+            source: platform_core::ValidationError::new("address", address, reason),
+        };
+        let Some((stack, resource)) = address.split_once('/') else {
+            return Err(invalid("expected STACK/RESOURCE, e.g. network/vpc".into()));
+        };
+        let (iam, net, cluster) = self.stacks().await?;
+        let e = &self.engine;
+        match names.iter().position(|n| *n == stack) {
+            Some(0) => e.import(&iam, resource, id).await,
+            Some(1) => e.import(&net, resource, id).await,
+            Some(2) => e.import(&cluster, resource, id).await,
+            _ => Err(invalid(format!(
+                "the platform has no stack {stack} (its stacks: {})",
+                names.join(", ")
+            ))),
+        }
     }
 
     /// Brings the platform up: the three stacks as one graph, each resource as soon as what it

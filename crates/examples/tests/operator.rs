@@ -468,3 +468,95 @@ async fn drift_on_every_kind_of_rule_route_and_profile_role_is_seen_and_repaired
         .unwrap();
     op.json(&["destroy"], 0).await;
 }
+
+/// Every state file under `dir`, by name.
+fn state_files(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                found.extend(state_files(&path));
+            } else if path.extension().is_some_and(|x| x == "json")
+                && !path.ends_with("emulator.json")
+            {
+                found.push(path.file_name().unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[tokio::test]
+async fn a_vpc_made_by_hand_is_imported_and_the_platform_is_built_around_it() {
+    let op = Operator::start().await;
+    let ec2 = aws_sdk_ec2::Client::new(&op.config);
+    let made = ec2
+        .create_vpc()
+        .cidr_block("10.0.0.0/16")
+        .send()
+        .await
+        .unwrap();
+    let vpc = made.vpc().unwrap().vpc_id().unwrap().to_owned();
+
+    // Refused with exit 1, and nothing recorded: an id that does not exist, a name the platform
+    // does not declare, a stack it does not have.
+    for (args, expected) in [
+        (
+            ["import", "network/vpc", "vpc-0000000000000000a"],
+            "no ec2:vpc \"vpc-0000000000000000a\" exists",
+        ),
+        (
+            ["import", "network/nope", vpc.as_str()],
+            "stack network declares no such resource (it declares vpc,",
+        ),
+        (
+            ["import", "storage/vpc", vpc.as_str()],
+            "the platform has no stack storage (its stacks: iam, network, cluster)",
+        ),
+    ] {
+        let (code, _, err) = op.run(&args).await;
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+    assert_eq!(state_files(&op.path("state")), Vec::<String>::new());
+
+    // Imported: recorded and tagged; the plan keeps it and builds everything else around it.
+    let imported = op.json(&["import", "network/vpc", &vpc], 0).await;
+    assert_eq!(imported["kind"], "ec2:vpc", "{imported}");
+    assert_eq!(imported["outputs"]["vpc_id"], vpc.as_str());
+    let (code, _, err) = op.run(&["import", "network/vpc", &vpc]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("network/vpc is already managed"), "{err}");
+    let preview = op.json(&["preview"], 0).await;
+    let network = &preview["stacks"][1];
+    let vpc_step = network["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["resource"] == "vpc")
+        .unwrap();
+    assert_ne!(vpc_step["action"], "create", "{vpc_step}");
+    assert_ne!(vpc_step["action"], "replace", "{vpc_step}");
+    assert_eq!(preview["totals"]["create"], 20, "{preview}");
+
+    let up = op.json(&["up"], 0).await;
+    assert_eq!(up["outputs"]["network"]["vpc_id"], vpc.as_str());
+    let live = inventory(&op.config).await;
+    assert_eq!(live["vpc"], std::slice::from_ref(&vpc), "{live:#?}");
+    let subnets = ec2
+        .describe_subnets()
+        .subnet_ids(
+            up["outputs"]["network"]["public_subnet_ids"][0]
+                .as_str()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(subnets.subnets()[0].vpc_id(), Some(vpc.as_str()));
+    // Managed now: destroyed with the rest.
+    op.json(&["destroy"], 0).await;
+    assert!(inventory(&op.config).await.is_empty());
+}

@@ -42,6 +42,20 @@ pub(crate) fn create_tags(
         .collect()
 }
 
+/// The engine's ownership tags, for an imported role or policy.
+pub(crate) fn ownership_tags(ctx: &Context) -> Result<Vec<Tag>, ResourceError> {
+    create_tags(ctx, &BTreeMap::new())
+}
+
+/// The name at the end of an IAM ARN (`arn:aws:iam::1:role/path/name` is `name`), or `id` itself.
+pub(crate) fn name_of(id: &str) -> &str {
+    if id.starts_with("arn:") {
+        id.rsplit('/').next().unwrap_or(id)
+    } else {
+        id
+    }
+}
+
 /// The user's tags among `tags` (the engine's own `platform:` tags left out).
 pub(crate) fn user_tags(tags: &[Tag]) -> BTreeMap<String, String> {
     tags.iter()

@@ -27,6 +27,28 @@ pub(crate) fn tag_spec(
     b.build()
 }
 
+/// Tags resource `id` with the engine's ownership tags: an imported resource becomes this stack's.
+pub(crate) async fn tag_as_ours(
+    ctx: &Context,
+    client: &Client,
+    id: &str,
+) -> Result<(), ResourceError> {
+    let tags: Vec<Tag> = ctx
+        .tags()
+        .into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect();
+    ctx.call("CreateTags", || {
+        client
+            .create_tags()
+            .resources(id)
+            .set_tags(Some(tags.clone()))
+            .send()
+    })
+    .await?;
+    Ok(())
+}
+
 /// The user's tags among `tags` (the engine's own `platform:` tags left out).
 pub(crate) fn user_tags(tags: &[Tag]) -> BTreeMap<String, String> {
     tags.iter()

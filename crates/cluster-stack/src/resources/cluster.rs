@@ -194,6 +194,26 @@ impl Resource for Cluster {
         .gone_is_ok()
     }
 
+    /// By cluster name or ARN.
+    async fn import(
+        &self,
+        ctx: &Context,
+        id: &str,
+    ) -> Result<Option<ClusterOutputs>, ResourceError> {
+        let client = aws::ecs(ctx)?;
+        let Some(c) = describe(ctx, &client, id).await? else {
+            return Ok(None);
+        };
+        let (Some(name), Some(arn)) = (c.cluster_name(), c.cluster_arn()) else {
+            return Ok(None);
+        };
+        aws::tag_ecs_as_ours(ctx, &client, arn).await?;
+        Ok(Some(ClusterOutputs {
+            name: name.to_owned(),
+            arn: arn.to_owned(),
+        }))
+    }
+
     async fn find(&self, ctx: &Context) -> Result<Option<ClusterOutputs>, ResourceError> {
         let client = aws::ecs(ctx)?;
         let Some(c) = describe(ctx, &client, &self.name).await? else {

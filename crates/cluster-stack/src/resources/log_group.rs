@@ -223,6 +223,35 @@ impl Resource for LogGroup {
         .gone_is_ok()
     }
 
+    /// By log group name.
+    async fn import(
+        &self,
+        ctx: &Context,
+        id: &str,
+    ) -> Result<Option<LogGroupOutputs>, ResourceError> {
+        let client = aws::logs(ctx)?;
+        let Some(group) = describe(ctx, &client, id).await? else {
+            return Ok(None);
+        };
+        let Some(arn) = arn_of(&group) else {
+            return Ok(None);
+        };
+        let tags: HashMap<String, String> =
+            aws::all_tags(ctx, &BTreeMap::new()).into_iter().collect();
+        ctx.call("TagResource", || {
+            client
+                .tag_resource()
+                .resource_arn(&arn)
+                .set_tags(Some(tags.clone()))
+                .send()
+        })
+        .await?;
+        Ok(Some(LogGroupOutputs {
+            name: id.to_owned(),
+            arn,
+        }))
+    }
+
     async fn find(&self, ctx: &Context) -> Result<Option<LogGroupOutputs>, ResourceError> {
         let client = aws::logs(ctx)?;
         let Some(group) = describe(ctx, &client, &self.name).await? else {

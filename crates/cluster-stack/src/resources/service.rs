@@ -572,6 +572,38 @@ impl Resource for Service {
             .await
     }
 
+    /// By service ARN (`arn:aws:ecs:REGION:ACCOUNT:service/CLUSTER/NAME`: it names the cluster).
+    async fn import(
+        &self,
+        ctx: &Context,
+        id: &str,
+    ) -> Result<Option<ServiceOutputs>, ResourceError> {
+        let Some((cluster, name)) = id
+            .strip_prefix("arn:")
+            .and_then(|_| id.split_once(":service/"))
+            .and_then(|(_, rest)| rest.split_once('/'))
+        else {
+            return Err(ResourceError::Invalid(ValidationError::new(
+                "id",
+                id,
+                "a service is imported by its ARN (arn:aws:ecs:REGION:ACCOUNT:service/CLUSTER/NAME)",
+            )));
+        };
+        let client = aws::ecs(ctx)?;
+        let Some(s) = describe(ctx, &client, cluster, name).await? else {
+            return Ok(None);
+        };
+        let (Some(arn), Some(cluster_arn)) = (s.service_arn(), s.cluster_arn()) else {
+            return Ok(None);
+        };
+        aws::tag_ecs_as_ours(ctx, &client, arn).await?;
+        Ok(Some(ServiceOutputs {
+            name: s.service_name().unwrap_or(name).to_owned(),
+            arn: arn.to_owned(),
+            cluster_arn: cluster_arn.to_owned(),
+        }))
+    }
+
     async fn find(&self, ctx: &Context) -> Result<Option<ServiceOutputs>, ResourceError> {
         let client = aws::ecs(ctx)?;
         let cluster = self.cluster.get()?;

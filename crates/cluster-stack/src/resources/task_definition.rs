@@ -294,6 +294,27 @@ impl Resource for TaskDefinition {
 
     /// The family's latest active revision, if it is ours and is exactly this definition (an
     /// interrupted create registered it).
+    /// By revision ARN or `family:revision`.
+    async fn import(
+        &self,
+        ctx: &Context,
+        id: &str,
+    ) -> Result<Option<TaskDefinitionOutputs>, ResourceError> {
+        let client = aws::ecs(ctx)?;
+        let Some((def, _)) = describe(ctx, &client, id).await? else {
+            return Ok(None);
+        };
+        let Some(arn) = def.task_definition_arn() else {
+            return Ok(None);
+        };
+        aws::tag_ecs_as_ours(ctx, &client, arn).await?;
+        Ok(Some(TaskDefinitionOutputs {
+            arn: arn.to_owned(),
+            family: def.family().unwrap_or_default().to_owned(),
+            revision: def.revision(),
+        }))
+    }
+
     async fn find(&self, ctx: &Context) -> Result<Option<TaskDefinitionOutputs>, ResourceError> {
         let client = aws::ecs(ctx)?;
         let Some((def, tags)) = describe(ctx, &client, &self.family).await? else {

@@ -273,6 +273,47 @@ impl Resource for ManagedPolicy {
     }
 
     /// The local policy of this name and path, if it carries this resource's tags.
+    /// By policy ARN.
+    async fn import(
+        &self,
+        ctx: &Context,
+        id: &str,
+    ) -> Result<Option<PolicyOutputs>, ResourceError> {
+        if !id.starts_with("arn:") {
+            return Err(ResourceError::Invalid(ValidationError::new(
+                "id",
+                id,
+                "a managed policy is imported by its ARN",
+            )));
+        }
+        let client = iam::client(ctx)?;
+        let Some(out) = ctx
+            .call("GetPolicy", || client.get_policy().policy_arn(id).send())
+            .await
+            .gone_is_none()?
+        else {
+            return Ok(None);
+        };
+        let Some(p) = out.policy() else {
+            return Ok(None);
+        };
+        let outputs = PolicyOutputs {
+            arn: id.to_owned(),
+            name: p.policy_name().unwrap_or_default().to_owned(),
+            default_version_id: p.default_version_id().unwrap_or_default().to_owned(),
+        };
+        let tags = iam::ownership_tags(ctx)?;
+        ctx.call("TagPolicy", || {
+            client
+                .tag_policy()
+                .policy_arn(id)
+                .set_tags(Some(tags.clone()))
+                .send()
+        })
+        .await?;
+        Ok(Some(outputs))
+    }
+
     async fn find(&self, ctx: &Context) -> Result<Option<PolicyOutputs>, ResourceError> {
         let client = iam::client(ctx)?;
         let mut marker: Option<String> = None;

@@ -277,6 +277,37 @@ impl Resource for Role {
     }
 
     /// The role of this name, if it carries this resource's tags (one an interrupted create made).
+    /// By role name or ARN.
+    async fn import(&self, ctx: &Context, id: &str) -> Result<Option<RoleOutputs>, ResourceError> {
+        let client = iam::client(ctx)?;
+        let name = iam::name_of(id);
+        let Some(out) = ctx
+            .call("GetRole", || client.get_role().role_name(name).send())
+            .await
+            .gone_is_none()?
+        else {
+            return Ok(None);
+        };
+        let Some(role) = out.role() else {
+            return Ok(None);
+        };
+        let outputs = RoleOutputs {
+            name: role.role_name().to_owned(),
+            arn: role.arn().to_owned(),
+            role_id: role.role_id().to_owned(),
+        };
+        let tags = iam::ownership_tags(ctx)?;
+        ctx.call("TagRole", || {
+            client
+                .tag_role()
+                .role_name(name)
+                .set_tags(Some(tags.clone()))
+                .send()
+        })
+        .await?;
+        Ok(Some(outputs))
+    }
+
     async fn find(&self, ctx: &Context) -> Result<Option<RoleOutputs>, ResourceError> {
         let client = iam::client(ctx)?;
         let out = ctx

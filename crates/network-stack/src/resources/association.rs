@@ -150,6 +150,24 @@ impl Resource for RouteTableAssociation {
         .gone_is_ok()
     }
 
+    /// By association id (`rtbassoc-...`); associations carry no tags.
+    async fn import(
+        &self,
+        ctx: &Context,
+        id: &str,
+    ) -> Result<Option<RouteTableAssociationOutputs>, ResourceError> {
+        let client = ec2::client(ctx)?;
+        let filter = Filter::builder()
+            .name("association.route-table-association-id")
+            .values(id)
+            .build();
+        Ok(Self::lookup(ctx, &client, filter, None)
+            .await?
+            .map(|_| RouteTableAssociationOutputs {
+                association_id: AssociationId(id.to_owned()),
+            }))
+    }
+
     async fn find(
         &self,
         ctx: &Context,

@@ -142,6 +142,34 @@ impl Resource for InternetGateway {
         .gone_is_ok()
     }
 
+    /// By internet gateway id (`igw-...`).
+    async fn import(
+        &self,
+        ctx: &Context,
+        id: &str,
+    ) -> Result<Option<InternetGatewayOutputs>, ResourceError> {
+        let client = ec2::client(ctx)?;
+        let Some(out) = ctx
+            .call("DescribeInternetGateways", || {
+                client
+                    .describe_internet_gateways()
+                    .internet_gateway_ids(id)
+                    .send()
+            })
+            .await
+            .gone_is_none()?
+        else {
+            return Ok(None);
+        };
+        if out.internet_gateways().is_empty() {
+            return Ok(None);
+        }
+        ec2::tag_as_ours(ctx, &client, id).await?;
+        Ok(Some(InternetGatewayOutputs {
+            internet_gateway_id: InternetGatewayId(id.to_owned()),
+        }))
+    }
+
     async fn find(&self, ctx: &Context) -> Result<Option<InternetGatewayOutputs>, ResourceError> {
         let client = ec2::client(ctx)?;
         let out = ctx

@@ -274,6 +274,31 @@ impl Resource for RouteTable {
         .await
     }
 
+    /// By route table id (`rtb-...`).
+    async fn import(
+        &self,
+        ctx: &Context,
+        id: &str,
+    ) -> Result<Option<RouteTableOutputs>, ResourceError> {
+        let client = ec2::client(ctx)?;
+        let Some(out) = ctx
+            .call("DescribeRouteTables", || {
+                client.describe_route_tables().route_table_ids(id).send()
+            })
+            .await
+            .gone_is_none()?
+        else {
+            return Ok(None);
+        };
+        if out.route_tables().is_empty() {
+            return Ok(None);
+        }
+        ec2::tag_as_ours(ctx, &client, id).await?;
+        Ok(Some(RouteTableOutputs {
+            route_table_id: RouteTableId(id.to_owned()),
+        }))
+    }
+
     async fn find(&self, ctx: &Context) -> Result<Option<RouteTableOutputs>, ResourceError> {
         let client = ec2::client(ctx)?;
         let out = ctx

@@ -569,6 +569,31 @@ impl Resource for SecurityGroup {
         .await
     }
 
+    /// By group id (`sg-...`).
+    async fn import(
+        &self,
+        ctx: &Context,
+        id: &str,
+    ) -> Result<Option<SecurityGroupOutputs>, ResourceError> {
+        let client = ec2::client(ctx)?;
+        let Some(out) = ctx
+            .call("DescribeSecurityGroups", || {
+                client.describe_security_groups().group_ids(id).send()
+            })
+            .await
+            .gone_is_none()?
+        else {
+            return Ok(None);
+        };
+        if out.security_groups().is_empty() {
+            return Ok(None);
+        }
+        ec2::tag_as_ours(ctx, &client, id).await?;
+        Ok(Some(SecurityGroupOutputs {
+            group_id: SecurityGroupId(id.to_owned()),
+        }))
+    }
+
     async fn find(&self, ctx: &Context) -> Result<Option<SecurityGroupOutputs>, ResourceError> {
         let client = ec2::client(ctx)?;
         let out = ctx

@@ -222,6 +222,33 @@ impl Resource for Subnet {
         .await
     }
 
+    /// By subnet id (`subnet-...`).
+    async fn import(
+        &self,
+        ctx: &Context,
+        id: &str,
+    ) -> Result<Option<SubnetOutputs>, ResourceError> {
+        let client = ec2::client(ctx)?;
+        let Some(out) = ctx
+            .call("DescribeSubnets", || {
+                client.describe_subnets().subnet_ids(id).send()
+            })
+            .await
+            .gone_is_none()?
+        else {
+            return Ok(None);
+        };
+        let Some(s) = out.subnets().first() else {
+            return Ok(None);
+        };
+        let outputs = SubnetOutputs {
+            subnet_id: SubnetId(id.to_owned()),
+            availability_zone: s.availability_zone().unwrap_or_default().to_owned(),
+        };
+        ec2::tag_as_ours(ctx, &client, id).await?;
+        Ok(Some(outputs))
+    }
+
     async fn find(&self, ctx: &Context) -> Result<Option<SubnetOutputs>, ResourceError> {
         let client = ec2::client(ctx)?;
         let out = ctx

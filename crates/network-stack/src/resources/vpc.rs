@@ -190,6 +190,27 @@ impl Resource for Vpc {
         ec2::delete_when_free(ctx, "DeleteVpc", || client.delete_vpc().vpc_id(id).send()).await
     }
 
+    /// By VPC id (`vpc-...`).
+    async fn import(&self, ctx: &Context, id: &str) -> Result<Option<VpcOutputs>, ResourceError> {
+        let client = ec2::client(ctx)?;
+        let Some(out) = ctx
+            .call("DescribeVpcs", || client.describe_vpcs().vpc_ids(id).send())
+            .await
+            .gone_is_none()?
+        else {
+            return Ok(None);
+        };
+        let Some(v) = out.vpcs().first() else {
+            return Ok(None);
+        };
+        let outputs = VpcOutputs {
+            vpc_id: VpcId(id.to_owned()),
+            cidr_block: v.cidr_block().unwrap_or_default().to_owned(),
+        };
+        ec2::tag_as_ours(ctx, &client, id).await?;
+        Ok(Some(outputs))
+    }
+
     async fn find(&self, ctx: &Context) -> Result<Option<VpcOutputs>, ResourceError> {
         let client = ec2::client(ctx)?;
         let out = ctx
