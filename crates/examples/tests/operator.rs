@@ -48,12 +48,17 @@ impl Operator {
 
     /// `production --endpoint PROXY --state-dir DIR ARGS`: exit code, stdout, stderr.
     async fn run(&self, args: &[&str]) -> (i32, String, String) {
+        self.run_in("state", args).await
+    }
+
+    /// [`run`](Self::run) with state in directory `state` of the working directory.
+    async fn run_in(&self, state: &str, args: &[&str]) -> (i32, String, String) {
         let out = tokio::process::Command::new(production())
             .current_dir(self.dir.path())
             .arg("--endpoint")
             .arg(self.proxy.endpoint_url())
             .arg("--state-dir")
-            .arg(self.path("state"))
+            .arg(self.path(state))
             .args(args)
             .env_remove("AWS_ENDPOINT_URL")
             .stdin(Stdio::null())
@@ -559,4 +564,87 @@ async fn a_vpc_made_by_hand_is_imported_and_the_platform_is_built_around_it() {
     // Managed now: destroyed with the rest.
     op.json(&["destroy"], 0).await;
     assert!(inventory(&op.config).await.is_empty());
+}
+
+#[tokio::test]
+async fn every_network_and_cluster_kind_and_iam_roles_and_policies_can_be_imported() {
+    let op = Operator::start().await;
+    let up = op.json(&["up"], 0).await;
+    let (i, n, c) = (
+        &up["outputs"]["iam"],
+        &up["outputs"]["network"],
+        &up["outputs"]["cluster"],
+    );
+    let ec2 = aws_sdk_ec2::Client::new(&op.config);
+    let rtb = n["route_table_id"].as_str().unwrap();
+    let tables = ec2
+        .describe_route_tables()
+        .route_table_ids(rtb)
+        .send()
+        .await
+        .unwrap();
+    let association = tables.route_tables()[0]
+        .associations()
+        .iter()
+        .find(|a| a.main() != Some(true))
+        .and_then(|a| a.route_table_association_id())
+        .unwrap()
+        .to_owned();
+    let s = |v: &Value| v.as_str().unwrap().to_owned();
+    // The state is lost: each resource is brought back by its id, name or ARN.
+    let imports = [
+        ("network/vpc", s(&n["vpc_id"])),
+        ("network/internet-gateway", s(&n["internet_gateway_id"])),
+        ("network/public-route-table", rtb.to_owned()),
+        ("network/public-subnet-0", s(&n["public_subnet_ids"][0])),
+        ("network/public-subnet-0-route", association),
+        ("network/service-security-group", s(&n["security_group_id"])),
+        ("cluster/log-group", s(&c["log_group_name"])),
+        ("cluster/cluster", s(&c["cluster_name"])),
+        ("cluster/task-definition", s(&c["task_definition_arn"])),
+        ("cluster/service", s(&c["service_arn"])),
+        ("iam/cluster-role", s(&i["cluster_role"]["name"])),
+        ("iam/frontend-role", s(&i["frontend_role"]["arn"])),
+        ("iam/cluster-policy", s(&i["cluster_policy_arn"])),
+    ];
+    for (address, id) in &imports {
+        let (code, _, err) = op.run_in("lost", &["import", address, id]).await;
+        assert_eq!(code, 0, "{address} {id}: {err}");
+    }
+    let (code, out, err) = op.run_in("lost", &["--json", "preview"]).await;
+    assert_eq!(code, 0, "{err}");
+    let preview: Value = serde_json::from_str(out.trim()).unwrap();
+    for (address, _) in &imports {
+        let (stack, resource) = address.split_once('/').unwrap();
+        let step = preview["stacks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == stack)
+            .and_then(|p| {
+                p["steps"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|st| st["resource"] == resource)
+            })
+            .unwrap_or_else(|| panic!("{address} in {preview}"));
+        assert!(
+            step["action"] == "same" || step["action"] == "update",
+            "{address}: {step}"
+        );
+    }
+    // A policy is imported by its ARN only: the error says so.
+    let (code, _, err) = op
+        .run_in(
+            "lost",
+            &["import", "iam/instance-policy", "ecs-instance-policy"],
+        )
+        .await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("a managed policy is imported by its ARN"),
+        "{err}"
+    );
+    op.json(&["destroy"], 0).await;
 }
