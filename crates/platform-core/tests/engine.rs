@@ -7,7 +7,7 @@ use std::time::Duration;
 use platform_core::testing::{FakeCloud, FakeStack};
 use platform_core::{
     Action, ActionKind, CancellationToken, Engine, Error, Event, LocalStateStore, MemoryStateStore,
-    ProviderInfo, StateError, StateStore, UNKNOWN,
+    ProviderInfo, StateError, StateStore, UNKNOWN, UpOptions,
 };
 use proptest::prelude::*;
 
@@ -983,6 +983,27 @@ async fn import_records_a_resource_made_by_hand_and_refuses_what_it_cannot_take(
     assert_eq!(cloud.calls().create, 1);
     assert_eq!(cloud.live()[&id].value, "v1");
     assert_eq!(cloud.live()[&out["r1"]].deps, std::slice::from_ref(&id));
+}
+
+#[tokio::test]
+async fn an_up_with_refresh_records_the_refresh_then_the_run_and_reports_the_serial_it_wrote() {
+    let cloud = FakeCloud::new();
+    let store = MemoryStateStore::new();
+    let e = engine(store.clone(), &cloud);
+    let stack = FakeStack::chain("s", 2);
+    let first = e.up_with(&stack, UpOptions::default()).await.unwrap();
+    let serial = store.read("s").await.unwrap().unwrap().serial;
+    assert_eq!(first.producer.serial, Some(serial));
+    assert_eq!(first.producer.stack, "s");
+    assert_eq!(first.producer.provider, Some(local()));
+    let again = e
+        .up_with(&stack, UpOptions::default().with_refresh(true))
+        .await
+        .unwrap();
+    let now = store.read("s").await.unwrap().unwrap().serial;
+    assert_eq!(now, serial + 2, "the refresh's write, then the outputs'");
+    assert_eq!(again.producer.serial, Some(now));
+    assert_eq!(again.produced().producer, again.producer);
 }
 
 #[tokio::test]
