@@ -149,19 +149,7 @@ impl Resource for InternetGateway {
         id: &str,
     ) -> Result<Option<InternetGatewayOutputs>, ResourceError> {
         let client = ec2::client(ctx)?;
-        let Some(out) = ctx
-            .call("DescribeInternetGateways", || {
-                client
-                    .describe_internet_gateways()
-                    .internet_gateway_ids(id)
-                    .send()
-            })
-            .await
-            .gone_is_none()?
-        else {
-            return Ok(None);
-        };
-        if out.internet_gateways().is_empty() {
+        if describe(ctx, &client, id).await?.is_none() {
             return Ok(None);
         }
         ec2::tag_as_ours(ctx, &client, id).await?;

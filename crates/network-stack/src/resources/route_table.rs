@@ -135,6 +135,21 @@ impl RouteTable {
     }
 }
 
+/// The RouteTable `id` as AWS describes it; `None` when it does not exist.
+async fn describe(
+    ctx: &Context,
+    client: &aws_sdk_ec2::Client,
+    id: &str,
+) -> Result<Option<aws_sdk_ec2::types::RouteTable>, ResourceError> {
+    let out = ctx
+        .call("DescribeRouteTables", || {
+            client.describe_route_tables().route_table_ids(id).send()
+        })
+        .await
+        .gone_is_none()?;
+    Ok(out.and_then(|o| o.route_tables().first().cloned()))
+}
+
 impl Resource for RouteTable {
     type Outputs = RouteTableOutputs;
     const KIND: &'static str = "ec2:route-table";
@@ -202,16 +217,7 @@ impl Resource for RouteTable {
     ) -> Result<Option<Observed<Self>>, ResourceError> {
         let client = ec2::client(ctx)?;
         let id = outputs.route_table_id.as_str();
-        let Some(out) = ctx
-            .call("DescribeRouteTables", || {
-                client.describe_route_tables().route_table_ids(id).send()
-            })
-            .await
-            .gone_is_none()?
-        else {
-            return Ok(None);
-        };
-        let Some(t) = out.route_tables().first() else {
+        let Some(t) = describe(ctx, &client, id).await? else {
             return Ok(None);
         };
         let (routes, other_routes) = routes_from(t.routes());
@@ -281,16 +287,7 @@ impl Resource for RouteTable {
         id: &str,
     ) -> Result<Option<RouteTableOutputs>, ResourceError> {
         let client = ec2::client(ctx)?;
-        let Some(out) = ctx
-            .call("DescribeRouteTables", || {
-                client.describe_route_tables().route_table_ids(id).send()
-            })
-            .await
-            .gone_is_none()?
-        else {
-            return Ok(None);
-        };
-        if out.route_tables().is_empty() {
+        if describe(ctx, &client, id).await?.is_none() {
             return Ok(None);
         }
         ec2::tag_as_ours(ctx, &client, id).await?;

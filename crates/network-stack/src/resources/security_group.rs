@@ -393,6 +393,21 @@ resource_outputs! {
     }
 }
 
+/// The SecurityGroup `id` as AWS describes it; `None` when it does not exist.
+async fn describe(
+    ctx: &Context,
+    client: &aws_sdk_ec2::Client,
+    id: &str,
+) -> Result<Option<aws_sdk_ec2::types::SecurityGroup>, ResourceError> {
+    let out = ctx
+        .call("DescribeSecurityGroups", || {
+            client.describe_security_groups().group_ids(id).send()
+        })
+        .await
+        .gone_is_none()?;
+    Ok(out.and_then(|o| o.security_groups().first().cloned()))
+}
+
 impl Resource for SecurityGroup {
     type Outputs = SecurityGroupOutputs;
     const KIND: &'static str = "ec2:security-group";
@@ -486,16 +501,7 @@ impl Resource for SecurityGroup {
     ) -> Result<Option<Observed<Self>>, ResourceError> {
         let client = ec2::client(ctx)?;
         let id = outputs.group_id.as_str();
-        let Some(out) = ctx
-            .call("DescribeSecurityGroups", || {
-                client.describe_security_groups().group_ids(id).send()
-            })
-            .await
-            .gone_is_none()?
-        else {
-            return Ok(None);
-        };
-        let Some(g) = out.security_groups().first() else {
+        let Some(g) = describe(ctx, &client, id).await? else {
             return Ok(None);
         };
         let (ingress, other_ingress) = rules_from(g.ip_permissions());
@@ -576,16 +582,7 @@ impl Resource for SecurityGroup {
         id: &str,
     ) -> Result<Option<SecurityGroupOutputs>, ResourceError> {
         let client = ec2::client(ctx)?;
-        let Some(out) = ctx
-            .call("DescribeSecurityGroups", || {
-                client.describe_security_groups().group_ids(id).send()
-            })
-            .await
-            .gone_is_none()?
-        else {
-            return Ok(None);
-        };
-        if out.security_groups().is_empty() {
+        if describe(ctx, &client, id).await?.is_none() {
             return Ok(None);
         }
         ec2::tag_as_ours(ctx, &client, id).await?;

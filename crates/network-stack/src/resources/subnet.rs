@@ -109,6 +109,21 @@ impl Subnet {
     }
 }
 
+/// The Subnet `id` as AWS describes it; `None` when it does not exist.
+async fn describe(
+    ctx: &Context,
+    client: &aws_sdk_ec2::Client,
+    id: &str,
+) -> Result<Option<aws_sdk_ec2::types::Subnet>, ResourceError> {
+    let out = ctx
+        .call("DescribeSubnets", || {
+            client.describe_subnets().subnet_ids(id).send()
+        })
+        .await
+        .gone_is_none()?;
+    Ok(out.and_then(|o| o.subnets().first().cloned()))
+}
+
 impl Resource for Subnet {
     type Outputs = SubnetOutputs;
     const KIND: &'static str = "ec2:subnet";
@@ -163,16 +178,7 @@ impl Resource for Subnet {
     ) -> Result<Option<Observed<Self>>, ResourceError> {
         let client = ec2::client(ctx)?;
         let id = outputs.subnet_id.as_str();
-        let Some(out) = ctx
-            .call("DescribeSubnets", || {
-                client.describe_subnets().subnet_ids(id).send()
-            })
-            .await
-            .gone_is_none()?
-        else {
-            return Ok(None);
-        };
-        let Some(s) = out.subnets().first() else {
+        let Some(s) = describe(ctx, &client, id).await? else {
             return Ok(None);
         };
         let zone = s.availability_zone().unwrap_or_default().to_owned();
@@ -229,16 +235,7 @@ impl Resource for Subnet {
         id: &str,
     ) -> Result<Option<SubnetOutputs>, ResourceError> {
         let client = ec2::client(ctx)?;
-        let Some(out) = ctx
-            .call("DescribeSubnets", || {
-                client.describe_subnets().subnet_ids(id).send()
-            })
-            .await
-            .gone_is_none()?
-        else {
-            return Ok(None);
-        };
-        let Some(s) = out.subnets().first() else {
+        let Some(s) = describe(ctx, &client, id).await? else {
             return Ok(None);
         };
         let outputs = SubnetOutputs {

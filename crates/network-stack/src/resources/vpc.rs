@@ -83,6 +83,19 @@ async fn get_attribute(
     Ok(v.and_then(|v| v.value()).unwrap_or(false))
 }
 
+/// The Vpc `id` as AWS describes it; `None` when it does not exist.
+async fn describe(
+    ctx: &Context,
+    client: &aws_sdk_ec2::Client,
+    id: &str,
+) -> Result<Option<aws_sdk_ec2::types::Vpc>, ResourceError> {
+    let out = ctx
+        .call("DescribeVpcs", || client.describe_vpcs().vpc_ids(id).send())
+        .await
+        .gone_is_none()?;
+    Ok(out.and_then(|o| o.vpcs().first().cloned()))
+}
+
 impl Resource for Vpc {
     type Outputs = VpcOutputs;
     const KIND: &'static str = "ec2:vpc";
@@ -125,14 +138,7 @@ impl Resource for Vpc {
     ) -> Result<Option<Observed<Self>>, ResourceError> {
         let client = ec2::client(ctx)?;
         let id = outputs.vpc_id.as_str();
-        let Some(out) = ctx
-            .call("DescribeVpcs", || client.describe_vpcs().vpc_ids(id).send())
-            .await
-            .gone_is_none()?
-        else {
-            return Ok(None);
-        };
-        let Some(vpc) = out.vpcs().first() else {
+        let Some(vpc) = describe(ctx, &client, id).await? else {
             return Ok(None);
         };
         let cidr = vpc.cidr_block().unwrap_or_default().to_owned();
@@ -193,14 +199,7 @@ impl Resource for Vpc {
     /// By VPC id (`vpc-...`).
     async fn import(&self, ctx: &Context, id: &str) -> Result<Option<VpcOutputs>, ResourceError> {
         let client = ec2::client(ctx)?;
-        let Some(out) = ctx
-            .call("DescribeVpcs", || client.describe_vpcs().vpc_ids(id).send())
-            .await
-            .gone_is_none()?
-        else {
-            return Ok(None);
-        };
-        let Some(v) = out.vpcs().first() else {
+        let Some(v) = describe(ctx, &client, id).await? else {
             return Ok(None);
         };
         let outputs = VpcOutputs {

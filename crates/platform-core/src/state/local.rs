@@ -116,6 +116,22 @@ impl LocalStateStore {
         })
     }
 
+    /// Whether someone holds `stack`'s lock now: `None`, or the refusal that names the holder.
+    fn held(&self, stack: &str) -> Result<Option<StateError>, StateError> {
+        validate_stack_name(stack)?;
+        let (mut file, path) = self.open_lock_file(stack)?;
+        match file.try_lock() {
+            Ok(()) => {
+                let _ = file.unlock();
+                Ok(None)
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                Ok(Some(locked(stack, read_holder(&mut file))))
+            }
+            Err(std::fs::TryLockError::Error(source)) => Err(StateError::Io { path, source }),
+        }
+    }
+
     /// The newest backup of `stack` that parses, as a command that restores it.
     fn newest_good_backup(&self, stack: &str) -> Option<String> {
         let target = self.state_path(stack);
@@ -397,31 +413,22 @@ impl StateStore for LocalStateStore {
 
     fn holder<'a>(&'a self, stack: &'a str) -> BoxFuture<'a, Result<Option<LockInfo>, StateError>> {
         Box::pin(async move {
-            validate_stack_name(stack)?;
-            let (mut file, path) = self.open_lock_file(stack)?;
-            match file.try_lock() {
-                Ok(()) => {
-                    let _ = file.unlock();
-                    Ok(None)
-                }
-                Err(std::fs::TryLockError::WouldBlock) => {
-                    match locked(stack, read_holder(&mut file)) {
-                        StateError::Locked {
-                            info: Some(info), ..
-                        } => Ok(Some(*info)),
-                        StateError::Locked { holder, .. } => Ok(Some(LockInfo {
-                            id: String::new(),
-                            host: String::new(),
-                            pid: 0,
-                            pid_start: None,
-                            user: String::new(),
-                            operation: holder,
-                            since: String::new(),
-                        })),
-                        e => Err(e),
-                    }
-                }
-                Err(std::fs::TryLockError::Error(source)) => Err(StateError::Io { path, source }),
+            match self.held(stack)? {
+                None => Ok(None),
+                Some(StateError::Locked {
+                    info: Some(info), ..
+                }) => Ok(Some(*info)),
+                // A holder record from an older build: a line of text.
+                Some(StateError::Locked { holder, .. }) => Ok(Some(LockInfo {
+                    id: String::new(),
+                    host: String::new(),
+                    pid: 0,
+                    pid_start: None,
+                    user: String::new(),
+                    operation: holder,
+                    since: String::new(),
+                })),
+                Some(e) => Err(e),
             }
         })
     }
@@ -433,30 +440,20 @@ impl StateStore for LocalStateStore {
         stack: &'a str,
     ) -> BoxFuture<'a, Result<Option<LockInfo>, StateError>> {
         Box::pin(async move {
-            validate_stack_name(stack)?;
-            let (mut file, path) = self.open_lock_file(stack)?;
-            match file.try_lock() {
-                Ok(()) => {
-                    let _ = file.unlock();
-                    Ok(None)
-                }
-                Err(std::fs::TryLockError::WouldBlock) => {
-                    Err(match locked(stack, read_holder(&mut file)) {
-                        StateError::Locked {
-                            stack,
-                            holder,
-                            info,
-                        } => StateError::Locked {
-                            stack,
-                            holder: format!(
-                                "{holder}, a live process (a local lock is released when its process exits: stop that process)"
-                            ),
-                            info,
-                        },
-                        e => e,
-                    })
-                }
-                Err(std::fs::TryLockError::Error(source)) => Err(StateError::Io { path, source }),
+            match self.held(stack)? {
+                None => Ok(None),
+                Some(StateError::Locked {
+                    stack,
+                    holder,
+                    info,
+                }) => Err(StateError::Locked {
+                    stack,
+                    holder: format!(
+                        "{holder}, a live process (a local lock is released when its process exits: stop that process)"
+                    ),
+                    info,
+                }),
+                Some(e) => Err(e),
             }
         })
     }
