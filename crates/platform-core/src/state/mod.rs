@@ -511,6 +511,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_lock_file_from_an_older_build_or_not_yet_written_is_still_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStateStore::open(dir.path()).unwrap();
+        let path = dir.path().join("net.lock");
+        let file = fs::File::create(&path).unwrap();
+        file.try_lock().unwrap();
+        // Held, nothing written yet.
+        let err = store.lock("net", "up").await.unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "stack net is locked by another process (it has not written its name yet)"
+        );
+        // Held by an older build, which wrote a line of text.
+        fs::write(&path, "host old pid 7 since 2026-01-01T00:00:00Z\n").unwrap();
+        let err = store.lock("net", "up").await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "stack net is locked by host old pid 7 since 2026-01-01T00:00:00Z"
+        );
+        assert!(matches!(err, StateError::Locked { info: None, .. }));
+        let holder = store.holder("net").await.unwrap().unwrap();
+        assert_eq!(
+            holder.operation,
+            "host old pid 7 since 2026-01-01T00:00:00Z"
+        );
+        drop(file);
+        assert_eq!(store.holder("net").await.unwrap(), None);
+    }
+
+    #[tokio::test]
     async fn the_last_n_versions_are_kept_and_a_corrupt_file_names_the_newest_good_one() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStateStore::open(dir.path()).unwrap().backups(3);
@@ -605,6 +635,23 @@ mod tests {
         assert_eq!(store.read("net").await.unwrap(), Some(sample(1)));
         new.release().await.unwrap();
         assert_eq!(store.holder("net").await.unwrap(), None);
+    }
+
+    #[test]
+    fn a_holder_names_this_host_and_this_process_with_its_start_time() {
+        let me = LockInfo::current("destroy");
+        assert_eq!(me.host, gethostname::gethostname().to_string_lossy());
+        assert_eq!(me.pid, std::process::id());
+        assert_eq!(me.operation, "destroy");
+        assert_eq!(me.id.len(), 32);
+        assert_ne!(me.id, LockInfo::current("destroy").id);
+        if cfg!(target_os = "linux") {
+            // Field 22 of /proc/self/stat, counted after the command name's closing parenthesis.
+            let stat = fs::read_to_string("/proc/self/stat").unwrap();
+            let after = stat.rsplit_once(") ").unwrap().1;
+            let start: u64 = after.split(' ').nth(19).unwrap().parse().unwrap();
+            assert_eq!(me.pid_start, Some(start));
+        }
     }
 
     #[test]
