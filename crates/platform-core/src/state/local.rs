@@ -282,16 +282,20 @@ impl LocalLock {
         *last = Some(serial);
         create_private_dir(&self.backup_dir)?;
         let backup = self.backup_dir.join(format!("{serial}.json"));
-        let _ = fs::remove_file(&backup);
+        let io = |source| StateError::Io {
+            path: backup.clone(),
+            source,
+        };
         match fs::hard_link(&self.state_path, &backup) {
             Ok(()) => {}
+            // No version on disk (removed): nothing to keep, and the backup of it stays.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(source) => {
-                return Err(StateError::Io {
-                    path: backup,
-                    source,
-                });
+            // The same serial kept before (a write that failed after its backup): this version.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                fs::remove_file(&backup).map_err(io)?;
+                fs::hard_link(&self.state_path, &backup).map_err(io)?;
             }
+            Err(source) => return Err(io(source)),
         }
         for old in backups_newest_first(&self.backup_dir)?
             .into_iter()

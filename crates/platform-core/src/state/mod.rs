@@ -511,6 +511,50 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_stack_removed_and_written_again_under_one_lock_keeps_its_backups_working() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStateStore::open(dir.path()).unwrap();
+        assert_eq!(store.location(), dir.path().display().to_string());
+        assert_eq!(MemoryStateStore::new().location(), "memory");
+        let lock = store.lock("app", "up").await.unwrap();
+        // Nothing recorded yet: removing is a no-op, not an error.
+        lock.remove().await.unwrap();
+        lock.write(&sample(1)).await.unwrap();
+        lock.write(&sample(2)).await.unwrap();
+        lock.remove().await.unwrap();
+        lock.remove().await.unwrap();
+        assert_eq!(store.read("app").await.unwrap(), None);
+        // Written again after its removal (the version before it is gone: nothing to keep).
+        lock.write(&sample(3)).await.unwrap();
+        lock.write(&sample(4)).await.unwrap();
+        assert_eq!(store.read("app").await.unwrap(), Some(sample(4)));
+        let kept: Vec<String> = store
+            .backup_files("app")
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(kept, ["3.json", "2.json", "1.json"]);
+    }
+
+    #[tokio::test]
+    async fn a_backup_left_under_the_same_serial_is_replaced_by_this_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStateStore::open(dir.path()).unwrap();
+        fs::create_dir_all(dir.path().join("backups/app")).unwrap();
+        fs::write(
+            dir.path().join("backups/app/1.json"),
+            b"left by a failed write",
+        )
+        .unwrap();
+        let lock = store.lock("app", "up").await.unwrap();
+        lock.write(&sample(1)).await.unwrap();
+        lock.write(&sample(2)).await.unwrap();
+        let one = fs::read(dir.path().join("backups/app/1.json")).unwrap();
+        assert_eq!(parse_state("1.json", &one).unwrap(), sample(1));
+    }
+
+    #[tokio::test]
     async fn a_lock_file_from_an_older_build_or_not_yet_written_is_still_shown() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStateStore::open(dir.path()).unwrap();
