@@ -331,10 +331,15 @@ async fn a_held_lock_refuses_the_whole_group_before_any_call() {
     let e = fake_engine(store.clone(), &cloud);
     let (a, b) = (FakeStack::chain("a", 2), FakeStack::chain("b", 2));
     let group = e.group(["a", "b"]);
-    let (ra, rb) = tokio::join!(
-        group.up(&a, UpOptions::default()),
-        group.up(&b, UpOptions::default())
-    );
+    // Without a lock timeout the held lock is refused at once: a wait would be a bug.
+    let (ra, rb) = tokio::time::timeout(Duration::from_secs(5), async {
+        tokio::join!(
+            group.up(&a, UpOptions::default()),
+            group.up(&b, UpOptions::default())
+        )
+    })
+    .await
+    .expect("refused at once, not waited for");
     assert!(matches!(rb, Err(Error::State(_))), "{rb:?}");
     let ea = ra.unwrap_err();
     assert!(
