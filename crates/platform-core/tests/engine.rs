@@ -968,6 +968,11 @@ async fn import_records_a_resource_made_by_hand_and_refuses_what_it_cannot_take(
     let recorded = store.read("app").await.unwrap().unwrap();
     assert_eq!(recorded.resources["r0"].inputs["value"], "old value");
     assert_eq!(recorded.provider, Some(local()));
+    assert_eq!(
+        (recorded.serial, store.writes()),
+        (1, 1),
+        "one write, serial 1"
+    );
     let writes = store.writes();
     let err = e.import(&stack, "r0", &id).await.unwrap_err();
     assert!(matches!(&err, Error::AlreadyManaged { .. }), "{err}");
