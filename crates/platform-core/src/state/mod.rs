@@ -538,6 +538,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_io_error_other_than_not_found_is_an_error_not_an_empty_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStateStore::open(dir.path()).unwrap();
+        // A directory where the state file should be, a file where the backups should be.
+        fs::create_dir(dir.path().join("app.json")).unwrap();
+        fs::create_dir(dir.path().join("backups")).unwrap();
+        fs::write(dir.path().join("backups/app"), b"not a directory").unwrap();
+        assert!(matches!(
+            store.read("app").await,
+            Err(StateError::Io { .. })
+        ));
+        assert!(matches!(
+            store.backup_files("app"),
+            Err(StateError::Io { .. })
+        ));
+        // Without backups, `remove` goes straight to the state file.
+        let bare = LocalStateStore::open(dir.path()).unwrap().backups(0);
+        let lock = bare.lock("app", "up").await.unwrap();
+        assert!(matches!(lock.remove().await, Err(StateError::Io { .. })));
+    }
+
+    #[tokio::test]
     async fn a_backup_left_under_the_same_serial_is_replaced_by_this_version() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStateStore::open(dir.path()).unwrap();
