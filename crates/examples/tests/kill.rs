@@ -4,7 +4,7 @@
 //! then leave nothing. The proxy keeps forwarding a dead client's requests, as AWS does.
 
 use std::path::Path;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -13,48 +13,29 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 mod common;
-use common::{counts, inventory, production, seed_counts};
+use common::{counts, inventory, run_production, seed_counts};
 
-/// Runs `production --json COMMAND` through `proxy`; with `kill_at`, SIGKILLs it as soon as its
-/// `kill_at`-th call was carried out upstream. `None` when it was killed.
+/// Runs `production --json COMMAND` through `proxy` with state in `state`; with `kill_at`, SIGKILLs
+/// it as soon as its `kill_at`-th call was carried out upstream. `None` when it was killed.
 async fn run(
     proxy: &Proxy,
     state: &Path,
     command: &str,
     kill_at: Option<usize>,
 ) -> Option<(ExitStatus, String)> {
-    let trip = kill_at.map(|k| proxy.trip_after(k));
-    let mut child = tokio::process::Command::new(production())
-        .arg("--endpoint")
-        .arg(proxy.endpoint_url())
-        .arg("--state-dir")
-        .arg(state)
-        .args(["--json", command])
-        .env_remove("AWS_ENDPOINT_URL")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let read_stderr = tokio::spawn(async move {
-        let mut text = String::new();
-        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text).await;
-        text
-    });
-    let status = match trip {
-        Some(trip) => tokio::select! {
-            () = trip.notified() => {
-                child.start_kill().unwrap();
-                child.wait().await.unwrap();
-                return None;
-            }
-            status = child.wait() => status.unwrap(),
-        },
-        None => child.wait().await.unwrap(),
-    };
-    Some((status, read_stderr.await.unwrap()))
+    let endpoint = proxy.endpoint_url();
+    let state = state.to_str().unwrap();
+    let args = [
+        "--endpoint",
+        &endpoint,
+        "--state-dir",
+        state,
+        "--json",
+        command,
+    ];
+    run_production(proxy, Path::new("."), &args, kill_at)
+        .await
+        .map(|ran| (ran.status, ran.stderr))
 }
 
 /// A run that must succeed.

@@ -5,7 +5,7 @@
 //! bucket's versions, with the state only ever in S3.
 
 use std::path::Path;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -15,7 +15,7 @@ use platform_core::{S3StateStore, StackState, StateError, StateStore};
 use serde_json::Value;
 
 mod common;
-use common::{counts, inventory, production, seed_counts};
+use common::{counts, inventory, run_production, seed_counts};
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
@@ -100,43 +100,12 @@ impl Team {
         args: &[&str],
         kill_at: Option<usize>,
     ) -> Option<(ExitStatus, String, String, u32)> {
-        let trip = kill_at.map(|k| self.proxy.trip_after(k));
-        let mut child = tokio::process::Command::new(production())
-            .current_dir(cwd)
-            .arg("--endpoint")
-            .arg(self.proxy.endpoint_url())
-            .arg("--state")
-            .arg(self.url())
-            .args(args)
-            .env_remove("AWS_ENDPOINT_URL")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let pid = child.id().unwrap();
-        let mut stdout = child.stdout.take().unwrap();
-        let mut stderr = child.stderr.take().unwrap();
-        let read = tokio::spawn(async move {
-            let (mut out, mut err) = (String::new(), String::new());
-            let _ = tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut out).await;
-            let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut err).await;
-            (out, err)
-        });
-        let status = match trip {
-            Some(trip) => tokio::select! {
-                () = trip.notified() => {
-                    child.start_kill().unwrap();
-                    child.wait().await.unwrap();
-                    return None;
-                }
-                status = child.wait() => status.unwrap(),
-            },
-            None => child.wait().await.unwrap(),
-        };
-        let (out, err) = read.await.unwrap();
-        Some((status, out, err, pid))
+        let (endpoint, url) = (self.proxy.endpoint_url(), self.url());
+        let mut all = vec!["--endpoint", &endpoint, "--state", &url];
+        all.extend_from_slice(args);
+        run_production(&self.proxy, cwd, &all, kill_at)
+            .await
+            .map(|r| (r.status, r.stdout, r.stderr, r.pid))
     }
 
     /// A run that must succeed; its stdout.

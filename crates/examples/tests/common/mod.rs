@@ -275,3 +275,61 @@ pub(crate) fn production() -> PathBuf {
     );
     bin
 }
+
+/// What a `production` run gave: its exit status, its output, its pid.
+pub(crate) struct Ran {
+    pub(crate) status: std::process::ExitStatus,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+    pub(crate) pid: u32,
+}
+
+/// Runs `production ARGS` in `cwd`; with `kill_at`, SIGKILLs it as soon as its `kill_at`-th call was
+/// carried out upstream by `proxy` (AWS acted; the process never heard back). `None`: it was killed.
+pub(crate) async fn run_production(
+    proxy: &local_cloud::Proxy,
+    cwd: &Path,
+    args: &[&str],
+    kill_at: Option<usize>,
+) -> Option<Ran> {
+    let trip = kill_at.map(|k| proxy.trip_after(k));
+    let mut child = tokio::process::Command::new(production())
+        .current_dir(cwd)
+        .args(args)
+        .env_remove("AWS_ENDPOINT_URL")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let read = tokio::spawn(async move {
+        let (mut out, mut err) = (String::new(), String::new());
+        let _ = tokio::join!(
+            tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut out),
+            tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut err)
+        );
+        (out, err)
+    });
+    let status = match trip {
+        Some(trip) => tokio::select! {
+            () = trip.notified() => {
+                child.start_kill().unwrap();
+                child.wait().await.unwrap();
+                return None;
+            }
+            status = child.wait() => status.unwrap(),
+        },
+        None => child.wait().await.unwrap(),
+    };
+    let (stdout, stderr) = read.await.unwrap();
+    Some(Ran {
+        status,
+        stdout,
+        stderr,
+        pid,
+    })
+}

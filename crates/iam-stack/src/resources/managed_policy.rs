@@ -45,6 +45,19 @@ resource_outputs! {
 }
 
 /// A version's number (`v3` is 3), for ordering when dates are missing.
+/// Policy `arn` as IAM describes it; `None` when it does not exist.
+async fn get(
+    ctx: &Context,
+    client: &aws_sdk_iam::Client,
+    arn: &str,
+) -> Result<Option<aws_sdk_iam::types::Policy>, ResourceError> {
+    let out = ctx
+        .call("GetPolicy", || client.get_policy().policy_arn(arn).send())
+        .await
+        .gone_is_none()?;
+    Ok(out.and_then(|o| o.policy().cloned()))
+}
+
 fn version_number(v: &PolicyVersion) -> u64 {
     v.version_id()
         .and_then(|id| id.trim_start_matches('v').parse().ok())
@@ -136,14 +149,7 @@ impl Resource for ManagedPolicy {
     ) -> Result<Option<Observed<Self>>, ResourceError> {
         let client = iam::client(ctx)?;
         let arn = outputs.arn.as_str();
-        let Some(out) = ctx
-            .call("GetPolicy", || client.get_policy().policy_arn(arn).send())
-            .await
-            .gone_is_none()?
-        else {
-            return Ok(None);
-        };
-        let Some(p) = out.policy() else {
+        let Some(p) = get(ctx, &client, arn).await? else {
             return Ok(None);
         };
         let version = p
@@ -287,14 +293,7 @@ impl Resource for ManagedPolicy {
             )));
         }
         let client = iam::client(ctx)?;
-        let Some(out) = ctx
-            .call("GetPolicy", || client.get_policy().policy_arn(id).send())
-            .await
-            .gone_is_none()?
-        else {
-            return Ok(None);
-        };
-        let Some(p) = out.policy() else {
+        let Some(p) = get(ctx, &client, id).await? else {
             return Ok(None);
         };
         let outputs = PolicyOutputs {

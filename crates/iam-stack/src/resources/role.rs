@@ -55,6 +55,19 @@ resource_outputs! {
     }
 }
 
+/// Role `name` as IAM describes it; `None` when it does not exist.
+async fn get(
+    ctx: &Context,
+    client: &aws_sdk_iam::Client,
+    name: &str,
+) -> Result<Option<aws_sdk_iam::types::Role>, ResourceError> {
+    let out = ctx
+        .call("GetRole", || client.get_role().role_name(name).send())
+        .await
+        .gone_is_none()?;
+    Ok(out.and_then(|o| o.role().cloned()))
+}
+
 fn outputs_of(role: &aws_sdk_iam::types::Role) -> RoleOutputs {
     RoleOutputs {
         name: role.role_name().to_owned(),
@@ -112,16 +125,7 @@ impl Resource for Role {
         outputs: &RoleOutputs,
     ) -> Result<Option<Observed<Self>>, ResourceError> {
         let client = iam::client(ctx)?;
-        let Some(out) = ctx
-            .call("GetRole", || {
-                client.get_role().role_name(&outputs.name).send()
-            })
-            .await
-            .gone_is_none()?
-        else {
-            return Ok(None);
-        };
-        let Some(role) = out.role() else {
+        let Some(role) = get(ctx, &client, &outputs.name).await? else {
             return Ok(None);
         };
         let trust = role.assume_role_policy_document().unwrap_or("{}");
@@ -138,7 +142,7 @@ impl Resource for Role {
                 max_session_duration: role.max_session_duration().unwrap_or(3600),
                 tags: iam::user_tags(role.tags()),
             },
-            outputs: outputs_of(role),
+            outputs: outputs_of(&role),
         }))
     }
 
@@ -281,21 +285,10 @@ impl Resource for Role {
     async fn import(&self, ctx: &Context, id: &str) -> Result<Option<RoleOutputs>, ResourceError> {
         let client = iam::client(ctx)?;
         let name = iam::name_of(id);
-        let Some(out) = ctx
-            .call("GetRole", || client.get_role().role_name(name).send())
-            .await
-            .gone_is_none()?
-        else {
+        let Some(role) = get(ctx, &client, name).await? else {
             return Ok(None);
         };
-        let Some(role) = out.role() else {
-            return Ok(None);
-        };
-        let outputs = RoleOutputs {
-            name: role.role_name().to_owned(),
-            arn: role.arn().to_owned(),
-            role_id: role.role_id().to_owned(),
-        };
+        let outputs = outputs_of(&role);
         let tags = iam::ownership_tags(ctx)?;
         ctx.call("TagRole", || {
             client
