@@ -753,6 +753,57 @@ mod tests {
     }
 
     #[test]
+    fn protocols_are_read_by_name_or_number_and_others_are_not_declared_ones() {
+        for (aws, p) in [
+            ("tcp", Some(Protocol::Tcp)),
+            ("6", Some(Protocol::Tcp)),
+            ("udp", Some(Protocol::Udp)),
+            ("17", Some(Protocol::Udp)),
+            ("-1", Some(Protocol::All)),
+            ("all", Some(Protocol::All)),
+            ("icmp", None),
+            ("58", None),
+        ] {
+            assert_eq!(Protocol::from_aws(aws), p, "{aws}");
+        }
+        // AWS may give the all-protocols rule ports of -1: it has none.
+        let all = IpPermission::builder()
+            .ip_protocol("-1")
+            .from_port(-1)
+            .to_port(-1)
+            .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+            .build();
+        assert_eq!(rules_from(&[all]).0, [SgRule::all("0.0.0.0/0")]);
+    }
+
+    #[test]
+    fn good_rules_pass_and_each_bad_shape_is_named() {
+        let mut udp = SgRule::tcp(53, "10.0.0.0/16");
+        udp.protocol = Protocol::Udp;
+        for ok in [SgRule::tcp(80, "0.0.0.0/0"), SgRule::all("10.0.0.0/8"), udp] {
+            assert_eq!(ok.validate("ingress[0]"), Ok(()), "{ok:?}");
+        }
+        let mut all_with_ports = SgRule::all("0.0.0.0/0");
+        all_with_ports.ports = Some(PortRange { from: 1, to: 2 });
+        assert_eq!(
+            all_with_ports
+                .validate("egress[0]")
+                .unwrap_err()
+                .to_string(),
+            "invalid egress[0].ports = 1-2: the all-protocols rule has no ports"
+        );
+        let mut tcp_without_ports = SgRule::tcp(80, "0.0.0.0/0");
+        tcp_without_ports.ports = None;
+        assert_eq!(
+            tcp_without_ports
+                .validate("ingress[2]")
+                .unwrap_err()
+                .to_string(),
+            "invalid ingress[2].ports = none: TCP and UDP rules need a port range"
+        );
+    }
+
+    #[test]
     fn bad_rules_name_their_field() {
         let mut r = SgRule::tcp(80, "0.0.0.0/0");
         r.ports = Some(PortRange { from: 90, to: 80 });
