@@ -296,6 +296,17 @@ impl SecurityGroup {
             .filter(|r| !wanted.contains(r))
             .map(OtherRule::permission)
             .collect();
+        Self::revoke(ctx, client, id, egress, p).await
+    }
+
+    /// Revokes permissions `p` of group `id`, ingress or egress; nothing when there are none.
+    async fn revoke(
+        ctx: &Context,
+        client: &aws_sdk_ec2::Client,
+        id: &str,
+        egress: bool,
+        p: Vec<IpPermission>,
+    ) -> Result<(), ResourceError> {
         if p.is_empty() {
             return Ok(());
         }
@@ -329,28 +340,8 @@ impl SecurityGroup {
         egress: RuleDiff,
     ) -> Result<(), ResourceError> {
         let perms = |rules: &[SgRule]| rules.iter().map(SgRule::permission).collect::<Vec<_>>();
-        if !ingress.revoke.is_empty() {
-            let p = perms(&ingress.revoke);
-            ctx.call("RevokeSecurityGroupIngress", || {
-                client
-                    .revoke_security_group_ingress()
-                    .group_id(id)
-                    .set_ip_permissions(Some(p.clone()))
-                    .send()
-            })
-            .await?;
-        }
-        if !egress.revoke.is_empty() {
-            let p = perms(&egress.revoke);
-            ctx.call("RevokeSecurityGroupEgress", || {
-                client
-                    .revoke_security_group_egress()
-                    .group_id(id)
-                    .set_ip_permissions(Some(p.clone()))
-                    .send()
-            })
-            .await?;
-        }
+        Self::revoke(ctx, client, id, false, perms(&ingress.revoke)).await?;
+        Self::revoke(ctx, client, id, true, perms(&egress.revoke)).await?;
         if !ingress.authorize.is_empty() {
             let p = perms(&ingress.authorize);
             ctx.call_once_retrying(
