@@ -22,7 +22,7 @@ use crate::provider::{IdentitySource, ProviderInfo};
 use crate::resource::{Context, KindOps, Registry, RetryPolicy, Shared};
 use crate::stack::{Declared, Desired, OutputValues, Produced, Stack};
 use crate::state::{
-    Deposed, Pending, PendingOp, Producer, ResourceState, StackLock, StackResource, StackState,
+    Change, Deposed, Pending, PendingOp, Producer, ResourceState, StackLock, StackResource, StackState,
     StateStore, validate_stack_name,
 };
 use crate::value::{RefTarget, Resolved, collect_refs, resolve};
@@ -744,7 +744,7 @@ impl Engine {
             source,
         })?;
         let mut serial = 0;
-        run.record(|s| {
+        run.record_whole(|s| {
             s.outputs = Some(json);
             s.outputs_schema = Some(S::OUTPUTS_SCHEMA);
             // The serial this write is recorded under (`record` increments it after `f`).
@@ -1315,8 +1315,8 @@ impl Run {
         }
     }
 
-    async fn record(&self, f: impl FnOnce(&mut StackState)) -> Result<(), Error> {
-        self.inner.record(f).await
+    async fn record_whole(&self, f: impl FnOnce(&mut StackState)) -> Result<(), Error> {
+        self.inner.record_whole(f).await
     }
 
     /// Applies `plan`; returns every declared resource's outputs.
@@ -1443,6 +1443,11 @@ impl Run {
             .collect();
         for (op, deps) in ops.iter_mut().zip(all_deps) {
             op.deps = deps;
+        }
+        if plan.steps.iter().any(|s| !matches!(s.action, Action::Same)) {
+            // The run's header (provider, references, producers) is written whole before the first
+            // step, so that the journal's changes always have a document to apply to.
+            self.record_whole(|_| {}).await?;
         }
         let resources = Arc::new(desired.resources.clone());
         self.execute(ops, resources).await?;
@@ -1585,7 +1590,33 @@ fn now() -> String {
 }
 
 impl RunInner {
-    async fn record(&self, f: impl FnOnce(&mut StackState)) -> Result<(), Error> {
+    /// Records a step: `f` changes resource `name`'s record (and nothing else), under the next
+    /// serial. With a journal, only that record is appended, and the flush is waited for once the
+    /// state is let go, so that concurrent steps share it; without one, the whole state is written.
+    /// Either way the change is durable when this returns.
+    async fn record(&self, name: &str, f: impl FnOnce(&mut StackState)) -> Result<(), Error> {
+        let mut state = self.state.lock().await;
+        f(&mut state);
+        state.serial += 1;
+        match self.lock.journal() {
+            Some(journal) => {
+                let change = Change {
+                    serial: state.serial,
+                    resource: name.to_owned(),
+                    record: state.resources.get(name).cloned(),
+                };
+                let ticket = journal.append(&change)?;
+                drop(state);
+                journal.sync(ticket).await?;
+            }
+            None => self.lock.write(&state).await?,
+        }
+        Ok(())
+    }
+
+    /// Records a change to the whole state (`f` may change anything) as a whole write, which also
+    /// compacts the journal.
+    async fn record_whole(&self, f: impl FnOnce(&mut StackState)) -> Result<(), Error> {
         let mut state = self.state.lock().await;
         f(&mut state);
         state.serial += 1;
@@ -1830,7 +1861,7 @@ impl RunInner {
                     let deps = decl.dependencies.clone();
                     let uses = decl.uses();
                     let (i2, o2) = (inputs, out.clone());
-                    self.record(|s| {
+                    self.record(name, |s| {
                         if let Some(r) = s.resources.get_mut(name) {
                             r.inputs = i2;
                             r.outputs = Some(o2);
@@ -1856,7 +1887,7 @@ impl RunInner {
     }
 
     async fn intent(&self, name: &str, op: PendingOp) -> Result<(), Error> {
-        self.record(|s| {
+        self.record(name, |s| {
             if let Some(r) = s.resources.get_mut(name) {
                 r.pending = Some(Pending {
                     op,
@@ -1900,7 +1931,7 @@ impl RunInner {
         let kind = decl.kind.to_owned();
         let intent_inputs = inputs.clone();
         let intent_token = token.clone();
-        self.record(|s| {
+        self.record(name, |s| {
             let entry = s
                 .resources
                 .entry(name.to_owned())
@@ -1980,7 +2011,7 @@ impl RunInner {
     /// Records the outputs of a create (or an adoption) of instance `token` and publishes them.
     async fn created(&self, name: &str, token: &str, outputs: Value) -> Result<(), Error> {
         let o2 = outputs.clone();
-        self.record(|s| {
+        self.record(name, |s| {
             if let Some(r) = s.resources.get_mut(name) {
                 r.outputs = Some(o2);
                 r.instance = Some(token.to_owned());
@@ -2131,7 +2162,7 @@ impl RunInner {
                     .map_err(|e| self.fail(name, "delete", e))?;
             }
         }
-        self.record(|s| {
+        self.record(name, |s| {
             if let Some(r) = s.resources.get_mut(name) {
                 if r.deposed.is_empty() {
                     s.resources.remove(name);
@@ -2157,7 +2188,7 @@ impl RunInner {
         for old in deposed {
             let ops = self.ops_for(name, &old.kind)?;
             // The intent, as for any delete: a crash now leaves a record that this delete started.
-            self.record(|s| {
+            self.record(name, |s| {
                 if let Some(d) = s
                     .resources
                     .get_mut(name)
@@ -2178,7 +2209,7 @@ impl RunInner {
                     .await
                     .map_err(|e| self.fail(name, "delete", e))?;
             }
-            self.record(|s| {
+            self.record(name, |s| {
                 if let Some(r) = s.resources.get_mut(name) {
                     if let Some(pos) = r.deposed.iter().position(|d| d.outputs == old.outputs) {
                         r.deposed.remove(pos);

@@ -73,8 +73,8 @@ pub use resource::{
 };
 pub use stack::{Declaration, Declared, Desired, OutputValues, Produced, Scope, Stack, StackRef};
 pub use state::{
-    DEFAULT_BACKUPS, Deposed, LocalStateStore, LockInfo, MemoryStateStore, Pending, PendingOp,
-    Producer, ResourceState, S3StateStore, STATE_VERSION, StackLock, StackResource, StackState,
+    Change, DEFAULT_BACKUPS, Deposed, Journal, LocalStateStore, LockInfo, MemoryStateStore, Pending,
+    PendingOp, Producer, ResourceState, S3StateStore, STATE_VERSION, StackLock, StackResource, StackState,
     StateStore, parse_state, validate_stack_name,
 };
 pub use tags::TagChanges;

@@ -227,8 +227,8 @@ async fn an_update_records_its_intent_before_the_call() {
     let mut stack = FakeStack::chain("upd", 1);
     fake_engine(store.clone(), &cloud).up(&stack).await.unwrap();
     stack.nodes[0].value = "v2".into();
-    // Write 1 is the intent; write 2, the result, is lost in the crash.
-    store.crash_at_write(2);
+    // Write 1 is the run's header, write 2 the intent; write 3, the result, is lost in the crash.
+    store.crash_at_write(3);
     fake_engine(store.clone(), &cloud)
         .up(&stack)
         .await

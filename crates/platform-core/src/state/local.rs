@@ -4,8 +4,11 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{LockInfo, StackLock, StackState, StateStore, parse_state, validate_stack_name};
+use super::{
+    Change, Journal, LockInfo, StackLock, StackState, StateStore, parse_state, validate_stack_name,
+};
 use crate::error::StateError;
 use crate::resource::BoxFuture;
 
@@ -55,6 +58,10 @@ impl LocalStateStore {
 
     fn state_path(&self, stack: &str) -> PathBuf {
         self.dir.join(format!("{stack}.json"))
+    }
+
+    fn journal_path(&self, stack: &str) -> PathBuf {
+        self.dir.join(format!("{stack}.journal"))
     }
 
     fn backup_dir(&self, stack: &str) -> PathBuf {
@@ -107,7 +114,9 @@ impl LocalStateStore {
         file.write_all(&text).map_err(io)?;
         file.flush().map_err(io)?;
         Ok(LocalLock {
+            stack: stack.to_owned(),
             file: Mutex::new(Some(file)),
+            journal: LocalJournal::new(self.journal_path(stack)),
             state_path: self.state_path(stack),
             backup_dir: self.backup_dir(stack),
             backups: self.backups,
@@ -236,9 +245,150 @@ pub(crate) fn write_atomic(
     Ok(())
 }
 
+/// `<stack>.journal`: one JSON [`Change`] per line, appended between whole writes of the state and
+/// removed by the next one. A line cut short by a crash (no newline) was never synced, so never
+/// acknowledged: it is ignored.
+#[derive(Debug)]
+struct LocalJournal {
+    path: PathBuf,
+    /// Opened (append-only) at the first change.
+    file: Mutex<Option<File>>,
+    /// Changes appended so far (the tickets).
+    appended: AtomicU64,
+    /// Changes known durable; held while a flush runs, so that waiters queue behind it and find
+    /// their change covered by it.
+    synced: tokio::sync::Mutex<u64>,
+}
+
+impl LocalJournal {
+    fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            file: Mutex::new(None),
+            appended: AtomicU64::new(0),
+            synced: tokio::sync::Mutex::new(0),
+        }
+    }
+
+    fn io(&self, source: std::io::Error) -> StateError {
+        StateError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Forgets the journal once a whole write holds everything in it.
+    async fn clear(&self) -> Result<(), StateError> {
+        let mut synced = self.synced.lock().await;
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        *file = None;
+        match fs::remove_file(&self.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(self.io(e)),
+        }
+        *synced = self.appended.load(Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+impl Journal for LocalJournal {
+    fn append(&self, change: &Change) -> Result<u64, StateError> {
+        let mut line = serde_json::to_vec(change).map_err(|e| self.io(std::io::Error::other(e)))?;
+        line.push(b'\n');
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        if file.is_none() {
+            let mut options = OpenOptions::new();
+            options.append(true).create(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            let opened = options.open(&self.path).map_err(|e| self.io(e))?;
+            // The new file's name must survive a crash as well as its lines.
+            if let Some(dir) = self.path.parent()
+                && let Ok(d) = File::open(dir)
+            {
+                let _ = d.sync_all();
+            }
+            *file = Some(opened);
+        }
+        if let Some(f) = file.as_mut() {
+            f.write_all(&line).map_err(|e| self.io(e))?;
+        }
+        Ok(self.appended.fetch_add(1, Ordering::SeqCst) + 1)
+    }
+
+    fn sync(&self, ticket: u64) -> BoxFuture<'_, Result<(), StateError>> {
+        Box::pin(async move {
+            let mut synced = self.synced.lock().await;
+            if *synced >= ticket {
+                // A flush that started after this change was appended covered it.
+                return Ok(());
+            }
+            // Everything appended until now is covered by this flush.
+            let upto = self.appended.load(Ordering::SeqCst);
+            let file = self
+                .file
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .map(File::try_clone)
+                .transpose()
+                .map_err(|e| self.io(e))?;
+            if let Some(file) = file {
+                tokio::task::spawn_blocking(move || file.sync_data())
+                    .await
+                    .map_err(|e| self.io(std::io::Error::other(e)))?
+                    .map_err(|e| self.io(e))?;
+            }
+            *synced = upto;
+            Ok(())
+        })
+    }
+}
+
+/// `state` (or a new one, when there is no document) with the journal at `path` replayed.
+fn replay(
+    stack: &str,
+    state: Option<StackState>,
+    path: &Path,
+) -> Result<Option<StackState>, StateError> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(state),
+        Err(source) => {
+            return Err(StateError::Io {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    let mut lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+    // The piece after the last newline: empty, or a line cut short by a crash (never acknowledged).
+    lines.pop();
+    if lines.is_empty() {
+        return Ok(state);
+    }
+    let mut state = state.unwrap_or_else(|| StackState::new(stack));
+    for line in lines {
+        let change: Change =
+            serde_json::from_slice(line).map_err(|source| StateError::Corrupt {
+                location: path.display().to_string(),
+                backup: None,
+                source,
+            })?;
+        change.apply_to(&mut state);
+    }
+    Ok(Some(state))
+}
+
 #[derive(Debug)]
 struct LocalLock {
+    stack: String,
     file: Mutex<Option<File>>,
+    journal: LocalJournal,
     state_path: PathBuf,
     backup_dir: PathBuf,
     backups: usize,
@@ -330,8 +480,12 @@ impl StackLock for LocalLock {
                     source: std::io::Error::other(e),
                 })??;
             *self.last_serial.lock().unwrap_or_else(|p| p.into_inner()) = Some(state.serial);
-            Ok(())
+            self.journal.clear().await
         })
+    }
+
+    fn journal(&self) -> Option<&dyn Journal> {
+        Some(&self.journal)
     }
 
     fn remove(&self) -> BoxFuture<'_, Result<(), StateError>> {
@@ -347,6 +501,7 @@ impl StackLock for LocalLock {
                     });
                 }
             }
+            self.journal.clear().await?;
             if let Ok(d) = File::open(&self.dir) {
                 let _ = d.sync_all();
             }
@@ -354,11 +509,38 @@ impl StackLock for LocalLock {
         })
     }
 
+    /// Compacts a journal left by a run that did not end with a whole write (a failure), then
+    /// gives the lock up.
     fn release(&self) -> BoxFuture<'_, Result<(), StateError>> {
         Box::pin(async move {
+            let compacted = self.compact().await;
             self.unlock();
-            Ok(())
+            compacted
         })
+    }
+}
+
+impl LocalLock {
+    /// Writes the state with the journal replayed, when the journal holds anything.
+    async fn compact(&self) -> Result<(), StateError> {
+        let has_lines = fs::metadata(&self.journal.path).is_ok_and(|m| m.len() > 0);
+        if !has_lines || self.file.lock().unwrap_or_else(|p| p.into_inner()).is_none() {
+            return Ok(());
+        }
+        let doc = match fs::read(&self.state_path) {
+            Ok(bytes) => Some(parse_state(&self.state_path.display().to_string(), &bytes)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => {
+                return Err(StateError::Io {
+                    path: self.state_path.clone(),
+                    source,
+                });
+            }
+        };
+        match replay(&self.stack, doc, &self.journal.path)? {
+            Some(state) => self.write(&state).await,
+            None => self.journal.clear().await,
+        }
     }
 }
 
@@ -377,21 +559,24 @@ impl StateStore for LocalStateStore {
         Box::pin(async move {
             validate_stack_name(stack)?;
             let path = self.state_path(stack);
-            match fs::read(&path) {
+            let doc = match fs::read(&path) {
                 Ok(bytes) => match parse_state(&path.display().to_string(), &bytes) {
-                    Ok(state) => Ok(Some(state)),
+                    Ok(state) => Some(state),
                     Err(StateError::Corrupt {
                         location, source, ..
-                    }) => Err(StateError::Corrupt {
-                        location,
-                        backup: self.newest_good_backup(stack),
-                        source,
-                    }),
-                    Err(e) => Err(e),
+                    }) => {
+                        return Err(StateError::Corrupt {
+                            location,
+                            backup: self.newest_good_backup(stack),
+                            source,
+                        });
+                    }
+                    Err(e) => return Err(e),
                 },
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(source) => Err(StateError::Io { path, source }),
-            }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(source) => return Err(StateError::Io { path, source }),
+            };
+            replay(stack, doc, &self.journal_path(stack))
         })
     }
 

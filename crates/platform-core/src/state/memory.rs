@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use super::{LockInfo, StackLock, StackState, StateStore, validate_stack_name};
+use super::{Change, Journal, LockInfo, StackLock, StackState, StateStore, validate_stack_name};
 use crate::error::StateError;
 use crate::resource::BoxFuture;
 
@@ -77,31 +77,64 @@ impl Drop for MemoryLock {
     }
 }
 
+impl MemoryLock {
+    /// Counts a write (a whole one or a journal append) once it is allowed: refused when the lock
+    /// was forced, or when a simulated crash has happened.
+    fn admit(&self, inner: &mut MemoryInner) -> Result<(), StateError> {
+        if inner
+            .locked
+            .get(&self.stack)
+            .is_none_or(|l| l.id != self.id)
+        {
+            // The lock was forced: whoever holds it now may have written.
+            return Err(StateError::Conflict {
+                stack: self.stack.clone(),
+                location: format!("memory:{}", self.stack),
+            });
+        }
+        if inner.crash_at.is_some_and(|at| inner.writes + 1 >= at) {
+            return Err(StateError::Io {
+                path: PathBuf::from(format!("memory:{}", self.stack)),
+                source: std::io::Error::other("simulated crash: nothing more is recorded"),
+            });
+        }
+        inner.writes += 1;
+        Ok(())
+    }
+}
+
+/// The memory store's journal applies each change to the kept state at once (it is already as
+/// durable as it will be): a step costs one resource's record, not a copy of the whole state.
+impl Journal for MemoryLock {
+    fn append(&self, change: &Change) -> Result<u64, StateError> {
+        let mut inner = self.store.inner.lock().unwrap_or_else(|p| p.into_inner());
+        self.admit(&mut inner)?;
+        let writes = inner.writes;
+        let state = inner
+            .states
+            .entry(self.stack.clone())
+            .or_insert_with(|| StackState::new(&self.stack));
+        change.clone().apply_to(state);
+        Ok(writes)
+    }
+
+    fn sync(&self, _ticket: u64) -> BoxFuture<'_, Result<(), StateError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
 impl StackLock for MemoryLock {
     fn write<'a>(&'a self, state: &'a StackState) -> BoxFuture<'a, Result<(), StateError>> {
         Box::pin(async move {
             let mut inner = self.store.inner.lock().unwrap_or_else(|p| p.into_inner());
-            if inner
-                .locked
-                .get(&self.stack)
-                .is_none_or(|l| l.id != self.id)
-            {
-                // The lock was forced: whoever holds it now may have written.
-                return Err(StateError::Conflict {
-                    stack: self.stack.clone(),
-                    location: format!("memory:{}", self.stack),
-                });
-            }
-            if inner.crash_at.is_some_and(|at| inner.writes + 1 >= at) {
-                return Err(StateError::Io {
-                    path: PathBuf::from(format!("memory:{}", self.stack)),
-                    source: std::io::Error::other("simulated crash: nothing more is recorded"),
-                });
-            }
-            inner.writes += 1;
+            self.admit(&mut inner)?;
             inner.states.insert(self.stack.clone(), state.clone());
             Ok(())
         })
+    }
+
+    fn journal(&self) -> Option<&dyn Journal> {
+        Some(self)
     }
 
     fn remove(&self) -> BoxFuture<'_, Result<(), StateError>> {

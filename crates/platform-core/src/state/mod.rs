@@ -222,6 +222,64 @@ pub trait StackLock: Send + Sync + fmt::Debug {
     fn remove(&self) -> BoxFuture<'_, Result<(), StateError>>;
     /// Gives the lock up. A second call does nothing.
     fn release(&self) -> BoxFuture<'_, Result<(), StateError>>;
+    /// The store's journal, when it keeps one: the engine then records each step as one [`Change`]
+    /// appended to it, and writes the whole state only at the start and end of a run. Without one
+    /// (the default), every step writes the whole state: fine for a remote store whose writes cost
+    /// a round trip anyway, quadratic in bytes for a large stack.
+    fn journal(&self) -> Option<&dyn Journal> {
+        None
+    }
+}
+
+/// One step's record: resource `resource`'s whole record after the step (`None`: forgotten), under
+/// the state's new `serial`. A journal line.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// The state's serial after this change.
+    pub serial: u64,
+    /// The resource's logical name.
+    pub resource: String,
+    /// Its record after the change; `None` when it was removed from the state.
+    pub record: Option<ResourceState>,
+}
+
+impl Change {
+    /// Applies the change to `state` (what replaying a journal does). A change older than the
+    /// state (its serial not above the state's) is already in it and changes nothing.
+    pub fn apply_to(self, state: &mut StackState) {
+        if self.serial <= state.serial {
+            return;
+        }
+        state.serial = self.serial;
+        match self.record {
+            Some(r) => {
+                state.resources.insert(self.resource, r);
+            }
+            None => {
+                state.resources.remove(&self.resource);
+            }
+        }
+    }
+}
+
+/// An append-only log of [`Change`]s between two whole writes of a stack's state, so that the bytes
+/// written stay linear in the work done. A [`StackLock::write`] of the whole state compacts it
+/// (the journal starts empty again); [`StateStore::read`] returns the state with the journal
+/// replayed, so a crash is healed from it as from a whole write.
+///
+/// The engine calls [`append`](Self::append) with the run's state held (so changes are appended in
+/// the order they were made) and [`sync`](Self::sync) after letting it go, so concurrent steps share
+/// one flush (group commit).
+pub trait Journal: Send + Sync {
+    /// Appends `change`; returns a ticket for [`sync`](Self::sync). It should not wait for the
+    /// change to be durable.
+    ///
+    /// # Errors
+    /// When the change cannot be appended.
+    fn append(&self, change: &Change) -> Result<u64, StateError>;
+    /// Returns once every change up to `ticket` is durable. One flush serves every change appended
+    /// before it started.
+    fn sync(&self, ticket: u64) -> BoxFuture<'_, Result<(), StateError>>;
 }
 
 /// Where stack state is kept.
@@ -388,7 +446,7 @@ pub fn parse_state(location: &str, bytes: &[u8]) -> Result<StackState, StateErro
 
 #[cfg(test)]
 mod tests {
-    use std::fs;
+    use std::fs::{self, OpenOptions};
 
     use super::*;
 
@@ -414,6 +472,169 @@ mod tests {
         let mut s = StackState::new("network");
         s.serial = serial;
         s
+    }
+
+    fn change(serial: u64, resource: &str, value: Option<&str>) -> Change {
+        Change {
+            serial,
+            resource: resource.to_owned(),
+            record: value.map(|v| ResourceState {
+                kind: "fake".into(),
+                inputs: serde_json::json!({ "value": v }),
+                outputs: None,
+                dependencies: Vec::new(),
+                uses: Vec::new(),
+                instance: None,
+                pending: None,
+                deposed: Vec::new(),
+            }),
+        }
+    }
+
+    /// Appends `changes` through `lock`'s journal and waits for each to be durable.
+    async fn journaled(lock: &dyn StackLock, changes: &[Change]) {
+        let journal = lock.journal().expect("the store keeps a journal");
+        for c in changes {
+            let ticket = journal.append(c).unwrap();
+            journal.sync(ticket).await.unwrap();
+        }
+    }
+
+    fn value_of(state: &StackState, resource: &str) -> String {
+        state.resources[resource].inputs["value"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    #[tokio::test]
+    async fn a_step_is_one_journal_line_read_back_replayed_and_a_whole_write_compacts_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStateStore::open(dir.path()).unwrap();
+        let lock = store.lock("s", "up").await.unwrap();
+        lock.write(&sample(1)).await.unwrap();
+        let changes = [
+            change(2, "a", Some("a1")),
+            change(3, "b", Some("b1")),
+            change(4, "a", Some("a2")),
+            change(5, "b", None),
+        ];
+        journaled(lock.as_ref(), &changes).await;
+        let journal = dir.path().join("s.journal");
+        let text = fs::read_to_string(&journal).unwrap();
+        assert_eq!(text.lines().count(), 4, "one line per step: {text}");
+        // The document is untouched; a read replays the journal over it.
+        assert_eq!(
+            parse_state("s.json", &fs::read(dir.path().join("s.json")).unwrap())
+                .unwrap()
+                .serial,
+            1
+        );
+        let read = store.read("s").await.unwrap().unwrap();
+        assert_eq!(read.serial, 5);
+        assert_eq!(value_of(&read, "a"), "a2");
+        assert!(!read.resources.contains_key("b"), "b was removed");
+        // A whole write holds everything: the journal is gone, and stays gone.
+        lock.write(&read).await.unwrap();
+        assert!(!journal.exists());
+        assert_eq!(store.read("s").await.unwrap(), Some(read));
+    }
+
+    #[tokio::test]
+    async fn a_run_that_dies_leaves_its_journal_and_the_next_reader_sees_every_synced_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStateStore::open(dir.path()).unwrap();
+        let lock = store.lock("s", "up").await.unwrap();
+        lock.write(&sample(1)).await.unwrap();
+        journaled(lock.as_ref(), &[change(2, "a", Some("a1"))]).await;
+        // The process dies: no release (dropping the OS lock is what its death does).
+        drop(lock);
+        // A line cut short by the crash (never synced, so never acknowledged) is ignored.
+        let journal = dir.path().join("s.journal");
+        let mut f = OpenOptions::new().append(true).open(&journal).unwrap();
+        std::io::Write::write_all(&mut f, br#"{"serial":3,"resource":"b","rec"#).unwrap();
+        let read = store.read("s").await.unwrap().unwrap();
+        assert_eq!((read.serial, value_of(&read, "a")), (2, "a1".to_owned()));
+        assert!(!read.resources.contains_key("b"));
+        // The next holder compacts what it found when it lets go.
+        let lock = store.lock("s", "up").await.unwrap();
+        lock.release().await.unwrap();
+        assert!(!journal.exists(), "compacted on release");
+        assert_eq!(store.read("s").await.unwrap(), Some(read));
+    }
+
+    #[tokio::test]
+    async fn a_bad_line_before_the_end_of_a_journal_is_corruption_naming_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStateStore::open(dir.path()).unwrap();
+        store
+            .lock("s", "up")
+            .await
+            .unwrap()
+            .write(&sample(1))
+            .await
+            .unwrap();
+        let good = serde_json::to_string(&change(2, "a", Some("a1"))).unwrap();
+        fs::write(dir.path().join("s.journal"), format!("{{oops\n{good}\n")).unwrap();
+        let err = store.read("s").await.unwrap_err();
+        assert!(
+            matches!(&err, StateError::Corrupt { location, .. } if location.ends_with("s.journal")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn changes_already_in_the_document_are_not_applied_again() {
+        // A crash between the whole write and the journal's removal leaves both.
+        let mut state = sample(5);
+        change(4, "a", Some("old")).apply_to(&mut state);
+        assert!(state.resources.is_empty());
+        assert_eq!(state.serial, 5);
+        change(6, "a", Some("new")).apply_to(&mut state);
+        assert_eq!((state.serial, value_of(&state, "a")), (6, "new".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn concurrent_steps_are_all_durable_and_removing_the_state_removes_its_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStateStore::open(dir.path()).unwrap();
+        let lock: std::sync::Arc<dyn StackLock> =
+            std::sync::Arc::from(store.lock("s", "up").await.unwrap());
+        lock.write(&sample(1)).await.unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..50u64 {
+            let lock = lock.clone();
+            tasks.spawn(async move {
+                let journal = lock.journal().unwrap();
+                let ticket = journal
+                    .append(&change(2 + i, &format!("r{i}"), Some("v")))
+                    .unwrap();
+                journal.sync(ticket).await.unwrap();
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+        let read = store.read("s").await.unwrap().unwrap();
+        assert_eq!(read.resources.len(), 50);
+        assert_eq!(read.serial, 51);
+        lock.remove().await.unwrap();
+        assert_eq!(store.read("s").await.unwrap(), None);
+        assert!(!dir.path().join("s.journal").exists());
+    }
+
+    #[tokio::test]
+    async fn the_memory_store_applies_each_change_and_counts_it_as_a_write() {
+        let store = MemoryStateStore::new();
+        let lock = store.lock("s", "up").await.unwrap();
+        lock.write(&sample(1)).await.unwrap();
+        journaled(lock.as_ref(), &[change(2, "a", Some("a1"))]).await;
+        assert_eq!(store.writes(), 2);
+        store.crash_at_write(1);
+        let journal = lock.journal().unwrap();
+        assert!(journal.append(&change(3, "a", Some("a2"))).is_err());
+        let read = store.read("s").await.unwrap().unwrap();
+        assert_eq!((read.serial, value_of(&read, "a")), (2, "a1".to_owned()));
     }
 
     #[tokio::test]
