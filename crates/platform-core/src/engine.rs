@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use aws_smithy_runtime_api::client::interceptors::{Intercept, SharedInterceptor};
 use aws_types::SdkConfig;
 use serde_json::Value;
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::{OnceCell, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -19,7 +19,7 @@ use crate::events::{CallRecorder, CallStats, Event, EventSink, Subscriber};
 use crate::group::Board;
 use crate::plan::{Action, ActionKind, Counts, ExternalOutputs, Plan, plan_with};
 use crate::provider::{IdentitySource, ProviderInfo};
-use crate::resource::{Context, KindOps, Registry, RetryPolicy, Shared};
+use crate::resource::{BoxFuture, Context, KindOps, Published, Registry, RetryPolicy, Shared};
 use crate::stack::{Declared, Desired, OutputValues, Produced, Stack};
 use crate::state::{
     Change, Deposed, Pending, PendingOp, Producer, ResourceState, StackLock, StackResource, StackState,
@@ -1258,6 +1258,9 @@ struct RunInner {
     limits: Limits,
     cancel: CancellationToken,
     links: Links,
+    /// While ops execute: where a create that published its outputs early names its resource, so
+    /// that its dependents start then (see [`Context::publish`]).
+    early: Mutex<Option<mpsc::UnboundedSender<String>>>,
 }
 
 /// What links a run to other stacks.
@@ -1310,6 +1313,7 @@ impl Run {
                 limits: engine.limits.clone(),
                 cancel,
                 links,
+                early: Mutex::new(None),
             }),
             lock,
         }
@@ -1516,6 +1520,28 @@ impl Run {
             }
         }
         let mut ready: VecDeque<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();
+        // The op that creates or changes each declared resource: its dependents may start before
+        // it ends, when its create publishes the outputs early.
+        let forward_op: HashMap<String, usize> = ops
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| matches!(o.kind, OpKind::Forward(..)))
+            .map(|(i, o)| (o.resource.clone(), i))
+            .collect();
+        let (early_tx, mut early_rx) = mpsc::unbounded_channel::<String>();
+        *self.inner.early.lock().unwrap_or_else(|p| p.into_inner()) = Some(early_tx);
+        let mut released = vec![false; n];
+        let mut release = |i: usize, ready: &mut VecDeque<usize>| {
+            if std::mem::replace(&mut released[i], true) {
+                return;
+            }
+            for &d in &dependents[i] {
+                waiting[d] -= 1;
+                if waiting[d] == 0 {
+                    ready.push_back(d);
+                }
+            }
+        };
         let ops = Arc::new(ops);
         let mut set: JoinSet<(usize, Result<(), Error>)> = JoinSet::new();
         let mut completed = 0usize;
@@ -1537,18 +1563,18 @@ impl Run {
                 () = self.inner.cancel.cancelled(), if !cancelled => {
                     cancelled = true;
                 }
+                Some(name) = early_rx.recv() => {
+                    if let Some(&i) = forward_op.get(&name) {
+                        release(i, &mut ready);
+                    }
+                }
                 joined = set.join_next() => {
                     let Some(joined) = joined else { break };
                     let (i, res) = joined.map_err(join_error)?;
                     match res {
                         Ok(()) => {
                             completed += 1;
-                            for &d in &dependents[i] {
-                                waiting[d] -= 1;
-                                if waiting[d] == 0 {
-                                    ready.push_back(d);
-                                }
-                            }
+                            release(i, &mut ready);
                         }
                         Err(e) => {
                             first_error.get_or_insert(e);
@@ -1557,6 +1583,7 @@ impl Run {
                 }
             }
         }
+        *self.inner.early.lock().unwrap_or_else(|p| p.into_inner()) = None;
         let cancelled = self.inner.cancel.is_cancelled();
         // A wait that ended because of the cancellation is the cancellation, not a failure.
         if let Some(e) = first_error.filter(|e| !(cancelled && e.is_cancelled_wait())) {
@@ -1843,13 +1870,23 @@ impl RunInner {
                 };
                 let previous_outputs = rec.outputs.clone().unwrap_or(Value::Null);
                 let changed = changed_fields(&rec.inputs, &inputs);
-                if changed.is_empty() {
+                // A create that published its outputs and did not finish configuring the resource
+                // (see `Context::publish`) left an update pending with the inputs it was given.
+                let unfinished = rec
+                    .pending
+                    .as_ref()
+                    .is_some_and(|p| p.op == PendingOp::Update);
+                if changed.is_empty() && !unfinished {
                     previous_outputs
                 } else {
                     self.intent(name, PendingOp::Update).await?;
                     let _permits = self.limits.acquire(ops.service).await;
-                    let out = self
-                        .update(
+                    let out = if changed.is_empty() {
+                        // What it did is not known: read it and update what differs.
+                        self.converge(&ops, name, &inputs, previous_outputs, None)
+                            .await?
+                    } else {
+                        self.update(
                             &ops,
                             name,
                             &inputs,
@@ -1857,7 +1894,8 @@ impl RunInner {
                             previous_outputs,
                             changed,
                         )
-                        .await?;
+                        .await?
+                    };
                     let deps = decl.dependencies.clone();
                     let uses = decl.uses();
                     let (i2, o2) = (inputs, out.clone());
@@ -1980,9 +2018,22 @@ impl RunInner {
         };
         let found = match earlier {
             Some(found) => found,
-            None => match (ops.create)(ctx.clone(), inputs.clone()).await {
-                Ok(outputs) => return self.created(name, &token, outputs).await,
-                Err(e) if e.outcome_unknown() => {
+            None => match self.create_publishing(ops, name, &token, &ctx, &inputs).await? {
+                (Ok(outputs), early) => {
+                    if early.as_ref().is_some_and(|early| *early != outputs) {
+                        let e = ResourceError::Failed {
+                            message: format!(
+                                "the {} create published outputs other than those it returned \
+                                 (a bug in the resource kind): {} then {outputs}",
+                                decl.kind,
+                                early.unwrap_or_default()
+                            ),
+                        };
+                        return Err(self.fail(name, "create", e));
+                    }
+                    return self.created(name, &token, outputs).await;
+                }
+                (Err(e), _) if e.outcome_unknown() => {
                     match self.settle(ops, name, &ctx, &inputs).await? {
                         Some(found) => found,
                         None => {
@@ -1992,7 +2043,7 @@ impl RunInner {
                         }
                     }
                 }
-                Err(e) => return Err(self.fail(name, "create", e)),
+                (Err(e), _) => return Err(self.fail(name, "create", e)),
             },
         };
         self.shared.events.emit(Event::Adopted {
@@ -2006,6 +2057,81 @@ impl RunInner {
             .await
             .map_err(|e| self.fail(name, "create", e))?;
         self.created(name, &token, outputs).await
+    }
+
+    /// Sends the create of `name` (instance `token`), recording the outputs it publishes early
+    /// (see [`Context::publish`]) while it goes on. Returns the create's result and the outputs
+    /// published, if any; an error when recording them failed (the create was told to stop).
+    async fn create_publishing(
+        &self,
+        ops: &KindOps,
+        name: &str,
+        token: &str,
+        ctx: &Context,
+        inputs: &Value,
+    ) -> Result<(Result<Value, ResourceError>, Option<Value>), Error> {
+        let (publisher, mut published) = mpsc::unbounded_channel::<Published>();
+        let mut call: BoxFuture<'static, Result<Value, ResourceError>> =
+            (ops.create)(ctx.clone().publishing_to(publisher), inputs.clone());
+        let mut early: Option<Value> = None;
+        let mut failed: Option<Error> = None;
+        let result = loop {
+            tokio::select! {
+                result = &mut call => break result,
+                Some((outputs, ack)) = published.recv() => {
+                    if let Some(e) = &failed {
+                        let _ = ack.send(Err(e.to_string()));
+                    } else if early.is_some() {
+                        // A second publish does nothing.
+                        let _ = ack.send(Ok(()));
+                    } else {
+                        match self.published(name, token, &outputs).await {
+                            Ok(()) => {
+                                let _ = ack.send(Ok(()));
+                                early = Some(outputs);
+                            }
+                            Err(e) => {
+                                let _ = ack.send(Err(e.to_string()));
+                                failed = Some(e);
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        match failed {
+            Some(e) => Err(e),
+            None => Ok((result, early)),
+        }
+    }
+
+    /// Records the outputs a create of instance `token` published before it ended, with its
+    /// configuration pending (an update), and starts what depends on them.
+    async fn published(&self, name: &str, token: &str, outputs: &Value) -> Result<(), Error> {
+        let o2 = outputs.clone();
+        self.record(name, |s| {
+            if let Some(r) = s.resources.get_mut(name) {
+                r.outputs = Some(o2);
+                r.instance = Some(token.to_owned());
+                r.pending = Some(Pending {
+                    op: PendingOp::Update,
+                    since: now(),
+                    instance: None,
+                });
+            }
+        })
+        .await?;
+        self.outputs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), outputs.clone());
+        if let Some(group) = &self.links.group {
+            group.applied(&self.stack, name, outputs.clone());
+        }
+        if let Some(early) = self.early.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            let _ = early.send(name.to_owned());
+        }
+        Ok(())
     }
 
     /// Records the outputs of a create (or an adoption) of instance `token` and publishes them.

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::error::Error;
 use crate::stack::Desired;
-use crate::state::StackState;
+use crate::state::{PendingOp, StackState};
 use crate::value::{RefTarget, Resolved, resolve};
 
 /// The text shown for a value that only exists once an upstream resource has been created.
@@ -79,7 +79,9 @@ pub enum Action {
         /// The inputs it will be created with.
         inputs: Vec<FieldChange>,
     },
-    /// Changed in place.
+    /// Changed in place. With no changed field: an earlier change or create did not finish
+    /// configuring it (the process died, or a call failed, after the resource was made); it is
+    /// read and what differs is updated.
     Update {
         /// The changed fields.
         changes: Vec<FieldChange>,
@@ -245,6 +247,11 @@ impl fmt::Display for Plan {
                     writeln!(f, "  + {} ({})", s.resource, s.kind)?;
                     show(f, inputs)?;
                 }
+                Action::Update { changes } if changes.is_empty() => writeln!(
+                    f,
+                    "  ~ {} ({}): finish configuring it (an earlier run was interrupted)",
+                    s.resource, s.kind
+                )?,
                 Action::Update { changes } => {
                     writeln!(f, "  ~ {} ({})", s.resource, s.kind)?;
                     show(f, changes)?;
@@ -430,7 +437,11 @@ pub fn plan_with(
                     .filter(|c| ops.forces_replace(&c.field))
                     .map(|c| c.field.clone())
                     .collect();
-                if changes.is_empty() {
+                let unfinished = rec
+                    .pending
+                    .as_ref()
+                    .is_some_and(|p| p.op == PendingOp::Update);
+                if changes.is_empty() && !unfinished {
                     Action::Same
                 } else if forced.is_empty() {
                     Action::Update { changes }

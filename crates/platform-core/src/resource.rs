@@ -256,7 +256,15 @@ pub struct Context {
     resource: Arc<str>,
     instance: Option<Arc<str>>,
     cancel: crate::CancellationToken,
+    /// In a create: where [`publish`](Context::publish) sends the outputs (with the answer's way back).
+    publisher: Option<Publisher>,
 }
+
+/// A create's early outputs, sent to the engine with a way to tell the create they are recorded.
+pub(crate) type Published = (Value, tokio::sync::oneshot::Sender<Result<(), String>>);
+
+/// The engine's end of [`Context::publish`].
+pub(crate) type Publisher = tokio::sync::mpsc::UnboundedSender<Published>;
 
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -281,6 +289,7 @@ impl Context {
             resource: resource.into(),
             instance: None,
             cancel,
+            publisher: None,
         }
     }
 
@@ -288,6 +297,43 @@ impl Context {
     pub(crate) fn for_instance(mut self, token: Option<&str>) -> Self {
         self.instance = token.map(Into::into);
         self
+    }
+
+    /// This context for a create whose [`publish`](Self::publish) goes to `publisher`.
+    pub(crate) fn publishing_to(mut self, publisher: Publisher) -> Self {
+        self.publisher = Some(publisher);
+        self
+    }
+
+    /// In a [`Resource::create`]: the resource exists and `outputs` are its final outputs; what the
+    /// create still has to do is configuration that the resources using these outputs do not need
+    /// (a VPC's DNS attributes, a subnet's public-IP setting, a security group's rules, a route
+    /// table's routes). The engine records the outputs, with that configuration marked pending,
+    /// and starts the dependents now, while the create goes on.
+    ///
+    /// The create must return the same outputs. If it fails or the process dies after this, the
+    /// resource is recorded as existing with its configuration unfinished: the next run reads it
+    /// and updates what differs, as after an interrupted update. Outside a create (an update, a
+    /// settle), or a second time, this does nothing.
+    ///
+    /// # Errors
+    /// When the outputs could not be recorded (the state store failed): the create should stop.
+    pub async fn publish<O: Serialize>(&self, outputs: &O) -> Result<(), ResourceError> {
+        let Some(publisher) = &self.publisher else {
+            return Ok(());
+        };
+        let value = serde_json::to_value(outputs).map_err(|e| ResourceError::Failed {
+            message: format!("the outputs of {} do not serialize: {e}", self.resource),
+        })?;
+        let (ack, recorded) = tokio::sync::oneshot::channel();
+        if publisher.send((value, ack)).is_err() {
+            return Ok(());
+        }
+        match recorded.await {
+            Ok(Err(message)) => Err(ResourceError::Failed { message }),
+            // Recorded, or the engine no longer listens (the outputs are recorded at the end).
+            Ok(Ok(())) | Err(_) => Ok(()),
+        }
     }
 
     /// Cancelled when the run is (Ctrl-C): long waits end early with [`ResourceError::Cancelled`].

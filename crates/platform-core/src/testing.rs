@@ -83,6 +83,14 @@ struct Inner {
     /// Per logical name, how long its creates wait (cancellably) before acting.
     slow_create: Mutex<HashMap<String, Duration>>,
     order: Mutex<Vec<(String, &'static str)>>,
+    /// Creates make the object unconfigured, publish its id, then configure it (set its value).
+    configure_after_publish: std::sync::atomic::AtomicBool,
+    /// Per logical name, how long its configuration (after the publish) takes.
+    slow_configure: Mutex<HashMap<String, Duration>>,
+    /// Logical names whose next configuration fails.
+    fail_configure: Mutex<HashSet<String>>,
+    /// Logical names whose next create publishes an id other than the one it returns.
+    publish_other_id: Mutex<HashSet<String>>,
 }
 
 /// What goes wrong with an update (see [`FakeCloud::fail_updates_of`]).
@@ -176,6 +184,44 @@ impl FakeCloud {
             .insert(name.to_owned(), d);
     }
 
+    /// Creates work in two steps, as a VPC's does (the VPC, then its DNS attributes): the object
+    /// is made without its value, its id is published ([`Context::publish`]), then its value is
+    /// set (logged as `"configure"` in [`order`](Self::order)).
+    pub fn configure_after_publish(&self) {
+        self.inner
+            .configure_after_publish
+            .store(true, Ordering::SeqCst);
+    }
+
+    /// The configuration of `name` (see [`configure_after_publish`](Self::configure_after_publish))
+    /// takes `d`.
+    pub fn slow_configure_of(&self, name: &str, d: Duration) {
+        self.inner
+            .slow_configure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), d);
+    }
+
+    /// The next configuration of `name` fails, after its id was published.
+    pub fn fail_configure_of(&self, name: &str) {
+        self.inner
+            .fail_configure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned());
+    }
+
+    /// The next create of `name` publishes an id other than the one it returns (a resource kind's
+    /// bug).
+    pub fn publish_other_id_of(&self, name: &str) {
+        self.inner
+            .publish_other_id
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned());
+    }
+
     /// The live objects that carry logical name `name`'s resource tag.
     pub fn instances_of(&self, name: &str) -> Vec<FakeObject> {
         let mut found: Vec<FakeObject> = self
@@ -189,11 +235,16 @@ impl FakeCloud {
 
     /// The objects that exist now, by id.
     pub fn live(&self) -> HashMap<String, FakeObject> {
+        self.objects().clone()
+    }
+
+    /// The objects, held (the fake's own calls look at them without copying them, so that a
+    /// call's cost does not grow with the cloud's size).
+    fn objects(&self) -> std::sync::MutexGuard<'_, HashMap<String, FakeObject>> {
         self.inner
             .objects
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
     }
 
     /// Makes an object by hand (outside any stack), for imports; returns its id.
@@ -325,9 +376,50 @@ fn fake_err(msg: String) -> ResourceError {
 }
 
 impl FakeResource {
+    /// The second step of a two-step create: publishes the id, then sets the value.
+    async fn configure(
+        &self,
+        cloud: &FakeCloud,
+        ctx: &Context,
+        id: &str,
+    ) -> Result<(), ResourceError> {
+        let take = |set: &Mutex<HashSet<String>>| {
+            set.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(ctx.resource())
+        };
+        let published = if take(&cloud.inner.publish_other_id) {
+            format!("{id}-other")
+        } else {
+            id.to_owned()
+        };
+        ctx.publish(&FakeOutputs { id: published }).await?;
+        let slow = cloud
+            .inner
+            .slow_configure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(ctx.resource())
+            .copied();
+        if let Some(d) = slow {
+            ctx.sleep(d).await?;
+        }
+        if take(&cloud.inner.fail_configure) {
+            return Err(fake_err(format!(
+                "injected failure configuring {}",
+                ctx.resource()
+            )));
+        }
+        if let Some(o) = cloud.objects().get_mut(id) {
+            o.value = self.value.clone();
+        }
+        cloud.log(ctx.resource(), "configure");
+        Ok(())
+    }
+
     /// The resolved dependency ids, each of which must exist (as AWS refuses a missing VPC id).
     fn dep_ids(&self, cloud: &FakeCloud) -> Result<Vec<String>, ResourceError> {
-        let live = cloud.live();
+        let live = cloud.objects();
         let mut ids = Vec::with_capacity(self.deps.len());
         for d in &self.deps {
             let id = d.get()?;
@@ -402,22 +494,25 @@ impl Resource for FakeResource {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
             .collect();
-        cloud
-            .inner
-            .objects
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                id.clone(),
-                FakeObject {
-                    id: id.clone(),
-                    value: self.value.clone(),
-                    fixed: self.fixed.clone(),
-                    deps,
-                    tags,
+        let two_steps = cloud.inner.configure_after_publish.load(Ordering::SeqCst);
+        cloud.objects().insert(
+            id.clone(),
+            FakeObject {
+                id: id.clone(),
+                value: if two_steps {
+                    String::new()
+                } else {
+                    self.value.clone()
                 },
-            );
+                fixed: self.fixed.clone(),
+                deps,
+                tags,
+            },
+        );
         cloud.log(ctx.resource(), "create");
+        if two_steps {
+            self.configure(&cloud, ctx, &id).await?;
+        }
         if cloud
             .inner
             .lose_create_result
@@ -450,7 +545,7 @@ impl Resource for FakeResource {
         let cloud = ctx.extension::<FakeCloud>()?;
         let _g = cloud.enter().await;
         cloud.count(|c| c.read += 1);
-        Ok(cloud.live().get(&outputs.id).map(|o| Observed {
+        Ok(cloud.objects().get(&outputs.id).map(|o| Observed {
             inputs: FakeResource {
                 value: o.value.clone(),
                 fixed: o.fixed.clone(),
@@ -513,18 +608,16 @@ impl Resource for FakeResource {
         let _g = cloud.enter().await;
         cloud.count(|c| c.delete += 1);
         // Like AWS: refuse to delete what a live object still uses.
-        if let Some(user) = cloud.live().values().find(|o| o.deps.contains(&outputs.id)) {
-            return Err(fake_err(format!(
-                "{} is still in use by {}",
-                outputs.id, user.id
-            )));
+        {
+            let mut objects = cloud.objects();
+            if let Some(user) = objects.values().find(|o| o.deps.contains(&outputs.id)) {
+                return Err(fake_err(format!(
+                    "{} is still in use by {}",
+                    outputs.id, user.id
+                )));
+            }
+            objects.remove(&outputs.id);
         }
-        cloud
-            .inner
-            .objects
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&outputs.id);
         cloud.log(ctx.resource(), "delete");
         Ok(())
     }
@@ -563,10 +656,10 @@ impl Resource for FakeResource {
         crate::found_one(
             ctx.resource(),
             cloud
-                .live()
-                .into_values()
+                .objects()
+                .values()
                 .filter(|o| wanted.iter().all(|(k, v)| o.tags.get(*k) == Some(v)))
-                .map(|o| (o.id.clone(), FakeOutputs { id: o.id })),
+                .map(|o| (o.id.clone(), FakeOutputs { id: o.id.clone() })),
         )
     }
 }
@@ -590,7 +683,7 @@ impl Resource for FakeUnique {
 
     async fn create(&self, ctx: &Context) -> Result<FakeOutputs, ResourceError> {
         let cloud = ctx.extension::<FakeCloud>()?;
-        let taken = cloud.live().values().any(|o| {
+        let taken = cloud.objects().values().any(|o| {
             o.tags.get(crate::STACK_TAG).map(String::as_str) == Some(ctx.stack())
                 && o.tags.get(crate::RESOURCE_TAG).map(String::as_str) == Some(ctx.resource())
         });

@@ -35,6 +35,7 @@ async fn exactly_one_each(stack: &FakeStack, store: &MemoryStateStore, cloud: &F
         let recorded = state.resources[&node.name].outputs.as_ref().unwrap();
         assert_eq!(recorded["id"], live[0].id.as_str(), "{}", node.name);
         assert_eq!(live[0].fixed, node.fixed, "{}", node.name);
+        assert_eq!(live[0].value, node.value, "{}: configured", node.name);
         assert!(state.resources[&node.name].pending.is_none());
         assert!(state.resources[&node.name].deposed.is_empty());
     }
@@ -155,6 +156,14 @@ async fn kill_at_every_write<F, Fut>(
 async fn killed_at_every_state_write_of_an_up_the_next_run_converges_to_one_of_each() {
     let stack = FakeStack::from_deps("kill", vec![vec![], vec![0], vec![0], vec![1, 2]]);
     kill_at_every_write(|_, _| async {}, &stack, |_, _, _| {}).await;
+}
+
+#[tokio::test]
+async fn killed_at_every_state_write_of_an_up_whose_creates_publish_early_the_next_run_configures_each_once()
+ {
+    let stack = FakeStack::from_deps("early", vec![vec![], vec![0], vec![0], vec![1, 2]]);
+    let setup = |_, cloud: FakeCloud| async move { cloud.configure_after_publish() };
+    kill_at_every_write(setup, &stack, |_, _, _| {}).await;
 }
 
 #[tokio::test]

@@ -9,7 +9,8 @@
 //! Exit status: 0 when every figure was measured (targets missed are reported, not failed), 1 when
 //! the benchmark could not run (no emulator, an AWS error).
 
-mod scale;
+#[path = "../../../platform-core/benches/support/figures.rs"]
+mod figures;
 mod sequential;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,86 +19,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use examples::Platform;
+use figures::{Figures, Target, ms};
 use examples::measure::{CallTime, StepId, critical_path, recorded_edges, reversed};
 use local_cloud::TestCloud;
 use platform_core::{AwsCall, Engine, Event, MemoryStateStore, StackState};
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
-
-/// One measured figure and its target.
-struct Figure {
-    name: &'static str,
-    value: f64,
-    unit: &'static str,
-    target: Option<Target>,
-}
-
-#[derive(Clone, Copy)]
-enum Target {
-    AtMost(f64),
-    AtLeast(f64),
-}
-
-impl Target {
-    fn met(self, v: f64) -> bool {
-        match self {
-            Target::AtMost(t) => v <= t,
-            Target::AtLeast(t) => v >= t,
-        }
-    }
-
-    fn show(self) -> String {
-        match self {
-            Target::AtMost(t) => format!("<= {t}"),
-            Target::AtLeast(t) => format!(">= {t}"),
-        }
-    }
-}
-
-#[derive(Default)]
-struct Figures(Vec<Figure>);
-
-impl Figures {
-    fn add(&mut self, name: &'static str, value: f64, unit: &'static str, target: Option<Target>) {
-        println!("bench: {name} {} {unit}", round(value));
-        self.0.push(Figure {
-            name,
-            value,
-            unit,
-            target,
-        });
-    }
-
-    fn table(&self) {
-        println!();
-        println!(
-            "{:<28} {:>12} {:<6} {:>10}  result",
-            "figure", "value", "unit", "target"
-        );
-        for f in &self.0 {
-            let (target, result) = match f.target {
-                Some(t) if t.met(f.value) => (t.show(), "met"),
-                Some(t) => (t.show(), "MISSED"),
-                None => (String::new(), ""),
-            };
-            println!(
-                "{:<28} {:>12} {:<6} {:>10}  {result}",
-                f.name,
-                round(f.value),
-                f.unit,
-                target
-            );
-        }
-    }
-}
-
-fn round(v: f64) -> f64 {
-    (v * 100.0).round() / 100.0
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -110,8 +37,6 @@ async fn main() -> ExitCode {
         std::thread::available_parallelism().map_or(1, usize::from)
     );
     let mut figures = Figures::default();
-    // Planning first: its peak memory is measured before the emulator and the SDK are loaded.
-    scale::plan_figures(&mut figures);
     if let Err(e) = aws_figures(Duration::from_millis(latency), &mut figures).await {
         eprintln!("benchmark failed: {e}");
         figures.table();
