@@ -84,3 +84,50 @@ pub(crate) fn tag_diff(
         .collect::<Result<_, _>>()?;
     Ok((set, changes.removed))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(k: &str, v: &str) -> Tag {
+        tag(k, v).unwrap()
+    }
+
+    #[test]
+    fn the_name_is_the_last_part_of_an_arn_and_a_plain_name_is_itself() {
+        assert_eq!(name_of("arn:aws:iam::123:role/service/ecs-cluster"), "ecs-cluster");
+        assert_eq!(name_of("arn:aws:iam::123:policy/ecs-policy"), "ecs-policy");
+        assert_eq!(name_of("ecs-cluster"), "ecs-cluster");
+        // Not an ARN: a name with a slash stays whole.
+        assert_eq!(name_of("a/b"), "a/b");
+    }
+
+    #[test]
+    fn user_tags_leave_out_the_engines_own() {
+        let tags = [t("team", "web"), t("platform:stack", "iam"), t("Name", "x")];
+        let user = user_tags(&tags);
+        assert_eq!(
+            user,
+            BTreeMap::from([("Name".into(), "x".into()), ("team".into(), "web".into())])
+        );
+    }
+
+    #[test]
+    fn a_tag_diff_sets_what_is_new_or_changed_and_removes_what_is_gone() {
+        let old = BTreeMap::from([
+            ("keep".to_owned(), "1".to_owned()),
+            ("change".to_owned(), "a".to_owned()),
+            ("drop".to_owned(), "x".to_owned()),
+        ]);
+        let new = BTreeMap::from([
+            ("keep".to_owned(), "1".to_owned()),
+            ("change".to_owned(), "b".to_owned()),
+            ("add".to_owned(), "y".to_owned()),
+        ]);
+        let (set, removed) = tag_diff(&old, &new).unwrap();
+        let set: Vec<(&str, &str)> = set.iter().map(|t| (t.key(), t.value())).collect();
+        assert_eq!(set, [("add", "y"), ("change", "b")]);
+        assert_eq!(removed, ["drop"]);
+        assert_eq!(tag_diff(&new, &new).unwrap(), (vec![], vec![]));
+    }
+}

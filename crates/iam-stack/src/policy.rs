@@ -279,6 +279,16 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    #[test]
+    fn an_empty_list_is_left_out_of_the_json_as_aws_writes_a_trust_policy() {
+        assert!(OneOrMany::from(Vec::<String>::new()).is_empty());
+        assert!(!OneOrMany::from(["s3:GetObject"]).is_empty());
+        let trust = PolicyDocument::trust("ecs-tasks.amazonaws.com").to_value();
+        let statement = &trust["Statement"][0];
+        assert!(statement.get("Resource").is_none(), "{trust}");
+        assert_eq!(statement["Action"], serde_json::json!(["sts:AssumeRole"]));
+    }
+
     fn stmt(actions: &[&str], resources: &[&str]) -> Statement {
         Statement {
             sid: None,

@@ -388,4 +388,20 @@ mod tests {
             Some("v1")
         );
     }
+
+    #[test]
+    fn versions_made_in_the_same_second_are_pruned_lowest_number_first() {
+        // Listed newest first, as IAM may; v10 is newer than v9 (numbers, not text).
+        let five = [
+            version("v12", true, 7),
+            version("v10", false, 7),
+            version("v11", false, 7),
+            version("v9", false, 7),
+            version("v13", false, 7),
+        ];
+        assert_eq!(
+            version_to_prune(&five).and_then(|v| v.version_id()),
+            Some("v9")
+        );
+    }
 }
