@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 pub use ec2::stack_filter;
 pub use ids::{AssociationId, InternetGatewayId, RouteTableId, SecurityGroupId, SubnetId, VpcId};
 use resources::{
-    Az, InternetGateway, Route, RouteTable, RouteTableAssociation, SecurityGroup,
+    Az, InternetGateway, InternetGatewayAttachment, Route, RouteTable, RouteTableAssociation, SecurityGroup,
     SecurityGroupOutputs, SgRule, Subnet, SubnetOutputs, Vpc, VpcOutputs,
 };
 
@@ -314,6 +314,7 @@ impl Stack for NetworkStack {
         registry
             .add::<Vpc>()
             .add::<InternetGateway>()
+            .add::<InternetGatewayAttachment>()
             .add::<Subnet>()
             .add::<RouteTable>()
             .add::<RouteTableAssociation>()
@@ -334,18 +335,26 @@ impl Stack for NetworkStack {
                 tags: c.tags_named(format!("{p}-vpc")),
             },
         );
+        // The gateway needs nothing: it is made while the VPC is, and attached once both exist.
         let igw = s.add(
             "internet-gateway",
             InternetGateway {
-                vpc_id: Input::from(&vpc.vpc_id),
                 tags: c.tags_named(format!("{p}-igw")),
             },
         );
+        let attachment = s.add(
+            "internet-gateway-attachment",
+            InternetGatewayAttachment {
+                internet_gateway_id: Input::from(&igw.internet_gateway_id),
+                vpc_id: Input::from(&vpc.vpc_id),
+            },
+        );
+        // The route to the gateway waits for the attachment (EC2 refuses it before).
         let mut rt = RouteTable::new(
             &vpc.vpc_id,
             vec![Route {
                 destination_cidr_block: "0.0.0.0/0".into(),
-                gateway_id: Input::from(&igw.internet_gateway_id),
+                gateway_id: Input::from(&attachment.internet_gateway_id),
             }],
         );
         rt.tags = c.tags_named(format!("{p}-public-rt"));

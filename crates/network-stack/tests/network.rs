@@ -33,7 +33,7 @@ async fn the_seed_network_is_created_and_a_second_apply_makes_no_call() {
     let w = world().await;
     let stack = NetworkStack::new(NetworkConfig::default());
     let plan = w.engine.preview(&stack).await.unwrap();
-    assert_eq!(plan.counts().create, 6, "{plan}");
+    assert_eq!(plan.counts().create, 7, "{plan}");
     assert!(plan.to_string().contains("(known after apply)"), "{plan}");
 
     let net = w.engine.up(&stack).await.unwrap();
@@ -258,7 +258,7 @@ async fn a_subnet_cidr_change_replaces_the_subnet_and_its_association() {
         plan.step("public-subnet-0-route").unwrap().action.kind(),
         ActionKind::Replace
     );
-    assert_eq!(plan.counts().same, 4, "{plan}");
+    assert_eq!(plan.counts().same, 5, "{plan}");
 
     let after = w.engine.up(&moved).await.unwrap();
     assert_ne!(after.public_subnet_ids, before.public_subnet_ids);
@@ -340,7 +340,7 @@ async fn n_public_subnets_span_n_zones_and_destroy_leaves_nothing_tagged() {
     );
 
     let report = w.engine.destroy::<NetworkStack>("network").await.unwrap();
-    assert_eq!(report.deleted, 10);
+    assert_eq!(report.deleted, 11);
     let f = || Some(vec![stack_filter("network")]);
     let vpcs = w.ec2.describe_vpcs().set_filters(f()).send().await.unwrap();
     let subnets = w
@@ -433,8 +433,91 @@ async fn every_call_of_an_apply_is_attributed_to_the_resource_that_made_it() {
         }
     }
     assert_eq!(by_step["vpc"][0], "CreateVpc", "{by_step:?}");
-    assert_eq!(by_step["internet-gateway"][0], "CreateInternetGateway");
-    assert!(by_step["internet-gateway"].contains(&"AttachInternetGateway".to_owned()));
+    assert_eq!(by_step["internet-gateway"], ["CreateInternetGateway"]);
+    assert_eq!(
+        by_step["internet-gateway-attachment"],
+        ["AttachInternetGateway"]
+    );
     assert_eq!(by_step["public-subnet-0-route"], ["AssociateRouteTable"]);
-    assert_eq!(by_step.len(), 6, "{by_step:?}");
+    assert_eq!(by_step.len(), 7, "{by_step:?}");
+}
+
+#[tokio::test]
+async fn state_from_before_the_attachment_was_its_own_resource_is_adopted_without_a_new_gateway() {
+    let w = world().await;
+    let stack = NetworkStack::new(NetworkConfig::default());
+    let net = w.engine.up(&stack).await.unwrap();
+    // The state an older build wrote: the gateway recorded with its VPC (it attached itself), no
+    // attachment of its own.
+    let store = w.engine.store();
+    let mut state = store.read("network").await.unwrap().unwrap();
+    state.resources.remove("internet-gateway-attachment");
+    let gateway = state.resources.get_mut("internet-gateway").unwrap();
+    gateway.inputs["vpc_id"] = serde_json::json!(net.vpc_id.as_str());
+    let lock = store.lock("network", "test").await.unwrap();
+    lock.write(&state).await.unwrap();
+    lock.release().await.unwrap();
+
+    // The gateway loses its VPC (no call), the attachment is new, and the route table's route
+    // now takes the gateway from the attachment (the same id, known after apply: no call).
+    let plan = w.engine.preview(&stack).await.unwrap();
+    let counts = plan.counts();
+    assert_eq!((counts.create, counts.update, counts.replace), (1, 2, 0), "{plan}");
+    w.cloud.clear();
+    let again = w.engine.up(&stack).await.unwrap();
+    assert_eq!(again.internet_gateway_id, net.internet_gateway_id);
+    // The attach is refused (already attached to this VPC) and the attachment adopted.
+    let mutating: Vec<String> = w
+        .cloud
+        .operations()
+        .into_iter()
+        .filter(|op| !op.starts_with("Describe"))
+        .collect();
+    assert_eq!(mutating, ["AttachInternetGateway"]);
+    let state = store.read("network").await.unwrap().unwrap();
+    assert!(state.resources["internet-gateway-attachment"].outputs.is_some());
+    assert!(state.resources["internet-gateway"].inputs.get("vpc_id").is_none());
+    assert!(!w.engine.preview(&stack).await.unwrap().has_changes());
+    // And it is detached and deleted on destroy.
+    w.engine.destroy::<NetworkStack>("network").await.unwrap();
+    let left = w
+        .ec2
+        .describe_internet_gateways()
+        .set_filters(Some(vec![stack_filter("network")]))
+        .send()
+        .await
+        .unwrap();
+    assert!(left.internet_gateways().is_empty());
+}
+
+#[tokio::test]
+async fn a_gateway_detached_by_hand_is_seen_by_refresh_and_attached_again() {
+    let w = world().await;
+    let stack = NetworkStack::new(NetworkConfig::default());
+    let net = w.engine.up(&stack).await.unwrap();
+    w.ec2
+        .detach_internet_gateway()
+        .internet_gateway_id(net.internet_gateway_id.as_str())
+        .vpc_id(net.vpc_id.as_str())
+        .send()
+        .await
+        .unwrap();
+    let plan = w.engine.refresh(&stack).await.unwrap();
+    assert_eq!(
+        plan.step("internet-gateway-attachment").unwrap().action.kind(),
+        ActionKind::Create,
+        "{plan}"
+    );
+    w.engine.up(&stack).await.unwrap();
+    let g = w
+        .ec2
+        .describe_internet_gateways()
+        .internet_gateway_ids(net.internet_gateway_id.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        g.internet_gateways()[0].attachments()[0].vpc_id(),
+        Some(net.vpc_id.as_str())
+    );
 }

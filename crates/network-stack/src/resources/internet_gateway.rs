@@ -1,22 +1,26 @@
-//! `ec2:internet-gateway`: an internet gateway attached to a VPC.
+//! `ec2:internet-gateway`: an internet gateway. Its attachment to a VPC is a resource of its own
+//! ([`InternetGatewayAttachment`](super::InternetGatewayAttachment)), so that the gateway is made
+//! while the VPC is.
 
 use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::ResourceType;
 use platform_core::{
-    Context, GoneExt, Input, Observed, Resource, ResourceError, ValidationError, resource_outputs,
+    Context, GoneExt, Observed, Resource, ResourceError, ValidationError, resource_outputs,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::ec2;
-use crate::ids::{InternetGatewayId, VpcId};
+use crate::ids::InternetGatewayId;
 use crate::validate;
 
-/// An internet gateway, attached to its VPC. Moving it to another VPC replaces it; tags change in place.
+/// An internet gateway. Tags change in place.
+///
+/// State written before the attachment was a resource of its own recorded the VPC here
+/// (`vpc_id`): it is ignored when read, and the next `up` records the gateway without it (an
+/// update with no call) and adopts the attachment it made.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InternetGateway {
-    /// The VPC it is attached to.
-    pub vpc_id: Input<VpcId>,
     /// User tags.
     pub tags: BTreeMap<String, String>,
 }
@@ -33,7 +37,6 @@ impl Resource for InternetGateway {
     type Outputs = InternetGatewayOutputs;
     const KIND: &'static str = "ec2:internet-gateway";
     const SERVICE: &'static str = "ec2";
-    const REPLACE_ON: &'static [&'static str] = &["vpc_id"];
 
     fn validate(&self) -> Result<(), ValidationError> {
         validate::tags("tags", &self.tags)
@@ -58,7 +61,6 @@ impl Resource for InternetGateway {
             .and_then(|g| g.internet_gateway_id())
             .ok_or_else(|| ResourceError::missing("CreateInternetGateway", "a gateway id"))?
             .to_owned();
-        self.attach(ctx, &client, &id).await?;
         Ok(InternetGatewayOutputs {
             internet_gateway_id: InternetGatewayId(id),
         })
@@ -74,14 +76,8 @@ impl Resource for InternetGateway {
         let Some(g) = describe(ctx, &client, id).await? else {
             return Ok(None);
         };
-        let vpc = g
-            .attachments()
-            .iter()
-            .find_map(|a| a.vpc_id())
-            .unwrap_or_default();
         Ok(Some(Observed {
             inputs: InternetGateway {
-                vpc_id: Input::Value(VpcId(vpc.to_owned())),
                 tags: ec2::user_tags(g.tags()),
             },
             outputs: outputs.clone(),
@@ -111,26 +107,10 @@ impl Resource for InternetGateway {
         let Some(g) = describe(ctx, &client, id).await? else {
             return Ok(());
         };
-        let attached: Vec<String> = g
-            .attachments()
-            .iter()
-            .filter_map(|a| a.vpc_id().map(str::to_owned))
-            .collect();
-        for vpc in attached {
-            // DependencyViolation while public IPs in the VPC are still mapped (tasks stopping).
-            ctx.call_retrying(
-                "DetachInternetGateway",
-                |e| e.has_code("DependencyViolation"),
-                || {
-                    client
-                        .detach_internet_gateway()
-                        .internet_gateway_id(id)
-                        .vpc_id(&vpc)
-                        .send()
-                },
-            )
-            .await
-            .gone_is_ok()?;
+        // Its attachment is deleted first (it depends on the gateway); one made outside the stack
+        // would refuse the delete, so it goes too.
+        for vpc in g.attachments().iter().filter_map(|a| a.vpc_id()) {
+            detach(ctx, &client, id, vpc).await?;
         }
         ctx.call("DeleteInternetGateway", || {
             client
@@ -178,57 +158,42 @@ impl Resource for InternetGateway {
             return Ok(None);
         };
         let id = gateway.internet_gateway_id().unwrap_or_default().to_owned();
-        let attached = !gateway.attachments().is_empty();
-        if !attached {
-            self.attach(ctx, &ec2::client(ctx)?, &id).await?;
-        }
         Ok(Some(InternetGatewayOutputs {
             internet_gateway_id: InternetGatewayId(id),
         }))
     }
 }
 
-impl InternetGateway {
-    async fn attach(
-        &self,
-        ctx: &Context,
-        client: &aws_sdk_ec2::Client,
-        id: &str,
-    ) -> Result<(), ResourceError> {
-        let vpc = self.vpc_id.get()?;
-        let attached = ctx
-            .call_retrying(
-                "AttachInternetGateway",
-                |e| e.is_not_found(),
-                || {
-                    client
-                        .attach_internet_gateway()
-                        .internet_gateway_id(id)
-                        .vpc_id(vpc.as_str())
-                        .send()
-                },
-            )
-            .await;
-        match attached {
-            Ok(_) => Ok(()),
-            // `Resource.AlreadyAssociated` after a repeat of an attach whose response was lost: done
-            // when the gateway is attached to this VPC, a conflict otherwise.
-            Err(e) if e.outcome_unknown() => {
-                let gateway = describe(ctx, client, id).await?;
-                let to_ours = gateway.is_some_and(|g| {
-                    g.attachments()
-                        .iter()
-                        .any(|a| a.vpc_id() == Some(vpc.as_str()))
-                });
-                if to_ours { Ok(()) } else { Err(e) }
-            }
-            Err(e) => Err(e),
-        }
+/// Detaches gateway `id` from `vpc`; done when it is not attached (any more).
+pub(super) async fn detach(
+    ctx: &Context,
+    client: &aws_sdk_ec2::Client,
+    id: &str,
+    vpc: &str,
+) -> Result<(), ResourceError> {
+    // DependencyViolation while public IPs in the VPC are still mapped (tasks stopping).
+    let detached = ctx
+        .call_retrying(
+            "DetachInternetGateway",
+            |e| e.has_code("DependencyViolation"),
+            || {
+                client
+                    .detach_internet_gateway()
+                    .internet_gateway_id(id)
+                    .vpc_id(vpc)
+                    .send()
+            },
+        )
+        .await
+        .gone_is_ok();
+    match detached {
+        Err(e) if e.aws_code() == Some("Gateway.NotAttached") => Ok(()),
+        other => other.map(|_| ()),
     }
 }
 
 /// The gateway `id` as EC2 describes it; `None` when it is gone.
-async fn describe(
+pub(super) async fn describe(
     ctx: &Context,
     client: &aws_sdk_ec2::Client,
     id: &str,

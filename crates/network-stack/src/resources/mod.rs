@@ -1,6 +1,7 @@
 //! The network's resources, one file each with its create / read / update / delete / find.
 
 mod association;
+mod gateway_attachment;
 mod internet_gateway;
 mod route_table;
 mod security_group;
@@ -9,6 +10,9 @@ mod vpc;
 
 pub use association::{
     RouteTableAssociation, RouteTableAssociationOutputs, RouteTableAssociationRefs,
+};
+pub use gateway_attachment::{
+    InternetGatewayAttachment, InternetGatewayAttachmentOutputs, InternetGatewayAttachmentRefs,
 };
 pub use internet_gateway::{InternetGateway, InternetGatewayOutputs, InternetGatewayRefs};
 pub use route_table::{OtherRoute, Route, RouteTable, RouteTableOutputs, RouteTableRefs};

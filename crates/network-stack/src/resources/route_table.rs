@@ -203,11 +203,14 @@ impl Resource for RouteTable {
             .and_then(|t| t.route_table_id())
             .ok_or_else(|| ResourceError::missing("CreateRouteTable", "a route table id"))?
             .to_owned();
+        let outputs = RouteTableOutputs {
+            route_table_id: RouteTableId(id.clone()),
+        };
+        // Subnets can be associated with the table while its routes go in.
+        ctx.publish(&outputs).await?;
         self.converge_routes(ctx, &client, &id, &BTreeMap::new())
             .await?;
-        Ok(RouteTableOutputs {
-            route_table_id: RouteTableId(id),
-        })
+        Ok(outputs)
     }
 
     async fn read(

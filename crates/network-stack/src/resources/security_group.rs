@@ -450,6 +450,11 @@ impl Resource for SecurityGroup {
             .group_id()
             .ok_or_else(|| ResourceError::missing("CreateSecurityGroup", "a group id"))?
             .to_owned();
+        let outputs = SecurityGroupOutputs {
+            group_id: SecurityGroupId(id.clone()),
+        };
+        // A service can be placed in the group before its rules are in: they apply when they are.
+        ctx.publish(&outputs).await?;
         // AWS gives a new group one egress rule (all traffic to 0.0.0.0/0) and no ingress; read what
         // this endpoint actually gave rather than assume it.
         let created = ctx
@@ -480,9 +485,7 @@ impl Resource for SecurityGroup {
             diff_rules(&egress, &self.egress),
         )
         .await?;
-        Ok(SecurityGroupOutputs {
-            group_id: SecurityGroupId(id),
-        })
+        Ok(outputs)
     }
 
     async fn read(

@@ -162,13 +162,17 @@ impl Resource for Subnet {
             .and_then(|s| s.subnet_id())
             .ok_or_else(|| ResourceError::missing("CreateSubnet", "a subnet id"))?
             .to_owned();
-        if self.map_public_ip_on_launch {
-            self.set_public_ip(ctx, &client, &id).await?;
-        }
-        Ok(SubnetOutputs {
+        let outputs = SubnetOutputs {
             subnet_id: SubnetId(id),
             availability_zone: zone,
-        })
+        };
+        // Route table associations and services need the subnet, not its public-IP setting.
+        ctx.publish(&outputs).await?;
+        if self.map_public_ip_on_launch {
+            self.set_public_ip(ctx, &client, outputs.subnet_id.as_str())
+                .await?;
+        }
+        Ok(outputs)
     }
 
     async fn read(

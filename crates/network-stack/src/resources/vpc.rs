@@ -123,12 +123,15 @@ impl Resource for Vpc {
             .and_then(|v| v.vpc_id())
             .ok_or_else(|| ResourceError::missing("CreateVpc", "a VPC id"))?
             .to_owned();
-        self.converge_attributes(ctx, &client, &id, true, false)
-            .await?;
-        Ok(VpcOutputs {
+        let outputs = VpcOutputs {
             vpc_id: VpcId(id),
             cidr_block: self.cidr_block.clone(),
-        })
+        };
+        // Subnets, gateways, route tables and groups need the VPC, not its DNS attributes.
+        ctx.publish(&outputs).await?;
+        self.converge_attributes(ctx, &client, outputs.vpc_id.as_str(), true, false)
+            .await?;
+        Ok(outputs)
     }
 
     async fn read(

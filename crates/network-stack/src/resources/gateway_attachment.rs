@@ -1,0 +1,187 @@
+//! `ec2:internet-gateway-attachment`: an internet gateway attached to a VPC.
+//!
+//! A resource of its own, as in EC2's API: the gateway can be made while the VPC is, and only the
+//! routes through the gateway wait for the attachment.
+
+use platform_core::{
+    Context, Input, Observed, Resource, ResourceError, ValidationError, resource_outputs,
+};
+use serde::{Deserialize, Serialize};
+
+use super::internet_gateway::{describe, detach};
+use crate::ec2;
+use crate::ids::{InternetGatewayId, VpcId};
+
+/// Gateway `internet_gateway_id` attached to VPC `vpc_id`. Either changing replaces the
+/// attachment (detached first: a gateway is attached to one VPC at most, and a VPC has one
+/// gateway at most).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InternetGatewayAttachment {
+    /// The gateway.
+    pub internet_gateway_id: Input<InternetGatewayId>,
+    /// The VPC.
+    pub vpc_id: Input<VpcId>,
+}
+
+resource_outputs! {
+    /// An attachment's outputs: what is attached to what. A route through the gateway takes the
+    /// gateway id from here, so that it waits for the attachment (EC2 refuses a route to a gateway
+    /// that is not attached to the table's VPC).
+    pub struct InternetGatewayAttachmentOutputs / InternetGatewayAttachmentRefs {
+        /// The gateway, attached.
+        pub internet_gateway_id: InternetGatewayId,
+        /// The VPC it is attached to.
+        pub vpc_id: VpcId,
+    }
+}
+
+impl InternetGatewayAttachment {
+    fn ids(&self) -> Result<(&str, &str), ResourceError> {
+        Ok((self.internet_gateway_id.get()?.as_str(), self.vpc_id.get()?.as_str()))
+    }
+
+    /// The outputs when gateway `gateway` is attached to `vpc` now; `None` when it is not (or the
+    /// gateway is gone).
+    async fn attached(
+        ctx: &Context,
+        client: &aws_sdk_ec2::Client,
+        gateway: &str,
+        vpc: &str,
+    ) -> Result<Option<InternetGatewayAttachmentOutputs>, ResourceError> {
+        let Some(g) = describe(ctx, client, gateway).await? else {
+            return Ok(None);
+        };
+        let attached = g.attachments().iter().any(|a| {
+            a.vpc_id() == Some(vpc)
+                && !matches!(
+                    a.state(),
+                    Some(
+                        aws_sdk_ec2::types::AttachmentStatus::Detached
+                            | aws_sdk_ec2::types::AttachmentStatus::Detaching
+                    )
+                )
+        });
+        Ok(attached.then(|| InternetGatewayAttachmentOutputs {
+            internet_gateway_id: InternetGatewayId(gateway.to_owned()),
+            vpc_id: VpcId(vpc.to_owned()),
+        }))
+    }
+}
+
+impl Resource for InternetGatewayAttachment {
+    type Outputs = InternetGatewayAttachmentOutputs;
+    const KIND: &'static str = "ec2:internet-gateway-attachment";
+    const SERVICE: &'static str = "ec2";
+    const REPLACE_ON: &'static [&'static str] = &["internet_gateway_id", "vpc_id"];
+    const DELETE_BEFORE_REPLACE: bool = true;
+
+    fn validate(&self) -> Result<(), ValidationError> {
+        Ok(())
+    }
+
+    async fn create(
+        &self,
+        ctx: &Context,
+    ) -> Result<InternetGatewayAttachmentOutputs, ResourceError> {
+        let client = ec2::client(ctx)?;
+        let (gateway, vpc) = self.ids()?;
+        let attach = ctx
+            .call_retrying(
+                "AttachInternetGateway",
+                // A just-made gateway or VPC may not be visible yet.
+                |e| e.is_not_found(),
+                || {
+                    client
+                        .attach_internet_gateway()
+                        .internet_gateway_id(gateway)
+                        .vpc_id(vpc)
+                        .send()
+                },
+            )
+            .await;
+        match attach {
+            Ok(_) => Ok(InternetGatewayAttachmentOutputs {
+                internet_gateway_id: InternetGatewayId(gateway.to_owned()),
+                vpc_id: VpcId(vpc.to_owned()),
+            }),
+            // `Resource.AlreadyAssociated`: a repeat of an attach whose response was lost, or a
+            // gateway attached by a build that attached it as part of the gateway: done when it is
+            // attached to this VPC, a conflict otherwise.
+            Err(e) if e.outcome_unknown() => Self::attached(ctx, &client, gateway, vpc)
+                .await?
+                .ok_or(e),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn read(
+        &self,
+        ctx: &Context,
+        outputs: &InternetGatewayAttachmentOutputs,
+    ) -> Result<Option<Observed<Self>>, ResourceError> {
+        let client = ec2::client(ctx)?;
+        let (gateway, vpc) = (outputs.internet_gateway_id.as_str(), outputs.vpc_id.as_str());
+        Ok(Self::attached(ctx, &client, gateway, vpc)
+            .await?
+            .map(|outputs| Observed {
+                inputs: InternetGatewayAttachment {
+                    internet_gateway_id: Input::Value(outputs.internet_gateway_id.clone()),
+                    vpc_id: Input::Value(outputs.vpc_id.clone()),
+                },
+                outputs,
+            }))
+    }
+
+    /// Nothing changes in place: a change of either side replaces the attachment.
+    async fn update(
+        &self,
+        _ctx: &Context,
+        _previous: &Self,
+        outputs: &InternetGatewayAttachmentOutputs,
+        _changed: &[String],
+    ) -> Result<InternetGatewayAttachmentOutputs, ResourceError> {
+        Ok(outputs.clone())
+    }
+
+    async fn delete(
+        &self,
+        ctx: &Context,
+        outputs: &InternetGatewayAttachmentOutputs,
+    ) -> Result<(), ResourceError> {
+        let client = ec2::client(ctx)?;
+        detach(
+            ctx,
+            &client,
+            outputs.internet_gateway_id.as_str(),
+            outputs.vpc_id.as_str(),
+        )
+        .await
+    }
+
+    /// By `GATEWAY:VPC` (`igw-0abc:vpc-0def`), as Terraform names an attachment.
+    async fn import(
+        &self,
+        ctx: &Context,
+        id: &str,
+    ) -> Result<Option<InternetGatewayAttachmentOutputs>, ResourceError> {
+        let Some((gateway, vpc)) = id.split_once(':') else {
+            return Err(ValidationError::new(
+                "id",
+                id,
+                "an internet gateway attachment is imported as GATEWAY:VPC (igw-0abc:vpc-0def)",
+            )
+            .into());
+        };
+        Self::attached(ctx, &ec2::client(ctx)?, gateway, vpc).await
+    }
+
+    /// The gateway attached to the VPC, whoever attached it (an attachment has no tags: the
+    /// declared gateway and VPC are the stack's own).
+    async fn find(
+        &self,
+        ctx: &Context,
+    ) -> Result<Option<InternetGatewayAttachmentOutputs>, ResourceError> {
+        let (gateway, vpc) = self.ids()?;
+        Self::attached(ctx, &ec2::client(ctx)?, gateway, vpc).await
+    }
+}
