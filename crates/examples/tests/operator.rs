@@ -544,7 +544,7 @@ async fn a_vpc_made_by_hand_is_imported_and_the_platform_is_built_around_it() {
         .unwrap();
     assert_ne!(vpc_step["action"], "create", "{vpc_step}");
     assert_ne!(vpc_step["action"], "replace", "{vpc_step}");
-    assert_eq!(preview["totals"]["create"], 20, "{preview}");
+    assert_eq!(preview["totals"]["create"], 21, "{preview}");
 
     let up = op.json(&["up"], 0).await;
     assert_eq!(up["outputs"]["network"]["vpc_id"], vpc.as_str());
@@ -595,6 +595,10 @@ async fn every_network_and_cluster_kind_and_iam_roles_and_policies_can_be_import
     let imports = [
         ("network/vpc", s(&n["vpc_id"])),
         ("network/internet-gateway", s(&n["internet_gateway_id"])),
+        (
+            "network/internet-gateway-attachment",
+            format!("{}:{}", s(&n["internet_gateway_id"]), s(&n["vpc_id"])),
+        ),
         ("network/public-route-table", rtb.to_owned()),
         ("network/public-subnet-0", s(&n["public_subnet_ids"][0])),
         ("network/public-subnet-0-route", association),
