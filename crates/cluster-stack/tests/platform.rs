@@ -158,6 +158,13 @@ async fn the_whole_platform_comes_up_from_nothing_and_a_second_apply_changes_not
         .await
         .unwrap();
     assert_eq!(groups.log_groups()[0].retention_in_days(), Some(30));
+    // The ARN recorded without reading it back is the one AWS gives the group.
+    let state = w.engine.store().read("cluster").await.unwrap().unwrap();
+    let live_arn = groups.log_groups()[0].arn().unwrap().trim_end_matches(":*");
+    assert_eq!(
+        state.resources["log-group"].outputs.as_ref().unwrap()["arn"],
+        live_arn
+    );
 
     // Again, all three, with a live read of everything: nothing to do, nothing mutating.
     w.cloud.clear();

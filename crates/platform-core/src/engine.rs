@@ -149,7 +149,6 @@ impl EngineBuilder {
         Engine {
             store: self.store,
             identity: self.identity,
-            resolved_identity: OnceCell::new(),
             shared: Arc::new(Shared {
                 sdk_config: self.sdk_config,
                 interceptors,
@@ -157,6 +156,7 @@ impl EngineBuilder {
                 clients: Mutex::default(),
                 events,
                 retry: self.retry,
+                identity: OnceCell::new(),
             }),
             concurrency: self.concurrency,
             limits,
@@ -301,7 +301,6 @@ pub struct DestroyReport {
 pub struct Engine {
     store: Arc<dyn StateStore>,
     identity: Option<IdentitySource>,
-    resolved_identity: OnceCell<ProviderInfo>,
     shared: Arc<Shared>,
     concurrency: usize,
     /// Shared by every run of this engine: the bounds hold across stacks applied concurrently.
@@ -397,7 +396,8 @@ impl Engine {
                 "neither EngineBuilder::aws nor EngineBuilder::provider was given".into(),
             )
         })?;
-        self.resolved_identity
+        self.shared
+            .identity
             .get_or_try_init(|| source.resolve())
             .await
             .cloned()

@@ -246,6 +246,8 @@ pub(crate) struct Shared {
     pub(crate) clients: Mutex<HashMap<TypeId, AnyBox>>,
     pub(crate) events: EventSink,
     pub(crate) retry: RetryPolicy,
+    /// The account and region the engine applies to, once it has resolved them (before any step).
+    pub(crate) identity: tokio::sync::OnceCell<crate::ProviderInfo>,
 }
 
 /// What a resource operation gets from the engine: its identity, AWS clients, retries, events.
@@ -334,6 +336,13 @@ impl Context {
             // Recorded, or the engine no longer listens (the outputs are recorded at the end).
             Ok(Ok(())) | Err(_) => Ok(()),
         }
+    }
+
+    /// The account and region being applied to, as the engine resolved them before the run's first
+    /// step (`None` outside a run, as in a unit test's context). A resource can build an ARN from
+    /// it that a call would otherwise have to read back.
+    pub fn provider(&self) -> Option<&crate::ProviderInfo> {
+        self.shared.identity.get()
     }
 
     /// Cancelled when the run is (Ctrl-C): long waits end early with [`ResourceError::Cancelled`].

@@ -749,6 +749,7 @@ pub fn context(stack: &str, resource: &str) -> Context {
         clients: Mutex::default(),
         events: crate::EventSink::new(Vec::new()),
         retry: crate::RetryPolicy::default(),
+        identity: tokio::sync::OnceCell::new(),
     };
     Context::new(
         Arc::new(shared),

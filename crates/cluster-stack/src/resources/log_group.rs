@@ -134,17 +134,30 @@ impl Resource for LogGroup {
                 .send()
         })
         .await?;
+        // CreateLogGroup answers nothing, not even the ARN: it is the account's and region's
+        // (read back only when the engine has not resolved them, as in a unit test).
+        let outputs = match ctx.provider() {
+            Some(p) => LogGroupOutputs {
+                name: self.name.clone(),
+                arn: p.arn("logs", &format!("log-group:{}", self.name)),
+            },
+            None => {
+                let group = describe(ctx, &client, &self.name)
+                    .await?
+                    .ok_or_else(|| ResourceError::missing("DescribeLogGroups", "the new group"))?;
+                LogGroupOutputs {
+                    name: self.name.clone(),
+                    arn: arn_of(&group)
+                        .ok_or_else(|| ResourceError::missing("DescribeLogGroups", "an ARN"))?,
+                }
+            }
+        };
+        // The task definition names the group; its retention is no concern of theirs.
+        ctx.publish(&outputs).await?;
         if self.retention_days.is_some() {
             self.set_retention(ctx, &client).await?;
         }
-        let group = describe(ctx, &client, &self.name)
-            .await?
-            .ok_or_else(|| ResourceError::missing("DescribeLogGroups", "the new group"))?;
-        Ok(LogGroupOutputs {
-            name: self.name.clone(),
-            arn: arn_of(&group)
-                .ok_or_else(|| ResourceError::missing("DescribeLogGroups", "an ARN"))?,
-        })
+        Ok(outputs)
     }
 
     async fn read(
