@@ -68,7 +68,7 @@ fn the_default_local_target_from_nothing_to_nothing() {
         .map(|s| s["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["iam", "network", "cluster"]);
-    assert_eq!(up["totals"]["create"], 22, "{up}");
+    assert_eq!(up["totals"]["create"], 23, "{up}");
     assert!(up["api_calls"]["mutating"].as_u64().unwrap() > 0);
     assert!(up["wall_ms"].as_u64().is_some());
     assert_eq!(up["outputs"]["cluster"]["cluster_name"], "my-ecs-cluster");
@@ -77,7 +77,7 @@ fn the_default_local_target_from_nothing_to_nothing() {
     // Second run, a new process on the same emulator: nothing to create, nothing mutating.
     let again = json(&run(&state, &["--json", "up"]));
     assert_eq!(again["totals"]["create"], 0, "{again}");
-    assert_eq!(again["totals"]["same"], 22, "{again}");
+    assert_eq!(again["totals"]["same"], 23, "{again}");
     assert_eq!(again["api_calls"]["mutating"], 0, "{again}");
     assert_eq!(again["outputs"], up["outputs"]);
 
@@ -134,11 +134,11 @@ fn the_default_local_target_from_nothing_to_nothing() {
         .iter()
         .map(|s| s["deleted"].as_u64().unwrap())
         .sum();
-    assert_eq!(deleted, 22, "{destroyed}");
+    assert_eq!(deleted, 23, "{destroyed}");
     let preview = run(&state, &["--json", "preview", "--detailed-exitcode"]);
     assert_eq!(preview.status.code(), Some(2));
     let plan: Value = serde_json::from_slice(&preview.stdout).unwrap();
-    assert_eq!(plan["totals"]["create"], 22, "{plan}");
+    assert_eq!(plan["totals"]["create"], 23, "{plan}");
     assert_eq!(plan["totals"]["same"], 0, "{plan}");
 
     let stop = run(&state, &["emulator", "stop"]);

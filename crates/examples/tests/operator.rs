@@ -544,7 +544,7 @@ async fn a_vpc_made_by_hand_is_imported_and_the_platform_is_built_around_it() {
         .unwrap();
     assert_ne!(vpc_step["action"], "create", "{vpc_step}");
     assert_ne!(vpc_step["action"], "replace", "{vpc_step}");
-    assert_eq!(preview["totals"]["create"], 21, "{preview}");
+    assert_eq!(preview["totals"]["create"], 22, "{preview}");
 
     let up = op.json(&["up"], 0).await;
     assert_eq!(up["outputs"]["network"]["vpc_id"], vpc.as_str());

@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 pub use ec2::stack_filter;
 pub use ids::{AssociationId, InternetGatewayId, RouteTableId, SecurityGroupId, SubnetId, VpcId};
 use resources::{
-    Az, InternetGateway, InternetGatewayAttachment, Route, RouteTable, RouteTableAssociation, SecurityGroup,
+    AvailabilityZones, Az, InternetGateway, InternetGatewayAttachment, Route, RouteTable, RouteTableAssociation, SecurityGroup,
     SecurityGroupOutputs, SgRule, Subnet, SubnetOutputs, Vpc, VpcOutputs,
 };
 
@@ -313,6 +313,7 @@ impl Stack for NetworkStack {
     fn register(registry: &mut Registry) {
         registry
             .add::<Vpc>()
+            .add::<AvailabilityZones>()
             .add::<InternetGateway>()
             .add::<InternetGatewayAttachment>()
             .add::<Subnet>()
@@ -359,6 +360,12 @@ impl Stack for NetworkStack {
         );
         rt.tags = c.tags_named(format!("{p}-public-rt"));
         let rt = s.add("public-route-table", rt);
+        // Subnets placed by zone index take the zone names from a lookup made while the VPC is.
+        let by_index = c
+            .public_subnets
+            .iter()
+            .any(|s| matches!(s.availability_zone, Az::Index(_)));
+        let zones = by_index.then(|| s.add("availability-zones", AvailabilityZones::default()));
         let mut subnets = Vec::with_capacity(c.public_subnets.len());
         for (i, spec) in c.public_subnets.iter().enumerate() {
             let subnet = s.add(
@@ -369,6 +376,10 @@ impl Stack for NetworkStack {
                     availability_zone: spec.availability_zone.clone(),
                     map_public_ip_on_launch: true,
                     tags: c.tags_named(format!("{p}-public-{i}")),
+                    zone_names: match (&spec.availability_zone, &zones) {
+                        (Az::Index(_), Some(z)) => Some(Input::from(&z.names)),
+                        _ => None,
+                    },
                 },
             );
             s.add(

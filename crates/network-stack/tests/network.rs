@@ -33,7 +33,7 @@ async fn the_seed_network_is_created_and_a_second_apply_makes_no_call() {
     let w = world().await;
     let stack = NetworkStack::new(NetworkConfig::default());
     let plan = w.engine.preview(&stack).await.unwrap();
-    assert_eq!(plan.counts().create, 7, "{plan}");
+    assert_eq!(plan.counts().create, 8, "{plan}");
     assert!(plan.to_string().contains("(known after apply)"), "{plan}");
 
     let net = w.engine.up(&stack).await.unwrap();
@@ -258,7 +258,7 @@ async fn a_subnet_cidr_change_replaces_the_subnet_and_its_association() {
         plan.step("public-subnet-0-route").unwrap().action.kind(),
         ActionKind::Replace
     );
-    assert_eq!(plan.counts().same, 5, "{plan}");
+    assert_eq!(plan.counts().same, 6, "{plan}");
 
     let after = w.engine.up(&moved).await.unwrap();
     assert_ne!(after.public_subnet_ids, before.public_subnet_ids);
@@ -340,7 +340,7 @@ async fn n_public_subnets_span_n_zones_and_destroy_leaves_nothing_tagged() {
     );
 
     let report = w.engine.destroy::<NetworkStack>("network").await.unwrap();
-    assert_eq!(report.deleted, 11);
+    assert_eq!(report.deleted, 12);
     let f = || Some(vec![stack_filter("network")]);
     let vpcs = w.ec2.describe_vpcs().set_filters(f()).send().await.unwrap();
     let subnets = w
@@ -439,11 +439,17 @@ async fn every_call_of_an_apply_is_attributed_to_the_resource_that_made_it() {
         ["AttachInternetGateway"]
     );
     assert_eq!(by_step["public-subnet-0-route"], ["AssociateRouteTable"]);
-    assert_eq!(by_step.len(), 7, "{by_step:?}");
+    // The zone lookup is a step of its own, made while the VPC is; the subnet makes no lookup.
+    assert_eq!(
+        by_step["availability-zones"],
+        ["DescribeAvailabilityZones"]
+    );
+    assert_eq!(by_step["public-subnet-0"][0], "CreateSubnet");
+    assert_eq!(by_step.len(), 8, "{by_step:?}");
 }
 
 #[tokio::test]
-async fn state_from_before_the_attachment_was_its_own_resource_is_adopted_without_a_new_gateway() {
+async fn state_from_before_the_attachment_and_zone_lookup_were_resources_is_adopted_with_nothing_new() {
     let w = world().await;
     let stack = NetworkStack::new(NetworkConfig::default());
     let net = w.engine.up(&stack).await.unwrap();
@@ -454,15 +460,20 @@ async fn state_from_before_the_attachment_was_its_own_resource_is_adopted_withou
     state.resources.remove("internet-gateway-attachment");
     let gateway = state.resources.get_mut("internet-gateway").unwrap();
     gateway.inputs["vpc_id"] = serde_json::json!(net.vpc_id.as_str());
+    // Nor the zone lookup: the subnet looked its zone up itself.
+    state.resources.remove("availability-zones");
+    let subnet = state.resources.get_mut("public-subnet-0").unwrap();
+    subnet.inputs.as_object_mut().unwrap().remove("zone_names");
     let lock = store.lock("network", "test").await.unwrap();
     lock.write(&state).await.unwrap();
     lock.release().await.unwrap();
 
-    // The gateway loses its VPC (no call), the attachment is new, and the route table's route
-    // now takes the gateway from the attachment (the same id, known after apply: no call).
+    // The gateway loses its VPC (no call), the attachment and the zone lookup are new, the route
+    // table's route takes the gateway from the attachment and the subnet its zone names from the
+    // lookup (known after apply: no call, nothing replaced).
     let plan = w.engine.preview(&stack).await.unwrap();
     let counts = plan.counts();
-    assert_eq!((counts.create, counts.update, counts.replace), (1, 2, 0), "{plan}");
+    assert_eq!((counts.create, counts.update, counts.replace), (2, 3, 0), "{plan}");
     w.cloud.clear();
     let again = w.engine.up(&stack).await.unwrap();
     assert_eq!(again.internet_gateway_id, net.internet_gateway_id);
@@ -474,6 +485,7 @@ async fn state_from_before_the_attachment_was_its_own_resource_is_adopted_withou
         .filter(|op| !op.starts_with("Describe"))
         .collect();
     assert_eq!(mutating, ["AttachInternetGateway"]);
+    assert_eq!(again.public_subnet_ids, net.public_subnet_ids);
     let state = store.read("network").await.unwrap().unwrap();
     assert!(state.resources["internet-gateway-attachment"].outputs.is_some());
     assert!(state.resources["internet-gateway"].inputs.get("vpc_id").is_none());

@@ -7,6 +7,7 @@ mod route_table;
 mod security_group;
 mod subnet;
 mod vpc;
+mod zones;
 
 pub use association::{
     RouteTableAssociation, RouteTableAssociationOutputs, RouteTableAssociationRefs,
@@ -22,3 +23,4 @@ pub use security_group::{
 };
 pub use subnet::{Az, Subnet, SubnetOutputs, SubnetRefs};
 pub use vpc::{Vpc, VpcOutputs, VpcRefs};
+pub use zones::{AvailabilityZones, AvailabilityZonesOutputs, AvailabilityZonesRefs};

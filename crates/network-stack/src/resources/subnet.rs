@@ -2,12 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_ec2::types::{AttributeBooleanValue, Filter, ResourceType};
+use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
 use platform_core::{
     Context, GoneExt, Input, Observed, Resource, ResourceError, ValidationError, resource_outputs,
 };
 use serde::{Deserialize, Serialize};
 
+use super::zones::available_zones;
 use crate::ec2;
 use crate::ids::{SubnetId, VpcId};
 use crate::validate;
@@ -36,6 +37,12 @@ pub struct Subnet {
     pub map_public_ip_on_launch: bool,
     /// User tags.
     pub tags: BTreeMap<String, String>,
+    /// The region's zones in name order, from an
+    /// [`AvailabilityZones`](super::AvailabilityZones) lookup, to resolve [`Az::Index`] with no
+    /// call of the subnet's own; `None`: looked up when the subnet is created. Changing it moves
+    /// nothing (the zone is in the outputs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_names: Option<Input<Vec<String>>>,
 }
 
 resource_outputs! {
@@ -49,28 +56,14 @@ resource_outputs! {
 }
 
 impl Subnet {
-    async fn zone(
-        &self,
-        ctx: &Context,
-        client: &aws_sdk_ec2::Client,
-    ) -> Result<String, ResourceError> {
+    async fn zone(&self, ctx: &Context) -> Result<String, ResourceError> {
         match &self.availability_zone {
             Az::Name(n) => Ok(n.clone()),
             Az::Index(i) => {
-                let out = ctx
-                    .call("DescribeAvailabilityZones", || {
-                        client
-                            .describe_availability_zones()
-                            .filters(Filter::builder().name("state").values("available").build())
-                            .send()
-                    })
-                    .await?;
-                let mut names: Vec<String> = out
-                    .availability_zones()
-                    .iter()
-                    .filter_map(|z| z.zone_name().map(str::to_owned))
-                    .collect();
-                names.sort();
+                let names = match &self.zone_names {
+                    Some(names) => names.get()?.clone(),
+                    None => available_zones(ctx).await?,
+                };
                 let count = names.len();
                 names.into_iter().nth(*i).ok_or_else(|| {
                     ValidationError::new(
@@ -140,7 +133,7 @@ impl Resource for Subnet {
 
     async fn create(&self, ctx: &Context) -> Result<SubnetOutputs, ResourceError> {
         let client = ec2::client(ctx)?;
-        let zone = self.zone(ctx, &client).await?;
+        let zone = self.zone(ctx).await?;
         let vpc = self.vpc_id.get()?;
         let out = ctx
             .call_once_retrying(
@@ -198,6 +191,7 @@ impl Resource for Subnet {
                 availability_zone,
                 map_public_ip_on_launch: s.map_public_ip_on_launch().unwrap_or(false),
                 tags: ec2::user_tags(s.tags()),
+                zone_names: self.zone_names.clone(),
             },
             outputs: SubnetOutputs {
                 subnet_id: outputs.subnet_id.clone(),
