@@ -971,6 +971,7 @@ mod tests {
             events: EventSink::new(vec![subscriber]),
             // Three attempts: not the backoff crate's default (four), so the bound is seen to hold.
             retry: RetryPolicy::new(3, Duration::from_millis(1), Duration::from_millis(2)),
+            identity: tokio::sync::OnceCell::new(),
         };
         Context::new(Arc::new(shared), "net", "vpc", cancel)
     }
