@@ -121,6 +121,32 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
+    fn every_fargate_cpu_has_its_memory_range() {
+        let ends = |cpu| {
+            let m = fargate_memory_for(cpu).unwrap();
+            (m[0], *m.last().unwrap(), m.len())
+        };
+        assert_eq!(ends(256), (512, 2048, 3));
+        assert_eq!(ends(512), (1024, 4096, 4));
+        assert_eq!(ends(1024), (2048, 8192, 7));
+        assert_eq!(ends(2048), (4096, 16384, 13));
+        assert_eq!(ends(4096), (8192, 30720, 23));
+        assert_eq!(ends(8192), (16384, 61440, 12));
+        assert_eq!(ends(16384), (32768, 122880, 12));
+        assert_eq!(fargate_memory_for(128), None);
+    }
+
+    #[test]
+    fn an_image_is_one_to_255_characters_without_whitespace() {
+        image("image", "nginx:latest").unwrap();
+        image("image", &"a".repeat(255)).unwrap();
+        for bad in [String::new(), "a".repeat(256), "nginx latest".into()] {
+            let e = image("containers[0].image", &bad).unwrap_err().to_string();
+            assert!(e.starts_with("invalid containers[0].image = "), "{e}");
+        }
+    }
+
+    #[test]
     fn the_seed_size_is_valid_and_bad_pairs_name_the_field() {
         fargate_size(256, 512).unwrap();
         fargate_size(16384, 122880).unwrap();

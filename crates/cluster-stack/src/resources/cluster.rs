@@ -226,3 +226,23 @@ impl Resource for Cluster {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ContainerInsights;
+
+    #[test]
+    fn container_insights_read_back_as_written_and_anything_else_is_off() {
+        for v in [
+            ContainerInsights::Disabled,
+            ContainerInsights::Enabled,
+            ContainerInsights::Enhanced,
+        ] {
+            assert_eq!(ContainerInsights::parse(v.as_str()), v);
+        }
+        assert_eq!(ContainerInsights::Enabled.as_str(), "enabled");
+        assert_eq!(ContainerInsights::Enhanced.as_str(), "enhanced");
+        assert_eq!(ContainerInsights::Disabled.as_str(), "disabled");
+        assert_eq!(ContainerInsights::parse(""), ContainerInsights::Disabled);
+    }
+}

@@ -284,3 +284,23 @@ impl Resource for LogGroup {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_cloudwatchlogs::types::LogGroup as Live;
+
+    use super::arn_of;
+
+    #[test]
+    fn the_arn_tags_are_read_by_is_the_groups_without_the_trailing_star() {
+        let arn = "arn:aws:logs:us-east-1:1:log-group:/ecs/frontend";
+        let described = Live::builder().arn(format!("{arn}:*")).build();
+        assert_eq!(arn_of(&described).as_deref(), Some(arn));
+        let newer = Live::builder()
+            .arn(format!("{arn}:*"))
+            .log_group_arn(arn)
+            .build();
+        assert_eq!(arn_of(&newer).as_deref(), Some(arn));
+        assert_eq!(arn_of(&Live::builder().build()), None);
+    }
+}

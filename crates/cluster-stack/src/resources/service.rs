@@ -722,7 +722,7 @@ fn failure_report(
 mod tests {
     use aws_sdk_ecs::types::{Deployment as Dep, DeploymentRolloutState as State, Service};
 
-    use super::{Rollout, rollout};
+    use super::{Deployment, Rollout, failure_report, primary_deployment, rollout};
 
     const TD2: &str = "arn:aws:ecs:us-east-1:1:task-definition/frontend:2";
     const TD1: &str = "arn:aws:ecs:us-east-1:1:task-definition/frontend:1";
@@ -800,5 +800,71 @@ mod tests {
             .build();
         let s = service(vec![d, dep("d1", "ACTIVE", TD1, None)]);
         assert_eq!(rollout(&s, Some("d2"), TD2), Rollout::InProgress);
+    }
+
+    #[test]
+    fn the_primary_deployment_is_the_one_ecs_rolls_out_now() {
+        let s = service(vec![
+            dep("d1", "ACTIVE", TD1, Some(State::Completed)),
+            dep("d2", "PRIMARY", TD2, Some(State::InProgress)),
+        ]);
+        assert_eq!(primary_deployment(&s).as_deref(), Some("d2"));
+        let s = service(vec![dep("d1", "ACTIVE", TD1, Some(State::Completed))]);
+        assert_eq!(primary_deployment(&s), None);
+    }
+
+    #[test]
+    fn another_primary_deployment_of_the_same_task_definition_is_no_rollback() {
+        // ECS started another deployment of our revision (a forced new deployment): ours is
+        // still rolling out, nothing was rolled back.
+        let s = service(vec![
+            dep("d3", "PRIMARY", TD2, Some(State::InProgress)),
+            dep("d2", "ACTIVE", TD2, Some(State::InProgress)),
+        ]);
+        assert_eq!(rollout(&s, Some("d2"), TD2), Rollout::InProgress);
+    }
+
+    #[test]
+    fn a_failure_report_says_why_which_tasks_stopped_and_the_latest_three_events() {
+        let events: Vec<_> = (1..=4)
+            .map(|i| {
+                aws_sdk_ecs::types::ServiceEvent::builder()
+                    .message(format!("event {i}"))
+                    .build()
+            })
+            .collect();
+        let s = Service::builder().set_events(Some(events)).build();
+        let stopped = ["task a: CannotPullContainerError".to_owned()];
+        assert_eq!(
+            failure_report("web", "deployment d2 failed", &stopped, &s),
+            "service web: deployment d2 failed; stopped tasks: task a: CannotPullContainerError; \
+             latest events: event 1 | event 2 | event 3"
+        );
+        assert_eq!(
+            failure_report("web", "timed out", &[], &service(vec![])),
+            "service web: timed out"
+        );
+    }
+
+    #[test]
+    fn a_deployment_configuration_reads_back_as_declared_and_none_when_ecs_keeps_none() {
+        let declared = Deployment {
+            circuit_breaker: true,
+            rollback: false,
+            minimum_healthy_percent: 50,
+            maximum_percent: 150,
+        };
+        assert_eq!(Deployment::of(Some(&declared.sdk())), Some(declared));
+        assert_eq!(Deployment::of(None), None);
+        let bare = aws_sdk_ecs::types::DeploymentConfiguration::builder().build();
+        assert_eq!(
+            Deployment::of(Some(&bare)),
+            Some(Deployment {
+                circuit_breaker: false,
+                rollback: false,
+                minimum_healthy_percent: 100,
+                maximum_percent: 200,
+            })
+        );
     }
 }

@@ -326,3 +326,56 @@ impl Resource for TaskDefinition {
             .flatten())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(name: &str, port: u16) -> Container {
+        Container {
+            name: name.into(),
+            image: format!("{name}:1"),
+            port,
+            environment: BTreeMap::from([("MODE".into(), name.into())]),
+            log_group: Input::Value("/ecs/frontend".into()),
+            log_stream_prefix: name.into(),
+        }
+    }
+
+    #[test]
+    fn what_is_registered_reads_back_as_the_same_inputs_and_only_the_first_container_is_essential()
+    {
+        let declared = TaskDefinition {
+            family: "frontend".into(),
+            cpu: 256,
+            memory: 512,
+            execution_role_arn: Input::Value("arn:aws:iam::1:role/exec".into()),
+            task_role_arn: Input::Value("arn:aws:iam::1:role/task".into()),
+            containers: vec![container("web", 80), container("sidecar", 9000)],
+            tags: BTreeMap::from([("team".into(), "web".into())]),
+        };
+        let containers = declared.container_definitions("us-east-1").unwrap();
+        let essential: Vec<Option<bool>> = containers.iter().map(|c| c.essential()).collect();
+        assert_eq!(essential, [Some(true), Some(false)]);
+        let live = aws_sdk_ecs::types::TaskDefinition::builder()
+            .task_definition_arn("arn:aws:ecs:us-east-1:1:task-definition/frontend:3")
+            .family("frontend")
+            .revision(3)
+            .cpu("256")
+            .memory("512")
+            .execution_role_arn("arn:aws:iam::1:role/exec")
+            .task_role_arn("arn:aws:iam::1:role/task")
+            .set_container_definitions(Some(containers))
+            .build();
+        let tags = [aws_sdk_ecs::types::Tag::builder()
+            .key("team")
+            .value("web")
+            .build()];
+        assert_eq!(TaskDefinition::from_live(&live, &tags), declared);
+        let outputs = TaskDefinition::outputs_of(&live).unwrap();
+        assert_eq!(
+            (outputs.arn.as_str(), outputs.family.as_str(), outputs.revision),
+            ("arn:aws:ecs:us-east-1:1:task-definition/frontend:3", "frontend", 3)
+        );
+    }
+}
