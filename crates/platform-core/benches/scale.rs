@@ -10,7 +10,10 @@
 //! Each figure is printed as `bench: NAME VALUE UNIT`, then as a table against its target.
 
 #[path = "support/figures.rs"]
-#[allow(dead_code, reason = "shared with the platform bench, which uses all of it")]
+#[allow(
+    dead_code,
+    reason = "shared with the platform bench, which uses all of it"
+)]
 mod figures;
 
 use std::process::ExitCode;
@@ -117,9 +120,19 @@ async fn apply_figures(figures: &mut Figures) -> Result<(), Box<dyn std::error::
     let outputs = engine.up(&stack).await?;
     let apply = started.elapsed();
     if outputs.len() != N || cloud.live().len() != N {
-        return Err(format!("{} outputs, {} live after the apply", outputs.len(), cloud.live().len()).into());
+        return Err(format!(
+            "{} outputs, {} live after the apply",
+            outputs.len(),
+            cloud.live().len()
+        )
+        .into());
     }
-    figures.add("apply_10k_ms", ms(apply), "ms", Some(Target::AtMost(3000.0)));
+    figures.add(
+        "apply_10k_ms",
+        ms(apply),
+        "ms",
+        Some(Target::AtMost(3000.0)),
+    );
     match (written, proc_counter("io", "wchar:")) {
         (Some(before), Some(after)) => figures.add(
             "state_mb_written_10k",

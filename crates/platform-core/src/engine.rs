@@ -22,8 +22,8 @@ use crate::provider::{IdentitySource, ProviderInfo};
 use crate::resource::{BoxFuture, Context, KindOps, Published, Registry, RetryPolicy, Shared};
 use crate::stack::{Declared, Desired, OutputValues, Produced, Stack};
 use crate::state::{
-    Change, Deposed, Pending, PendingOp, Producer, ResourceState, StackLock, StackResource, StackState,
-    StateStore, validate_stack_name,
+    Change, Deposed, Pending, PendingOp, Producer, ResourceState, StackLock, StackResource,
+    StackState, StateStore, validate_stack_name,
 };
 use crate::value::{RefTarget, Resolved, collect_refs, resolve};
 
@@ -1332,6 +1332,7 @@ impl Run {
         let mut delete_removed: HashMap<&str, usize> = HashMap::new();
         let mut delete_deposed: HashMap<&str, usize> = HashMap::new();
 
+        let mut kept: Vec<&str> = Vec::new();
         // Delete-before-replace spreads to replaced dependents (their old instance must go first).
         let mut dbr: HashSet<&str> = HashSet::new();
         for step in &plan.steps {
@@ -1360,6 +1361,8 @@ impl Run {
                     });
                 }
                 Action::DeleteDeposed => {}
+                // Kept as recorded: no op, its outputs are known now (see below).
+                Action::Same => kept.push(name),
                 action => {
                     if dbr.contains(name) {
                         delete_current.insert(name, ops.len());
@@ -1448,7 +1451,26 @@ impl Run {
         for (op, deps) in ops.iter_mut().zip(all_deps) {
             op.deps = deps;
         }
-        if plan.steps.iter().any(|s| !matches!(s.action, Action::Same)) {
+        // What is kept needs no step: its recorded outputs are published at once, so that nothing
+        // waits on it (and a run with nothing to do starts no task at all).
+        for name in kept {
+            let outputs = state
+                .resources
+                .get(name)
+                .and_then(|r| r.outputs.clone())
+                .ok_or_else(|| Error::StackNotFound {
+                    stack: format!("{}/{name} (recorded outputs)", self.inner.stack),
+                })?;
+            if let Some(group) = &self.inner.links.group {
+                group.applied(&self.inner.stack, name, outputs.clone());
+            }
+            self.inner
+                .outputs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name.to_owned(), outputs);
+        }
+        if !ops.is_empty() {
             // The run's header (provider, references, producers) is written whole before the first
             // step, so that the journal's changes always have a document to apply to.
             self.record_whole(|_| {}).await?;
@@ -1857,13 +1879,6 @@ impl RunInner {
         let inputs = self.resolve_inputs(decl).await?;
         let recorded = self.state.lock().await.resources.get(name).cloned();
         let outputs = match action {
-            Action::Same => {
-                recorded
-                    .and_then(|r| r.outputs)
-                    .ok_or_else(|| Error::StackNotFound {
-                        stack: format!("{}/{name} (recorded outputs)", self.stack),
-                    })?
-            }
             Action::Update { .. } => {
                 let Some(rec) = recorded.filter(|r| r.outputs.is_some()) else {
                     return self.create(&ops, decl, inputs, None).await;
@@ -1915,7 +1930,8 @@ impl RunInner {
             Action::Create { .. } | Action::Replace { .. } => {
                 return self.create(&ops, decl, inputs, recorded).await;
             }
-            Action::Delete | Action::DeleteDeposed => return Ok(()),
+            // Kept resources are published by `apply`; deletes are steps of their own.
+            Action::Same | Action::Delete | Action::DeleteDeposed => return Ok(()),
         };
         self.outputs
             .lock()
@@ -2018,7 +2034,10 @@ impl RunInner {
         };
         let found = match earlier {
             Some(found) => found,
-            None => match self.create_publishing(ops, name, &token, &ctx, &inputs).await? {
+            None => match self
+                .create_publishing(ops, name, &token, &ctx, &inputs)
+                .await?
+            {
                 (Ok(outputs), early) => {
                     if early.as_ref().is_some_and(|early| *early != outputs) {
                         let e = ResourceError::Failed {
@@ -2128,7 +2147,12 @@ impl RunInner {
         if let Some(group) = &self.links.group {
             group.applied(&self.stack, name, outputs.clone());
         }
-        if let Some(early) = self.early.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        if let Some(early) = self
+            .early
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
             let _ = early.send(name.to_owned());
         }
         Ok(())

@@ -73,9 +73,9 @@ pub use resource::{
 };
 pub use stack::{Declaration, Declared, Desired, OutputValues, Produced, Scope, Stack, StackRef};
 pub use state::{
-    Change, DEFAULT_BACKUPS, Deposed, Journal, LocalStateStore, LockInfo, MemoryStateStore, Pending,
-    PendingOp, Producer, ResourceState, S3StateStore, STATE_VERSION, StackLock, StackResource, StackState,
-    StateStore, parse_state, validate_stack_name,
+    Change, DEFAULT_BACKUPS, Deposed, Journal, LocalStateStore, LockInfo, MemoryStateStore,
+    Pending, PendingOp, Producer, ResourceState, S3StateStore, STATE_VERSION, StackLock,
+    StackResource, StackState, StateStore, parse_state, validate_stack_name,
 };
 pub use tags::TagChanges;
 pub use validate::{validate_name, validate_tags};

@@ -67,6 +67,8 @@ impl FakeCalls {
 #[derive(Debug, Default)]
 struct Inner {
     objects: Mutex<HashMap<String, FakeObject>>,
+    /// Per object id, how many live objects use it (taken after `objects` when both are held).
+    users: Mutex<HashMap<String, usize>>,
     next_id: AtomicU64,
     calls: Mutex<FakeCalls>,
     in_flight: AtomicUsize,
@@ -241,10 +243,16 @@ impl FakeCloud {
     /// The objects, held (the fake's own calls look at them without copying them, so that a
     /// call's cost does not grow with the cloud's size).
     fn objects(&self) -> std::sync::MutexGuard<'_, HashMap<String, FakeObject>> {
-        self.inner
-            .objects
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.inner.objects.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts `deps` as used by one more object (`by` +1) or one less (`by` -1).
+    fn count_uses(&self, deps: &[String], by: isize) {
+        let mut users = self.inner.users.lock().unwrap_or_else(|p| p.into_inner());
+        for d in deps {
+            let n = users.entry(d.clone()).or_default();
+            *n = n.saturating_add_signed(by);
+        }
     }
 
     /// Makes an object by hand (outside any stack), for imports; returns its id.
@@ -269,11 +277,10 @@ impl FakeCloud {
 
     /// Deletes an object behind the engine's back (drift: deleted by hand).
     pub fn remove(&self, id: &str) {
-        self.inner
-            .objects
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        let mut objects = self.objects();
+        if let Some(gone) = objects.remove(id) {
+            self.count_uses(&gone.deps, -1);
+        }
     }
 
     /// Changes an object's value behind the engine's back (drift).
@@ -495,20 +502,24 @@ impl Resource for FakeResource {
             .map(|(k, v)| (k.to_owned(), v))
             .collect();
         let two_steps = cloud.inner.configure_after_publish.load(Ordering::SeqCst);
-        cloud.objects().insert(
-            id.clone(),
-            FakeObject {
-                id: id.clone(),
-                value: if two_steps {
-                    String::new()
-                } else {
-                    self.value.clone()
+        {
+            let mut objects = cloud.objects();
+            cloud.count_uses(&deps, 1);
+            objects.insert(
+                id.clone(),
+                FakeObject {
+                    id: id.clone(),
+                    value: if two_steps {
+                        String::new()
+                    } else {
+                        self.value.clone()
+                    },
+                    fixed: self.fixed.clone(),
+                    deps,
+                    tags,
                 },
-                fixed: self.fixed.clone(),
-                deps,
-                tags,
-            },
-        );
+            );
+        }
         cloud.log(ctx.resource(), "create");
         if two_steps {
             self.configure(&cloud, ctx, &id).await?;
@@ -594,6 +605,8 @@ impl Resource for FakeResource {
             .get_mut(&outputs.id)
             .ok_or_else(|| fake_err(format!("{} does not exist", outputs.id)))?;
         o.value = self.value.clone();
+        cloud.count_uses(&o.deps, -1);
+        cloud.count_uses(&deps, 1);
         o.deps = deps;
         drop(objects);
         cloud.log(ctx.resource(), "update");
@@ -610,13 +623,27 @@ impl Resource for FakeResource {
         // Like AWS: refuse to delete what a live object still uses.
         {
             let mut objects = cloud.objects();
-            if let Some(user) = objects.values().find(|o| o.deps.contains(&outputs.id)) {
+            let used = cloud
+                .inner
+                .users
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&outputs.id)
+                .is_some_and(|n| *n > 0);
+            if used {
+                let user = objects
+                    .values()
+                    .find(|o| o.deps.contains(&outputs.id))
+                    .map(|o| o.id.clone())
+                    .unwrap_or_default();
                 return Err(fake_err(format!(
-                    "{} is still in use by {}",
-                    outputs.id, user.id
+                    "{} is still in use by {user}",
+                    outputs.id
                 )));
             }
-            objects.remove(&outputs.id);
+            if let Some(gone) = objects.remove(&outputs.id) {
+                cloud.count_uses(&gone.deps, -1);
+            }
         }
         cloud.log(ctx.resource(), "delete");
         Ok(())

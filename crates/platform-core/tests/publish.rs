@@ -36,7 +36,10 @@ async fn a_dependent_starts_when_its_dependency_publishes_not_when_its_create_en
     let state = store.read("early").await.unwrap().unwrap();
     for r in ["r0", "r1"] {
         assert!(state.resources[r].pending.is_none(), "{r}");
-        let id = state.resources[r].outputs.as_ref().unwrap()["id"].as_str().unwrap().to_owned();
+        let id = state.resources[r].outputs.as_ref().unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         assert_eq!(cloud.live()[&id].value, "v1", "{r}");
     }
 }
@@ -54,7 +57,10 @@ async fn a_create_that_fails_after_publishing_is_recorded_pending_and_the_next_r
     assert!(matches!(err, Error::Resource { .. }), "{err}");
     let state = store.read("early").await.unwrap().unwrap();
     let r0 = &state.resources["r0"];
-    let id = r0.outputs.as_ref().expect("the published outputs are recorded")["id"]
+    let id = r0
+        .outputs
+        .as_ref()
+        .expect("the published outputs are recorded")["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -109,7 +115,8 @@ async fn outputs_published_other_than_those_returned_fail_the_create_as_a_bug_of
         .await
         .unwrap_err();
     assert!(
-        err.to_string().contains("published outputs other than those it returned"),
+        err.to_string()
+            .contains("published outputs other than those it returned"),
         "{err}"
     );
 }

@@ -43,7 +43,13 @@ pub(crate) struct Figures(Vec<Figure>);
 
 impl Figures {
     /// Records a figure and prints its `bench:` line.
-    pub(crate) fn add(&mut self, name: &'static str, value: f64, unit: &'static str, target: Option<Target>) {
+    pub(crate) fn add(
+        &mut self,
+        name: &'static str,
+        value: f64,
+        unit: &'static str,
+        target: Option<Target>,
+    ) {
         println!("bench: {name} {} {unit}", round(value));
         self.0.push(Figure {
             name,

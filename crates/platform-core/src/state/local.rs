@@ -524,7 +524,13 @@ impl LocalLock {
     /// Writes the state with the journal replayed, when the journal holds anything.
     async fn compact(&self) -> Result<(), StateError> {
         let has_lines = fs::metadata(&self.journal.path).is_ok_and(|m| m.len() > 0);
-        if !has_lines || self.file.lock().unwrap_or_else(|p| p.into_inner()).is_none() {
+        if !has_lines
+            || self
+                .file
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_none()
+        {
             return Ok(());
         }
         let doc = match fs::read(&self.state_path) {
