@@ -34,6 +34,15 @@
 //! or the natural key, before a create). Fields added since version 1 was first written (`instance`,
 //! a deposed instance's `pending`) are optional: older files read as before.
 //!
+//! # Journal
+//! Between two whole writes, a store with a [`Journal`] keeps each step as one JSON line, a
+//! [`Change`]: `{"serial": 43, "resource": "ecs-vpc", "record": {...}}` (`"record": null` when the
+//! resource was forgotten). The engine writes the whole document at the start of a run that changes
+//! anything and at its end; in between, a step costs one resource's record, not the whole state, and
+//! concurrent steps share one flush. Reading a stack returns the document with the journal's
+//! changes newer than its serial applied; a last line without its newline (cut short by a crash,
+//! never flushed) is ignored. [`LocalStateStore`] keeps it in `<stack>.journal`.
+//!
 //! # Stores
 //! [`StateStore`] is the seam. [`LocalStateStore`] (a directory, the default: one person, one
 //! machine), [`S3StateStore`] (a bucket: a team and its deploy bots, locked with S3's conditional
