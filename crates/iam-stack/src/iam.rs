@@ -95,7 +95,10 @@ mod tests {
 
     #[test]
     fn the_name_is_the_last_part_of_an_arn_and_a_plain_name_is_itself() {
-        assert_eq!(name_of("arn:aws:iam::123:role/service/ecs-cluster"), "ecs-cluster");
+        assert_eq!(
+            name_of("arn:aws:iam::123:role/service/ecs-cluster"),
+            "ecs-cluster"
+        );
         assert_eq!(name_of("arn:aws:iam::123:policy/ecs-policy"), "ecs-policy");
         assert_eq!(name_of("ecs-cluster"), "ecs-cluster");
         // Not an ARN: a name with a slash stays whole.

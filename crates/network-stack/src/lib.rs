@@ -36,8 +36,9 @@ use serde::{Deserialize, Serialize};
 pub use ec2::stack_filter;
 pub use ids::{AssociationId, InternetGatewayId, RouteTableId, SecurityGroupId, SubnetId, VpcId};
 use resources::{
-    AvailabilityZones, Az, InternetGateway, InternetGatewayAttachment, Route, RouteTable, RouteTableAssociation, SecurityGroup,
-    SecurityGroupOutputs, SgRule, Subnet, SubnetOutputs, Vpc, VpcOutputs,
+    AvailabilityZones, Az, InternetGateway, InternetGatewayAttachment, Route, RouteTable,
+    RouteTableAssociation, SecurityGroup, SecurityGroupOutputs, SgRule, Subnet, SubnetOutputs, Vpc,
+    VpcOutputs,
 };
 
 /// What kind of subnet. Only public subnets exist today; private subnets (with a NAT gateway) are the

@@ -440,16 +440,14 @@ async fn every_call_of_an_apply_is_attributed_to_the_resource_that_made_it() {
     );
     assert_eq!(by_step["public-subnet-0-route"], ["AssociateRouteTable"]);
     // The zone lookup is a step of its own, made while the VPC is; the subnet makes no lookup.
-    assert_eq!(
-        by_step["availability-zones"],
-        ["DescribeAvailabilityZones"]
-    );
+    assert_eq!(by_step["availability-zones"], ["DescribeAvailabilityZones"]);
     assert_eq!(by_step["public-subnet-0"][0], "CreateSubnet");
     assert_eq!(by_step.len(), 8, "{by_step:?}");
 }
 
 #[tokio::test]
-async fn state_from_before_the_attachment_and_zone_lookup_were_resources_is_adopted_with_nothing_new() {
+async fn state_from_before_the_attachment_and_zone_lookup_were_resources_is_adopted_with_nothing_new()
+ {
     let w = world().await;
     let stack = NetworkStack::new(NetworkConfig::default());
     let net = w.engine.up(&stack).await.unwrap();
@@ -473,7 +471,11 @@ async fn state_from_before_the_attachment_and_zone_lookup_were_resources_is_adop
     // lookup (known after apply: no call, nothing replaced).
     let plan = w.engine.preview(&stack).await.unwrap();
     let counts = plan.counts();
-    assert_eq!((counts.create, counts.update, counts.replace), (2, 3, 0), "{plan}");
+    assert_eq!(
+        (counts.create, counts.update, counts.replace),
+        (2, 3, 0),
+        "{plan}"
+    );
     w.cloud.clear();
     let again = w.engine.up(&stack).await.unwrap();
     assert_eq!(again.internet_gateway_id, net.internet_gateway_id);
@@ -487,8 +489,17 @@ async fn state_from_before_the_attachment_and_zone_lookup_were_resources_is_adop
     assert_eq!(mutating, ["AttachInternetGateway"]);
     assert_eq!(again.public_subnet_ids, net.public_subnet_ids);
     let state = store.read("network").await.unwrap().unwrap();
-    assert!(state.resources["internet-gateway-attachment"].outputs.is_some());
-    assert!(state.resources["internet-gateway"].inputs.get("vpc_id").is_none());
+    assert!(
+        state.resources["internet-gateway-attachment"]
+            .outputs
+            .is_some()
+    );
+    assert!(
+        state.resources["internet-gateway"]
+            .inputs
+            .get("vpc_id")
+            .is_none()
+    );
     assert!(!w.engine.preview(&stack).await.unwrap().has_changes());
     // And it is detached and deleted on destroy.
     w.engine.destroy::<NetworkStack>("network").await.unwrap();
@@ -516,7 +527,10 @@ async fn a_gateway_detached_by_hand_is_seen_by_refresh_and_attached_again() {
         .unwrap();
     let plan = w.engine.refresh(&stack).await.unwrap();
     assert_eq!(
-        plan.step("internet-gateway-attachment").unwrap().action.kind(),
+        plan.step("internet-gateway-attachment")
+            .unwrap()
+            .action
+            .kind(),
         ActionKind::Create,
         "{plan}"
     );

@@ -1989,16 +1989,7 @@ impl RunInner {
             let entry = s
                 .resources
                 .entry(name.to_owned())
-                .or_insert_with(|| ResourceState {
-                    kind: kind.clone(),
-                    inputs: Value::Null,
-                    outputs: None,
-                    dependencies: Vec::new(),
-                    uses: Vec::new(),
-                    instance: None,
-                    pending: None,
-                    deposed: Vec::new(),
-                });
+                .or_insert_with(|| ResourceState::new(kind.clone(), Value::Null));
             // The current instance, if any, is deposed: deleted once dependents are re-pointed.
             if let Some(old) = entry.outputs.take() {
                 entry.deposed.push(Deposed {

@@ -95,6 +95,14 @@ struct Inner {
     publish_other_id: Mutex<HashSet<String>>,
 }
 
+/// Arms a one-shot fault for logical name `name` (taken by the next call it applies to).
+fn arm(faults: &Mutex<HashSet<String>>, name: &str) {
+    faults
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(name.to_owned());
+}
+
 /// What goes wrong with an update (see [`FakeCloud::fail_updates_of`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UpdateFault {
@@ -125,40 +133,24 @@ impl FakeCloud {
 
     /// The next create of logical name `name` fails (once).
     pub fn fail_create_of(&self, name: &str) {
-        self.inner
-            .fail_create
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_owned());
+        arm(&self.inner.fail_create, name);
     }
 
     /// The next create of `name` succeeds in the cloud but its answer is lost (a crash between the
     /// call and recording its result).
     pub fn lose_create_result_of(&self, name: &str) {
-        self.inner
-            .lose_create_result
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_owned());
+        arm(&self.inner.lose_create_result, name);
     }
 
     /// The next create of `name` is carried out but its response never arrives: the call fails as a
     /// closed connection would (a transient AWS error, outcome unknown).
     pub fn lose_response_of(&self, name: &str) {
-        self.inner
-            .lose_response
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_owned());
+        arm(&self.inner.lose_response, name);
     }
 
     /// The next create of `name` times out before the cloud acted: a transient error, nothing made.
     pub fn time_out_create_of(&self, name: &str) {
-        self.inner
-            .time_out_create
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_owned());
+        arm(&self.inner.time_out_create, name);
     }
 
     /// The next updates of `name` go wrong as `faults` says, one fault per update, in order.
@@ -207,21 +199,13 @@ impl FakeCloud {
 
     /// The next configuration of `name` fails, after its id was published.
     pub fn fail_configure_of(&self, name: &str) {
-        self.inner
-            .fail_configure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_owned());
+        arm(&self.inner.fail_configure, name);
     }
 
     /// The next create of `name` publishes an id other than the one it returns (a resource kind's
     /// bug).
     pub fn publish_other_id_of(&self, name: &str) {
-        self.inner
-            .publish_other_id
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_owned());
+        arm(&self.inner.publish_other_id, name);
     }
 
     /// The live objects that carry logical name `name`'s resource tag.

@@ -374,8 +374,16 @@ mod tests {
         assert_eq!(TaskDefinition::from_live(&live, &tags), declared);
         let outputs = TaskDefinition::outputs_of(&live).unwrap();
         assert_eq!(
-            (outputs.arn.as_str(), outputs.family.as_str(), outputs.revision),
-            ("arn:aws:ecs:us-east-1:1:task-definition/frontend:3", "frontend", 3)
+            (
+                outputs.arn.as_str(),
+                outputs.family.as_str(),
+                outputs.revision
+            ),
+            (
+                "arn:aws:ecs:us-east-1:1:task-definition/frontend:3",
+                "frontend",
+                3
+            )
         );
     }
 }

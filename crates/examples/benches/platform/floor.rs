@@ -43,11 +43,7 @@ pub(crate) const NEEDS: &[(&str, &[&str], &str)] = &[
         &["CreateRole frontend", "CreatePolicy frontend"],
         "as above",
     ),
-    (
-        "CreateInstanceProfile",
-        &[],
-        "a profile is created empty",
-    ),
+    ("CreateInstanceProfile", &[], "a profile is created empty"),
     (
         "AddRoleToInstanceProfile",
         &["CreateInstanceProfile", "CreateRole instance"],

@@ -90,7 +90,10 @@ async fn warm(config: &aws_types::SdkConfig) -> BenchResult<()> {
         .describe_availability_zones()
         .send()
         .await?;
-    aws_sdk_ecs::Client::new(config).list_clusters().send().await?;
+    aws_sdk_ecs::Client::new(config)
+        .list_clusters()
+        .send()
+        .await?;
     aws_sdk_cloudwatchlogs::Client::new(config)
         .describe_log_groups()
         .send()
@@ -151,7 +154,12 @@ async fn aws_figures(latency: Duration, figures: &mut Figures) -> BenchResult<()
     let up_calls = calls.take();
     if std::env::var_os("BENCH_TIMELINE").is_some() {
         // Every call of the deploy as the proxy saw it: start and end from the deploy's start.
-        let t0 = cloud.proxy.calls().first().map(|c| c.started).unwrap_or_default();
+        let t0 = cloud
+            .proxy
+            .calls()
+            .first()
+            .map(|c| c.started)
+            .unwrap_or_default();
         for c in cloud.proxy.calls() {
             let start = c.started.saturating_sub(t0);
             println!(

@@ -37,7 +37,10 @@ resource_outputs! {
 
 impl InternetGatewayAttachment {
     fn ids(&self) -> Result<(&str, &str), ResourceError> {
-        Ok((self.internet_gateway_id.get()?.as_str(), self.vpc_id.get()?.as_str()))
+        Ok((
+            self.internet_gateway_id.get()?.as_str(),
+            self.vpc_id.get()?.as_str(),
+        ))
     }
 
     /// The outputs when gateway `gateway` is attached to `vpc` now; `None` when it is not (or the
@@ -107,9 +110,9 @@ impl Resource for InternetGatewayAttachment {
             // `Resource.AlreadyAssociated`: a repeat of an attach whose response was lost, or a
             // gateway attached by a build that attached it as part of the gateway: done when it is
             // attached to this VPC, a conflict otherwise.
-            Err(e) if e.outcome_unknown() => Self::attached(ctx, &client, gateway, vpc)
-                .await?
-                .ok_or(e),
+            Err(e) if e.outcome_unknown() => {
+                Self::attached(ctx, &client, gateway, vpc).await?.ok_or(e)
+            }
             Err(e) => Err(e),
         }
     }
@@ -120,7 +123,10 @@ impl Resource for InternetGatewayAttachment {
         outputs: &InternetGatewayAttachmentOutputs,
     ) -> Result<Option<Observed<Self>>, ResourceError> {
         let client = ec2::client(ctx)?;
-        let (gateway, vpc) = (outputs.internet_gateway_id.as_str(), outputs.vpc_id.as_str());
+        let (gateway, vpc) = (
+            outputs.internet_gateway_id.as_str(),
+            outputs.vpc_id.as_str(),
+        );
         Ok(Self::attached(ctx, &client, gateway, vpc)
             .await?
             .map(|outputs| Observed {

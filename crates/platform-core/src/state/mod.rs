@@ -151,6 +151,23 @@ pub struct ResourceState {
     pub deposed: Vec<Deposed>,
 }
 
+impl ResourceState {
+    /// A record of kind `kind` with `inputs`, nothing made yet: no outputs, dependencies, instance,
+    /// intent or deposed instances.
+    pub fn new(kind: impl Into<String>, inputs: Value) -> Self {
+        Self {
+            kind: kind.into(),
+            inputs,
+            outputs: None,
+            dependencies: Vec::new(),
+            uses: Vec::new(),
+            instance: None,
+            pending: None,
+            deposed: Vec::new(),
+        }
+    }
+}
+
 /// A resource of a stack, named from another stack.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct StackResource {
@@ -487,16 +504,7 @@ mod tests {
         Change {
             serial,
             resource: resource.to_owned(),
-            record: value.map(|v| ResourceState {
-                kind: "fake".into(),
-                inputs: serde_json::json!({ "value": v }),
-                outputs: None,
-                dependencies: Vec::new(),
-                uses: Vec::new(),
-                instance: None,
-                pending: None,
-                deposed: Vec::new(),
-            }),
+            record: value.map(|v| ResourceState::new("fake", serde_json::json!({ "value": v }))),
         }
     }
 
