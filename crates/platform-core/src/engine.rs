@@ -713,9 +713,19 @@ impl Engine {
             stack: name.clone(),
             counts: plan.counts(),
         });
-        state.provider = Some(provider.clone());
-        state.references = references;
-        state.producers = producers;
+        // What the state says of the stack as a whole; a run that changes no resource and would
+        // record the same writes nothing.
+        let recorded = (
+            state.provider.take(),
+            std::mem::take(&mut state.references),
+            std::mem::take(&mut state.producers),
+            state.outputs.clone(),
+            state.outputs_schema,
+        );
+        let header = (Some(provider.clone()), references, producers);
+        state.provider = header.0.clone();
+        state.references = header.1.clone();
+        state.producers = header.2.clone();
         let links = Links {
             external,
             group: group.cloned(),
@@ -743,14 +753,29 @@ impl Engine {
             resource: "outputs".into(),
             source,
         })?;
-        let mut serial = 0;
-        run.record_whole(|s| {
-            s.outputs = Some(json);
-            s.outputs_schema = Some(S::OUTPUTS_SCHEMA);
-            // The serial this write is recorded under (`record` increments it after `f`).
-            serial = s.serial + 1;
-        })
-        .await?;
+        let unchanged = !plan.has_changes()
+            && recorded
+                == (
+                    header.0,
+                    header.1,
+                    header.2,
+                    Some(json.clone()),
+                    Some(S::OUTPUTS_SCHEMA),
+                );
+        let serial = if unchanged {
+            // Nothing to record: the outputs were produced by the state as it is.
+            run.inner.state.lock().await.serial
+        } else {
+            let mut serial = 0;
+            run.record_whole(|s| {
+                s.outputs = Some(json);
+                s.outputs_schema = Some(S::OUTPUTS_SCHEMA);
+                // The serial this write is recorded under (`record` increments it after `f`).
+                serial = s.serial + 1;
+            })
+            .await?;
+            serial
+        };
         let producer = Producer {
             stack: name,
             provider: Some(provider),
@@ -1325,7 +1350,9 @@ impl Run {
 
     /// Applies `plan`; returns every declared resource's outputs.
     async fn apply(&self, desired: &Desired, plan: &Plan) -> Result<HashMap<String, Value>, Error> {
-        let state = self.inner.state.lock().await.clone();
+        // Held (not copied) while the ops are built: nothing else runs yet.
+        let guard = self.inner.state.lock().await;
+        let state = &*guard;
         let mut ops: Vec<Op> = Vec::new();
         let mut forward: HashMap<&str, usize> = HashMap::new();
         let mut delete_current: HashMap<&str, usize> = HashMap::new();
@@ -1470,13 +1497,14 @@ impl Run {
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(name.to_owned(), outputs);
         }
+        drop(guard);
         if !ops.is_empty() {
             // The run's header (provider, references, producers) is written whole before the first
             // step, so that the journal's changes always have a document to apply to.
             self.record_whole(|_| {}).await?;
+            let resources = Arc::new(desired.resources.clone());
+            self.execute(ops, resources).await?;
         }
-        let resources = Arc::new(desired.resources.clone());
-        self.execute(ops, resources).await?;
         let outputs = self
             .inner
             .outputs

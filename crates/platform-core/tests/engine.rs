@@ -991,7 +991,7 @@ async fn import_records_a_resource_made_by_hand_and_refuses_what_it_cannot_take(
 }
 
 #[tokio::test]
-async fn an_up_with_refresh_records_the_refresh_then_the_run_and_reports_the_serial_it_wrote() {
+async fn an_up_with_refresh_records_the_refresh_and_a_run_that_changes_nothing_writes_nothing() {
     let cloud = FakeCloud::new();
     let store = MemoryStateStore::new();
     let e = engine(store.clone(), &cloud);
@@ -1006,9 +1006,19 @@ async fn an_up_with_refresh_records_the_refresh_then_the_run_and_reports_the_ser
         .await
         .unwrap();
     let now = store.read("s").await.unwrap().unwrap().serial;
-    assert_eq!(now, serial + 2, "the refresh's write, then the outputs'");
+    assert_eq!(now, serial + 1, "the refresh's write; the run changed nothing");
     assert_eq!(again.producer.serial, Some(now));
     assert_eq!(again.produced().producer, again.producer);
+    let writes = store.writes();
+    let third = e.up_with(&stack, UpOptions::default()).await.unwrap();
+    assert_eq!(store.writes(), writes, "a run with nothing to do writes nothing");
+    assert_eq!(third.producer.serial, Some(now));
+    // A change writes: the run's header, the step's intent and result, the outputs.
+    let mut changed = stack.clone();
+    changed.nodes[1].value = "v2".into();
+    let fourth = e.up_with(&changed, UpOptions::default()).await.unwrap();
+    assert_eq!(store.writes(), writes + 4);
+    assert_eq!(fourth.producer.serial, Some(now + 4));
 }
 
 #[tokio::test]
