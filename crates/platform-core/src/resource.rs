@@ -958,6 +958,18 @@ mod tests {
         ctx_seeing(cancel, Arc::default())
     }
 
+    #[test]
+    fn a_context_sees_the_identity_once_the_engine_resolved_it() {
+        let ctx = ctx();
+        assert_eq!(ctx.provider(), None);
+        let p = crate::ProviderInfo {
+            account_id: "123456789012".into(),
+            region: "eu-west-1".into(),
+        };
+        ctx.shared.identity.set(p.clone()).unwrap();
+        assert_eq!(ctx.provider(), Some(&p));
+    }
+
     /// A context whose events are pushed to `seen`.
     fn ctx_seeing(cancel: CancellationToken, seen: Arc<Mutex<Vec<Event>>>) -> Context {
         let subscriber: crate::Subscriber = Arc::new(move |e: &Event| {

@@ -1006,12 +1006,20 @@ async fn an_up_with_refresh_records_the_refresh_and_a_run_that_changes_nothing_w
         .await
         .unwrap();
     let now = store.read("s").await.unwrap().unwrap().serial;
-    assert_eq!(now, serial + 1, "the refresh's write; the run changed nothing");
+    assert_eq!(
+        now,
+        serial + 1,
+        "the refresh's write; the run changed nothing"
+    );
     assert_eq!(again.producer.serial, Some(now));
     assert_eq!(again.produced().producer, again.producer);
     let writes = store.writes();
     let third = e.up_with(&stack, UpOptions::default()).await.unwrap();
-    assert_eq!(store.writes(), writes, "a run with nothing to do writes nothing");
+    assert_eq!(
+        store.writes(),
+        writes,
+        "a run with nothing to do writes nothing"
+    );
     assert_eq!(third.producer.serial, Some(now));
     // A change writes: the run's header, the step's intent and result, the outputs.
     let mut changed = stack.clone();

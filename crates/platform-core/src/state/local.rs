@@ -258,6 +258,8 @@ struct LocalJournal {
     /// Changes known durable; held while a flush runs, so that waiters queue behind it and find
     /// their change covered by it.
     synced: tokio::sync::Mutex<u64>,
+    /// Flushes made (group commit makes them fewer than the changes).
+    flushes: AtomicU64,
 }
 
 impl LocalJournal {
@@ -267,6 +269,7 @@ impl LocalJournal {
             file: Mutex::new(None),
             appended: AtomicU64::new(0),
             synced: tokio::sync::Mutex::new(0),
+            flushes: AtomicU64::new(0),
         }
     }
 
@@ -342,6 +345,7 @@ impl Journal for LocalJournal {
                     .await
                     .map_err(|e| self.io(std::io::Error::other(e)))?
                     .map_err(|e| self.io(e))?;
+                self.flushes.fetch_add(1, Ordering::SeqCst);
             }
             *synced = upto;
             Ok(())
@@ -655,5 +659,51 @@ impl StateStore for LocalStateStore {
 
     fn location(&self) -> String {
         self.dir.display().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(serial: u64) -> Change {
+        Change {
+            serial,
+            resource: format!("r{serial}"),
+            record: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn tickets_count_the_changes_and_one_flush_covers_every_change_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = LocalJournal::new(dir.path().join("s.journal"));
+        let tickets: Vec<u64> = (1..=3)
+            .map(|i| journal.append(&change(i)).unwrap())
+            .collect();
+        assert_eq!(tickets, [1, 2, 3]);
+        journal.sync(3).await.unwrap();
+        assert_eq!(journal.flushes.load(Ordering::SeqCst), 1);
+        // Changes 1 and 2 were covered by that flush.
+        journal.sync(1).await.unwrap();
+        journal.sync(2).await.unwrap();
+        assert_eq!(journal.flushes.load(Ordering::SeqCst), 1);
+        assert_eq!(journal.append(&change(4)).unwrap(), 4);
+        journal.sync(4).await.unwrap();
+        assert_eq!(journal.flushes.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_journal_that_cannot_be_read_or_removed_is_an_error_not_an_empty_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStateStore::open(dir.path()).unwrap();
+        let lock = store.lock("s", "up").await.unwrap();
+        // A directory where the journal goes: reading it and removing it fail, and say so.
+        fs::create_dir(dir.path().join("s.journal")).unwrap();
+        assert!(matches!(store.read("s").await, Err(StateError::Io { .. })));
+        assert!(matches!(
+            lock.write(&StackState::new("s")).await,
+            Err(StateError::Io { .. })
+        ));
     }
 }
