@@ -694,6 +694,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_journal_without_a_document_is_compacted_into_one_when_the_lock_is_let_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStateStore::open(dir.path()).unwrap();
+        let lock = store.lock("s", "up").await.unwrap();
+        let journal = lock.journal().unwrap();
+        let ticket = journal.append(&change(1)).unwrap();
+        journal.sync(ticket).await.unwrap();
+        lock.release().await.unwrap();
+        assert!(!dir.path().join("s.journal").exists());
+        let doc = fs::read(dir.path().join("s.json")).unwrap();
+        let state = parse_state("s.json", &doc).unwrap();
+        assert_eq!(state.serial, 1);
+        assert!(state.resources.is_empty(), "change 1 removes r1");
+    }
+
+    #[tokio::test]
     async fn a_journal_that_cannot_be_read_or_removed_is_an_error_not_an_empty_one() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStateStore::open(dir.path()).unwrap();
