@@ -1580,15 +1580,23 @@ impl Run {
             .collect();
         let (early_tx, mut early_rx) = mpsc::unbounded_channel::<String>();
         *self.inner.early.lock().unwrap_or_else(|p| p.into_inner()) = Some(early_tx);
-        let mut released = vec![false; n];
-        let mut release = |i: usize, ready: &mut VecDeque<usize>| {
-            if std::mem::replace(&mut released[i], true) {
-                return;
-            }
+        // An op's dependents are released once: the creates and updates that read its outputs when
+        // it publishes them (or ends), the deletes that must follow it (a replaced instance's, a
+        // user's) only when it ends.
+        let is_forward: Vec<bool> = ops
+            .iter()
+            .map(|o| matches!(o.kind, OpKind::Forward(..)))
+            .collect();
+        let mut published = vec![false; n];
+        let mut release = |i: usize, ended: bool, ready: &mut VecDeque<usize>| {
+            let early = std::mem::replace(&mut published[i], true);
             for &d in &dependents[i] {
-                waiting[d] -= 1;
-                if waiting[d] == 0 {
-                    ready.push_back(d);
+                let now = if is_forward[d] { !early } else { ended };
+                if now {
+                    waiting[d] -= 1;
+                    if waiting[d] == 0 {
+                        ready.push_back(d);
+                    }
                 }
             }
         };
@@ -1615,7 +1623,7 @@ impl Run {
                 }
                 Some(name) = early_rx.recv() => {
                     if let Some(&i) = forward_op.get(&name) {
-                        release(i, &mut ready);
+                        release(i, false, &mut ready);
                     }
                 }
                 joined = set.join_next() => {
@@ -1624,7 +1632,7 @@ impl Run {
                     match res {
                         Ok(()) => {
                             completed += 1;
-                            release(i, &mut ready);
+                            release(i, true, &mut ready);
                         }
                         Err(e) => {
                             first_error.get_or_insert(e);

@@ -138,3 +138,25 @@ async fn a_publish_whose_outputs_cannot_be_recorded_stops_the_create_with_the_st
         cloud.order()
     );
 }
+
+#[tokio::test]
+async fn a_replaced_instance_is_deleted_only_once_its_replacement_is_configured() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let mut stack = FakeStack::chain("early", 2);
+    fake_engine(store.clone(), &cloud).up(&stack).await.unwrap();
+    cloud.configure_after_publish();
+    cloud.slow_configure_of("r0", Duration::from_millis(200));
+    stack.nodes[0].fixed = "f2".into();
+    fake_engine(store.clone(), &cloud).up(&stack).await.unwrap();
+    let order = cloud.order();
+    let configured = position(&order, "r0", "configure");
+    // r1 is re-pointed (replaced, as it uses r0's id) as soon as the new r0 is published, but the
+    // old r0 goes only when the new one is whole.
+    assert!(position(&order, "r1", "create") < configured, "{order:?}");
+    let deleted = order
+        .iter()
+        .position(|(n, w)| n == "r0" && *w == "delete")
+        .unwrap_or_else(|| panic!("the old r0 was not deleted: {order:?}"));
+    assert!(configured < deleted, "{order:?}");
+    assert_eq!(cloud.instances_of("r0").len(), 1);
+}
