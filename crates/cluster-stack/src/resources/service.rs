@@ -800,6 +800,12 @@ mod tests {
             .build();
         let s = service(vec![d, dep("d1", "ACTIVE", TD1, None)]);
         assert_eq!(rollout(&s, Some("d2"), TD2), Rollout::InProgress);
+        // Ours runs all its tasks, but the old deployment is not drained yet.
+        let s = service(vec![
+            dep("d2", "PRIMARY", TD2, None),
+            dep("d1", "ACTIVE", TD1, None),
+        ]);
+        assert_eq!(rollout(&s, Some("d2"), TD2), Rollout::InProgress);
     }
 
     #[test]
