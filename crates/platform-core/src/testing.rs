@@ -95,6 +95,22 @@ struct Inner {
     publish_other_id: Mutex<HashSet<String>>,
 }
 
+/// Waits (cancellably) as long as `delays` says for the context's resource, if at all.
+async fn wait_if_slow(
+    delays: &Mutex<HashMap<String, Duration>>,
+    ctx: &Context,
+) -> Result<(), ResourceError> {
+    let delay = delays
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(ctx.resource())
+        .copied();
+    match delay {
+        Some(d) => ctx.sleep(d).await,
+        None => Ok(()),
+    }
+}
+
 /// Arms a one-shot fault for logical name `name` (taken by the next call it applies to).
 fn arm(faults: &Mutex<HashSet<String>>, name: &str) {
     faults
@@ -385,16 +401,7 @@ impl FakeResource {
             id.to_owned()
         };
         ctx.publish(&FakeOutputs { id: published }).await?;
-        let slow = cloud
-            .inner
-            .slow_configure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(ctx.resource())
-            .copied();
-        if let Some(d) = slow {
-            ctx.sleep(d).await?;
-        }
+        wait_if_slow(&cloud.inner.slow_configure, ctx).await?;
         if take(&cloud.inner.fail_configure) {
             return Err(fake_err(format!(
                 "injected failure configuring {}",
@@ -442,16 +449,7 @@ impl Resource for FakeResource {
 
     async fn create(&self, ctx: &Context) -> Result<FakeOutputs, ResourceError> {
         let cloud = ctx.extension::<FakeCloud>()?;
-        let slow = cloud
-            .inner
-            .slow_create
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(ctx.resource())
-            .copied();
-        if let Some(d) = slow {
-            ctx.sleep(d).await?;
-        }
+        wait_if_slow(&cloud.inner.slow_create, ctx).await?;
         let _g = cloud.enter().await;
         cloud.count(|c| c.create += 1);
         let deps = self.dep_ids(&cloud)?;
