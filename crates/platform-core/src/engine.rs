@@ -715,17 +715,10 @@ impl Engine {
         });
         // What the state says of the stack as a whole; a run that changes no resource and would
         // record the same writes nothing.
-        let recorded = (
-            state.provider.take(),
-            std::mem::take(&mut state.references),
-            std::mem::take(&mut state.producers),
-            state.outputs.clone(),
-            state.outputs_schema,
-        );
-        let header = (Some(provider.clone()), references, producers);
-        state.provider = header.0.clone();
-        state.references = header.1.clone();
-        state.producers = header.2.clone();
+        let recorded = Summary::of(&state);
+        state.provider = Some(provider.clone());
+        state.references = references;
+        state.producers = producers;
         let links = Links {
             external,
             group: group.cloned(),
@@ -753,15 +746,12 @@ impl Engine {
             resource: "outputs".into(),
             source,
         })?;
-        let unchanged = !plan.has_changes()
-            && recorded
-                == (
-                    header.0,
-                    header.1,
-                    header.2,
-                    Some(json.clone()),
-                    Some(S::OUTPUTS_SCHEMA),
-                );
+        let unchanged = !plan.has_changes() && {
+            let mut now = Summary::of(&*run.inner.state.lock().await);
+            now.outputs = Some(json.clone());
+            now.outputs_schema = Some(S::OUTPUTS_SCHEMA);
+            now == recorded
+        };
         let serial = if unchanged {
             // Nothing to record: the outputs were produced by the state as it is.
             run.inner.state.lock().await.serial
@@ -1268,6 +1258,28 @@ impl Limits {
 }
 
 /// One run over one locked stack.
+/// What a stack's state records of the stack as a whole, beside its resources.
+#[derive(PartialEq)]
+struct Summary {
+    provider: Option<ProviderInfo>,
+    references: Vec<String>,
+    producers: Vec<Producer>,
+    outputs: Option<Value>,
+    outputs_schema: Option<u32>,
+}
+
+impl Summary {
+    fn of(state: &StackState) -> Self {
+        Self {
+            provider: state.provider.clone(),
+            references: state.references.clone(),
+            producers: state.producers.clone(),
+            outputs: state.outputs.clone(),
+            outputs_schema: state.outputs_schema,
+        }
+    }
+}
+
 struct Run {
     inner: Arc<RunInner>,
     lock: Arc<dyn StackLock>,
