@@ -746,15 +746,19 @@ impl Engine {
             resource: "outputs".into(),
             source,
         })?;
-        let unchanged = !plan.has_changes() && {
-            let mut now = Summary::of(&*run.inner.state.lock().await);
+        // With nothing changed and nothing new to record, the outputs were produced by the state
+        // as it is: its serial.
+        let unchanged_at = if plan.has_changes() {
+            None
+        } else {
+            let state = run.inner.state.lock().await;
+            let mut now = Summary::of(&state);
             now.outputs = Some(json.clone());
             now.outputs_schema = Some(S::OUTPUTS_SCHEMA);
-            now == recorded
+            (now == recorded).then_some(state.serial)
         };
-        let serial = if unchanged {
-            // Nothing to record: the outputs were produced by the state as it is.
-            run.inner.state.lock().await.serial
+        let serial = if let Some(serial) = unchanged_at {
+            serial
         } else {
             let mut serial = 0;
             run.record_whole(|s| {

@@ -167,11 +167,7 @@ pub(crate) fn floor(took: &BTreeMap<String, Duration>) -> (Duration, Vec<&'stati
         .unwrap_or_default()
 }
 
-/// How many calls of each operation [`NEEDS`] lists (what the sequential program must make).
-pub(crate) fn calls_by_operation() -> BTreeMap<String, u64> {
-    let mut by = BTreeMap::new();
-    for (call, _, _) in NEEDS {
-        *by.entry(operation(call).to_owned()).or_default() += 1;
-    }
-    by
+/// The operation of each call [`NEEDS`] lists (what the sequential program must make).
+pub(crate) fn operations() -> impl Iterator<Item = &'static str> {
+    NEEDS.iter().map(|(call, _, _)| operation(call))
 }

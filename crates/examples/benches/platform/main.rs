@@ -101,6 +101,34 @@ async fn warm(config: &aws_types::SdkConfig) -> BenchResult<()> {
     Ok(())
 }
 
+/// How many calls of each operation `operations` holds.
+fn count_by_operation<'a>(operations: impl Iterator<Item = &'a str>) -> BTreeMap<String, u64> {
+    let mut by = BTreeMap::new();
+    for op in operations {
+        *by.entry(op.to_owned()).or_default() += 1;
+    }
+    by
+}
+
+/// A measured time, the time it is held against, and their ratio (at most `target`), as figures
+/// `names`.
+fn against(
+    figures: &mut Figures,
+    names: [&'static str; 3],
+    measured: Duration,
+    limit: Duration,
+    target: f64,
+) {
+    figures.add(names[0], ms(measured), "ms", None);
+    figures.add(names[1], ms(limit), "ms", None);
+    figures.add(
+        names[2],
+        measured.as_secs_f64() / limit.as_secs_f64(),
+        "x",
+        Some(Target::AtMost(target)),
+    );
+}
+
 /// The mean time of each operation's calls.
 fn mean_by_operation(calls: &[local_cloud::Call]) -> BTreeMap<String, Duration> {
     let mut sums: BTreeMap<String, (Duration, u32)> = BTreeMap::new();
@@ -121,7 +149,7 @@ async fn aws_figures(latency: Duration, figures: &mut Figures) -> BenchResult<()
         .iter()
         .map(|(op, n, _)| ((*op).to_owned(), *n))
         .collect();
-    if expected != floor::calls_by_operation() {
+    if expected != count_by_operation(floor::operations()) {
         return Err("the minimum calls and the floor's table disagree".into());
     }
     // The sequential program works in an account of its own, through the same proxy. Both
@@ -185,10 +213,7 @@ async fn aws_figures(latency: Duration, figures: &mut Figures) -> BenchResult<()
     );
 
     // 2. The calls the deploy made against the minimum.
-    let mut by_op: BTreeMap<String, u64> = BTreeMap::new();
-    for c in &up_calls {
-        *by_op.entry(c.operation.clone()).or_default() += 1;
-    }
+    let by_op = count_by_operation(up_calls.iter().map(|c| c.operation.as_str()));
     figures.add(
         "api_calls_up",
         up_calls.len() as f64,
@@ -254,13 +279,12 @@ async fn aws_figures(latency: Duration, figures: &mut Figures) -> BenchResult<()
     let destroy_calls = calls.take();
     let time = CallTime::of(&destroy_calls);
     let critical = critical_path(&time.by_step, &edges).length + time.outside;
-    figures.add("destroy_ms", ms(destroy), "ms", None);
-    figures.add("destroy_critical_path_ms", ms(critical), "ms", None);
-    figures.add(
-        "destroy_ratio",
-        destroy.as_secs_f64() / critical.as_secs_f64(),
-        "x",
-        Some(Target::AtMost(1.2)),
+    against(
+        figures,
+        ["destroy_ms", "destroy_critical_path_ms", "destroy_ratio"],
+        destroy,
+        critical,
+        1.2,
     );
 
     // 5. The sequential program, then the floor from its calls' times.
@@ -269,10 +293,7 @@ async fn aws_figures(latency: Duration, figures: &mut Figures) -> BenchResult<()
     sequential::deploy(&sequential_config).await?;
     let sequential = started.elapsed();
     let sequential_calls = cloud.proxy.calls();
-    let mut made: BTreeMap<String, u64> = BTreeMap::new();
-    for c in &sequential_calls {
-        *made.entry(c.operation.clone()).or_default() += 1;
-    }
+    let made = count_by_operation(sequential_calls.iter().map(|c| c.operation.as_str()));
     if made != expected {
         return Err(format!(
             "the sequential program made {made:?}, not the minimum listed ({expected:?})"
@@ -285,13 +306,12 @@ async fn aws_figures(latency: Duration, figures: &mut Figures) -> BenchResult<()
         ms(floor),
         chain.join(" -> ")
     );
-    figures.add("deploy_ms", ms(deploy), "ms", None);
-    figures.add("floor_ms", ms(floor), "ms", None);
-    figures.add(
-        "deploy_vs_floor",
-        deploy.as_secs_f64() / floor.as_secs_f64(),
-        "x",
-        Some(Target::AtMost(1.3)),
+    against(
+        figures,
+        ["deploy_ms", "floor_ms", "deploy_vs_floor"],
+        deploy,
+        floor,
+        1.3,
     );
     figures.add("sequential_ms", ms(sequential), "ms", None);
     figures.add(
