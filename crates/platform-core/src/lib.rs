@@ -39,7 +39,7 @@
 mod engine;
 mod error;
 mod events;
-mod group;
+
 mod plan;
 mod provider;
 mod resource;
@@ -50,6 +50,7 @@ pub mod testing;
 mod validate;
 mod value;
 
+pub use engine::group::StackGroup;
 pub use engine::{
     DestroyReport, Drift, DriftField, Engine, EngineBuilder, ImportReport, RefreshReport,
     UpOptions, UpReport, total_counts,
@@ -61,7 +62,6 @@ pub use error::{
 pub use events::{
     AwsCall, CallRecorder, CallStats, Event, EventSink, Subscriber, is_read_operation,
 };
-pub use group::StackGroup;
 pub use plan::{
     Action, ActionKind, Counts, ExternalOutputs, FieldChange, Plan, Planned, ReplaceReason, Step,
     UNKNOWN, plan, plan_with,

@@ -486,7 +486,6 @@ fn reference_cycle(references: &HashMap<&str, Vec<&str>>) -> Option<Vec<String>>
 #[cfg(test)]
 mod tests {
     use super::*;
-
     #[test]
     fn a_cycle_of_references_is_found_and_a_chain_is_not() {
         let chain = HashMap::from([("c", vec!["a", "b"]), ("b", vec!["a"]), ("a", vec![])]);

@@ -1,0 +1,151 @@
+//! What the engine's runs return: reports, drift, options.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::events::CallStats;
+use crate::plan::{Counts, Plan};
+use crate::stack::Produced;
+use crate::state::Producer;
+
+/// What [`Engine::up_with`] did.
+#[derive(Debug)]
+pub struct UpReport<O> {
+    /// The stack's outputs.
+    pub outputs: O,
+    /// The stack, where it was applied and the write of its state that recorded the outputs.
+    pub producer: Producer,
+    /// The plan that was applied.
+    pub plan: Plan,
+    /// AWS calls made by this run.
+    pub calls: CallStats,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// What [`Engine::import`] recorded.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ImportReport {
+    /// The stack.
+    pub stack: String,
+    /// The resource's logical name.
+    pub resource: String,
+    /// Its kind.
+    pub kind: String,
+    /// Its outputs, as read.
+    pub outputs: Value,
+}
+
+/// What [`Engine::refresh_report`] and [`Engine::preview_refreshed`] found.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct RefreshReport {
+    /// The plan `up` would make against the live resources.
+    pub plan: Plan,
+    /// What differed between the recorded state and the live resources, by resource name.
+    pub drift: Vec<Drift>,
+}
+
+/// A recorded resource that is not as recorded.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Drift {
+    /// Its logical name.
+    pub resource: String,
+    /// Its kind.
+    pub kind: String,
+    /// It no longer exists.
+    pub gone: bool,
+    /// The inputs that differ: as recorded and as found.
+    pub fields: Vec<DriftField>,
+}
+
+/// One input of a resource that differs from what was recorded.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct DriftField {
+    /// The input's name.
+    pub field: String,
+    /// As recorded.
+    pub recorded: Value,
+    /// As found.
+    pub live: Value,
+}
+
+/// The top-level inputs that differ between `recorded` and `live` (an absent input reads as null).
+pub(super) fn drifted_fields(recorded: &Value, live: &Value) -> Vec<DriftField> {
+    let empty = serde_json::Map::new();
+    let (r, l) = (
+        recorded.as_object().unwrap_or(&empty),
+        live.as_object().unwrap_or(&empty),
+    );
+    let keys: std::collections::BTreeSet<&String> = r.keys().chain(l.keys()).collect();
+    keys.into_iter()
+        .filter_map(|k| {
+            let (a, b) = (
+                r.get(k).unwrap_or(&Value::Null),
+                l.get(k).unwrap_or(&Value::Null),
+            );
+            (a != b).then(|| DriftField {
+                field: k.clone(),
+                recorded: a.clone(),
+                live: b.clone(),
+            })
+        })
+        .collect()
+}
+
+impl<O: Clone> UpReport<O> {
+    /// The outputs with who produced them, to build a consumer stack from.
+    pub fn produced(&self) -> Produced<O> {
+        Produced::new(self.producer.clone(), self.outputs.clone())
+    }
+}
+
+/// Options for [`Engine::up_with`].
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct UpOptions {
+    /// Read every resource live first, so that changes made outside the engine are corrected.
+    pub refresh: bool,
+    /// Cancels this run only (the engine's own token, [`EngineBuilder::cancellation`], cancels
+    /// every run). A deploy bot cancels one run with it and keeps using the engine.
+    pub cancel: Option<CancellationToken>,
+}
+
+impl UpOptions {
+    /// With a refresh first.
+    #[must_use]
+    pub fn with_refresh(mut self, refresh: bool) -> Self {
+        self.refresh = refresh;
+        self
+    }
+
+    /// Cancelling `token` stops this run as Ctrl-C would: nothing new starts, in-flight calls finish
+    /// and are recorded, waits end; the run returns [`Error::Cancelled`]. A token already cancelled
+    /// starts nothing, not even the identity check.
+    #[must_use]
+    pub fn with_cancellation(mut self, token: CancellationToken) -> Self {
+        self.cancel = Some(token);
+        self
+    }
+}
+
+/// What [`Engine::destroy`] did.
+#[derive(Clone, Debug)]
+pub struct DestroyReport {
+    /// Resources deleted (deposed instances included).
+    pub deleted: usize,
+    /// AWS calls made.
+    pub calls: CallStats,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// Totals over several plans.
+pub fn total_counts<'a>(plans: impl IntoIterator<Item = &'a Plan>) -> Counts {
+    let mut c = Counts::default();
+    for p in plans {
+        c.add(&p.counts());
+    }
+    c
+}

@@ -1,0 +1,587 @@
+//! The step protocol: an intent recorded before each mutating call, its result after; creates that
+//! never duplicate, updates, deletes, settles.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::error::{Error, ResourceError};
+use crate::events::Event;
+use crate::plan::Action;
+use crate::resource::{BoxFuture, Context, KindOps, Published};
+use crate::state::{Deposed, Pending, PendingOp, ResourceState};
+
+use super::executor::RunInner;
+
+/// Updates a settle sends, each after reading what is still different.
+const SETTLE_UPDATES: u32 = 2;
+
+/// Finds after a create whose outcome is unknown: 4 over 0.25 + 0.5 + 1 s.
+const SETTLE_ATTEMPTS: u32 = 4;
+const SETTLE_FIRST_DELAY: Duration = Duration::from_millis(250);
+
+/// A new instance token: 128 random bits as 32 hex characters.
+fn new_token() -> String {
+    format!("{:032x}", fastrand::u128(..))
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+impl RunInner {
+    pub(super) async fn forward(
+        &self,
+        decl: &crate::stack::Declaration,
+        action: &Action,
+    ) -> Result<(), Error> {
+        let name = decl.name.as_str();
+        let ops = self.ops_for(name, decl.kind)?;
+        let inputs = self.resolve_inputs(decl).await?;
+        let recorded = self.state.lock().await.resources.get(name).cloned();
+        let outputs = match action {
+            Action::Update { .. } => {
+                let Some(rec) = recorded.filter(|r| r.outputs.is_some()) else {
+                    return self.create(&ops, decl, inputs, None).await;
+                };
+                let previous_outputs = rec.outputs.clone().unwrap_or(Value::Null);
+                let changed = changed_fields(&rec.inputs, &inputs);
+                // A create that published its outputs and did not finish configuring the resource
+                // (see `Context::publish`) left an update pending with the inputs it was given.
+                let unfinished = rec
+                    .pending
+                    .as_ref()
+                    .is_some_and(|p| p.op == PendingOp::Update);
+                if changed.is_empty() && !unfinished {
+                    previous_outputs
+                } else {
+                    self.intent(name, PendingOp::Update).await?;
+                    let _permits = self.limits.acquire(ops.service).await;
+                    let out = if changed.is_empty() {
+                        // What it did is not known: read it and update what differs.
+                        self.converge(&ops, name, &inputs, previous_outputs, None)
+                            .await?
+                    } else {
+                        self.update(
+                            &ops,
+                            name,
+                            &inputs,
+                            rec.inputs.clone(),
+                            previous_outputs,
+                            changed,
+                        )
+                        .await?
+                    };
+
+                    let deps = decl.dependencies.clone();
+                    let uses = decl.uses();
+                    let (i2, o2) = (inputs, out.clone());
+                    self.record(name, |s| {
+                        if let Some(r) = s.resources.get_mut(name) {
+                            r.inputs = i2;
+                            r.outputs = Some(o2);
+                            r.dependencies = deps;
+                            r.uses = uses;
+                            r.pending = None;
+                        }
+                    })
+                    .await?;
+                    out
+                }
+            }
+            Action::Create { .. } | Action::Replace { .. } => {
+                return self.create(&ops, decl, inputs, recorded).await;
+            }
+            // Kept resources are published by `apply`; deletes are steps of their own.
+            Action::Same | Action::Delete | Action::DeleteDeposed => return Ok(()),
+        };
+        self.outputs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), outputs);
+        Ok(())
+    }
+
+    pub(super) async fn intent(&self, name: &str, op: PendingOp) -> Result<(), Error> {
+        self.record(name, |s| {
+            if let Some(r) = s.resources.get_mut(name) {
+                r.pending = Some(Pending {
+                    op,
+                    since: now(),
+                    instance: None,
+                });
+            }
+        })
+        .await
+    }
+
+    /// Creates `decl` (a new resource, or the new instance of a replaced one).
+    ///
+    /// # Guarantees
+    /// - The new instance's token is recorded in the intent before the create is sent; the resource
+    ///   is tagged with it and gets it as the API's idempotency token where there is one.
+    /// - A create whose intent was recorded but not its result (a crash) is settled by `find`, with
+    ///   the recorded token, before anything is sent.
+    /// - A create whose outcome is unknown (lost response, 5xx, "already exists") is settled by
+    ///   `find`, never sent again in the same run.
+    pub(super) async fn create(
+        &self,
+        ops: &KindOps,
+        decl: &crate::stack::Declaration,
+        inputs: Value,
+        recorded: Option<ResourceState>,
+    ) -> Result<(), Error> {
+        let name = decl.name.as_str();
+        // A create whose intent was recorded but whose result was not: the instance may exist. It is
+        // looked for with the token it was given (none in state written before tokens). (A pending
+        // create never has outputs: its intent moves the current instance to `deposed`.)
+        let interrupted: Option<Option<String>> = recorded
+            .as_ref()
+            .and_then(|r| r.pending.as_ref())
+            .filter(|p| p.op == PendingOp::Create)
+            .map(|p| p.instance.clone());
+        // The same token again: an instance the interrupted create makes late carries it.
+        let token = interrupted.clone().flatten().unwrap_or_else(new_token);
+        let deps = decl.dependencies.clone();
+        let uses = decl.uses();
+        let kind = decl.kind.to_owned();
+        let intent_inputs = inputs.clone();
+        let intent_token = token.clone();
+        self.record(name, |s| {
+            let entry = s
+                .resources
+                .entry(name.to_owned())
+                .or_insert_with(|| ResourceState::new(kind.clone(), Value::Null));
+            // The current instance, if any, is deposed: deleted once dependents are re-pointed.
+            if let Some(old) = entry.outputs.take() {
+                entry.deposed.push(Deposed {
+                    kind: entry.kind.clone(),
+                    inputs: std::mem::take(&mut entry.inputs),
+                    outputs: old,
+                    instance: entry.instance.take(),
+                    pending: None,
+                });
+            }
+            entry.kind = kind;
+            entry.inputs = intent_inputs;
+            entry.dependencies = deps;
+            entry.uses = uses;
+            entry.instance = None;
+            entry.pending = Some(Pending {
+                op: PendingOp::Create,
+                since: now(),
+                instance: Some(intent_token),
+            });
+        })
+        .await?;
+        let ctx = self.ctx(name).for_instance(Some(&token));
+        let _permits = self.limits.acquire(ops.service).await;
+        let earlier = match &interrupted {
+            Some(token) => {
+                let find_ctx = self.ctx(name).for_instance(token.as_deref());
+                (ops.find)(find_ctx, inputs.clone())
+                    .await
+                    .map_err(|e| self.fail(name, "find", e))?
+            }
+            None => None,
+        };
+        let found = match earlier {
+            Some(found) => found,
+            None => match self
+                .create_publishing(ops, name, &token, &ctx, &inputs)
+                .await?
+            {
+                (Ok(outputs), early) => {
+                    if early.as_ref().is_some_and(|early| *early != outputs) {
+                        let e = ResourceError::Failed {
+                            message: format!(
+                                "the {} create published outputs other than those it returned \
+                                 (a bug in the resource kind): {} then {outputs}",
+                                decl.kind,
+                                early.unwrap_or_default()
+                            ),
+                        };
+                        return Err(self.fail(name, "create", e));
+                    }
+                    return self.created(name, &token, outputs).await;
+                }
+                (Err(e), _) if e.outcome_unknown() => {
+                    match self.settle(ops, name, &ctx, &inputs).await? {
+                        Some(found) => found,
+                        None => {
+                            let source = Box::new(e);
+                            let e = ResourceError::OutcomeUnknown { source };
+                            return Err(self.fail(name, "create", e));
+                        }
+                    }
+                }
+                (Err(e), _) => return Err(self.fail(name, "create", e)),
+            },
+        };
+        self.shared.events.emit(Event::Adopted {
+            stack: self.stack.clone(),
+            resource: name.to_owned(),
+        });
+        // An adopted resource may be half-configured (the create failed after the first call):
+        // bring what can change in place to the declared inputs.
+        let outputs = self.converge(ops, name, &inputs, found, None).await?;
+        (ops.adopted)(self.ctx(name), inputs, outputs.clone())
+            .await
+            .map_err(|e| self.fail(name, "create", e))?;
+        self.created(name, &token, outputs).await
+    }
+
+    /// Sends the create of `name` (instance `token`), recording the outputs it publishes early
+    /// (see [`Context::publish`]) while it goes on. Returns the create's result and the outputs
+    /// published, if any; an error when recording them failed (the create was told to stop).
+    pub(super) async fn create_publishing(
+        &self,
+        ops: &KindOps,
+        name: &str,
+        token: &str,
+        ctx: &Context,
+        inputs: &Value,
+    ) -> Result<(Result<Value, ResourceError>, Option<Value>), Error> {
+        let (publisher, mut published) = mpsc::unbounded_channel::<Published>();
+        let mut call: BoxFuture<'static, Result<Value, ResourceError>> =
+            (ops.create)(ctx.clone().publishing_to(publisher), inputs.clone());
+        let mut early: Option<Value> = None;
+        let mut failed: Option<Error> = None;
+        let result = loop {
+            tokio::select! {
+                result = &mut call => break result,
+                Some((outputs, ack)) = published.recv() => {
+                    if let Some(e) = &failed {
+                        let _ = ack.send(Err(e.to_string()));
+                    } else if early.is_some() {
+                        // A second publish does nothing.
+                        let _ = ack.send(Ok(()));
+                    } else {
+                        match self.published(name, token, &outputs).await {
+                            Ok(()) => {
+                                let _ = ack.send(Ok(()));
+                                early = Some(outputs);
+                            }
+                            Err(e) => {
+                                let _ = ack.send(Err(e.to_string()));
+                                failed = Some(e);
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        match failed {
+            Some(e) => Err(e),
+            None => Ok((result, early)),
+        }
+    }
+
+    /// Records the outputs a create of instance `token` published before it ended, with its
+    /// configuration pending (an update), and starts what depends on them.
+    pub(super) async fn published(
+        &self,
+        name: &str,
+        token: &str,
+        outputs: &Value,
+    ) -> Result<(), Error> {
+        let o2 = outputs.clone();
+        self.record(name, |s| {
+            if let Some(r) = s.resources.get_mut(name) {
+                r.outputs = Some(o2);
+                r.instance = Some(token.to_owned());
+                r.pending = Some(Pending {
+                    op: PendingOp::Update,
+                    since: now(),
+                    instance: None,
+                });
+            }
+        })
+        .await?;
+        self.outputs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), outputs.clone());
+        if let Some(group) = &self.links.group {
+            group.applied(&self.stack, name, outputs.clone());
+        }
+        if let Some(early) = self
+            .early
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            let _ = early.send(name.to_owned());
+        }
+        Ok(())
+    }
+
+    /// Records the outputs of a create (or an adoption) of instance `token` and publishes them.
+    pub(super) async fn created(
+        &self,
+        name: &str,
+        token: &str,
+        outputs: Value,
+    ) -> Result<(), Error> {
+        let o2 = outputs.clone();
+        self.record(name, |s| {
+            if let Some(r) = s.resources.get_mut(name) {
+                r.outputs = Some(o2);
+                r.instance = Some(token.to_owned());
+                r.pending = None;
+            }
+        })
+        .await?;
+        self.outputs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), outputs);
+        Ok(())
+    }
+
+    /// After a create whose outcome is unknown: looks for the instance it may have made, a few times
+    /// over about two seconds, since a just-created resource can take that long to show in AWS's
+    /// list and describe calls (EC2's `Describe*` are eventually consistent:
+    /// <https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html>).
+    pub(super) async fn settle(
+        &self,
+        ops: &KindOps,
+        name: &str,
+        ctx: &Context,
+        inputs: &Value,
+    ) -> Result<Option<Value>, Error> {
+        let mut delay = SETTLE_FIRST_DELAY;
+        for attempt in 1..=SETTLE_ATTEMPTS {
+            let found = (ops.find)(ctx.clone(), inputs.clone())
+                .await
+                .map_err(|e| self.fail(name, "find", e))?;
+            if found.is_some() || attempt == SETTLE_ATTEMPTS {
+                return Ok(found);
+            }
+            if ctx.sleep(delay).await.is_err() {
+                return Ok(None);
+            }
+            delay *= 2;
+        }
+        Ok(None)
+    }
+
+    /// Updates `name` in place from `previous` to `inputs`. An update whose outcome is unknown (a
+    /// lost response, a 5xx, "already exists") is settled by reading the resource and updating only
+    /// what is still different, once: a sub-step AWS already carried out is not sent again.
+    pub(super) async fn update(
+        &self,
+        ops: &KindOps,
+        name: &str,
+        inputs: &Value,
+        previous: Value,
+        outputs: Value,
+        changed: Vec<String>,
+    ) -> Result<Value, Error> {
+        match (ops.update)(
+            self.ctx(name),
+            inputs.clone(),
+            previous,
+            outputs.clone(),
+            changed,
+        )
+        .await
+        {
+            Ok(out) => Ok(out),
+            Err(e) if e.outcome_unknown() => {
+                self.converge(ops, name, inputs, outputs, Some(e)).await
+            }
+            Err(e) => Err(self.fail(name, "update", e)),
+        }
+    }
+
+    /// Reads `name` live and updates in place what differs from `inputs` (fields that force a
+    /// replacement are left as they are), reading again after an update whose outcome is unknown:
+    /// at most [`SETTLE_UPDATES`] updates. `after` is the error that made a settle necessary: it is
+    /// returned when the resource turns out to be gone.
+    pub(super) async fn converge(
+        &self,
+        ops: &KindOps,
+        name: &str,
+        inputs: &Value,
+        mut outputs: Value,
+        mut after: Option<ResourceError>,
+    ) -> Result<Value, Error> {
+        let mut updates = 0;
+        loop {
+            let live = (ops.read)(self.ctx(name), inputs.clone(), outputs.clone())
+                .await
+                .map_err(|e| self.fail(name, "read", e))?;
+            let Some((live_inputs, live_outputs)) = live else {
+                return match after {
+                    Some(e) => Err(self.fail(name, "update", e)),
+                    None => Ok(outputs),
+                };
+            };
+            let changed: Vec<String> = changed_fields(&live_inputs, inputs)
+                .into_iter()
+                .filter(|f| !ops.forces_replace(f))
+                .collect();
+            if changed.is_empty() {
+                return Ok(live_outputs);
+            }
+            if updates == SETTLE_UPDATES
+                && let Some(e) = after
+            {
+                return Err(self.fail(name, "update", e));
+            }
+            updates += 1;
+            let update = (ops.update)(
+                self.ctx(name),
+                inputs.clone(),
+                live_inputs,
+                live_outputs.clone(),
+                changed,
+            );
+            match update.await {
+                Ok(out) => return Ok(out),
+                Err(e) if e.outcome_unknown() => {
+                    after = Some(e);
+                    outputs = live_outputs;
+                }
+                Err(e) => return Err(self.fail(name, "update", e)),
+            }
+        }
+    }
+
+    /// Deletes the current instance of `name` and forgets it.
+    pub(super) async fn delete_current(&self, name: &str) -> Result<(), Error> {
+        let Some(rec) = self.state.lock().await.resources.get(name).cloned() else {
+            return Ok(());
+        };
+        let ops = self.ops_for(name, &rec.kind)?;
+        if let Some(outputs) = rec.outputs.clone() {
+            self.intent(name, PendingOp::Delete).await?;
+            let _permits = self.limits.acquire(ops.service).await;
+            (ops.delete)(self.ctx(name), rec.inputs.clone(), outputs)
+                .await
+                .map_err(|e| self.fail(name, "delete", e))?;
+        } else if rec.pending.is_some() {
+            // An interrupted create: delete what it may have made.
+            let _permits = self.limits.acquire(ops.service).await;
+            let token = rec.pending.as_ref().and_then(|p| p.instance.as_deref());
+            if let Some(outputs) =
+                (ops.find)(self.ctx(name).for_instance(token), rec.inputs.clone())
+                    .await
+                    .map_err(|e| self.fail(name, "find", e))?
+            {
+                (ops.delete)(self.ctx(name), rec.inputs.clone(), outputs)
+                    .await
+                    .map_err(|e| self.fail(name, "delete", e))?;
+            }
+        }
+        self.record(name, |s| {
+            if let Some(r) = s.resources.get_mut(name) {
+                if r.deposed.is_empty() {
+                    s.resources.remove(name);
+                } else {
+                    r.outputs = None;
+                    r.pending = None;
+                }
+            }
+        })
+        .await
+    }
+
+    /// Deletes the deposed (replaced) instances of `name`.
+    pub(super) async fn delete_deposed(&self, name: &str) -> Result<(), Error> {
+        let deposed = self
+            .state
+            .lock()
+            .await
+            .resources
+            .get(name)
+            .map(|r| r.deposed.clone())
+            .unwrap_or_default();
+        for old in deposed {
+            let ops = self.ops_for(name, &old.kind)?;
+            // The intent, as for any delete: a crash now leaves a record that this delete started.
+            self.record(name, |s| {
+                if let Some(d) = s
+                    .resources
+                    .get_mut(name)
+                    .and_then(|r| r.deposed.iter_mut().find(|d| d.outputs == old.outputs))
+                {
+                    d.pending = Some(Pending {
+                        op: PendingOp::Delete,
+                        since: now(),
+                        instance: None,
+                    });
+                }
+            })
+            .await?;
+            {
+                let _permits = self.limits.acquire(ops.service).await;
+                let ctx = self.ctx(name).for_instance(old.instance.as_deref());
+                (ops.delete)(ctx, old.inputs.clone(), old.outputs.clone())
+                    .await
+                    .map_err(|e| self.fail(name, "delete", e))?;
+            }
+            self.record(name, |s| {
+                if let Some(r) = s.resources.get_mut(name) {
+                    if let Some(pos) = r.deposed.iter().position(|d| d.outputs == old.outputs) {
+                        r.deposed.remove(pos);
+                    }
+                    if r.deposed.is_empty() && r.outputs.is_none() && r.pending.is_none() {
+                        s.resources.remove(name);
+                    }
+                }
+            })
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Top-level fields that differ between two input objects.
+fn changed_fields(old: &Value, new: &Value) -> Vec<String> {
+    let empty = serde_json::Map::new();
+    let o = old.as_object().unwrap_or(&empty);
+    let n = new.as_object().unwrap_or(&empty);
+    let mut fields: Vec<String> = n
+        .iter()
+        // A new field that is null is no change (an optional field added to the type).
+        .filter(|(k, v)| (o.contains_key(*k) || !v.is_null()) && o.get(*k) != Some(*v))
+        .map(|(k, _)| k.clone())
+        .chain(
+            o.iter()
+                .filter(|(k, v)| !n.contains_key(*k) && !v.is_null())
+                .map(|(k, _)| k.clone()),
+        )
+        .collect();
+    fields.sort();
+    fields
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::changed_fields;
+
+    #[test]
+    fn changed_fields_are_the_top_level_fields_whose_values_differ() {
+        let old = json!({"a": 1, "b": [1, 2], "c": "x"});
+        assert!(changed_fields(&old, &old).is_empty());
+        let new = json!({"a": 2, "b": [1, 2], "c": "y"});
+        assert_eq!(changed_fields(&old, &new), ["a", "c"]);
+    }
+
+    #[test]
+    fn an_added_field_changes_unless_null_and_a_removed_one_unless_it_was_null() {
+        let old = json!({"a": 1, "gone": "x", "was_null": null});
+        let new = json!({"a": 1, "added": 5, "added_null": null});
+        assert_eq!(changed_fields(&old, &new), ["added", "gone"]);
+        assert!(changed_fields(&json!({"a": 1}), &json!({"a": 1, "n": null})).is_empty());
+        assert_eq!(
+            changed_fields(&json!({"a": 1, "n": 2}), &json!({"a": 1, "n": null})),
+            ["n"]
+        );
+    }
+}
