@@ -281,3 +281,220 @@ impl Release {
         ready
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::state::StateStore;
+    use crate::testing::{FakeCloud, FakeStack};
+    use crate::{Engine, MemoryStateStore, ProviderInfo, plan};
+
+    /// What `up` of `stack` records, on a fake cloud.
+    async fn recorded(stack: &FakeStack) -> StackState {
+        let store = Arc::new(MemoryStateStore::new());
+        let engine = Engine::builder_shared(store.clone())
+            .provider(ProviderInfo {
+                account_id: "000000000000".into(),
+                region: "local".into(),
+            })
+            .extension(FakeCloud::new())
+            .build();
+        engine.up(stack).await.unwrap();
+        store.read(&stack.name).await.unwrap().unwrap()
+    }
+
+    fn desired(stack: &FakeStack) -> Desired {
+        Desired::declare(stack).unwrap().0
+    }
+
+    /// Each op as (resource, kind, the resources and kinds it waits for), for readable assertions.
+    fn shape(ops: &[Op]) -> Vec<(String, &'static str, Vec<String>)> {
+        let kind = |k: &OpKind| match k {
+            OpKind::Forward(..) => "forward",
+            OpKind::DeleteCurrent => "delete-current",
+            OpKind::Delete => "delete",
+            OpKind::DeleteDeposed => "delete-deposed",
+        };
+        ops.iter()
+            .map(|o| {
+                let deps = o
+                    .deps
+                    .iter()
+                    .map(|&d| format!("{} {}", kind(&ops[d].kind), ops[d].resource))
+                    .collect();
+                (o.resource.clone(), kind(&o.kind), deps)
+            })
+            .collect()
+    }
+
+    fn op(
+        resource: &str,
+        kind: &'static str,
+        deps: &[&str],
+    ) -> (String, &'static str, Vec<String>) {
+        (
+            resource.to_owned(),
+            kind,
+            deps.iter().map(|d| (*d).to_owned()).collect(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_new_stack_is_one_create_per_resource_each_after_what_it_refers_to() {
+        let stack = FakeStack::from_deps("s", vec![vec![], vec![0], vec![0, 1]]);
+        let (desired, state) = (desired(&stack), StackState::new("s"));
+        let plan = plan(&desired, &state, None).unwrap();
+        let s = apply(&desired, &plan, &state);
+        assert!(s.kept.is_empty());
+        assert_eq!(
+            shape(&s.ops),
+            [
+                op("r0", "forward", &[]),
+                op("r1", "forward", &["forward r0"]),
+                op("r2", "forward", &["forward r0", "forward r1"]),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_stack_is_no_op_and_every_resource_kept() {
+        let stack = FakeStack::chain("s", 3);
+        let state = recorded(&stack).await;
+        let desired = desired(&stack);
+        let plan = plan(&desired, &state, None).unwrap();
+        let s = apply(&desired, &plan, &state);
+        assert!(s.ops.is_empty());
+        assert_eq!(s.kept, ["r0", "r1", "r2"]);
+    }
+
+    #[tokio::test]
+    async fn removed_resources_are_deleted_users_first_and_an_update_waits_for_nothing_kept() {
+        let state = recorded(&FakeStack::chain("s", 3)).await;
+        let mut stack = FakeStack::chain("s", 2);
+        stack.nodes[1].value = "v2".into();
+        let desired = desired(&stack);
+        let plan = plan(&desired, &state, None).unwrap();
+        let s = apply(&desired, &plan, &state);
+        assert_eq!(s.kept, ["r0"]);
+        // r1 is updated (it was used by r2, which goes: no wait either way), r2 deleted.
+        assert_eq!(
+            shape(&s.ops),
+            [op("r1", "forward", &[]), op("r2", "delete", &[])]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_replaced_resource_is_created_first_and_its_old_instance_deleted_after_its_users_moved()
+     {
+        let state = recorded(&FakeStack::chain("s", 3)).await;
+        let mut stack = FakeStack::chain("s", 3);
+        stack.nodes[0].fixed = "new".into();
+        let desired = desired(&stack);
+        let plan = plan(&desired, &state, None).unwrap();
+        let s = apply(&desired, &plan, &state);
+        // r1 is updated to the new id; r2 refers to r1's id, which an update keeps.
+        assert_eq!(s.kept, ["r2"]);
+        assert_eq!(
+            shape(&s.ops),
+            [
+                op("r0", "forward", &[]),
+                op("r1", "forward", &["forward r0"]),
+                op("r0", "delete-deposed", &["forward r0", "forward r1"]),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn delete_before_replace_deletes_the_current_instance_first_and_spreads_to_replaced_users()
+     {
+        let mut old = FakeStack::chain("s", 3);
+        for n in &mut old.nodes {
+            n.unique = true;
+        }
+        let state = recorded(&old).await;
+        let mut stack = old.clone();
+        // r0 and r1 are replaced (r1 of its own accord, r0 deleting first): r1's old instance, which
+        // uses r0's, must go before r0's does; r2 is only updated.
+        stack.nodes[0].fixed = "new".into();
+        stack.nodes[1].fixed = "new".into();
+        let desired = desired(&stack);
+        let plan = plan(&desired, &state, None).unwrap();
+        let s = apply(&desired, &plan, &state);
+        assert_eq!(
+            shape(&s.ops),
+            [
+                op("r0", "delete-current", &["delete-current r1"]),
+                op("r0", "forward", &["delete-current r0"]),
+                op("r1", "delete-current", &[]),
+                op("r1", "forward", &["forward r0", "delete-current r1"]),
+                op("r2", "forward", &["forward r1"]),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn destroy_deletes_every_recorded_resource_after_its_users() {
+        let stack = FakeStack::from_deps("s", vec![vec![], vec![0], vec![0]]);
+        let state = recorded(&stack).await;
+        assert_eq!(
+            shape(&destroy(&state)),
+            [
+                op("r0", "delete", &["delete r1", "delete r2"]),
+                op("r1", "delete", &[]),
+                op("r2", "delete", &[]),
+            ]
+        );
+        assert!(destroy(&StackState::new("s")).is_empty());
+    }
+
+    fn ops(kinds: &[(&str, OpKind, &[usize])]) -> Vec<Op> {
+        kinds
+            .iter()
+            .map(|(r, k, d)| Op {
+                resource: (*r).to_owned(),
+                kind: k.clone(),
+                deps: d.to_vec(),
+            })
+            .collect()
+    }
+
+    fn forward() -> OpKind {
+        OpKind::Forward(0, Action::Same)
+    }
+
+    #[test]
+    fn a_publish_releases_the_creates_that_read_it_and_the_end_releases_the_deletes() {
+        // 0: a create; 1: a create that reads it; 2: the deletion of a replaced instance that must
+        // follow it; 3: a create that waits for 0 and 1.
+        let ops = ops(&[
+            ("a", forward(), &[]),
+            ("b", forward(), &[0]),
+            ("a", OpKind::DeleteDeposed, &[0]),
+            ("c", forward(), &[0, 1]),
+        ]);
+        let mut r = Release::new(&ops);
+        assert_eq!(r.ready().collect::<Vec<_>>(), [0]);
+        assert_eq!(r.published(0), [1]);
+        // Ending after the publish releases the delete, not the create a second time.
+        assert_eq!(r.ended(0), [2]);
+        assert_eq!(r.ended(1), [3]);
+    }
+
+    #[test]
+    fn an_end_without_a_publish_releases_every_dependent_once() {
+        let ops = ops(&[
+            ("a", forward(), &[]),
+            ("b", forward(), &[0]),
+            ("a", OpKind::DeleteDeposed, &[0, 1]),
+            ("old", OpKind::Delete, &[]),
+        ]);
+        let mut r = Release::new(&ops);
+        assert_eq!(r.ready().collect::<Vec<_>>(), [0, 3]);
+        assert_eq!(r.ended(0), [1]);
+        assert_eq!(r.ended(3), Vec::<usize>::new());
+        assert_eq!(r.published(1), Vec::<usize>::new());
+        assert_eq!(r.ended(1), [2]);
+    }
+}
