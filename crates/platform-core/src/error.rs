@@ -10,7 +10,7 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_runtime_api::http::Response as HttpResponse;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use crate::provider::ProviderInfo;
+use crate::types::ProviderInfo;
 
 /// A boxed error, the source type kept where the concrete type varies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -456,7 +456,7 @@ pub enum StateError {
         /// Who holds it (operation, user, host, pid, since when), as the holder wrote it.
         holder: String,
         /// The same, parsed, when the holder wrote it in this toolkit's format.
-        info: Option<Box<crate::state::LockInfo>>,
+        info: Option<Box<crate::types::LockInfo>>,
     },
     /// Someone else wrote the stack's state while this run held its lock (the lock was forced).
     /// Nothing was overwritten.

@@ -20,7 +20,7 @@ use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 
-use crate::plan::{ActionKind, Counts};
+use crate::types::{ActionKind, Counts};
 
 /// Something the engine did.
 #[derive(Clone, Debug, PartialEq)]

@@ -47,6 +47,7 @@ mod stack;
 mod state;
 mod tags;
 pub mod testing;
+mod types;
 mod validate;
 mod value;
 
@@ -63,21 +64,21 @@ pub use events::{
     AwsCall, CallRecorder, CallStats, Event, EventSink, Subscriber, is_read_operation,
 };
 pub use plan::{
-    Action, ActionKind, Counts, ExternalOutputs, FieldChange, Plan, Planned, ReplaceReason, Step,
-    UNKNOWN, plan, plan_with,
+    Action, ExternalOutputs, FieldChange, Plan, Planned, ReplaceReason, Step, UNKNOWN, plan,
+    plan_with,
 };
-pub use provider::ProviderInfo;
 pub use resource::{
-    BoxFuture, Context, Handle, INSTANCE_TAG, Observed, RESOURCE_TAG, Registry, Resource,
-    ResourceOutputs, RetryPolicy, STACK_TAG, found_one,
+    Context, Handle, INSTANCE_TAG, Observed, RESOURCE_TAG, Registry, Resource, ResourceOutputs,
+    RetryPolicy, STACK_TAG, found_one,
 };
 pub use stack::{Declaration, Declared, Desired, OutputValues, Produced, Scope, Stack, StackRef};
 pub use state::{
-    Change, DEFAULT_BACKUPS, Deposed, Journal, LocalStateStore, LockInfo, MemoryStateStore,
-    Pending, PendingOp, Producer, ResourceState, S3StateStore, STATE_VERSION, StackLock,
-    StackResource, StackState, StateStore, parse_state, validate_stack_name,
+    Change, DEFAULT_BACKUPS, Deposed, Journal, LocalStateStore, MemoryStateStore, Pending,
+    PendingOp, Producer, ResourceState, S3StateStore, STATE_VERSION, StackLock, StackResource,
+    StackState, StateStore, parse_state, validate_stack_name,
 };
 pub use tags::TagChanges;
+pub use types::{ActionKind, BoxFuture, Counts, LockInfo, ProviderInfo};
 pub use validate::{validate_name, validate_tags};
 pub use value::{Input, Ref, RefTarget};
 

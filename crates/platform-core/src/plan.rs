@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::error::Error;
 use crate::stack::Desired;
 use crate::state::{PendingOp, StackState};
+use crate::types::{ActionKind, Counts};
 use crate::value::{RefTarget, Resolved, resolve};
 
 /// The text shown for a value that only exists once an upstream resource has been created.
@@ -101,34 +102,6 @@ pub enum Action {
     Same,
 }
 
-/// The kind of an [`Action`], without its details.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ActionKind {
-    /// See [`Action::Create`].
-    Create,
-    /// See [`Action::Update`].
-    Update,
-    /// See [`Action::Replace`].
-    Replace,
-    /// See [`Action::Delete`] and [`Action::DeleteDeposed`].
-    Delete,
-    /// See [`Action::Same`].
-    Same,
-}
-
-impl fmt::Display for ActionKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Create => "create",
-            Self::Update => "update",
-            Self::Replace => "replace",
-            Self::Delete => "delete",
-            Self::Same => "same",
-        })
-    }
-}
-
 impl Action {
     /// The action's kind.
     pub fn kind(&self) -> ActionKind {
@@ -152,37 +125,6 @@ pub struct Step {
     /// What happens to it.
     #[serde(flatten)]
     pub action: Action,
-}
-
-/// How many resources each action touches.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Counts {
-    /// Creates.
-    pub create: usize,
-    /// In-place updates.
-    pub update: usize,
-    /// Replacements.
-    pub replace: usize,
-    /// Deletes (deposed instances included).
-    pub delete: usize,
-    /// Unchanged.
-    pub same: usize,
-}
-
-impl Counts {
-    /// Whether anything changes.
-    pub fn has_changes(&self) -> bool {
-        self.create + self.update + self.replace + self.delete > 0
-    }
-
-    /// Adds another count to this one.
-    pub fn add(&mut self, other: &Counts) {
-        self.create += other.create;
-        self.update += other.update;
-        self.replace += other.replace;
-        self.delete += other.delete;
-        self.same += other.same;
-    }
 }
 
 /// A stack's plan: a step per declared resource in dependency order, then the deletes, dependents first.

@@ -4,71 +4,10 @@
 //! who the current credentials belong to and refuses to apply (or destroy) state recorded for another
 //! account or region ([`Error::ProviderMismatch`](crate::Error::ProviderMismatch)).
 
-use std::fmt;
-
 use aws_types::SdkConfig;
-use serde::{Deserialize, Serialize};
 
 use crate::error::{AwsError, Error};
-
-/// An AWS account and region.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct ProviderInfo {
-    /// The 12-digit account id.
-    pub account_id: String,
-    /// The region, e.g. `us-east-1`.
-    pub region: String,
-}
-
-impl ProviderInfo {
-    /// The ARN partition of the region: `aws-cn` for China, `aws-us-gov` for GovCloud, `aws`
-    /// elsewhere.
-    pub fn partition(&self) -> &'static str {
-        if self.region.starts_with("cn-") {
-            "aws-cn"
-        } else if self.region.starts_with("us-gov-") {
-            "aws-us-gov"
-        } else {
-            "aws"
-        }
-    }
-
-    /// The ARN of `resource` (`log-group:/ecs/frontend`) of `service` in this account and region.
-    pub fn arn(&self, service: &str, resource: &str) -> String {
-        format!(
-            "arn:{}:{service}:{}:{}:{resource}",
-            self.partition(),
-            self.region,
-            self.account_id
-        )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_arn_is_in_the_regions_partition() {
-        let p = |region: &str| ProviderInfo {
-            account_id: "123456789012".into(),
-            region: region.into(),
-        };
-        assert_eq!(
-            p("us-east-1").arn("logs", "log-group:/ecs/x"),
-            "arn:aws:logs:us-east-1:123456789012:log-group:/ecs/x"
-        );
-        assert_eq!(p("cn-north-1").partition(), "aws-cn");
-        assert_eq!(p("us-gov-west-1").partition(), "aws-us-gov");
-        assert_eq!(p("eu-west-1").partition(), "aws");
-    }
-}
-
-impl fmt::Display for ProviderInfo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "account {} in {}", self.account_id, self.region)
-    }
-}
+use crate::types::ProviderInfo;
 
 /// Where the engine learns the current account and region.
 #[derive(Clone, Debug)]

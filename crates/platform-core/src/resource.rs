@@ -9,7 +9,6 @@ use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,9 +24,7 @@ use serde_json::Value;
 
 use crate::error::{AwsError, ErrorClass, ResourceError, ValidationError};
 use crate::events::{Event, EventSink};
-
-/// A boxed, sendable future.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+use crate::types::BoxFuture;
 
 /// Tag key carrying the stack name on every resource the engine creates.
 pub const STACK_TAG: &str = "platform:stack";

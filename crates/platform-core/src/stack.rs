@@ -10,9 +10,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::{Error, ResourceError};
-use crate::provider::ProviderInfo;
 use crate::resource::{Handle, KindOps, Registry, Resource};
 use crate::state::{Producer, StackResource, StateStore, validate_stack_name};
+use crate::types::ProviderInfo;
 use crate::value::{Ref, RefTarget, collect_refs};
 
 /// A stack: a name, its typed outputs, its resource kinds, and how it declares its resources.

@@ -12,9 +12,10 @@ use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{CallRecorder, Event, EventSink, Subscriber};
-use crate::provider::{IdentitySource, ProviderInfo};
+use crate::provider::IdentitySource;
 use crate::resource::{RetryPolicy, Shared};
 use crate::state::StateStore;
+use crate::types::ProviderInfo;
 
 use super::Engine;
 use super::limits::Limits;

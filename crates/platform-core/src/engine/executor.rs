@@ -12,11 +12,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, ResourceError};
 use crate::events::Event;
-use crate::plan::{ActionKind, ExternalOutputs, Plan};
-use crate::provider::ProviderInfo;
+use crate::plan::{ExternalOutputs, Plan};
 use crate::resource::{Context, KindOps, Registry, Shared};
 use crate::stack::Desired;
 use crate::state::{Change, Producer, StackLock, StackResource, StackState};
+use crate::types::{ActionKind, ProviderInfo};
 use crate::value::{RefTarget, Resolved, collect_refs, resolve};
 
 use super::Engine;

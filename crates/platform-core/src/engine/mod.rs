@@ -12,12 +12,13 @@ use crate::error::Error;
 use crate::error::StateError;
 use crate::events::{CallStats, Event, EventSink};
 use crate::plan::{Action, ExternalOutputs, Plan, plan_with};
-use crate::provider::{IdentitySource, ProviderInfo};
+use crate::provider::IdentitySource;
 use crate::resource::{Registry, RetryPolicy, Shared};
 use crate::stack::{Declared, Desired, OutputValues, Produced, Stack};
 use crate::state::{
     Producer, StackLock, StackResource, StackState, StateStore, validate_stack_name,
 };
+use crate::types::ProviderInfo;
 
 mod builder;
 mod executor;

@@ -6,9 +6,10 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::CallStats;
-use crate::plan::{Counts, Plan};
+use crate::plan::Plan;
 use crate::stack::Produced;
 use crate::state::Producer;
+use crate::types::Counts;
 
 /// What [`Engine::up_with`] did.
 #[derive(Debug)]

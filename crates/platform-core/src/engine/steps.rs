@@ -9,8 +9,9 @@ use tokio::sync::mpsc;
 use crate::error::{Error, ResourceError};
 use crate::events::Event;
 use crate::plan::Action;
-use crate::resource::{BoxFuture, Context, KindOps, Published};
+use crate::resource::{Context, KindOps, Published};
 use crate::state::{Deposed, Pending, PendingOp, ResourceState};
+use crate::types::BoxFuture;
 
 use super::executor::RunInner;
 

@@ -6,11 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{
-    Change, Journal, LockInfo, StackLock, StackState, StateStore, parse_state, validate_stack_name,
-};
+use super::{Change, Journal, StackLock, StackState, StateStore, parse_state, validate_stack_name};
 use crate::error::StateError;
-use crate::resource::BoxFuture;
+use crate::types::{BoxFuture, LockInfo};
 
 /// How many earlier versions of each stack's state [`LocalStateStore`] keeps by default.
 pub const DEFAULT_BACKUPS: usize = 10;

@@ -4,9 +4,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use super::{Change, Journal, LockInfo, StackLock, StackState, StateStore, validate_stack_name};
+use super::{Change, Journal, StackLock, StackState, StateStore, validate_stack_name};
 use crate::error::StateError;
-use crate::resource::BoxFuture;
+use crate::types::{BoxFuture, LockInfo};
 
 /// An in-memory store, for tests and for tools that keep state elsewhere.
 #[derive(Clone, Debug, Default)]

@@ -60,8 +60,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{StateError, ValidationError};
-use crate::provider::ProviderInfo;
-use crate::resource::BoxFuture;
+use crate::types::BoxFuture;
+use crate::types::LockInfo;
+use crate::types::ProviderInfo;
 
 mod local;
 mod memory;
@@ -336,96 +337,6 @@ pub trait StateStore: Send + Sync + fmt::Debug {
     ) -> BoxFuture<'a, Result<Option<LockInfo>, StateError>>;
     /// Where the state is, for messages: a directory, `s3://bucket/prefix`, `memory`.
     fn location(&self) -> String;
-}
-
-/// Who holds a stack's lock: written by the holder when it takes the lock.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LockInfo {
-    /// A random id of this holding, so that a holder knows its own lock again.
-    pub id: String,
-    /// The holder's host name.
-    pub host: String,
-    /// The holder's process id.
-    pub pid: u32,
-    /// The process's start time in clock ticks after boot (Linux), so that another process that
-    /// was given the same pid later is not taken for the holder.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pid_start: Option<u64>,
-    /// The user the holder runs as.
-    pub user: String,
-    /// What it is doing: `up`, `destroy`, `refresh`, ...
-    pub operation: String,
-    /// When it took the lock (RFC 3339).
-    pub since: String,
-}
-
-impl LockInfo {
-    /// This process, taking a lock for `operation` now.
-    pub fn current(operation: &str) -> Self {
-        let pid = std::process::id();
-        Self {
-            id: format!("{:032x}", fastrand::u128(..)),
-            host: this_host(),
-            pid,
-            pid_start: process_start(pid),
-            user: std::env::var("USER")
-                .or_else(|_| std::env::var("USERNAME"))
-                .unwrap_or_else(|_| "unknown".into()),
-            operation: operation.to_owned(),
-            since: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-        }
-    }
-
-    /// Whether the holder is certainly gone: it ran on this host and no process with its pid (and
-    /// start time) runs now. Only Linux can tell; elsewhere, and for another host, never.
-    ///
-    /// A container with the same host name in another pid namespace looks gone from here: taking
-    /// such a lock over is left to the caller's choice ([`S3StateStore::take_over_dead_locks`]).
-    pub fn is_provably_dead(&self) -> bool {
-        if self.host != this_host() || !cfg!(target_os = "linux") {
-            return false;
-        }
-        if !std::path::Path::new("/proc/self/stat").exists() {
-            return false;
-        }
-        match process_start(self.pid) {
-            None => true,
-            Some(start) => self.pid_start.is_some_and(|s| s != start),
-        }
-    }
-
-    /// The holder as shown to a user, with `; that process is gone` when [provably
-    /// dead](Self::is_provably_dead).
-    pub fn describe(&self) -> String {
-        let gone = if self.is_provably_dead() {
-            "; that process is gone"
-        } else {
-            ""
-        };
-        format!("{self} ({}{gone})", self.since)
-    }
-}
-
-impl fmt::Display for LockInfo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} by {}@{} pid {}",
-            self.operation, self.user, self.host, self.pid
-        )
-    }
-}
-
-fn this_host() -> String {
-    gethostname::gethostname().to_string_lossy().into_owned()
-}
-
-/// A process's start time (field 22 of `/proc/PID/stat`), when it runs and this is Linux.
-fn process_start(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces: count after its end.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// Checks a stack name before it becomes a file or object name: 1 to 100 characters, each a letter,

@@ -28,9 +28,9 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use aws_types::SdkConfig;
 
-use super::{LockInfo, StackLock, StackState, StateStore, parse_state, validate_stack_name};
+use super::{StackLock, StackState, StateStore, parse_state, validate_stack_name};
 use crate::error::{StateError, ValidationError};
-use crate::resource::BoxFuture;
+use crate::types::{BoxFuture, LockInfo};
 
 /// State in an S3 bucket: see the [module docs](self) for the layout and the locking protocol.
 ///
