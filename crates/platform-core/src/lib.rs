@@ -46,6 +46,7 @@ mod resource;
 mod stack;
 mod state;
 mod tags;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod types;
 mod validate;
@@ -63,15 +64,12 @@ pub use error::{
 pub use events::{
     AwsCall, CallRecorder, CallStats, Event, EventSink, Subscriber, is_read_operation,
 };
-pub use plan::{
-    Action, ExternalOutputs, FieldChange, Plan, Planned, ReplaceReason, Step, UNKNOWN, plan,
-    plan_with,
-};
+pub use plan::{Action, FieldChange, Plan, Planned, ReplaceReason, Step, UNKNOWN, plan};
 pub use resource::{
     Context, Handle, INSTANCE_TAG, Observed, RESOURCE_TAG, Registry, Resource, ResourceOutputs,
     RetryPolicy, STACK_TAG, found_one,
 };
-pub use stack::{Declaration, Declared, Desired, OutputValues, Produced, Scope, Stack, StackRef};
+pub use stack::{Declared, Desired, OutputValues, Produced, Scope, Stack, StackRef};
 pub use state::{
     Change, DEFAULT_BACKUPS, Deposed, Journal, LocalStateStore, MemoryStateStore, Pending,
     PendingOp, Producer, ResourceState, S3StateStore, STATE_VERSION, StackLock, StackResource,

@@ -217,25 +217,25 @@ impl fmt::Display for Plan {
 /// before apply, `None` when its stack is about to create or replace it (shown as "(known after
 /// apply)"). A producer that is not here is unknown too.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct ExternalOutputs {
+pub(crate) struct ExternalOutputs {
     by: HashMap<(String, String), Option<Value>>,
 }
 
 impl ExternalOutputs {
     /// None known.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Resource `resource` of stack `stack` has `outputs` (`None`: not known before apply).
-    pub fn insert(&mut self, stack: &str, resource: &str, outputs: Option<Value>) {
+    pub(crate) fn insert(&mut self, stack: &str, resource: &str, outputs: Option<Value>) {
         self.by
             .insert((stack.to_owned(), resource.to_owned()), outputs);
     }
 
     /// What is known of resource `resource` of stack `stack`: `None` when it is not here,
     /// `Some(None)` when it is known to be not known before apply.
-    pub fn get(&self, stack: &str, resource: &str) -> Option<Option<&Value>> {
+    pub(crate) fn get(&self, stack: &str, resource: &str) -> Option<Option<&Value>> {
         self.by
             .get(&(stack.to_owned(), resource.to_owned()))
             .map(Option::as_ref)
@@ -261,7 +261,7 @@ pub fn plan(
 ///
 /// # Errors
 /// As [`plan()`], and [`Error::MissingExternal`] when a producer's known outputs lack the field.
-pub fn plan_with(
+pub(crate) fn plan_with(
     desired: &Desired,
     recorded: &StackState,
     refreshed: Option<&StackState>,

@@ -94,16 +94,16 @@ impl<O> std::ops::Deref for Produced<O> {
 
 /// One declared resource, type-erased: its inputs as JSON (references as `{"$ref": ..}`).
 #[derive(Clone, Debug)]
-pub struct Declaration {
+pub(crate) struct Declaration {
     /// The logical name.
-    pub name: String,
+    pub(crate) name: String,
     /// The resource kind.
-    pub kind: &'static str,
+    pub(crate) kind: &'static str,
     /// The inputs, with references unresolved.
-    pub inputs: Value,
+    pub(crate) inputs: Value,
     /// The resources of this stack that this one refers to, without repeats, in order of first
     /// reference (references to other stacks' resources are not among them).
-    pub dependencies: Vec<String>,
+    pub(crate) dependencies: Vec<String>,
 }
 
 impl Declaration {
@@ -288,7 +288,7 @@ impl Desired {
     ///
     /// # Errors
     /// [`Error::DanglingRef`], [`Error::Cycle`], [`Error::DuplicateResource`], [`Error::UnknownKind`].
-    pub fn new(
+    pub(crate) fn new(
         stack: String,
         declarations: Vec<Declaration>,
         registry: Registry,
@@ -376,11 +376,13 @@ impl Desired {
     /// use platform_core::Desired;
     /// use platform_core::testing::FakeStack;
     /// let desired = Desired::of(&FakeStack::chain("demo", 3)).unwrap();
-    /// assert_eq!(desired.resources()[2].dependencies, ["r1"]);
+    /// assert_eq!(desired.names().collect::<Vec<_>>(), ["r0", "r1", "r2"]);
+    /// assert_eq!(desired.dependencies("r2"), Some(&["r1".to_owned()][..]));
     /// ```
     ///
     /// # Errors
-    /// What [`Stack::declare`] returns, and the graph errors of [`Desired::new`].
+    /// What [`Stack::declare`] returns; [`Error::DanglingRef`], [`Error::Cycle`],
+    /// [`Error::DuplicateResource`], [`Error::UnknownKind`].
     pub fn of<S: Stack>(stack: &S) -> Result<Self, Error> {
         Self::declare(stack).map(|(desired, _)| desired)
     }
@@ -414,7 +416,7 @@ impl Desired {
     }
 
     /// Every reference to another stack's resource, with the declaration that holds it.
-    pub fn external_refs(&self) -> Vec<(&Declaration, RefTarget)> {
+    pub(crate) fn external_refs(&self) -> Vec<(&Declaration, RefTarget)> {
         let mut out = Vec::new();
         for decl in &self.resources {
             let mut refs = Vec::new();
@@ -428,9 +430,15 @@ impl Desired {
         out
     }
 
-    /// The declarations in dependency order.
-    pub fn resources(&self) -> &[Declaration] {
-        &self.resources
+    /// The declared resources' logical names, in dependency order (each after what it refers to).
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.resources.iter().map(|d| d.name.as_str())
+    }
+
+    /// The resources of this stack that resource `name` refers to, or `None` when it is not declared.
+    pub fn dependencies(&self, name: &str) -> Option<&[String]> {
+        let i = *self.index.get(name)?;
+        Some(&self.resources[i].dependencies)
     }
 
     pub(crate) fn ops(&self, kind: &str) -> Option<&KindOps> {
@@ -532,5 +540,49 @@ impl<S: Stack> StackRef<S> {
             },
             outputs,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dangling_refs_and_cycles_name_the_resources() {
+        use crate::testing::FakeResource;
+        use crate::{Input, Ref, Registry};
+        let mut reg = Registry::new();
+        reg.add::<FakeResource>();
+        let decl = |name: &str, deps: &[&str]| Declaration {
+            name: name.into(),
+            kind: "fake:resource",
+            inputs: serde_json::to_value(FakeResource {
+                value: "v".into(),
+                fixed: String::new(),
+                deps: deps
+                    .iter()
+                    .map(|d| Input::Ref(Ref::new(*d, "id")))
+                    .collect(),
+            })
+            .unwrap(),
+            dependencies: deps.iter().map(|d| d.to_string()).collect(),
+        };
+        let err = Desired::new("s".into(), vec![decl("a", &["ghost"])], reg.clone()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "s/a: refers to ghost.id, which is not declared in this stack"
+        );
+        let err = Desired::new(
+            "s".into(),
+            vec![
+                decl("a", &["c"]),
+                decl("b", &["a"]),
+                decl("c", &["b"]),
+                decl("d", &[]),
+            ],
+            reg,
+        )
+        .unwrap_err();
+        assert_eq!(err.to_string(), "s: dependency cycle among a, b, c");
     }
 }

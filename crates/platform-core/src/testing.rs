@@ -1,5 +1,6 @@
 //! An in-memory fake cloud and a fake resource, for testing the engine (and code built on it) without
-//! AWS: calls are counted, concurrency is measured, failures and latency can be injected.
+//! AWS: calls are counted, concurrency is measured, failures and latency can be injected. Built with the
+//! `testing` feature (`platform-core = { ..., features = ["testing"] }` in dev-dependencies).
 //!
 //! ```
 //! use platform_core::testing::{FakeCloud, FakeResource, FakeStack};

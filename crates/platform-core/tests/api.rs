@@ -175,7 +175,7 @@ async fn total_counts_adds_up_every_plan() {
 fn a_declared_stack_names_itself_and_lists_its_resources_in_order() {
     let d = platform_core::Desired::of(&FakeStack::chain("s", 3)).unwrap();
     assert_eq!(d.stack(), "s");
-    let names: Vec<&str> = d.resources().iter().map(|r| r.name.as_str()).collect();
+    let names: Vec<&str> = d.names().collect();
     assert_eq!(names, ["r0", "r1", "r2"]);
     assert_eq!(
         platform_core::StackRef::<FakeStack>::new("producer").name(),

@@ -325,45 +325,6 @@ async fn bad_graphs_and_bad_inputs_are_refused_before_any_call() {
     assert_eq!(e.store().list().await.unwrap(), Vec::<String>::new());
 }
 
-#[test]
-fn dangling_refs_and_cycles_name_the_resources() {
-    use platform_core::testing::FakeResource;
-    use platform_core::{Declaration, Desired, Input, Ref, Registry};
-    let mut reg = Registry::new();
-    reg.add::<FakeResource>();
-    let decl = |name: &str, deps: &[&str]| Declaration {
-        name: name.into(),
-        kind: "fake:resource",
-        inputs: serde_json::to_value(FakeResource {
-            value: "v".into(),
-            fixed: String::new(),
-            deps: deps
-                .iter()
-                .map(|d| Input::Ref(Ref::new(*d, "id")))
-                .collect(),
-        })
-        .unwrap(),
-        dependencies: deps.iter().map(|d| d.to_string()).collect(),
-    };
-    let err = Desired::new("s".into(), vec![decl("a", &["ghost"])], reg.clone()).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "s/a: refers to ghost.id, which is not declared in this stack"
-    );
-    let err = Desired::new(
-        "s".into(),
-        vec![
-            decl("a", &["c"]),
-            decl("b", &["a"]),
-            decl("c", &["b"]),
-            decl("d", &[]),
-        ],
-        reg,
-    )
-    .unwrap_err();
-    assert_eq!(err.to_string(), "s: dependency cycle among a, b, c");
-}
-
 #[tokio::test]
 async fn state_from_another_account_is_refused_before_any_call() {
     let cloud = FakeCloud::new();
