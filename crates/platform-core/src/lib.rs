@@ -66,8 +66,8 @@ pub use events::{
 };
 pub use plan::{Action, FieldChange, Plan, Planned, ReplaceReason, Step, UNKNOWN, plan};
 pub use resource::{
-    Context, Handle, INSTANCE_TAG, Observed, RESOURCE_TAG, Registry, Resource, ResourceOutputs,
-    RetryPolicy, STACK_TAG, found_one,
+    Context, ForceNew, Handle, INSTANCE_TAG, Observed, RESOURCE_TAG, Registry, Resource,
+    ResourceOutputs, RetryPolicy, STACK_TAG, found_one,
 };
 pub use stack::{Declared, Desired, OutputValues, Produced, Scope, Stack, StackRef};
 pub use state::{

@@ -374,11 +374,25 @@ pub(crate) fn plan_with(
                         }
                     }
                 }
-                let forced: Vec<String> = changes
-                    .iter()
-                    .filter(|c| ops.forces_replace(&c.field))
-                    .map(|c| c.field.clone())
-                    .collect();
+                let forced: Vec<String> = if changes.is_empty() {
+                    Vec::new()
+                } else {
+                    let planned = planned_inputs(&decl.inputs, &rec.inputs, &changes);
+                    // A field the recorded inputs lack (a kind's later version added it) is read as
+                    // declared: adding a field is no reason to replace.
+                    let mut previous = planned.clone();
+                    if let (Value::Object(p), Some(r)) = (&mut previous, rec.inputs.as_object()) {
+                        p.extend(r.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    }
+                    let rule =
+                        (ops.force_new)(&planned, &previous).map_err(|e| Error::Resource {
+                            stack: stack.to_owned(),
+                            resource: decl.name.clone(),
+                            action: "plan",
+                            source: Box::new(e),
+                        })?;
+                    rule.forced(changes.iter().map(|c| c.field.clone()))
+                };
                 let unfinished = rec
                     .pending
                     .as_ref()
@@ -435,6 +449,33 @@ pub(crate) fn plan_with(
         stack: stack.to_owned(),
         steps,
     })
+}
+
+/// The inputs a resource is planned with, as its type reads them: each changed field's new value
+/// where it is known, its reference where it is not (so that it differs from the recorded value),
+/// the recorded value of every unchanged field.
+fn planned_inputs(declared: &Value, recorded: &Value, changes: &[FieldChange]) -> Value {
+    let Value::Object(fields) = declared else {
+        return match changes.first().map(|c| &c.new) {
+            Some(Planned::Known(v)) => v.clone(),
+            _ => declared.clone(),
+        };
+    };
+    let planned = fields
+        .iter()
+        .map(|(field, unresolved)| {
+            let value = match changes.iter().find(|c| &c.field == field) {
+                Some(FieldChange {
+                    new: Planned::Known(v),
+                    ..
+                }) => v.clone(),
+                Some(_) => unresolved.clone(),
+                None => recorded.get(field).cloned().unwrap_or(Value::Null),
+            };
+            (field.clone(), value)
+        })
+        .collect();
+    Value::Object(planned)
 }
 
 /// Orders `names` so that every resource comes before the resources it depends on (per `state`).
@@ -578,5 +619,72 @@ mod counting_tests {
         ];
         let shown: Vec<String> = all.iter().map(ToString::to_string).collect();
         assert_eq!(shown, ["create", "update", "replace", "delete", "same"]);
+    }
+}
+
+#[cfg(test)]
+mod force_new_tests {
+    use serde::{Deserialize, Serialize};
+    use serde_json::json;
+
+    use super::*;
+    use crate::{ForceNew, Input, Ref, force_new};
+
+    #[derive(Serialize, Deserialize, PartialEq)]
+    struct Child {
+        parent: Input<String>,
+        name: String,
+        size: u32,
+    }
+
+    fn rule(planned: &Value, recorded: &Value) -> ForceNew {
+        let new: Child = serde_json::from_value(planned.clone()).unwrap();
+        let old: Child = serde_json::from_value(recorded.clone()).unwrap();
+        force_new!(new, old; parent, name)
+    }
+
+    fn change(field: &str, old: Value, new: Planned) -> FieldChange {
+        FieldChange {
+            field: field.into(),
+            old: Some(old),
+            new,
+        }
+    }
+
+    #[test]
+    fn a_reference_not_known_yet_stays_a_reference_and_so_forces_a_new_resource() {
+        let parent = serde_json::to_value(Input::Ref(Ref::<String>::new("p", "id"))).unwrap();
+        let declared = json!({"parent": parent, "name": "a", "size": 2});
+        let recorded = json!({"parent": "p-1", "name": "a", "size": 1});
+        let changes = [
+            change("parent", json!("p-1"), Planned::Unknown),
+            change("size", json!(1), Planned::Known(json!(2))),
+        ];
+        let planned = planned_inputs(&declared, &recorded, &changes);
+        assert_eq!(planned["parent"], parent, "left as the reference");
+        assert_eq!(planned["size"], 2, "the new value");
+        assert_eq!(planned["name"], "a");
+        let forced = rule(&planned, &recorded).forced(["parent".into(), "size".into()]);
+        assert_eq!(forced, ["parent"]);
+    }
+
+    #[test]
+    fn known_values_are_compared_and_unchanged_fields_keep_their_recorded_value() {
+        let declared = json!({"parent": "p-1", "name": "b", "size": 1});
+        let recorded = json!({"parent": "p-1", "name": "a", "size": 1});
+        let changes = [change("name", json!("a"), Planned::Known(json!("b")))];
+        let planned = planned_inputs(&declared, &recorded, &changes);
+        assert_eq!(planned, declared);
+        assert_eq!(rule(&planned, &recorded).forced(["name".into()]), ["name"]);
+        assert!(rule(&recorded, &recorded).forced(["size".into()]).is_empty());
+    }
+
+    #[test]
+    fn any_change_forces_every_changed_field() {
+        assert_eq!(
+            ForceNew::any_change().forced(["a".into(), "b".into()]),
+            ["a", "b"]
+        );
+        assert!(ForceNew::none().forced(["a".into()]).is_empty());
     }
 }

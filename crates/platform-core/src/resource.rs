@@ -64,8 +64,8 @@ pub struct Observed<R: Resource> {
 ///   reference was resolved.
 /// - An intent is recorded durably before `create`, `update` and `delete`, and the result after; when a
 ///   `create` was interrupted, the next run calls `find` before creating again.
-/// - Only fields named in [`REPLACE_ON`](Self::REPLACE_ON) lead to delete-and-create; every other change
-///   is given to `update` with the names of the changed fields.
+/// - Only the changes [`force_new`](Self::force_new) names lead to delete-and-create; every other change
+///   is given to `update`.
 ///
 /// # What implementations must do
 /// - Tag what they create with [`Context::tags`] where the AWS API allows tags, and pass
@@ -82,12 +82,33 @@ pub trait Resource: Serialize + DeserializeOwned + Clone + Send + Sync + 'static
     const KIND: &'static str;
     /// The AWS service the resource's calls go to (`ec2`, `iam`, ...): the per-service concurrency bound.
     const SERVICE: &'static str;
-    /// Input fields (as serialised) whose change forces a replacement; `"*"` means every field.
-    const REPLACE_ON: &'static [&'static str] = &[];
     /// Whether a replacement deletes the old resource before creating the new one (for unique names
     /// that cannot exist twice). By default the new one is created first and the old one deleted after
     /// everything that used it has been re-pointed.
     const DELETE_BEFORE_REPLACE: bool = false;
+
+    /// The changes from `previous` to `self` that cannot be made in place, so that the resource is
+    /// replaced (a new one made, the old one deleted). Written with [`force_new!`](crate::force_new),
+    /// which compares the named fields (a misspelt field does not compile), or
+    /// [`ForceNew::any_change`] for a resource that is never updated. The default: none, every change
+    /// is an update.
+    ///
+    /// In a plan, an input that refers to an output not known yet (of a resource being replaced) is
+    /// still a reference in `self`, and so differs from the recorded value.
+    ///
+    /// ```
+    /// # use platform_core::{ForceNew, force_new};
+    /// # #[derive(PartialEq)] struct Role { name: String, path: String, policy: String }
+    /// # impl Role {
+    /// fn force_new(&self, previous: &Self) -> ForceNew {
+    ///     force_new!(self, previous; name, path)
+    /// }
+    /// # }
+    /// ```
+    fn force_new(&self, previous: &Self) -> ForceNew {
+        let _ = previous;
+        ForceNew::none()
+    }
 
     /// Checks the inputs before any AWS call. References are not known yet: check only known values.
     ///
@@ -116,8 +137,8 @@ pub trait Resource: Serialize + DeserializeOwned + Clone + Send + Sync + 'static
         outputs: &Self::Outputs,
     ) -> impl Future<Output = Result<Option<Observed<Self>>, ResourceError>> + Send;
 
-    /// Changes the live resource from `previous` to `self` in place. `changed` names the changed fields,
-    /// none of which is in [`REPLACE_ON`](Self::REPLACE_ON).
+    /// Changes the live resource from `previous` to `self` in place. Nothing [`force_new`](Self::force_new)
+    /// names differs; compare `self` with `previous` to see what does.
     ///
     /// # Errors
     /// Any [`ResourceError`]; the engine keeps the previous inputs recorded, so the next run retries.
@@ -126,7 +147,6 @@ pub trait Resource: Serialize + DeserializeOwned + Clone + Send + Sync + 'static
         ctx: &Context,
         previous: &Self,
         outputs: &Self::Outputs,
-        changed: &[String],
     ) -> impl Future<Output = Result<Self::Outputs, ResourceError>> + Send;
 
     /// Deletes the resource. Already gone is success.
@@ -191,6 +211,79 @@ pub trait Resource: Serialize + DeserializeOwned + Clone + Send + Sync + 'static
         let _ = (ctx, outputs);
         async { Ok(()) }
     }
+}
+
+/// The changes a resource cannot take in place: what [`Resource::force_new`] returns.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ForceNew {
+    /// Every change replaces.
+    any: bool,
+    /// The fields that changed and cannot change in place.
+    fields: Vec<&'static str>,
+}
+
+impl ForceNew {
+    /// Nothing forces a replacement.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Every change replaces the resource (an immutable one: a task definition revision, a policy
+    /// attachment).
+    pub fn any_change() -> Self {
+        Self {
+            any: true,
+            fields: Vec::new(),
+        }
+    }
+
+    /// Adds `field` when `changed`. Called by [`force_new!`](crate::force_new), which names the
+    /// field from the struct's own field (use that).
+    #[doc(hidden)]
+    #[must_use]
+    pub fn field(mut self, field: &'static str, changed: bool) -> Self {
+        if changed {
+            self.fields.push(field);
+        }
+        self
+    }
+
+    /// The fields among `changed` (the inputs that differ) that force a replacement.
+    pub(crate) fn forced(&self, changed: impl IntoIterator<Item = String>) -> Vec<String> {
+        changed
+            .into_iter()
+            .filter(|c| self.any || self.fields.contains(&c.as_str()))
+            .collect()
+    }
+}
+
+/// The [`ForceNew`] of the named fields of two values of a resource type: each field whose values
+/// differ. A name that is not a field of the type does not compile.
+///
+/// ```
+/// use platform_core::{ForceNew, force_new};
+/// #[derive(Clone, PartialEq)]
+/// struct Subnet { vpc_id: String, cidr_block: String, public: bool }
+/// let old = Subnet { vpc_id: "vpc-1".into(), cidr_block: "10.0.1.0/24".into(), public: false };
+/// // Making it public is an update; moving it to another VPC is a new subnet.
+/// let public = Subnet { public: true, ..old.clone() };
+/// assert_eq!(force_new!(public, old; vpc_id, cidr_block), ForceNew::none());
+/// let moved = Subnet { vpc_id: "vpc-2".into(), ..old.clone() };
+/// assert_eq!(force_new!(moved, old; vpc_id, cidr_block), ForceNew::none().field("vpc_id", true));
+/// ```
+///
+/// ```compile_fail,E0609
+/// # use platform_core::force_new;
+/// # struct Subnet { vpc_id: String }
+/// # let (a, b) = (Subnet { vpc_id: String::new() }, Subnet { vpc_id: String::new() });
+/// force_new!(&a, &b; vpc_idd);
+/// ```
+#[macro_export]
+macro_rules! force_new {
+    ($new:expr, $old:expr; $($field:ident),+ $(,)?) => {{
+        let (new, old) = (&$new, &$old);
+        $crate::ForceNew::none()$(.field(stringify!($field), new.$field != old.$field))+
+    }};
 }
 
 /// How calls that fail with a retryable error are retried: exponential backoff with jitter, bounded.
@@ -741,8 +834,10 @@ impl<R: Resource> fmt::Debug for Handle<R> {
 }
 
 type Fut<T> = BoxFuture<'static, Result<T, ResourceError>>;
-/// `update(ctx, inputs, previous inputs, outputs, changed fields)`, erased.
-type UpdateFn = fn(Context, Value, Value, Value, Vec<String>) -> Fut<Value>;
+/// `update(ctx, inputs, previous inputs, outputs)`, erased.
+type UpdateFn = fn(Context, Value, Value, Value) -> Fut<Value>;
+/// `force_new(inputs, previous inputs)`, erased.
+type ForceNewFn = fn(&Value, &Value) -> Result<ForceNew, ResourceError>;
 /// `read(ctx, inputs, outputs)`, erased: live (inputs, outputs) or gone.
 type ReadFn = fn(Context, Value, Value) -> Fut<Option<(Value, Value)>>;
 
@@ -750,7 +845,7 @@ type ReadFn = fn(Context, Value, Value) -> Fut<Option<(Value, Value)>>;
 #[derive(Clone, Copy)]
 pub(crate) struct KindOps {
     pub(crate) service: &'static str,
-    pub(crate) replace_on: &'static [&'static str],
+    pub(crate) force_new: ForceNewFn,
     pub(crate) delete_before_replace: bool,
     pub(crate) create: fn(Context, Value) -> Fut<Value>,
     pub(crate) find: fn(Context, Value) -> Fut<Option<Value>>,
@@ -759,13 +854,6 @@ pub(crate) struct KindOps {
     pub(crate) read: ReadFn,
     pub(crate) update: UpdateFn,
     pub(crate) delete: fn(Context, Value, Value) -> Fut<()>,
-}
-
-impl KindOps {
-    /// Whether a change to `field` forces a replacement.
-    pub(crate) fn forces_replace(&self, field: &str) -> bool {
-        self.replace_on.iter().any(|f| *f == "*" || *f == field)
-    }
 }
 
 fn decode<T: DeserializeOwned>(what: &str, v: Value) -> Result<T, ResourceError> {
@@ -786,7 +874,11 @@ impl KindOps {
     pub(crate) fn of<R: Resource>() -> Self {
         Self {
             service: R::SERVICE,
-            replace_on: R::REPLACE_ON,
+            force_new: |inputs, previous| {
+                let r: R = decode("inputs", inputs.clone())?;
+                let p: R = decode("previous inputs", previous.clone())?;
+                Ok(r.force_new(&p))
+            },
             delete_before_replace: R::DELETE_BEFORE_REPLACE,
             create: |ctx, inputs| {
                 Box::pin(async move {
@@ -833,12 +925,12 @@ impl KindOps {
                     }
                 })
             },
-            update: |ctx, inputs, previous, outputs, changed| {
+            update: |ctx, inputs, previous, outputs| {
                 Box::pin(async move {
                     let r: R = decode("inputs", inputs)?;
                     let p: R = decode("previous inputs", previous)?;
                     let o: R::Outputs = decode("outputs", outputs)?;
-                    let out = r.update(&ctx, &p, &o, &changed).await?;
+                    let out = r.update(&ctx, &p, &o).await?;
                     encode("outputs", &out)
                 })
             },

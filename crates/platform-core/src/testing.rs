@@ -435,7 +435,10 @@ impl Resource for FakeResource {
     type Outputs = FakeOutputs;
     const KIND: &'static str = "fake:resource";
     const SERVICE: &'static str = "fake";
-    const REPLACE_ON: &'static [&'static str] = &["fixed"];
+
+    fn force_new(&self, previous: &Self) -> crate::ForceNew {
+        crate::force_new!(self, previous; fixed)
+    }
 
     fn validate(&self) -> Result<(), ValidationError> {
         if self.value.len() > 64 {
@@ -552,14 +555,13 @@ impl Resource for FakeResource {
     async fn update(
         &self,
         ctx: &Context,
-        _previous: &Self,
+        previous: &Self,
         outputs: &FakeOutputs,
-        changed: &[String],
     ) -> Result<FakeOutputs, ResourceError> {
         let cloud = ctx.extension::<FakeCloud>()?;
         let _g = cloud.enter().await;
         cloud.count(|c| c.update += 1);
-        if changed.iter().any(|c| c == "fixed") {
+        if self.fixed != previous.fixed {
             return Err(fake_err("engine asked to update a force-new field".into()));
         }
         let fault = {
@@ -684,8 +686,11 @@ impl Resource for FakeUnique {
     type Outputs = FakeOutputs;
     const KIND: &'static str = "fake:unique";
     const SERVICE: &'static str = "fake";
-    const REPLACE_ON: &'static [&'static str] = &["fixed"];
     const DELETE_BEFORE_REPLACE: bool = true;
+
+    fn force_new(&self, previous: &Self) -> crate::ForceNew {
+        self.0.force_new(&previous.0)
+    }
 
     fn validate(&self) -> Result<(), ValidationError> {
         self.0.validate()
@@ -719,9 +724,8 @@ impl Resource for FakeUnique {
         ctx: &Context,
         previous: &Self,
         outputs: &FakeOutputs,
-        changed: &[String],
     ) -> Result<FakeOutputs, ResourceError> {
-        self.0.update(ctx, &previous.0, outputs, changed).await
+        self.0.update(ctx, &previous.0, outputs).await
     }
 
     async fn delete(&self, ctx: &Context, outputs: &FakeOutputs) -> Result<(), ResourceError> {

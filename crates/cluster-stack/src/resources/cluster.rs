@@ -99,8 +99,11 @@ impl Resource for Cluster {
     type Outputs = ClusterOutputs;
     const KIND: &'static str = "ecs:cluster";
     const SERVICE: &'static str = "ecs";
-    const REPLACE_ON: &'static [&'static str] = &["name"];
     const DELETE_BEFORE_REPLACE: bool = true;
+
+    fn force_new(&self, previous: &Self) -> platform_core::ForceNew {
+        platform_core::force_new!(self, previous; name)
+    }
 
     fn validate(&self) -> Result<(), ValidationError> {
         validate::ecs_name("name", &self.name)?;
@@ -160,7 +163,6 @@ impl Resource for Cluster {
         ctx: &Context,
         previous: &Self,
         outputs: &ClusterOutputs,
-        _changed: &[String],
     ) -> Result<ClusterOutputs, ResourceError> {
         let client = aws::ecs(ctx)?;
         if self.container_insights != previous.container_insights {

@@ -112,8 +112,11 @@ impl Resource for LogGroup {
     type Outputs = LogGroupOutputs;
     const KIND: &'static str = "logs:log-group";
     const SERVICE: &'static str = "logs";
-    const REPLACE_ON: &'static [&'static str] = &["name"];
     const DELETE_BEFORE_REPLACE: bool = true;
+
+    fn force_new(&self, previous: &Self) -> platform_core::ForceNew {
+        platform_core::force_new!(self, previous; name)
+    }
 
     fn validate(&self) -> Result<(), ValidationError> {
         validate::log_group_name("name", &self.name)?;
@@ -192,7 +195,6 @@ impl Resource for LogGroup {
         ctx: &Context,
         previous: &Self,
         outputs: &LogGroupOutputs,
-        _changed: &[String],
     ) -> Result<LogGroupOutputs, ResourceError> {
         let client = aws::logs(ctx)?;
         if self.retention_days != previous.retention_days {

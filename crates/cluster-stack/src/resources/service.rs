@@ -347,8 +347,11 @@ impl Resource for Service {
     type Outputs = ServiceOutputs;
     const KIND: &'static str = "ecs:service";
     const SERVICE: &'static str = "ecs";
-    const REPLACE_ON: &'static [&'static str] = &["name", "cluster", "launch"];
     const DELETE_BEFORE_REPLACE: bool = true;
+
+    fn force_new(&self, previous: &Self) -> platform_core::ForceNew {
+        platform_core::force_new!(self, previous; name, cluster, launch)
+    }
 
     fn validate(&self) -> Result<(), ValidationError> {
         validate::ecs_name("name", &self.name)?;
@@ -485,7 +488,6 @@ impl Resource for Service {
         ctx: &Context,
         previous: &Self,
         outputs: &ServiceOutputs,
-        _changed: &[String],
     ) -> Result<ServiceOutputs, ResourceError> {
         let client = aws::ecs(ctx)?;
         let cluster = outputs.cluster_arn.as_str();

@@ -195,7 +195,10 @@ impl Resource for TaskDefinition {
     type Outputs = TaskDefinitionOutputs;
     const KIND: &'static str = "ecs:task-definition";
     const SERVICE: &'static str = "ecs";
-    const REPLACE_ON: &'static [&'static str] = &["*"];
+
+    fn force_new(&self, _previous: &Self) -> platform_core::ForceNew {
+        platform_core::ForceNew::any_change()
+    }
 
     fn validate(&self) -> Result<(), ValidationError> {
         validate::ecs_name("family", &self.family)?;
@@ -267,9 +270,8 @@ impl Resource for TaskDefinition {
         _ctx: &Context,
         _previous: &Self,
         outputs: &TaskDefinitionOutputs,
-        _changed: &[String],
     ) -> Result<TaskDefinitionOutputs, ResourceError> {
-        // Revisions are immutable: every change is a new revision (REPLACE_ON = "*").
+        // Revisions are immutable: every change is a new revision (`ForceNew::any_change`).
         Ok(outputs.clone())
     }
 

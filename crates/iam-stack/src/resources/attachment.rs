@@ -55,7 +55,10 @@ impl Resource for RolePolicyAttachment {
     type Outputs = AttachmentOutputs;
     const KIND: &'static str = "iam:role-policy-attachment";
     const SERVICE: &'static str = "iam";
-    const REPLACE_ON: &'static [&'static str] = &["*"];
+
+    fn force_new(&self, _previous: &Self) -> platform_core::ForceNew {
+        platform_core::ForceNew::any_change()
+    }
 
     async fn create(&self, ctx: &Context) -> Result<AttachmentOutputs, ResourceError> {
         let client = iam::client(ctx)?;
@@ -95,7 +98,6 @@ impl Resource for RolePolicyAttachment {
         _ctx: &Context,
         _previous: &Self,
         outputs: &AttachmentOutputs,
-        _changed: &[String],
     ) -> Result<AttachmentOutputs, ResourceError> {
         // Every field forces a replacement; nothing is left to change in place.
         Ok(outputs.clone())

@@ -99,8 +99,11 @@ impl Resource for InstanceProfile {
     type Outputs = InstanceProfileOutputs;
     const KIND: &'static str = "iam:instance-profile";
     const SERVICE: &'static str = "iam";
-    const REPLACE_ON: &'static [&'static str] = &["name", "path"];
     const DELETE_BEFORE_REPLACE: bool = true;
+
+    fn force_new(&self, previous: &Self) -> platform_core::ForceNew {
+        platform_core::force_new!(self, previous; name, path)
+    }
 
     fn validate(&self) -> Result<(), ValidationError> {
         validate::name("name", &self.name, 128)?;
@@ -178,7 +181,6 @@ impl Resource for InstanceProfile {
         ctx: &Context,
         previous: &Self,
         outputs: &InstanceProfileOutputs,
-        _changed: &[String],
     ) -> Result<InstanceProfileOutputs, ResourceError> {
         let client = iam::client(ctx)?;
         let name = outputs.name.as_str();

@@ -95,8 +95,11 @@ impl Resource for ManagedPolicy {
     type Outputs = PolicyOutputs;
     const KIND: &'static str = "iam:policy";
     const SERVICE: &'static str = "iam";
-    const REPLACE_ON: &'static [&'static str] = &["name", "path", "description"];
     const DELETE_BEFORE_REPLACE: bool = true;
+
+    fn force_new(&self, previous: &Self) -> platform_core::ForceNew {
+        platform_core::force_new!(self, previous; name, path, description)
+    }
 
     fn validate(&self) -> Result<(), ValidationError> {
         validate::name("name", &self.name, 128)?;
@@ -194,7 +197,6 @@ impl Resource for ManagedPolicy {
         ctx: &Context,
         previous: &Self,
         outputs: &PolicyOutputs,
-        _changed: &[String],
     ) -> Result<PolicyOutputs, ResourceError> {
         let client = iam::client(ctx)?;
         let arn = outputs.arn.as_str();

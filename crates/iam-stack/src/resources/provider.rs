@@ -69,7 +69,10 @@ impl Resource for Provider {
     type Outputs = ProviderOutputs;
     const KIND: &'static str = "aws:provider";
     const SERVICE: &'static str = "sts";
-    const REPLACE_ON: &'static [&'static str] = &["*"];
+
+    fn force_new(&self, _previous: &Self) -> platform_core::ForceNew {
+        platform_core::ForceNew::any_change()
+    }
 
     fn validate(&self) -> Result<(), ValidationError> {
         if let Some(a) = &self.account_id
@@ -104,7 +107,6 @@ impl Resource for Provider {
         _ctx: &Context,
         _previous: &Self,
         outputs: &ProviderOutputs,
-        _changed: &[String],
     ) -> Result<ProviderOutputs, ResourceError> {
         Ok(outputs.clone())
     }

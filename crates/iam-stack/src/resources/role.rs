@@ -80,8 +80,11 @@ impl Resource for Role {
     type Outputs = RoleOutputs;
     const KIND: &'static str = "iam:role";
     const SERVICE: &'static str = "iam";
-    const REPLACE_ON: &'static [&'static str] = &["name", "path"];
     const DELETE_BEFORE_REPLACE: bool = true;
+
+    fn force_new(&self, previous: &Self) -> platform_core::ForceNew {
+        platform_core::force_new!(self, previous; name, path)
+    }
 
     fn validate(&self) -> Result<(), ValidationError> {
         validate::name("name", &self.name, 64)?;
@@ -151,7 +154,6 @@ impl Resource for Role {
         ctx: &Context,
         previous: &Self,
         outputs: &RoleOutputs,
-        _changed: &[String],
     ) -> Result<RoleOutputs, ResourceError> {
         let client = iam::client(ctx)?;
         let name = outputs.name.as_str();

@@ -62,7 +62,10 @@ impl Resource for RouteTableAssociation {
     type Outputs = RouteTableAssociationOutputs;
     const KIND: &'static str = "ec2:route-table-association";
     const SERVICE: &'static str = "ec2";
-    const REPLACE_ON: &'static [&'static str] = &["subnet_id"];
+
+    fn force_new(&self, previous: &Self) -> platform_core::ForceNew {
+        platform_core::force_new!(self, previous; subnet_id)
+    }
 
     async fn create(&self, ctx: &Context) -> Result<RouteTableAssociationOutputs, ResourceError> {
         let client = ec2::client(ctx)?;
@@ -113,7 +116,6 @@ impl Resource for RouteTableAssociation {
         ctx: &Context,
         _previous: &Self,
         outputs: &RouteTableAssociationOutputs,
-        _changed: &[String],
     ) -> Result<RouteTableAssociationOutputs, ResourceError> {
         let client = ec2::client(ctx)?;
         let rt = self.route_table_id.get()?;

@@ -75,8 +75,11 @@ impl Resource for InternetGatewayAttachment {
     type Outputs = InternetGatewayAttachmentOutputs;
     const KIND: &'static str = "ec2:internet-gateway-attachment";
     const SERVICE: &'static str = "ec2";
-    const REPLACE_ON: &'static [&'static str] = &["internet_gateway_id", "vpc_id"];
     const DELETE_BEFORE_REPLACE: bool = true;
+
+    fn force_new(&self, previous: &Self) -> platform_core::ForceNew {
+        platform_core::force_new!(self, previous; internet_gateway_id, vpc_id)
+    }
 
     fn validate(&self) -> Result<(), ValidationError> {
         Ok(())
@@ -144,7 +147,6 @@ impl Resource for InternetGatewayAttachment {
         _ctx: &Context,
         _previous: &Self,
         outputs: &InternetGatewayAttachmentOutputs,
-        _changed: &[String],
     ) -> Result<InternetGatewayAttachmentOutputs, ResourceError> {
         Ok(outputs.clone())
     }

@@ -89,7 +89,6 @@ impl Resource for InternetGateway {
         ctx: &Context,
         previous: &Self,
         outputs: &InternetGatewayOutputs,
-        _changed: &[String],
     ) -> Result<InternetGatewayOutputs, ResourceError> {
         let client = ec2::client(ctx)?;
         let id = outputs.internet_gateway_id.as_str();

@@ -154,7 +154,10 @@ impl Resource for RouteTable {
     type Outputs = RouteTableOutputs;
     const KIND: &'static str = "ec2:route-table";
     const SERVICE: &'static str = "ec2";
-    const REPLACE_ON: &'static [&'static str] = &["vpc_id"];
+
+    fn force_new(&self, previous: &Self) -> platform_core::ForceNew {
+        platform_core::force_new!(self, previous; vpc_id)
+    }
 
     fn validate(&self) -> Result<(), ValidationError> {
         for (i, r) in self.routes.iter().enumerate() {
@@ -241,7 +244,6 @@ impl Resource for RouteTable {
         ctx: &Context,
         previous: &Self,
         outputs: &RouteTableOutputs,
-        _changed: &[String],
     ) -> Result<RouteTableOutputs, ResourceError> {
         let client = ec2::client(ctx)?;
         let id = outputs.route_table_id.as_str();

@@ -403,7 +403,10 @@ impl Resource for SecurityGroup {
     type Outputs = SecurityGroupOutputs;
     const KIND: &'static str = "ec2:security-group";
     const SERVICE: &'static str = "ec2";
-    const REPLACE_ON: &'static [&'static str] = &["vpc_id", "name", "description"];
+
+    fn force_new(&self, previous: &Self) -> platform_core::ForceNew {
+        platform_core::force_new!(self, previous; vpc_id, name, description)
+    }
 
     fn validate(&self) -> Result<(), ValidationError> {
         validate::name("name", &self.name, 255)?;
@@ -521,7 +524,6 @@ impl Resource for SecurityGroup {
         ctx: &Context,
         previous: &Self,
         outputs: &SecurityGroupOutputs,
-        _changed: &[String],
     ) -> Result<SecurityGroupOutputs, ResourceError> {
         let client = ec2::client(ctx)?;
         let id = outputs.group_id.as_str();

@@ -121,7 +121,10 @@ impl Resource for Subnet {
     type Outputs = SubnetOutputs;
     const KIND: &'static str = "ec2:subnet";
     const SERVICE: &'static str = "ec2";
-    const REPLACE_ON: &'static [&'static str] = &["vpc_id", "cidr_block", "availability_zone"];
+
+    fn force_new(&self, previous: &Self) -> platform_core::ForceNew {
+        platform_core::force_new!(self, previous; vpc_id, cidr_block, availability_zone)
+    }
 
     fn validate(&self) -> Result<(), ValidationError> {
         validate::block("cidr_block", &self.cidr_block)?;
@@ -205,7 +208,6 @@ impl Resource for Subnet {
         ctx: &Context,
         previous: &Self,
         outputs: &SubnetOutputs,
-        _changed: &[String],
     ) -> Result<SubnetOutputs, ResourceError> {
         let client = ec2::client(ctx)?;
         let id = outputs.subnet_id.as_str();

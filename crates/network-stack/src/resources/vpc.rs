@@ -100,7 +100,10 @@ impl Resource for Vpc {
     type Outputs = VpcOutputs;
     const KIND: &'static str = "ec2:vpc";
     const SERVICE: &'static str = "ec2";
-    const REPLACE_ON: &'static [&'static str] = &["cidr_block"];
+
+    fn force_new(&self, previous: &Self) -> platform_core::ForceNew {
+        platform_core::force_new!(self, previous; cidr_block)
+    }
 
     fn validate(&self) -> Result<(), ValidationError> {
         validate::block("cidr_block", &self.cidr_block)?;
@@ -176,7 +179,6 @@ impl Resource for Vpc {
         ctx: &Context,
         previous: &Self,
         outputs: &VpcOutputs,
-        _changed: &[String],
     ) -> Result<VpcOutputs, ResourceError> {
         let client = ec2::client(ctx)?;
         let id = outputs.vpc_id.as_str();

@@ -68,7 +68,6 @@ impl Resource for AvailabilityZones {
         _ctx: &Context,
         _previous: &Self,
         outputs: &AvailabilityZonesOutputs,
-        _changed: &[String],
     ) -> Result<AvailabilityZonesOutputs, ResourceError> {
         Ok(outputs.clone())
     }

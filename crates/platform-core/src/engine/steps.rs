@@ -47,32 +47,25 @@ impl RunInner {
                     return self.create(&ops, decl, inputs, None).await;
                 };
                 let previous_outputs = rec.outputs.clone().unwrap_or(Value::Null);
-                let changed = changed_fields(&rec.inputs, &inputs);
+                let changed = !changed_fields(&rec.inputs, &inputs).is_empty();
                 // A create that published its outputs and did not finish configuring the resource
                 // (see `Context::publish`) left an update pending with the inputs it was given.
                 let unfinished = rec
                     .pending
                     .as_ref()
                     .is_some_and(|p| p.op == PendingOp::Update);
-                if changed.is_empty() && !unfinished {
+                if !changed && !unfinished {
                     previous_outputs
                 } else {
                     self.intent(name, PendingOp::Update).await?;
                     let _permits = self.limits.acquire(ops.service).await;
-                    let out = if changed.is_empty() {
+                    let out = if !changed {
                         // What it did is not known: read it and update what differs.
                         self.converge(&ops, name, &inputs, previous_outputs, None)
                             .await?
                     } else {
-                        self.update(
-                            &ops,
-                            name,
-                            &inputs,
-                            rec.inputs.clone(),
-                            previous_outputs,
-                            changed,
-                        )
-                        .await?
+                        self.update(&ops, name, &inputs, rec.inputs.clone(), previous_outputs)
+                            .await?
                     };
 
                     let deps = decl.dependencies.clone();
@@ -378,17 +371,8 @@ impl RunInner {
         inputs: &Value,
         previous: Value,
         outputs: Value,
-        changed: Vec<String>,
     ) -> Result<Value, Error> {
-        match (ops.update)(
-            self.ctx(name),
-            inputs.clone(),
-            previous,
-            outputs.clone(),
-            changed,
-        )
-        .await
-        {
+        match (ops.update)(self.ctx(name), inputs.clone(), previous, outputs.clone()).await {
             Ok(out) => Ok(out),
             Err(e) if e.outcome_unknown() => {
                 self.converge(ops, name, inputs, outputs, Some(e)).await
@@ -420,11 +404,16 @@ impl RunInner {
                     None => Ok(outputs),
                 };
             };
-            let changed: Vec<String> = changed_fields(&live_inputs, inputs)
-                .into_iter()
-                .filter(|f| !ops.forces_replace(f))
-                .collect();
-            if changed.is_empty() {
+            // What cannot change in place is left as it is (the plan replaces for it).
+            let changed = changed_fields(&live_inputs, inputs);
+            let forced = if changed.is_empty() {
+                Vec::new()
+            } else {
+                (ops.force_new)(inputs, &live_inputs)
+                    .map_err(|e| self.fail(name, "update", e))?
+                    .forced(changed.iter().cloned())
+            };
+            if changed.len() == forced.len() {
                 return Ok(live_outputs);
             }
             if updates == SETTLE_UPDATES
@@ -438,7 +427,6 @@ impl RunInner {
                 inputs.clone(),
                 live_inputs,
                 live_outputs.clone(),
-                changed,
             );
             match update.await {
                 Ok(out) => return Ok(out),
