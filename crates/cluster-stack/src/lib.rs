@@ -68,7 +68,7 @@ pub mod validate;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use iam_stack::{IamExports, IamOutputs, IamStack};
+use iam_stack::{IamExports, IamOutputs, IamStack, RoleArn};
 use network_stack::{NetworkExports, NetworkOutputs, NetworkStack, SecurityGroupId, SubnetId};
 use platform_core::{
     Declared, Error, Input, Produced, Producer, ProviderInfo, Registry, Scope, Stack, StackRef,
@@ -313,8 +313,8 @@ pub struct ClusterStack {
 /// resources.
 #[derive(Clone, Debug)]
 struct Wiring {
-    task_role_arn: Input<String>,
-    execution_role_arn: Input<String>,
+    task_role_arn: Input<RoleArn>,
+    execution_role_arn: Input<RoleArn>,
     subnets: Vec<Input<SubnetId>>,
     security_group: Input<SecurityGroupId>,
 }
@@ -336,8 +336,8 @@ impl ClusterStack {
             config,
             producers: vec![iam.producer.clone(), network.producer.clone()],
             wiring: Wiring {
-                task_role_arn: Input::Value(iam.task_role_arn().to_owned()),
-                execution_role_arn: Input::Value(iam.execution_role_arn().to_owned()),
+                task_role_arn: Input::Value(iam.task_role_arn().clone()),
+                execution_role_arn: Input::Value(iam.execution_role_arn().clone()),
                 subnets: network
                     .public_subnet_ids
                     .iter()

@@ -25,10 +25,13 @@
 //! ```
 
 mod iam;
+mod ids;
 pub mod permissions;
 pub mod policy;
 pub mod resources;
 pub mod validate;
+
+pub use ids::{InstanceProfileArn, PolicyArn, RoleArn};
 
 use std::collections::BTreeMap;
 
@@ -253,7 +256,7 @@ pub struct RoleInfo {
     /// The role's name.
     pub name: String,
     /// The role's ARN.
-    pub arn: String,
+    pub arn: RoleArn,
 }
 
 /// What the IAM stack gives the cluster stack (and anyone else), recorded in state.
@@ -281,25 +284,25 @@ pub struct IamOutputs {
     /// The frontend service role: task role and execution role of the frontend.
     pub frontend_role: RoleInfo,
     /// The cluster role's policy.
-    pub cluster_policy_arn: String,
+    pub cluster_policy_arn: PolicyArn,
     /// The instance role's policy.
-    pub instance_policy_arn: String,
+    pub instance_policy_arn: PolicyArn,
     /// The frontend role's policy.
-    pub frontend_policy_arn: String,
+    pub frontend_policy_arn: PolicyArn,
     /// The instance profile carrying the instance role.
     pub instance_profile_name: String,
     /// Its ARN.
-    pub instance_profile_arn: String,
+    pub instance_profile_arn: InstanceProfileArn,
 }
 
 impl IamOutputs {
     /// The role the frontend's containers run as.
-    pub fn task_role_arn(&self) -> &str {
+    pub fn task_role_arn(&self) -> &RoleArn {
         &self.frontend_role.arn
     }
 
     /// The role ECS uses to pull the frontend's image and write its logs.
-    pub fn execution_role_arn(&self) -> &str {
+    pub fn execution_role_arn(&self) -> &RoleArn {
         &self.frontend_role.arn
     }
 }
@@ -313,9 +316,9 @@ pub struct IamExports {
     /// The IAM stack's name.
     pub stack: String,
     /// The frontend role's ARN: the frontend's task role.
-    pub task_role_arn: Ref<String>,
+    pub task_role_arn: Ref<RoleArn>,
     /// The frontend role's ARN: the frontend's execution role.
-    pub execution_role_arn: Ref<String>,
+    pub execution_role_arn: Ref<RoleArn>,
 }
 
 /// The logical name of the frontend's role (its state's key).

@@ -1,58 +1,31 @@
 //! Typed AWS ids: a `Ref<VpcId>` cannot be given where a subnet id is expected.
 
-use std::fmt;
-
-use serde::{Deserialize, Serialize};
-
-macro_rules! id_type {
-    ($(#[$m:meta])* $name:ident) => {
-        $(#[$m])*
-        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        #[serde(transparent)]
-        pub struct $name(pub String);
-
-        impl $name {
-            /// The id as AWS writes it.
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-
-        impl From<&str> for $name {
-            fn from(s: &str) -> Self {
-                Self(s.to_owned())
-            }
-        }
-    };
+platform_core::aws_id! {
+    /// A VPC id (`vpc-...`).
+    pub VpcId
 }
 
-id_type!(
-    /// A VPC id (`vpc-...`).
-    VpcId
-);
-id_type!(
+platform_core::aws_id! {
     /// A subnet id (`subnet-...`).
-    SubnetId
-);
-id_type!(
+    pub SubnetId
+}
+
+platform_core::aws_id! {
     /// An internet gateway id (`igw-...`).
-    InternetGatewayId
-);
-id_type!(
+    pub InternetGatewayId
+}
+
+platform_core::aws_id! {
     /// A route table id (`rtb-...`).
-    RouteTableId
-);
-id_type!(
+    pub RouteTableId
+}
+
+platform_core::aws_id! {
     /// A route table association id (`rtbassoc-...`).
-    AssociationId
-);
-id_type!(
+    pub AssociationId
+}
+
+platform_core::aws_id! {
     /// A security group id (`sg-...`).
-    SecurityGroupId
-);
+    pub SecurityGroupId
+}

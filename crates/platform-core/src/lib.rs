@@ -40,6 +40,7 @@ mod engine;
 mod error;
 mod events;
 
+mod ids;
 mod plan;
 mod provider;
 mod resource;

@@ -676,7 +676,11 @@ mod force_new_tests {
         let planned = planned_inputs(&declared, &recorded, &changes);
         assert_eq!(planned, declared);
         assert_eq!(rule(&planned, &recorded).forced(["name".into()]), ["name"]);
-        assert!(rule(&recorded, &recorded).forced(["size".into()]).is_empty());
+        assert!(
+            rule(&recorded, &recorded)
+                .forced(["size".into()])
+                .is_empty()
+        );
     }
 
     #[test]

@@ -465,11 +465,11 @@ impl Resource for Service {
                 },
                 subnets: subnets
                     .into_iter()
-                    .map(|s| Input::Value(SubnetId(s)))
+                    .map(|s| Input::Value(SubnetId::new(s)))
                     .collect(),
                 security_groups: groups
                     .into_iter()
-                    .map(|g| Input::Value(SecurityGroupId(g)))
+                    .map(|g| Input::Value(SecurityGroupId::new(g)))
                     .collect(),
                 assign_public_ip: vpc.and_then(|v| v.assign_public_ip())
                     == Some(&AssignPublicIp::Enabled),

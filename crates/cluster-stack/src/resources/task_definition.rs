@@ -9,6 +9,7 @@ use aws_sdk_ecs::types::{
     Compatibility, ContainerDefinition, KeyValuePair, LogConfiguration, LogDriver, NetworkMode,
     PortMapping, TaskDefinitionField, TaskDefinitionStatus, TransportProtocol,
 };
+use iam_stack::RoleArn;
 use platform_core::{
     Context, GoneExt, Input, Observed, Resource, ResourceError, ValidationError, resource_outputs,
 };
@@ -44,9 +45,9 @@ pub struct TaskDefinition {
     /// Memory in MiB, allowed with `cpu` on Fargate.
     pub memory: u32,
     /// The role ECS uses to pull the image and write logs.
-    pub execution_role_arn: Input<String>,
+    pub execution_role_arn: Input<RoleArn>,
     /// The role the containers run as.
-    pub task_role_arn: Input<String>,
+    pub task_role_arn: Input<RoleArn>,
     /// The containers (the first is essential).
     pub containers: Vec<Container>,
     /// User tags (the engine adds its own).
@@ -112,10 +113,10 @@ impl TaskDefinition {
             family: def.family().unwrap_or_default().to_owned(),
             cpu: def.cpu().and_then(|c| c.parse().ok()).unwrap_or(0),
             memory: def.memory().and_then(|m| m.parse().ok()).unwrap_or(0),
-            execution_role_arn: Input::Value(
-                def.execution_role_arn().unwrap_or_default().to_owned(),
-            ),
-            task_role_arn: Input::Value(def.task_role_arn().unwrap_or_default().to_owned()),
+            execution_role_arn: Input::Value(RoleArn::new(
+                def.execution_role_arn().unwrap_or_default(),
+            )),
+            task_role_arn: Input::Value(RoleArn::new(def.task_role_arn().unwrap_or_default())),
             containers: def
                 .container_definitions()
                 .iter()
@@ -351,8 +352,8 @@ mod tests {
             family: "frontend".into(),
             cpu: 256,
             memory: 512,
-            execution_role_arn: Input::Value("arn:aws:iam::1:role/exec".into()),
-            task_role_arn: Input::Value("arn:aws:iam::1:role/task".into()),
+            execution_role_arn: Input::Value(RoleArn::new("arn:aws:iam::1:role/exec")),
+            task_role_arn: Input::Value(RoleArn::new("arn:aws:iam::1:role/task")),
             containers: vec![container("web", 80), container("sidecar", 9000)],
             tags: BTreeMap::from([("team".into(), "web".into())]),
         };

@@ -3,6 +3,7 @@
 use platform_core::{Context, GoneExt, Input, Observed, Resource, ResourceError, resource_outputs};
 use serde::{Deserialize, Serialize};
 
+use crate::PolicyArn;
 use crate::iam;
 
 /// A managed policy attached to a role. Any change replaces it (detach, attach).
@@ -11,7 +12,7 @@ pub struct RolePolicyAttachment {
     /// The role's name.
     pub role_name: Input<String>,
     /// The policy's ARN.
-    pub policy_arn: Input<String>,
+    pub policy_arn: Input<PolicyArn>,
 }
 
 resource_outputs! {
@@ -20,7 +21,7 @@ resource_outputs! {
         /// The role's name.
         pub role_name: String,
         /// The policy's ARN.
-        pub policy_arn: String,
+        pub policy_arn: PolicyArn,
     }
 }
 
@@ -67,7 +68,7 @@ impl Resource for RolePolicyAttachment {
             client
                 .attach_role_policy()
                 .role_name(role)
-                .policy_arn(arn)
+                .policy_arn(arn.as_str())
                 .send()
         })
         .await?;
@@ -83,7 +84,13 @@ impl Resource for RolePolicyAttachment {
         outputs: &AttachmentOutputs,
     ) -> Result<Option<Observed<Self>>, ResourceError> {
         let client = iam::client(ctx)?;
-        let found = attached(ctx, &client, &outputs.role_name, &outputs.policy_arn).await?;
+        let found = attached(
+            ctx,
+            &client,
+            &outputs.role_name,
+            outputs.policy_arn.as_str(),
+        )
+        .await?;
         Ok((found == Some(true)).then(|| Observed {
             inputs: RolePolicyAttachment {
                 role_name: Input::Value(outputs.role_name.clone()),
@@ -113,7 +120,7 @@ impl Resource for RolePolicyAttachment {
             client
                 .detach_role_policy()
                 .role_name(&outputs.role_name)
-                .policy_arn(&outputs.policy_arn)
+                .policy_arn(outputs.policy_arn.as_str())
                 .send()
         })
         .await
@@ -125,9 +132,11 @@ impl Resource for RolePolicyAttachment {
         let client = iam::client(ctx)?;
         let (role, arn) = (self.role_name.get()?, self.policy_arn.get()?);
         Ok(
-            (attached(ctx, &client, role, arn).await? == Some(true)).then(|| AttachmentOutputs {
-                role_name: role.clone(),
-                policy_arn: arn.clone(),
+            (attached(ctx, &client, role, arn.as_str()).await? == Some(true)).then(|| {
+                AttachmentOutputs {
+                    role_name: role.clone(),
+                    policy_arn: arn.clone(),
+                }
             }),
         )
     }

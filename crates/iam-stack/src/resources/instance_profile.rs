@@ -34,7 +34,7 @@ resource_outputs! {
         /// The profile's name.
         pub name: String,
         /// The profile's ARN.
-        pub arn: String,
+        pub arn: crate::InstanceProfileArn,
     }
 }
 
@@ -129,7 +129,7 @@ impl Resource for InstanceProfile {
             .await?;
         let arn = out
             .instance_profile()
-            .map(|p| p.arn().to_owned())
+            .map(|p| crate::InstanceProfileArn::new(p.arn()))
             .ok_or_else(|| ResourceError::missing("CreateInstanceProfile", "a profile"))?;
         Self::add_role(ctx, &client, &self.name, self.role_name.get()?).await?;
         Ok(InstanceProfileOutputs {
@@ -171,7 +171,7 @@ impl Resource for InstanceProfile {
             },
             outputs: InstanceProfileOutputs {
                 name: p.instance_profile_name().to_owned(),
-                arn: p.arn().to_owned(),
+                arn: crate::InstanceProfileArn::new(p.arn()),
             },
         }))
     }
@@ -284,7 +284,7 @@ impl Resource for InstanceProfile {
         // adopts and adds the role through `update`, so finding changes nothing.
         Ok(Some(InstanceProfileOutputs {
             name: self.name.clone(),
-            arn: p.arn().to_owned(),
+            arn: crate::InstanceProfileArn::new(p.arn()),
         }))
     }
 }

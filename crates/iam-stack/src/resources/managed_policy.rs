@@ -36,7 +36,7 @@ resource_outputs! {
     /// A managed policy's outputs.
     pub struct PolicyOutputs / PolicyRefs {
         /// The policy's ARN.
-        pub arn: String,
+        pub arn: crate::PolicyArn,
         /// The policy's name.
         pub name: String,
         /// The default version (`v1`, `v2`, ...).
@@ -136,10 +136,10 @@ impl Resource for ManagedPolicy {
             .policy()
             .ok_or_else(|| ResourceError::missing("CreatePolicy", "a policy"))?;
         Ok(PolicyOutputs {
-            arn: p
-                .arn()
-                .ok_or_else(|| ResourceError::missing("CreatePolicy", "an ARN"))?
-                .to_owned(),
+            arn: crate::PolicyArn::new(
+                p.arn()
+                    .ok_or_else(|| ResourceError::missing("CreatePolicy", "an ARN"))?,
+            ),
             name: self.name.clone(),
             default_version_id: p.default_version_id().unwrap_or("v1").to_owned(),
         })
@@ -299,7 +299,7 @@ impl Resource for ManagedPolicy {
             return Ok(None);
         };
         let outputs = PolicyOutputs {
-            arn: id.to_owned(),
+            arn: crate::PolicyArn::new(id),
             name: p.policy_name().unwrap_or_default().to_owned(),
             default_version_id: p.default_version_id().unwrap_or_default().to_owned(),
         };
@@ -342,7 +342,7 @@ impl Resource for ManagedPolicy {
                     .await?;
                 iam::claim(ctx, &format!("IAM policy {arn}"), tags.tags())?;
                 return Ok(Some(PolicyOutputs {
-                    arn: arn.to_owned(),
+                    arn: crate::PolicyArn::new(arn),
                     name: self.name.clone(),
                     default_version_id: p.default_version_id().unwrap_or("v1").to_owned(),
                 }));

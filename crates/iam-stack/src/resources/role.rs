@@ -49,7 +49,7 @@ resource_outputs! {
         /// The role's name.
         pub name: String,
         /// The role's ARN.
-        pub arn: String,
+        pub arn: crate::RoleArn,
         /// The role's stable id (`AROA...`).
         pub role_id: String,
     }
@@ -71,7 +71,7 @@ async fn get(
 fn outputs_of(role: &aws_sdk_iam::types::Role) -> RoleOutputs {
     RoleOutputs {
         name: role.role_name().to_owned(),
-        arn: role.arn().to_owned(),
+        arn: crate::RoleArn::new(role.arn()),
         role_id: role.role_id().to_owned(),
     }
 }

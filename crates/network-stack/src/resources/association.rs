@@ -87,7 +87,7 @@ impl Resource for RouteTableAssociation {
             .association_id()
             .ok_or_else(|| ResourceError::missing("AssociateRouteTable", "an association id"))?;
         Ok(RouteTableAssociationOutputs {
-            association_id: AssociationId(id.to_owned()),
+            association_id: AssociationId::new(id.to_owned()),
         })
     }
 
@@ -104,8 +104,8 @@ impl Resource for RouteTableAssociation {
         let found = Self::lookup(ctx, &client, filter, None).await?;
         Ok(found.map(|(_, rt, subnet)| Observed {
             inputs: RouteTableAssociation {
-                route_table_id: Input::Value(RouteTableId(rt)),
-                subnet_id: Input::Value(SubnetId(subnet)),
+                route_table_id: Input::Value(RouteTableId::new(rt)),
+                subnet_id: Input::Value(SubnetId::new(subnet)),
             },
             outputs: outputs.clone(),
         }))
@@ -132,7 +132,7 @@ impl Resource for RouteTableAssociation {
             ResourceError::missing("ReplaceRouteTableAssociation", "an association id")
         })?;
         Ok(RouteTableAssociationOutputs {
-            association_id: AssociationId(id.to_owned()),
+            association_id: AssociationId::new(id.to_owned()),
         })
     }
 
@@ -166,7 +166,7 @@ impl Resource for RouteTableAssociation {
         Ok(Self::lookup(ctx, &client, filter, None)
             .await?
             .map(|_| RouteTableAssociationOutputs {
-                association_id: AssociationId(id.to_owned()),
+                association_id: AssociationId::new(id.to_owned()),
             }))
     }
 
@@ -184,7 +184,7 @@ impl Resource for RouteTableAssociation {
             .build();
         let found = Self::lookup(ctx, &client, filter, Some(subnet.as_str())).await?;
         Ok(found.map(|(id, _, _)| RouteTableAssociationOutputs {
-            association_id: AssociationId(id),
+            association_id: AssociationId::new(id),
         }))
     }
 }

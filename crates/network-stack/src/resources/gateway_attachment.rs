@@ -65,8 +65,8 @@ impl InternetGatewayAttachment {
                 )
         });
         Ok(attached.then(|| InternetGatewayAttachmentOutputs {
-            internet_gateway_id: InternetGatewayId(gateway.to_owned()),
-            vpc_id: VpcId(vpc.to_owned()),
+            internet_gateway_id: InternetGatewayId::new(gateway.to_owned()),
+            vpc_id: VpcId::new(vpc.to_owned()),
         }))
     }
 }
@@ -107,8 +107,8 @@ impl Resource for InternetGatewayAttachment {
             .await;
         match attach {
             Ok(_) => Ok(InternetGatewayAttachmentOutputs {
-                internet_gateway_id: InternetGatewayId(gateway.to_owned()),
-                vpc_id: VpcId(vpc.to_owned()),
+                internet_gateway_id: InternetGatewayId::new(gateway.to_owned()),
+                vpc_id: VpcId::new(vpc.to_owned()),
             }),
             // `Resource.AlreadyAssociated`: a repeat of an attach whose response was lost, or a
             // gateway attached by a build that attached it as part of the gateway: done when it is

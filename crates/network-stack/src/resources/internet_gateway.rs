@@ -62,7 +62,7 @@ impl Resource for InternetGateway {
             .ok_or_else(|| ResourceError::missing("CreateInternetGateway", "a gateway id"))?
             .to_owned();
         Ok(InternetGatewayOutputs {
-            internet_gateway_id: InternetGatewayId(id),
+            internet_gateway_id: InternetGatewayId::new(id),
         })
     }
 
@@ -133,7 +133,7 @@ impl Resource for InternetGateway {
         }
         ec2::tag_as_ours(ctx, &client, id).await?;
         Ok(Some(InternetGatewayOutputs {
-            internet_gateway_id: InternetGatewayId(id.to_owned()),
+            internet_gateway_id: InternetGatewayId::new(id.to_owned()),
         }))
     }
 
@@ -158,7 +158,7 @@ impl Resource for InternetGateway {
         };
         let id = gateway.internet_gateway_id().unwrap_or_default().to_owned();
         Ok(Some(InternetGatewayOutputs {
-            internet_gateway_id: InternetGatewayId(id),
+            internet_gateway_id: InternetGatewayId::new(id),
         }))
     }
 }

@@ -47,7 +47,7 @@ fn routes_from(routes: &[aws_sdk_ec2::types::Route]) -> (Vec<Route>, Vec<OtherRo
         {
             managed.push(Route {
                 destination_cidr_block: dest.to_owned(),
-                gateway_id: Input::Value(InternetGatewayId(gw.to_owned())),
+                gateway_id: Input::Value(InternetGatewayId::new(gw.to_owned())),
             });
             continue;
         }
@@ -207,7 +207,7 @@ impl Resource for RouteTable {
             .ok_or_else(|| ResourceError::missing("CreateRouteTable", "a route table id"))?
             .to_owned();
         let outputs = RouteTableOutputs {
-            route_table_id: RouteTableId(id.clone()),
+            route_table_id: RouteTableId::new(id.clone()),
         };
         // Subnets can be associated with the table while its routes go in.
         ctx.publish(&outputs).await?;
@@ -228,7 +228,7 @@ impl Resource for RouteTable {
         };
         let (routes, other_routes) = routes_from(t.routes());
         let mut live = RouteTable::new(
-            Input::Value(VpcId(t.vpc_id().unwrap_or_default().to_owned())),
+            Input::Value(VpcId::new(t.vpc_id().unwrap_or_default().to_owned())),
             routes,
         );
         live.other_routes = other_routes;
@@ -297,7 +297,7 @@ impl Resource for RouteTable {
         }
         ec2::tag_as_ours(ctx, &client, id).await?;
         Ok(Some(RouteTableOutputs {
-            route_table_id: RouteTableId(id.to_owned()),
+            route_table_id: RouteTableId::new(id.to_owned()),
         }))
     }
 
@@ -318,7 +318,7 @@ impl Resource for RouteTable {
                 Some((
                     id.clone(),
                     RouteTableOutputs {
-                        route_table_id: RouteTableId(id),
+                        route_table_id: RouteTableId::new(id),
                     },
                 ))
             }),
@@ -421,7 +421,7 @@ mod tests {
             managed,
             [Route {
                 destination_cidr_block: "0.0.0.0/0".into(),
-                gateway_id: Input::Value(InternetGatewayId("igw-1".into())),
+                gateway_id: Input::Value(InternetGatewayId::new("igw-1")),
             }]
         );
         let found: Vec<(&str, &str)> = other

@@ -454,7 +454,7 @@ impl Resource for SecurityGroup {
             .ok_or_else(|| ResourceError::missing("CreateSecurityGroup", "a group id"))?
             .to_owned();
         let outputs = SecurityGroupOutputs {
-            group_id: SecurityGroupId(id.clone()),
+            group_id: SecurityGroupId::new(id.clone()),
         };
         // A service can be placed in the group before its rules are in: they apply when they are.
         ctx.publish(&outputs).await?;
@@ -504,7 +504,7 @@ impl Resource for SecurityGroup {
         let (ingress, other_ingress) = rules_from(g.ip_permissions());
         let (egress, other_egress) = rules_from(g.ip_permissions_egress());
         let mut live = SecurityGroup::new(
-            Input::Value(VpcId(g.vpc_id().unwrap_or_default().to_owned())),
+            Input::Value(VpcId::new(g.vpc_id().unwrap_or_default().to_owned())),
             g.group_name().unwrap_or_default(),
             g.description().unwrap_or_default(),
             ingress,
@@ -583,7 +583,7 @@ impl Resource for SecurityGroup {
         }
         ec2::tag_as_ours(ctx, &client, id).await?;
         Ok(Some(SecurityGroupOutputs {
-            group_id: SecurityGroupId(id.to_owned()),
+            group_id: SecurityGroupId::new(id.to_owned()),
         }))
     }
 
@@ -604,7 +604,7 @@ impl Resource for SecurityGroup {
                 Some((
                     id.clone(),
                     SecurityGroupOutputs {
-                        group_id: SecurityGroupId(id),
+                        group_id: SecurityGroupId::new(id),
                     },
                 ))
             }),
@@ -638,7 +638,7 @@ impl Resource for SecurityGroup {
                 .filter_map(|t| Some((t.key()?, t.value().unwrap_or_default()))),
         )?;
         Ok(Some(SecurityGroupOutputs {
-            group_id: SecurityGroupId(id.to_owned()),
+            group_id: SecurityGroupId::new(id.to_owned()),
         }))
     }
 }

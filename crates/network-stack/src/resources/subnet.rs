@@ -159,7 +159,7 @@ impl Resource for Subnet {
             .ok_or_else(|| ResourceError::missing("CreateSubnet", "a subnet id"))?
             .to_owned();
         let outputs = SubnetOutputs {
-            subnet_id: SubnetId(id),
+            subnet_id: SubnetId::new(id),
             availability_zone: zone,
         };
         // Route table associations and services need the subnet, not its public-IP setting.
@@ -189,7 +189,7 @@ impl Resource for Subnet {
         };
         Ok(Some(Observed {
             inputs: Subnet {
-                vpc_id: Input::Value(VpcId(s.vpc_id().unwrap_or_default().to_owned())),
+                vpc_id: Input::Value(VpcId::new(s.vpc_id().unwrap_or_default().to_owned())),
                 cidr_block: s.cidr_block().unwrap_or_default().to_owned(),
                 availability_zone,
                 map_public_ip_on_launch: s.map_public_ip_on_launch().unwrap_or(false),
@@ -239,7 +239,7 @@ impl Resource for Subnet {
             return Ok(None);
         };
         let outputs = SubnetOutputs {
-            subnet_id: SubnetId(id.to_owned()),
+            subnet_id: SubnetId::new(id.to_owned()),
             availability_zone: s.availability_zone().unwrap_or_default().to_owned(),
         };
         ec2::tag_as_ours(ctx, &client, id).await?;
@@ -263,7 +263,7 @@ impl Resource for Subnet {
                 Some((
                     id.clone(),
                     SubnetOutputs {
-                        subnet_id: SubnetId(id),
+                        subnet_id: SubnetId::new(id),
                         availability_zone: s.availability_zone()?.to_owned(),
                     },
                 ))

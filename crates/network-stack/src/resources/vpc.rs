@@ -127,7 +127,7 @@ impl Resource for Vpc {
             .ok_or_else(|| ResourceError::missing("CreateVpc", "a VPC id"))?
             .to_owned();
         let outputs = VpcOutputs {
-            vpc_id: VpcId(id),
+            vpc_id: VpcId::new(id),
             cidr_block: self.cidr_block.clone(),
         };
         // Subnets, gateways, route tables and groups need the VPC, not its DNS attributes.
@@ -208,7 +208,7 @@ impl Resource for Vpc {
             return Ok(None);
         };
         let outputs = VpcOutputs {
-            vpc_id: VpcId(id.to_owned()),
+            vpc_id: VpcId::new(id.to_owned()),
             cidr_block: v.cidr_block().unwrap_or_default().to_owned(),
         };
         ec2::tag_as_ours(ctx, &client, id).await?;
@@ -232,7 +232,7 @@ impl Resource for Vpc {
                 Some((
                     id.clone(),
                     VpcOutputs {
-                        vpc_id: VpcId(id),
+                        vpc_id: VpcId::new(id),
                         cidr_block: v.cidr_block()?.to_owned(),
                     },
                 ))
