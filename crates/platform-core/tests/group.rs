@@ -38,7 +38,7 @@ fn position(cloud: &FakeCloud, name: &str) -> usize {
         .unwrap_or_else(|| panic!("{name} was not created: {:?}", cloud.order()))
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_consumer_resource_starts_when_the_resource_it_uses_exists_not_when_its_stack_is_done() {
     let cloud = FakeCloud::new();
     cloud.set_latency(Duration::from_millis(30));
@@ -203,7 +203,7 @@ async fn a_reference_to_an_unlisted_stack_or_a_cycle_of_stacks_is_refused_before
     assert_eq!(cloud.calls().mutating(), 0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn destroyed_together_each_used_resource_waits_for_its_users_in_other_stacks() {
     let cloud = FakeCloud::new();
     cloud.set_latency(Duration::from_millis(20));
