@@ -85,6 +85,125 @@ pub(crate) fn tag_diff(
     Ok((set, changes.removed))
 }
 
+/// An IAM resource that takes tags, by the name (or ARN) its tag calls want.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Tagged<'a> {
+    /// A role, by name.
+    Role(&'a str),
+    /// A managed policy, by ARN.
+    Policy(&'a str),
+    /// An instance profile, by name.
+    InstanceProfile(&'a str),
+}
+
+impl Tagged<'_> {
+    /// Sets `tags` on it (TagRole / TagPolicy / TagInstanceProfile); nothing when there are none.
+    pub(crate) async fn tag(
+        self,
+        ctx: &Context,
+        client: &Client,
+        tags: Vec<Tag>,
+    ) -> Result<(), ResourceError> {
+        if tags.is_empty() {
+            return Ok(());
+        }
+        let tags = Some(tags);
+        match self {
+            Self::Role(name) => {
+                ctx.call("TagRole", || {
+                    client
+                        .tag_role()
+                        .role_name(name)
+                        .set_tags(tags.clone())
+                        .send()
+                })
+                .await?;
+            }
+            Self::Policy(arn) => {
+                ctx.call("TagPolicy", || {
+                    client
+                        .tag_policy()
+                        .policy_arn(arn)
+                        .set_tags(tags.clone())
+                        .send()
+                })
+                .await?;
+            }
+            Self::InstanceProfile(name) => {
+                ctx.call("TagInstanceProfile", || {
+                    client
+                        .tag_instance_profile()
+                        .instance_profile_name(name)
+                        .set_tags(tags.clone())
+                        .send()
+                })
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the tags `keys` (UntagRole / UntagPolicy / UntagInstanceProfile); nothing when none.
+    async fn untag(
+        self,
+        ctx: &Context,
+        client: &Client,
+        keys: Vec<String>,
+    ) -> Result<(), ResourceError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let keys = Some(keys);
+        match self {
+            Self::Role(name) => {
+                ctx.call("UntagRole", || {
+                    client
+                        .untag_role()
+                        .role_name(name)
+                        .set_tag_keys(keys.clone())
+                        .send()
+                })
+                .await?;
+            }
+            Self::Policy(arn) => {
+                ctx.call("UntagPolicy", || {
+                    client
+                        .untag_policy()
+                        .policy_arn(arn)
+                        .set_tag_keys(keys.clone())
+                        .send()
+                })
+                .await?;
+            }
+            Self::InstanceProfile(name) => {
+                ctx.call("UntagInstanceProfile", || {
+                    client
+                        .untag_instance_profile()
+                        .instance_profile_name(name)
+                        .set_tag_keys(keys.clone())
+                        .send()
+                })
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings its user tags from `old` to `new`: the keys no longer wanted removed first, then what
+    /// is new or changed set.
+    pub(crate) async fn converge_tags(
+        self,
+        ctx: &Context,
+        client: &Client,
+        old: &BTreeMap<String, String>,
+        new: &BTreeMap<String, String>,
+    ) -> Result<(), ResourceError> {
+        let (set, removed) = tag_diff(old, new)?;
+        self.untag(ctx, client, removed).await?;
+        self.tag(ctx, client, set).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

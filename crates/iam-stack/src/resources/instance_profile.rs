@@ -7,7 +7,7 @@ use platform_core::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::iam;
+use crate::iam::{self, Tagged};
 use crate::validate;
 
 /// An instance profile holding one role. A name or path change replaces it; the role is swapped in
@@ -200,27 +200,9 @@ impl Resource for InstanceProfile {
             }
             Self::add_role(ctx, &client, name, new_role).await?;
         }
-        let (set, removed) = iam::tag_diff(&previous.tags, &self.tags)?;
-        if !removed.is_empty() {
-            ctx.call("UntagInstanceProfile", || {
-                client
-                    .untag_instance_profile()
-                    .instance_profile_name(name)
-                    .set_tag_keys(Some(removed.clone()))
-                    .send()
-            })
+        Tagged::InstanceProfile(name)
+            .converge_tags(ctx, &client, &previous.tags, &self.tags)
             .await?;
-        }
-        if !set.is_empty() {
-            ctx.call("TagInstanceProfile", || {
-                client
-                    .tag_instance_profile()
-                    .instance_profile_name(name)
-                    .set_tags(Some(set.clone()))
-                    .send()
-            })
-            .await?;
-        }
         Ok(outputs.clone())
     }
 

@@ -8,7 +8,7 @@ use platform_core::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::iam;
+use crate::iam::{self, Tagged};
 use crate::policy::PolicyDocument;
 use crate::validate;
 
@@ -230,27 +230,9 @@ impl Resource for ManagedPolicy {
                 .ok_or_else(|| ResourceError::missing("CreatePolicyVersion", "a version id"))?
                 .to_owned();
         }
-        let (set, removed) = iam::tag_diff(&previous.tags, &self.tags)?;
-        if !removed.is_empty() {
-            ctx.call("UntagPolicy", || {
-                client
-                    .untag_policy()
-                    .policy_arn(arn)
-                    .set_tag_keys(Some(removed.clone()))
-                    .send()
-            })
+        Tagged::Policy(arn)
+            .converge_tags(ctx, &client, &previous.tags, &self.tags)
             .await?;
-        }
-        if !set.is_empty() {
-            ctx.call("TagPolicy", || {
-                client
-                    .tag_policy()
-                    .policy_arn(arn)
-                    .set_tags(Some(set.clone()))
-                    .send()
-            })
-            .await?;
-        }
         Ok(result)
     }
 
@@ -303,15 +285,9 @@ impl Resource for ManagedPolicy {
             name: p.policy_name().unwrap_or_default().to_owned(),
             default_version_id: p.default_version_id().unwrap_or_default().to_owned(),
         };
-        let tags = iam::ownership_tags(ctx)?;
-        ctx.call("TagPolicy", || {
-            client
-                .tag_policy()
-                .policy_arn(id)
-                .set_tags(Some(tags.clone()))
-                .send()
-        })
-        .await?;
+        Tagged::Policy(id)
+            .tag(ctx, &client, iam::ownership_tags(ctx)?)
+            .await?;
         Ok(Some(outputs))
     }
 

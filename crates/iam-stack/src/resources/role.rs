@@ -7,7 +7,7 @@ use platform_core::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::iam;
+use crate::iam::{self, Tagged};
 use crate::policy::PolicyDocument;
 use crate::validate;
 
@@ -180,27 +180,9 @@ impl Resource for Role {
             })
             .await?;
         }
-        let (set, removed) = iam::tag_diff(&previous.tags, &self.tags)?;
-        if !removed.is_empty() {
-            ctx.call("UntagRole", || {
-                client
-                    .untag_role()
-                    .role_name(name)
-                    .set_tag_keys(Some(removed.clone()))
-                    .send()
-            })
+        Tagged::Role(name)
+            .converge_tags(ctx, &client, &previous.tags, &self.tags)
             .await?;
-        }
-        if !set.is_empty() {
-            ctx.call("TagRole", || {
-                client
-                    .tag_role()
-                    .role_name(name)
-                    .set_tags(Some(set.clone()))
-                    .send()
-            })
-            .await?;
-        }
         Ok(outputs.clone())
     }
 
@@ -291,15 +273,9 @@ impl Resource for Role {
             return Ok(None);
         };
         let outputs = outputs_of(&role);
-        let tags = iam::ownership_tags(ctx)?;
-        ctx.call("TagRole", || {
-            client
-                .tag_role()
-                .role_name(name)
-                .set_tags(Some(tags.clone()))
-                .send()
-        })
-        .await?;
+        Tagged::Role(name)
+            .tag(ctx, &client, iam::ownership_tags(ctx)?)
+            .await?;
         Ok(Some(outputs))
     }
 
