@@ -281,6 +281,24 @@ async fn a_trust_policy_change_is_one_update_call_and_a_rename_replaces() {
     w.engine.up(&stack(&tagged)).await.unwrap();
     assert_eq!(w.cloud.mutating_calls(), ["UpdateRole", "TagRole"]);
 
+    // A tag replaced by another: the old key removed, the new one set, the engine's kept.
+    let mut retagged = tagged.clone();
+    retagged.tags = BTreeMap::from([("owner".to_owned(), "ops".to_owned())]);
+    w.cloud.clear();
+    w.engine.up(&stack(&retagged)).await.unwrap();
+    assert_eq!(w.cloud.mutating_calls(), ["UntagRole", "TagRole"]);
+    let live = w
+        .iam
+        .list_role_tags()
+        .role_name("app-role")
+        .send()
+        .await
+        .unwrap();
+    let keys: Vec<&str> = live.tags().iter().map(|t| t.key()).collect();
+    assert!(keys.contains(&"owner") && !keys.contains(&"team"), "{keys:?}");
+    assert!(keys.contains(&"platform:stack"), "{keys:?}");
+    let tagged = retagged;
+
     let mut renamed = tagged.clone();
     renamed.name = "app-role-2".into();
     let plan = w.engine.preview(&stack(&renamed)).await.unwrap();
