@@ -1,24 +1,40 @@
 #!/usr/bin/env python3
-"""Writes vendor/aws-sdk-ec2: the official aws-sdk-ec2 crate from the cargo registry, with only the EC2
-operations this project calls and the code they reach.
+"""Writes vendor/aws-sdk-ec2: the official aws-sdk-ec2 crate (the version and checksum below, from
+crates.io), with only the EC2 operations this project calls and the code they reach, as the package
+`platform-aws-sdk-ec2` (its library is still `aws_sdk_ec2`).
 
 Why: aws-sdk-ec2 is 1.2 million lines of generated code for ~800 operations; the network stack calls
 about 35 of them. On this project's 2-core machines the whole crate takes longer to compile cold than a
 work session lasts. The kept files are copied unchanged; only the generated module lists (`mod x;`,
 `pub use ..`) and the per-operation items of the crate-wide files (`error_meta.rs`, `lens.rs`, ...) are
-filtered. `[patch.crates-io]` in the workspace's Cargo.toml points aws-sdk-ec2 here.
+filtered, and the package is renamed. The workspace depends on it by path under that name
+(`aws-sdk-ec2 = { package = "platform-aws-sdk-ec2", path = ... }`), so a project that depends on
+network-stack from git or by path builds the same pruned crate, not the registry's.
 
-To upgrade: `cargo update -p aws-sdk-ec2` with the patch removed, then run this script again (it reads
-the version from Cargo.lock). To call a new EC2 operation: add it to OPERATIONS and run it again.
+To upgrade: set UPSTREAM_VERSION and UPSTREAM_SHA256 (the `cksum` of that version in
+https://index.crates.io/aw/s-/aws-sdk-ec2) and run this script. To call a new EC2 operation: add it to
+OPERATIONS and run it again. CI runs `--check`: the script must reproduce vendor/ byte for byte.
 
     python3 scripts/vendor-ec2.py            # writes vendor/aws-sdk-ec2
+    python3 scripts/vendor-ec2.py --check    # compares what it would write with vendor/aws-sdk-ec2
 """
+import filecmp
+import hashlib
+import io
 import os
 import re
 import shutil
 import sys
-import tomllib
+import tarfile
+import tempfile
+import urllib.request
 from pathlib import Path
+
+# The official crate this one is cut from.
+UPSTREAM_VERSION = "1.274.0"
+UPSTREAM_SHA256 = "13e3f0815e4ac74946498e34064459dbae1efb7ec174cce6ed444f50f82a0a73"
+# The pruned crate's package name.
+PACKAGE = "platform-aws-sdk-ec2"
 
 # Every EC2 operation the workspace calls (resources, suites, benchmark), snake_case.
 OPERATIONS = sorted("""
@@ -36,16 +52,35 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "vendor" / "aws-sdk-ec2"
 
 
-def registry_source() -> Path:
-    lock = tomllib.loads((ROOT / "Cargo.lock").read_text())
-    versions = [p["version"] for p in lock["package"] if p["name"] == "aws-sdk-ec2"]
-    if len(versions) != 1:
-        sys.exit(f"vendor-ec2: expected one aws-sdk-ec2 in Cargo.lock, found {versions}")
+def upstream_source(scratch: Path) -> Path:
+    """The official crate's sources: the cargo registry's copy when there is one, else the .crate
+    downloaded from crates.io into `scratch` and checked against UPSTREAM_SHA256."""
+    name = f"aws-sdk-ec2-{UPSTREAM_VERSION}"
     home = Path(os.environ.get("CARGO_HOME", Path.home() / ".cargo"))
-    found = sorted(home.glob(f"registry/src/*/aws-sdk-ec2-{versions[0]}"))
-    if not found:
-        sys.exit(f"vendor-ec2: aws-sdk-ec2 {versions[0]} is not in {home}/registry/src (run `cargo fetch`)")
-    return found[0]
+    found = sorted(home.glob(f"registry/src/*/{name}"))
+    if found:
+        return found[0]
+    url = f"https://static.crates.io/crates/aws-sdk-ec2/{name}.crate"
+    with urllib.request.urlopen(url, timeout=120) as r:
+        data = r.read()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != UPSTREAM_SHA256:
+        sys.exit(f"vendor-ec2: {url} has sha256 {digest}, expected {UPSTREAM_SHA256}")
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as t:
+        t.extractall(scratch, filter="data")
+    return scratch / name
+
+
+def differences(a: Path, b: Path) -> list[str]:
+    """The files that differ between trees `a` and `b` (or are in one only), relative paths."""
+    out = []
+    cmp = filecmp.dircmp(a, b)
+    out += [f"only in {a}: {n}" for n in cmp.left_only] + [f"only in {b}: {n}" for n in cmp.right_only]
+    _, mismatch, errors = filecmp.cmpfiles(a, b, cmp.common_files, shallow=False)
+    out += [f"differs: {a / n}" for n in mismatch + errors]
+    for sub in cmp.common_dirs:
+        out += differences(a / sub, b / sub)
+    return out
 
 
 # A reference to another module of the crate, as the generated code writes it.
@@ -73,7 +108,20 @@ def items(text: str) -> list[str]:
 
 
 def main() -> None:
-    src = registry_source()
+    check = sys.argv[1:] == ["--check"]
+    scratch = Path(tempfile.mkdtemp(prefix="vendor-ec2-"))
+    try:
+        write(upstream_source(scratch), scratch / "out" if check else OUT)
+        if check:
+            diff = differences(scratch / "out", OUT)
+            if diff:
+                sys.exit("vendor-ec2: vendor/aws-sdk-ec2 is not what the script writes:\n" + "\n".join(diff))
+            print(f"vendor-ec2: vendor/aws-sdk-ec2 is what the script writes from aws-sdk-ec2 {UPSTREAM_VERSION}")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def write(src: Path, dest: Path) -> None:
     s = src / "src"
     types_rs = (s / "types.rs").read_text()
     # Re-exported name -> module under types/ (e.g. Vpc -> _vpc).
@@ -151,18 +199,29 @@ def main() -> None:
                 continue
             if wanted(item):
                 out.append(item)
-        (OUT / "src" / rel).write_text("".join(out))
+        (dest / "src" / rel).write_text("".join(out))
 
-    if OUT.exists():
-        shutil.rmtree(OUT)
-    (OUT / "src").mkdir(parents=True)
-    for f in ("Cargo.toml", "LICENSE", "README.md"):
-        shutil.copy(src / f, OUT / f)
+    if dest.exists():
+        shutil.rmtree(dest)
+    (dest / "src").mkdir(parents=True)
+    for f in ("LICENSE", "README.md"):
+        shutil.copy(src / f, dest / f)
+    # The package under a name of its own (the library keeps its name: `use aws_sdk_ec2::...`).
+    manifest = (src / "Cargo.toml").read_text()
+    renamed = manifest.replace('\nname = "aws-sdk-ec2"\n', f'\nname = "{PACKAGE}"\n', 1)
+    if renamed == manifest or '[lib]\nname = "aws_sdk_ec2"' not in renamed:
+        sys.exit("vendor-ec2: the upstream Cargo.toml does not name its package and library as expected")
+    # `[hints]` is for registry crates; on a path dependency stable cargo warns it ignores it, a
+    # warning every build of every user would show.
+    hints = "\n[hints]\nmostly-unused = true\n"
+    if hints in renamed:
+        renamed = renamed.replace(hints, "\n")
+    (dest / "Cargo.toml").write_text(renamed)
     # Generated code, kept byte for byte: `cargo fmt --all` formats path dependencies too.
-    (OUT / "rustfmt.toml").write_text("disable_all_formatting = true\n")
-    (OUT / "VENDORED.md").write_text(
-        f"# Pruned {src.name}\n\nWritten by `scripts/vendor-ec2.py` from the cargo registry's copy of "
-        f"{src.name}: the official crate's files, with only these operations and the modules they reach "
+    (dest / "rustfmt.toml").write_text("disable_all_formatting = true\n")
+    (dest / "VENDORED.md").write_text(
+        f"# Pruned {src.name}\n\nWritten by `scripts/vendor-ec2.py` from crates.io's "
+        f"{src.name} (sha256 {UPSTREAM_SHA256}), as the package `{PACKAGE}`: the official crate's files, with only these operations and the modules they reach "
         f"(the generated module lists and crate-wide per-operation items filtered to match):\n\n"
         + "".join(f"- `{op}`\n" for op in OPERATIONS)
         + "\nDo not edit: change OPERATIONS in the script and run it again.\n"
@@ -173,27 +232,27 @@ def main() -> None:
         rel = p.relative_to(s)
         if rel.parts[0] in per_unit and len(rel.parts) > 1:
             continue
-        (OUT / "src" / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(p, OUT / "src" / rel)
+        (dest / "src" / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(p, dest / "src" / rel)
     for kind, name in sorted(keep):
         for p in files_of(kind, name):
             if p.exists():
-                dst = OUT / "src" / p.relative_to(s)
+                dst = dest / "src" / p.relative_to(s)
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy(p, dst)
     # Kept shape modules hold deserializers that no kept operation calls (one today:
     # `de_tag_specification`): dead code by construction, silenced so that no build shows it.
-    lib = OUT / "src" / "lib.rs"
+    lib = dest / "src" / "lib.rs"
     lib.write_text(
         "#![allow(dead_code)] // pruned by scripts/vendor-ec2.py: see VENDORED.md\n" + lib.read_text()
     )
     # The client's one shared module.
-    shutil.copy(s / "client" / "customize.rs", OUT / "src" / "client" / "customize.rs")
-    shutil.copytree(s / "client" / "customize", OUT / "src" / "client" / "customize")
+    shutil.copy(s / "client" / "customize.rs", dest / "src" / "client" / "customize.rs")
+    shutil.copytree(s / "client" / "customize", dest / "src" / "client" / "customize")
     if (s / "types" / "error.rs").exists():
-        shutil.copy(s / "types" / "error.rs", OUT / "src" / "types" / "error.rs")
+        shutil.copy(s / "types" / "error.rs", dest / "src" / "types" / "error.rs")
         if (s / "types" / "error").is_dir():
-            shutil.copytree(s / "types" / "error", OUT / "src" / "types" / "error")
+            shutil.copytree(s / "types" / "error", dest / "src" / "types" / "error")
     filter_file("operation.rs", kept["operation"])
     filter_file("client.rs", kept["operation"] | {"customize"})
     filter_file("types.rs", kept["types"] | {"builders", "error"})
@@ -203,10 +262,10 @@ def main() -> None:
     filter_file("serde_util.rs")
     filter_file("lens.rs")
     filter_file("waiters.rs", kept["waiters"])
-    lines = sum(len(p.read_text().splitlines()) for p in (OUT / "src").rglob("*.rs"))
+    lines = sum(len(p.read_text().splitlines()) for p in (dest / "src").rglob("*.rs"))
     print(
         f"vendor-ec2: {src.name}: {len(kept['operation'])} operations, {len(kept['types'])} type modules, "
-        f"{len(kept['protocol_serde'])} serde modules, {len(kept['waiters'])} waiters; {lines} lines in {OUT}"
+        f"{len(kept['protocol_serde'])} serde modules, {len(kept['waiters'])} waiters; {lines} lines in {dest}"
     )
 
 

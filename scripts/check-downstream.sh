@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# What a project that embeds the platform gets: a scratch crate outside this workspace that depends on
+# cluster-stack and on the Platform library (`examples`) by path, as a deploy bot would. Its normal
+# dependencies must carry no test harness (testcontainers, the emulator proxy) and must use the pruned
+# EC2 client (`platform-aws-sdk-ec2`), never the registry's 1.2-million-line aws-sdk-ec2.
+# Resolved offline against this workspace's lock: run after a build has fetched the dependencies.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+mkdir -p "$scratch/src"
+cat >"$scratch/Cargo.toml" <<TOML
+[package]
+name = "deploy-bot"
+version = "0.1.0"
+edition = "2024"
+publish = false
+
+[dependencies]
+cluster-stack = { path = "$root/crates/cluster-stack" }
+examples = { path = "$root/crates/examples" }
+TOML
+echo 'fn main() {}' >"$scratch/src/main.rs"
+cp "$root/Cargo.lock" "$scratch/Cargo.lock"
+tree="$(cd "$scratch" && cargo tree --offline -e normal --prefix none)"
+if grep -E '^(testcontainers|testcontainers-modules|local-cloud|bollard) ' <<<"$tree"; then
+  echo "check-downstream: a project using the platform would build the test harness (above)" >&2
+  exit 1
+fi
+if grep -E '^aws-sdk-ec2 ' <<<"$tree"; then
+  echo "check-downstream: a project using the platform would build the registry's full aws-sdk-ec2" >&2
+  exit 1
+fi
+grep -E '^platform-aws-sdk-ec2 v[0-9.]+ \(' <<<"$tree" | head -n 1
+echo "check-downstream: no test harness, the pruned EC2 client"
