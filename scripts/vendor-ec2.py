@@ -216,6 +216,8 @@ def write(src: Path, dest: Path) -> None:
     hints = "\n[hints]\nmostly-unused = true\n"
     if hints in renamed:
         renamed = renamed.replace(hints, "\n")
+    # Its tests are not copied: neither are their targets (`cargo fmt --all` reads them).
+    renamed = re.sub(r'\[\[test\]\]\nname = "\w+"\npath = "tests/\w+\.rs"\n\n', "", renamed)
     (dest / "Cargo.toml").write_text(renamed)
     # Generated code, kept byte for byte: `cargo fmt --all` formats path dependencies too.
     (dest / "rustfmt.toml").write_text("disable_all_formatting = true\n")

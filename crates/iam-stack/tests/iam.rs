@@ -295,7 +295,10 @@ async fn a_trust_policy_change_is_one_update_call_and_a_rename_replaces() {
         .await
         .unwrap();
     let keys: Vec<&str> = live.tags().iter().map(|t| t.key()).collect();
-    assert!(keys.contains(&"owner") && !keys.contains(&"team"), "{keys:?}");
+    assert!(
+        keys.contains(&"owner") && !keys.contains(&"team"),
+        "{keys:?}"
+    );
     assert!(keys.contains(&"platform:stack"), "{keys:?}");
     let tagged = retagged;
 

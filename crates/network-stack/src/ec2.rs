@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
-use platform_core::{Context, GoneExt, ResourceError, STACK_TAG};
+use platform_core::{Context, GoneExt, Resource, ResourceError, STACK_TAG};
 
 /// The EC2 client, built once per engine with the engine's interceptors (call counting).
 pub(crate) fn client(ctx: &Context) -> Result<Client, ResourceError> {
@@ -147,4 +147,90 @@ where
     ctx.call_retrying(operation, |e| e.has_code("DependencyViolation"), f)
         .await
         .gone_is_ok()
+}
+
+/// How an EC2 object is looked up: by its id, or by filters (the engine's tags, a name).
+#[derive(Clone, Debug)]
+pub(crate) enum Lookup<'a> {
+    /// The one object with this id (none when EC2 answers that it does not exist).
+    Id(&'a str),
+    /// Every object the filters select.
+    Filters(Vec<Filter>),
+}
+
+impl Lookup<'_> {
+    /// The ids to describe, for the `Describe*` call's id list.
+    pub(crate) fn ids(&self) -> Option<Vec<String>> {
+        match self {
+            Self::Id(id) => Some(vec![(*id).to_owned()]),
+            Self::Filters(_) => None,
+        }
+    }
+
+    /// The filters, for the `Describe*` call's filter list.
+    pub(crate) fn filters(&self) -> Option<Vec<Filter>> {
+        match self {
+            Self::Id(_) => None,
+            Self::Filters(f) => Some(f.clone()),
+        }
+    }
+}
+
+/// An EC2 object the network stack makes and tags (VPC, subnet, internet gateway, route table,
+/// security group): one `Describe*` call looks it up by id or by filters, and its outputs are read
+/// off its description. Its `read`, `find` (by the engine's tags) and `import` (by id) are built on
+/// that: [`describe_id`], [`find`], [`import`].
+pub(crate) trait Ec2Object: Resource {
+    /// What messages call it (`VPC`).
+    const NOUN: &'static str;
+    /// How EC2 describes one.
+    type Described: Send + Sync;
+
+    /// The `Describe*` call: what `lookup` selects; empty when nothing is (an unknown id included).
+    fn describe(
+        ctx: &Context,
+        client: &Client,
+        lookup: Lookup<'_>,
+    ) -> impl Future<Output = Result<Vec<Self::Described>, ResourceError>> + Send;
+
+    /// Its id and outputs, from its description; `None` when EC2 left out what they need.
+    fn outputs_of(described: &Self::Described) -> Option<(String, Self::Outputs)>;
+}
+
+/// Object `id` of kind `R` as EC2 describes it; `None` when it does not exist.
+pub(crate) async fn describe_id<R: Ec2Object>(
+    ctx: &Context,
+    client: &Client,
+    id: &str,
+) -> Result<Option<R::Described>, ResourceError> {
+    Ok(R::describe(ctx, client, Lookup::Id(id))
+        .await?
+        .into_iter()
+        .next())
+}
+
+/// The object of kind `R` that carries this resource's tags (one an interrupted create made): what
+/// `find` returns. [`ResourceError::Ambiguous`] when several do.
+pub(crate) async fn find<R: Ec2Object>(ctx: &Context) -> Result<Option<R::Outputs>, ResourceError> {
+    let client = client(ctx)?;
+    let found = R::describe(ctx, &client, Lookup::Filters(own_filters(ctx))).await?;
+    platform_core::found_one(R::NOUN, found.iter().filter_map(R::outputs_of))
+}
+
+/// Object `id` of kind `R`, tagged with the engine's tags so that it is this stack's: what `import`
+/// returns. `None` when nothing has that id.
+pub(crate) async fn import<R: Ec2Object>(
+    ctx: &Context,
+    id: &str,
+) -> Result<Option<R::Outputs>, ResourceError> {
+    let client = client(ctx)?;
+    let Some((_, outputs)) = describe_id::<R>(ctx, &client, id)
+        .await?
+        .as_ref()
+        .and_then(R::outputs_of)
+    else {
+        return Ok(None);
+    };
+    tag_as_ours(ctx, &client, id).await?;
+    Ok(Some(outputs))
 }

@@ -684,6 +684,16 @@ mod force_new_tests {
     }
 
     #[test]
+    fn a_reference_known_now_is_planned_with_its_value() {
+        let parent = serde_json::to_value(Input::Ref(Ref::<String>::new("p", "id"))).unwrap();
+        let declared = json!({"parent": parent, "name": "a", "size": 1});
+        let recorded = json!({"parent": "p-1", "name": "a", "size": 1});
+        let changes = [change("parent", json!("p-1"), Planned::Known(json!("p-2")))];
+        let planned = planned_inputs(&declared, &recorded, &changes);
+        assert_eq!(planned, json!({"parent": "p-2", "name": "a", "size": 1}));
+    }
+
+    #[test]
     fn any_change_forces_every_changed_field() {
         assert_eq!(
             ForceNew::any_change().forced(["a".into(), "b".into()]),

@@ -8,7 +8,8 @@ use platform_core::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::internet_gateway::{describe, detach};
+use super::InternetGateway;
+use super::internet_gateway::detach;
 use crate::ec2;
 use crate::ids::{InternetGatewayId, VpcId};
 
@@ -51,7 +52,7 @@ impl InternetGatewayAttachment {
         gateway: &str,
         vpc: &str,
     ) -> Result<Option<InternetGatewayAttachmentOutputs>, ResourceError> {
-        let Some(g) = describe(ctx, client, gateway).await? else {
+        let Some(g) = ec2::describe_id::<InternetGateway>(ctx, client, gateway).await? else {
             return Ok(None);
         };
         let attached = g.attachments().iter().any(|a| {

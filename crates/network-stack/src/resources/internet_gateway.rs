@@ -33,6 +33,41 @@ resource_outputs! {
     }
 }
 
+impl ec2::Ec2Object for InternetGateway {
+    const NOUN: &'static str = "internet gateway";
+    type Described = aws_sdk_ec2::types::InternetGateway;
+
+    async fn describe(
+        ctx: &Context,
+        client: &aws_sdk_ec2::Client,
+        lookup: ec2::Lookup<'_>,
+    ) -> Result<Vec<Self::Described>, ResourceError> {
+        let out = ctx
+            .call("DescribeInternetGateways", || {
+                client
+                    .describe_internet_gateways()
+                    .set_internet_gateway_ids(lookup.ids())
+                    .set_filters(lookup.filters())
+                    .send()
+            })
+            .await
+            .gone_is_none()?;
+        Ok(out
+            .map(|o| o.internet_gateways().to_vec())
+            .unwrap_or_default())
+    }
+
+    fn outputs_of(g: &Self::Described) -> Option<(String, InternetGatewayOutputs)> {
+        let id = g.internet_gateway_id()?.to_owned();
+        Some((
+            id.clone(),
+            InternetGatewayOutputs {
+                internet_gateway_id: InternetGatewayId::new(id),
+            },
+        ))
+    }
+}
+
 impl Resource for InternetGateway {
     type Outputs = InternetGatewayOutputs;
     const KIND: &'static str = "ec2:internet-gateway";
@@ -73,7 +108,7 @@ impl Resource for InternetGateway {
     ) -> Result<Option<Observed<Self>>, ResourceError> {
         let client = ec2::client(ctx)?;
         let id = outputs.internet_gateway_id.as_str();
-        let Some(g) = describe(ctx, &client, id).await? else {
+        let Some(g) = ec2::describe_id::<InternetGateway>(ctx, &client, id).await? else {
             return Ok(None);
         };
         Ok(Some(Observed {
@@ -103,7 +138,7 @@ impl Resource for InternetGateway {
     ) -> Result<(), ResourceError> {
         let client = ec2::client(ctx)?;
         let id = outputs.internet_gateway_id.as_str();
-        let Some(g) = describe(ctx, &client, id).await? else {
+        let Some(g) = ec2::describe_id::<InternetGateway>(ctx, &client, id).await? else {
             return Ok(());
         };
         // Its attachment is deleted first (it depends on the gateway); one made outside the stack
@@ -127,39 +162,11 @@ impl Resource for InternetGateway {
         ctx: &Context,
         id: &str,
     ) -> Result<Option<InternetGatewayOutputs>, ResourceError> {
-        let client = ec2::client(ctx)?;
-        if describe(ctx, &client, id).await?.is_none() {
-            return Ok(None);
-        }
-        ec2::tag_as_ours(ctx, &client, id).await?;
-        Ok(Some(InternetGatewayOutputs {
-            internet_gateway_id: InternetGatewayId::new(id.to_owned()),
-        }))
+        ec2::import::<Self>(ctx, id).await
     }
 
     async fn find(&self, ctx: &Context) -> Result<Option<InternetGatewayOutputs>, ResourceError> {
-        let client = ec2::client(ctx)?;
-        let out = ctx
-            .call("DescribeInternetGateways", || {
-                client
-                    .describe_internet_gateways()
-                    .set_filters(Some(ec2::own_filters(ctx)))
-                    .send()
-            })
-            .await?;
-        let Some(gateway) = platform_core::found_one(
-            "internet gateway",
-            out.internet_gateways()
-                .iter()
-                .filter_map(|g| Some((g.internet_gateway_id()?.to_owned(), g))),
-        )?
-        else {
-            return Ok(None);
-        };
-        let id = gateway.internet_gateway_id().unwrap_or_default().to_owned();
-        Ok(Some(InternetGatewayOutputs {
-            internet_gateway_id: InternetGatewayId::new(id),
-        }))
+        ec2::find::<Self>(ctx).await
     }
 }
 
@@ -189,22 +196,4 @@ pub(super) async fn detach(
         Err(e) if e.aws_code() == Some("Gateway.NotAttached") => Ok(()),
         other => other.map(|_| ()),
     }
-}
-
-/// The gateway `id` as EC2 describes it; `None` when it is gone.
-pub(super) async fn describe(
-    ctx: &Context,
-    client: &aws_sdk_ec2::Client,
-    id: &str,
-) -> Result<Option<aws_sdk_ec2::types::InternetGateway>, ResourceError> {
-    let out = ctx
-        .call("DescribeInternetGateways", || {
-            client
-                .describe_internet_gateways()
-                .internet_gateway_ids(id)
-                .send()
-        })
-        .await
-        .gone_is_none()?;
-    Ok(out.and_then(|o| o.internet_gateways().first().cloned()))
 }

@@ -135,19 +135,37 @@ impl RouteTable {
     }
 }
 
-/// The RouteTable `id` as AWS describes it; `None` when it does not exist.
-async fn describe(
-    ctx: &Context,
-    client: &aws_sdk_ec2::Client,
-    id: &str,
-) -> Result<Option<aws_sdk_ec2::types::RouteTable>, ResourceError> {
-    let out = ctx
-        .call("DescribeRouteTables", || {
-            client.describe_route_tables().route_table_ids(id).send()
-        })
-        .await
-        .gone_is_none()?;
-    Ok(out.and_then(|o| o.route_tables().first().cloned()))
+impl ec2::Ec2Object for RouteTable {
+    const NOUN: &'static str = "route table";
+    type Described = aws_sdk_ec2::types::RouteTable;
+
+    async fn describe(
+        ctx: &Context,
+        client: &aws_sdk_ec2::Client,
+        lookup: ec2::Lookup<'_>,
+    ) -> Result<Vec<Self::Described>, ResourceError> {
+        let out = ctx
+            .call("DescribeRouteTables", || {
+                client
+                    .describe_route_tables()
+                    .set_route_table_ids(lookup.ids())
+                    .set_filters(lookup.filters())
+                    .send()
+            })
+            .await
+            .gone_is_none()?;
+        Ok(out.map(|o| o.route_tables().to_vec()).unwrap_or_default())
+    }
+
+    fn outputs_of(t: &Self::Described) -> Option<(String, RouteTableOutputs)> {
+        let id = t.route_table_id()?.to_owned();
+        Some((
+            id.clone(),
+            RouteTableOutputs {
+                route_table_id: RouteTableId::new(id),
+            },
+        ))
+    }
 }
 
 impl Resource for RouteTable {
@@ -223,7 +241,7 @@ impl Resource for RouteTable {
     ) -> Result<Option<Observed<Self>>, ResourceError> {
         let client = ec2::client(ctx)?;
         let id = outputs.route_table_id.as_str();
-        let Some(t) = describe(ctx, &client, id).await? else {
+        let Some(t) = ec2::describe_id::<RouteTable>(ctx, &client, id).await? else {
             return Ok(None);
         };
         let (routes, other_routes) = routes_from(t.routes());
@@ -291,38 +309,11 @@ impl Resource for RouteTable {
         ctx: &Context,
         id: &str,
     ) -> Result<Option<RouteTableOutputs>, ResourceError> {
-        let client = ec2::client(ctx)?;
-        if describe(ctx, &client, id).await?.is_none() {
-            return Ok(None);
-        }
-        ec2::tag_as_ours(ctx, &client, id).await?;
-        Ok(Some(RouteTableOutputs {
-            route_table_id: RouteTableId::new(id.to_owned()),
-        }))
+        ec2::import::<Self>(ctx, id).await
     }
 
     async fn find(&self, ctx: &Context) -> Result<Option<RouteTableOutputs>, ResourceError> {
-        let client = ec2::client(ctx)?;
-        let out = ctx
-            .call("DescribeRouteTables", || {
-                client
-                    .describe_route_tables()
-                    .set_filters(Some(ec2::own_filters(ctx)))
-                    .send()
-            })
-            .await?;
-        platform_core::found_one(
-            "route table",
-            out.route_tables().iter().filter_map(|t| {
-                let id = t.route_table_id()?.to_owned();
-                Some((
-                    id.clone(),
-                    RouteTableOutputs {
-                        route_table_id: RouteTableId::new(id),
-                    },
-                ))
-            }),
-        )
+        ec2::find::<Self>(ctx).await
     }
 }
 

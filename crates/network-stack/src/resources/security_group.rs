@@ -384,19 +384,39 @@ resource_outputs! {
     }
 }
 
-/// The SecurityGroup `id` as AWS describes it; `None` when it does not exist.
-async fn describe(
-    ctx: &Context,
-    client: &aws_sdk_ec2::Client,
-    id: &str,
-) -> Result<Option<aws_sdk_ec2::types::SecurityGroup>, ResourceError> {
-    let out = ctx
-        .call("DescribeSecurityGroups", || {
-            client.describe_security_groups().group_ids(id).send()
-        })
-        .await
-        .gone_is_none()?;
-    Ok(out.and_then(|o| o.security_groups().first().cloned()))
+impl ec2::Ec2Object for SecurityGroup {
+    const NOUN: &'static str = "security group";
+    type Described = aws_sdk_ec2::types::SecurityGroup;
+
+    async fn describe(
+        ctx: &Context,
+        client: &aws_sdk_ec2::Client,
+        lookup: ec2::Lookup<'_>,
+    ) -> Result<Vec<Self::Described>, ResourceError> {
+        let out = ctx
+            .call("DescribeSecurityGroups", || {
+                client
+                    .describe_security_groups()
+                    .set_group_ids(lookup.ids())
+                    .set_filters(lookup.filters())
+                    .send()
+            })
+            .await
+            .gone_is_none()?;
+        Ok(out
+            .map(|o| o.security_groups().to_vec())
+            .unwrap_or_default())
+    }
+
+    fn outputs_of(g: &Self::Described) -> Option<(String, SecurityGroupOutputs)> {
+        let id = g.group_id()?.to_owned();
+        Some((
+            id.clone(),
+            SecurityGroupOutputs {
+                group_id: SecurityGroupId::new(id),
+            },
+        ))
+    }
 }
 
 impl Resource for SecurityGroup {
@@ -498,7 +518,7 @@ impl Resource for SecurityGroup {
     ) -> Result<Option<Observed<Self>>, ResourceError> {
         let client = ec2::client(ctx)?;
         let id = outputs.group_id.as_str();
-        let Some(g) = describe(ctx, &client, id).await? else {
+        let Some(g) = ec2::describe_id::<SecurityGroup>(ctx, &client, id).await? else {
             return Ok(None);
         };
         let (ingress, other_ingress) = rules_from(g.ip_permissions());
@@ -577,41 +597,14 @@ impl Resource for SecurityGroup {
         ctx: &Context,
         id: &str,
     ) -> Result<Option<SecurityGroupOutputs>, ResourceError> {
-        let client = ec2::client(ctx)?;
-        if describe(ctx, &client, id).await?.is_none() {
-            return Ok(None);
-        }
-        ec2::tag_as_ours(ctx, &client, id).await?;
-        Ok(Some(SecurityGroupOutputs {
-            group_id: SecurityGroupId::new(id.to_owned()),
-        }))
+        ec2::import::<Self>(ctx, id).await
     }
 
     async fn find(&self, ctx: &Context) -> Result<Option<SecurityGroupOutputs>, ResourceError> {
-        let client = ec2::client(ctx)?;
-        let out = ctx
-            .call("DescribeSecurityGroups", || {
-                client
-                    .describe_security_groups()
-                    .set_filters(Some(ec2::own_filters(ctx)))
-                    .send()
-            })
-            .await?;
-        let tagged = platform_core::found_one(
-            "security group",
-            out.security_groups().iter().filter_map(|g| {
-                let id = g.group_id()?.to_owned();
-                Some((
-                    id.clone(),
-                    SecurityGroupOutputs {
-                        group_id: SecurityGroupId::new(id),
-                    },
-                ))
-            }),
-        )?;
-        if tagged.is_some() {
-            return Ok(tagged);
+        if let Some(tagged) = ec2::find::<Self>(ctx).await? {
+            return Ok(Some(tagged));
         }
+        let client = ec2::client(ctx)?;
         // A group's name is unique in its VPC (a create answers `InvalidGroup.Duplicate`): a group of
         // this name is adopted only when it is ours, and otherwise named with its owner.
         let vpc = self.vpc_id.get()?;
@@ -619,15 +612,9 @@ impl Resource for SecurityGroup {
             .into_iter()
             .map(|(k, v)| Filter::builder().name(k).values(v).build())
             .collect();
-        let out = ctx
-            .call("DescribeSecurityGroups", || {
-                client
-                    .describe_security_groups()
-                    .set_filters(Some(by_name.clone()))
-                    .send()
-            })
-            .await?;
-        let Some(g) = out.security_groups().first() else {
+        let named =
+            <Self as ec2::Ec2Object>::describe(ctx, &client, ec2::Lookup::Filters(by_name)).await?;
+        let Some(g) = named.first() else {
             return Ok(None);
         };
         let id = g.group_id().unwrap_or_default();

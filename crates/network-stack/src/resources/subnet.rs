@@ -102,19 +102,38 @@ impl Subnet {
     }
 }
 
-/// The Subnet `id` as AWS describes it; `None` when it does not exist.
-async fn describe(
-    ctx: &Context,
-    client: &aws_sdk_ec2::Client,
-    id: &str,
-) -> Result<Option<aws_sdk_ec2::types::Subnet>, ResourceError> {
-    let out = ctx
-        .call("DescribeSubnets", || {
-            client.describe_subnets().subnet_ids(id).send()
-        })
-        .await
-        .gone_is_none()?;
-    Ok(out.and_then(|o| o.subnets().first().cloned()))
+impl ec2::Ec2Object for Subnet {
+    const NOUN: &'static str = "subnet";
+    type Described = aws_sdk_ec2::types::Subnet;
+
+    async fn describe(
+        ctx: &Context,
+        client: &aws_sdk_ec2::Client,
+        lookup: ec2::Lookup<'_>,
+    ) -> Result<Vec<Self::Described>, ResourceError> {
+        let out = ctx
+            .call("DescribeSubnets", || {
+                client
+                    .describe_subnets()
+                    .set_subnet_ids(lookup.ids())
+                    .set_filters(lookup.filters())
+                    .send()
+            })
+            .await
+            .gone_is_none()?;
+        Ok(out.map(|o| o.subnets().to_vec()).unwrap_or_default())
+    }
+
+    fn outputs_of(s: &Self::Described) -> Option<(String, SubnetOutputs)> {
+        let id = s.subnet_id()?.to_owned();
+        Some((
+            id.clone(),
+            SubnetOutputs {
+                subnet_id: SubnetId::new(id),
+                availability_zone: s.availability_zone()?.to_owned(),
+            },
+        ))
+    }
 }
 
 impl Resource for Subnet {
@@ -178,7 +197,7 @@ impl Resource for Subnet {
     ) -> Result<Option<Observed<Self>>, ResourceError> {
         let client = ec2::client(ctx)?;
         let id = outputs.subnet_id.as_str();
-        let Some(s) = describe(ctx, &client, id).await? else {
+        let Some(s) = ec2::describe_id::<Subnet>(ctx, &client, id).await? else {
             return Ok(None);
         };
         let zone = s.availability_zone().unwrap_or_default().to_owned();
@@ -234,40 +253,10 @@ impl Resource for Subnet {
         ctx: &Context,
         id: &str,
     ) -> Result<Option<SubnetOutputs>, ResourceError> {
-        let client = ec2::client(ctx)?;
-        let Some(s) = describe(ctx, &client, id).await? else {
-            return Ok(None);
-        };
-        let outputs = SubnetOutputs {
-            subnet_id: SubnetId::new(id.to_owned()),
-            availability_zone: s.availability_zone().unwrap_or_default().to_owned(),
-        };
-        ec2::tag_as_ours(ctx, &client, id).await?;
-        Ok(Some(outputs))
+        ec2::import::<Self>(ctx, id).await
     }
 
     async fn find(&self, ctx: &Context) -> Result<Option<SubnetOutputs>, ResourceError> {
-        let client = ec2::client(ctx)?;
-        let out = ctx
-            .call("DescribeSubnets", || {
-                client
-                    .describe_subnets()
-                    .set_filters(Some(ec2::own_filters(ctx)))
-                    .send()
-            })
-            .await?;
-        platform_core::found_one(
-            "subnet",
-            out.subnets().iter().filter_map(|s| {
-                let id = s.subnet_id()?.to_owned();
-                Some((
-                    id.clone(),
-                    SubnetOutputs {
-                        subnet_id: SubnetId::new(id),
-                        availability_zone: s.availability_zone()?.to_owned(),
-                    },
-                ))
-            }),
-        )
+        ec2::find::<Self>(ctx).await
     }
 }

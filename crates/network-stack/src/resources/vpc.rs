@@ -83,17 +83,38 @@ async fn get_attribute(
     Ok(v.and_then(|v| v.value()).unwrap_or(false))
 }
 
-/// The Vpc `id` as AWS describes it; `None` when it does not exist.
-async fn describe(
-    ctx: &Context,
-    client: &aws_sdk_ec2::Client,
-    id: &str,
-) -> Result<Option<aws_sdk_ec2::types::Vpc>, ResourceError> {
-    let out = ctx
-        .call("DescribeVpcs", || client.describe_vpcs().vpc_ids(id).send())
-        .await
-        .gone_is_none()?;
-    Ok(out.and_then(|o| o.vpcs().first().cloned()))
+impl ec2::Ec2Object for Vpc {
+    const NOUN: &'static str = "VPC";
+    type Described = aws_sdk_ec2::types::Vpc;
+
+    async fn describe(
+        ctx: &Context,
+        client: &aws_sdk_ec2::Client,
+        lookup: ec2::Lookup<'_>,
+    ) -> Result<Vec<Self::Described>, ResourceError> {
+        let out = ctx
+            .call("DescribeVpcs", || {
+                client
+                    .describe_vpcs()
+                    .set_vpc_ids(lookup.ids())
+                    .set_filters(lookup.filters())
+                    .send()
+            })
+            .await
+            .gone_is_none()?;
+        Ok(out.map(|o| o.vpcs().to_vec()).unwrap_or_default())
+    }
+
+    fn outputs_of(v: &Self::Described) -> Option<(String, VpcOutputs)> {
+        let id = v.vpc_id()?.to_owned();
+        Some((
+            id.clone(),
+            VpcOutputs {
+                vpc_id: VpcId::new(id),
+                cidr_block: v.cidr_block()?.to_owned(),
+            },
+        ))
+    }
 }
 
 impl Resource for Vpc {
@@ -144,7 +165,7 @@ impl Resource for Vpc {
     ) -> Result<Option<Observed<Self>>, ResourceError> {
         let client = ec2::client(ctx)?;
         let id = outputs.vpc_id.as_str();
-        let Some(vpc) = describe(ctx, &client, id).await? else {
+        let Some(vpc) = ec2::describe_id::<Vpc>(ctx, &client, id).await? else {
             return Ok(None);
         };
         let cidr = vpc.cidr_block().unwrap_or_default().to_owned();
@@ -203,41 +224,11 @@ impl Resource for Vpc {
 
     /// By VPC id (`vpc-...`).
     async fn import(&self, ctx: &Context, id: &str) -> Result<Option<VpcOutputs>, ResourceError> {
-        let client = ec2::client(ctx)?;
-        let Some(v) = describe(ctx, &client, id).await? else {
-            return Ok(None);
-        };
-        let outputs = VpcOutputs {
-            vpc_id: VpcId::new(id.to_owned()),
-            cidr_block: v.cidr_block().unwrap_or_default().to_owned(),
-        };
-        ec2::tag_as_ours(ctx, &client, id).await?;
-        Ok(Some(outputs))
+        ec2::import::<Self>(ctx, id).await
     }
 
     async fn find(&self, ctx: &Context) -> Result<Option<VpcOutputs>, ResourceError> {
-        let client = ec2::client(ctx)?;
-        let out = ctx
-            .call("DescribeVpcs", || {
-                client
-                    .describe_vpcs()
-                    .set_filters(Some(ec2::own_filters(ctx)))
-                    .send()
-            })
-            .await?;
-        platform_core::found_one(
-            "VPC",
-            out.vpcs().iter().filter_map(|v| {
-                let id = v.vpc_id()?.to_owned();
-                Some((
-                    id.clone(),
-                    VpcOutputs {
-                        vpc_id: VpcId::new(id),
-                        cidr_block: v.cidr_block()?.to_owned(),
-                    },
-                ))
-            }),
-        )
+        ec2::find::<Self>(ctx).await
     }
 }
 
