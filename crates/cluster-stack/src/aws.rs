@@ -28,16 +28,8 @@ pub(crate) async fn tag_ecs_as_ours(
     client: &aws_sdk_ecs::Client,
     arn: &str,
 ) -> Result<(), ResourceError> {
-    let tags = ecs_tags(&all_tags(ctx, &BTreeMap::new()));
-    ctx.call("TagResource", || {
-        client
-            .tag_resource()
-            .resource_arn(arn)
-            .set_tags(Some(tags.clone()))
-            .send()
-    })
-    .await?;
-    Ok(())
+    let ours = all_tags(ctx, &BTreeMap::new());
+    update_ecs_tags(ctx, client, arn, &BTreeMap::new(), &ours).await
 }
 
 /// As ECS tags.
@@ -103,6 +95,39 @@ pub(crate) async fn update_ecs_tags(
                 .tag_resource()
                 .resource_arn(arn)
                 .set_tags(Some(ecs_tags(&set)))
+                .send()
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Brings a CloudWatch Logs resource's tags from `old` to `new` (UntagResource / TagResource).
+pub(crate) async fn update_log_tags(
+    ctx: &Context,
+    client: &aws_sdk_cloudwatchlogs::Client,
+    arn: &str,
+    old: &BTreeMap<String, String>,
+    new: &BTreeMap<String, String>,
+) -> Result<(), ResourceError> {
+    let TagChanges { set, removed } = TagChanges::between(old, new);
+    if !removed.is_empty() {
+        ctx.call("UntagResource", || {
+            client
+                .untag_resource()
+                .resource_arn(arn)
+                .set_tag_keys(Some(removed.clone()))
+                .send()
+        })
+        .await?;
+    }
+    if !set.is_empty() {
+        let set: std::collections::HashMap<String, String> = set.into_iter().collect();
+        ctx.call("TagResource", || {
+            client
+                .tag_resource()
+                .resource_arn(arn)
+                .set_tags(Some(set.clone()))
                 .send()
         })
         .await?;

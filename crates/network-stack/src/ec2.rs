@@ -197,6 +197,32 @@ pub(crate) trait Ec2Object: Resource {
     fn outputs_of(described: &Self::Described) -> Option<(String, Self::Outputs)>;
 }
 
+/// The [`Ec2Object::describe`] of a kind: its `Describe*` call (operation name, client method, id
+/// list setter, list in the answer), by ids or filters; an unknown id is an empty list.
+macro_rules! describe_call {
+    ($op:literal, $call:ident, $ids:ident, $list:ident) => {
+        async fn describe(
+            ctx: &platform_core::Context,
+            client: &aws_sdk_ec2::Client,
+            lookup: $crate::ec2::Lookup<'_>,
+        ) -> Result<Vec<Self::Described>, platform_core::ResourceError> {
+            use platform_core::GoneExt as _;
+            let out = ctx
+                .call($op, || {
+                    client
+                        .$call()
+                        .$ids(lookup.ids())
+                        .set_filters(lookup.filters())
+                        .send()
+                })
+                .await
+                .gone_is_none()?;
+            Ok(out.map(|o| o.$list().to_vec()).unwrap_or_default())
+        }
+    };
+}
+pub(crate) use describe_call;
+
 /// Object `id` of kind `R` as EC2 describes it; `None` when it does not exist.
 pub(crate) async fn describe_id<R: Ec2Object>(
     ctx: &Context,

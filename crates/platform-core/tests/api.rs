@@ -177,6 +177,9 @@ fn a_declared_stack_names_itself_and_lists_its_resources_in_order() {
     assert_eq!(d.stack(), "s");
     let names: Vec<&str> = d.names().collect();
     assert_eq!(names, ["r0", "r1", "r2"]);
+    assert_eq!(d.dependencies("r0"), Some(&[][..]));
+    assert_eq!(d.dependencies("r2"), Some(&["r1".to_owned()][..]));
+    assert_eq!(d.dependencies("ghost"), None);
     assert_eq!(
         platform_core::StackRef::<FakeStack>::new("producer").name(),
         "producer"

@@ -3,8 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use platform_core::{
-    Context, GoneExt, Observed, Resource, ResourceError, TagChanges, ValidationError,
-    resource_outputs,
+    Context, GoneExt, Observed, Resource, ResourceError, ValidationError, resource_outputs,
 };
 use serde::{Deserialize, Serialize};
 
@@ -200,29 +199,7 @@ impl Resource for LogGroup {
         if self.retention_days != previous.retention_days {
             self.set_retention(ctx, &client).await?;
         }
-        let changes = TagChanges::between(&previous.tags, &self.tags);
-        let removed = changes.removed;
-        let set: HashMap<String, String> = changes.set.into_iter().collect();
-        if !removed.is_empty() {
-            ctx.call("UntagResource", || {
-                client
-                    .untag_resource()
-                    .resource_arn(&outputs.arn)
-                    .set_tag_keys(Some(removed.clone()))
-                    .send()
-            })
-            .await?;
-        }
-        if !set.is_empty() {
-            ctx.call("TagResource", || {
-                client
-                    .tag_resource()
-                    .resource_arn(&outputs.arn)
-                    .set_tags(Some(set.clone()))
-                    .send()
-            })
-            .await?;
-        }
+        aws::update_log_tags(ctx, &client, &outputs.arn, &previous.tags, &self.tags).await?;
         Ok(outputs.clone())
     }
 
@@ -251,16 +228,8 @@ impl Resource for LogGroup {
         let Some(arn) = arn_of(&group) else {
             return Ok(None);
         };
-        let tags: HashMap<String, String> =
-            aws::all_tags(ctx, &BTreeMap::new()).into_iter().collect();
-        ctx.call("TagResource", || {
-            client
-                .tag_resource()
-                .resource_arn(&arn)
-                .set_tags(Some(tags.clone()))
-                .send()
-        })
-        .await?;
+        let ours = aws::all_tags(ctx, &BTreeMap::new());
+        aws::update_log_tags(ctx, &client, &arn, &BTreeMap::new(), &ours).await?;
         Ok(Some(LogGroupOutputs {
             name: id.to_owned(),
             arn,

@@ -37,25 +37,12 @@ impl ec2::Ec2Object for InternetGateway {
     const NOUN: &'static str = "internet gateway";
     type Described = aws_sdk_ec2::types::InternetGateway;
 
-    async fn describe(
-        ctx: &Context,
-        client: &aws_sdk_ec2::Client,
-        lookup: ec2::Lookup<'_>,
-    ) -> Result<Vec<Self::Described>, ResourceError> {
-        let out = ctx
-            .call("DescribeInternetGateways", || {
-                client
-                    .describe_internet_gateways()
-                    .set_internet_gateway_ids(lookup.ids())
-                    .set_filters(lookup.filters())
-                    .send()
-            })
-            .await
-            .gone_is_none()?;
-        Ok(out
-            .map(|o| o.internet_gateways().to_vec())
-            .unwrap_or_default())
-    }
+    ec2::describe_call!(
+        "DescribeInternetGateways",
+        describe_internet_gateways,
+        set_internet_gateway_ids,
+        internet_gateways
+    );
 
     fn outputs_of(g: &Self::Described) -> Option<(String, InternetGatewayOutputs)> {
         let id = g.internet_gateway_id()?.to_owned();

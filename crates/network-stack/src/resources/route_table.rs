@@ -139,23 +139,12 @@ impl ec2::Ec2Object for RouteTable {
     const NOUN: &'static str = "route table";
     type Described = aws_sdk_ec2::types::RouteTable;
 
-    async fn describe(
-        ctx: &Context,
-        client: &aws_sdk_ec2::Client,
-        lookup: ec2::Lookup<'_>,
-    ) -> Result<Vec<Self::Described>, ResourceError> {
-        let out = ctx
-            .call("DescribeRouteTables", || {
-                client
-                    .describe_route_tables()
-                    .set_route_table_ids(lookup.ids())
-                    .set_filters(lookup.filters())
-                    .send()
-            })
-            .await
-            .gone_is_none()?;
-        Ok(out.map(|o| o.route_tables().to_vec()).unwrap_or_default())
-    }
+    ec2::describe_call!(
+        "DescribeRouteTables",
+        describe_route_tables,
+        set_route_table_ids,
+        route_tables
+    );
 
     fn outputs_of(t: &Self::Described) -> Option<(String, RouteTableOutputs)> {
         let id = t.route_table_id()?.to_owned();

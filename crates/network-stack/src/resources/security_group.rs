@@ -6,7 +6,7 @@ use aws_sdk_ec2::types::{
     Filter, IpPermission, IpRange, Ipv6Range, PrefixListId, ResourceType, UserIdGroupPair,
 };
 use platform_core::{
-    Context, GoneExt, Input, Observed, Resource, ResourceError, ValidationError, resource_outputs,
+    Context, Input, Observed, Resource, ResourceError, ValidationError, resource_outputs,
 };
 use serde::{Deserialize, Serialize};
 
@@ -388,25 +388,12 @@ impl ec2::Ec2Object for SecurityGroup {
     const NOUN: &'static str = "security group";
     type Described = aws_sdk_ec2::types::SecurityGroup;
 
-    async fn describe(
-        ctx: &Context,
-        client: &aws_sdk_ec2::Client,
-        lookup: ec2::Lookup<'_>,
-    ) -> Result<Vec<Self::Described>, ResourceError> {
-        let out = ctx
-            .call("DescribeSecurityGroups", || {
-                client
-                    .describe_security_groups()
-                    .set_group_ids(lookup.ids())
-                    .set_filters(lookup.filters())
-                    .send()
-            })
-            .await
-            .gone_is_none()?;
-        Ok(out
-            .map(|o| o.security_groups().to_vec())
-            .unwrap_or_default())
-    }
+    ec2::describe_call!(
+        "DescribeSecurityGroups",
+        describe_security_groups,
+        set_group_ids,
+        security_groups
+    );
 
     fn outputs_of(g: &Self::Described) -> Option<(String, SecurityGroupOutputs)> {
         let id = g.group_id()?.to_owned();

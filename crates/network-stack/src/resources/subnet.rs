@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
 use platform_core::{
-    Context, GoneExt, Input, Observed, Resource, ResourceError, ValidationError, resource_outputs,
+    Context, Input, Observed, Resource, ResourceError, ValidationError, resource_outputs,
 };
 use serde::{Deserialize, Serialize};
 
@@ -106,23 +106,7 @@ impl ec2::Ec2Object for Subnet {
     const NOUN: &'static str = "subnet";
     type Described = aws_sdk_ec2::types::Subnet;
 
-    async fn describe(
-        ctx: &Context,
-        client: &aws_sdk_ec2::Client,
-        lookup: ec2::Lookup<'_>,
-    ) -> Result<Vec<Self::Described>, ResourceError> {
-        let out = ctx
-            .call("DescribeSubnets", || {
-                client
-                    .describe_subnets()
-                    .set_subnet_ids(lookup.ids())
-                    .set_filters(lookup.filters())
-                    .send()
-            })
-            .await
-            .gone_is_none()?;
-        Ok(out.map(|o| o.subnets().to_vec()).unwrap_or_default())
-    }
+    ec2::describe_call!("DescribeSubnets", describe_subnets, set_subnet_ids, subnets);
 
     fn outputs_of(s: &Self::Described) -> Option<(String, SubnetOutputs)> {
         let id = s.subnet_id()?.to_owned();

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, VpcAttributeName};
 use platform_core::{
-    Context, GoneExt, Observed, Resource, ResourceError, ValidationError, resource_outputs,
+    Context, Observed, Resource, ResourceError, ValidationError, resource_outputs,
 };
 use serde::{Deserialize, Serialize};
 
@@ -87,23 +87,7 @@ impl ec2::Ec2Object for Vpc {
     const NOUN: &'static str = "VPC";
     type Described = aws_sdk_ec2::types::Vpc;
 
-    async fn describe(
-        ctx: &Context,
-        client: &aws_sdk_ec2::Client,
-        lookup: ec2::Lookup<'_>,
-    ) -> Result<Vec<Self::Described>, ResourceError> {
-        let out = ctx
-            .call("DescribeVpcs", || {
-                client
-                    .describe_vpcs()
-                    .set_vpc_ids(lookup.ids())
-                    .set_filters(lookup.filters())
-                    .send()
-            })
-            .await
-            .gone_is_none()?;
-        Ok(out.map(|o| o.vpcs().to_vec()).unwrap_or_default())
-    }
+    ec2::describe_call!("DescribeVpcs", describe_vpcs, set_vpc_ids, vpcs);
 
     fn outputs_of(v: &Self::Described) -> Option<(String, VpcOutputs)> {
         let id = v.vpc_id()?.to_owned();
