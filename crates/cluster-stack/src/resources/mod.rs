@@ -9,3 +9,73 @@ pub use cluster::{Cluster, ClusterOutputs, ClusterRefs, ContainerInsights};
 pub use log_group::{LogGroup, LogGroupOutputs, LogGroupRefs};
 pub use service::{Deployment, Launch, Service, ServiceOutputs, ServiceRefs};
 pub use task_definition::{Container, TaskDefinition, TaskDefinitionOutputs, TaskDefinitionRefs};
+
+/// Each kind's replacement rule: what its `force_new` names, and that the fields changed in place
+/// are not among them.
+#[cfg(test)]
+mod force_new {
+    use platform_core::{ForceNew, Resource};
+    use serde::de::DeserializeOwned;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn sample<R: DeserializeOwned>(inputs: Value) -> R {
+        serde_json::from_value(inputs).unwrap()
+    }
+
+    /// What changing input `field` of `base` to `value` forces.
+    fn forced<R: Resource>(base: &R, field: &str, value: Value) -> ForceNew {
+        let mut changed = serde_json::to_value(base).unwrap();
+        changed[field] = value;
+        sample::<R>(changed).force_new(base)
+    }
+
+    fn replaces(field: &'static str) -> ForceNew {
+        ForceNew::none().field(field, true)
+    }
+
+    #[test]
+    fn cluster_and_log_group_are_replaced_for_a_new_name_only() {
+        let c: Cluster = sample(json!({"name": "c", "container_insights": "enabled", "tags": {}}));
+        assert_eq!(forced(&c, "name", json!("d")), replaces("name"));
+        assert_eq!(
+            forced(&c, "container_insights", json!("disabled")),
+            ForceNew::none()
+        );
+        let g: LogGroup = sample(json!({"name": "/ecs/a", "retention_days": 7, "tags": {}}));
+        assert_eq!(forced(&g, "name", json!("/ecs/b")), replaces("name"));
+        assert_eq!(forced(&g, "retention_days", json!(30)), ForceNew::none());
+        assert_eq!(forced(&g, "tags", json!({"a": "b"})), ForceNew::none());
+    }
+
+    #[test]
+    fn a_task_definition_revision_is_never_changed_in_place() {
+        let t: TaskDefinition = sample(json!({"family": "f", "cpu": 256, "memory": 512,
+            "execution_role_arn": "arn:aws:iam::1:role/e", "task_role_arn": "arn:aws:iam::1:role/t",
+            "containers": [], "tags": {}}));
+        assert_eq!(forced(&t, "cpu", json!(512)), ForceNew::any_change());
+        assert_eq!(
+            forced(&t, "tags", json!({"a": "b"})),
+            ForceNew::any_change()
+        );
+    }
+
+    #[test]
+    fn a_service_is_replaced_for_its_name_cluster_or_launch_type() {
+        let s: Service = sample(
+            json!({"name": "web", "cluster": "c", "task_definition": "td:1",
+            "desired_count": 1, "launch": "Fargate", "subnets": ["subnet-1"],
+            "security_groups": ["sg-1"], "assign_public_ip": true,
+            "steady_state_timeout_secs": null, "tags": {}}),
+        );
+        assert_eq!(forced(&s, "name", json!("api")), replaces("name"));
+        assert_eq!(forced(&s, "cluster", json!("other")), replaces("cluster"));
+        assert_eq!(forced(&s, "launch", json!("Ec2")), replaces("launch"));
+        assert_eq!(
+            forced(&s, "task_definition", json!("td:2")),
+            ForceNew::none()
+        );
+        assert_eq!(forced(&s, "desired_count", json!(3)), ForceNew::none());
+    }
+}

@@ -24,3 +24,122 @@ pub use security_group::{
 pub use subnet::{Az, Subnet, SubnetOutputs, SubnetRefs};
 pub use vpc::{Vpc, VpcOutputs, VpcRefs};
 pub use zones::{AvailabilityZones, AvailabilityZonesOutputs, AvailabilityZonesRefs};
+
+/// Each kind's replacement rule: what its `force_new` names, and that the fields changed in place
+/// are not among them.
+#[cfg(test)]
+mod force_new {
+    use platform_core::{ForceNew, Resource};
+    use serde::de::DeserializeOwned;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn sample<R: DeserializeOwned>(inputs: Value) -> R {
+        serde_json::from_value(inputs).unwrap()
+    }
+
+    /// What changing input `field` of `base` to `value` forces.
+    fn forced<R: Resource>(base: &R, field: &str, value: Value) -> ForceNew {
+        let mut changed = serde_json::to_value(base).unwrap();
+        changed[field] = value;
+        sample::<R>(changed).force_new(base)
+    }
+
+    fn replaces(field: &'static str) -> ForceNew {
+        ForceNew::none().field(field, true)
+    }
+
+    #[test]
+    fn vpc() {
+        let v: Vpc = sample(
+            json!({"cidr_block": "10.0.0.0/16", "enable_dns_support": true,
+            "enable_dns_hostnames": true, "tags": {}}),
+        );
+        assert_eq!(
+            forced(&v, "cidr_block", json!("10.1.0.0/16")),
+            replaces("cidr_block")
+        );
+        assert_eq!(
+            forced(&v, "enable_dns_hostnames", json!(false)),
+            ForceNew::none()
+        );
+        assert_eq!(forced(&v, "tags", json!({"a": "b"})), ForceNew::none());
+    }
+
+    #[test]
+    fn subnet() {
+        let s: Subnet = sample(json!({"vpc_id": "vpc-1", "cidr_block": "10.0.1.0/24",
+            "availability_zone": {"index": 0}, "map_public_ip_on_launch": true, "tags": {}}));
+        assert_eq!(forced(&s, "vpc_id", json!("vpc-2")), replaces("vpc_id"));
+        assert_eq!(
+            forced(&s, "cidr_block", json!("10.0.2.0/24")),
+            replaces("cidr_block")
+        );
+        assert_eq!(
+            forced(&s, "availability_zone", json!({"index": 1})),
+            replaces("availability_zone")
+        );
+        assert_eq!(
+            forced(&s, "map_public_ip_on_launch", json!(false)),
+            ForceNew::none()
+        );
+    }
+
+    #[test]
+    fn security_group() {
+        let g: SecurityGroup = sample(json!({"vpc_id": "vpc-1", "name": "web",
+            "description": "web", "ingress": [], "egress": [], "tags": {}}));
+        assert_eq!(forced(&g, "vpc_id", json!("vpc-2")), replaces("vpc_id"));
+        assert_eq!(forced(&g, "name", json!("api")), replaces("name"));
+        assert_eq!(
+            forced(&g, "description", json!("api")),
+            replaces("description")
+        );
+        assert_eq!(
+            forced(
+                &g,
+                "ingress",
+                json!([{"protocol": "tcp", "ports": {"from": 80, "to": 80},
+                "cidr": "0.0.0.0/0"}])
+            ),
+            ForceNew::none()
+        );
+    }
+
+    #[test]
+    fn route_table_and_its_association() {
+        let t: RouteTable = sample(json!({"vpc_id": "vpc-1", "routes": [], "tags": {}}));
+        assert_eq!(forced(&t, "vpc_id", json!("vpc-2")), replaces("vpc_id"));
+        assert_eq!(
+            forced(
+                &t,
+                "routes",
+                json!([{"destination_cidr_block": "0.0.0.0/0",
+                "gateway_id": "igw-1"}])
+            ),
+            ForceNew::none()
+        );
+        let a: RouteTableAssociation =
+            sample(json!({"route_table_id": "rtb-1", "subnet_id": "subnet-1"}));
+        assert_eq!(
+            forced(&a, "subnet_id", json!("subnet-2")),
+            replaces("subnet_id")
+        );
+        assert_eq!(
+            forced(&a, "route_table_id", json!("rtb-2")),
+            ForceNew::none()
+        );
+    }
+
+    #[test]
+    fn gateway_attachment() {
+        let a: InternetGatewayAttachment =
+            sample(json!({"internet_gateway_id": "igw-1", "vpc_id": "vpc-1"}));
+        assert_eq!(
+            forced(&a, "internet_gateway_id", json!("igw-2")),
+            replaces("internet_gateway_id")
+        );
+        assert_eq!(forced(&a, "vpc_id", json!("vpc-2")), replaces("vpc_id"));
+    }
+}
