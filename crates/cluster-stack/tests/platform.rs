@@ -436,3 +436,64 @@ async fn linked_in_a_group_the_three_stacks_come_up_as_one_graph_and_re_apply_as
     );
     assert_eq!(w.cloud.mutating_calls(), Vec::<String>::new());
 }
+
+/// A stack of one log group, to change its tags alone.
+struct Logs(cluster_stack::resources::LogGroup);
+
+impl platform_core::Stack for Logs {
+    type Outputs = ();
+    fn name(&self) -> &str {
+        "logs"
+    }
+    fn register(registry: &mut platform_core::Registry) {
+        registry.add::<cluster_stack::resources::LogGroup>();
+    }
+    fn declare(&self, s: &mut platform_core::Scope) -> Result<platform_core::Declared<()>, Error> {
+        s.add("log-group", self.0.clone());
+        Ok(s.outputs(|_| Ok(())))
+    }
+}
+
+#[tokio::test]
+async fn a_log_groups_tags_change_in_place_through_the_logs_tag_helper() {
+    let w = world().await;
+    let group = |tags: &[(&str, &str)]| {
+        Logs(
+            serde_json::from_value(serde_json::json!({
+                "name": "/ecs/tagged", "retention_days": 7,
+                "tags": tags.iter().copied().collect::<std::collections::BTreeMap<_, _>>(),
+            }))
+            .unwrap(),
+        )
+    };
+    w.engine.up(&group(&[("team", "web")])).await.unwrap();
+    w.cloud.clear();
+    w.engine.up(&group(&[("owner", "ops")])).await.unwrap();
+    assert_eq!(w.cloud.mutating_calls(), ["UntagResource", "TagResource"]);
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&w.cloud.config);
+    let arn = logs
+        .describe_log_groups()
+        .log_group_name_prefix("/ecs/tagged")
+        .send()
+        .await
+        .unwrap()
+        .log_groups()[0]
+        .arn()
+        .unwrap()
+        .trim_end_matches(":*")
+        .to_owned();
+    let tags = logs
+        .list_tags_for_resource()
+        .resource_arn(arn)
+        .send()
+        .await
+        .unwrap();
+    let mut keys: Vec<&String> = tags
+        .tags()
+        .unwrap()
+        .keys()
+        .filter(|k| !k.starts_with("platform:"))
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["owner"]);
+}
