@@ -308,17 +308,16 @@ impl RunInner {
         resources: &[crate::stack::Declaration],
     ) -> Result<(), Error> {
         let name = op.resource.as_str();
+        // Kept resources are no ops (see `schedule::apply`): every op changes something.
         let action = match &op.kind {
             OpKind::Forward(_, a) => a.kind(),
             _ => ActionKind::Delete,
         };
-        if action != ActionKind::Same {
-            self.shared.events.emit(Event::Started {
-                stack: self.stack.clone(),
-                resource: name.to_owned(),
-                action,
-            });
-        }
+        self.shared.events.emit(Event::Started {
+            stack: self.stack.clone(),
+            resource: name.to_owned(),
+            action,
+        });
         let started = Instant::now();
         let step = async {
             match &op.kind {
@@ -347,13 +346,12 @@ impl RunInner {
             }
         }
         match &result {
-            Ok(()) if action != ActionKind::Same => self.shared.events.emit(Event::Done {
+            Ok(()) => self.shared.events.emit(Event::Done {
                 stack: self.stack.clone(),
                 resource: name.to_owned(),
                 action,
                 elapsed: started.elapsed(),
             }),
-            Ok(()) => {}
             Err(e) => self.shared.events.emit(Event::Failed {
                 stack: self.stack.clone(),
                 resource: name.to_owned(),
