@@ -182,6 +182,18 @@ impl Engine {
         }
     }
 
+    /// Stack `name`'s recorded state (empty when there is none), once it is known to belong to the
+    /// current account and region; with that provider.
+    pub(super) async fn recorded(&self, name: &str) -> Result<(StackState, ProviderInfo), Error> {
+        let state = self
+            .store
+            .read(name)
+            .await?
+            .unwrap_or_else(|| StackState::new(name));
+        let provider = self.check_provider(&state).await?;
+        Ok((state, provider))
+    }
+
     async fn check_provider(&self, state: &StackState) -> Result<ProviderInfo, Error> {
         let current = self.identity().await?;
         if let Some(recorded) = &state.provider
@@ -316,12 +328,7 @@ impl Engine {
     /// Validation and graph errors, state errors, a provider mismatch.
     pub async fn preview<S: Stack>(&self, stack: &S) -> Result<Plan, Error> {
         let desired = Desired::of(stack)?;
-        let state = self
-            .store
-            .read(stack.name())
-            .await?
-            .unwrap_or_else(|| StackState::new(stack.name()));
-        self.check_provider(&state).await?;
+        let (state, _) = self.recorded(stack.name()).await?;
         let external = self.external_outputs(&desired, None).await?;
         let plan = plan_with(&desired, &state, None, &external)?;
         self.shared.events.emit(Event::Planned {
@@ -415,12 +422,7 @@ impl Engine {
         cancel: CancellationToken,
     ) -> Result<(S::Outputs, Plan, Producer), Error> {
         let name = stack.name().to_owned();
-        let mut state = self
-            .store
-            .read(&name)
-            .await?
-            .unwrap_or_else(|| StackState::new(&name));
-        let provider = self.check_provider(&state).await?;
+        let (mut state, provider) = self.recorded(&name).await?;
         let references = stack.references();
         let read = self.check_references(&references, group, &provider).await?;
         let producers = Self::producers(stack, &provider, read)?;

@@ -41,13 +41,7 @@ impl Engine {
         }
         let lock = self.lock_stack(name, "refresh", &cancel).await?;
         let result = async {
-            let state = self
-                .store
-                .read(name)
-                .await?
-                .unwrap_or_else(|| StackState::new(name));
-
-            self.check_provider(&state).await?;
+            let (state, _) = self.recorded(name).await?;
             let (mut state, drift) = self.read_live(&desired.registry, state, &cancel).await?;
             state.serial += 1;
             lock.write(&state).await?;
@@ -68,12 +62,7 @@ impl Engine {
     pub async fn preview_refreshed<S: Stack>(&self, stack: &S) -> Result<RefreshReport, Error> {
         let desired = Desired::of(stack)?;
         let (cancel, _cancel_guard) = self.run_token(None);
-        let state = self
-            .store
-            .read(stack.name())
-            .await?
-            .unwrap_or_else(|| StackState::new(stack.name()));
-        self.check_provider(&state).await?;
+        let (state, _) = self.recorded(stack.name()).await?;
         let (state, drift) = self.read_live(&desired.registry, state, &cancel).await?;
         let external = self.external_outputs(&desired, None).await?;
         let plan = plan_with(&desired, &state, None, &external)?;
@@ -123,12 +112,7 @@ impl Engine {
         let (cancel, _cancel_guard) = self.run_token(None);
         let lock = self.lock_stack(name, "import", &cancel).await?;
         let result = async {
-            let mut state = self
-                .store
-                .read(name)
-                .await?
-                .unwrap_or_else(|| StackState::new(name));
-            let provider = self.check_provider(&state).await?;
+            let (mut state, provider) = self.recorded(name).await?;
             if state
                 .resources
                 .get(resource)

@@ -280,23 +280,13 @@ impl RunInner {
         token: &str,
         outputs: &Value,
     ) -> Result<(), Error> {
-        let o2 = outputs.clone();
-        self.record(name, |s| {
-            if let Some(r) = s.resources.get_mut(name) {
-                r.outputs = Some(o2);
-                r.instance = Some(token.to_owned());
-                r.pending = Some(Pending {
-                    op: PendingOp::Update,
-                    since: now(),
-                    instance: None,
-                });
-            }
-        })
-        .await?;
-        self.outputs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_owned(), outputs.clone());
+        let configuring = Pending {
+            op: PendingOp::Update,
+            since: now(),
+            instance: None,
+        };
+        self.made(name, token, outputs.clone(), Some(configuring))
+            .await?;
         if let Some(group) = &self.links.group {
             group.applied(&self.stack, name, outputs.clone());
         }
@@ -318,12 +308,24 @@ impl RunInner {
         token: &str,
         outputs: Value,
     ) -> Result<(), Error> {
-        let o2 = outputs.clone();
+        self.made(name, token, outputs, None).await
+    }
+
+    /// Records that instance `token` of `name` exists with `outputs` (and `pending`: what is left to
+    /// do to it, if anything), and makes the outputs this run's.
+    async fn made(
+        &self,
+        name: &str,
+        token: &str,
+        outputs: Value,
+        pending: Option<Pending>,
+    ) -> Result<(), Error> {
+        let recorded = outputs.clone();
         self.record(name, |s| {
             if let Some(r) = s.resources.get_mut(name) {
-                r.outputs = Some(o2);
+                r.outputs = Some(recorded);
                 r.instance = Some(token.to_owned());
-                r.pending = None;
+                r.pending = pending;
             }
         })
         .await?;
