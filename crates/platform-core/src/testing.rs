@@ -895,3 +895,34 @@ impl Stack for FakeStack {
         self.references.clone()
     }
 }
+
+/// A resource kind's inputs from JSON (as recorded in state): a sample for a unit test.
+///
+/// # Panics
+/// When `inputs` is not a valid `R`.
+pub fn inputs<R: serde::de::DeserializeOwned>(inputs: serde_json::Value) -> R {
+    serde_json::from_value(inputs).expect("the sample inputs are of the kind")
+}
+
+/// What changing input `field` of `base` to `value` forces ([`Resource::force_new`]): for unit
+/// tests of a kind's replacement rule.
+///
+/// ```
+/// use platform_core::testing::{FakeResource, forced_by, replaces};
+/// let base = FakeResource { value: "v".into(), fixed: "f".into(), deps: vec![] };
+/// assert_eq!(forced_by(&base, "fixed", "g".into()), replaces("fixed"));
+/// assert_eq!(forced_by(&base, "value", "w".into()), platform_core::ForceNew::none());
+/// ```
+///
+/// # Panics
+/// When `base` with that field changed is not a valid `R`.
+pub fn forced_by<R: Resource>(base: &R, field: &str, value: serde_json::Value) -> crate::ForceNew {
+    let mut changed = serde_json::to_value(base).expect("inputs serialise");
+    changed[field] = value;
+    inputs::<R>(changed).force_new(base)
+}
+
+/// The [`ForceNew`](crate::ForceNew) of a change to `field` alone, when it cannot change in place.
+pub fn replaces(field: &'static str) -> crate::ForceNew {
+    crate::ForceNew::none().field(field, true)
+}

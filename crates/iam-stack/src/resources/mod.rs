@@ -18,27 +18,12 @@ pub use role::{Role, RoleOutputs, RoleRefs};
 /// are not among them.
 #[cfg(test)]
 mod force_new {
-    use platform_core::{ForceNew, Resource};
-    use serde::de::DeserializeOwned;
-    use serde_json::{Value, json};
+    use platform_core::ForceNew;
+    use platform_core::testing::{forced_by as forced, inputs as sample, replaces};
+    use serde_json::json;
 
     use super::*;
     use crate::policy::PolicyDocument;
-
-    fn sample<R: DeserializeOwned>(inputs: Value) -> R {
-        serde_json::from_value(inputs).unwrap()
-    }
-
-    /// What changing input `field` of `base` to `value` forces.
-    fn forced<R: Resource>(base: &R, field: &str, value: Value) -> ForceNew {
-        let mut changed = serde_json::to_value(base).unwrap();
-        changed[field] = value;
-        sample::<R>(changed).force_new(base)
-    }
-
-    fn replaces(field: &'static str) -> ForceNew {
-        ForceNew::none().field(field, true)
-    }
 
     #[test]
     fn a_role_is_replaced_for_its_name_or_path() {
