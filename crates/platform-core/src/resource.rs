@@ -140,6 +140,10 @@ pub trait Resource: Serialize + DeserializeOwned + Clone + Send + Sync + 'static
     /// Changes the live resource from `previous` to `self` in place. Nothing [`force_new`](Self::force_new)
     /// names differs; compare `self` with `previous` to see what does.
     ///
+    /// The default refuses, naming the kind: right for a kind with nothing to change in place (its
+    /// `force_new` is [`ForceNew::any_change`], or it has no inputs), which the engine never asks to
+    /// update. Every other kind writes it.
+    ///
     /// # Errors
     /// Any [`ResourceError`]; the engine keeps the previous inputs recorded, so the next run retries.
     fn update(
@@ -147,7 +151,16 @@ pub trait Resource: Serialize + DeserializeOwned + Clone + Send + Sync + 'static
         ctx: &Context,
         previous: &Self,
         outputs: &Self::Outputs,
-    ) -> impl Future<Output = Result<Self::Outputs, ResourceError>> + Send;
+    ) -> impl Future<Output = Result<Self::Outputs, ResourceError>> + Send {
+        let _ = (ctx, previous, outputs);
+        let refused = ResourceError::Failed {
+            message: format!(
+                "{} cannot be changed in place (its force_new must name every change)",
+                Self::KIND
+            ),
+        };
+        async move { Err(refused) }
+    }
 
     /// Deletes the resource. Already gone is success.
     ///

@@ -266,16 +266,6 @@ impl Resource for TaskDefinition {
             }))
     }
 
-    async fn update(
-        &self,
-        _ctx: &Context,
-        _previous: &Self,
-        outputs: &TaskDefinitionOutputs,
-    ) -> Result<TaskDefinitionOutputs, ResourceError> {
-        // Revisions are immutable: every change is a new revision (`ForceNew::any_change`).
-        Ok(outputs.clone())
-    }
-
     async fn delete(
         &self,
         ctx: &Context,

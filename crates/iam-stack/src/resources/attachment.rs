@@ -100,16 +100,6 @@ impl Resource for RolePolicyAttachment {
         }))
     }
 
-    async fn update(
-        &self,
-        _ctx: &Context,
-        _previous: &Self,
-        outputs: &AttachmentOutputs,
-    ) -> Result<AttachmentOutputs, ResourceError> {
-        // Every field forces a replacement; nothing is left to change in place.
-        Ok(outputs.clone())
-    }
-
     async fn delete(
         &self,
         ctx: &Context,

@@ -102,15 +102,6 @@ impl Resource for Provider {
         }))
     }
 
-    async fn update(
-        &self,
-        _ctx: &Context,
-        _previous: &Self,
-        outputs: &ProviderOutputs,
-    ) -> Result<ProviderOutputs, ResourceError> {
-        Ok(outputs.clone())
-    }
-
     async fn delete(
         &self,
         _ctx: &Context,

@@ -143,15 +143,6 @@ impl Resource for InternetGatewayAttachment {
     }
 
     /// Nothing changes in place: a change of either side replaces the attachment.
-    async fn update(
-        &self,
-        _ctx: &Context,
-        _previous: &Self,
-        outputs: &InternetGatewayAttachmentOutputs,
-    ) -> Result<InternetGatewayAttachmentOutputs, ResourceError> {
-        Ok(outputs.clone())
-    }
-
     async fn delete(
         &self,
         ctx: &Context,

@@ -63,15 +63,6 @@ impl Resource for AvailabilityZones {
         }))
     }
 
-    async fn update(
-        &self,
-        _ctx: &Context,
-        _previous: &Self,
-        outputs: &AvailabilityZonesOutputs,
-    ) -> Result<AvailabilityZonesOutputs, ResourceError> {
-        Ok(outputs.clone())
-    }
-
     async fn delete(
         &self,
         _ctx: &Context,
