@@ -62,6 +62,7 @@
 //! ```
 
 mod aws;
+mod ids;
 pub mod resources;
 pub mod validate;
 
@@ -76,6 +77,7 @@ use platform_core::{
 };
 use serde::{Deserialize, Serialize};
 
+pub use ids::{ClusterArn, TaskDefinitionArn};
 use resources::{Cluster, Container, LogGroup, Service, TaskDefinition};
 pub use resources::{ContainerInsights, Deployment, Launch};
 
@@ -287,7 +289,7 @@ pub struct ClusterOutputs {
     /// The cluster's name.
     pub cluster_name: String,
     /// The cluster's ARN.
-    pub cluster_arn: String,
+    pub cluster_arn: ClusterArn,
     /// The service's name.
     pub service_name: String,
     /// The service's ARN.
@@ -295,7 +297,7 @@ pub struct ClusterOutputs {
     /// The task definition's family.
     pub task_definition_family: String,
     /// The revision the service runs.
-    pub task_definition_arn: String,
+    pub task_definition_arn: TaskDefinitionArn,
     /// The frontend's log group.
     pub log_group_name: String,
 }

@@ -59,7 +59,7 @@ resource_outputs! {
         /// The cluster's name.
         pub name: String,
         /// The cluster's ARN.
-        pub arn: String,
+        pub arn: crate::ClusterArn,
     }
 }
 
@@ -129,7 +129,7 @@ impl Resource for Cluster {
             .ok_or_else(|| ResourceError::missing("CreateCluster", "a cluster ARN"))?;
         Ok(ClusterOutputs {
             name: self.name.clone(),
-            arn: arn.to_owned(),
+            arn: crate::ClusterArn::new(arn),
         })
     }
 
@@ -212,7 +212,7 @@ impl Resource for Cluster {
         aws::tag_ecs_as_ours(ctx, &client, arn).await?;
         Ok(Some(ClusterOutputs {
             name: name.to_owned(),
-            arn: arn.to_owned(),
+            arn: crate::ClusterArn::new(arn),
         }))
     }
 
@@ -224,7 +224,7 @@ impl Resource for Cluster {
         aws::claim(ctx, &format!("ECS cluster {}", self.name), c.tags())?;
         Ok(c.cluster_arn().map(|arn| ClusterOutputs {
             name: self.name.clone(),
-            arn: arn.to_owned(),
+            arn: crate::ClusterArn::new(arn),
         }))
     }
 }

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::aws;
 use crate::validate;
+use crate::{ClusterArn, TaskDefinitionArn};
 
 /// How the service's tasks run. A change replaces the service (ECS cannot change it in place).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,9 +126,9 @@ pub struct Service {
     /// The service's name, unique in the cluster.
     pub name: String,
     /// The cluster's ARN.
-    pub cluster: Input<String>,
+    pub cluster: Input<ClusterArn>,
     /// The task definition revision's ARN.
-    pub task_definition: Input<String>,
+    pub task_definition: Input<TaskDefinitionArn>,
     /// How many tasks to keep running.
     pub desired_count: i32,
     /// Fargate or EC2.
@@ -156,7 +157,7 @@ resource_outputs! {
         /// The service's ARN.
         pub arn: String,
         /// The cluster's ARN.
-        pub cluster_arn: String,
+        pub cluster_arn: ClusterArn,
     }
 }
 
@@ -457,7 +458,9 @@ impl Resource for Service {
             inputs: Service {
                 name: outputs.name.clone(),
                 cluster: Input::Value(outputs.cluster_arn.clone()),
-                task_definition: Input::Value(s.task_definition().unwrap_or_default().to_owned()),
+                task_definition: Input::Value(TaskDefinitionArn::new(
+                    s.task_definition().unwrap_or_default(),
+                )),
                 desired_count: s.desired_count(),
                 launch: match s.launch_type() {
                     Some(LaunchType::Ec2) => Launch::Ec2,
@@ -516,7 +519,7 @@ impl Resource for Service {
                         .update_service()
                         .cluster(cluster)
                         .service(&self.name)
-                        .set_task_definition(task_changed.then(|| task.clone()))
+                        .set_task_definition(task_changed.then(|| task.to_string()))
                         .set_desired_count(count_changed.then_some(self.desired_count))
                         .set_network_configuration(network.clone())
                         .set_deployment_configuration(deployment.clone())
@@ -602,7 +605,7 @@ impl Resource for Service {
         Ok(Some(ServiceOutputs {
             name: s.service_name().unwrap_or(name).to_owned(),
             arn: arn.to_owned(),
-            cluster_arn: cluster_arn.to_owned(),
+            cluster_arn: ClusterArn::new(cluster_arn),
         }))
     }
 

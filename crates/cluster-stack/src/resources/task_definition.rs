@@ -58,7 +58,7 @@ resource_outputs! {
     /// A task definition revision's outputs.
     pub struct TaskDefinitionOutputs / TaskDefinitionRefs {
         /// The revision's ARN (`...:task-definition/frontend:3`).
-        pub arn: String,
+        pub arn: crate::TaskDefinitionArn,
         /// The family.
         pub family: String,
         /// The revision number.
@@ -153,7 +153,7 @@ impl TaskDefinition {
 
     fn outputs_of(def: &aws_sdk_ecs::types::TaskDefinition) -> Option<TaskDefinitionOutputs> {
         Some(TaskDefinitionOutputs {
-            arn: def.task_definition_arn()?.to_owned(),
+            arn: crate::TaskDefinitionArn::new(def.task_definition_arn()?),
             family: def.family()?.to_owned(),
             revision: def.revision(),
         })
@@ -302,7 +302,7 @@ impl Resource for TaskDefinition {
         };
         aws::tag_ecs_as_ours(ctx, &client, arn).await?;
         Ok(Some(TaskDefinitionOutputs {
-            arn: arn.to_owned(),
+            arn: crate::TaskDefinitionArn::new(arn),
             family: def.family().unwrap_or_default().to_owned(),
             revision: def.revision(),
         }))

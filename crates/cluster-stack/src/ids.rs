@@ -1,0 +1,12 @@
+//! The cluster stack's typed ARNs: a service is given its cluster's and its task definition's, and
+//! neither compiles where the other is wanted.
+
+platform_core::aws_id! {
+    /// An ECS cluster's ARN (`arn:aws:ecs:us-east-1:123456789012:cluster/my-ecs-cluster`).
+    pub ClusterArn
+}
+
+platform_core::aws_id! {
+    /// An ECS task definition revision's ARN (`...:task-definition/frontend:3`).
+    pub TaskDefinitionArn
+}
