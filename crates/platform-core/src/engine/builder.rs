@@ -71,7 +71,7 @@ impl EngineBuilder {
         self
     }
 
-    /// Makes `value` available to resources through [`Context::extension`].
+    /// Makes `value` available to resources through [`Context::extension`](crate::Context::extension).
     #[must_use]
     pub fn extension<T: Send + Sync + 'static>(mut self, value: T) -> Self {
         self.extensions.insert(TypeId::of::<T>(), Arc::new(value));
@@ -114,7 +114,7 @@ impl EngineBuilder {
     }
 
     /// Cancelling `token` stops starting new operations; those in flight finish and are recorded, and
-    /// the run ends with [`Error::Cancelled`]. Wire Ctrl-C to it.
+    /// the run ends with [`Error::Cancelled`](crate::Error::Cancelled). Wire Ctrl-C to it.
     #[must_use]
     pub fn cancellation(mut self, token: CancellationToken) -> Self {
         self.cancel = token;

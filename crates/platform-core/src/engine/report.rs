@@ -11,7 +11,7 @@ use crate::stack::Produced;
 use crate::state::Producer;
 use crate::types::Counts;
 
-/// What [`Engine::up_with`] did.
+/// What [`Engine::up_with`](crate::Engine::up_with) did.
 #[derive(Debug)]
 pub struct UpReport<O> {
     /// The stack's outputs.
@@ -26,7 +26,7 @@ pub struct UpReport<O> {
     pub elapsed: Duration,
 }
 
-/// What [`Engine::import`] recorded.
+/// What [`Engine::import`](crate::Engine::import) recorded.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct ImportReport {
     /// The stack.
@@ -39,7 +39,7 @@ pub struct ImportReport {
     pub outputs: Value,
 }
 
-/// What [`Engine::refresh_report`] and [`Engine::preview_refreshed`] found.
+/// What [`Engine::refresh_report`](crate::Engine::refresh_report) and [`Engine::preview_refreshed`](crate::Engine::preview_refreshed) found.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct RefreshReport {
     /// The plan `up` would make against the live resources.
@@ -102,13 +102,13 @@ impl<O: Clone> UpReport<O> {
     }
 }
 
-/// Options for [`Engine::up_with`].
+/// Options for [`Engine::up_with`](crate::Engine::up_with).
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct UpOptions {
     /// Read every resource live first, so that changes made outside the engine are corrected.
     pub refresh: bool,
-    /// Cancels this run only (the engine's own token, [`EngineBuilder::cancellation`], cancels
+    /// Cancels this run only (the engine's own token, [`EngineBuilder::cancellation`](crate::EngineBuilder::cancellation), cancels
     /// every run). A deploy bot cancels one run with it and keeps using the engine.
     pub cancel: Option<CancellationToken>,
 }
@@ -122,7 +122,7 @@ impl UpOptions {
     }
 
     /// Cancelling `token` stops this run as Ctrl-C would: nothing new starts, in-flight calls finish
-    /// and are recorded, waits end; the run returns [`Error::Cancelled`]. A token already cancelled
+    /// and are recorded, waits end; the run returns [`Error::Cancelled`](crate::Error::Cancelled). A token already cancelled
     /// starts nothing, not even the identity check.
     #[must_use]
     pub fn with_cancellation(mut self, token: CancellationToken) -> Self {
@@ -131,7 +131,7 @@ impl UpOptions {
     }
 }
 
-/// What [`Engine::destroy`] did.
+/// What [`Engine::destroy`](crate::Engine::destroy) did.
 #[derive(Clone, Debug)]
 pub struct DestroyReport {
     /// Resources deleted (deposed instances included).

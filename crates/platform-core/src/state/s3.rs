@@ -32,7 +32,8 @@ use super::{StackLock, StackState, StateStore, parse_state, validate_stack_name}
 use crate::error::{StateError, ValidationError};
 use crate::types::{BoxFuture, LockInfo};
 
-/// State in an S3 bucket: see the [module docs](self) for the layout and the locking protocol.
+/// State in an S3 bucket: the layout and the locking protocol are described at the top of its source,
+/// `crates/platform-core/src/state/s3.rs`.
 ///
 /// ```no_run
 /// # async fn f(aws: aws_types::SdkConfig) -> Result<(), platform_core::Error> {
