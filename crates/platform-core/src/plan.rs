@@ -694,6 +694,16 @@ mod force_new_tests {
     }
 
     #[test]
+    fn inputs_that_are_not_an_object_are_planned_whole() {
+        let parent = serde_json::to_value(Input::Ref(Ref::<String>::new("p", "id"))).unwrap();
+        let declared = json!([parent]);
+        let known = [change("", json!(["p-1"]), Planned::Known(json!(["p-2"])))];
+        assert_eq!(planned_inputs(&declared, &json!(["p-1"]), &known), json!(["p-2"]));
+        let unknown = [change("", json!(["p-1"]), Planned::Unknown)];
+        assert_eq!(planned_inputs(&declared, &json!(["p-1"]), &unknown), declared);
+    }
+
+    #[test]
     fn any_change_forces_every_changed_field() {
         assert_eq!(
             ForceNew::any_change().forced(["a".into(), "b".into()]),
