@@ -698,9 +698,15 @@ mod force_new_tests {
         let parent = serde_json::to_value(Input::Ref(Ref::<String>::new("p", "id"))).unwrap();
         let declared = json!([parent]);
         let known = [change("", json!(["p-1"]), Planned::Known(json!(["p-2"])))];
-        assert_eq!(planned_inputs(&declared, &json!(["p-1"]), &known), json!(["p-2"]));
+        assert_eq!(
+            planned_inputs(&declared, &json!(["p-1"]), &known),
+            json!(["p-2"])
+        );
         let unknown = [change("", json!(["p-1"]), Planned::Unknown)];
-        assert_eq!(planned_inputs(&declared, &json!(["p-1"]), &unknown), declared);
+        assert_eq!(
+            planned_inputs(&declared, &json!(["p-1"]), &unknown),
+            declared
+        );
     }
 
     #[test]
