@@ -78,18 +78,18 @@ pub(crate) async fn update_ecs_tags(
     old: &BTreeMap<String, String>,
     new: &BTreeMap<String, String>,
 ) -> Result<(), ResourceError> {
-    let TagChanges { set, removed } = TagChanges::between(old, new);
-    if !removed.is_empty() {
+    let untag = async |keys: Vec<String>| {
         ctx.call("UntagResource", || {
             client
                 .untag_resource()
                 .resource_arn(arn)
-                .set_tag_keys(Some(removed.clone()))
+                .set_tag_keys(Some(keys.clone()))
                 .send()
         })
-        .await?;
-    }
-    if !set.is_empty() {
+        .await
+        .map(drop)
+    };
+    let tag = async |set: BTreeMap<String, String>| {
         ctx.call("TagResource", || {
             client
                 .tag_resource()
@@ -97,9 +97,10 @@ pub(crate) async fn update_ecs_tags(
                 .set_tags(Some(ecs_tags(&set)))
                 .send()
         })
-        .await?;
-    }
-    Ok(())
+        .await
+        .map(drop)
+    };
+    TagChanges::between(old, new).apply(untag, tag).await
 }
 
 /// Brings a CloudWatch Logs resource's tags from `old` to `new` (UntagResource / TagResource).
@@ -110,18 +111,18 @@ pub(crate) async fn update_log_tags(
     old: &BTreeMap<String, String>,
     new: &BTreeMap<String, String>,
 ) -> Result<(), ResourceError> {
-    let TagChanges { set, removed } = TagChanges::between(old, new);
-    if !removed.is_empty() {
+    let untag = async |keys: Vec<String>| {
         ctx.call("UntagResource", || {
             client
                 .untag_resource()
                 .resource_arn(arn)
-                .set_tag_keys(Some(removed.clone()))
+                .set_tag_keys(Some(keys.clone()))
                 .send()
         })
-        .await?;
-    }
-    if !set.is_empty() {
+        .await
+        .map(drop)
+    };
+    let tag = async |set: BTreeMap<String, String>| {
         let set: std::collections::HashMap<String, String> = set.into_iter().collect();
         ctx.call("TagResource", || {
             client
@@ -130,9 +131,10 @@ pub(crate) async fn update_log_tags(
                 .set_tags(Some(set.clone()))
                 .send()
         })
-        .await?;
-    }
-    Ok(())
+        .await
+        .map(drop)
+    };
+    TagChanges::between(old, new).apply(untag, tag).await
 }
 
 /// Whether ECS refused a role it cannot assume yet: a role created seconds ago has not reached every

@@ -71,20 +71,6 @@ pub(crate) fn claim(ctx: &Context, what: &str, tags: &[Tag]) -> Result<(), Resou
     ctx.claim(what, tags.iter().map(|t| (t.key(), t.value())))
 }
 
-/// The tag changes from `old` to `new`: tags to set, keys to remove.
-pub(crate) fn tag_diff(
-    old: &BTreeMap<String, String>,
-    new: &BTreeMap<String, String>,
-) -> Result<(Vec<Tag>, Vec<String>), ResourceError> {
-    let changes = platform_core::TagChanges::between(old, new);
-    let set = changes
-        .set
-        .iter()
-        .map(|(k, v)| tag(k, v))
-        .collect::<Result<_, _>>()?;
-    Ok((set, changes.removed))
-}
-
 /// An IAM resource that takes tags, by the name (or ARN) its tag calls want.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Tagged<'a> {
@@ -97,16 +83,13 @@ pub(crate) enum Tagged<'a> {
 }
 
 impl Tagged<'_> {
-    /// Sets `tags` on it (TagRole / TagPolicy / TagInstanceProfile); nothing when there are none.
+    /// Sets `tags` on it (TagRole / TagPolicy / TagInstanceProfile).
     pub(crate) async fn tag(
         self,
         ctx: &Context,
         client: &Client,
         tags: Vec<Tag>,
     ) -> Result<(), ResourceError> {
-        if tags.is_empty() {
-            return Ok(());
-        }
         let tags = Some(tags);
         match self {
             Self::Role(name) => {
@@ -143,16 +126,13 @@ impl Tagged<'_> {
         Ok(())
     }
 
-    /// Removes the tags `keys` (UntagRole / UntagPolicy / UntagInstanceProfile); nothing when none.
+    /// Removes the tags `keys` (UntagRole / UntagPolicy / UntagInstanceProfile).
     async fn untag(
         self,
         ctx: &Context,
         client: &Client,
         keys: Vec<String>,
     ) -> Result<(), ResourceError> {
-        if keys.is_empty() {
-            return Ok(());
-        }
         let keys = Some(keys);
         match self {
             Self::Role(name) => {
@@ -198,9 +178,16 @@ impl Tagged<'_> {
         old: &BTreeMap<String, String>,
         new: &BTreeMap<String, String>,
     ) -> Result<(), ResourceError> {
-        let (set, removed) = tag_diff(old, new)?;
-        self.untag(ctx, client, removed).await?;
-        self.tag(ctx, client, set).await
+        let set_tags = async |set: BTreeMap<String, String>| {
+            let tags = set
+                .iter()
+                .map(|(k, v)| tag(k, v))
+                .collect::<Result<_, _>>()?;
+            self.tag(ctx, client, tags).await
+        };
+        platform_core::TagChanges::between(old, new)
+            .apply(|keys| self.untag(ctx, client, keys), set_tags)
+            .await
     }
 }
 
@@ -232,24 +219,5 @@ mod tests {
             user,
             BTreeMap::from([("Name".into(), "x".into()), ("team".into(), "web".into())])
         );
-    }
-
-    #[test]
-    fn a_tag_diff_sets_what_is_new_or_changed_and_removes_what_is_gone() {
-        let old = BTreeMap::from([
-            ("keep".to_owned(), "1".to_owned()),
-            ("change".to_owned(), "a".to_owned()),
-            ("drop".to_owned(), "x".to_owned()),
-        ]);
-        let new = BTreeMap::from([
-            ("keep".to_owned(), "1".to_owned()),
-            ("change".to_owned(), "b".to_owned()),
-            ("add".to_owned(), "y".to_owned()),
-        ]);
-        let (set, removed) = tag_diff(&old, &new).unwrap();
-        let set: Vec<(&str, &str)> = set.iter().map(|t| (t.key(), t.value())).collect();
-        assert_eq!(set, [("add", "y"), ("change", "b")]);
-        assert_eq!(removed, ["drop"]);
-        assert_eq!(tag_diff(&new, &new).unwrap(), (vec![], vec![]));
     }
 }

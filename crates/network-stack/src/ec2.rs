@@ -86,38 +86,36 @@ pub(crate) async fn update_tags(
     old: &BTreeMap<String, String>,
     new: &BTreeMap<String, String>,
 ) -> Result<(), ResourceError> {
-    let changes = platform_core::TagChanges::between(old, new);
-    let removed: Vec<Tag> = changes
-        .removed
-        .iter()
-        .map(|k| Tag::builder().key(k).build())
-        .collect();
-    let set: Vec<Tag> = changes
-        .set
-        .iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect();
-    if !removed.is_empty() {
+    let untag = async |keys: Vec<String>| {
+        let tags: Vec<Tag> = keys.iter().map(|k| Tag::builder().key(k).build()).collect();
         ctx.call("DeleteTags", || {
             client
                 .delete_tags()
                 .resources(id)
-                .set_tags(Some(removed.clone()))
+                .set_tags(Some(tags.clone()))
                 .send()
         })
-        .await?;
-    }
-    if !set.is_empty() {
+        .await
+        .map(drop)
+    };
+    let tag = async |set: BTreeMap<String, String>| {
+        let tags: Vec<Tag> = set
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect();
         ctx.call("CreateTags", || {
             client
                 .create_tags()
                 .resources(id)
-                .set_tags(Some(set.clone()))
+                .set_tags(Some(tags.clone()))
                 .send()
         })
-        .await?;
-    }
-    Ok(())
+        .await
+        .map(drop)
+    };
+    platform_core::TagChanges::between(old, new)
+        .apply(untag, tag)
+        .await
 }
 
 /// Deletes with `f`, retrying `DependencyViolation` (dependents still going away: ENIs of stopping

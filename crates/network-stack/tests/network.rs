@@ -237,7 +237,10 @@ async fn rules_and_dns_change_in_place_with_only_the_calls_needed() {
 
     config.tags.insert("team".into(), "platform".into());
     w.cloud.clear();
-    w.engine.up(&NetworkStack::new(config)).await.unwrap();
+    w.engine
+        .up(&NetworkStack::new(config.clone()))
+        .await
+        .unwrap();
     let mut ops = w.cloud.mutating_calls();
     ops.sort();
     assert_eq!(
@@ -245,6 +248,29 @@ async fn rules_and_dns_change_in_place_with_only_the_calls_needed() {
         vec!["CreateTags"; 5],
         "one CreateTags per taggable resource"
     );
+
+    // A tag replaced by another: one DeleteTags and one CreateTags per taggable resource.
+    config.tags.remove("team");
+    config.tags.insert("owner".into(), "ops".into());
+    w.cloud.clear();
+    w.engine.up(&NetworkStack::new(config)).await.unwrap();
+    let mut ops = w.cloud.mutating_calls();
+    ops.sort();
+    assert_eq!(ops, [vec!["CreateTags"; 5], vec!["DeleteTags"; 5]].concat());
+    let vpc = w
+        .ec2
+        .describe_vpcs()
+        .vpc_ids(net.vpc_id.as_str())
+        .send()
+        .await
+        .unwrap();
+    let keys: Vec<&str> = vpc.vpcs()[0]
+        .tags()
+        .iter()
+        .filter_map(|t| t.key())
+        .filter(|k| !k.starts_with("platform:"))
+        .collect();
+    assert_eq!(keys, ["Name", "owner"], "team removed, owner set, Name kept");
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! How user tags change between two runs, shared by every AWS resource kind.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 
 /// What changes between two sets of user tags.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -35,5 +36,92 @@ impl TagChanges {
                 .cloned()
                 .collect(),
         }
+    }
+
+    /// Carries the changes out with a service's two tag calls: `untag` with the keys to remove,
+    /// then `tag` with what to set, each only when it has something to do. What every service's tag
+    /// helper shares; the calls are the service's own.
+    ///
+    /// # Errors
+    /// The first call's error; nothing after it is sent.
+    pub async fn apply<E, U, T>(
+        self,
+        untag: impl FnOnce(Vec<String>) -> U,
+        tag: impl FnOnce(BTreeMap<String, String>) -> T,
+    ) -> Result<(), E>
+    where
+        U: Future<Output = Result<(), E>>,
+        T: Future<Output = Result<(), E>>,
+    {
+        if !self.removed.is_empty() {
+            untag(self.removed).await?;
+        }
+        if !self.set.is_empty() {
+            tag(self.set).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    /// The calls `apply` makes for `old` -> `new`.
+    fn calls(old: &[(&str, &str)], new: &[(&str, &str)]) -> Vec<String> {
+        let made = Mutex::new(Vec::new());
+        let changes = TagChanges::between(&tags(old), &tags(new));
+        let untag = |keys: Vec<String>| {
+            made.lock().unwrap().push(format!("untag {keys:?}"));
+            async { Ok::<(), ()>(()) }
+        };
+        let tag = |set: BTreeMap<String, String>| {
+            made.lock().unwrap().push(format!("tag {set:?}"));
+            async { Ok::<(), ()>(()) }
+        };
+        block_on(changes.apply(untag, tag)).unwrap();
+        made.into_inner().unwrap()
+    }
+
+    fn block_on<F: Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn apply_untags_first_then_tags_and_skips_a_call_with_nothing_to_do() {
+        assert_eq!(
+            calls(&[("a", "1"), ("b", "2")], &[("a", "9")]),
+            [r#"untag ["b"]"#, r#"tag {"a": "9"}"#]
+        );
+        assert_eq!(calls(&[], &[("a", "1")]), [r#"tag {"a": "1"}"#]);
+        assert_eq!(calls(&[("a", "1")], &[]), [r#"untag ["a"]"#]);
+        assert!(calls(&[("a", "1")], &[("a", "1")]).is_empty());
+    }
+
+    #[test]
+    fn apply_stops_at_the_first_failure() {
+        let changes = TagChanges::between(&tags(&[("a", "1")]), &tags(&[("b", "2")]));
+        let tagged = Mutex::new(false);
+        let result = block_on(changes.apply(
+            |_| async { Err("untag failed") },
+            |_| {
+                *tagged.lock().unwrap() = true;
+                async { Ok(()) }
+            },
+        ));
+        assert_eq!(result, Err("untag failed"));
+        assert!(!*tagged.lock().unwrap());
     }
 }
