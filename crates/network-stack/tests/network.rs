@@ -270,7 +270,11 @@ async fn rules_and_dns_change_in_place_with_only_the_calls_needed() {
         .filter_map(|t| t.key())
         .filter(|k| !k.starts_with("platform:"))
         .collect();
-    assert_eq!(keys, ["Name", "owner"], "team removed, owner set, Name kept");
+    assert_eq!(
+        keys,
+        ["Name", "owner"],
+        "team removed, owner set, Name kept"
+    );
 }
 
 #[tokio::test]
