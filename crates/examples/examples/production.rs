@@ -6,6 +6,7 @@
 //! ```text
 //! production [--endpoint URL | --aws] [--state-dir DIR | --state s3://BUCKET/PREFIX]
 //!            [--lock-timeout DURATION] [--take-over-dead-locks] [--json] [--yes] [COMMAND]
+//!            [--call-timeout DURATION] [--settle-window DURATION]
 //!            [--config FILE]
 //! COMMAND: up [--refresh] (default) | preview [--refresh] [--detailed-exitcode]
 //!          | refresh [--detailed-exitcode] | destroy | outputs | graph [--format mermaid|dot]
@@ -30,8 +31,9 @@ use examples::{Platform, PlatformOutputs};
 use indicatif::{ProgressBar, ProgressStyle};
 use local_cloud::{Detached, Emulator};
 use platform_core::{
-    ActionKind, CancellationToken, Counts, Engine, Error, Event, LocalStateStore, Plan,
-    RefreshReport, S3StateStore, StateError, StateStore, total_counts,
+    ActionKind, CallTimeouts, CancellationToken, Counts, DEFAULT_SETTLE_WINDOW, Engine, Error,
+    Event, LocalStateStore, Plan, RefreshReport, S3StateStore, StateError, StateStore,
+    total_counts,
 };
 use serde_json::{Value, json};
 
@@ -59,6 +61,15 @@ struct Cli {
     /// Wait this long (e.g. 30s, 5m) for a stack's lock held by another run, instead of failing at once.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, global = true)]
     lock_timeout: Option<Duration>,
+    /// Give up on one AWS call after this long (e.g. 20s, 2m; default 60s, and 30s for an answer to
+    /// start): a timed-out create is settled by looking for what it made, never sent again blindly.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, global = true)]
+    call_timeout: Option<Duration>,
+    /// How long to look for what an interrupted create made before creating it again, counted
+    /// from when it was sent (default 2m: how late AWS may show a new resource). Shorter is for
+    /// emulators.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, global = true)]
+    settle_window: Option<Duration>,
     /// Take over an S3 lock whose holder ran on this host and is gone (killed), saying so.
     #[arg(long, global = true)]
     take_over_dead_locks: bool,
@@ -376,6 +387,8 @@ async fn run(cli: Cli, command: Command) -> Result<u8, Failure> {
         .provider(identity.clone())
         .cancellation(cancel)
         .lock_timeout(cli.lock_timeout.unwrap_or_default())
+        .call_timeouts(call_timeouts(cli.call_timeout))
+        .settle_window(cli.settle_window.unwrap_or(DEFAULT_SETTLE_WINDOW))
         .on_event(move |e| sink.event(e))
         .build();
     let mut platform = Platform::new(engine);
@@ -1084,5 +1097,15 @@ impl Reporter {
             )),
             _ => {}
         }
+    }
+}
+
+/// The engine's call timeouts for `--call-timeout`: that long per call, and an answer's start
+/// within the default read timeout or the call's own, whichever is shorter.
+fn call_timeouts(operation: Option<Duration>) -> CallTimeouts {
+    let default = CallTimeouts::default();
+    match operation {
+        Some(op) => CallTimeouts::new(default.read.min(op), op),
+        None => default,
     }
 }

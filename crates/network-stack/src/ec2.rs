@@ -118,11 +118,33 @@ pub(crate) async fn update_tags(
         .await
 }
 
+/// How long AWS may refuse to delete (or detach) what a stopped Fargate task's network interface
+/// still uses, with `DependencyViolation`: releasing the interface routinely takes minutes. The
+/// budgets are the delete timeouts Terraform's AWS provider documents for the same resources
+/// (`aws_subnet` 20m, `aws_security_group` 15m, `aws_internet_gateway` 20m, `aws_vpc` and
+/// `aws_route_table` 5m).
+pub(crate) mod delete_budget {
+    use std::time::Duration;
+
+    /// A subnet: its interfaces go first.
+    pub(crate) const SUBNET: Duration = Duration::from_secs(20 * 60);
+    /// A security group: interfaces that use it go first.
+    pub(crate) const SECURITY_GROUP: Duration = Duration::from_secs(15 * 60);
+    /// An internet gateway's detach: public addresses in the VPC are unmapped first.
+    pub(crate) const GATEWAY_DETACH: Duration = Duration::from_secs(20 * 60);
+    /// A VPC: its subnets, gateways and groups are deleted first (by this engine).
+    pub(crate) const VPC: Duration = Duration::from_secs(5 * 60);
+    /// A route table: its associations are deleted first (by this engine).
+    pub(crate) const ROUTE_TABLE: Duration = Duration::from_secs(5 * 60);
+}
+
 /// Deletes with `f`, retrying `DependencyViolation` (dependents still going away: ENIs of stopping
-/// tasks, subnets, gateways) within the engine's retry bound; already gone is done.
+/// tasks, subnets, gateways) until `budget` has passed (see [`delete_budget`]), with a progress
+/// line at each wait; already gone is done.
 pub(crate) async fn delete_when_free<T, E, F, Fut>(
     ctx: &Context,
     operation: &str,
+    budget: std::time::Duration,
     f: F,
 ) -> Result<(), ResourceError>
 where
@@ -142,7 +164,7 @@ where
         + Sync
         + 'static,
 {
-    ctx.call_retrying(operation, |e| e.has_code("DependencyViolation"), f)
+    ctx.call_within(operation, budget, |e| e.has_code("DependencyViolation"), f)
         .await
         .gone_is_ok()
 }

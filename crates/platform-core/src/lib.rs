@@ -54,6 +54,7 @@ mod validate;
 mod value;
 
 pub use engine::group::StackGroup;
+pub use engine::{CallTimeouts, DEFAULT_SETTLE_WINDOW};
 pub use engine::{
     DestroyReport, Drift, DriftField, Engine, EngineBuilder, ImportReport, RefreshReport,
     UpOptions, UpReport, total_counts,

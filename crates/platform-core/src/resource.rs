@@ -349,6 +349,9 @@ pub(crate) struct Shared {
     pub(crate) clients: Mutex<HashMap<TypeId, AnyBox>>,
     pub(crate) events: EventSink,
     pub(crate) retry: RetryPolicy,
+    /// How long an interrupted create's instance is looked for (see
+    /// [`EngineBuilder::settle_window`](crate::EngineBuilder::settle_window)).
+    pub(crate) settle_window: Duration,
     /// The account and region the engine applies to, once it has resolved them (before any step).
     pub(crate) identity: tokio::sync::OnceCell<crate::ProviderInfo>,
 }
@@ -651,6 +654,50 @@ impl Context {
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         self.send(operation, true, also_retry, f).await
+    }
+
+    /// Like [`call`](Self::call), and also retries errors for which `also_retry` is true until
+    /// `budget` has passed since the first attempt, however many attempts that takes: for what AWS
+    /// refuses for minutes and then does (a subnet or security group delete while Fargate releases a
+    /// stopped task's network interface). Each wait is reported with [`progress`](Self::progress)
+    /// and ends at once when the run is cancelled.
+    ///
+    /// # Errors
+    /// As [`call`](Self::call); the `also_retry` error once the budget is spent;
+    /// [`ResourceError::Cancelled`] when the run is cancelled while it waits.
+    pub async fn call_within<T, E, F, Fut>(
+        &self,
+        operation: &str,
+        budget: Duration,
+        also_retry: impl Fn(&AwsError) -> bool,
+        mut f: F,
+    ) -> Result<T, ResourceError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let started = tokio::time::Instant::now();
+        let mut delay = self.shared.retry.min_delay;
+        loop {
+            let e = match self.call(operation, &mut f).await {
+                Err(ResourceError::Aws(e)) if also_retry(&e) => e,
+                done => return done,
+            };
+            let waited = started.elapsed();
+            if waited >= budget {
+                return Err(ResourceError::Aws(e));
+            }
+            let wait = delay.min(budget - waited);
+            self.progress(format!(
+                "{operation}: {}; AWS may take minutes: retrying (waited {}, up to {})",
+                e.code.as_deref().unwrap_or("refused"),
+                humantime::format_duration(Duration::from_secs(waited.as_secs())),
+                humantime::format_duration(budget),
+            ));
+            self.sleep(wait).await?;
+            delay = (delay * 2).min(self.shared.retry.max_delay);
+        }
     }
 
     /// Sends a call that must not be sent twice: a create that AWS would carry out again (a twin VPC)
@@ -1085,6 +1132,7 @@ mod tests {
             events: EventSink::new(vec![subscriber]),
             // Three attempts: not the backoff crate's default (four), so the bound is seen to hold.
             retry: RetryPolicy::new(3, Duration::from_millis(1), Duration::from_millis(2)),
+            settle_window: Duration::ZERO,
             identity: tokio::sync::OnceCell::new(),
         };
         Context::new(Arc::new(shared), "net", "vpc", cancel)

@@ -94,6 +94,11 @@ struct Inner {
     fail_configure: Mutex<HashSet<String>>,
     /// Logical names whose next create publishes an id other than the one it returns.
     publish_other_id: Mutex<HashSet<String>>,
+    /// Per logical name, how long after its next create is sent the cloud carries it out (the
+    /// sender having been told nothing).
+    create_late: Mutex<HashMap<String, Duration>>,
+    /// Logical names whose object is deleted right after the next find that returns it.
+    vanish_after_find: Mutex<HashSet<String>>,
 }
 
 /// Waits (cancellably) as long as `delays` says for the context's resource, if at all.
@@ -223,6 +228,22 @@ impl FakeCloud {
     /// bug).
     pub fn publish_other_id_of(&self, name: &str) {
         arm(&self.inner.publish_other_id, name);
+    }
+
+    /// The next create of `name` is carried out `d` after it is sent, while its sender hears only
+    /// a closed connection at once (a transient error: the outcome is unknown). As AWS may carry out
+    /// a request whose sender died: the next run may look before the instance exists.
+    pub fn create_late_of(&self, name: &str, d: Duration) {
+        self.inner
+            .create_late
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), d);
+    }
+
+    /// The object of `name` is deleted (by someone else) right after the next find that returns it.
+    pub fn vanish_after_find_of(&self, name: &str) {
+        arm(&self.inner.vanish_after_find, name);
     }
 
     /// The live objects that carry logical name `name`'s resource tag.
@@ -416,6 +437,42 @@ impl FakeResource {
         Ok(())
     }
 
+    /// Makes the object in `cloud`, tagged by `ctx`, without its value when `unconfigured`.
+    fn make(
+        &self,
+        cloud: &FakeCloud,
+        ctx: &Context,
+        deps: Vec<String>,
+        unconfigured: bool,
+    ) -> String {
+        let id = format!(
+            "fake-{}",
+            cloud.inner.next_id.fetch_add(1, Ordering::SeqCst)
+        );
+        let tags = ctx
+            .tags()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        let mut objects = cloud.objects();
+        cloud.count_uses(&deps, 1);
+        objects.insert(
+            id.clone(),
+            FakeObject {
+                id: id.clone(),
+                value: if unconfigured {
+                    String::new()
+                } else {
+                    self.value.clone()
+                },
+                fixed: self.fixed.clone(),
+                deps,
+                tags,
+            },
+        );
+        id
+    }
+
     /// The resolved dependency ids, each of which must exist (as AWS refuses a missing VPC id).
     fn dep_ids(&self, cloud: &FakeCloud) -> Result<Vec<String>, ResourceError> {
         let live = cloud.objects();
@@ -478,34 +535,23 @@ impl Resource for FakeResource {
                 ctx.resource()
             )));
         }
-        let id = format!(
-            "fake-{}",
-            cloud.inner.next_id.fetch_add(1, Ordering::SeqCst)
-        );
-        let tags = ctx
-            .tags()
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect();
-        let two_steps = cloud.inner.configure_after_publish.load(Ordering::SeqCst);
-        {
-            let mut objects = cloud.objects();
-            cloud.count_uses(&deps, 1);
-            objects.insert(
-                id.clone(),
-                FakeObject {
-                    id: id.clone(),
-                    value: if two_steps {
-                        String::new()
-                    } else {
-                        self.value.clone()
-                    },
-                    fixed: self.fixed.clone(),
-                    deps,
-                    tags,
-                },
-            );
+        let late = cloud
+            .inner
+            .create_late
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(ctx.resource());
+        if let Some(d) = late {
+            let (cloud, ctx, inputs) = ((*cloud).clone(), ctx.clone(), self.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(d).await;
+                inputs.make(&cloud, &ctx, deps, false);
+                cloud.log(ctx.resource(), "create");
+            });
+            return Err(transient("connection closed; the cloud acts on it later"));
         }
+        let two_steps = cloud.inner.configure_after_publish.load(Ordering::SeqCst);
+        let id = self.make(&cloud, ctx, deps, two_steps);
         cloud.log(ctx.resource(), "create");
         if two_steps {
             self.configure(&cloud, ctx, &id).await?;
@@ -665,14 +711,25 @@ impl Resource for FakeResource {
             return Ok(None);
         }
         let wanted = ctx.tags();
-        crate::found_one(
+        let found = crate::found_one(
             ctx.resource(),
             cloud
                 .objects()
                 .values()
                 .filter(|o| wanted.iter().all(|(k, v)| o.tags.get(*k) == Some(v)))
                 .map(|o| (o.id.clone(), FakeOutputs { id: o.id.clone() })),
-        )
+        )?;
+        if let Some(f) = &found
+            && cloud
+                .inner
+                .vanish_after_find
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(ctx.resource())
+        {
+            cloud.remove(&f.id);
+        }
+        Ok(found)
     }
 }
 
@@ -745,11 +802,15 @@ pub fn local_provider() -> crate::ProviderInfo {
     }
 }
 
-/// An engine over `store` that applies to `cloud` (in [`local_provider`]'s account).
+/// An engine over `store` that applies to `cloud` (in [`local_provider`]'s account). The fake cloud
+/// shows what it makes at once, unless told otherwise ([`FakeCloud::create_late_of`],
+/// [`FakeCloud::hide_from_next_finds`]): the engine's settle window is zero, so an interrupted
+/// create is looked for once.
 pub fn fake_engine(store: impl crate::StateStore + 'static, cloud: &FakeCloud) -> crate::Engine {
     crate::Engine::builder(store)
         .provider(local_provider())
         .extension(cloud.clone())
+        .settle_window(Duration::ZERO)
         .build()
 }
 
@@ -763,6 +824,7 @@ pub fn context(stack: &str, resource: &str) -> Context {
         clients: Mutex::default(),
         events: crate::EventSink::new(Vec::new()),
         retry: crate::RetryPolicy::default(),
+        settle_window: Duration::ZERO,
         identity: tokio::sync::OnceCell::new(),
     };
     Context::new(

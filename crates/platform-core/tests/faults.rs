@@ -650,3 +650,187 @@ async fn in_a_group_a_reference_to_a_stack_outside_it_reads_that_stacks_recorded
         .unwrap();
     assert_eq!(c.deps, [made["r0"].clone()]);
 }
+
+/// An engine over `store` and `cloud` with a settle window of `window`.
+fn engine_with_window(store: &MemoryStateStore, cloud: &FakeCloud, window: Duration) -> Engine {
+    Engine::builder(store.clone())
+        .provider(local_provider())
+        .extension(cloud.clone())
+        .settle_window(window)
+        .build()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_carried_out_after_the_next_run_first_looked_is_adopted_within_the_settle_window()
+{
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let stack = FakeStack::chain("late", 2);
+    // AWS carries out r0's create 10 s after it was sent; the sender hears nothing.
+    cloud.create_late_of("r0", Duration::from_secs(10));
+    let err = engine_with_window(&store, &cloud, Duration::from_secs(30))
+        .up(&stack)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("outcome unknown"), "{err}");
+    assert!(cloud.instances_of("r0").is_empty(), "not made yet");
+    // The next run starts at once: it looks until r0 shows (no create sent), then goes on.
+    let started = tokio::time::Instant::now();
+    engine_with_window(&store, &cloud, Duration::from_secs(30))
+        .up(&stack)
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(8) && waited < Duration::from_secs(15),
+        "{waited:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(cloud.calls().create, 2, "r0 once (late), r1 once");
+    exactly_one_each(&stack, &store, &cloud).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_settle_window_the_late_create_makes_a_twin_which_is_why_there_is_one() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let stack = FakeStack::chain("twin", 1);
+    cloud.create_late_of("r0", Duration::from_secs(10));
+    let zero = Duration::ZERO;
+    engine_with_window(&store, &cloud, zero)
+        .up(&stack)
+        .await
+        .unwrap_err();
+    engine_with_window(&store, &cloud, zero)
+        .up(&stack)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(cloud.instances_of("r0").len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_after_the_settle_window_looks_once_then_creates() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let stack = FakeStack::chain("gone", 1);
+    cloud.time_out_create_of("r0");
+    let window = Duration::from_secs(30);
+    engine_with_window(&store, &cloud, window)
+        .up(&stack)
+        .await
+        .unwrap_err();
+    let reads = cloud.calls().read;
+    // The intent's time is wall-clock time: a run that starts later than the window looks once.
+    let mut state = store.read("gone").await.unwrap().unwrap();
+    let intent = state
+        .resources
+        .get_mut("r0")
+        .unwrap()
+        .pending
+        .as_mut()
+        .unwrap();
+    intent.since = "2026-01-01T00:00:00Z".into();
+    let lock = store.lock("gone", "test").await.unwrap();
+    lock.write(&state).await.unwrap();
+    lock.release().await.unwrap();
+    let started = tokio::time::Instant::now();
+    engine_with_window(&store, &cloud, window)
+        .up(&stack)
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(cloud.calls().read - reads, 1, "one find");
+    exactly_one_each(&stack, &store, &cloud).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_destroy_right_after_an_interrupted_create_deletes_what_it_makes_late() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let stack = FakeStack::chain("sweep", 1);
+    cloud.create_late_of("r0", Duration::from_secs(10));
+    let window = Duration::from_secs(30);
+    engine_with_window(&store, &cloud, window)
+        .up(&stack)
+        .await
+        .unwrap_err();
+    engine_with_window(&store, &cloud, window)
+        .destroy::<FakeStack>("sweep")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(cloud.live().is_empty(), "{:?}", cloud.live());
+    assert_eq!(store.read("sweep").await.unwrap(), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn ctrl_c_while_a_lost_create_is_looked_for_is_a_cancellation_not_an_unknown_outcome() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let stack = FakeStack::chain("cancel", 1);
+    cloud.time_out_create_of("r0");
+    let err = fake_engine(store.clone(), &cloud)
+        .up_with(
+            &stack,
+            UpOptions::default().with_cancellation(cancelled_after(500)),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Cancelled { .. }), "{err}");
+    let state = store.read("cancel").await.unwrap().unwrap();
+    assert_eq!(
+        state.resources["r0"].pending.as_ref().map(|p| p.op),
+        Some(PendingOp::Create),
+        "the intent stays for the next run to settle"
+    );
+}
+
+#[tokio::test]
+async fn an_instance_found_for_a_create_and_deleted_before_it_is_read_is_not_recorded() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let stack = FakeStack::chain("vanish", 1);
+    cloud.lose_response_of("r0");
+    cloud.vanish_after_find_of("r0");
+    let err = fake_engine(store.clone(), &cloud)
+        .up(&stack)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("was gone when it was read"),
+        "{err}"
+    );
+    let state = store.read("vanish").await.unwrap().unwrap();
+    assert!(
+        state.resources["r0"].outputs.is_none(),
+        "not recorded as created"
+    );
+    // The next run creates it.
+    fake_engine(store.clone(), &cloud).up(&stack).await.unwrap();
+    exactly_one_each(&stack, &store, &cloud).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_refused_outright_is_looked_for_briefly_by_the_next_run_not_over_the_window() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let stack = FakeStack::chain("refused", 1);
+    cloud.fail_create_of("r0");
+    let window = Duration::from_secs(120);
+    engine_with_window(&store, &cloud, window)
+        .up(&stack)
+        .await
+        .unwrap_err();
+    let state = store.read("refused").await.unwrap().unwrap();
+    let intent = state.resources["r0"].pending.clone().unwrap();
+    assert!(intent.answered, "{intent:?}");
+    let started = tokio::time::Instant::now();
+    engine_with_window(&store, &cloud, window)
+        .up(&stack)
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    exactly_one_each(&stack, &store, &cloud).await;
+}

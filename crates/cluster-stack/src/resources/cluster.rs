@@ -95,6 +95,21 @@ async fn describe(
     }))
 }
 
+/// What a described cluster's settings and user tags are, as inputs.
+fn observed(c: &aws_sdk_ecs::types::Cluster, outputs: &ClusterOutputs) -> Cluster {
+    let insights = c
+        .settings()
+        .iter()
+        .find(|s| s.name() == Some(&ClusterSettingName::ContainerInsights))
+        .and_then(|s| s.value())
+        .map_or(ContainerInsights::Disabled, ContainerInsights::parse);
+    Cluster {
+        name: c.cluster_name().unwrap_or(&outputs.name).to_owned(),
+        container_insights: insights,
+        tags: aws::user_ecs_tags(c.tags()),
+    }
+}
+
 impl Resource for Cluster {
     type Outputs = ClusterOutputs;
     const KIND: &'static str = "ecs:cluster";
@@ -110,8 +125,24 @@ impl Resource for Cluster {
         validate::tags("tags", &self.tags)
     }
 
+    /// `CreateCluster` is idempotent by name: for a name that exists, AWS answers with that cluster,
+    /// unchanged, and no error. So the name is looked up first: a cluster that is not this
+    /// resource's (by its tags) is refused, naming whose it is; this resource's own (an earlier
+    /// create whose answer was lost) is brought to the declared settings and tags.
     async fn create(&self, ctx: &Context) -> Result<ClusterOutputs, ResourceError> {
         let client = aws::ecs(ctx)?;
+        if let Some(existing) = describe(ctx, &client, &self.name).await? {
+            aws::claim(ctx, &format!("ECS cluster {}", self.name), existing.tags())?;
+            let arn = existing
+                .cluster_arn()
+                .ok_or_else(|| ResourceError::missing("DescribeClusters", "a cluster ARN"))?;
+            let outputs = ClusterOutputs {
+                name: self.name.clone(),
+                arn: crate::ClusterArn::new(arn),
+            };
+            let live = observed(&existing, &outputs);
+            return self.update(ctx, &live, &outputs).await;
+        }
         let tags = aws::ecs_tags(&aws::all_tags(ctx, &self.tags));
         let out = ctx
             .call("CreateCluster", || {
@@ -142,18 +173,8 @@ impl Resource for Cluster {
         let Some(c) = describe(ctx, &client, &outputs.arn).await? else {
             return Ok(None);
         };
-        let insights = c
-            .settings()
-            .iter()
-            .find(|s| s.name() == Some(&ClusterSettingName::ContainerInsights))
-            .and_then(|s| s.value())
-            .map_or(ContainerInsights::Disabled, ContainerInsights::parse);
         Ok(Some(Observed {
-            inputs: Cluster {
-                name: c.cluster_name().unwrap_or(&outputs.name).to_owned(),
-                container_insights: insights,
-                tags: aws::user_ecs_tags(c.tags()),
-            },
+            inputs: observed(&c, outputs),
             outputs: outputs.clone(),
         }))
     }

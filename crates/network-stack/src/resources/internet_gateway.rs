@@ -166,8 +166,9 @@ pub(super) async fn detach(
 ) -> Result<(), ResourceError> {
     // DependencyViolation while public IPs in the VPC are still mapped (tasks stopping).
     let detached = ctx
-        .call_retrying(
+        .call_within(
             "DetachInternetGateway",
+            ec2::delete_budget::GATEWAY_DETACH,
             |e| e.has_code("DependencyViolation"),
             || {
                 client

@@ -286,9 +286,12 @@ impl Resource for RouteTable {
     ) -> Result<(), ResourceError> {
         let client = ec2::client(ctx)?;
         let id = outputs.route_table_id.as_str();
-        ec2::delete_when_free(ctx, "DeleteRouteTable", || {
-            client.delete_route_table().route_table_id(id).send()
-        })
+        ec2::delete_when_free(
+            ctx,
+            "DeleteRouteTable",
+            ec2::delete_budget::ROUTE_TABLE,
+            || client.delete_route_table().route_table_id(id).send(),
+        )
         .await
     }
 

@@ -572,9 +572,12 @@ impl Resource for SecurityGroup {
         let client = ec2::client(ctx)?;
         let id = outputs.group_id.as_str();
         // DependencyViolation while network interfaces (Fargate tasks) still use the group.
-        ec2::delete_when_free(ctx, "DeleteSecurityGroup", || {
-            client.delete_security_group().group_id(id).send()
-        })
+        ec2::delete_when_free(
+            ctx,
+            "DeleteSecurityGroup",
+            ec2::delete_budget::SECURITY_GROUP,
+            || client.delete_security_group().group_id(id).send(),
+        )
         .await
     }
 

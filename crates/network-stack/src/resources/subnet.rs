@@ -225,7 +225,7 @@ impl Resource for Subnet {
         let client = ec2::client(ctx)?;
         let id = outputs.subnet_id.as_str();
         // DependencyViolation while network interfaces of stopped tasks are released.
-        ec2::delete_when_free(ctx, "DeleteSubnet", || {
+        ec2::delete_when_free(ctx, "DeleteSubnet", ec2::delete_budget::SUBNET, || {
             client.delete_subnet().subnet_id(id).send()
         })
         .await

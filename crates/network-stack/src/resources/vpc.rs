@@ -203,7 +203,10 @@ impl Resource for Vpc {
         let client = ec2::client(ctx)?;
         let id = outputs.vpc_id.as_str();
         // DependencyViolation while subnets, gateways and ENIs of dependents are still going away.
-        ec2::delete_when_free(ctx, "DeleteVpc", || client.delete_vpc().vpc_id(id).send()).await
+        ec2::delete_when_free(ctx, "DeleteVpc", ec2::delete_budget::VPC, || {
+            client.delete_vpc().vpc_id(id).send()
+        })
+        .await
     }
 
     /// By VPC id (`vpc-...`).

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use aws_smithy_runtime_api::client::interceptors::{Intercept, SharedInterceptor};
 use aws_types::SdkConfig;
+use aws_types::sdk_config::TimeoutConfig;
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
@@ -34,6 +35,48 @@ pub struct EngineBuilder {
     pub(super) retry: RetryPolicy,
     pub(super) cancel: CancellationToken,
     pub(super) lock_timeout: Duration,
+    pub(super) settle_window: Duration,
+    pub(super) call_timeouts: CallTimeouts,
+}
+
+/// How long one AWS call may take before the engine gives up on it: a call that never answers
+/// must not hold a run forever. A create that times out is an unknown outcome: it is settled by
+/// looking for what it made, never sent again blindly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CallTimeouts {
+    /// How long to wait for the first byte of an answer once the request is sent (default 30 s).
+    pub read: Duration,
+    /// How long one whole operation may take, its retries by the SDK included (default 60 s).
+    pub operation: Duration,
+}
+
+impl Default for CallTimeouts {
+    fn default() -> Self {
+        Self {
+            read: Duration::from_secs(30),
+            operation: Duration::from_secs(60),
+        }
+    }
+}
+
+impl CallTimeouts {
+    /// Timeouts of `read` for an answer's first byte and `operation` for a whole call.
+    pub fn new(read: Duration, operation: Duration) -> Self {
+        Self { read, operation }
+    }
+
+    /// `config` with these timeouts (its connect timeout, and any other it sets, kept).
+    pub(crate) fn apply_to(self, config: &SdkConfig) -> SdkConfig {
+        let ours = TimeoutConfig::builder()
+            .read_timeout(self.read)
+            .operation_timeout(self.operation);
+        let merged = match config.timeout_config() {
+            Some(theirs) => ours.take_unset_from(theirs.to_builder()),
+            None => ours,
+        };
+        config.to_builder().timeout_config(merged.build()).build()
+    }
 }
 
 impl fmt::Debug for EngineBuilder {
@@ -130,8 +173,34 @@ impl EngineBuilder {
         self
     }
 
+    /// How long the next run looks for the instance of a create that was interrupted (the process
+    /// killed, the answer lost) before it creates one, counted from the interrupted create's intent
+    /// (default [`DEFAULT_SETTLE_WINDOW`](crate::DEFAULT_SETTLE_WINDOW), 2 minutes). AWS may show a
+    /// new resource to its list and describe calls late, and may carry out a request after its
+    /// sender died: an instance that appears within the window is adopted, not made twice. A run
+    /// that starts after the window has passed looks once. Shorter windows are for emulators.
+    #[must_use]
+    pub fn settle_window(mut self, window: Duration) -> Self {
+        self.settle_window = window;
+        self
+    }
+
+    /// How long one AWS call of the engine's clients may take (default [`CallTimeouts::default`]:
+    /// 30 s for an answer to start, 60 s for a whole call). Applied to the configuration given to
+    /// [`aws`](Self::aws), whichever order the two are called in.
+    #[must_use]
+    pub fn call_timeouts(mut self, timeouts: CallTimeouts) -> Self {
+        self.call_timeouts = timeouts;
+        self
+    }
+
     /// Builds the engine.
-    pub fn build(self) -> Engine {
+    pub fn build(mut self) -> Engine {
+        let timeouts = self.call_timeouts;
+        self.sdk_config = self.sdk_config.map(|c| timeouts.apply_to(&c));
+        if let Some(IdentitySource::Aws(config)) = &mut self.identity {
+            **config = timeouts.apply_to(config);
+        }
         let limits = Limits::new(
             self.concurrency,
             &self.service_limits,
@@ -150,6 +219,7 @@ impl EngineBuilder {
                 clients: Mutex::default(),
                 events,
                 retry: self.retry,
+                settle_window: self.settle_window,
                 identity: OnceCell::new(),
             }),
             concurrency: self.concurrency,

@@ -29,13 +29,14 @@ mod report;
 mod schedule;
 mod steps;
 
-pub use builder::EngineBuilder;
+pub use builder::{CallTimeouts, EngineBuilder};
 use executor::{Links, Run, Summary};
 use limits::Limits;
 pub use report::{
     DestroyReport, Drift, DriftField, ImportReport, RefreshReport, UpOptions, UpReport,
     total_counts,
 };
+pub use steps::DEFAULT_SETTLE_WINDOW;
 
 /// The engine. Cheap to share behind an `Arc`; every method can run concurrently for different stacks.
 pub struct Engine {
@@ -79,6 +80,8 @@ impl Engine {
             retry: RetryPolicy::default(),
             cancel: CancellationToken::new(),
             lock_timeout: Duration::ZERO,
+            settle_window: steps::DEFAULT_SETTLE_WINDOW,
+            call_timeouts: CallTimeouts::default(),
         }
     }
 

@@ -18,9 +18,22 @@ use super::executor::RunInner;
 /// Updates a settle sends, each after reading what is still different.
 const SETTLE_UPDATES: u32 = 2;
 
-/// Finds after a create whose outcome is unknown: 4 over 0.25 + 0.5 + 1 s.
-const SETTLE_ATTEMPTS: u32 = 4;
+/// How long finds go on after a create whose outcome is unknown, in the same run: 4 finds, at 0,
+/// 0.25, 0.75 and 1.75 s. (If none finds it, the run stops; the next run looks over the whole settle
+/// window before it creates.)
+const SETTLE_SAME_RUN: Duration = Duration::from_millis(1750);
 const SETTLE_FIRST_DELAY: Duration = Duration::from_millis(250);
+/// The longest wait between two finds.
+const SETTLE_MAX_DELAY: Duration = Duration::from_secs(5);
+
+/// How long after a create was sent the instance it made may still be invisible to AWS's list and
+/// describe calls (or may still be made, by a request whose sender died): 2 minutes, the
+/// propagation timeout Terraform's AWS provider waits for a new resource to be found
+/// (`tfresource.RetryWhenNewResourceNotFound`, `PropagationTimeout`); EC2's `Describe*` calls are
+/// eventually consistent
+/// (<https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html>), IAM's changes
+/// propagate in seconds, "in rare cases minutes". See [`EngineBuilder::settle_window`](super::EngineBuilder::settle_window).
+pub const DEFAULT_SETTLE_WINDOW: Duration = Duration::from_secs(120);
 
 /// A new instance token: 128 random bits as 32 hex characters.
 fn new_token() -> String {
@@ -104,6 +117,7 @@ impl RunInner {
                     op,
                     since: now(),
                     instance: None,
+                    answered: false,
                 });
             }
         })
@@ -166,19 +180,41 @@ impl RunInner {
                 op: PendingOp::Create,
                 since: now(),
                 instance: Some(intent_token),
+                answered: false,
             });
         })
         .await?;
         let ctx = self.ctx(name).for_instance(Some(&token));
         let _permits = self.limits.acquire(ops.service).await;
-        let earlier = match &interrupted {
-            Some(token) => {
+        let earlier = match (
+            &interrupted,
+            recorded.as_ref().and_then(|r| r.pending.as_ref()),
+        ) {
+            (Some(token), Some(intent)) => {
+                // With the inputs the interrupted create was sent with, over the settle window
+                // counted from its intent: AWS may show it late, or carry it out late.
+                let sent_inputs = recorded
+                    .as_ref()
+                    .map(|r| &r.inputs)
+                    .filter(|i| !i.is_null())
+                    .unwrap_or(&inputs);
                 let find_ctx = self.ctx(name).for_instance(token.as_deref());
-                (ops.find)(find_ctx, inputs.clone())
-                    .await
-                    .map_err(|e| self.fail(name, "find", e))?
+                let until = if intent.answered {
+                    tokio::time::Instant::now() + SETTLE_SAME_RUN
+                } else {
+                    settle_deadline(&intent.since, self.shared.settle_window)
+                };
+                if until > tokio::time::Instant::now() {
+                    find_ctx.progress(format!(
+                        "an earlier run was interrupted creating this: looking for what it made \
+                         for up to {} before creating it",
+                        humantime::format_duration(round_secs(until - tokio::time::Instant::now()))
+                    ));
+                }
+                self.find_until(ops, name, &find_ctx, sent_inputs, until)
+                    .await?
             }
-            None => None,
+            _ => None,
         };
         let found = match earlier {
             Some(found) => found,
@@ -210,7 +246,17 @@ impl RunInner {
                         }
                     }
                 }
-                (Err(e), _) => return Err(self.fail(name, "create", e)),
+                (Err(e), _) => {
+                    // Answered: nothing of this create lands later.
+                    self.record(name, |s| {
+                        let pending = s.resources.get_mut(name).and_then(|r| r.pending.as_mut());
+                        if let Some(p) = pending.filter(|p| p.op == PendingOp::Create) {
+                            p.answered = true;
+                        }
+                    })
+                    .await?;
+                    return Err(self.fail(name, "create", e));
+                }
             },
         };
         self.shared.events.emit(Event::Adopted {
@@ -218,8 +264,15 @@ impl RunInner {
             resource: name.to_owned(),
         });
         // An adopted resource may be half-configured (the create failed after the first call):
-        // bring what can change in place to the declared inputs.
-        let outputs = self.converge(ops, name, &inputs, found, None).await?;
+        // bring what can change in place to the declared inputs. One deleted since it was found is
+        // not recorded: the intent stays, and the next run looks for it (or creates it) again.
+        let gone = ResourceError::Failed {
+            message: format!(
+                "the {} found for this create was gone when it was read (deleted meanwhile);                  nothing was recorded: the next run looks for it again, then creates it",
+                decl.kind
+            ),
+        };
+        let outputs = self.converge(ops, name, &inputs, found, Some(gone)).await?;
         (ops.adopted)(self.ctx(name), inputs, outputs.clone())
             .await
             .map_err(|e| self.fail(name, "create", e))?;
@@ -284,6 +337,7 @@ impl RunInner {
             op: PendingOp::Update,
             since: now(),
             instance: None,
+            answered: false,
         };
         self.made(name, token, outputs.clone(), Some(configuring))
             .await?;
@@ -347,20 +401,39 @@ impl RunInner {
         ctx: &Context,
         inputs: &Value,
     ) -> Result<Option<Value>, Error> {
+        let until = tokio::time::Instant::now() + SETTLE_SAME_RUN;
+        self.find_until(ops, name, ctx, inputs, until).await
+    }
+
+    /// Looks for the instance `ctx` names until it is found or `until` has passed (one find at
+    /// least), waiting 0.25 s after the first find, twice as long after each next one, at most
+    /// [`SETTLE_MAX_DELAY`].
+    ///
+    /// # Errors
+    /// A find's error; [`Error::Cancelled`] (through [`ResourceError::Cancelled`]) when the run is
+    /// cancelled while it waits.
+    async fn find_until(
+        &self,
+        ops: &KindOps,
+        name: &str,
+        ctx: &Context,
+        inputs: &Value,
+        until: tokio::time::Instant,
+    ) -> Result<Option<Value>, Error> {
         let mut delay = SETTLE_FIRST_DELAY;
-        for attempt in 1..=SETTLE_ATTEMPTS {
+        loop {
             let found = (ops.find)(ctx.clone(), inputs.clone())
                 .await
                 .map_err(|e| self.fail(name, "find", e))?;
-            if found.is_some() || attempt == SETTLE_ATTEMPTS {
+            let now = tokio::time::Instant::now();
+            if found.is_some() || now >= until {
                 return Ok(found);
             }
-            if ctx.sleep(delay).await.is_err() {
-                return Ok(None);
-            }
-            delay *= 2;
+            ctx.sleep(delay.min(until - now))
+                .await
+                .map_err(|e| self.fail(name, "find", e))?;
+            delay = (delay * 2).min(SETTLE_MAX_DELAY);
         }
-        Ok(None)
     }
 
     /// Updates `name` in place from `previous` to `inputs`. An update whose outcome is unknown (a
@@ -456,11 +529,17 @@ impl RunInner {
         } else if rec.pending.is_some() {
             // An interrupted create: delete what it may have made.
             let _permits = self.limits.acquire(ops.service).await;
-            let token = rec.pending.as_ref().and_then(|p| p.instance.as_deref());
-            if let Some(outputs) =
-                (ops.find)(self.ctx(name).for_instance(token), rec.inputs.clone())
-                    .await
-                    .map_err(|e| self.fail(name, "find", e))?
+            // Over the settle window: what it made may show, or be made, late.
+            let pending = rec.pending.as_ref();
+            let token = pending.and_then(|p| p.instance.as_deref());
+            let until = match pending {
+                Some(p) if !p.answered => settle_deadline(&p.since, self.shared.settle_window),
+                _ => tokio::time::Instant::now() + SETTLE_SAME_RUN,
+            };
+            let ctx = self.ctx(name).for_instance(token);
+            if let Some(outputs) = self
+                .find_until(&ops, name, &ctx, &rec.inputs, until)
+                .await?
             {
                 (ops.delete)(self.ctx(name), rec.inputs.clone(), outputs)
                     .await
@@ -503,6 +582,7 @@ impl RunInner {
                         op: PendingOp::Delete,
                         since: now(),
                         instance: None,
+                        answered: false,
                     });
                 }
             })
@@ -528,6 +608,21 @@ impl RunInner {
         }
         Ok(())
     }
+}
+
+/// When the settle window of an intent recorded at `since` (RFC 3339) ends, on tokio's clock. An
+/// intent whose time cannot be read, or lies ahead (another machine's clock), gets the whole window.
+fn settle_deadline(since: &str, window: Duration) -> tokio::time::Instant {
+    let elapsed = humantime::parse_rfc3339(since)
+        .ok()
+        .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+        .unwrap_or_default();
+    tokio::time::Instant::now() + window.saturating_sub(elapsed)
+}
+
+/// `d` to the second (for messages).
+fn round_secs(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs())
 }
 
 /// Top-level fields that differ between two input objects.

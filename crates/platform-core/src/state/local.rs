@@ -245,12 +245,14 @@ pub(crate) fn write_atomic(
 
 /// `<stack>.journal`: one JSON [`Change`] per line, appended between whole writes of the state and
 /// removed by the next one. A line cut short by a crash (no newline) was never synced, so never
-/// acknowledged: it is ignored.
+/// acknowledged: it is ignored by readers, and cut off before this lock's first append, so that every
+/// append starts on a line boundary. A write that fails part way is cut off too, and the journal
+/// refuses every later append (the run stops with the state still readable).
 #[derive(Debug)]
 struct LocalJournal {
     path: PathBuf,
     /// Opened (append-only) at the first change.
-    file: Mutex<Option<File>>,
+    file: Mutex<JournalFile>,
     /// Changes appended so far (the tickets).
     appended: AtomicU64,
     /// Changes known durable; held while a flush runs, so that waiters queue behind it and find
@@ -264,7 +266,7 @@ impl LocalJournal {
     fn new(path: PathBuf) -> Self {
         Self {
             path,
-            file: Mutex::new(None),
+            file: Mutex::new(JournalFile::default()),
             appended: AtomicU64::new(0),
             synced: tokio::sync::Mutex::new(0),
             flushes: AtomicU64::new(0),
@@ -282,7 +284,8 @@ impl LocalJournal {
     async fn clear(&self) -> Result<(), StateError> {
         let mut synced = self.synced.lock().await;
         let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        *file = None;
+        file.file = None;
+        file.len = 0;
         match fs::remove_file(&self.path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -293,31 +296,91 @@ impl LocalJournal {
     }
 }
 
+/// The journal's open file, as one lock holds it.
+#[derive(Debug, Default)]
+struct JournalFile {
+    file: Option<File>,
+    /// Bytes in the file that end on a line boundary: where the next line starts.
+    len: u64,
+    /// Why an append failed, once one has.
+    broken: Option<String>,
+}
+
+/// Appends `line` (a test can make it fail after part of it, as a full disk does).
+fn write_line(f: &mut File, line: &[u8]) -> std::io::Result<()> {
+    #[cfg(test)]
+    if let Some(n) = tests::FAIL_WRITE_AFTER.with(std::cell::Cell::take) {
+        f.write_all(&line[..n.min(line.len())])?;
+        return Err(std::io::Error::from_raw_os_error(28)); // ENOSPC
+    }
+    f.write_all(line)
+}
+
+impl LocalJournal {
+    /// Opens the journal for appending (creating it, 0600), first cutting off a line left short by
+    /// a crash: returns the file and its length, which ends on a line boundary.
+    fn open_at_line_boundary(&self) -> Result<(File, u64), StateError> {
+        let mut options = OpenOptions::new();
+        options.read(true).append(true).create(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut opened = options.open(&self.path).map_err(|e| self.io(e))?;
+        // The new file's name must survive a crash as well as its lines.
+        if let Some(dir) = self.path.parent()
+            && let Ok(d) = File::open(dir)
+        {
+            let _ = d.sync_all();
+        }
+        let mut bytes = Vec::new();
+        opened.read_to_end(&mut bytes).map_err(|e| self.io(e))?;
+        let boundary = bytes
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |last| last + 1);
+        if boundary < bytes.len() {
+            opened
+                .set_len(boundary as u64)
+                .and_then(|()| opened.sync_data())
+                .map_err(|e| self.io(e))?;
+        }
+        Ok((opened, boundary as u64))
+    }
+}
+
 impl Journal for LocalJournal {
     fn append(&self, change: &Change) -> Result<u64, StateError> {
         let mut line = serde_json::to_vec(change).map_err(|e| self.io(std::io::Error::other(e)))?;
         line.push(b'\n');
-        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        if file.is_none() {
-            let mut options = OpenOptions::new();
-            options.append(true).create(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                options.mode(0o600);
-            }
-            let opened = options.open(&self.path).map_err(|e| self.io(e))?;
-            // The new file's name must survive a crash as well as its lines.
-            if let Some(dir) = self.path.parent()
-                && let Ok(d) = File::open(dir)
-            {
-                let _ = d.sync_all();
-            }
-            *file = Some(opened);
+        let mut journal = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(broken) = &journal.broken {
+            return Err(self.io(std::io::Error::other(format!(
+                "an earlier append failed ({broken}); nothing more is appended in this run"
+            ))));
         }
-        if let Some(f) = file.as_mut() {
-            f.write_all(&line).map_err(|e| self.io(e))?;
+        if journal.file.is_none() {
+            let (opened, len) = self.open_at_line_boundary()?;
+            journal.file = Some(opened);
+            journal.len = len;
         }
+        let good = journal.len;
+        let written = match journal.file.as_mut() {
+            Some(f) => write_line(f, &line),
+            None => Ok(()),
+        };
+        if let Err(e) = written {
+            // Whatever part of the line was written is cut off, so that the journal stays readable.
+            let cut = journal.file.as_ref().map(|f| f.set_len(good));
+            journal.broken = Some(match cut {
+                Some(Err(cut)) => format!("{e}; cutting it off failed too: {cut}"),
+                _ => e.to_string(),
+            });
+            journal.file = None;
+            return Err(self.io(e));
+        }
+        journal.len = good + line.len() as u64;
         Ok(self.appended.fetch_add(1, Ordering::SeqCst) + 1)
     }
 
@@ -334,6 +397,7 @@ impl Journal for LocalJournal {
                 .file
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
+                .file
                 .as_ref()
                 .map(File::try_clone)
                 .transpose()
@@ -584,7 +648,29 @@ impl StateStore for LocalStateStore {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
                 Err(source) => return Err(StateError::Io { path, source }),
             };
-            replay(stack, doc, &self.journal_path(stack))
+            let had_doc = doc.is_some();
+            let journal = self.journal_path(stack);
+            replay(stack, doc, &journal).map_err(|e| match e {
+                // The journal's steps cannot be read: the newest good copy is the document as of
+                // its last whole write (or, with none, the newest backup), the journal set aside.
+                StateError::Corrupt {
+                    location, source, ..
+                } => {
+                    let set_aside = format!("mv {0} {0}.corrupt", journal.display());
+                    let backup = if had_doc {
+                        Some(set_aside)
+                    } else {
+                        self.newest_good_backup(stack)
+                            .map(|restore| format!("{restore} && {set_aside}"))
+                    };
+                    StateError::Corrupt {
+                        location,
+                        backup,
+                        source,
+                    }
+                }
+                e => e,
+            })
         })
     }
 
@@ -663,6 +749,127 @@ impl StateStore for LocalStateStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    thread_local! {
+        /// The next journal write on this thread writes this many bytes of its line, then fails as a
+        /// full disk does.
+        pub(super) static FAIL_WRITE_AFTER: std::cell::Cell<Option<usize>> =
+            const { std::cell::Cell::new(None) };
+    }
+
+    fn resource_change(serial: u64, resource: &str) -> Change {
+        Change {
+            serial,
+            resource: resource.to_owned(),
+            record: Some(super::super::ResourceState::new(
+                "fake",
+                serde_json::json!({ "serial": serial }),
+            )),
+        }
+    }
+
+    /// Appends `changes` through a new lock's journal, syncs them and drops the lock without a whole
+    /// write (a run that dies).
+    async fn append_and_die(store: &LocalStateStore, changes: &[Change]) {
+        let lock = store.lock("s", "destroy").await.unwrap();
+        let journal = lock.journal().unwrap();
+        for c in changes {
+            let ticket = journal.append(c).unwrap();
+            journal.sync(ticket).await.unwrap();
+        }
+        drop(lock);
+    }
+
+    #[tokio::test]
+    async fn an_append_after_a_line_cut_short_by_a_crash_starts_on_a_line_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStateStore::open(dir.path()).unwrap();
+        append_and_die(&store, &[resource_change(1, "a")]).await;
+        // The run dies in the middle of its second line.
+        let path = dir.path().join("s.journal");
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(br#"{"serial":2,"resource":"b","rec"#).unwrap();
+        drop(f);
+        // The next run (a destroy: no whole write first) appends.
+        append_and_die(&store, &[resource_change(2, "c")]).await;
+        let read = store.read("s").await.unwrap().unwrap();
+        assert_eq!(read.serial, 2);
+        let names: Vec<&String> = read.resources.keys().collect();
+        assert_eq!(names, ["a", "c"]);
+        assert!(fs::read(&path).unwrap().ends_with(b"}\n"));
+    }
+
+    #[tokio::test]
+    async fn a_write_that_fails_half_way_is_cut_off_and_stops_every_later_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStateStore::open(dir.path()).unwrap();
+        let lock = store.lock("s", "up").await.unwrap();
+        let journal = lock.journal().unwrap();
+        journal.append(&resource_change(1, "a")).unwrap();
+        FAIL_WRITE_AFTER.with(|f| f.set(Some(10)));
+        let err = journal.append(&resource_change(2, "b")).unwrap_err();
+        assert!(err.to_string().contains("s.journal"), "{err}");
+        // Another step of the same run: refused, not written after the cut line.
+        let later = journal.append(&resource_change(3, "c")).unwrap_err();
+        assert!(
+            later.to_string().contains("an earlier append failed"),
+            "{later}"
+        );
+        drop(lock);
+        let bytes = fs::read(dir.path().join("s.journal")).unwrap();
+        assert_eq!(bytes.iter().filter(|b| **b == b'\n').count(), 1);
+        assert!(bytes.ends_with(b"\n"), "the half line is cut off");
+        let read = store.read("s").await.unwrap().unwrap();
+        assert_eq!(read.resources.keys().collect::<Vec<_>>(), ["a"]);
+    }
+
+    #[tokio::test]
+    async fn a_journal_that_cannot_be_read_names_how_to_set_it_aside_or_restore_a_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStateStore::open(dir.path()).unwrap();
+        let path = dir.path().join("s.journal");
+        // No document: the hint is the newest good backup, and the journal set aside.
+        for serial in [1, 2] {
+            let lock = store.lock("s", "up").await.unwrap();
+            let mut state = StackState::new("s");
+            state.serial = serial;
+            lock.write(&state).await.unwrap();
+        }
+        fs::remove_file(dir.path().join("s.json")).unwrap();
+        fs::write(&path, "{oops\n").unwrap();
+        let err = store.read("s").await.unwrap_err();
+        let backup = dir.path().join("backups/s/1.json");
+        let StateError::Corrupt {
+            backup: Some(hint), ..
+        } = &err
+        else {
+            panic!("{err}");
+        };
+        assert_eq!(
+            hint,
+            &format!(
+                "cp {} {} && mv {p} {p}.corrupt",
+                backup.display(),
+                dir.path().join("s.json").display(),
+                p = path.display()
+            )
+        );
+        // With the document: setting the journal aside keeps it, and the hint works.
+        let lock = store.lock("s", "up").await.unwrap();
+        lock.write(&StackState::new("s")).await.unwrap();
+        drop(lock);
+        fs::write(&path, "{oops\n").unwrap();
+        let err = store.read("s").await.unwrap_err();
+        let StateError::Corrupt {
+            backup: Some(hint), ..
+        } = &err
+        else {
+            panic!("{err}");
+        };
+        assert_eq!(hint, &format!("mv {0} {0}.corrupt", path.display()));
+        fs::rename(&path, format!("{}.corrupt", path.display())).unwrap();
+        assert!(store.read("s").await.unwrap().is_some());
+    }
 
     fn change(serial: u64) -> Change {
         Change {

@@ -189,6 +189,11 @@ pub struct Pending {
     /// create whose outcome is unknown is settled by finding exactly that instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance: Option<String>,
+    /// For a create: its answer came back, an error. Whatever it made was made by calls that were
+    /// answered, so nothing of it can land late: the next run looks for it briefly instead of over
+    /// the whole settle window. False while the outcome is unknown (no answer, a timeout, a kill).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub answered: bool,
 }
 
 /// The mutating operations the engine records intents for.
