@@ -8,6 +8,11 @@
 //! was sent. [`Proxy::trip_after`] holds the answer to the k-th call from now, for a test to kill the
 //! client at that moment.
 //!
+//! Where moto is kinder than AWS, it behaves like AWS on request: [`Proxy::hold`] carries a call out
+//! seconds after it arrived (a request AWS carries out after its sender died), [`Proxy::refuse_for`]
+//! answers a delete with `DependencyViolation` for a while (Fargate releasing a network interface),
+//! [`Fault::Hang`] never answers.
+//!
 //! ```no_run
 //! # async fn f() -> Result<(), local_cloud::HarnessError> {
 //! use local_cloud::{Emulator, Fault, Proxy, Rule};
@@ -71,6 +76,8 @@ pub enum Fault {
     /// The call is carried out and its JSON answer rewritten by the function before the client sees
     /// it: the shapes AWS gives that the emulator never does (a failed ECS rollout, a stopped task).
     Rewrite(Rewriter),
+    /// The call is never answered, nor forwarded: a request that hangs (a black-holed connection).
+    Hang,
     /// An AWS error of your choice.
     AwsError {
         /// HTTP status.
@@ -160,6 +167,11 @@ struct State {
     latency: Duration,
     /// Calls still to forward before the trip, and what to notify then.
     trip: Option<(usize, Arc<tokio::sync::Notify>)>,
+    /// The next call of this operation is held this long before it is forwarded, and what to
+    /// notify when it arrives.
+    hold: Option<(String, Duration, Arc<tokio::sync::Notify>)>,
+    /// Calls of these operations answer `DependencyViolation` until the instant given.
+    refuse_until: Vec<(String, Instant)>,
     /// The moto account every forwarded call is made in (`x-moto-account-id`), when the client does
     /// not name one.
     account: Option<String>,
@@ -280,6 +292,24 @@ impl Proxy {
         notify
     }
 
+    /// The next call of `operation` arrives, `notify` fires (the moment to kill the client), and
+    /// the call is held `hold` before it is forwarded and carried out: AWS carrying out a request
+    /// seconds after its sender died. Its answer is never given.
+    pub fn hold(&self, operation: &str, hold: Duration) -> Arc<tokio::sync::Notify> {
+        let notify = Arc::new(tokio::sync::Notify::new());
+        self.lock().hold = Some((operation.to_owned(), hold, notify.clone()));
+        notify
+    }
+
+    /// Calls of `operation` answer `DependencyViolation` (HTTP 400, EC2's shape) for `d` from now,
+    /// then are served: what AWS answers a subnet or security group delete while Fargate releases a
+    /// stopped task's network interface.
+    pub fn refuse_for(&self, operation: &str, d: Duration) {
+        self.lock()
+            .refuse_until
+            .push((operation.to_owned(), Instant::now() + d));
+    }
+
     /// Makes every forwarded call that names no account a call in moto account `account` (the
     /// `x-moto-account-id` header): isolates a client this test does not configure, such as a child
     /// process.
@@ -378,7 +408,7 @@ fn fault_response(fault: &Fault, service: &str, json: bool) -> Response<Full<Byt
             code,
             message,
         } => (*status, code.clone(), message.clone()),
-        Fault::DropConnection | Fault::LoseResponse | Fault::Rewrite(_) => {
+        Fault::DropConnection | Fault::LoseResponse | Fault::Rewrite(_) | Fault::Hang => {
             (0, String::new(), String::new())
         }
     };
@@ -451,6 +481,10 @@ async fn handle(
             None => None,
         };
         let account = st.account.clone();
+        let refused = st
+            .refuse_until
+            .iter()
+            .any(|(op, until)| *op == operation && Instant::now() < *until);
         let fault = st
             .rules
             .iter_mut()
@@ -460,9 +494,24 @@ async fn handle(
                     *n -= 1;
                 }
                 r.fault.clone()
+            })
+            .or_else(|| {
+                refused.then(|| Fault::AwsError {
+                    status: 400,
+                    code: "DependencyViolation".into(),
+                    message: "resource has a dependent object".into(),
+                })
             });
-        (latency, fault, trip, account)
+        let hold = match st.hold.take() {
+            Some((op, d, notify)) if op == operation => Some((d, notify)),
+            other => {
+                st.hold = other;
+                None
+            }
+        };
+        (latency, fault, (trip, hold), account)
     };
+    let (trip, hold) = trip;
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
@@ -491,6 +540,10 @@ async fn handle(
         if fault == Fault::DropConnection {
             record(0, Some(fault));
             return Err(Dropped.into());
+        }
+        if fault == Fault::Hang {
+            record(0, Some(Fault::Hang));
+            return std::future::pending().await;
         }
         let resp = fault_response(&fault, &service, json);
         record(resp.status().as_u16(), Some(fault));
@@ -524,12 +577,22 @@ async fn handle(
     // In a task of its own: if the client dies (its connection closes, and hyper drops this handler),
     // the call still reaches the emulator and completes, as AWS completes what it was sent.
     let client = shared.client.clone();
+    let held = hold.as_ref().map_or(Duration::ZERO, |(d, _)| *d);
+    if let Some((_, notify)) = &hold {
+        record(0, None);
+        notify.notify_one();
+    }
     let upstream = tokio::spawn(async move {
+        tokio::time::sleep(held).await;
         let resp = client.request(request).await.map_err(|e| e.to_string())?;
         let (parts, body) = resp.into_parts();
         let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
         Ok::<_, String>((parts, bytes))
     });
+    if hold.is_some() {
+        // The client is killed while the call is held; the call goes on without it.
+        std::future::pending::<()>().await;
+    }
     let answered = upstream
         .await
         .unwrap_or_else(|e| Err(format!("forwarding task: {e}")));

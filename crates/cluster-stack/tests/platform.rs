@@ -497,3 +497,54 @@ async fn a_log_groups_tags_change_in_place_through_the_logs_tag_helper() {
     keys.sort();
     assert_eq!(keys, ["owner"]);
 }
+
+#[tokio::test]
+async fn a_cluster_someone_else_made_under_the_name_is_refused_not_adopted_by_create_cluster() {
+    let w = world().await;
+    // Someone else's cluster under the seed's name, with tags of their own. On AWS, CreateCluster
+    // with that name would answer with this cluster, unchanged, and no error.
+    w.ecs
+        .create_cluster()
+        .cluster_name("my-ecs-cluster")
+        .tags(
+            aws_sdk_ecs::types::Tag::builder()
+                .key("team")
+                .value("payments")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (iam, net) = foundation(&w).await;
+    w.cloud.clear();
+    let err = w
+        .engine
+        .up(&ClusterStack::new(cluster_config(), &iam, &net))
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("ECS cluster my-ecs-cluster already exists and belongs to nobody"),
+        "{message}"
+    );
+    assert!(
+        !w.cloud.operations().iter().any(|o| o == "CreateCluster"),
+        "{:?}",
+        w.cloud.operations()
+    );
+    // Theirs, untouched: their tags and no platform tag.
+    let live = w
+        .ecs
+        .describe_clusters()
+        .clusters("my-ecs-cluster")
+        .include(aws_sdk_ecs::types::ClusterField::Tags)
+        .send()
+        .await
+        .unwrap();
+    let tags: Vec<(&str, &str)> = live.clusters()[0]
+        .tags()
+        .iter()
+        .filter_map(|t| Some((t.key()?, t.value()?)))
+        .collect();
+    assert_eq!(tags, [("team", "payments")]);
+}

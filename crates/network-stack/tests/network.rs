@@ -579,3 +579,242 @@ async fn a_gateway_detached_by_hand_is_seen_by_refresh_and_attached_again() {
         Some(net.vpc_id.as_str())
     );
 }
+
+/// A subnet associated with one of two route tables of a VPC: which one is the config.
+struct TwoTables {
+    second: bool,
+}
+
+impl platform_core::Stack for TwoTables {
+    type Outputs = String;
+
+    fn name(&self) -> &str {
+        "two-tables"
+    }
+
+    fn register(registry: &mut platform_core::Registry) {
+        NetworkStack::register(registry);
+    }
+
+    fn declare(
+        &self,
+        s: &mut platform_core::Scope,
+    ) -> Result<platform_core::Declared<String>, platform_core::Error> {
+        use network_stack::resources::{Az, RouteTable, RouteTableAssociation, Subnet, Vpc};
+        use platform_core::Input;
+        let vpc = s.add(
+            "vpc",
+            Vpc {
+                cidr_block: "10.9.0.0/16".into(),
+                enable_dns_support: true,
+                enable_dns_hostnames: false,
+                tags: Default::default(),
+            },
+        );
+        let a = s.add("table-a", RouteTable::new(&vpc.vpc_id, vec![]));
+        let b = s.add("table-b", RouteTable::new(&vpc.vpc_id, vec![]));
+        let subnet = s.add(
+            "subnet",
+            Subnet {
+                vpc_id: Input::from(&vpc.vpc_id),
+                cidr_block: "10.9.1.0/24".into(),
+                availability_zone: Az::Name("us-east-1a".into()),
+                map_public_ip_on_launch: false,
+                tags: Default::default(),
+                zone_names: None,
+            },
+        );
+        let table = if self.second { &b } else { &a };
+        let assoc = s.add(
+            "association",
+            RouteTableAssociation {
+                route_table_id: Input::from(&table.route_table_id),
+                subnet_id: Input::from(&subnet.subnet_id),
+            },
+        );
+        Ok(s.outputs(move |o| Ok(o.get(&assoc.association_id)?.to_string())))
+    }
+}
+
+#[tokio::test]
+async fn a_lost_answer_to_replace_route_table_association_is_settled_by_reading_not_resent() {
+    let w = world().await;
+    w.engine.up(&TwoTables { second: false }).await.unwrap();
+    // AWS moves the subnet to table B and retires the association id; the answer is lost.
+    w.cloud.proxy.add_rule(
+        local_cloud::Rule::new(local_cloud::Fault::LoseResponse)
+            .operation("ReplaceRouteTableAssociation")
+            .times(1),
+    );
+    w.cloud.clear();
+    let id = w.engine.up(&TwoTables { second: true }).await.unwrap();
+    let replaces = w
+        .cloud
+        .operations()
+        .iter()
+        .filter(|o| *o == "ReplaceRouteTableAssociation")
+        .count();
+    assert_eq!(replaces, 1, "sent once: {:?}", w.cloud.operations());
+    // The subnet is on table B under the id recorded, and the next run has nothing to do.
+    let state = w.engine.store().read("two-tables").await.unwrap().unwrap();
+    let table_b = state.resources["table-b"].outputs.as_ref().unwrap()["route_table_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rt = w
+        .ec2
+        .describe_route_tables()
+        .route_table_ids(&table_b)
+        .send()
+        .await
+        .unwrap();
+    let live: Vec<&str> = rt.route_tables()[0]
+        .associations()
+        .iter()
+        .filter_map(|a| a.route_table_association_id())
+        .collect();
+    assert_eq!(live, [id.as_str()]);
+    w.cloud.clear();
+    w.engine.up(&TwoTables { second: true }).await.unwrap();
+    assert!(w.cloud.mutating_calls().is_empty(), "{:?}", w.cloud.mutating_calls());
+    // A refresh reads the association under its live id.
+    let report = w
+        .engine
+        .refresh_report(&TwoTables { second: true })
+        .await
+        .unwrap();
+    assert!(report.drift.is_empty(), "{report:?}");
+}
+
+#[tokio::test]
+async fn a_call_that_never_answers_times_out_and_its_create_is_settled_not_resent() {
+    let cloud = TestCloud::start()
+        .await
+        .expect("an AWS emulator is required for this suite");
+    let engine = || {
+        Engine::builder(MemoryStateStore::new())
+            .aws(cloud.config.clone())
+            .call_timeouts(platform_core::CallTimeouts::new(
+                std::time::Duration::from_millis(500),
+                std::time::Duration::from_secs(1),
+            ))
+            .settle_window(std::time::Duration::from_secs(2))
+            .build()
+    };
+    let engine = engine();
+    cloud.proxy.add_rule(
+        local_cloud::Rule::new(local_cloud::Fault::Hang)
+            .operation("CreateVpc")
+            .times(1),
+    );
+    let stack = NetworkStack::new(NetworkConfig::default());
+    let err = tokio::time::timeout(std::time::Duration::from_secs(30), engine.up(&stack))
+        .await
+        .expect("a hung call must not hold the run")
+        .unwrap_err();
+    assert!(err.to_string().contains("outcome unknown"), "{err}");
+    let creates = |ops: Vec<String>| ops.iter().filter(|o| *o == "CreateVpc").count();
+    assert_eq!(creates(cloud.operations()), 1, "not re-sent in the run");
+    // The next run looks for it, finds nothing (it never reached EC2), and creates it once.
+    let net = engine.up(&stack).await.unwrap();
+    assert_eq!(creates(cloud.operations()), 2);
+    let vpcs = Client::new(&cloud.config)
+        .describe_vpcs()
+        .filters(stack_filter("network"))
+        .send()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = vpcs.vpcs().iter().filter_map(|v| v.vpc_id()).collect();
+    assert_eq!(ids, [net.vpc_id.as_str()]);
+}
+
+#[tokio::test]
+async fn a_destroy_waits_while_aws_refuses_deletes_for_an_interface_fargate_is_releasing() {
+    let cloud = TestCloud::start()
+        .await
+        .expect("an AWS emulator is required for this suite");
+    let progress = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = progress.clone();
+    // Retries that give up within a second: the wait is the delete's own budget, not them.
+    let engine = Engine::builder(MemoryStateStore::new())
+        .aws(cloud.config.clone())
+        .retry(platform_core::RetryPolicy::new(
+            3,
+            std::time::Duration::from_millis(50),
+            std::time::Duration::from_millis(500),
+        ))
+        .on_event(move |e| {
+            if let platform_core::Event::Progress { message, .. } = e {
+                seen.lock().unwrap().push(message.clone());
+            }
+        })
+        .build();
+    let stack = NetworkStack::new(NetworkConfig::default());
+    engine.up(&stack).await.unwrap();
+    let refused = std::time::Duration::from_secs(4);
+    cloud.proxy.refuse_for("DeleteSubnet", refused);
+    cloud.proxy.refuse_for("DeleteSecurityGroup", refused);
+    let started = std::time::Instant::now();
+    engine.destroy::<NetworkStack>("network").await.unwrap();
+    assert!(started.elapsed() >= refused, "{:?}", started.elapsed());
+    let progress = progress.lock().unwrap();
+    assert!(
+        progress
+            .iter()
+            .any(|m| m.starts_with("DeleteSubnet: DependencyViolation; AWS may take minutes")),
+        "{progress:?}"
+    );
+    let left = Client::new(&cloud.config)
+        .describe_subnets()
+        .filters(stack_filter("network"))
+        .send()
+        .await
+        .unwrap();
+    assert!(left.subnets().is_empty());
+}
+
+#[tokio::test]
+async fn a_subnet_moved_to_another_zone_with_its_block_is_deleted_first_then_made_again() {
+    let w = world().await;
+    let before = w
+        .engine
+        .up(&NetworkStack::new(NetworkConfig::default()))
+        .await
+        .unwrap();
+    // The same block in the second zone: EC2 refuses an overlapping block in the VPC
+    // (InvalidSubnet.Conflict) while the old subnet exists.
+    let moved = NetworkStack::new(
+        NetworkConfig::default().with_public_subnets(vec![SubnetSpec::public("10.0.1.0/24", 1)]),
+    );
+    let plan = w.engine.preview(&moved).await.unwrap();
+    let Action::Replace { delete_first, .. } = &plan.step("public-subnet-0").unwrap().action else {
+        panic!("{plan}")
+    };
+    assert!(delete_first, "{plan}");
+    assert!(
+        plan.to_string()
+            .contains("public-subnet-0 (ec2:subnet) (delete first)"),
+        "{plan}"
+    );
+    w.cloud.clear();
+    let after = w.engine.up(&moved).await.unwrap();
+    let ops = w.cloud.mutating_calls();
+    let position = |op: &str| ops.iter().position(|o| o == op).unwrap();
+    assert!(
+        position("DisassociateRouteTable") < position("DeleteSubnet")
+            && position("DeleteSubnet") < position("CreateSubnet"),
+        "{ops:?}"
+    );
+    assert_ne!(after.public_subnet_ids, before.public_subnet_ids);
+    assert_eq!(after.availability_zones, ["us-east-1b"]);
+    let ours = w
+        .ec2
+        .describe_subnets()
+        .filters(stack_filter("network"))
+        .send()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = ours.subnets().iter().filter_map(|s| s.subnet_id()).collect();
+    assert_eq!(ids, [after.public_subnet_ids[0].as_str()]);
+    assert!(!w.engine.preview(&moved).await.unwrap().has_changes());
+}

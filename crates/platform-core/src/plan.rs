@@ -93,6 +93,10 @@ pub enum Action {
         reason: ReplaceReason,
         /// The changed fields.
         changes: Vec<FieldChange>,
+        /// The old instance is deleted before the new one is created (the two would collide: see
+        /// [`ForceNew::delete_first`](crate::ForceNew::delete_first)); its replaced dependents go
+        /// first too.
+        delete_first: bool,
     },
     /// Deleted: recorded but no longer declared.
     Delete,
@@ -198,8 +202,13 @@ impl fmt::Display for Plan {
                     writeln!(f, "  ~ {} ({})", s.resource, s.kind)?;
                     show(f, changes)?;
                 }
-                Action::Replace { reason, changes } => {
-                    writeln!(f, "-/+ {} ({}): {}", s.resource, s.kind, reason)?;
+                Action::Replace {
+                    reason,
+                    changes,
+                    delete_first,
+                } => {
+                    let first = if *delete_first { " (delete first)" } else { "" };
+                    writeln!(f, "-/+ {} ({}){first}: {}", s.resource, s.kind, reason)?;
                     show(f, changes)?;
                 }
                 Action::Delete => writeln!(f, "  - {} ({})", s.resource, s.kind)?,
@@ -346,6 +355,7 @@ pub(crate) fn plan_with(
                     to: decl.kind.to_owned(),
                 },
                 changes: Vec::new(),
+                delete_first: false,
             },
             Some(rec) => {
                 let old_fields = rec.inputs.as_object();
@@ -374,8 +384,8 @@ pub(crate) fn plan_with(
                         }
                     }
                 }
-                let forced: Vec<String> = if changes.is_empty() {
-                    Vec::new()
+                let (forced, delete_first): (Vec<String>, bool) = if changes.is_empty() {
+                    (Vec::new(), false)
                 } else {
                     let planned = planned_inputs(&decl.inputs, &rec.inputs, &changes);
                     // A field the recorded inputs lack (a kind's later version added it) is read as
@@ -391,7 +401,10 @@ pub(crate) fn plan_with(
                             action: "plan",
                             source: Box::new(e),
                         })?;
-                    rule.forced(changes.iter().map(|c| c.field.clone()))
+                    (
+                        rule.forced(changes.iter().map(|c| c.field.clone())),
+                        rule.deletes_first(),
+                    )
                 };
                 let unfinished = rec
                     .pending
@@ -405,6 +418,7 @@ pub(crate) fn plan_with(
                     Action::Replace {
                         reason: ReplaceReason::FieldsForceNew(forced),
                         changes,
+                        delete_first,
                     }
                 }
             }
@@ -537,6 +551,7 @@ mod counting_tests {
         Action::Replace {
             reason: ReplaceReason::FieldsForceNew(vec!["fixed".into()]),
             changes: Vec::new(),
+            delete_first: false,
         }
     }
 

@@ -233,6 +233,8 @@ pub struct ForceNew {
     any: bool,
     /// The fields that changed and cannot change in place.
     fields: Vec<&'static str>,
+    /// The new instance would collide with the old one: the old one is deleted first.
+    delete_first: bool,
 }
 
 impl ForceNew {
@@ -247,7 +249,35 @@ impl ForceNew {
         Self {
             any: true,
             fields: Vec::new(),
+            delete_first: false,
         }
+    }
+
+    /// A replacement for this change deletes the old instance before it creates the new one, when
+    /// `collides`: AWS would refuse the new one while the old one exists (a security group's name
+    /// in its VPC, a subnet's block that overlaps the old one). Its dependents that are replaced
+    /// too go first; a plan shows it as `replace (delete first)`. For a kind whose every
+    /// replacement collides, [`Resource::DELETE_BEFORE_REPLACE`] says it once.
+    ///
+    /// ```
+    /// # use platform_core::{ForceNew, force_new};
+    /// #[derive(PartialEq)]
+    /// struct Group { name: String, description: String }
+    /// let old = Group { name: "web".into(), description: "HTTP".into() };
+    /// let new = Group { name: "web".into(), description: "HTTP in".into() };
+    /// let rule = force_new!(new, old; name, description).delete_first(new.name == old.name);
+    /// assert!(rule.deletes_first());
+    /// ```
+    #[must_use]
+    pub fn delete_first(mut self, collides: bool) -> Self {
+        // Only a change that replaces can collide: without one, this is `none()` still.
+        self.delete_first |= collides && (self.any || !self.fields.is_empty());
+        self
+    }
+
+    /// Whether a replacement deletes the old instance first (see [`delete_first`](Self::delete_first)).
+    pub fn deletes_first(&self) -> bool {
+        self.delete_first
     }
 
     /// Adds `field` when `changed`. Called by [`force_new!`](crate::force_new), which names the

@@ -365,6 +365,46 @@ async fn a_held_lock_refuses_the_whole_group_before_any_call() {
 }
 
 #[tokio::test]
+async fn a_held_lock_refuses_the_whole_groups_destroy_before_any_delete() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let e = fake_engine(store.clone(), &cloud);
+    let net = FakeStack::chain("network", 2);
+    let app = FakeStack::chain("cluster", 1).using(0, "network", "r1");
+    e.up(&net).await.unwrap();
+    e.up(&app).await.unwrap();
+    let before = cloud.calls();
+    // "network" sorts after "cluster": its lock is taken last, and it is held.
+    let held = store.lock("network", "up").await.unwrap();
+    let group = e.group(["cluster", "network"]);
+    let (rc, rn) = tokio::time::timeout(Duration::from_secs(5), async {
+        tokio::join!(
+            group.destroy::<FakeStack>("cluster"),
+            group.destroy::<FakeStack>("network")
+        )
+    })
+    .await
+    .expect("refused at once, not waited for");
+    assert!(matches!(rn, Err(Error::State(_))), "{rn:?}");
+    let ec = rc.unwrap_err();
+    assert!(
+        matches!(&ec, Error::GroupMemberInvalid { member, .. } if member == "network"),
+        "{ec}"
+    );
+    assert_eq!(cloud.calls(), before, "nothing deleted");
+    assert_eq!(cloud.live().len(), 3);
+    drop(held);
+    // Once the lock is free, the group's destroy deletes everything.
+    let group = e.group(["cluster", "network"]);
+    let (rc, rn) = tokio::join!(
+        group.destroy::<FakeStack>("cluster"),
+        group.destroy::<FakeStack>("network")
+    );
+    rc.unwrap();
+    rn.unwrap();
+    assert!(cloud.live().is_empty());
+}
+
+#[tokio::test]
 async fn a_member_that_is_never_called_does_not_hang_the_group() {
     let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
     let e = fake_engine(store.clone(), &cloud);
@@ -615,8 +655,9 @@ async fn a_group_destroy_waits_for_users_and_fails_fast_when_their_stack_never_s
         .await
         .expect("no hang");
     let err = alone.unwrap_err();
+    // A group's destroy deletes nothing until every member holds its lock.
     assert!(
-        matches!(&err, Error::DependencyFailed { producer, .. } if producer == "u"),
+        matches!(&err, Error::GroupMemberInvalid { member, .. } if member == "u"),
         "{err}"
     );
     assert_eq!(cloud.live().len(), 2, "nothing in use was deleted");

@@ -85,6 +85,7 @@ fn a_change_to_a_field_aws_cannot_change_in_place_replaces() {
         Action::Replace {
             reason: ReplaceReason::FieldsForceNew(fields),
             changes,
+            delete_first: false,
         } => {
             assert_eq!(fields, ["fixed"]);
             assert_eq!(changes.len(), 1);

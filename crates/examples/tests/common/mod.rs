@@ -293,8 +293,26 @@ pub(crate) async fn run_production(
     kill_at: Option<usize>,
 ) -> Option<Ran> {
     let trip = kill_at.map(|k| proxy.trip_after(k));
+    run_production_until(cwd, args, trip).await
+}
+
+/// Runs `production ARGS` in `cwd`; with `kill_on`, SIGKILLs it as soon as that fires. `None`: it
+/// was killed.
+pub(crate) async fn run_production_until(
+    cwd: &Path,
+    args: &[&str],
+    trip: Option<std::sync::Arc<tokio::sync::Notify>>,
+) -> Option<Ran> {
+    // The emulator shows what it makes at once, and the proxy carries out a dead client's request
+    // at once: a short settle window (unless the test sets its own, to hold creates for longer).
+    let window: &[&str] = if args.contains(&"--settle-window") {
+        &[]
+    } else {
+        &["--settle-window", "2s"]
+    };
     let mut child = tokio::process::Command::new(production())
         .current_dir(cwd)
+        .args(window)
         .args(args)
         .env_remove("AWS_ENDPOINT_URL")
         .stdin(std::process::Stdio::null())

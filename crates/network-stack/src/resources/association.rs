@@ -58,6 +58,25 @@ impl RouteTableAssociation {
     }
 }
 
+impl RouteTableAssociation {
+    /// (association id, route table id) of the subnet's explicit association, if any: a subnet has
+    /// at most one, whichever id it has now.
+    async fn subnet_association(
+        &self,
+        ctx: &Context,
+        client: &aws_sdk_ec2::Client,
+    ) -> Result<Option<(String, String)>, ResourceError> {
+        let subnet = self.subnet_id.get()?;
+        let filter = Filter::builder()
+            .name("association.subnet-id")
+            .values(subnet.as_str())
+            .build();
+        Ok(Self::lookup(ctx, client, filter, Some(subnet.as_str()))
+            .await?
+            .map(|(id, table, _)| (id, table)))
+    }
+}
+
 impl Resource for RouteTableAssociation {
     type Outputs = RouteTableAssociationOutputs;
     const KIND: &'static str = "ec2:route-table-association";
@@ -101,13 +120,26 @@ impl Resource for RouteTableAssociation {
             .name("association.route-table-association-id")
             .values(outputs.association_id.as_str())
             .build();
-        let found = Self::lookup(ctx, &client, filter, None).await?;
-        Ok(found.map(|(_, rt, subnet)| Observed {
+        let found = match Self::lookup(ctx, &client, filter, None).await? {
+            Some(found) => Some(found),
+            // A replace whose answer was lost retired the recorded id: the subnet's association
+            // now has another one, and it is this resource (a subnet has one association).
+            None => match self.subnet_id.get() {
+                Ok(subnet) => self
+                    .subnet_association(ctx, &client)
+                    .await?
+                    .map(|(id, rt)| (id, rt, subnet.to_string())),
+                Err(_) => None,
+            },
+        };
+        Ok(found.map(|(id, rt, subnet)| Observed {
             inputs: RouteTableAssociation {
                 route_table_id: Input::Value(RouteTableId::new(rt)),
                 subnet_id: Input::Value(SubnetId::new(subnet)),
             },
-            outputs: outputs.clone(),
+            outputs: RouteTableAssociationOutputs {
+                association_id: AssociationId::new(id),
+            },
         }))
     }
 
@@ -119,20 +151,35 @@ impl Resource for RouteTableAssociation {
     ) -> Result<RouteTableAssociationOutputs, ResourceError> {
         let client = ec2::client(ctx)?;
         let rt = self.route_table_id.get()?;
-        let out = ctx
-            .call("ReplaceRouteTableAssociation", || {
+        // Not idempotent: carried out, it retires the association id it was given, so a second
+        // send fails with InvalidAssociationID.NotFound. Sent once; an unknown outcome is settled by
+        // reading the subnet's association.
+        let sent = ctx
+            .call_once("ReplaceRouteTableAssociation", || {
                 client
                     .replace_route_table_association()
                     .association_id(outputs.association_id.as_str())
                     .route_table_id(rt.as_str())
                     .send()
             })
-            .await?;
-        let id = out.new_association_id().ok_or_else(|| {
-            ResourceError::missing("ReplaceRouteTableAssociation", "an association id")
-        })?;
+            .await;
+        let id = match sent {
+            Ok(out) => out
+                .new_association_id()
+                .ok_or_else(|| {
+                    ResourceError::missing("ReplaceRouteTableAssociation", "an association id")
+                })?
+                .to_owned(),
+            Err(e) if e.outcome_unknown() => {
+                match self.subnet_association(ctx, &client).await? {
+                    Some((id, table)) if table == rt.as_str() => id,
+                    _ => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
         Ok(RouteTableAssociationOutputs {
-            association_id: AssociationId::new(id.to_owned()),
+            association_id: AssociationId::new(id),
         })
     }
 

@@ -61,10 +61,16 @@ mod force_new {
             forced(&s, "cidr_block", json!("10.0.2.0/24")),
             replaces("cidr_block")
         );
+        // The same block in another zone, or an overlapping block: the old subnet goes first.
         assert_eq!(
             forced(&s, "availability_zone", json!({"index": 1})),
-            replaces("availability_zone")
+            replaces("availability_zone").delete_first(true)
         );
+        let overlapping = forced(&s, "cidr_block", json!("10.0.1.0/25"));
+        assert_eq!(overlapping, replaces("cidr_block").delete_first(true));
+        assert!(overlapping.deletes_first());
+        assert!(!forced(&s, "cidr_block", json!("10.0.2.0/24")).deletes_first());
+        assert!(!forced(&s, "vpc_id", json!("vpc-2")).deletes_first());
         assert_eq!(
             forced(&s, "map_public_ip_on_launch", json!(false)),
             ForceNew::none()
@@ -77,10 +83,12 @@ mod force_new {
             "description": "web", "ingress": [], "egress": [], "tags": {}}));
         assert_eq!(forced(&g, "vpc_id", json!("vpc-2")), replaces("vpc_id"));
         assert_eq!(forced(&g, "name", json!("api")), replaces("name"));
+        // The same name in the same VPC: the old group goes first.
         assert_eq!(
             forced(&g, "description", json!("api")),
-            replaces("description")
+            replaces("description").delete_first(true)
         );
+        assert!(forced(&g, "description", json!("api")).deletes_first());
         assert_eq!(
             forced(
                 &g,

@@ -411,8 +411,12 @@ impl Resource for SecurityGroup {
     const KIND: &'static str = "ec2:security-group";
     const SERVICE: &'static str = "ec2";
 
+    /// A new VPC, name or description is a new group. A group's name is unique in its VPC
+    /// (`CreateSecurityGroup` answers `InvalidGroup.Duplicate`): a replacement that keeps both
+    /// deletes the old group first.
     fn force_new(&self, previous: &Self) -> platform_core::ForceNew {
         platform_core::force_new!(self, previous; vpc_id, name, description)
+            .delete_first(self.vpc_id == previous.vpc_id && self.name == previous.name)
     }
 
     fn validate(&self) -> Result<(), ValidationError> {
@@ -608,12 +612,25 @@ impl Resource for SecurityGroup {
             return Ok(None);
         };
         let id = g.group_id().unwrap_or_default();
-        ctx.claim(
-            &format!("security group {} ({id})", self.name),
+        let tags = || {
             g.tags()
                 .iter()
-                .filter_map(|t| Some((t.key()?, t.value().unwrap_or_default()))),
-        )?;
+                .filter_map(|t| Some((t.key()?, t.value().unwrap_or_default())))
+        };
+        ctx.claim(&format!("security group {} ({id})", self.name), tags())?;
+        // Ours, but another instance of this resource (one being replaced) is never taken for the
+        // instance a create made.
+        let instance = tags().find(|(k, _)| *k == platform_core::INSTANCE_TAG);
+        if let (Some(token), Some((_, other))) = (ctx.instance_token(), instance)
+            && token != other
+        {
+            return Err(ResourceError::Failed {
+                message: format!(
+                    "security group {} ({id}) holds the name in its VPC and is another instance of                      this resource ({other}), not the one being created ({token}): it is not                      adopted; the old instance must be deleted first",
+                    self.name
+                ),
+            });
+        }
         Ok(Some(SecurityGroupOutputs {
             group_id: SecurityGroupId::new(id.to_owned()),
         }))

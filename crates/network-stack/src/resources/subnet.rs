@@ -125,8 +125,20 @@ impl Resource for Subnet {
     const KIND: &'static str = "ec2:subnet";
     const SERVICE: &'static str = "ec2";
 
+    /// A new VPC, block or zone is a new subnet. Blocks may not overlap in a VPC
+    /// (`CreateSubnet` answers `InvalidSubnet.Conflict`): a replacement in the same VPC whose block
+    /// overlaps the old one (the same block in another zone included) deletes the old subnet first.
     fn force_new(&self, previous: &Self) -> platform_core::ForceNew {
+        let overlaps = match (
+            self.cidr_block.parse::<ipnet::Ipv4Net>(),
+            previous.cidr_block.parse::<ipnet::Ipv4Net>(),
+        ) {
+            (Ok(new), Ok(old)) => new.contains(&old) || old.contains(&new),
+            // Not a block (refused by `validate`): as if it overlapped, the safe order.
+            _ => true,
+        };
         platform_core::force_new!(self, previous; vpc_id, cidr_block, availability_zone)
+            .delete_first(self.vpc_id == previous.vpc_id && overlaps)
     }
 
     fn validate(&self) -> Result<(), ValidationError> {

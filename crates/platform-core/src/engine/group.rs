@@ -348,6 +348,36 @@ impl Board {
         Ok(())
     }
 
+    /// Waits until every member has tried to take its lock; fails when one could not (or ended, or
+    /// never started within the join bound), naming it: a group's destroy deletes nothing unless
+    /// it holds the whole group, as its `up` changes nothing unless it does.
+    pub(crate) async fn all_locked(&self, me: &str) -> Result<(), Error> {
+        let mut rx = self.tx.subscribe();
+        let wait = rx.wait_for(|m| m.values().all(|x| x.locked.is_some() || x.ended));
+        let members = match tokio::time::timeout(self.join, wait).await {
+            Ok(seen) => seen.map(|m| m.clone()).map_err(|_| closed())?,
+            Err(_) => self.tx.borrow().clone(),
+        };
+        for name in self.members.iter().filter(|m| m.as_str() != me) {
+            let why = match members.get(name).map(|m| (&m.locked, m.entered)) {
+                Some((Some(Ok(())), _)) => continue,
+                Some((Some(Err(why)), _)) => why.clone(),
+                Some((None, true)) => "it ended before taking its lock".into(),
+                _ => format!(
+                    "it was not started within {:?}: run up (or destroy) for every member of the \
+                     group concurrently",
+                    self.join
+                ),
+            };
+            return Err(Error::GroupMemberInvalid {
+                stack: me.to_owned(),
+                member: name.clone(),
+                why,
+            });
+        }
+        Ok(())
+    }
+
     fn ended(&self, stack: &str) {
         self.update(stack, |m| m.ended = true);
     }

@@ -552,11 +552,18 @@ impl Engine {
             });
         }
         let lock: Arc<dyn StackLock> = match group {
-            // A group takes its members' locks in name order, before this.
-            Some(g) => Arc::from(
-                g.locked(name, self.lock_stack(name, "destroy", &cancel))
-                    .await?,
-            ),
+            // A group takes its members' locks in name order, before this, and deletes nothing
+            // until every member holds its own.
+            Some(g) => {
+                let lock = g
+                    .locked(name, self.lock_stack(name, "destroy", &cancel))
+                    .await?;
+                if let Err(e) = g.all_locked(name).await {
+                    let _ = lock.release().await;
+                    return Err(e);
+                }
+                Arc::from(lock)
+            }
             None => Arc::from(self.lock_stack(name, "destroy", &cancel).await?),
         };
         let result = self

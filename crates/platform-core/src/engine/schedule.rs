@@ -57,10 +57,11 @@ pub(super) fn apply<'a>(desired: &Desired, plan: &'a Plan, state: &StackState) -
     // Delete-before-replace spreads to replaced dependents (their old instance must go first).
     let mut dbr: HashSet<&str> = HashSet::new();
     for step in &plan.steps {
-        if let Action::Replace { .. } = step.action {
-            let own = desired
-                .ops(&step.kind)
-                .is_some_and(|o| o.delete_before_replace);
+        if let Action::Replace { delete_first, .. } = step.action {
+            let own = delete_first
+                || desired
+                    .ops(&step.kind)
+                    .is_some_and(|o| o.delete_before_replace);
             let inherited = state
                 .resources
                 .get(&step.resource)
