@@ -139,6 +139,24 @@ pub(crate) async fn update_log_tags(
 
 /// Whether ECS refused a role it cannot assume yet: a role created seconds ago has not reached every
 /// IAM endpoint (the well-known propagation race). Worth retrying within the engine's bound.
+/// ECS refusing to create a service under the name of one it is still deleting (a replacement
+/// deletes the old service first): `InvalidParameterException` "Unable to Start a service that is
+/// still Draining." until the old service's tasks have stopped.
+pub(crate) fn is_still_draining(e: &AwsError) -> bool {
+    e.has_code("InvalidParameterException")
+        && e.message
+            .as_deref()
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+            .contains("still draining")
+}
+
+/// How long a service of the same name may drain: its tasks stop after the target group's
+/// deregistration delay (300 s by default) and the container's stop timeout (30 s by default); twice
+/// that, with margin.
+pub(crate) const SERVICE_DRAIN_BUDGET: std::time::Duration =
+    std::time::Duration::from_secs(12 * 60);
+
 pub(crate) fn is_role_not_ready(e: &AwsError) -> bool {
     let code_fits = matches!(
         e.code.as_deref(),

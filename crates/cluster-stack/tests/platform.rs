@@ -548,3 +548,45 @@ async fn a_cluster_someone_else_made_under_the_name_is_refused_not_adopted_by_cr
         .collect();
     assert_eq!(tags, [("team", "payments")]);
 }
+
+#[tokio::test]
+async fn a_service_name_still_draining_is_retried_until_ecs_lets_it_go() {
+    let w = world().await;
+    let (iam, net) = foundation(&w).await;
+    // A replacement deleted the old service of this name: ECS refuses the name while it drains,
+    // more times than the engine's retry bound allows for other errors.
+    w.cloud.proxy.add_rule(
+        Rule::new(Fault::AwsError {
+            status: 400,
+            code: "InvalidParameterException".into(),
+            message: "Unable to Start a service that is still Draining.".into(),
+        })
+        .operation("CreateService")
+        .times(8),
+    );
+    w.cloud.clear();
+    let cluster = w
+        .engine
+        .up(&ClusterStack::new(cluster_config(), &iam, &net))
+        .await
+        .unwrap();
+    let creates = w
+        .cloud
+        .operations()
+        .iter()
+        .filter(|o| *o == "CreateService")
+        .count();
+    assert_eq!(creates, 9);
+    assert_eq!(live_service(&w, &cluster).await.status(), Some("ACTIVE"));
+    let waits = w
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            matches!(e, Event::Progress { message, .. }
+                if message.starts_with("CreateService: InvalidParameterException; AWS may take minutes"))
+        })
+        .count();
+    assert_eq!(waits, 8);
+}

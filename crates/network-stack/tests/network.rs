@@ -676,7 +676,11 @@ async fn a_lost_answer_to_replace_route_table_association_is_settled_by_reading_
     assert_eq!(live, [id.as_str()]);
     w.cloud.clear();
     w.engine.up(&TwoTables { second: true }).await.unwrap();
-    assert!(w.cloud.mutating_calls().is_empty(), "{:?}", w.cloud.mutating_calls());
+    assert!(
+        w.cloud.mutating_calls().is_empty(),
+        "{:?}",
+        w.cloud.mutating_calls()
+    );
     // A refresh reads the association under its live id.
     let report = w
         .engine
@@ -814,7 +818,11 @@ async fn a_subnet_moved_to_another_zone_with_its_block_is_deleted_first_then_mad
         .send()
         .await
         .unwrap();
-    let ids: Vec<&str> = ours.subnets().iter().filter_map(|s| s.subnet_id()).collect();
+    let ids: Vec<&str> = ours
+        .subnets()
+        .iter()
+        .filter_map(|s| s.subnet_id())
+        .collect();
     assert_eq!(ids, [after.public_subnet_ids[0].as_str()]);
     assert!(!w.engine.preview(&moved).await.unwrap().has_changes());
 }

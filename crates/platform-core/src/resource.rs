@@ -700,32 +700,58 @@ impl Context {
         operation: &str,
         budget: Duration,
         also_retry: impl Fn(&AwsError) -> bool,
-        mut f: F,
+        f: F,
     ) -> Result<T, ResourceError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
+        let refused = |e: &ResourceError| matches!(e, ResourceError::Aws(e) if also_retry(e));
+        // Each attempt's calls share `f`, one at a time.
+        let f = Mutex::new(f);
+        let send = || (f.lock().unwrap_or_else(|p| p.into_inner()))();
+        self.retry_within(operation, budget, refused, || self.call(operation, send))
+            .await
+    }
+
+    /// Retries `f` (any fallible step: a call with its own retries, a wait) while `retry_if` says
+    /// so, until `budget` has passed since the first attempt, with the engine's backoff between
+    /// attempts and a progress line at each wait. For refusals that AWS keeps up for minutes and
+    /// then lifts (a name still held by a service that drains).
+    ///
+    /// # Errors
+    /// The last error once it is not retried or the budget is spent; [`ResourceError::Cancelled`]
+    /// when the run is cancelled while it waits.
+    pub async fn retry_within<T, F, Fut>(
+        &self,
+        what: &str,
+        budget: Duration,
+        retry_if: impl Fn(&ResourceError) -> bool,
+        mut f: F,
+    ) -> Result<T, ResourceError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, ResourceError>>,
+    {
         let started = tokio::time::Instant::now();
         let mut delay = self.shared.retry.min_delay;
         loop {
-            let e = match self.call(operation, &mut f).await {
-                Err(ResourceError::Aws(e)) if also_retry(&e) => e,
+            let e = match f().await {
+                Err(e) if retry_if(&e) => e,
                 done => return done,
             };
             let waited = started.elapsed();
             if waited >= budget {
-                return Err(ResourceError::Aws(e));
+                return Err(e);
             }
-            let wait = delay.min(budget - waited);
             self.progress(format!(
-                "{operation}: {}; AWS may take minutes: retrying (waited {}, up to {})",
-                e.code.as_deref().unwrap_or("refused"),
+                "{what}: {}; AWS may take minutes: retrying (waited {}, up to {})",
+                e.aws_code().unwrap_or("refused"),
                 humantime::format_duration(Duration::from_secs(waited.as_secs())),
                 humantime::format_duration(budget),
             ));
-            self.sleep(wait).await?;
+            self.sleep(delay.min(budget - waited)).await?;
             delay = (delay * 2).min(self.shared.retry.max_delay);
         }
     }
@@ -1266,6 +1292,76 @@ mod tests {
         .await;
         assert!(r.is_err(), "the bound holds");
         assert_eq!(n, 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn call_within_retries_what_its_caller_names_for_a_time_not_a_count() {
+        let seen: Arc<Mutex<Vec<Event>>> = Arc::default();
+        let c = ctx_seeing(CancellationToken::new(), seen.clone());
+        let dep = |e: &AwsError| e.has_code("DependencyViolation");
+        let budget = Duration::from_secs(60);
+        // Twenty refusals: far more than the retry policy's three attempts, well within a minute.
+        let started = tokio::time::Instant::now();
+        let (r, n) = attempts(
+            async |f| c.call_within("Op", budget, dep, f).await,
+            || aws("DependencyViolation", 400),
+            20,
+        )
+        .await;
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(n, 21);
+        assert!(started.elapsed() < budget, "{:?}", started.elapsed());
+        let progress = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                matches!(e, Event::Progress { message, .. }
+                    if message.starts_with("Op: DependencyViolation; AWS may take minutes"))
+            })
+            .count();
+        assert_eq!(progress, 20);
+        // Past the budget, the refusal is the answer; what it does not name is not retried.
+        let started = tokio::time::Instant::now();
+        let (r, _) = attempts(
+            async |f| c.call_within("Op", budget, dep, f).await,
+            || aws("DependencyViolation", 400),
+            u32::MAX,
+        )
+        .await;
+        assert_eq!(r.unwrap_err().aws_code(), Some("DependencyViolation"));
+        let waited = started.elapsed();
+        assert!(
+            waited >= budget && waited < budget + Duration::from_secs(1),
+            "{waited:?}"
+        );
+        let (r, n) = attempts(
+            async |f| c.call_within("Op", budget, dep, f).await,
+            || aws("InvalidParameterValue", 400),
+            2,
+        )
+        .await;
+        assert!(r.is_err());
+        assert_eq!(n, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_within_a_budget_ends_at_once_when_the_run_is_cancelled() {
+        let cancel = CancellationToken::new();
+        let c = ctx_with(cancel.clone());
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            stop.cancel();
+        });
+        let dep = |e: &AwsError| e.has_code("DependencyViolation");
+        let (r, _) = attempts(
+            async |f| c.call_within("Op", Duration::from_secs(600), dep, f).await,
+            || aws("DependencyViolation", 400),
+            u32::MAX,
+        )
+        .await;
+        assert!(matches!(r, Err(ResourceError::Cancelled)), "{r:?}");
     }
 
     #[tokio::test]

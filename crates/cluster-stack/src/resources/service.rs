@@ -396,21 +396,28 @@ impl Resource for Service {
         let network = self.network()?;
         let deployment = self.deployment.map(Deployment::sdk);
         let tags = aws::ecs_tags(&aws::all_tags(ctx, &self.tags));
+        // A replacement deleted the old service of this name first: ECS refuses the name while
+        // that one drains, for minutes. (A role ECS cannot assume yet is retried within the
+        // engine's bound, by each attempt.)
+        let draining =
+            |e: &ResourceError| matches!(e, ResourceError::Aws(e) if aws::is_still_draining(e));
         let out = ctx
-            .call_retrying("CreateService", aws::is_role_not_ready, || {
-                client
-                    .create_service()
-                    .cluster(cluster)
-                    .service_name(&self.name)
-                    .task_definition(task)
-                    .desired_count(self.desired_count)
-                    .launch_type(self.launch.sdk())
-                    .network_configuration(network.clone())
-                    .set_tags(Some(tags.clone()))
-                    .set_deployment_configuration(deployment.clone())
-                    // ECS's own idempotency: a repeat with this token answers the same service.
-                    .set_client_token(ctx.instance_token().map(str::to_owned))
-                    .send()
+            .retry_within("CreateService", aws::SERVICE_DRAIN_BUDGET, draining, || {
+                ctx.call_retrying("CreateService", aws::is_role_not_ready, || {
+                    client
+                        .create_service()
+                        .cluster(cluster)
+                        .service_name(&self.name)
+                        .task_definition(task)
+                        .desired_count(self.desired_count)
+                        .launch_type(self.launch.sdk())
+                        .network_configuration(network.clone())
+                        .set_tags(Some(tags.clone()))
+                        .set_deployment_configuration(deployment.clone())
+                        // ECS's own idempotency: a repeat with this token answers the same service.
+                        .set_client_token(ctx.instance_token().map(str::to_owned))
+                        .send()
+                })
             })
             .await?;
         let arn = out

@@ -170,12 +170,10 @@ impl Resource for RouteTableAssociation {
                     ResourceError::missing("ReplaceRouteTableAssociation", "an association id")
                 })?
                 .to_owned(),
-            Err(e) if e.outcome_unknown() => {
-                match self.subnet_association(ctx, &client).await? {
-                    Some((id, table)) if table == rt.as_str() => id,
-                    _ => return Err(e),
-                }
-            }
+            Err(e) if e.outcome_unknown() => match self.subnet_association(ctx, &client).await? {
+                Some((id, table)) if table == rt.as_str() => id,
+                _ => return Err(e),
+            },
             Err(e) => return Err(e),
         };
         Ok(RouteTableAssociationOutputs {
