@@ -6,60 +6,40 @@
 use std::path::Path;
 use std::process::ExitStatus;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use local_cloud::{Emulator, Proxy};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 mod common;
-use common::{counts, inventory, run_production, seed_counts};
+use common::{counts, fresh_account, inventory, run_command, run_ok, seed_counts};
 
-/// Runs `production --json COMMAND` through `proxy` with state in `state`; with `kill_at`, SIGKILLs
-/// it as soon as its `kill_at`-th call was carried out upstream. `None` when it was killed.
+/// `production --json COMMAND` through `proxy` with state in `state`; with `kill_at`, SIGKILLed as
+/// soon as its `kill_at`-th call was carried out upstream. `None` when it was killed.
 async fn run(
     proxy: &Proxy,
     state: &Path,
     command: &str,
     kill_at: Option<usize>,
 ) -> Option<(ExitStatus, String)> {
-    let endpoint = proxy.endpoint_url();
-    let state = state.to_str().unwrap();
-    let args = [
-        "--endpoint",
-        &endpoint,
-        "--state-dir",
+    run_command(
+        proxy,
         state,
-        "--json",
+        &[],
         command,
-    ];
-    run_production(proxy, Path::new("."), &args, kill_at)
-        .await
-        .map(|ran| (ran.status, ran.stderr))
+        kill_at.map(|k| proxy.trip_after(k)),
+    )
+    .await
 }
 
 /// A run that must succeed.
 async fn ok(proxy: &Proxy, state: &Path, command: &str, what: &str) {
-    let (status, stderr) = run(proxy, state, command, None).await.unwrap();
-    assert!(
-        status.success(),
-        "{what}: `{command}` exited {status}:\n{stderr}"
-    );
+    run_ok(proxy, state, &[], command, what).await;
 }
-
-static NEXT: AtomicU64 = AtomicU64::new(0);
 
 /// A fresh moto account, a proxy that puts every call in it, and a state directory.
 async fn fresh(emulator: &Emulator) -> (Proxy, aws_types::SdkConfig, tempfile::TempDir) {
-    let n = u64::from(std::process::id()) * 1_000 + NEXT.fetch_add(1, Ordering::SeqCst);
-    let account = format!("{:012}", 200_000_000_000 + n % 700_000_000_000);
-    let proxy = Proxy::start(emulator.endpoint_url()).await.unwrap();
-    proxy.set_account(&account);
-    (
-        proxy,
-        emulator.account(&account),
-        tempfile::tempdir().unwrap(),
-    )
+    fresh_account(emulator, 200_000_000_000).await
 }
 
 #[derive(Clone, Copy, Debug)]

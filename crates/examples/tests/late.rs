@@ -5,68 +5,23 @@
 //! within the settle window, not make a second one; `destroy` must then leave nothing. Every
 //! creating operation of the platform's `up` is held in turn.
 
-use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use local_cloud::{Emulator, Proxy};
+use local_cloud::Emulator;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 mod common;
-use common::{counts, inventory, run_production_until, seed_counts};
+use common::{counts, fresh_account, inventory, run_command, run_ok, seed_counts};
 
 /// How long the proxy holds the create before carrying it out.
 const HOLD: Duration = Duration::from_secs(3);
 /// The runs' settle window: longer than the hold, as AWS's lag is shorter than the default window.
 const WINDOW: &str = "8s";
 
-static NEXT: AtomicU64 = AtomicU64::new(0);
-
-/// A fresh moto account, a proxy that puts every call in it, and a state directory.
-async fn fresh(emulator: &Emulator) -> (Proxy, aws_types::SdkConfig, tempfile::TempDir) {
-    let n = u64::from(std::process::id()) * 1_000 + NEXT.fetch_add(1, Ordering::SeqCst);
-    let account = format!("{:012}", 100_000_000_000 + n % 99_000_000_000);
-    let proxy = Proxy::start(emulator.endpoint_url()).await.unwrap();
-    proxy.set_account(&account);
-    (
-        proxy,
-        emulator.account(&account),
-        tempfile::tempdir().unwrap(),
-    )
-}
-
-/// `production --json COMMAND` through `proxy`, killed when `kill_on` fires; `None` when killed.
-async fn run(
-    proxy: &Proxy,
-    state: &Path,
-    command: &str,
-    kill_on: Option<Arc<tokio::sync::Notify>>,
-) -> Option<(std::process::ExitStatus, String)> {
-    let endpoint = proxy.endpoint_url();
-    let args = [
-        "--endpoint",
-        &endpoint,
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--settle-window",
-        WINDOW,
-        "--json",
-        command,
-    ];
-    run_production_until(Path::new("."), &args, kill_on)
-        .await
-        .map(|ran| (ran.status, ran.stderr))
-}
-
-async fn ok(proxy: &Proxy, state: &Path, command: &str, what: &str) {
-    let (status, stderr) = run(proxy, state, command, None).await.unwrap();
-    assert!(
-        status.success(),
-        "{what}: `{command}` exited {status}:\n{stderr}"
-    );
-}
+/// The runs' own flags.
+const FLAGS: [&str; 2] = ["--settle-window", WINDOW];
 
 /// Whether `operation` makes something (the calls a late landing can twin).
 fn creating(operation: &str) -> bool {
@@ -76,17 +31,19 @@ fn creating(operation: &str) -> bool {
 }
 
 async fn held(emulator: Arc<Emulator>, operation: String) {
-    let (proxy, config, dir) = fresh(&emulator).await;
+    let (proxy, config, dir) = fresh_account(&emulator, 100_000_000_000).await;
     let state = dir.path();
     let what = format!("{operation} held {HOLD:?}, the client killed");
     let arrived = proxy.hold(&operation, HOLD);
-    let killed = run(&proxy, state, "up", Some(arrived)).await.is_none();
+    let killed = run_command(&proxy, state, &FLAGS, "up", Some(arrived))
+        .await
+        .is_none();
     assert!(killed, "{what}: the run ended before calling {operation}");
     // At once: the held create has not landed yet.
-    ok(&proxy, state, "up", &what).await;
+    run_ok(&proxy, state, &FLAGS, "up", &what).await;
     let live = inventory(&config).await;
     assert_eq!(counts(&live), seed_counts(), "{what}: {live:#?}");
-    ok(&proxy, state, "destroy", &what).await;
+    run_ok(&proxy, state, &FLAGS, "destroy", &what).await;
     let left = inventory(&config).await;
     assert!(left.is_empty(), "{what}: left {left:#?}");
 }
@@ -100,8 +57,8 @@ async fn a_create_carried_out_seconds_after_its_sender_was_killed_is_adopted_not
     );
     emulator.require_ecs().expect("the emulator must serve ECS");
     // The creating operations of a clean up, each once.
-    let (proxy, config, dir) = fresh(&emulator).await;
-    ok(&proxy, dir.path(), "up", "clean up").await;
+    let (proxy, config, dir) = fresh_account(&emulator, 100_000_000_000).await;
+    run_ok(&proxy, dir.path(), &FLAGS, "up", "clean up").await;
     let mut operations: Vec<String> = proxy
         .calls()
         .into_iter()
@@ -110,7 +67,7 @@ async fn a_create_carried_out_seconds_after_its_sender_was_killed_is_adopted_not
         .collect();
     operations.sort();
     operations.dedup();
-    ok(&proxy, dir.path(), "destroy", "clean destroy").await;
+    run_ok(&proxy, dir.path(), &FLAGS, "destroy", "clean destroy").await;
     assert!(inventory(&config).await.is_empty());
     assert!(operations.len() >= 12, "{operations:?}");
 

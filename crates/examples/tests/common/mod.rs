@@ -351,3 +351,65 @@ pub(crate) async fn run_production_until(
         pid,
     })
 }
+
+static NEXT_ACCOUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A fresh moto account (numbered from `first`, so that each suite keeps to a range of its own), a
+/// proxy that puts every call in it, and a state directory.
+pub(crate) async fn fresh_account(
+    emulator: &local_cloud::Emulator,
+    first: u64,
+) -> (local_cloud::Proxy, SdkConfig, tempfile::TempDir) {
+    let n = u64::from(std::process::id()) * 1_000
+        + NEXT_ACCOUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let account = format!("{:012}", first + n % 99_000_000_000);
+    let proxy = local_cloud::Proxy::start(emulator.endpoint_url())
+        .await
+        .unwrap();
+    proxy.set_account(&account);
+    (
+        proxy,
+        emulator.account(&account),
+        tempfile::tempdir().unwrap(),
+    )
+}
+
+/// `production --endpoint PROXY --state-dir STATE EXTRA.. --json COMMAND` through `proxy`, killed
+/// when `kill_on` fires: its exit status and stderr, `None` when it was killed.
+pub(crate) async fn run_command(
+    proxy: &local_cloud::Proxy,
+    state: &Path,
+    extra: &[&str],
+    command: &str,
+    kill_on: Option<std::sync::Arc<tokio::sync::Notify>>,
+) -> Option<(std::process::ExitStatus, String)> {
+    let endpoint = proxy.endpoint_url();
+    let mut args = vec![
+        "--endpoint",
+        endpoint.as_str(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    args.extend(["--json", command]);
+    run_production_until(Path::new("."), &args, kill_on)
+        .await
+        .map(|ran| (ran.status, ran.stderr))
+}
+
+/// A [`run_command`] that must succeed (`what` names the case in the failure).
+pub(crate) async fn run_ok(
+    proxy: &local_cloud::Proxy,
+    state: &Path,
+    extra: &[&str],
+    command: &str,
+    what: &str,
+) {
+    let (status, stderr) = run_command(proxy, state, extra, command, None)
+        .await
+        .unwrap();
+    assert!(
+        status.success(),
+        "{what}: `{command}` exited {status}:\n{stderr}"
+    );
+}

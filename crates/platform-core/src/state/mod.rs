@@ -22,7 +22,8 @@
 //!                                      // tokens): tagged `platform:instance` on the resource
 //!       "pending": {"op": "create", "since": "2026-11-26T02:00:00Z", "instance": "9a1b..."},
 //!                                      // an intent not yet completed; a create names the new
-//!                                      // instance's token, given to AWS before the call
+//!                                      // instance's token, given to AWS before the call, and
+//!                                      // "answered": true once AWS answered it with an error
 //!       "deposed": [{"kind": "..", "inputs": {..}, "outputs": {..}, "instance": "5f0c...",
 //!                    "pending": {"op": "delete", ..}}]   // replaced instances not yet deleted
 //!     }
@@ -31,8 +32,9 @@
 //! ```
 //! The engine writes an intent (`pending`) before every mutating call and the result after it, so a
 //! crash leaves a record of what may exist; the next run heals it (`find` by the instance token's tag,
-//! or the natural key, before a create). Fields added since version 1 was first written (`instance`,
-//! a deposed instance's `pending`) are optional: older files read as before.
+//! or the natural key, before a create, over the settle window counted from `since` unless
+//! `answered`). Fields added since version 1 was first written (`instance`, a deposed instance's
+//! `pending`, `answered`) are optional: older files read as before.
 //!
 //! # Journal
 //! Between two whole writes, a store with a [`Journal`] keeps each step as one JSON line, a
