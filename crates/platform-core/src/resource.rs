@@ -1537,6 +1537,37 @@ mod tests {
     }
 
     #[test]
+    fn a_replacement_deletes_first_only_when_it_collides_and_something_forces_it() {
+        let forced = || ForceNew::none().field("name", true);
+        assert!(forced().delete_first(true).deletes_first());
+        assert!(!forced().delete_first(false).deletes_first());
+        assert!(!forced().deletes_first());
+        assert!(ForceNew::any_change().delete_first(true).deletes_first());
+        // Nothing replaced, nothing to delete first: still `none()`.
+        assert_eq!(ForceNew::none().delete_first(true), ForceNew::none());
+        assert!(!ForceNew::none().delete_first(true).deletes_first());
+        assert!(
+            !ForceNew::none()
+                .field("name", false)
+                .delete_first(true)
+                .deletes_first()
+        );
+        // Several conditions: any one that collides is enough.
+        assert!(
+            forced()
+                .delete_first(true)
+                .delete_first(false)
+                .deletes_first()
+        );
+        assert!(
+            forced()
+                .delete_first(false)
+                .delete_first(true)
+                .deletes_first()
+        );
+    }
+
+    #[test]
     fn found_one_refuses_to_guess_between_several() {
         assert_eq!(found_one("VPC", Vec::<(String, u8)>::new()).unwrap(), None);
         assert_eq!(found_one("VPC", [("a".to_owned(), 1)]).unwrap(), Some(1));

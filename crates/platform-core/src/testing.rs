@@ -493,8 +493,10 @@ impl Resource for FakeResource {
     const KIND: &'static str = "fake:resource";
     const SERVICE: &'static str = "fake";
 
+    /// A new `fixed` replaces; one that ends in `!` collides with the old instance (as a security
+    /// group that keeps its name), so the replacement deletes first.
     fn force_new(&self, previous: &Self) -> crate::ForceNew {
-        crate::force_new!(self, previous; fixed)
+        crate::force_new!(self, previous; fixed).delete_first(self.fixed.ends_with('!'))
     }
 
     fn validate(&self) -> Result<(), ValidationError> {

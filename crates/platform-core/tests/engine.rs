@@ -289,6 +289,59 @@ async fn updates_in_place_and_replacements_follow_the_fields_rules() {
 }
 
 #[tokio::test]
+async fn a_replacement_that_would_collide_deletes_first_and_its_replaced_dependents_before_it() {
+    let cloud = FakeCloud::new();
+    let e = engine(MemoryStateStore::new(), &cloud);
+    let mut stack = FakeStack::chain("collide", 3);
+    let before = e.up(&stack).await.unwrap();
+    // r1's new fixed part collides with the old instance (ends in `!`); r2, which uses r1, is
+    // replaced too (its own fixed part), so it goes before r1; r0 stays.
+    stack.nodes[1].fixed = "same-name!".into();
+    stack.nodes[2].fixed = "other".into();
+    let plan = e.preview(&stack).await.unwrap();
+    let Action::Replace { delete_first, .. } = plan.step("r1").unwrap().action else {
+        panic!("{plan}")
+    };
+    assert!(delete_first, "{plan}");
+    let Action::Replace { delete_first, .. } = plan.step("r2").unwrap().action else {
+        panic!("{plan}")
+    };
+    assert!(!delete_first, "r2's own change does not collide: {plan}");
+    let shown = plan.to_string();
+    assert!(
+        shown.contains("-/+ r1 (fake:resource) (delete first): fixed cannot change in place"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("-/+ r2 (fake:resource): fixed cannot change in place"),
+        "{shown}"
+    );
+    let after = e.up(&stack).await.unwrap();
+    let order = cloud.order();
+    let tail: Vec<(&str, &str)> = order[order.len() - 4..]
+        .iter()
+        .map(|(n, w)| (n.as_str(), *w))
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            ("r2", "delete"),
+            ("r1", "delete"),
+            ("r1", "create"),
+            ("r2", "create")
+        ]
+    );
+    assert_eq!(after["r0"], before["r0"]);
+    assert_ne!(after["r1"], before["r1"]);
+    assert_eq!(cloud.live().len(), 3);
+    assert!(!e.preview(&stack).await.unwrap().has_changes());
+    // A change that does not collide creates first, as before.
+    stack.nodes[2].fixed = "third".into();
+    let plan = e.preview(&stack).await.unwrap();
+    assert!(!plan.to_string().contains("(delete first)"), "{plan}");
+}
+
+#[tokio::test]
 async fn removed_resources_are_deleted_after_their_dependents() {
     let cloud = FakeCloud::new();
     let e = engine(MemoryStateStore::new(), &cloud);
