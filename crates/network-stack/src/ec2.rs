@@ -263,6 +263,18 @@ pub(crate) async fn find<R: Ec2Object>(ctx: &Context) -> Result<Option<R::Output
     platform_core::found_one(R::NOUN, found.iter().filter_map(R::outputs_of))
 }
 
+/// Every object of kind `R` that carries this resource's tags (the instance token included when the
+/// context has one), by id: what `find_all` returns (the engine deletes twins and sweeps with it).
+pub(crate) async fn find_all<R: Ec2Object>(
+    ctx: &Context,
+) -> Result<Vec<R::Outputs>, ResourceError> {
+    let client = client(ctx)?;
+    let found = R::describe(ctx, &client, Lookup::Filters(own_filters(ctx))).await?;
+    let mut all: Vec<(String, R::Outputs)> = found.iter().filter_map(R::outputs_of).collect();
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(all.into_iter().map(|(_, outputs)| outputs).collect())
+}
+
 /// Object `id` of kind `R`, tagged with the engine's tags so that it is this stack's: what `import`
 /// returns. `None` when nothing has that id.
 pub(crate) async fn import<R: Ec2Object>(

@@ -187,6 +187,23 @@ pub trait Resource: Serialize + DeserializeOwned + Clone + Send + Sync + 'static
         ctx: &Context,
     ) -> impl Future<Output = Result<Option<Self::Outputs>, ResourceError>> + Send;
 
+    /// Every live resource of this kind that carries the tags of `ctx` ([`Context::tags`]: the stack
+    /// and the resource, and the instance token when `ctx` has one), for kinds that AWS lists by
+    /// tag. The engine uses it twice: a settle that finds several instances with the create's token
+    /// adopts one and deletes the others (a create AWS carried out twice, late), and a `destroy`
+    /// ends by deleting whatever still carries the stack's and a resource's tags (the *sweep*). The
+    /// default lists nothing: a kind found by its name (unique in AWS) has no twin to sweep.
+    ///
+    /// # Errors
+    /// Any [`ResourceError`] of the lookup.
+    fn find_all(
+        &self,
+        ctx: &Context,
+    ) -> impl Future<Output = Result<Vec<Self::Outputs>, ResourceError>> + Send {
+        let _ = ctx;
+        async { Ok(Vec::new()) }
+    }
+
     /// Looks up an existing resource by `id` (its id, name or ARN: each kind says which), tags it with
     /// the engine's ownership tags ([`Context::tags`]) so that it is known as this stack's resource,
     /// and returns its outputs: what [`Engine::import`](crate::Engine::import) records. `None` when
@@ -965,6 +982,7 @@ pub(crate) struct KindOps {
     pub(crate) delete_before_replace: bool,
     pub(crate) create: fn(Context, Value) -> Fut<Value>,
     pub(crate) find: fn(Context, Value) -> Fut<Option<Value>>,
+    pub(crate) find_all: fn(Context, Value) -> Fut<Vec<Value>>,
     pub(crate) import: fn(Context, Value, String) -> Fut<Option<Value>>,
     pub(crate) adopted: fn(Context, Value, Value) -> Fut<()>,
     pub(crate) read: ReadFn,
@@ -1010,6 +1028,16 @@ impl KindOps {
                         Some(out) => Ok(Some(encode("outputs", &out)?)),
                         None => Ok(None),
                     }
+                })
+            },
+            find_all: |ctx, inputs| {
+                Box::pin(async move {
+                    let r: R = decode("inputs", inputs)?;
+                    r.find_all(&ctx)
+                        .await?
+                        .iter()
+                        .map(|out| encode("outputs", out))
+                        .collect()
                 })
             },
             import: |ctx, inputs, id| {

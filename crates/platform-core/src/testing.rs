@@ -297,6 +297,19 @@ impl FakeCloud {
         id
     }
 
+    /// Makes a copy of object `id` under a new id, its tags included (a create carried out twice);
+    /// returns the copy's id.
+    pub fn copy_object(&self, id: &str) -> String {
+        let copy = format!("fake-{}", self.inner.next_id.fetch_add(1, Ordering::SeqCst));
+        let mut objects = self.objects();
+        if let Some(mut o) = objects.get(id).cloned() {
+            o.id = copy.clone();
+            self.count_uses(&o.deps, 1);
+            objects.insert(copy.clone(), o);
+        }
+        copy
+    }
+
     /// Deletes an object behind the engine's back (drift: deleted by hand).
     pub fn remove(&self, id: &str) {
         let mut objects = self.objects();
@@ -700,6 +713,22 @@ impl Resource for FakeResource {
         Ok(Some(FakeOutputs { id: id.to_owned() }))
     }
 
+    /// Every object with the context's tags, by id.
+    async fn find_all(&self, ctx: &Context) -> Result<Vec<FakeOutputs>, ResourceError> {
+        let cloud = ctx.extension::<FakeCloud>()?;
+        let _g = cloud.enter().await;
+        cloud.count(|c| c.read += 1);
+        let wanted = ctx.tags();
+        let mut found: Vec<FakeOutputs> = cloud
+            .objects()
+            .values()
+            .filter(|o| wanted.iter().all(|(k, v)| o.tags.get(*k) == Some(v)))
+            .map(|o| FakeOutputs { id: o.id.clone() })
+            .collect();
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(found)
+    }
+
     async fn find(&self, ctx: &Context) -> Result<Option<FakeOutputs>, ResourceError> {
         let cloud = ctx.extension::<FakeCloud>()?;
         let _g = cloud.enter().await;
@@ -718,6 +747,9 @@ impl Resource for FakeResource {
             cloud
                 .objects()
                 .values()
+                // Made with these inputs: an instance is looked for with the inputs its create
+                // was sent with (as a task definition is found only when it is the same).
+                .filter(|o| o.fixed == self.fixed)
                 .filter(|o| wanted.iter().all(|(k, v)| o.tags.get(*k) == Some(v)))
                 .map(|o| (o.id.clone(), FakeOutputs { id: o.id.clone() })),
         )?;
@@ -793,6 +825,10 @@ impl Resource for FakeUnique {
 
     async fn find(&self, ctx: &Context) -> Result<Option<FakeOutputs>, ResourceError> {
         self.0.find(ctx).await
+    }
+
+    async fn find_all(&self, ctx: &Context) -> Result<Vec<FakeOutputs>, ResourceError> {
+        self.0.find_all(ctx).await
     }
 }
 

@@ -390,6 +390,10 @@ async fn a_held_lock_refuses_the_whole_groups_destroy_before_any_delete() {
         matches!(&ec, Error::GroupMemberInvalid { member, .. } if member == "network"),
         "{ec}"
     );
+    assert!(
+        ec.to_string().contains("stack network is locked by up"),
+        "{ec}"
+    );
     assert_eq!(cloud.calls(), before, "nothing deleted");
     assert_eq!(cloud.live().len(), 3);
     drop(held);
@@ -705,7 +709,7 @@ fn engine_with_window(store: &MemoryStateStore, cloud: &FakeCloud, window: Durat
 async fn a_create_carried_out_after_the_next_run_first_looked_is_adopted_within_the_settle_window()
 {
     let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
-    let stack = FakeStack::chain("late", 2);
+    let mut stack = FakeStack::chain("late", 2);
     // AWS carries out r0's create 10 s after it was sent; the sender hears nothing.
     cloud.create_late_of("r0", Duration::from_secs(10));
     let err = engine_with_window(&store, &cloud, Duration::from_secs(30))
@@ -714,12 +718,33 @@ async fn a_create_carried_out_after_the_next_run_first_looked_is_adopted_within_
         .unwrap_err();
     assert!(err.to_string().contains("outcome unknown"), "{err}");
     assert!(cloud.instances_of("r0").is_empty(), "not made yet");
-    // The next run starts at once: it looks until r0 shows (no create sent), then goes on.
+    // The next run starts at once: it looks until r0 shows (no create sent), then goes on. It
+    // looks with the inputs the create was sent with, whatever is declared now (a changed value).
+    stack.nodes[0].value = "v2".into();
+    let progress = Arc::new(Mutex::new(Vec::new()));
+    let seen = progress.clone();
     let started = tokio::time::Instant::now();
-    engine_with_window(&store, &cloud, Duration::from_secs(30))
+    Engine::builder(store.clone())
+        .provider(local_provider())
+        .extension(cloud.clone())
+        .settle_window(Duration::from_secs(30))
+        .on_event(move |e| {
+            if let Event::Progress { message, .. } = e {
+                seen.lock().unwrap().push(message.clone());
+            }
+        })
+        .build()
         .up(&stack)
         .await
         .unwrap();
+    let progress = progress.lock().unwrap().clone();
+    assert_eq!(progress.len(), 1, "{progress:?}");
+    assert!(
+        progress[0].starts_with(
+            "an earlier run was interrupted creating this: looking for what it made for up to"
+        ) && progress[0].ends_with("s before creating it"),
+        "{progress:?}"
+    );
     let waited = started.elapsed();
     assert!(
         waited >= Duration::from_secs(8) && waited < Duration::from_secs(15),
@@ -731,9 +756,9 @@ async fn a_create_carried_out_after_the_next_run_first_looked_is_adopted_within_
 }
 
 #[tokio::test(start_paused = true)]
-async fn without_a_settle_window_the_late_create_makes_a_twin_which_is_why_there_is_one() {
+async fn a_create_that_lands_after_the_window_leaves_a_twin_which_destroy_sweeps() {
     let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
-    let stack = FakeStack::chain("twin", 1);
+    let stack = FakeStack::chain("twin", 2);
     cloud.create_late_of("r0", Duration::from_secs(10));
     let zero = Duration::ZERO;
     engine_with_window(&store, &cloud, zero)
@@ -745,7 +770,44 @@ async fn without_a_settle_window_the_late_create_makes_a_twin_which_is_why_there
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(cloud.instances_of("r0").len(), 2, "the late one is a twin");
+    // Destroy deletes what state records, then what still carries the stack's tags.
+    let report = engine_with_window(&store, &cloud, zero)
+        .destroy::<FakeStack>("twin")
+        .await
+        .unwrap();
+    assert!(cloud.live().is_empty(), "{:?}", cloud.live());
+    assert_eq!(report.deleted, 3, "two recorded, one swept");
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_instances_with_the_creates_token_are_ours_one_is_kept_the_other_deleted() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let stack = FakeStack::chain("twice", 1);
+    cloud.lose_create_result_of("r0");
+    let e = engine_with_window(&store, &cloud, Duration::from_secs(30));
+    e.up(&stack).await.unwrap_err();
+    let token = store.read("twice").await.unwrap().unwrap().resources["r0"]
+        .pending
+        .clone()
+        .unwrap()
+        .instance
+        .unwrap();
+    // AWS carried the same create out twice: two instances carry its token.
+    let made = cloud.instances_of("r0");
+    assert_eq!(made.len(), 1, "{made:?}");
+    cloud.copy_object(&made[0].id);
     assert_eq!(cloud.instances_of("r0").len(), 2);
+    let deletes = cloud.calls().delete;
+    e.up(&stack).await.unwrap();
+    assert_eq!(cloud.calls().delete - deletes, 1, "the twin");
+    exactly_one_each(&stack, &store, &cloud).await;
+    assert_eq!(cloud.instances_of("r0")[0].tags["platform:instance"], token);
+    assert_eq!(
+        cloud.instances_of("r0")[0].id,
+        made[0].id,
+        "the first is kept"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -873,5 +935,62 @@ async fn a_create_refused_outright_is_looked_for_briefly_by_the_next_run_not_ove
         waited >= Duration::from_millis(1500) && waited < Duration::from_secs(3),
         "{waited:?}"
     );
+    exactly_one_each(&stack, &store, &cloud).await;
+}
+
+#[tokio::test]
+async fn the_sweep_never_takes_another_deployment_of_a_stack_of_the_same_name() {
+    let cloud = FakeCloud::new();
+    let (mine, theirs) = (MemoryStateStore::new(), MemoryStateStore::new());
+    let stack = FakeStack::chain("shared", 2);
+    fake_engine(mine.clone(), &cloud).up(&stack).await.unwrap();
+    fake_engine(theirs.clone(), &cloud)
+        .up(&stack)
+        .await
+        .unwrap();
+    assert_eq!(cloud.live().len(), 4);
+    let report = fake_engine(mine, &cloud)
+        .destroy::<FakeStack>("shared")
+        .await
+        .unwrap();
+    assert_eq!(report.deleted, 2);
+    assert_eq!(cloud.live().len(), 2, "theirs stays");
+    exactly_one_each(&stack, &theirs, &cloud).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_instance_made_with_other_fixed_inputs_is_adopted_recorded_as_made_then_replaced() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let mut stack = FakeStack::chain("changed", 1);
+    cloud.create_late_of("r0", Duration::from_secs(5));
+    let window = Duration::from_secs(30);
+    engine_with_window(&store, &cloud, window)
+        .up(&stack)
+        .await
+        .unwrap_err();
+    // Before the next run, the declaration changes a part that cannot change in place. The late
+    // instance is looked for as it was sent, adopted, and recorded as it was made ...
+    stack.nodes[0].fixed = "new".into();
+    engine_with_window(&store, &cloud, window)
+        .up(&stack)
+        .await
+        .unwrap();
+    assert_eq!(cloud.calls().create, 1, "adopted, not made again");
+    let state = store.read("changed").await.unwrap().unwrap();
+    assert_eq!(state.resources["r0"].inputs["fixed"], "");
+    // ... so the next plan replaces it.
+    let plan = engine_with_window(&store, &cloud, window)
+        .preview(&stack)
+        .await
+        .unwrap();
+    assert_eq!(
+        plan.step("r0").unwrap().action.kind(),
+        platform_core::ActionKind::Replace,
+        "{plan}"
+    );
+    engine_with_window(&store, &cloud, window)
+        .up(&stack)
+        .await
+        .unwrap();
     exactly_one_each(&stack, &store, &cloud).await;
 }

@@ -155,6 +155,10 @@ impl Resource for InternetGateway {
     async fn find(&self, ctx: &Context) -> Result<Option<InternetGatewayOutputs>, ResourceError> {
         ec2::find::<Self>(ctx).await
     }
+
+    async fn find_all(&self, ctx: &Context) -> Result<Vec<InternetGatewayOutputs>, ResourceError> {
+        ec2::find_all::<Self>(ctx).await
+    }
 }
 
 /// Detaches gateway `id` from `vpc`; done when it is not attached (any more).

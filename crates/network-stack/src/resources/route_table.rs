@@ -307,6 +307,10 @@ impl Resource for RouteTable {
     async fn find(&self, ctx: &Context) -> Result<Option<RouteTableOutputs>, ResourceError> {
         ec2::find::<Self>(ctx).await
     }
+
+    async fn find_all(&self, ctx: &Context) -> Result<Vec<RouteTableOutputs>, ResourceError> {
+        ec2::find_all::<Self>(ctx).await
+    }
 }
 
 impl RouteTable {

@@ -594,6 +594,11 @@ impl Resource for SecurityGroup {
         ec2::import::<Self>(ctx, id).await
     }
 
+    /// By the engine's tags only (a group's name is unique in its VPC: no twin has it).
+    async fn find_all(&self, ctx: &Context) -> Result<Vec<SecurityGroupOutputs>, ResourceError> {
+        ec2::find_all::<Self>(ctx).await
+    }
+
     async fn find(&self, ctx: &Context) -> Result<Option<SecurityGroupOutputs>, ResourceError> {
         if let Some(tagged) = ec2::find::<Self>(ctx).await? {
             return Ok(Some(tagged));
@@ -626,7 +631,7 @@ impl Resource for SecurityGroup {
         {
             return Err(ResourceError::Failed {
                 message: format!(
-                    "security group {} ({id}) holds the name in its VPC and is another instance of                      this resource ({other}), not the one being created ({token}): it is not                      adopted; the old instance must be deleted first",
+                    "security group {} ({id}) holds the name in its VPC and is another instance of this resource ({other}), not the one being created ({token}): it is not adopted; the old instance must be deleted first",
                     self.name
                 ),
             });

@@ -255,4 +255,8 @@ impl Resource for Subnet {
     async fn find(&self, ctx: &Context) -> Result<Option<SubnetOutputs>, ResourceError> {
         ec2::find::<Self>(ctx).await
     }
+
+    async fn find_all(&self, ctx: &Context) -> Result<Vec<SubnetOutputs>, ResourceError> {
+        ec2::find_all::<Self>(ctx).await
+    }
 }

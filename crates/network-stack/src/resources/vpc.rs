@@ -217,6 +217,10 @@ impl Resource for Vpc {
     async fn find(&self, ctx: &Context) -> Result<Option<VpcOutputs>, ResourceError> {
         ec2::find::<Self>(ctx).await
     }
+
+    async fn find_all(&self, ctx: &Context) -> Result<Vec<VpcOutputs>, ResourceError> {
+        ec2::find_all::<Self>(ctx).await
+    }
 }
 
 impl Vpc {

@@ -626,7 +626,7 @@ impl Engine {
         self.check_provider(&state).await?;
         let mut registry = Registry::new();
         S::register(&mut registry);
-        let deleted = state
+        let deleted: usize = state
             .resources
             .values()
             .map(|r| usize::from(r.outputs.is_some()) + r.deposed.len())
@@ -636,10 +636,17 @@ impl Engine {
             group: group.cloned(),
             users,
         };
+        let recorded: Vec<steps::Swept> = state
+            .resources
+            .iter()
+            .filter(|(_, r)| !r.inputs.is_null())
+            .map(|(name, r)| steps::Swept::of(name, r))
+            .collect();
         let run = Run::new(self, name.to_owned(), state, lock, registry, links, cancel);
         run.destroy_all().await?;
+        let swept = run.inner.sweep(&recorded).await?;
         run.lock.remove().await?;
-        Ok(deleted)
+        Ok(deleted + swept)
     }
 
     /// The recorded outputs of stack `name` as `S::Outputs` (see [`StackRef`](crate::StackRef)).

@@ -186,6 +186,9 @@ impl RunInner {
         .await?;
         let ctx = self.ctx(name).for_instance(Some(&token));
         let _permits = self.limits.acquire(ops.service).await;
+        // The inputs the interrupted create was sent with, when what it made cannot be brought to
+        // the declared ones in place: recorded with the instance, so the next plan replaces it.
+        let mut made_with: Option<Value> = None;
         let earlier = match (
             &interrupted,
             recorded.as_ref().and_then(|r| r.pending.as_ref()),
@@ -211,8 +214,18 @@ impl RunInner {
                         humantime::format_duration(round_secs(until - tokio::time::Instant::now()))
                     ));
                 }
-                self.find_until(ops, name, &find_ctx, sent_inputs, until)
-                    .await?
+                let found = self
+                    .find_until(ops, name, &find_ctx, sent_inputs, until)
+                    .await?;
+                let changed = changed_fields(sent_inputs, &inputs);
+                if found.is_some() && !changed.is_empty() {
+                    let rule = (ops.force_new)(&inputs, sent_inputs)
+                        .map_err(|e| self.fail(name, "find", e))?;
+                    if !rule.forced(changed).is_empty() {
+                        made_with = Some(sent_inputs.clone());
+                    }
+                }
+                found
             }
             _ => None,
         };
@@ -268,7 +281,7 @@ impl RunInner {
         // not recorded: the intent stays, and the next run looks for it (or creates it) again.
         let gone = ResourceError::Failed {
             message: format!(
-                "the {} found for this create was gone when it was read (deleted meanwhile);                  nothing was recorded: the next run looks for it again, then creates it",
+                "the {} found for this create was gone when it was read (deleted meanwhile); nothing was recorded: the next run looks for it again, then creates it",
                 decl.kind
             ),
         };
@@ -276,6 +289,14 @@ impl RunInner {
         (ops.adopted)(self.ctx(name), inputs, outputs.clone())
             .await
             .map_err(|e| self.fail(name, "create", e))?;
+        if let Some(sent) = made_with {
+            self.record(name, |s| {
+                if let Some(r) = s.resources.get_mut(name) {
+                    r.inputs = sent;
+                }
+            })
+            .await?;
+        }
         self.created(name, &token, outputs).await
     }
 
@@ -422,9 +443,13 @@ impl RunInner {
     ) -> Result<Option<Value>, Error> {
         let mut delay = SETTLE_FIRST_DELAY;
         loop {
-            let found = (ops.find)(ctx.clone(), inputs.clone())
-                .await
-                .map_err(|e| self.fail(name, "find", e))?;
+            let found = match (ops.find)(ctx.clone(), inputs.clone()).await {
+                Ok(found) => found,
+                Err(e @ ResourceError::Ambiguous { .. }) => {
+                    return self.keep_one(ops, name, ctx, inputs, e).await.map(Some);
+                }
+                Err(e) => return Err(self.fail(name, "find", e)),
+            };
             let now = tokio::time::Instant::now();
             if found.is_some() || now >= until {
                 return Ok(found);
@@ -434,6 +459,67 @@ impl RunInner {
                 .map_err(|e| self.fail(name, "find", e))?;
             delay = (delay * 2).min(SETTLE_MAX_DELAY);
         }
+    }
+
+    /// Several instances carry this create's token (AWS carried it out twice: once late): they
+    /// are all ours. Keeps the first (by id) and deletes the others, saying so; `ambiguous` is the
+    /// error when the kind cannot list them ([`Resource::find_all`](crate::Resource::find_all)).
+    async fn keep_one(
+        &self,
+        ops: &KindOps,
+        name: &str,
+        ctx: &Context,
+        inputs: &Value,
+        ambiguous: ResourceError,
+    ) -> Result<Value, Error> {
+        let mut all = (ops.find_all)(ctx.clone(), inputs.clone())
+            .await
+            .map_err(|e| self.fail(name, "find", e))?
+            .into_iter();
+        let (Some(kept), true) = (all.next(), all.len() > 0) else {
+            return Err(self.fail(name, "find", ambiguous));
+        };
+        for twin in all {
+            ctx.progress(format!(
+                "deleting {twin}: it carries this create's instance token too (AWS carried the \
+                 create out twice), keeping {kept}"
+            ));
+            (ops.delete)(ctx.clone(), inputs.clone(), twin)
+                .await
+                .map_err(|e| self.fail(name, "delete", e))?;
+        }
+        Ok(kept)
+    }
+
+    /// After a destroy: deletes whatever still carries the tags of one of `recorded`'s instances
+    /// (the stack, the resource and an instance token this state gave out: a create AWS carried out
+    /// again or late, after its run had settled), dependents first, for the kinds AWS lists by tag
+    /// ([`Resource::find_all`](crate::Resource::find_all)). The token keeps the sweep to this
+    /// deployment's instances: another deployment of a stack of the same name in the account has
+    /// tokens of its own. Returns how many it deleted, each reported as progress.
+    pub(super) async fn sweep(&self, recorded: &[Swept]) -> Result<usize, Error> {
+        let mut swept = 0;
+        for r in dependents_first(recorded) {
+            let ops = self.ops_for(&r.name, &r.kind)?;
+            for token in &r.tokens {
+                let ctx = self.ctx(&r.name).for_instance(Some(token));
+                let _permits = self.limits.acquire(ops.service).await;
+                let found = (ops.find_all)(ctx.clone(), r.inputs.clone())
+                    .await
+                    .map_err(|e| self.fail(&r.name, "find", e))?;
+                for outputs in found {
+                    ctx.progress(format!(
+                        "deleting {outputs}: it carries this resource's tags and instance token but \
+                         was in no state (a create AWS carried out again, late)"
+                    ));
+                    (ops.delete)(ctx.clone(), r.inputs.clone(), outputs)
+                        .await
+                        .map_err(|e| self.fail(&r.name, "delete", e))?;
+                    swept += 1;
+                }
+            }
+        }
+        Ok(swept)
     }
 
     /// Updates `name` in place from `previous` to `inputs`. An update whose outcome is unknown (a
@@ -608,6 +694,60 @@ impl RunInner {
         }
         Ok(())
     }
+}
+
+/// A resource a destroy deleted, as its state recorded it: what the sweep looks for.
+pub(super) struct Swept {
+    pub(super) name: String,
+    pub(super) kind: String,
+    pub(super) inputs: Value,
+    pub(super) dependencies: Vec<String>,
+    /// The instance tokens the state gave out for it: its instance's, an unfinished create's, its
+    /// deposed instances'.
+    pub(super) tokens: Vec<String>,
+}
+
+impl Swept {
+    /// What the sweep looks for of resource `name`, recorded as `r`.
+    pub(super) fn of(name: &str, r: &ResourceState) -> Self {
+        let mut tokens: Vec<String> = r
+            .instance
+            .iter()
+            .chain(r.pending.as_ref().and_then(|p| p.instance.as_ref()))
+            .chain(r.deposed.iter().filter_map(|d| d.instance.as_ref()))
+            .cloned()
+            .collect();
+        tokens.sort();
+        tokens.dedup();
+        Self {
+            name: name.to_owned(),
+            kind: r.kind.clone(),
+            inputs: r.inputs.clone(),
+            dependencies: r.dependencies.clone(),
+            tokens,
+        }
+    }
+}
+
+/// `recorded` ordered so that each resource comes before those it depends on.
+fn dependents_first(recorded: &[Swept]) -> Vec<&Swept> {
+    let mut left: Vec<&Swept> = recorded.iter().collect();
+    let mut order = Vec::with_capacity(left.len());
+    while !left.is_empty() {
+        // Those no remaining resource depends on; all of them when a cycle is left (none is).
+        let (free, used): (Vec<&Swept>, Vec<&Swept>) = left.iter().partition(|r| {
+            !left
+                .iter()
+                .any(|other| other.dependencies.iter().any(|d| *d == r.name))
+        });
+        if free.is_empty() {
+            order.extend(used);
+            break;
+        }
+        order.extend(free);
+        left = used;
+    }
+    order
 }
 
 /// When the settle window of an intent recorded at `since` (RFC 3339) ends, on tokio's clock. An
