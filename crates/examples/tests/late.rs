@@ -85,3 +85,46 @@ async fn a_create_carried_out_seconds_after_its_sender_was_killed_is_adopted_not
     }
     eprintln!("held and healed: {}", operations.join(", "));
 }
+
+/// Past the settle window (here none at all) a late create leaves a twin; `destroy` sweeps it.
+async fn twinned(emulator: Arc<Emulator>, operation: &'static str) {
+    let (proxy, config, dir) = fresh_account(&emulator, 100_000_000_000).await;
+    let state = dir.path();
+    let what = format!("{operation} held {HOLD:?} past a zero settle window");
+    let none = ["--settle-window", "0s"];
+    let arrived = proxy.hold(operation, HOLD);
+    let killed = run_command(&proxy, state, &none, "up", Some(arrived))
+        .await
+        .is_none();
+    assert!(killed, "{what}: the run ended before calling {operation}");
+    run_ok(&proxy, state, &none, "up", &what).await;
+    tokio::time::sleep(HOLD + Duration::from_secs(1)).await;
+    let live = inventory(&config).await;
+    assert_ne!(
+        counts(&live),
+        seed_counts(),
+        "{what}: a twin was expected: {live:#?}"
+    );
+    run_ok(&proxy, state, &none, "destroy", &what).await;
+    let left = inventory(&config).await;
+    assert!(left.is_empty(), "{what}: left {left:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_twin_made_by_a_create_that_landed_after_the_settle_window_is_swept_by_destroy() {
+    let emulator = Arc::new(
+        Emulator::start()
+            .await
+            .expect("an AWS emulator is required for this suite"),
+    );
+    emulator.require_ecs().expect("the emulator must serve ECS");
+    let mut set = JoinSet::new();
+    // The EC2 kinds that take neither a name nor (on moto) an idempotency token.
+    for operation in ["CreateVpc", "CreateInternetGateway", "CreateRouteTable"] {
+        let emulator = emulator.clone();
+        set.spawn(async move { twinned(emulator, operation).await });
+    }
+    while let Some(joined) = set.join_next().await {
+        joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    }
+}

@@ -643,8 +643,8 @@ impl Engine {
             .map(|(name, r)| steps::Swept::of(name, r))
             .collect();
         let run = Run::new(self, name.to_owned(), state, lock, registry, links, cancel);
-        run.destroy_all().await?;
         let swept = run.inner.sweep(&recorded).await?;
+        run.destroy_all().await?;
         run.lock.remove().await?;
         Ok(deleted + swept)
     }

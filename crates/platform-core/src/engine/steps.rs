@@ -491,12 +491,13 @@ impl RunInner {
         Ok(kept)
     }
 
-    /// After a destroy: deletes whatever still carries the tags of one of `recorded`'s instances
-    /// (the stack, the resource and an instance token this state gave out: a create AWS carried out
-    /// again or late, after its run had settled), dependents first, for the kinds AWS lists by tag
-    /// ([`Resource::find_all`](crate::Resource::find_all)). The token keeps the sweep to this
-    /// deployment's instances: another deployment of a stack of the same name in the account has
-    /// tokens of its own. Returns how many it deleted, each reported as progress.
+    /// Before a destroy's deletes: deletes whatever carries the tags of one of `recorded`'s
+    /// instances (the stack, the resource and an instance token this state gave out) but is not a
+    /// recorded instance: a twin, made by a create AWS carried out again or late, after its run had
+    /// settled. First, so that the recorded instances they sit in (a VPC) can then go; for the kinds
+    /// AWS lists by tag ([`Resource::find_all`](crate::Resource::find_all)). The token keeps the
+    /// sweep to this deployment's instances: another deployment of a stack of the same name in the
+    /// account has tokens of its own. Returns how many it deleted, each reported as progress.
     pub(super) async fn sweep(&self, recorded: &[Swept]) -> Result<usize, Error> {
         let mut swept = 0;
         for r in dependents_first(recorded) {
@@ -507,7 +508,7 @@ impl RunInner {
                 let found = (ops.find_all)(ctx.clone(), r.inputs.clone())
                     .await
                     .map_err(|e| self.fail(&r.name, "find", e))?;
-                for outputs in found {
+                for outputs in found.into_iter().filter(|o| !r.recorded.contains(o)) {
                     ctx.progress(format!(
                         "deleting {outputs}: it carries this resource's tags and instance token but \
                          was in no state (a create AWS carried out again, late)"
@@ -705,6 +706,8 @@ pub(super) struct Swept {
     /// The instance tokens the state gave out for it: its instance's, an unfinished create's, its
     /// deposed instances'.
     pub(super) tokens: Vec<String>,
+    /// The outputs of the instances it records (current and deposed): those are not twins.
+    pub(super) recorded: Vec<Value>,
 }
 
 impl Swept {
@@ -725,6 +728,12 @@ impl Swept {
             inputs: r.inputs.clone(),
             dependencies: r.dependencies.clone(),
             tokens,
+            recorded: r
+                .outputs
+                .iter()
+                .chain(r.deposed.iter().map(|d| &d.outputs))
+                .cloned()
+                .collect(),
         }
     }
 }
