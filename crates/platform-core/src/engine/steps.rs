@@ -747,7 +747,7 @@ fn dependents_first(recorded: &[Swept]) -> Vec<&Swept> {
         let (free, used): (Vec<&Swept>, Vec<&Swept>) = left.iter().partition(|r| {
             !left
                 .iter()
-                .any(|other| other.dependencies.iter().any(|d| *d == r.name))
+                .any(|other| other.dependencies.contains(&r.name))
         });
         if free.is_empty() {
             order.extend(used);
