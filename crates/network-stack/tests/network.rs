@@ -761,7 +761,7 @@ async fn a_destroy_waits_while_aws_refuses_deletes_for_an_interface_fargate_is_r
     let started = std::time::Instant::now();
     engine.destroy::<NetworkStack>("network").await.unwrap();
     assert!(started.elapsed() >= refused, "{:?}", started.elapsed());
-    let progress = progress.lock().unwrap();
+    let progress = progress.lock().unwrap().clone();
     assert!(
         progress
             .iter()
