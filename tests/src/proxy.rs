@@ -465,7 +465,7 @@ async fn handle(
     let body = body.collect().await?.to_bytes();
     let (service, operation) = identify(&parts.method, &parts.headers, &parts.uri, &body);
     let json = parts.headers.contains_key("x-amz-target");
-    let (latency, fault, trip, account) = {
+    let (latency, fault, trip, hold, account) = {
         let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
         let latency = st.latency;
         let trip = match st.trip.as_mut() {
@@ -509,9 +509,8 @@ async fn handle(
                 None
             }
         };
-        (latency, fault, (trip, hold), account)
+        (latency, fault, trip, hold, account)
     };
-    let (trip, hold) = trip;
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }

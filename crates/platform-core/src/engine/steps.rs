@@ -202,11 +202,7 @@ impl RunInner {
                     .filter(|i| !i.is_null())
                     .unwrap_or(&inputs);
                 let find_ctx = self.ctx(name).for_instance(token.as_deref());
-                let until = if intent.answered {
-                    tokio::time::Instant::now() + SETTLE_SAME_RUN
-                } else {
-                    settle_deadline(&intent.since, self.shared.settle_window)
-                };
+                let until = self.settle_deadline(intent);
                 if until > tokio::time::Instant::now() {
                     find_ctx.progress(format!(
                         "an earlier run was interrupted creating this: looking for what it made \
@@ -217,11 +213,10 @@ impl RunInner {
                 let found = self
                     .find_until(ops, name, &find_ctx, sent_inputs, until)
                     .await?;
-                let changed = changed_fields(sent_inputs, &inputs);
-                if found.is_some() && !changed.is_empty() {
-                    let rule = (ops.force_new)(&inputs, sent_inputs)
+                if found.is_some() {
+                    let (_, forced) = changes_between(ops, sent_inputs, &inputs)
                         .map_err(|e| self.fail(name, "find", e))?;
-                    if !rule.forced(changed).is_empty() {
+                    if !forced.is_empty() {
                         made_with = Some(sent_inputs.clone());
                     }
                 }
@@ -426,6 +421,21 @@ impl RunInner {
         self.find_until(ops, name, ctx, inputs, until).await
     }
 
+    /// Until when the instance an unfinished create (intent `intent`) may have made is looked for:
+    /// the settle window counted from the intent, or [`SETTLE_SAME_RUN`] from now when AWS answered
+    /// the create (nothing of it lands later). An intent whose time cannot be read, or lies ahead
+    /// (another machine's clock), gets the whole window.
+    fn settle_deadline(&self, intent: &Pending) -> tokio::time::Instant {
+        if intent.answered {
+            return tokio::time::Instant::now() + SETTLE_SAME_RUN;
+        }
+        let elapsed = humantime::parse_rfc3339(&intent.since)
+            .ok()
+            .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+            .unwrap_or_default();
+        tokio::time::Instant::now() + self.shared.settle_window.saturating_sub(elapsed)
+    }
+
     /// Looks for the instance `ctx` names until it is found or `until` has passed (one find at
     /// least), waiting 0.25 s after the first find, twice as long after each next one, at most
     /// [`SETTLE_MAX_DELAY`].
@@ -567,14 +577,8 @@ impl RunInner {
                 };
             };
             // What cannot change in place is left as it is (the plan replaces for it).
-            let changed = changed_fields(&live_inputs, inputs);
-            let forced = if changed.is_empty() {
-                Vec::new()
-            } else {
-                (ops.force_new)(inputs, &live_inputs)
-                    .map_err(|e| self.fail(name, "update", e))?
-                    .forced(changed.iter().cloned())
-            };
+            let (changed, forced) = changes_between(ops, &live_inputs, inputs)
+                .map_err(|e| self.fail(name, "update", e))?;
             if changed.len() == forced.len() {
                 return Ok(live_outputs);
             }
@@ -619,10 +623,10 @@ impl RunInner {
             // Over the settle window: what it made may show, or be made, late.
             let pending = rec.pending.as_ref();
             let token = pending.and_then(|p| p.instance.as_deref());
-            let until = match pending {
-                Some(p) if !p.answered => settle_deadline(&p.since, self.shared.settle_window),
-                _ => tokio::time::Instant::now() + SETTLE_SAME_RUN,
-            };
+            let until = pending.map_or_else(
+                || tokio::time::Instant::now() + SETTLE_SAME_RUN,
+                |p| self.settle_deadline(p),
+            );
             let ctx = self.ctx(name).for_instance(token);
             if let Some(outputs) = self
                 .find_until(&ops, name, &ctx, &rec.inputs, until)
@@ -759,14 +763,19 @@ fn dependents_first(recorded: &[Swept]) -> Vec<&Swept> {
     order
 }
 
-/// When the settle window of an intent recorded at `since` (RFC 3339) ends, on tokio's clock. An
-/// intent whose time cannot be read, or lies ahead (another machine's clock), gets the whole window.
-fn settle_deadline(since: &str, window: Duration) -> tokio::time::Instant {
-    let elapsed = humantime::parse_rfc3339(since)
-        .ok()
-        .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
-        .unwrap_or_default();
-    tokio::time::Instant::now() + window.saturating_sub(elapsed)
+/// The top-level fields that differ from `old` to `new`, and those of them that `ops`'s replacement
+/// rule says cannot change in place.
+fn changes_between(
+    ops: &KindOps,
+    old: &Value,
+    new: &Value,
+) -> Result<(Vec<String>, Vec<String>), ResourceError> {
+    let changed = changed_fields(old, new);
+    if changed.is_empty() {
+        return Ok((changed, Vec::new()));
+    }
+    let forced = (ops.force_new)(new, old)?.forced(changed.iter().cloned());
+    Ok((changed, forced))
 }
 
 /// `d` to the second (for messages).
