@@ -59,21 +59,19 @@ impl RouteTableAssociation {
 }
 
 impl RouteTableAssociation {
-    /// (association id, route table id) of the subnet's explicit association, if any: a subnet has
-    /// at most one, whichever id it has now.
+    /// (association id, route table id, subnet id) of the subnet's explicit association, if any: a
+    /// subnet has at most one, whichever id it has now.
     async fn subnet_association(
         &self,
         ctx: &Context,
         client: &aws_sdk_ec2::Client,
-    ) -> Result<Option<(String, String)>, ResourceError> {
+    ) -> Result<Option<(String, String, String)>, ResourceError> {
         let subnet = self.subnet_id.get()?;
         let filter = Filter::builder()
             .name("association.subnet-id")
             .values(subnet.as_str())
             .build();
-        Ok(Self::lookup(ctx, client, filter, Some(subnet.as_str()))
-            .await?
-            .map(|(id, table, _)| (id, table)))
+        Self::lookup(ctx, client, filter, Some(subnet.as_str())).await
     }
 }
 
@@ -124,13 +122,8 @@ impl Resource for RouteTableAssociation {
             Some(found) => Some(found),
             // A replace whose answer was lost retired the recorded id: the subnet's association
             // now has another one, and it is this resource (a subnet has one association).
-            None => match self.subnet_id.get() {
-                Ok(subnet) => self
-                    .subnet_association(ctx, &client)
-                    .await?
-                    .map(|(id, rt)| (id, rt, subnet.to_string())),
-                Err(_) => None,
-            },
+            None if self.subnet_id.get().is_ok() => self.subnet_association(ctx, &client).await?,
+            None => None,
         };
         Ok(found.map(|(id, rt, subnet)| Observed {
             inputs: RouteTableAssociation {
@@ -171,7 +164,7 @@ impl Resource for RouteTableAssociation {
                 })?
                 .to_owned(),
             Err(e) if e.outcome_unknown() => match self.subnet_association(ctx, &client).await? {
-                Some((id, table)) if table == rt.as_str() => id,
+                Some((id, table, _)) if table == rt.as_str() => id,
                 _ => return Err(e),
             },
             Err(e) => return Err(e),
