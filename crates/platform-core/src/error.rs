@@ -311,6 +311,36 @@ pub enum ResourceError {
         /// Whose tags it carries (`stack network, resource vpc`), or that it carries none.
         owner: String,
     },
+    /// A resource with this resource's natural key carries this stack's and resource's tags but
+    /// another instance token: an instance this create did not make (the deleted instance of a
+    /// replacement AWS still shows, or another deployment's). It is never adopted for the create.
+    #[error(
+        "{what} holds the name and is another instance of this resource ({other}), not the one \
+         being created ({token}): it is not adopted"
+    )]
+    OtherInstance {
+        /// The resource found (`IAM role ecs-cluster-role`).
+        what: String,
+        /// The instance token it carries.
+        other: String,
+        /// The token of the create that looked.
+        token: String,
+    },
+    /// A create that AWS refused because the name exists, while no instance with the create's token
+    /// holds it, still refused after the settle window: AWS keeps the name for an instance that is
+    /// not this create's.
+    #[error(
+        "{source}; the name is still held after {} by an instance that is not this create's (one \
+         deleted that AWS still shows, or one another deployment made): nothing was adopted",
+        humantime::format_duration(*waited)
+    )]
+    NameHeld {
+        /// AWS's refusal.
+        #[source]
+        source: Box<ResourceError>,
+        /// How long the create was retried.
+        waited: std::time::Duration,
+    },
     /// More than one live resource carries this resource's tags: which one is ours cannot be told.
     #[error("{} resources carry the tags of {what}: {}; delete the extra ones", found.len(), found.join(", "))]
     Ambiguous {
@@ -341,7 +371,7 @@ impl ResourceError {
     pub fn aws_code(&self) -> Option<&str> {
         match self {
             Self::Aws(e) => e.code.as_deref(),
-            Self::OutcomeUnknown { source } => source.aws_code(),
+            Self::OutcomeUnknown { source } | Self::NameHeld { source, .. } => source.aws_code(),
             _ => None,
         }
     }
@@ -349,6 +379,11 @@ impl ResourceError {
     /// Whether this is an AWS answer meaning the thing does not exist.
     pub fn is_not_found(&self) -> bool {
         matches!(self, Self::Aws(e) if e.is_not_found())
+    }
+
+    /// Whether AWS refused a create because the thing exists ([`AwsError::is_already_exists`]).
+    pub fn is_already_exists(&self) -> bool {
+        matches!(self, Self::Aws(e) if e.is_already_exists())
     }
 
     /// Whether AWS may have carried out the failed call ([`AwsError::outcome_unknown`]).

@@ -545,7 +545,9 @@ impl Context {
     }
 
     /// Decides whether a resource found by its natural key (a name) may be adopted: only when its
-    /// tags name this stack and this resource. Nobody else's resource is ever taken.
+    /// tags name this stack and this resource, and, for a create (a context with an instance
+    /// token), only when it carries no other instance token. Nobody else's resource is ever taken,
+    /// nor the instance a replacement deletes.
     ///
     /// ```
     /// # use platform_core::testing::context;
@@ -556,22 +558,31 @@ impl Context {
     /// ```
     ///
     /// # Errors
-    /// [`ResourceError::NotOurs`], naming the owner its tags give (or that it has none).
+    /// [`ResourceError::NotOurs`], naming the owner its tags give (or that it has none);
+    /// [`ResourceError::OtherInstance`] for another instance of this resource.
     pub fn claim<'t>(
         &self,
         what: &str,
         tags: impl IntoIterator<Item = (&'t str, &'t str)>,
     ) -> Result<(), ResourceError> {
-        let (mut stack, mut resource) = (None, None);
+        let (mut stack, mut resource, mut instance) = (None, None, None);
         for (k, v) in tags {
             match k {
                 STACK_TAG => stack = Some(v),
                 RESOURCE_TAG => resource = Some(v),
+                INSTANCE_TAG => instance = Some(v),
                 _ => {}
             }
         }
         if stack == Some(&*self.stack) && resource == Some(&*self.resource) {
-            return Ok(());
+            return match (self.instance.as_deref(), instance) {
+                (Some(token), Some(other)) if token != other => Err(ResourceError::OtherInstance {
+                    what: what.to_owned(),
+                    other: other.to_owned(),
+                    token: token.to_owned(),
+                }),
+                _ => Ok(()),
+            };
         }
         let owner = match (stack, resource) {
             (None, None) => "nobody this engine knows (it has no platform:stack tag)".to_owned(),
@@ -1565,6 +1576,34 @@ mod tests {
             "stack (none), resource vpc"
         );
         assert!(owner(&[("team", "x")]).starts_with("nobody"));
+    }
+
+    #[test]
+    fn a_create_claims_no_other_instance_of_its_resource() {
+        let c = ctx().for_instance(Some("new"));
+        let ours = [(STACK_TAG, "net"), (RESOURCE_TAG, "vpc")];
+        let with = |token| ours.into_iter().chain([(INSTANCE_TAG, token)]);
+        assert!(c.claim("VPC vpc-1", with("new")).is_ok());
+        // Made before instance tokens: adopted.
+        assert!(c.claim("VPC vpc-1", ours).is_ok());
+        match c.claim("VPC vpc-1", with("old")) {
+            Err(e @ ResourceError::OtherInstance { .. }) => assert_eq!(
+                e.to_string(),
+                "VPC vpc-1 holds the name and is another instance of this resource (old), not the \
+                 one being created (new): it is not adopted"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // Another owner is named as such, whatever its token.
+        let foreign = [
+            (STACK_TAG, "x"),
+            (RESOURCE_TAG, "vpc"),
+            (INSTANCE_TAG, "old"),
+        ];
+        assert!(matches!(
+            c.claim("VPC vpc-1", foreign),
+            Err(ResourceError::NotOurs { .. })
+        ));
     }
 
     #[test]

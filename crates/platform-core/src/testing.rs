@@ -99,6 +99,10 @@ struct Inner {
     create_late: Mutex<HashMap<String, Duration>>,
     /// Logical names whose object is deleted right after the next find that returns it.
     vanish_after_find: Mutex<HashSet<String>>,
+    /// How long a deleted [`FakeUnique`] still holds its name.
+    name_hold: Mutex<Duration>,
+    /// Per logical name, a deleted [`FakeUnique`]'s tags, shown until the instant given.
+    ghosts: Mutex<HashMap<String, (tokio::time::Instant, BTreeMap<String, String>)>>,
 }
 
 /// Waits (cancellably) as long as `delays` says for the context's resource, if at all.
@@ -244,6 +248,21 @@ impl FakeCloud {
     /// The object of `name` is deleted (by someone else) right after the next find that returns it.
     pub fn vanish_after_find_of(&self, name: &str) {
         arm(&self.inner.vanish_after_find, name);
+    }
+
+    /// A deleted [`FakeUnique`] holds its name for `d`, as IAM may keep a just-deleted role's name
+    /// (eventual consistency): its create answers `EntityAlreadyExists` and its find still shows it.
+    pub fn hold_names_after_delete(&self, d: Duration) {
+        *self.inner.name_hold.lock().unwrap_or_else(|p| p.into_inner()) = d;
+    }
+
+    /// The tags of the deleted instance of `name` that still holds the name, if one does.
+    fn ghost_of(&self, name: &str) -> Option<BTreeMap<String, String>> {
+        let ghosts = self.inner.ghosts.lock().unwrap_or_else(|p| p.into_inner());
+        ghosts
+            .get(name)
+            .filter(|(until, _)| tokio::time::Instant::now() < *until)
+            .map(|(_, tags)| tags.clone())
     }
 
     /// The live objects that carry logical name `name`'s resource tag.
@@ -789,6 +808,17 @@ impl Resource for FakeUnique {
 
     async fn create(&self, ctx: &Context) -> Result<FakeOutputs, ResourceError> {
         let cloud = ctx.extension::<FakeCloud>()?;
+        if cloud.ghost_of(ctx.resource()).is_some() {
+            cloud.count(|c| c.create += 1);
+            return Err(ResourceError::Aws(crate::AwsError {
+                operation: "FakeCreate".into(),
+                code: Some("EntityAlreadyExists".into()),
+                message: Some(format!("{} already exists", ctx.resource())),
+                status: Some(409),
+                class: crate::ErrorClass::Conflict,
+                source: Box::new(std::io::Error::other("name held")),
+            }));
+        }
         let taken = cloud.objects().values().any(|o| {
             o.tags.get(crate::STACK_TAG).map(String::as_str) == Some(ctx.stack())
                 && o.tags.get(crate::RESOURCE_TAG).map(String::as_str) == Some(ctx.resource())
@@ -820,10 +850,33 @@ impl Resource for FakeUnique {
     }
 
     async fn delete(&self, ctx: &Context, outputs: &FakeOutputs) -> Result<(), ResourceError> {
-        self.0.delete(ctx, outputs).await
+        let cloud = ctx.extension::<FakeCloud>()?;
+        let tags = cloud.objects().get(&outputs.id).map(|o| o.tags.clone());
+        self.0.delete(ctx, outputs).await?;
+        let hold = *cloud.inner.name_hold.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tags) = tags.filter(|_| !hold.is_zero()) {
+            let until = tokio::time::Instant::now() + hold;
+            cloud
+                .inner
+                .ghosts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(ctx.resource().to_owned(), (until, tags));
+        }
+        Ok(())
     }
 
+    /// By its name first, as IAM's `GetRole` (a deleted instance that still holds the name is
+    /// claimed, and refused as another instance); then by its tags.
     async fn find(&self, ctx: &Context) -> Result<Option<FakeOutputs>, ResourceError> {
+        let cloud = ctx.extension::<FakeCloud>()?;
+        if let Some(tags) = cloud.ghost_of(ctx.resource()) {
+            cloud.count(|c| c.read += 1);
+            ctx.claim(
+                ctx.resource(),
+                tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            )?;
+        }
         self.0.find(ctx).await
     }
 

@@ -1022,3 +1022,103 @@ async fn a_destroy_after_a_create_refused_outright_looks_briefly_not_over_the_wi
     assert_eq!(cloud.calls().read - reads, 5);
     assert_eq!(store.read("refused-destroy").await.unwrap(), None);
 }
+
+/// An engine over `store` and `cloud` with settle window `window`, whose progress lines go to the
+/// returned list.
+fn engine_with_progress(
+    store: &MemoryStateStore,
+    cloud: &FakeCloud,
+    window: Duration,
+) -> (Engine, Arc<Mutex<Vec<String>>>) {
+    let progress = Arc::new(Mutex::new(Vec::new()));
+    let seen = progress.clone();
+    let engine = Engine::builder(store.clone())
+        .provider(local_provider())
+        .extension(cloud.clone())
+        .settle_window(window)
+        .on_event(move |e| {
+            if let Event::Progress { message, .. } = e {
+                seen.lock().unwrap().push(message.clone());
+            }
+        })
+        .build();
+    (engine, progress)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_refused_while_aws_still_holds_the_deleted_instances_name_is_sent_again() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let mut stack = FakeStack::chain("held", 1);
+    stack.nodes[0].unique = true;
+    let window = Duration::from_secs(30);
+    engine_with_window(&store, &cloud, window)
+        .up(&stack)
+        .await
+        .unwrap();
+    let old = cloud.instances_of("r0")[0].tags["platform:instance"].clone();
+    // A replacement deletes first; AWS then keeps the name 10 s and still shows the deleted
+    // instance by its name (which carries the old token: never adopted for the new one).
+    cloud.hold_names_after_delete(Duration::from_secs(10));
+    stack.nodes[0].fixed = "new".into();
+    let creates = cloud.calls().create;
+    let (engine, progress) = engine_with_progress(&store, &cloud, window);
+    let started = tokio::time::Instant::now();
+    engine.up(&stack).await.unwrap();
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(10) && waited < Duration::from_secs(20),
+        "{waited:?}"
+    );
+    let sent = cloud.calls().create - creates;
+    assert!((3..=8).contains(&sent), "sent again a few times: {sent}");
+    let progress = progress.lock().unwrap().clone();
+    assert!(
+        progress[0].starts_with(
+            "EntityAlreadyExists: the name is held by an instance this create did not make; AWS \
+             may still show one just deleted: creating again (waited 1s, up to 30s)"
+        ),
+        "{progress:?}"
+    );
+    exactly_one_each(&stack, &store, &cloud).await;
+    let new = &cloud.instances_of("r0")[0];
+    assert_eq!(new.fixed, "new");
+    assert_ne!(new.tags["platform:instance"], old);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_name_held_past_the_settle_window_fails_naming_it_and_the_next_run_creates() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let mut stack = FakeStack::chain("held-long", 1);
+    stack.nodes[0].unique = true;
+    let window = Duration::from_secs(5);
+    engine_with_window(&store, &cloud, window)
+        .up(&stack)
+        .await
+        .unwrap();
+    cloud.hold_names_after_delete(Duration::from_secs(20));
+    stack.nodes[0].fixed = "new".into();
+    let started = tokio::time::Instant::now();
+    let err = engine_with_window(&store, &cloud, window)
+        .up(&stack)
+        .await
+        .unwrap_err();
+    let waited = started.elapsed();
+    assert!(
+        waited >= window && waited < Duration::from_secs(10),
+        "{waited:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("r0 already exists; the name is still held after 6s")
+            && message.contains("by an instance that is not this create's"),
+        "{message}"
+    );
+    assert_eq!(err.aws_code(), Some("EntityAlreadyExists"));
+    assert!(cloud.instances_of("r0").is_empty());
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    engine_with_window(&store, &cloud, window)
+        .up(&stack)
+        .await
+        .unwrap();
+    exactly_one_each(&stack, &store, &cloud).await;
+}

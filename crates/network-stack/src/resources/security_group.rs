@@ -617,25 +617,13 @@ impl Resource for SecurityGroup {
             return Ok(None);
         };
         let id = g.group_id().unwrap_or_default();
-        let tags = || {
-            g.tags()
-                .iter()
-                .filter_map(|t| Some((t.key()?, t.value().unwrap_or_default())))
-        };
-        ctx.claim(&format!("security group {} ({id})", self.name), tags())?;
+        let tags = g
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?, t.value().unwrap_or_default())));
         // Ours, but another instance of this resource (one being replaced) is never taken for the
         // instance a create made.
-        let instance = tags().find(|(k, _)| *k == platform_core::INSTANCE_TAG);
-        if let (Some(token), Some((_, other))) = (ctx.instance_token(), instance)
-            && token != other
-        {
-            return Err(ResourceError::Failed {
-                message: format!(
-                    "security group {} ({id}) holds the name in its VPC and is another instance of this resource ({other}), not the one being created ({token}): it is not adopted; the old instance must be deleted first",
-                    self.name
-                ),
-            });
-        }
+        ctx.claim(&format!("security group {} ({id})", self.name), tags)?;
         Ok(Some(SecurityGroupOutputs {
             group_id: SecurityGroupId::new(id.to_owned()),
         }))

@@ -224,47 +224,78 @@ impl RunInner {
             }
             _ => None,
         };
+        // A create AWS refuses because the name exists while nothing with this create's token holds
+        // it (the instance a replacement just deleted, still shown by AWS): sent again until the
+        // settle window has passed.
+        let started = tokio::time::Instant::now();
+        let mut delay = SETTLE_FIRST_DELAY;
         let found = match earlier {
             Some(found) => found,
-            None => match self
-                .create_publishing(ops, name, &token, &ctx, &inputs)
-                .await?
-            {
-                (Ok(outputs), early) => {
-                    if early.as_ref().is_some_and(|early| *early != outputs) {
-                        let e = ResourceError::Failed {
-                            message: format!(
-                                "the {} create published outputs other than those it returned \
+            None => loop {
+                break match self
+                    .create_publishing(ops, name, &token, &ctx, &inputs)
+                    .await?
+                {
+                    (Ok(outputs), early) => {
+                        if early.as_ref().is_some_and(|early| *early != outputs) {
+                            let e = ResourceError::Failed {
+                                message: format!(
+                                    "the {} create published outputs other than those it returned \
                                  (a bug in the resource kind): {} then {outputs}",
-                                decl.kind,
-                                early.unwrap_or_default()
-                            ),
-                        };
-                        return Err(self.fail(name, "create", e));
-                    }
-                    return self.created(name, &token, outputs).await;
-                }
-                (Err(e), _) if e.outcome_unknown() => {
-                    match self.settle(ops, name, &ctx, &inputs).await? {
-                        Some(found) => found,
-                        None => {
-                            let source = Box::new(e);
-                            let e = ResourceError::OutcomeUnknown { source };
+                                    decl.kind,
+                                    early.unwrap_or_default()
+                                ),
+                            };
                             return Err(self.fail(name, "create", e));
                         }
+                        return self.created(name, &token, outputs).await;
                     }
-                }
-                (Err(e), _) => {
-                    // Answered: nothing of this create lands later.
-                    self.record(name, |s| {
-                        let pending = s.resources.get_mut(name).and_then(|r| r.pending.as_mut());
-                        if let Some(p) = pending.filter(|p| p.op == PendingOp::Create) {
-                            p.answered = true;
+                    (Err(e), _) if e.outcome_unknown() => {
+                        match self.settle(ops, name, &ctx, &inputs).await? {
+                            Some(found) => found,
+                            None if e.is_already_exists() => {
+                                let waited = started.elapsed();
+                                let window = self.shared.settle_window;
+                                if waited >= window {
+                                    let source = Box::new(e);
+                                    let waited = round_secs(waited);
+                                let e = ResourceError::NameHeld { source, waited };
+                                    return Err(self.fail(name, "create", e));
+                                }
+                                ctx.progress(format!(
+                                    "{}: the name is held by an instance this create did not make; \
+                                 AWS may still show one just deleted: creating again (waited {}, \
+                                 up to {})",
+                                    e.aws_code().unwrap_or("already exists"),
+                                    humantime::format_duration(round_secs(waited)),
+                                    humantime::format_duration(window),
+                                ));
+                                ctx.sleep(delay.min(window - waited))
+                                    .await
+                                    .map_err(|e| self.fail(name, "create", e))?;
+                                delay = (delay * 2).min(SETTLE_MAX_DELAY);
+                                continue;
+                            }
+                            None => {
+                                let source = Box::new(e);
+                                let e = ResourceError::OutcomeUnknown { source };
+                                return Err(self.fail(name, "create", e));
+                            }
                         }
-                    })
-                    .await?;
-                    return Err(self.fail(name, "create", e));
-                }
+                    }
+                    (Err(e), _) => {
+                        // Answered: nothing of this create lands later.
+                        self.record(name, |s| {
+                            let pending =
+                                s.resources.get_mut(name).and_then(|r| r.pending.as_mut());
+                            if let Some(p) = pending.filter(|p| p.op == PendingOp::Create) {
+                                p.answered = true;
+                            }
+                        })
+                        .await?;
+                        return Err(self.fail(name, "create", e));
+                    }
+                };
             },
         };
         self.shared.events.emit(Event::Adopted {
@@ -455,6 +486,8 @@ impl RunInner {
         loop {
             let found = match (ops.find)(ctx.clone(), inputs.clone()).await {
                 Ok(found) => found,
+                // What holds the name is not what this create made: not found (yet).
+                Err(ResourceError::OtherInstance { .. }) => None,
                 Err(e @ ResourceError::Ambiguous { .. }) => {
                     return self.keep_one(ops, name, ctx, inputs, e).await.map(Some);
                 }
