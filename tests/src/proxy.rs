@@ -11,7 +11,8 @@
 //! Where moto is kinder than AWS, it behaves like AWS on request: [`Proxy::hold`] carries a call out
 //! seconds after it arrived (a request AWS carries out after its sender died), [`Proxy::refuse_for`]
 //! answers a delete with `DependencyViolation` for a while (Fargate releasing a network interface),
-//! [`Fault::Hang`] never answers.
+//! [`Proxy::refuse_with`] any error for a while (a name still held), [`Proxy::lag_reads`] hides what
+//! an EC2 create made from describes for a while, [`Fault::Hang`] never answers.
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), local_cloud::HarnessError> {
@@ -42,6 +43,8 @@ use tokio::net::TcpListener;
 
 use crate::account::ACCOUNT_HEADER;
 use crate::error::HarnessError;
+
+mod lag;
 
 /// One call that went through the proxy.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -170,8 +173,12 @@ struct State {
     /// The next call of this operation is held this long before it is forwarded, and what to
     /// notify when it arrives.
     hold: Option<(String, Duration, Arc<tokio::sync::Notify>)>,
-    /// Calls of these operations answer `DependencyViolation` until the instant given.
-    refuse_until: Vec<(String, Instant)>,
+    /// Calls of these operations answer the fault given until the instant given.
+    refuse_until: Vec<(String, Instant, Fault)>,
+    /// How long what an EC2 create makes stays invisible to describes ([`Proxy::lag_reads`]).
+    lag: Duration,
+    /// Ids made by creates, invisible to describes until the instant given.
+    hidden: Vec<(String, Instant)>,
     /// The moto account every forwarded call is made in (`x-moto-account-id`), when the client does
     /// not name one.
     account: Option<String>,
@@ -305,9 +312,32 @@ impl Proxy {
     /// then are served: what AWS answers a subnet or security group delete while Fargate releases a
     /// stopped task's network interface.
     pub fn refuse_for(&self, operation: &str, d: Duration) {
+        self.refuse_with(
+            operation,
+            Fault::AwsError {
+                status: 400,
+                code: "DependencyViolation".into(),
+                message: "resource has a dependent object".into(),
+            },
+            d,
+        );
+    }
+
+    /// Calls of `operation` fail with `fault` for `d` from now, then are served: AWS refusing a
+    /// create while it still holds the name of an instance just deleted (`EntityAlreadyExists`).
+    pub fn refuse_with(&self, operation: &str, fault: Fault, d: Duration) {
         self.lock()
             .refuse_until
-            .push((operation.to_owned(), Instant::now() + d));
+            .push((operation.to_owned(), Instant::now() + d, fault));
+    }
+
+    /// From now on, what an EC2 create makes (a VPC, subnet, security group, internet gateway,
+    /// route table) stays invisible to the describe calls of its kind for `lag` after AWS carried
+    /// the create out, as EC2's eventual consistency allows
+    /// (<https://docs.aws.amazon.com/ec2/latest/devguide/eventual-consistency.html>): a describe
+    /// that names it by id answers its `Invalid...ID.NotFound`, one by filters leaves it out.
+    pub fn lag_reads(&self, lag: Duration) {
+        self.lock().lag = lag;
     }
 
     /// Makes every forwarded call that names no account a call in moto account `account` (the
@@ -464,6 +494,7 @@ async fn handle(
     let (parts, body) = req.into_parts();
     let body = body.collect().await?.to_bytes();
     let (service, operation) = identify(&parts.method, &parts.headers, &parts.uri, &body);
+    let body_text = String::from_utf8_lossy(&body).into_owned();
     let json = parts.headers.contains_key("x-amz-target");
     let (latency, fault, trip, hold, account) = {
         let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -484,7 +515,8 @@ async fn handle(
         let refused = st
             .refuse_until
             .iter()
-            .any(|(op, until)| *op == operation && Instant::now() < *until);
+            .find(|(op, until, _)| *op == operation && Instant::now() < *until)
+            .map(|(_, _, fault)| fault.clone());
         let fault = st
             .rules
             .iter_mut()
@@ -495,13 +527,7 @@ async fn handle(
                 }
                 r.fault.clone()
             })
-            .or_else(|| {
-                refused.then(|| Fault::AwsError {
-                    status: 400,
-                    code: "DependencyViolation".into(),
-                    message: "resource has a dependent object".into(),
-                })
-            });
+            .or(refused);
         let hold = match st.hold.take() {
             Some((op, d, notify)) if op == operation => Some((d, notify)),
             other => {
@@ -581,11 +607,18 @@ async fn handle(
         record(0, None);
         notify.notify_one();
     }
+    let lagging = shared.clone();
+    let (create, describe) = (operation.clone(), operation.clone());
+    let request_body = body_text.clone();
     let upstream = tokio::spawn(async move {
         tokio::time::sleep(held).await;
         let resp = client.request(request).await.map_err(|e| e.to_string())?;
         let (parts, body) = resp.into_parts();
         let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        if parts.status.is_success() {
+            // Carried out now: what it made is invisible from now on (held or not).
+            lag::made(&lagging.state, &create, &bytes);
+        }
         Ok::<_, String>((parts, bytes))
     });
     if hold.is_some() {
@@ -621,10 +654,23 @@ async fn handle(
                         Full::new(Bytes::from(doc.to_string())),
                     ))
                 }
-                _ => {
-                    record(status, None);
-                    Ok(Response::from_parts(parts, Full::new(bytes)))
-                }
+                _ => match lag::hide(&shared.state, &describe, &request_body, &bytes) {
+                    Some(lag::Hidden::NotFound(fault)) => {
+                        let resp = fault_response(&fault, &service, json);
+                        record(resp.status().as_u16(), Some(fault));
+                        Ok(resp)
+                    }
+                    Some(lag::Hidden::Rewritten(body)) => {
+                        let mut parts = parts;
+                        parts.headers.remove(hyper::header::CONTENT_LENGTH);
+                        record(status, None);
+                        Ok(Response::from_parts(parts, Full::new(Bytes::from(body))))
+                    }
+                    None => {
+                        record(status, None);
+                        Ok(Response::from_parts(parts, Full::new(bytes)))
+                    }
+                },
             }
         }
         Err(e) => {

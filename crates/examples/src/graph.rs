@@ -118,6 +118,7 @@ mod tests {
                     dependencies: deps.iter().map(|d| (*d).to_owned()).collect(),
                     uses: Vec::new(),
                     instance: None,
+                    made: None,
                     pending: None,
                     deposed: Vec::new(),
                 },

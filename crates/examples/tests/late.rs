@@ -1,9 +1,10 @@
 //! Creates that AWS carries out late: the `production` binary is killed while one of its creating
 //! calls is held at the proxy, which carries it out seconds later (as AWS may carry out a request
 //! whose sender died, or show a new resource to its describe calls seconds after the create). The
-//! next run starts at once, before the held create lands: it must adopt the instance when it shows
-//! within the settle window, not make a second one; `destroy` must then leave nothing. Every
-//! creating operation of the platform's `up` is held in turn.
+//! next run starts at once, before the held create lands, while what EC2 creates stays invisible to
+//! describes for a while (read lag): it must adopt the instance when it shows within the settle
+//! window, not make a second one; `destroy` must then leave nothing. Every creating operation of the
+//! platform's `up` is held in turn.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,8 @@ use common::{counts, fresh_account, inventory, run_command, run_ok, seed_counts}
 
 /// How long the proxy holds the create before carrying it out.
 const HOLD: Duration = Duration::from_secs(3);
+/// How long what an EC2 create made stays invisible to describes after it was carried out.
+const LAG: Duration = Duration::from_secs(2);
 /// The runs' settle window: longer than the hold, as AWS's lag is shorter than the default window.
 const WINDOW: &str = "8s";
 
@@ -33,7 +36,8 @@ fn creating(operation: &str) -> bool {
 async fn held(emulator: Arc<Emulator>, operation: String) {
     let (proxy, config, dir) = fresh_account(&emulator, 100_000_000_000).await;
     let state = dir.path();
-    let what = format!("{operation} held {HOLD:?}, the client killed");
+    let what = format!("{operation} held {HOLD:?}, the client killed, reads lagging {LAG:?}");
+    proxy.lag_reads(LAG);
     let arrived = proxy.hold(&operation, HOLD);
     let killed = run_command(&proxy, state, &FLAGS, "up", Some(arrived))
         .await
@@ -119,8 +123,14 @@ async fn a_twin_made_by_a_create_that_landed_after_the_settle_window_is_swept_by
     );
     emulator.require_ecs().expect("the emulator must serve ECS");
     let mut set = JoinSet::new();
-    // The EC2 kinds that take neither a name nor (on moto) an idempotency token.
-    for operation in ["CreateVpc", "CreateInternetGateway", "CreateRouteTable"] {
+    // The EC2 kinds that take neither a name nor (on moto) an idempotency token, and a task
+    // definition (every register makes a revision).
+    for operation in [
+        "CreateVpc",
+        "CreateInternetGateway",
+        "CreateRouteTable",
+        "RegisterTaskDefinition",
+    ] {
         let emulator = emulator.clone();
         set.spawn(async move { twinned(emulator, operation).await });
     }

@@ -83,6 +83,8 @@ struct Inner {
     update_faults: Mutex<HashMap<String, Vec<UpdateFault>>>,
     /// Finds still to answer "nothing" (a just-made object not visible yet).
     hidden_finds: AtomicUsize,
+    /// Reads still to answer "gone" (a just-made object not visible yet).
+    hidden_reads: AtomicUsize,
     /// Per logical name, how long its creates wait (cancellably) before acting.
     slow_create: Mutex<HashMap<String, Duration>>,
     order: Mutex<Vec<(String, &'static str)>>,
@@ -194,6 +196,11 @@ impl FakeCloud {
         self.inner.hidden_finds.store(n, Ordering::SeqCst);
     }
 
+    /// The next `n` reads answer "gone", as a describe right after a create may.
+    pub fn hide_from_next_reads(&self, n: usize) {
+        self.inner.hidden_reads.store(n, Ordering::SeqCst);
+    }
+
     /// Creates of `name` wait `d` (cancellably, through [`Context::sleep`]) before acting, as a
     /// create that waits for a rollout.
     pub fn slow_create_of(&self, name: &str, d: Duration) {
@@ -253,7 +260,11 @@ impl FakeCloud {
     /// A deleted [`FakeUnique`] holds its name for `d`, as IAM may keep a just-deleted role's name
     /// (eventual consistency): its create answers `EntityAlreadyExists` and its find still shows it.
     pub fn hold_names_after_delete(&self, d: Duration) {
-        *self.inner.name_hold.lock().unwrap_or_else(|p| p.into_inner()) = d;
+        *self
+            .inner
+            .name_hold
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = d;
     }
 
     /// The tags of the deleted instance of `name` that still holds the name, if one does.
@@ -622,6 +633,14 @@ impl Resource for FakeResource {
         let cloud = ctx.extension::<FakeCloud>()?;
         let _g = cloud.enter().await;
         cloud.count(|c| c.read += 1);
+        let hidden = cloud
+            .inner
+            .hidden_reads
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if hidden {
+            return Ok(None);
+        }
         Ok(cloud.objects().get(&outputs.id).map(|o| Observed {
             inputs: FakeResource {
                 value: o.value.clone(),
@@ -853,7 +872,11 @@ impl Resource for FakeUnique {
         let cloud = ctx.extension::<FakeCloud>()?;
         let tags = cloud.objects().get(&outputs.id).map(|o| o.tags.clone());
         self.0.delete(ctx, outputs).await?;
-        let hold = *cloud.inner.name_hold.lock().unwrap_or_else(|p| p.into_inner());
+        let hold = *cloud
+            .inner
+            .name_hold
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some(tags) = tags.filter(|_| !hold.is_zero()) {
             let until = tokio::time::Instant::now() + hold;
             cloud

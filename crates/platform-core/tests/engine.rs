@@ -18,10 +18,13 @@ fn local() -> ProviderInfo {
     }
 }
 
+/// An engine over the fake cloud, which shows what it makes at once: no settle window (a read that
+/// sees nothing is gone at once, even right after the create).
 fn engine(store: impl StateStore + 'static, cloud: &FakeCloud) -> Engine {
     Engine::builder(store)
         .provider(local())
         .extension(cloud.clone())
+        .settle_window(std::time::Duration::ZERO)
         .build()
 }
 

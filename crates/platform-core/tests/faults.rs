@@ -1122,3 +1122,71 @@ async fn a_name_held_past_the_settle_window_fails_naming_it_and_the_next_run_cre
         .unwrap();
     exactly_one_each(&stack, &store, &cloud).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_right_after_a_create_reads_again_what_aws_does_not_show_yet() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let stack = FakeStack::chain("lagging", 2);
+    let window = Duration::from_secs(30);
+    let engine = engine_with_window(&store, &cloud, window);
+    engine.up(&stack).await.unwrap();
+    // Within the settle window, three reads do not see what was just made: read again, not gone.
+    cloud.hide_from_next_reads(3);
+    let reads = cloud.calls().read;
+    let report = engine.refresh_report(&stack).await.unwrap();
+    assert!(report.drift.is_empty(), "{:?}", report.drift);
+    assert_eq!(cloud.calls().read - reads, 5, "two reads and three again");
+    assert!(!report.plan.has_changes(), "{}", report.plan);
+    // What is really gone is reported gone once the window has passed.
+    let gone = cloud.instances_of("r1")[0].id.clone();
+    cloud.remove(&gone);
+    let started = tokio::time::Instant::now();
+    let report = engine.refresh_report(&stack).await.unwrap();
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(25) && waited <= window,
+        "{waited:?}"
+    );
+    assert_eq!(report.drift.len(), 1);
+    assert!(report.drift[0].gone && report.drift[0].resource == "r1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn past_the_settle_window_a_read_that_sees_nothing_is_gone_at_once() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let stack = FakeStack::chain("settled", 1);
+    let engine = engine_with_window(&store, &cloud, Duration::ZERO);
+    engine.up(&stack).await.unwrap();
+    cloud.hide_from_next_reads(1);
+    let reads = cloud.calls().read;
+    let started = tokio::time::Instant::now();
+    let report = engine.refresh_report(&stack).await.unwrap();
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    assert_eq!(cloud.calls().read - reads, 1);
+    assert!(report.drift[0].gone, "{:?}", report.drift);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_left_unconfigured_is_configured_even_while_aws_does_not_show_it_yet() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let stack = FakeStack::chain("unconfigured", 1);
+    cloud.configure_after_publish();
+    cloud.fail_configure_of("r0");
+    let window = Duration::from_secs(30);
+    engine_with_window(&store, &cloud, window)
+        .up(&stack)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        cloud.instances_of("r0")[0].value,
+        "",
+        "made, not configured"
+    );
+    // The next run reads it to finish its configuration: the first reads do not see it yet.
+    cloud.hide_from_next_reads(2);
+    engine_with_window(&store, &cloud, window)
+        .up(&stack)
+        .await
+        .unwrap();
+    exactly_one_each(&stack, &store, &cloud).await;
+}

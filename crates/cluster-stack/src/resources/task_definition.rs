@@ -308,6 +308,42 @@ impl Resource for TaskDefinition {
         }))
     }
 
+    /// Every active revision of the family that carries this resource's tags and instance token:
+    /// one a lost or killed `RegisterTaskDefinition` registered late, for `destroy` to deregister.
+    async fn find_all(&self, ctx: &Context) -> Result<Vec<TaskDefinitionOutputs>, ResourceError> {
+        let client = aws::ecs(ctx)?;
+        let mut arns = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let page = ctx
+                .call("ListTaskDefinitions", || {
+                    client
+                        .list_task_definitions()
+                        .family_prefix(&self.family)
+                        .status(TaskDefinitionStatus::Active)
+                        .set_next_token(next.clone())
+                        .send()
+                })
+                .await?;
+            arns.extend(page.task_definition_arns().iter().cloned());
+            next = page.next_token().map(str::to_owned);
+            if next.is_none() {
+                break;
+            }
+        }
+        let mut found = Vec::new();
+        for arn in arns {
+            let Some((def, tags)) = describe(ctx, &client, &arn).await? else {
+                continue;
+            };
+            // The prefix also lists longer families (`frontend-canary` for `frontend`).
+            if def.family() == Some(self.family.as_str()) && aws::is_ours(ctx, &tags) {
+                found.extend(Self::outputs_of(&def));
+            }
+        }
+        Ok(found)
+    }
+
     async fn find(&self, ctx: &Context) -> Result<Option<TaskDefinitionOutputs>, ResourceError> {
         let client = aws::ecs(ctx)?;
         let Some((def, tags)) = describe(ctx, &client, &self.family).await? else {

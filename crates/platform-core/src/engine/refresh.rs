@@ -164,6 +164,7 @@ impl Engine {
                     dependencies: decl.dependencies.clone(),
                     uses: decl.uses(),
                     instance: None,
+                    made: None,
                     pending: None,
                     deposed: Vec::new(),
                 },
@@ -207,10 +208,24 @@ impl Engine {
             let inputs = r.inputs.clone();
             let name = name.clone();
             let limits = limits.clone();
+            // Made within the settle window: AWS may not show it yet.
+            let until = super::steps::visible_by(r.made.as_deref(), self.shared.settle_window);
             set.spawn(async move {
                 let _permits = limits.acquire(ops.service).await;
-                let res = (ops.read)(ctx, inputs, outputs).await;
-                (name, res)
+                let mut delay = super::steps::SETTLE_FIRST_DELAY;
+                loop {
+                    let res = (ops.read)(ctx.clone(), inputs.clone(), outputs.clone()).await;
+                    let now = tokio::time::Instant::now();
+                    match (&res, until) {
+                        (Ok(None), Some(until)) if now < until => {
+                            if let Err(e) = ctx.sleep(delay.min(until - now)).await {
+                                break (name, Err(e));
+                            }
+                            delay = (delay * 2).min(super::steps::SETTLE_MAX_DELAY);
+                        }
+                        _ => break (name, res),
+                    }
+                }
             });
         }
         let mut first_error = None;

@@ -22,9 +22,9 @@ const SETTLE_UPDATES: u32 = 2;
 /// 0.25, 0.75 and 1.75 s. (If none finds it, the run stops; the next run looks over the whole settle
 /// window before it creates.)
 const SETTLE_SAME_RUN: Duration = Duration::from_millis(1750);
-const SETTLE_FIRST_DELAY: Duration = Duration::from_millis(250);
+pub(super) const SETTLE_FIRST_DELAY: Duration = Duration::from_millis(250);
 /// The longest wait between two finds.
-const SETTLE_MAX_DELAY: Duration = Duration::from_secs(5);
+pub(super) const SETTLE_MAX_DELAY: Duration = Duration::from_secs(5);
 
 /// How long after a create was sent the instance it made may still be invisible to AWS's list and
 /// describe calls (or may still be made, by a request whose sender died): 2 minutes, the
@@ -176,6 +176,7 @@ impl RunInner {
             entry.dependencies = deps;
             entry.uses = uses;
             entry.instance = None;
+            entry.made = None;
             entry.pending = Some(Pending {
                 op: PendingOp::Create,
                 since: now(),
@@ -259,7 +260,7 @@ impl RunInner {
                                 if waited >= window {
                                     let source = Box::new(e);
                                     let waited = round_secs(waited);
-                                let e = ResourceError::NameHeld { source, waited };
+                                    let e = ResourceError::NameHeld { source, waited };
                                     return Err(self.fail(name, "create", e));
                                 }
                                 ctx.progress(format!(
@@ -426,6 +427,7 @@ impl RunInner {
             if let Some(r) = s.resources.get_mut(name) {
                 r.outputs = Some(recorded);
                 r.instance = Some(token.to_owned());
+                r.made = Some(now());
                 r.pending = pending;
             }
         })
@@ -599,10 +601,25 @@ impl RunInner {
         mut after: Option<ResourceError>,
     ) -> Result<Value, Error> {
         let mut updates = 0;
+        // An instance made within the settle window may not show yet: read again until then (one
+        // whose time is not recorded, just found for an adoption, briefly).
+        let made = (self.state.lock().await.resources.get(name)).and_then(|r| r.made.clone());
+        let shown_by = visible_by(made.as_deref(), self.shared.settle_window)
+            .unwrap_or_else(|| tokio::time::Instant::now() + SETTLE_SAME_RUN);
+        let mut delay = SETTLE_FIRST_DELAY;
         loop {
             let live = (ops.read)(self.ctx(name), inputs.clone(), outputs.clone())
                 .await
                 .map_err(|e| self.fail(name, "read", e))?;
+            let now = tokio::time::Instant::now();
+            if live.is_none() && now < shown_by {
+                self.ctx(name)
+                    .sleep(delay.min(shown_by - now))
+                    .await
+                    .map_err(|e| self.fail(name, "read", e))?;
+                delay = (delay * 2).min(SETTLE_MAX_DELAY);
+                continue;
+            }
             let Some((live_inputs, live_outputs)) = live else {
                 return match after {
                     Some(e) => Err(self.fail(name, "update", e)),
@@ -812,6 +829,16 @@ fn changes_between(
 }
 
 /// `d` to the second (for messages).
+/// Until when an instance made at `made` (RFC 3339) may not show in AWS's describes yet: the end of
+/// the settle window counted from then; `None` when the time is not recorded or cannot be read.
+pub(super) fn visible_by(made: Option<&str>, window: Duration) -> Option<tokio::time::Instant> {
+    let made = humantime::parse_rfc3339(made?).ok()?;
+    let age = std::time::SystemTime::now()
+        .duration_since(made)
+        .unwrap_or_default();
+    Some(tokio::time::Instant::now() + window.saturating_sub(age))
+}
+
 fn round_secs(d: Duration) -> Duration {
     Duration::from_secs(d.as_secs())
 }

@@ -146,6 +146,11 @@ pub struct ResourceState {
     /// apart from a replaced twin; `None` in state written before tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance: Option<String>,
+    /// When the current instance was recorded as made (RFC 3339): until the settle window has
+    /// passed, a read that does not see it yet (AWS's describes are eventually consistent) reads
+    /// again rather than report it gone. `None` for an imported instance and in older state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub made: Option<String>,
     /// A mutating call started and not yet recorded as finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<Pending>,
@@ -165,6 +170,7 @@ impl ResourceState {
             dependencies: Vec::new(),
             uses: Vec::new(),
             instance: None,
+            made: None,
             pending: None,
             deposed: Vec::new(),
         }
