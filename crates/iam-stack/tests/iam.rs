@@ -317,6 +317,47 @@ async fn a_trust_policy_change_is_one_update_call_and_a_rename_replaces() {
 }
 
 #[tokio::test]
+async fn a_role_replaced_under_its_own_name_waits_while_iam_still_holds_the_name() {
+    let w = world_with(|b| b.settle_window(std::time::Duration::from_secs(10))).await;
+    let role = Role::for_service("held-role", "ecs-tasks.amazonaws.com", "the app");
+    let stack = |role: &Role| Custom {
+        roles: vec![role.clone()],
+        policies: vec![],
+    };
+    w.engine.up(&stack(&role)).await.unwrap();
+    // A new path replaces the role under the same name: deleted first, then created. IAM may
+    // answer the create `EntityAlreadyExists` for a while after the delete (eventual consistency).
+    let mut moved = role.clone();
+    moved.path = "/team/".into();
+    w.cloud.proxy.refuse_with(
+        "CreateRole",
+        local_cloud::Fault::AwsError {
+            status: 409,
+            code: "EntityAlreadyExists".into(),
+            message: "Role with name held-role already exists.".into(),
+        },
+        std::time::Duration::from_secs(3),
+    );
+    w.cloud.clear();
+    w.engine.up(&stack(&moved)).await.unwrap();
+    let creates = w
+        .cloud
+        .mutating_calls()
+        .iter()
+        .filter(|c| *c == "CreateRole")
+        .count();
+    assert!(creates >= 2, "refused, then sent again: {creates}");
+    let live = w
+        .iam
+        .get_role()
+        .role_name("held-role")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.role().unwrap().path(), "/team/");
+}
+
+#[tokio::test]
 async fn a_tag_change_is_converged_in_place_on_every_role_policy_and_profile() {
     let w = world().await;
     let config = pinned_config(&w).await.with_tag("team", "web");
