@@ -2,7 +2,8 @@
 # What a project that embeds the platform gets: a scratch crate outside this workspace that depends on
 # cluster-stack and on the Platform library (`examples`) by path, as a deploy bot would. Its normal
 # dependencies must carry no test harness (testcontainers, the emulator proxy) and must use the pruned
-# EC2 client (`platform-aws-sdk-ec2`), never the registry's 1.2-million-line aws-sdk-ec2.
+# AWS clients (`platform-aws-sdk-ec2`, -iam, -ecs, -cloudwatchlogs, -s3), never the registry's full ones
+# (aws-sdk-ec2 alone is 1.2 million lines).
 # Resolved offline against this workspace's lock: run after a build has fetched the dependencies.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -27,9 +28,15 @@ if grep -E '^(testcontainers|testcontainers-modules|local-cloud|bollard) ' <<<"$
   echo "check-downstream: a project using the platform would build the test harness (above)" >&2
   exit 1
 fi
-if grep -E '^aws-sdk-ec2 ' <<<"$tree"; then
-  echo "check-downstream: a project using the platform would build the registry's full aws-sdk-ec2" >&2
-  exit 1
-fi
-grep -E '^platform-aws-sdk-ec2 v[0-9.]+ \(' <<<"$tree" | head -n 1
-echo "check-downstream: no test harness, the pruned EC2 client"
+services="ec2 iam ecs cloudwatchlogs s3"
+for service in $services; do
+  if grep -E "^aws-sdk-$service " <<<"$tree"; then
+    echo "check-downstream: a project using the platform would build the registry's full aws-sdk-$service" >&2
+    exit 1
+  fi
+  if ! grep -E "^platform-aws-sdk-$service v[0-9.]+ \(" <<<"$tree" | head -n 1; then
+    echo "check-downstream: the pruned platform-aws-sdk-$service is not in the project's tree" >&2
+    exit 1
+  fi
+done
+echo "check-downstream: no test harness, the pruned AWS clients ($services)"

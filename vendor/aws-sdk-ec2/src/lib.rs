@@ -1,4 +1,4 @@
-#![allow(dead_code)] // pruned by scripts/vendor-ec2.py: see VENDORED.md
+#![allow(dead_code)] // pruned by scripts/vendor-sdk.py: see VENDORED.md
 #![allow(deprecated)]
 #![allow(unknown_lints)]
 #![allow(clippy::module_inception)]
