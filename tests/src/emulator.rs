@@ -14,7 +14,7 @@ use testcontainers_modules::localstack::LocalStack;
 use testcontainers_modules::testcontainers::core::{ContainerPort, WaitFor};
 use testcontainers_modules::testcontainers::runners::AsyncRunner;
 use testcontainers_modules::testcontainers::{
-    ContainerAsync, GenericImage, ImageExt, TestcontainersError,
+    ContainerAsync, GenericImage, Image, ImageExt, TestcontainersError,
 };
 
 use crate::account::AccountHeaderClient;
@@ -76,9 +76,55 @@ impl EmulatorOptions {
 /// What the emulator handle owns; dropping it stops the container or the process.
 enum Guard {
     None,
-    Moto(Box<ContainerAsync<GenericImage>>),
-    LocalStack(Box<ContainerAsync<LocalStack>>),
+    Moto(Container<GenericImage>),
+    LocalStack(Container<LocalStack>),
     Process(tokio::process::Child),
+}
+
+/// A container the harness started, removed when dropped from a thread and a runtime of its own.
+/// testcontainers removes a dropped container by blocking on the current runtime; when that runtime
+/// is shutting down (the last handle held by a task it cancels, as when a test's task panics) the
+/// removal never returns and the test binary hangs instead of reporting the failure.
+struct Container<I: Image>(Option<Box<ContainerAsync<I>>>);
+
+impl<I: Image + 'static> Container<I> {
+    fn new(container: ContainerAsync<I>) -> Self {
+        Self(Some(Box::new(container)))
+    }
+
+    /// Leaves the container running; returns its id.
+    fn release(mut self) -> String {
+        let container = self
+            .0
+            .take()
+            .expect("a container is held until dropped or released");
+        let id = container.id().to_owned();
+        // Released on purpose: its Drop would remove the container.
+        std::mem::forget(container);
+        id
+    }
+}
+
+impl<I: Image> Drop for Container<I> {
+    fn drop(&mut self) {
+        let Some(container) = self.0.take() else {
+            return;
+        };
+        let removal = std::thread::scope(|scope| {
+            scope
+                .spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    runtime.block_on(async move { drop(container) });
+                    Ok::<(), std::io::Error>(())
+                })
+                .join()
+        });
+        if let Ok(Err(e)) = removal {
+            eprintln!("local-cloud: the emulator's container could not be removed: {e}");
+        }
+    }
 }
 
 /// A running AWS emulator. Dropping it stops what the harness started (container, process).
@@ -215,7 +261,7 @@ impl Emulator {
                     backend: Backend::Docker,
                     flavor,
                     ecs: true,
-                    _guard: Guard::Moto(Box::new(container)),
+                    _guard: Guard::Moto(Container::new(container)),
                 })
             }
             Flavor::LocalStack => {
@@ -238,7 +284,7 @@ impl Emulator {
                     backend: Backend::Docker,
                     flavor,
                     ecs: token.is_some(),
-                    _guard: Guard::LocalStack(Box::new(container)),
+                    _guard: Guard::LocalStack(Container::new(container)),
                 })
             }
         }
@@ -304,17 +350,8 @@ impl Emulator {
         } = self;
         let (container_id, pid) = match _guard {
             Guard::None => (None, None),
-            Guard::Moto(c) => {
-                let id = c.id().to_owned();
-                // Released on purpose: its Drop would remove the container.
-                std::mem::forget(c);
-                (Some(id), None)
-            }
-            Guard::LocalStack(c) => {
-                let id = c.id().to_owned();
-                std::mem::forget(c);
-                (Some(id), None)
-            }
+            Guard::Moto(c) => (Some(c.release()), None),
+            Guard::LocalStack(c) => (Some(c.release()), None),
             Guard::Process(child) => {
                 let pid = child.id();
                 // Released on purpose: kill_on_drop would stop it.

@@ -170,9 +170,9 @@ struct State {
     latency: Duration,
     /// Calls still to forward before the trip, and what to notify then.
     trip: Option<(usize, Arc<tokio::sync::Notify>)>,
-    /// The next call of this operation is held this long before it is forwarded, and what to
-    /// notify when it arrives.
-    hold: Option<(String, Duration, Arc<tokio::sync::Notify>)>,
+    /// The next call of this operation is held until its release before it is forwarded, and what
+    /// to notify when it arrives.
+    hold: Option<(String, Release, Arc<tokio::sync::Notify>)>,
     /// Calls of these operations answer the fault given until the instant given.
     refuse_until: Vec<(String, Instant, Fault)>,
     /// How long what an EC2 create makes stays invisible to describes ([`Proxy::lag_reads`]).
@@ -182,6 +182,15 @@ struct State {
     /// The moto account every forwarded call is made in (`x-moto-account-id`), when the client does
     /// not name one.
     account: Option<String>,
+}
+
+/// When a held call is forwarded.
+#[derive(Clone)]
+enum Release {
+    /// After this long.
+    After(Duration),
+    /// When this is notified.
+    On(Arc<tokio::sync::Notify>),
 }
 
 struct Shared {
@@ -304,7 +313,20 @@ impl Proxy {
     /// seconds after its sender died. Its answer is never given.
     pub fn hold(&self, operation: &str, hold: Duration) -> Arc<tokio::sync::Notify> {
         let notify = Arc::new(tokio::sync::Notify::new());
-        self.lock().hold = Some((operation.to_owned(), hold, notify.clone()));
+        self.lock().hold = Some((operation.to_owned(), Release::After(hold), notify.clone()));
+        notify
+    }
+
+    /// As [`hold`](Self::hold), the call held until `release` is notified rather than for a time:
+    /// for a test that must have the next run look before the create lands, however slow the
+    /// machine.
+    pub fn hold_until(
+        &self,
+        operation: &str,
+        release: Arc<tokio::sync::Notify>,
+    ) -> Arc<tokio::sync::Notify> {
+        let notify = Arc::new(tokio::sync::Notify::new());
+        self.lock().hold = Some((operation.to_owned(), Release::On(release), notify.clone()));
         notify
     }
 
@@ -602,7 +624,7 @@ async fn handle(
     // In a task of its own: if the client dies (its connection closes, and hyper drops this handler),
     // the call still reaches the emulator and completes, as AWS completes what it was sent.
     let client = shared.client.clone();
-    let held = hold.as_ref().map_or(Duration::ZERO, |(d, _)| *d);
+    let release = hold.as_ref().map(|(r, _)| r.clone());
     if let Some((_, notify)) = &hold {
         record(0, None);
         notify.notify_one();
@@ -611,7 +633,11 @@ async fn handle(
     let (create, describe) = (operation.clone(), operation.clone());
     let request_body = body_text.clone();
     let upstream = tokio::spawn(async move {
-        tokio::time::sleep(held).await;
+        match release {
+            Some(Release::After(d)) => tokio::time::sleep(d).await,
+            Some(Release::On(n)) => n.notified().await,
+            None => {}
+        }
         let resp = client.request(request).await.map_err(|e| e.to_string())?;
         let (parts, body) = resp.into_parts();
         let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();

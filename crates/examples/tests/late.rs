@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use local_cloud::Emulator;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
 mod common;
@@ -90,20 +90,30 @@ async fn a_create_carried_out_seconds_after_its_sender_was_killed_is_adopted_not
     eprintln!("held and healed: {}", operations.join(", "));
 }
 
-/// Past the settle window (here none at all) a late create leaves a twin; `destroy` sweeps it.
+/// Past the settle window (here none at all) a late create leaves a twin; `destroy` sweeps it. The
+/// held create is carried out only once the next run has finished, however slow the machine.
 async fn twinned(emulator: Arc<Emulator>, operation: &'static str) {
     let (proxy, config, dir) = fresh_account(&emulator, 100_000_000_000).await;
     let state = dir.path();
-    let what = format!("{operation} held {HOLD:?} past a zero settle window");
+    let what = format!("{operation} held past the next run and a zero settle window");
     let none = ["--settle-window", "0s"];
-    let arrived = proxy.hold(operation, HOLD);
+    let release = Arc::new(Notify::new());
+    let arrived = proxy.hold_until(operation, release.clone());
     let killed = run_command(&proxy, state, &none, "up", Some(arrived))
         .await
         .is_none();
     assert!(killed, "{what}: the run ended before calling {operation}");
     run_ok(&proxy, state, &none, "up", &what).await;
-    tokio::time::sleep(HOLD + Duration::from_secs(1)).await;
-    let live = inventory(&config).await;
+    release.notify_one();
+    // The twin lands.
+    let landed = tokio::time::Instant::now() + Duration::from_secs(30);
+    let live = loop {
+        let live = inventory(&config).await;
+        if counts(&live) != seed_counts() || tokio::time::Instant::now() > landed {
+            break live;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert_ne!(
         counts(&live),
         seed_counts(),

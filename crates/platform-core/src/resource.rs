@@ -413,6 +413,9 @@ pub struct Context {
     cancel: crate::CancellationToken,
     /// In a create: where [`publish`](Context::publish) sends the outputs (with the answer's way back).
     publisher: Option<Publisher>,
+    /// Until when AWS may not show the instance yet (made within the settle window): a not-found
+    /// answer about it is asked again until then, not believed.
+    unseen_until: Option<tokio::time::Instant>,
 }
 
 /// A create's early outputs, sent to the engine with a way to tell the create they are recorded.
@@ -445,7 +448,16 @@ impl Context {
             instance: None,
             cancel,
             publisher: None,
+            unseen_until: None,
         }
+    }
+
+    /// This context for an instance that AWS may not show until `until` (made within the settle
+    /// window): every call's not-found answer is asked again until then. A delete that read the
+    /// instance first and found nothing would otherwise leave it behind.
+    pub(crate) fn unseen_until(mut self, until: Option<tokio::time::Instant>) -> Self {
+        self.unseen_until = until;
+        self
     }
 
     /// This context for instance `token` of the resource (a create, or the find that settles one).
@@ -819,11 +831,63 @@ impl Context {
         self.send(operation, false, also_retry, f).await
     }
 
+    /// [`send_retried`](Self::send_retried); while the instance may not show yet
+    /// ([`unseen_until`](Self::unseen_until)), a not-found answer is asked again until it may.
     async fn send<T, E, F, Fut>(
         &self,
         operation: &str,
         repeatable: bool,
         also_retry: impl Fn(&AwsError) -> bool,
+        f: F,
+    ) -> Result<T, ResourceError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let Some(until) = self.unseen_until else {
+            return self
+                .send_retried(operation, repeatable, &also_retry, f)
+                .await;
+        };
+        // Each attempt's calls share `f`, one at a time.
+        let f = Mutex::new(f);
+        let send = || (f.lock().unwrap_or_else(|p| p.into_inner()))();
+        let mut delay = self.shared.retry.min_delay;
+        let mut attempt = 0u32;
+        loop {
+            let e = match self
+                .send_retried(operation, repeatable, &also_retry, send)
+                .await
+            {
+                Err(e) if e.is_not_found() => e,
+                done => return done,
+            };
+            let now = tokio::time::Instant::now();
+            if now >= until {
+                return Err(e);
+            }
+            attempt += 1;
+            let wait = delay.min(until - now);
+            self.emit(Event::Retrying {
+                stack: self.stack.to_string(),
+                resource: self.resource.to_string(),
+                operation: operation.to_owned(),
+                attempt,
+                delay: wait,
+                code: e.aws_code().map(str::to_owned),
+            });
+            self.sleep(wait).await?;
+            delay = (delay * 2).min(self.shared.retry.max_delay);
+        }
+    }
+
+    /// Sends a call, retrying what its class (and `also_retry`) says to with the engine's backoff.
+    async fn send_retried<T, E, F, Fut>(
+        &self,
+        operation: &str,
+        repeatable: bool,
+        also_retry: &impl Fn(&AwsError) -> bool,
         mut f: F,
     ) -> Result<T, ResourceError>
     where
@@ -1384,6 +1448,56 @@ mod tests {
         )
         .await;
         assert!(r.is_err());
+        assert_eq!(n, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_not_found_about_an_instance_aws_may_not_show_yet_is_asked_again_until_it_may() {
+        let seen: Arc<Mutex<Vec<Event>>> = Arc::default();
+        let window = Duration::from_secs(1);
+        let c = ctx_seeing(CancellationToken::new(), seen.clone())
+            .unseen_until(Some(tokio::time::Instant::now() + window));
+        let not_found = || aws("InvalidInternetGatewayID.NotFound", 400);
+        // Shown after ten not-found answers: the call gets its answer, each wait reported.
+        let (r, n) = attempts(async |f| c.call("Describe", f).await, not_found, 10).await;
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(n, 11);
+        let retried = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                matches!(e, Event::Retrying { code: Some(code), .. }
+                if code == "InvalidInternetGatewayID.NotFound")
+            })
+            .count();
+        assert_eq!(retried, 10);
+        // Never shown: not-found is the answer once the window has passed, not before.
+        let started = tokio::time::Instant::now();
+        let (r, _) = attempts(
+            async |f| c.call_once("Delete", f).await,
+            not_found,
+            u32::MAX,
+        )
+        .await;
+        assert!(r.unwrap_err().is_not_found());
+        let deadline = started.elapsed();
+        assert!(deadline > Duration::from_millis(900), "{deadline:?}");
+        assert!(deadline <= window, "{deadline:?}");
+        let (r, n) = attempts(async |f| c.call("Describe", f).await, not_found, 1).await;
+        assert!(r.is_err() && n == 1, "past the window: believed at once");
+        // Other errors are not asked again; without the window, not-found is believed at once.
+        let c = ctx_seeing(CancellationToken::new(), seen.clone())
+            .unseen_until(Some(tokio::time::Instant::now() + window));
+        let (r, n) = attempts(
+            async |f| c.call_once("Delete", f).await,
+            || aws("InvalidParameterValue", 400),
+            2,
+        )
+        .await;
+        assert!(r.is_err() && n == 1, "{r:?} after {n}");
+        let (r, n) = attempts(async |f| ctx().call("Describe", f).await, not_found, 1).await;
+        assert!(r.unwrap_err().is_not_found());
         assert_eq!(n, 1);
     }
 

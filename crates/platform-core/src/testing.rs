@@ -23,9 +23,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::ErrorMetadata;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, ResourceError, ValidationError};
+use crate::error::{Error, GoneExt, ResourceError, ValidationError};
 use crate::resource::{Context, Observed, Registry, Resource};
 use crate::stack::{Declared, Scope, Stack};
 use crate::value::Input;
@@ -443,6 +445,30 @@ fn transient(message: &str) -> ResourceError {
     })
 }
 
+/// A describe call of the fake cloud: not-found (as EC2 answers `InvalidVpcID.NotFound`) while
+/// reads are hidden ([`FakeCloud::hide_from_next_reads`]).
+async fn describe_fake(
+    cloud: &FakeCloud,
+) -> Result<(), SdkError<ErrorMetadata, aws_smithy_runtime_api::http::Response>> {
+    let hidden = cloud
+        .inner
+        .hidden_reads
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    if !hidden {
+        return Ok(());
+    }
+    let meta = ErrorMetadata::builder()
+        .code("InvalidFakeID.NotFound")
+        .message("the fake object does not exist")
+        .build();
+    let raw = aws_smithy_runtime_api::http::Response::new(
+        aws_smithy_runtime_api::http::StatusCode::try_from(400).expect("a valid status"),
+        aws_smithy_types::body::SdkBody::empty(),
+    );
+    Err(SdkError::service_error(meta, raw))
+}
+
 fn fake_err(msg: String) -> ResourceError {
     ResourceError::Failed { message: msg }
 }
@@ -704,6 +730,17 @@ impl Resource for FakeResource {
         let cloud = ctx.extension::<FakeCloud>()?;
         let _g = cloud.enter().await;
         cloud.count(|c| c.delete += 1);
+        // Read first, as an internet gateway's delete does (for its attachments): what the read
+        // does not see is taken for gone. A hidden read answers not-found, as EC2's describe of an
+        // id it does not show yet does.
+        if ctx
+            .call("DescribeFake", || describe_fake(&cloud))
+            .await
+            .gone_is_none()?
+            .is_none()
+        {
+            return Ok(());
+        }
         // Like AWS: refuse to delete what a live object still uses.
         {
             let mut objects = cloud.objects();

@@ -1190,3 +1190,28 @@ async fn a_create_left_unconfigured_is_configured_even_while_aws_does_not_show_i
         .unwrap();
     exactly_one_each(&stack, &store, &cloud).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_destroy_right_after_a_create_deletes_what_aws_does_not_show_yet() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let stack = FakeStack::chain("fresh", 2);
+    let window = Duration::from_secs(30);
+    let engine = engine_with_window(&store, &cloud, window);
+    engine.up(&stack).await.unwrap();
+    // Each fake delete reads first (as an internet gateway's does); three reads right after the
+    // create do not see what it made. Not-found within the window is asked again, not believed.
+    cloud.hide_from_next_reads(3);
+    let deleted = engine.destroy::<FakeStack>("fresh").await.unwrap();
+    assert_eq!(deleted.deleted, 2, "{deleted:?}");
+    assert!(cloud.live().is_empty(), "left {:?}", cloud.live());
+
+    // Past the window (here none), a not-found answer is AWS's word: believed at once.
+    let engine = engine_with_window(&store, &cloud, Duration::ZERO);
+    let settled = FakeStack::chain("settled", 1);
+    engine.up(&settled).await.unwrap();
+    cloud.hide_from_next_reads(1);
+    let started = tokio::time::Instant::now();
+    engine.destroy::<FakeStack>("settled").await.unwrap();
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    assert_eq!(cloud.live().len(), 1, "the delete took not-found for gone");
+}

@@ -664,7 +664,12 @@ impl RunInner {
         if let Some(outputs) = rec.outputs.clone() {
             self.intent(name, PendingOp::Delete).await?;
             let _permits = self.limits.acquire(ops.service).await;
-            (ops.delete)(self.ctx(name), rec.inputs.clone(), outputs)
+            // Made within the settle window: AWS may not show it yet, and a delete that reads it
+            // first must not take that for gone.
+            let ctx = self
+                .ctx(name)
+                .unseen_until(visible_by(rec.made.as_deref(), self.shared.settle_window));
+            (ops.delete)(ctx, rec.inputs.clone(), outputs)
                 .await
                 .map_err(|e| self.fail(name, "delete", e))?;
         } else if rec.pending.is_some() {
@@ -682,7 +687,9 @@ impl RunInner {
                 .find_until(&ops, name, &ctx, &rec.inputs, until)
                 .await?
             {
-                (ops.delete)(self.ctx(name), rec.inputs.clone(), outputs)
+                // Just made, perhaps: as above.
+                let ctx = self.ctx(name).unseen_until(Some(until));
+                (ops.delete)(ctx, rec.inputs.clone(), outputs)
                     .await
                     .map_err(|e| self.fail(name, "delete", e))?;
             }
