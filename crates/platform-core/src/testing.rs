@@ -106,8 +106,11 @@ struct Inner {
     /// How long a deleted [`FakeUnique`] still holds its name.
     name_hold: Mutex<Duration>,
     /// Per logical name, a deleted [`FakeUnique`]'s tags, shown until the instant given.
-    ghosts: Mutex<HashMap<String, (tokio::time::Instant, BTreeMap<String, String>)>>,
+    ghosts: Mutex<Ghosts>,
 }
+
+/// Per logical name, a deleted [`FakeUnique`]'s tags and until when they show.
+type Ghosts = HashMap<String, (tokio::time::Instant, BTreeMap<String, String>)>;
 
 /// Waits (cancellably) as long as `delays` says for the context's resource, if at all.
 async fn wait_if_slow(
@@ -445,11 +448,12 @@ fn transient(message: &str) -> ResourceError {
     })
 }
 
+/// What an SDK call of the fake cloud fails with.
+type FakeSdkError = SdkError<ErrorMetadata, aws_smithy_runtime_api::http::Response>;
+
 /// A describe call of the fake cloud: not-found (as EC2 answers `InvalidVpcID.NotFound`) while
 /// reads are hidden ([`FakeCloud::hide_from_next_reads`]).
-async fn describe_fake(
-    cloud: &FakeCloud,
-) -> Result<(), SdkError<ErrorMetadata, aws_smithy_runtime_api::http::Response>> {
+async fn describe_fake(cloud: &FakeCloud) -> Result<(), FakeSdkError> {
     let hidden = cloud
         .inner
         .hidden_reads
