@@ -554,7 +554,13 @@ async fn state_from_before_the_attachment_and_zone_lookup_were_resources_is_adop
 
 #[tokio::test]
 async fn a_gateway_detached_by_hand_is_seen_by_refresh_and_attached_again() {
-    let w = world().await;
+    let mut w = world().await;
+    // The attachment is detached seconds after it was made: refresh believes it gone only once the
+    // settle window has passed (AWS may not show a new attachment yet), here 2 s, not 2 minutes.
+    w.engine = Engine::builder(MemoryStateStore::new())
+        .aws(w.cloud.config.clone())
+        .settle_window(std::time::Duration::from_secs(2))
+        .build();
     let stack = NetworkStack::new(NetworkConfig::default());
     let net = w.engine.up(&stack).await.unwrap();
     w.ec2
