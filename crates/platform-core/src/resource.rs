@@ -853,33 +853,11 @@ impl Context {
         // Each attempt's calls share `f`, one at a time.
         let f = Mutex::new(f);
         let send = || (f.lock().unwrap_or_else(|p| p.into_inner()))();
-        let mut delay = self.shared.retry.min_delay;
-        let mut attempt = 0u32;
-        loop {
-            let e = match self
-                .send_retried(operation, repeatable, &also_retry, send)
-                .await
-            {
-                Err(e) if e.is_not_found() => e,
-                done => return done,
-            };
-            let now = tokio::time::Instant::now();
-            if now >= until {
-                return Err(e);
-            }
-            attempt += 1;
-            let wait = delay.min(until - now);
-            self.emit(Event::Retrying {
-                stack: self.stack.to_string(),
-                resource: self.resource.to_string(),
-                operation: operation.to_owned(),
-                attempt,
-                delay: wait,
-                code: e.aws_code().map(str::to_owned),
-            });
-            self.sleep(wait).await?;
-            delay = (delay * 2).min(self.shared.retry.max_delay);
-        }
+        let budget = until.saturating_duration_since(tokio::time::Instant::now());
+        self.retry_within(operation, budget, ResourceError::is_not_found, || {
+            self.send_retried(operation, repeatable, &also_retry, send)
+        })
+        .await
     }
 
     /// Sends a call, retrying what its class (and `also_retry`) says to with the engine's backoff.
@@ -1467,8 +1445,8 @@ mod tests {
             .unwrap()
             .iter()
             .filter(|e| {
-                matches!(e, Event::Retrying { code: Some(code), .. }
-                if code == "InvalidInternetGatewayID.NotFound")
+                matches!(e, Event::Progress { message, .. }
+                if message.starts_with("Describe: InvalidInternetGatewayID.NotFound; AWS may"))
             })
             .count();
         assert_eq!(retried, 10);
