@@ -1182,12 +1182,15 @@ async fn a_create_left_unconfigured_is_configured_even_while_aws_does_not_show_i
         "",
         "made, not configured"
     );
-    // The next run reads it to finish its configuration: the first reads do not see it yet.
+    // The next run reads it to finish its configuration: the first reads do not see it yet. It
+    // reads again after 250 ms, then after twice that.
     cloud.hide_from_next_reads(2);
+    let started = tokio::time::Instant::now();
     engine_with_window(&store, &cloud, window)
         .up(&stack)
         .await
         .unwrap();
+    assert_eq!(started.elapsed(), Duration::from_millis(750));
     exactly_one_each(&stack, &store, &cloud).await;
 }
 
@@ -1214,4 +1217,47 @@ async fn a_destroy_right_after_a_create_deletes_what_aws_does_not_show_yet() {
     engine.destroy::<FakeStack>("settled").await.unwrap();
     assert_eq!(started.elapsed(), Duration::ZERO);
     assert_eq!(cloud.live().len(), 1, "the delete took not-found for gone");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_sent_again_while_aws_holds_its_name_waits_no_longer_than_the_window() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let mut stack = FakeStack::chain("held-short", 1);
+    stack.nodes[0].unique = true;
+    // Shorter than a settle of the refused create plus the first backoff: the wait before the next
+    // try is cut to the window's end, not served whole past it.
+    let window = Duration::from_millis(1900);
+    engine_with_window(&store, &cloud, window)
+        .up(&stack)
+        .await
+        .unwrap();
+    cloud.hold_names_after_delete(Duration::from_secs(20));
+    stack.nodes[0].fixed = "new".into();
+    let started = tokio::time::Instant::now();
+    engine_with_window(&store, &cloud, window)
+        .up(&stack)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        started.elapsed(),
+        window + Duration::from_millis(1750),
+        "the last try starts when the window ends; the settle of its refusal looks 1.75 s"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_instance_adopted_after_a_lost_answer_is_read_again_while_aws_does_not_show_it() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let stack = FakeStack::chain("adopted", 1);
+    // The create is carried out, its answer lost; the settle finds it, and the read that converges
+    // the adopted instance does not see it twice.
+    cloud.lose_response_of("r0");
+    cloud.hide_from_next_reads(2);
+    let reads = cloud.calls().read;
+    engine_with_window(&store, &cloud, Duration::from_secs(30))
+        .up(&stack)
+        .await
+        .unwrap();
+    assert_eq!(cloud.calls().read - reads, 4, "read again, twice");
+    exactly_one_each(&stack, &store, &cloud).await;
 }
