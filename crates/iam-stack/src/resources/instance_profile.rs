@@ -206,7 +206,9 @@ impl Resource for InstanceProfile {
         Ok(outputs.clone())
     }
 
-    /// Removes its roles first: AWS refuses to delete a profile that still holds one.
+    /// Removes its roles first: AWS refuses to delete a profile that still holds one. A role added
+    /// meanwhile (an `AddRoleToInstanceProfile` AWS carried out late, after its sender died) makes
+    /// the delete answer `DeleteConflict`: the roles are read and removed again.
     async fn delete(
         &self,
         ctx: &Context,
@@ -214,33 +216,41 @@ impl Resource for InstanceProfile {
     ) -> Result<(), ResourceError> {
         let client = iam::client(ctx)?;
         let name = outputs.name.as_str();
-        let Some(out) = ctx
-            .call("GetInstanceProfile", || {
-                client
-                    .get_instance_profile()
-                    .instance_profile_name(name)
-                    .send()
-            })
-            .await
-            .gone_is_none()?
-        else {
-            return Ok(());
-        };
-        for role in out
-            .instance_profile()
-            .map(|p| p.roles())
-            .unwrap_or_default()
-        {
-            Self::remove_role(ctx, &client, name, role.role_name()).await?;
-        }
-        ctx.call("DeleteInstanceProfile", || {
-            client
-                .delete_instance_profile()
-                .instance_profile_name(name)
-                .send()
-        })
+        let client = &client;
+        ctx.retry(
+            "DeleteInstanceProfile",
+            |e| e.aws_code() == Some("DeleteConflict"),
+            || async move {
+                let Some(out) = ctx
+                    .call("GetInstanceProfile", || {
+                        client
+                            .get_instance_profile()
+                            .instance_profile_name(name)
+                            .send()
+                    })
+                    .await
+                    .gone_is_none()?
+                else {
+                    return Ok(());
+                };
+                for role in out
+                    .instance_profile()
+                    .map(|p| p.roles())
+                    .unwrap_or_default()
+                {
+                    Self::remove_role(ctx, client, name, role.role_name()).await?;
+                }
+                ctx.call("DeleteInstanceProfile", || {
+                    client
+                        .delete_instance_profile()
+                        .instance_profile_name(name)
+                        .send()
+                })
+                .await
+                .gone_is_ok()
+            },
+        )
         .await
-        .gone_is_ok()
     }
 
     async fn find(&self, ctx: &Context) -> Result<Option<InstanceProfileOutputs>, ResourceError> {
