@@ -182,7 +182,12 @@ struct State {
     /// The moto account every forwarded call is made in (`x-moto-account-id`), when the client does
     /// not name one.
     account: Option<String>,
+    /// Before the next call of this operation is forwarded, this runs ([`Proxy::before_next`]).
+    before: Option<(String, Hook)>,
 }
+
+/// What runs before a call is forwarded: another client acting in between two of the engine's calls.
+type Hook = Box<dyn FnOnce() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
 /// When a held call is forwarded.
 #[derive(Clone)]
@@ -343,6 +348,16 @@ impl Proxy {
             },
             d,
         );
+    }
+
+    /// Before the next call of `operation` is forwarded, `hook` runs and is awaited: another client
+    /// (or AWS carrying out a late call) acting between two of the engine's calls.
+    pub fn before_next(
+        &self,
+        operation: &str,
+        hook: impl FnOnce() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + 'static,
+    ) {
+        self.lock().before = Some((operation.to_owned(), Box::new(hook)));
     }
 
     /// Calls of `operation` fail with `fault` for `d` from now, then are served: AWS refusing a
@@ -518,7 +533,7 @@ async fn handle(
     let (service, operation) = identify(&parts.method, &parts.headers, &parts.uri, &body);
     let body_text = String::from_utf8_lossy(&body).into_owned();
     let json = parts.headers.contains_key("x-amz-target");
-    let (latency, fault, trip, hold, account) = {
+    let (latency, fault, trip, hold, account, before) = {
         let mut st = shared.state.lock().unwrap_or_else(|p| p.into_inner());
         let latency = st.latency;
         let trip = match st.trip.as_mut() {
@@ -557,7 +572,14 @@ async fn handle(
                 None
             }
         };
-        (latency, fault, trip, hold, account)
+        let before = match st.before.take() {
+            Some((op, hook)) if op == operation => Some(hook),
+            other => {
+                st.before = other;
+                None
+            }
+        };
+        (latency, fault, trip, hold, account, before)
     };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -632,6 +654,9 @@ async fn handle(
     let lagging = shared.clone();
     let (create, describe) = (operation.clone(), operation.clone());
     let request_body = body_text.clone();
+    if let Some(hook) = before {
+        hook().await;
+    }
     let upstream = tokio::spawn(async move {
         match release {
             Some(Release::After(d)) => tokio::time::sleep(d).await,

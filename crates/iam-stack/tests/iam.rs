@@ -591,3 +591,43 @@ async fn invalid_input_is_refused_before_any_call() {
     // Nothing was recorded either.
     assert!(w.engine.store().read("custom").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn a_role_added_to_the_instance_profile_while_destroy_deletes_it_is_removed_again() {
+    let w = world().await;
+    let config = pinned_config(&w).await;
+    let iam = w.engine.up(&IamStack::new(config)).await.unwrap();
+    // Between destroy's removal of the role and its delete of the profile, the role is added back:
+    // an `AddRoleToInstanceProfile` AWS carried out late, after its sender died.
+    let (client, profile, role) = (
+        w.iam.clone(),
+        iam.instance_profile_name.clone(),
+        iam.instance_role.name.clone(),
+    );
+    w.cloud.proxy.before_next("DeleteInstanceProfile", move || {
+        Box::pin(async move {
+            client
+                .add_role_to_instance_profile()
+                .instance_profile_name(profile)
+                .role_name(role)
+                .send()
+                .await
+                .unwrap();
+        })
+    });
+    w.engine.destroy::<IamStack>("iam").await.unwrap();
+    let left = w
+        .iam
+        .get_instance_profile()
+        .instance_profile_name(&iam.instance_profile_name)
+        .send()
+        .await;
+    assert!(left.is_err(), "the profile is left: {left:?}");
+    let deletes = w
+        .cloud
+        .operations()
+        .iter()
+        .filter(|o| *o == "DeleteInstanceProfile")
+        .count();
+    assert_eq!(deletes, 2, "refused once (DeleteConflict), then done");
+}
