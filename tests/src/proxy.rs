@@ -172,7 +172,7 @@ struct State {
     trip: Option<(usize, Arc<tokio::sync::Notify>)>,
     /// The next call of this operation is held until its release before it is forwarded, and what
     /// to notify when it arrives.
-    hold: Option<(String, Release, Arc<tokio::sync::Notify>)>,
+    hold: Option<(String, (Release, Arc<tokio::sync::Notify>))>,
     /// Calls of these operations answer the fault given until the instant given.
     refuse_until: Vec<(String, Instant, Fault)>,
     /// How long what an EC2 create makes stays invisible to describes ([`Proxy::lag_reads`]).
@@ -188,6 +188,17 @@ struct State {
 
 /// What runs before a call is forwarded: another client acting in between two of the engine's calls.
 type Hook = Box<dyn FnOnce() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// What `slot` holds for the next call of `operation`, taken; left in place for another operation.
+fn take_for<T>(slot: &mut Option<(String, T)>, operation: &str) -> Option<T> {
+    match slot.take() {
+        Some((op, value)) if op == operation => Some(value),
+        other => {
+            *slot = other;
+            None
+        }
+    }
+}
 
 /// When a held call is forwarded.
 #[derive(Clone)]
@@ -318,7 +329,7 @@ impl Proxy {
     /// seconds after its sender died. Its answer is never given.
     pub fn hold(&self, operation: &str, hold: Duration) -> Arc<tokio::sync::Notify> {
         let notify = Arc::new(tokio::sync::Notify::new());
-        self.lock().hold = Some((operation.to_owned(), Release::After(hold), notify.clone()));
+        self.lock().hold = Some((operation.to_owned(), (Release::After(hold), notify.clone())));
         notify
     }
 
@@ -331,7 +342,7 @@ impl Proxy {
         release: Arc<tokio::sync::Notify>,
     ) -> Arc<tokio::sync::Notify> {
         let notify = Arc::new(tokio::sync::Notify::new());
-        self.lock().hold = Some((operation.to_owned(), Release::On(release), notify.clone()));
+        self.lock().hold = Some((operation.to_owned(), (Release::On(release), notify.clone())));
         notify
     }
 
@@ -565,20 +576,8 @@ async fn handle(
                 r.fault.clone()
             })
             .or(refused);
-        let hold = match st.hold.take() {
-            Some((op, d, notify)) if op == operation => Some((d, notify)),
-            other => {
-                st.hold = other;
-                None
-            }
-        };
-        let before = match st.before.take() {
-            Some((op, hook)) if op == operation => Some(hook),
-            other => {
-                st.before = other;
-                None
-            }
-        };
+        let hold = take_for(&mut st.hold, &operation);
+        let before = take_for(&mut st.before, &operation);
         (latency, fault, trip, hold, account, before)
     };
     if !latency.is_zero() {

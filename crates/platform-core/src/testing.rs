@@ -448,17 +448,20 @@ fn transient(message: &str) -> ResourceError {
     })
 }
 
+/// Takes one from `count` if it is not zero: whether this answer is one of those to hide.
+fn take_one(count: &AtomicUsize) -> bool {
+    count
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+}
+
 /// What an SDK call of the fake cloud fails with.
 type FakeSdkError = SdkError<ErrorMetadata, aws_smithy_runtime_api::http::Response>;
 
 /// A describe call of the fake cloud: not-found (as EC2 answers `InvalidVpcID.NotFound`) while
 /// reads are hidden ([`FakeCloud::hide_from_next_reads`]).
 async fn describe_fake(cloud: &FakeCloud) -> Result<(), FakeSdkError> {
-    let hidden = cloud
-        .inner
-        .hidden_reads
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok();
+    let hidden = take_one(&cloud.inner.hidden_reads);
     if !hidden {
         return Ok(());
     }
@@ -663,11 +666,7 @@ impl Resource for FakeResource {
         let cloud = ctx.extension::<FakeCloud>()?;
         let _g = cloud.enter().await;
         cloud.count(|c| c.read += 1);
-        let hidden = cloud
-            .inner
-            .hidden_reads
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
+        let hidden = take_one(&cloud.inner.hidden_reads);
         if hidden {
             return Ok(None);
         }
@@ -812,11 +811,7 @@ impl Resource for FakeResource {
         let cloud = ctx.extension::<FakeCloud>()?;
         let _g = cloud.enter().await;
         cloud.count(|c| c.read += 1);
-        let hidden = cloud
-            .inner
-            .hidden_finds
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
+        let hidden = take_one(&cloud.inner.hidden_finds);
         if hidden {
             return Ok(None);
         }

@@ -1045,21 +1045,34 @@ fn engine_with_progress(
     (engine, progress)
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_create_refused_while_aws_still_holds_the_deleted_instances_name_is_sent_again() {
+/// A one-resource stack `name` whose resource's name is unique (as an IAM role's), applied with
+/// settle window `window`; then AWS keeps a deleted instance's name for `hold`, and the resource is
+/// changed so that the next `up` replaces it, deleting first.
+async fn name_held_replacement(
+    name: &str,
+    window: Duration,
+    hold: Duration,
+) -> (MemoryStateStore, FakeCloud, FakeStack) {
     let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
-    let mut stack = FakeStack::chain("held", 1);
+    let mut stack = FakeStack::chain(name, 1);
     stack.nodes[0].unique = true;
-    let window = Duration::from_secs(30);
     engine_with_window(&store, &cloud, window)
         .up(&stack)
         .await
         .unwrap();
-    let old = cloud.instances_of("r0")[0].tags["platform:instance"].clone();
+    cloud.hold_names_after_delete(hold);
+    stack.nodes[0].fixed = "new".into();
+    (store, cloud, stack)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_refused_while_aws_still_holds_the_deleted_instances_name_is_sent_again() {
+    let window = Duration::from_secs(30);
     // A replacement deletes first; AWS then keeps the name 10 s and still shows the deleted
     // instance by its name (which carries the old token: never adopted for the new one).
-    cloud.hold_names_after_delete(Duration::from_secs(10));
-    stack.nodes[0].fixed = "new".into();
+    let (store, cloud, stack) =
+        name_held_replacement("held", window, Duration::from_secs(10)).await;
+    let old = cloud.instances_of("r0")[0].tags["platform:instance"].clone();
     let creates = cloud.calls().create;
     let (engine, progress) = engine_with_progress(&store, &cloud, window);
     let started = tokio::time::Instant::now();
@@ -1087,16 +1100,9 @@ async fn a_create_refused_while_aws_still_holds_the_deleted_instances_name_is_se
 
 #[tokio::test(start_paused = true)]
 async fn a_name_held_past_the_settle_window_fails_naming_it_and_the_next_run_creates() {
-    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
-    let mut stack = FakeStack::chain("held-long", 1);
-    stack.nodes[0].unique = true;
     let window = Duration::from_secs(5);
-    engine_with_window(&store, &cloud, window)
-        .up(&stack)
-        .await
-        .unwrap();
-    cloud.hold_names_after_delete(Duration::from_secs(20));
-    stack.nodes[0].fixed = "new".into();
+    let (store, cloud, stack) =
+        name_held_replacement("held-long", window, Duration::from_secs(20)).await;
     let started = tokio::time::Instant::now();
     let err = engine_with_window(&store, &cloud, window)
         .up(&stack)
@@ -1221,18 +1227,11 @@ async fn a_destroy_right_after_a_create_deletes_what_aws_does_not_show_yet() {
 
 #[tokio::test(start_paused = true)]
 async fn a_create_sent_again_while_aws_holds_its_name_waits_no_longer_than_the_window() {
-    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
-    let mut stack = FakeStack::chain("held-short", 1);
-    stack.nodes[0].unique = true;
     // Shorter than a settle of the refused create plus the first backoff: the wait before the next
     // try is cut to the window's end, not served whole past it.
     let window = Duration::from_millis(1900);
-    engine_with_window(&store, &cloud, window)
-        .up(&stack)
-        .await
-        .unwrap();
-    cloud.hold_names_after_delete(Duration::from_secs(20));
-    stack.nodes[0].fixed = "new".into();
+    let (store, cloud, stack) =
+        name_held_replacement("held-short", window, Duration::from_secs(20)).await;
     let started = tokio::time::Instant::now();
     engine_with_window(&store, &cloud, window)
         .up(&stack)

@@ -212,20 +212,11 @@ impl Engine {
             let until = super::steps::visible_by(r.made.as_deref(), self.shared.settle_window);
             set.spawn(async move {
                 let _permits = limits.acquire(ops.service).await;
-                let mut delay = super::steps::SETTLE_FIRST_DELAY;
-                loop {
-                    let res = (ops.read)(ctx.clone(), inputs.clone(), outputs.clone()).await;
-                    let now = tokio::time::Instant::now();
-                    match (&res, until) {
-                        (Ok(None), Some(until)) if now < until => {
-                            if let Err(e) = ctx.sleep(delay.min(until - now)).await {
-                                break (name, Err(e));
-                            }
-                            delay = (delay * 2).min(super::steps::SETTLE_MAX_DELAY);
-                        }
-                        _ => break (name, res),
-                    }
-                }
+                let res = super::steps::read_until_shown(&ctx, until, || {
+                    (ops.read)(ctx.clone(), inputs.clone(), outputs.clone())
+                })
+                .await;
+                (name, res)
             });
         }
         let mut first_error = None;

@@ -22,9 +22,9 @@ const SETTLE_UPDATES: u32 = 2;
 /// 0.25, 0.75 and 1.75 s. (If none finds it, the run stops; the next run looks over the whole settle
 /// window before it creates.)
 const SETTLE_SAME_RUN: Duration = Duration::from_millis(1750);
-pub(super) const SETTLE_FIRST_DELAY: Duration = Duration::from_millis(250);
+const SETTLE_FIRST_DELAY: Duration = Duration::from_millis(250);
 /// The longest wait between two finds.
-pub(super) const SETTLE_MAX_DELAY: Duration = Duration::from_secs(5);
+const SETTLE_MAX_DELAY: Duration = Duration::from_secs(5);
 
 /// How long after a create was sent the instance it made may still be invisible to AWS's list and
 /// describe calls (or may still be made, by a request whose sender died): 2 minutes, the
@@ -606,20 +606,13 @@ impl RunInner {
         let made = (self.state.lock().await.resources.get(name)).and_then(|r| r.made.clone());
         let shown_by = visible_by(made.as_deref(), self.shared.settle_window)
             .unwrap_or_else(|| tokio::time::Instant::now() + SETTLE_SAME_RUN);
-        let mut delay = SETTLE_FIRST_DELAY;
         loop {
-            let live = (ops.read)(self.ctx(name), inputs.clone(), outputs.clone())
-                .await
-                .map_err(|e| self.fail(name, "read", e))?;
-            let now = tokio::time::Instant::now();
-            if live.is_none() && now < shown_by {
-                self.ctx(name)
-                    .sleep(delay.min(shown_by - now))
-                    .await
-                    .map_err(|e| self.fail(name, "read", e))?;
-                delay = (delay * 2).min(SETTLE_MAX_DELAY);
-                continue;
-            }
+            let ctx = self.ctx(name);
+            let live = read_until_shown(&ctx, Some(shown_by), || {
+                (ops.read)(ctx.clone(), inputs.clone(), outputs.clone())
+            })
+            .await
+            .map_err(|e| self.fail(name, "read", e))?;
             let Some((live_inputs, live_outputs)) = live else {
                 return match after {
                     Some(e) => Err(self.fail(name, "update", e)),
@@ -835,7 +828,6 @@ fn changes_between(
     Ok((changed, forced))
 }
 
-/// `d` to the second (for messages).
 /// Until when an instance made at `made` (RFC 3339) may not show in AWS's describes yet: the end of
 /// the settle window counted from then; `None` when the time is not recorded or cannot be read.
 pub(super) fn visible_by(made: Option<&str>, window: Duration) -> Option<tokio::time::Instant> {
@@ -846,6 +838,33 @@ pub(super) fn visible_by(made: Option<&str>, window: Duration) -> Option<tokio::
     Some(tokio::time::Instant::now() + window.saturating_sub(age))
 }
 
+/// Reads an instance with `read`, and reads again while it reads as gone before `shown_by` (AWS may
+/// not show an instance made within the settle window yet): 0.25 s after the first read, twice as
+/// long after each next one, at most [`SETTLE_MAX_DELAY`], never past `shown_by`. The last answer,
+/// or the first error; [`ResourceError::Cancelled`] when the run is cancelled while it waits.
+pub(super) async fn read_until_shown<T, Fut>(
+    ctx: &Context,
+    shown_by: Option<tokio::time::Instant>,
+    mut read: impl FnMut() -> Fut,
+) -> Result<Option<T>, ResourceError>
+where
+    Fut: Future<Output = Result<Option<T>, ResourceError>>,
+{
+    let mut delay = SETTLE_FIRST_DELAY;
+    loop {
+        let live = read().await?;
+        let now = tokio::time::Instant::now();
+        match shown_by {
+            Some(until) if live.is_none() && now < until => {
+                ctx.sleep(delay.min(until - now)).await?;
+                delay = (delay * 2).min(SETTLE_MAX_DELAY);
+            }
+            _ => return Ok(live),
+        }
+    }
+}
+
+/// `d` to the second (for messages).
 fn round_secs(d: Duration) -> Duration {
     Duration::from_secs(d.as_secs())
 }
