@@ -744,6 +744,14 @@ pub enum Error {
         /// The stacks that reference it.
         consumers: Vec<String>,
     },
+    /// The plan breaks a mandatory policy: nothing was changed.
+    #[error("{stack}: {} refused by policy, nothing was changed: {}", count(violations.len()), list(violations))]
+    PolicyViolation {
+        /// The stack whose run was refused.
+        stack: String,
+        /// The mandatory violations (of every stack of a group, checked as one).
+        violations: Vec<crate::policy::Violation>,
+    },
     /// The run was cancelled; in-flight operations finished and were recorded.
     #[error(
         "{stack}: cancelled; {completed} operations completed and recorded, {remaining} not started"
@@ -962,4 +970,18 @@ mod tests {
         };
         assert!(!cancelled.is_cancelled_wait());
     }
+}
+
+/// "1 mandatory violation", "2 mandatory violations".
+fn count(n: usize) -> String {
+    format!("{n} mandatory violation{}", if n == 1 { "" } else { "s" })
+}
+
+/// The violations, `; `-separated.
+fn list(violations: &[crate::policy::Violation]) -> String {
+    violations
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }

@@ -42,6 +42,7 @@ mod events;
 
 mod ids;
 mod plan;
+pub mod policy;
 mod provider;
 mod resource;
 mod stack;

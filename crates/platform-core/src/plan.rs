@@ -7,7 +7,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::Error;
-use crate::stack::Desired;
+use crate::policy::{PlannedAction, PlannedChange, PlannedResource};
+use crate::stack::{Declaration, Desired};
 use crate::state::{PendingOp, StackState};
 use crate::types::{ActionKind, Counts};
 use crate::value::{RefTarget, Resolved, resolve};
@@ -263,10 +264,14 @@ pub fn plan(
     recorded: &StackState,
     refreshed: Option<&StackState>,
 ) -> Result<Plan, Error> {
-    plan_with(desired, recorded, refreshed, &ExternalOutputs::new())
+    plan_with(desired, recorded, refreshed, &ExternalOutputs::new(), None)
 }
 
 /// [`plan()`], with what is known of other stacks' resources that `desired` refers to.
+///
+/// # Errors
+/// With `document`, also the plan's resources as policies see them (their full planned inputs),
+/// which a plan alone does not keep.
 ///
 /// # Errors
 /// As [`plan()`], and [`Error::MissingExternal`] when a producer's known outputs lack the field.
@@ -275,6 +280,7 @@ pub(crate) fn plan_with(
     recorded: &StackState,
     refreshed: Option<&StackState>,
     external: &ExternalOutputs,
+    mut document: Option<&mut Vec<PlannedResource>>,
 ) -> Result<Plan, Error> {
     let base = refreshed.unwrap_or(recorded);
     let stack = desired.stack.as_str();
@@ -334,6 +340,9 @@ pub(crate) fn plan_with(
                 },
             )],
         };
+        let mut entry = document
+            .is_some()
+            .then(|| planned_resource(stack, decl, &fields));
         let existing = base
             .resources
             .get(&decl.name)
@@ -428,6 +437,16 @@ pub(crate) fn plan_with(
             _ => None,
         };
         known.insert(decl.name.as_str(), outputs_known);
+        if let (Some(doc), Some(mut entry)) = (document.as_deref_mut(), entry.take()) {
+            entry.action = planned_action(&action);
+            entry.changes = match &action {
+                Action::Create { inputs: c }
+                | Action::Update { changes: c }
+                | Action::Replace { changes: c, .. } => c.iter().map(planned_change).collect(),
+                _ => Vec::new(),
+            };
+            doc.push(entry);
+        }
         steps.push(Step {
             resource: decl.name.clone(),
             kind: decl.kind.to_owned(),
@@ -444,6 +463,14 @@ pub(crate) fn plan_with(
         .collect();
     for name in dependents_first(recorded, &removed) {
         let kind = recorded.resources[name].kind.clone();
+        if let Some(doc) = document.as_deref_mut() {
+            doc.push(recorded_resource(
+                stack,
+                name,
+                recorded,
+                PlannedAction::Delete,
+            ));
+        }
         steps.push(Step {
             resource: name.to_owned(),
             kind,
@@ -452,6 +479,14 @@ pub(crate) fn plan_with(
     }
     for (name, r) in &recorded.resources {
         if !r.deposed.is_empty() {
+            if let Some(doc) = document.as_deref_mut() {
+                doc.push(recorded_resource(
+                    stack,
+                    name,
+                    recorded,
+                    PlannedAction::DeleteDeposed,
+                ));
+            }
             steps.push(Step {
                 resource: name.clone(),
                 kind: r.kind.clone(),
@@ -463,6 +498,87 @@ pub(crate) fn plan_with(
         stack: stack.to_owned(),
         steps,
     })
+}
+
+/// A declared resource's entry in the plan document, its action and changes still to be set.
+fn planned_resource(
+    stack: &str,
+    decl: &Declaration,
+    fields: &[(String, Planned)],
+) -> PlannedResource {
+    let mut inputs = serde_json::Map::with_capacity(fields.len());
+    let mut unknown = Vec::new();
+    let mut refs = serde_json::Map::new();
+    for (field, value) in fields {
+        match value {
+            Planned::Known(v) => {
+                inputs.insert(field.clone(), v.clone());
+            }
+            Planned::Unknown => {
+                inputs.insert(field.clone(), Value::Null);
+                unknown.push(field.clone());
+                let declared = match &decl.inputs {
+                    Value::Object(m) => m.get(field).cloned().unwrap_or(Value::Null),
+                    other => other.clone(),
+                };
+                refs.insert(field.clone(), declared);
+            }
+        }
+    }
+    PlannedResource {
+        stack: stack.to_owned(),
+        name: decl.name.clone(),
+        kind: decl.kind.to_owned(),
+        action: PlannedAction::Same,
+        inputs,
+        unknown,
+        changes: Vec::new(),
+        refs,
+    }
+}
+
+/// A recorded resource's entry in the plan document (a delete): its recorded inputs.
+fn recorded_resource(
+    stack: &str,
+    name: &str,
+    recorded: &StackState,
+    action: PlannedAction,
+) -> PlannedResource {
+    let r = &recorded.resources[name];
+    PlannedResource {
+        stack: stack.to_owned(),
+        name: name.to_owned(),
+        kind: r.kind.clone(),
+        action,
+        inputs: crate::policy::object(&r.inputs),
+        unknown: Vec::new(),
+        changes: Vec::new(),
+        refs: serde_json::Map::new(),
+    }
+}
+
+fn planned_action(action: &Action) -> PlannedAction {
+    match action {
+        Action::Create { .. } => PlannedAction::Create,
+        Action::Update { .. } => PlannedAction::Update,
+        Action::Replace { .. } => PlannedAction::Replace,
+        Action::Delete => PlannedAction::Delete,
+        Action::DeleteDeposed => PlannedAction::DeleteDeposed,
+        Action::Same => PlannedAction::Same,
+    }
+}
+
+fn planned_change(c: &FieldChange) -> PlannedChange {
+    let (after, after_unknown) = match &c.new {
+        Planned::Known(v) => (v.clone(), false),
+        Planned::Unknown => (Value::Null, true),
+    };
+    PlannedChange {
+        field: c.field.clone(),
+        before: c.old.clone().unwrap_or(Value::Null),
+        after,
+        after_unknown,
+    }
 }
 
 /// The inputs a resource is planned with, as its type reads them: each changed field's new value

@@ -13,6 +13,7 @@ use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{CallRecorder, Event, EventSink, Subscriber};
+use crate::policy::Policies;
 use crate::provider::IdentitySource;
 use crate::resource::{RetryPolicy, Shared};
 use crate::state::StateStore;
@@ -37,6 +38,7 @@ pub struct EngineBuilder {
     pub(super) lock_timeout: Duration,
     pub(super) settle_window: Duration,
     pub(super) call_timeouts: CallTimeouts,
+    pub(super) policies: Policies,
 }
 
 /// How long one AWS call may take before the engine gives up on it: a call that never answers
@@ -194,6 +196,15 @@ impl EngineBuilder {
         self
     }
 
+    /// Every run's plan is checked against `policies` before any change (see
+    /// [`policy`](crate::policy)); a run's [`UpOptions::with_policies`](crate::UpOptions::with_policies)
+    /// replaces them. None by default.
+    #[must_use]
+    pub fn policies(mut self, policies: Policies) -> Self {
+        self.policies = policies;
+        self
+    }
+
     /// Builds the engine.
     pub fn build(mut self) -> Engine {
         let timeouts = self.call_timeouts;
@@ -226,6 +237,7 @@ impl EngineBuilder {
             limits,
             cancel: self.cancel,
             lock_timeout: self.lock_timeout,
+            policies: self.policies,
         }
     }
 }

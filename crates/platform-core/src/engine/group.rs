@@ -18,6 +18,7 @@ use tokio::sync::watch;
 
 use crate::engine::{DestroyReport, Engine, UpOptions, UpReport};
 use crate::error::Error;
+use crate::policy::{PlanDocument, PlannedResource, Policies, Violation};
 use crate::stack::{Desired, Stack};
 use crate::state::StackLock;
 
@@ -206,6 +207,8 @@ struct Member {
     declared: Option<Result<Vec<String>, String>>,
     /// Once planned: per resource, its outputs when the plan keeps it, `None` when it changes.
     planned: Option<HashMap<String, Option<Value>>>,
+    /// Once planned: its resources as policies see them.
+    document: Option<Vec<PlannedResource>>,
     /// The outputs of the resources applied so far.
     applied: HashMap<String, Value>,
     /// The resources deleted so far (in a destroy).
@@ -254,6 +257,38 @@ impl Board {
 
     pub(crate) fn planned(&self, stack: &str, kept: HashMap<String, Option<Value>>) {
         self.update(stack, |m| m.planned = Some(kept));
+    }
+
+    /// Publishes member `me`'s planned resources and, with `policies`, waits until every member
+    /// has published its own (or ended), then checks them as one document: no member changes
+    /// anything before every member's plan is checked.
+    pub(crate) async fn checked(
+        &self,
+        me: &str,
+        part: Vec<PlannedResource>,
+        policies: &Policies,
+    ) -> Vec<Violation> {
+        self.update(me, |m| m.document = Some(part));
+        if policies.is_empty() {
+            return Vec::new();
+        }
+        let mut rx = self.tx.subscribe();
+        let resources: Vec<PlannedResource> = {
+            let seen = rx
+                .wait_for(|m| m.values().all(|x| x.document.is_some() || x.ended))
+                .await;
+            let members = match &seen {
+                Ok(m) => &**m,
+                Err(_) => &*self.tx.borrow(),
+            };
+            self.members
+                .iter()
+                .filter_map(|n| members.get(n)?.document.as_ref())
+                .flatten()
+                .cloned()
+                .collect()
+        };
+        policies.check(&PlanDocument::new(resources))
     }
 
     pub(crate) fn applied(&self, stack: &str, resource: &str, outputs: Value) {

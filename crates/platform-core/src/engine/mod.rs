@@ -12,6 +12,7 @@ use crate::error::Error;
 use crate::error::StateError;
 use crate::events::{CallStats, Event, EventSink};
 use crate::plan::{Action, ExternalOutputs, Plan, plan_with};
+use crate::policy::{Enforcement, PlanDocument, Policies, Violation};
 use crate::provider::IdentitySource;
 use crate::resource::{Registry, RetryPolicy, Shared};
 use crate::stack::{Declared, Desired, OutputValues, Produced, Stack};
@@ -48,6 +49,7 @@ pub struct Engine {
     limits: Limits,
     cancel: CancellationToken,
     lock_timeout: Duration,
+    policies: Policies,
 }
 
 impl fmt::Debug for Engine {
@@ -82,6 +84,7 @@ impl Engine {
             lock_timeout: Duration::ZERO,
             settle_window: steps::DEFAULT_SETTLE_WINDOW,
             call_timeouts: CallTimeouts::default(),
+            policies: Policies::new(),
         }
     }
 
@@ -333,12 +336,44 @@ impl Engine {
         let desired = Desired::of(stack)?;
         let (state, _) = self.recorded(stack.name()).await?;
         let external = self.external_outputs(&desired, None).await?;
-        let plan = plan_with(&desired, &state, None, &external)?;
+        let plan = plan_with(&desired, &state, None, &external, None)?;
         self.shared.events.emit(Event::Planned {
             stack: stack.name().to_owned(),
             counts: plan.counts(),
         });
         Ok(plan)
+    }
+
+    /// [`preview`](Self::preview), with the plan as policies see it (every resource's full planned
+    /// inputs: see [`PlanDocument`]). The documents of several stacks
+    /// ([`PlanDocument::extend`]) are checked together with [`check`](Self::check).
+    ///
+    /// # Errors
+    /// As [`preview`](Self::preview).
+    pub async fn preview_document<S: Stack>(
+        &self,
+        stack: &S,
+    ) -> Result<(Plan, PlanDocument), Error> {
+        let desired = Desired::of(stack)?;
+        let (state, _) = self.recorded(stack.name()).await?;
+        let external = self.external_outputs(&desired, None).await?;
+        let mut resources = Vec::with_capacity(desired.resources.len());
+        let plan = plan_with(&desired, &state, None, &external, Some(&mut resources))?;
+        self.shared.events.emit(Event::Planned {
+            stack: stack.name().to_owned(),
+            counts: plan.counts(),
+        });
+        Ok((plan, PlanDocument::new(resources)))
+    }
+
+    /// The engine's policies ([`EngineBuilder::policies`]).
+    pub fn policies(&self) -> &Policies {
+        &self.policies
+    }
+
+    /// The violations of the engine's policies in `document`, mandatory first.
+    pub fn check(&self, document: &PlanDocument) -> Vec<Violation> {
+        self.policies.check(document)
     }
 
     /// Brings `stack` to its declared state and returns its outputs.
@@ -404,10 +439,11 @@ impl Engine {
                 cancel,
             )
             .await
-            .map(|(outputs, plan, producer)| UpReport {
+            .map(|(outputs, plan, producer, violations)| UpReport {
                 outputs,
                 producer,
                 plan,
+                violations,
                 calls: self.calls().since(&calls_before),
                 elapsed: started.elapsed(),
             });
@@ -423,7 +459,7 @@ impl Engine {
         group: Option<&Arc<Board>>,
         lock: Arc<dyn StackLock>,
         cancel: CancellationToken,
-    ) -> Result<(S::Outputs, Plan, Producer), Error> {
+    ) -> Result<(S::Outputs, Plan, Producer, Vec<Violation>), Error> {
         let name = stack.name().to_owned();
         let (mut state, provider) = self.recorded(&name).await?;
         let references = stack.references();
@@ -435,7 +471,10 @@ impl Engine {
             lock.write(&state).await?;
         }
         let external = self.external_outputs(&desired, group).await?;
-        let plan = plan_with(&desired, &state, None, &external)?;
+        let policies = options.policies.as_ref().unwrap_or(&self.policies);
+        // In a group, every member publishes its part: a member with policies checks them all.
+        let mut document = (group.is_some() || !policies.is_empty()).then(Vec::new);
+        let plan = plan_with(&desired, &state, None, &external, document.as_mut())?;
         if let Some(g) = group {
             // What this plan keeps, for the members whose plans read it.
             let kept = plan
@@ -458,6 +497,26 @@ impl Engine {
             stack: name.clone(),
             counts: plan.counts(),
         });
+        // Checked before any change: in a group, every member's plan as one document.
+        let violations = match document {
+            None => Vec::new(),
+            Some(resources) => match group {
+                Some(g) => g.checked(&name, resources, policies).await,
+                None => policies.check(&PlanDocument::new(resources)),
+            },
+        };
+        if violations
+            .iter()
+            .any(|v| v.enforcement == Enforcement::Mandatory)
+        {
+            return Err(Error::PolicyViolation {
+                stack: name,
+                violations: violations
+                    .into_iter()
+                    .filter(|v| v.enforcement == Enforcement::Mandatory)
+                    .collect(),
+            });
+        }
         // What the state says of the stack as a whole; a run that changes no resource and would
         // record the same writes nothing.
         let recorded = Summary::of(&state);
@@ -521,7 +580,7 @@ impl Engine {
             serial: Some(serial),
             schema: Some(S::OUTPUTS_SCHEMA),
         };
-        Ok((outputs, plan, producer))
+        Ok((outputs, plan, producer, violations))
     }
 
     /// Deletes every resource recorded for the stack `name`, from state alone, dependents first and in

@@ -46,7 +46,7 @@ impl Engine {
             state.serial += 1;
             lock.write(&state).await?;
             let external = self.external_outputs(&desired, None).await?;
-            let plan = plan_with(&desired, &state, None, &external)?;
+            let plan = plan_with(&desired, &state, None, &external, None)?;
             Ok(RefreshReport { plan, drift })
         }
         .await;
@@ -65,7 +65,7 @@ impl Engine {
         let (state, _) = self.recorded(stack.name()).await?;
         let (state, drift) = self.read_live(&desired.registry, state, &cancel).await?;
         let external = self.external_outputs(&desired, None).await?;
-        let plan = plan_with(&desired, &state, None, &external)?;
+        let plan = plan_with(&desired, &state, None, &external, None)?;
         self.shared.events.emit(Event::Planned {
             stack: stack.name().to_owned(),
             counts: plan.counts(),

@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::events::CallStats;
 use crate::plan::Plan;
+use crate::policy::{Policies, Violation};
 use crate::stack::Produced;
 use crate::state::Producer;
 use crate::types::Counts;
@@ -20,6 +21,8 @@ pub struct UpReport<O> {
     pub producer: Producer,
     /// The plan that was applied.
     pub plan: Plan,
+    /// The advisory policy violations of the plan (a mandatory one refuses the run).
+    pub violations: Vec<Violation>,
     /// AWS calls made by this run.
     pub calls: CallStats,
     /// Wall time.
@@ -111,6 +114,9 @@ pub struct UpOptions {
     /// Cancels this run only (the engine's own token, [`EngineBuilder::cancellation`](crate::EngineBuilder::cancellation), cancels
     /// every run). A deploy bot cancels one run with it and keeps using the engine.
     pub cancel: Option<CancellationToken>,
+    /// The policies this run is checked against, instead of the engine's
+    /// ([`EngineBuilder::policies`](crate::EngineBuilder::policies)).
+    pub policies: Option<Policies>,
 }
 
 impl UpOptions {
@@ -118,6 +124,13 @@ impl UpOptions {
     #[must_use]
     pub fn with_refresh(mut self, refresh: bool) -> Self {
         self.refresh = refresh;
+        self
+    }
+
+    /// Checked against `policies` instead of the engine's.
+    #[must_use]
+    pub fn with_policies(mut self, policies: Policies) -> Self {
+        self.policies = Some(policies);
         self
     }
 
