@@ -7,15 +7,18 @@
 //! production [--endpoint URL | --aws] [--state-dir DIR | --state s3://BUCKET/PREFIX]
 //!            [--lock-timeout DURATION] [--take-over-dead-locks] [--json] [--yes] [COMMAND]
 //!            [--call-timeout DURATION] [--settle-window DURATION]
-//!            [--config FILE]
-//! COMMAND: up [--refresh] (default) | preview [--refresh] [--detailed-exitcode]
+//!            [--config FILE] [--policy PATH]...
+//! COMMAND: up [--refresh] (default)
+//!          | preview [--refresh] [--detailed-exitcode] [--format text|markdown]
 //!          | refresh [--detailed-exitcode] | destroy | outputs | graph [--format mermaid|dot]
 //!          | force-unlock [STACK...] | import STACK/RESOURCE ID | init [--force] | emulator stop
 //! ```
 //!
 //! Exit codes: 0 success; 1 failure (the failing resource, AWS's error code, what was kept in
-//! state); 2 usage error or invalid config file (before any AWS call), and with
-//! `--detailed-exitcode`: `preview` with changes, `refresh` with drift.
+//! state); 2 usage error, invalid config file or policy (before any AWS call), and with
+//! `--detailed-exitcode`: `preview` with changes, `refresh` with drift; 3 a mandatory policy
+//! violation: `up` changed nothing, `preview` (whatever `--detailed-exitcode` says), `refresh
+//! --detailed-exitcode` over what is live.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -27,9 +30,10 @@ use aws_types::SdkConfig;
 use clap::{Parser, Subcommand, ValueEnum};
 use examples::config::PlatformConfig;
 use examples::graph::{self, Format};
-use examples::{Platform, PlatformOutputs};
+use examples::{Platform, PlatformOutputs, Preview};
 use indicatif::{ProgressBar, ProgressStyle};
 use local_cloud::{Detached, Emulator};
+use platform_core::policy::{self, PlanDocument, Violation};
 use platform_core::{
     ActionKind, CallTimeouts, CancellationToken, Counts, DEFAULT_SETTLE_WINDOW, Engine, Error,
     Event, LocalStateStore, Plan, RefreshReport, S3StateStore, StateError, StateStore,
@@ -77,6 +81,10 @@ struct Cli {
     /// seed's values.
     #[arg(long, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
+    /// A Rego policy file or directory, checked with the built-in rules before any change
+    /// (repeatable; added to the config's `[policy] paths`).
+    #[arg(long = "policy", value_name = "PATH", global = true)]
+    policies: Vec<PathBuf>,
     /// Print exactly one JSON object on stdout (progress and messages go to stderr).
     #[arg(long, global = true)]
     json: bool,
@@ -97,16 +105,22 @@ enum Command {
     },
     /// Show what `up` would do, changing nothing.
     Preview {
-        /// Exit 0 with no changes, 2 with changes, 1 on error.
+        /// Exit 0 with no changes, 2 with changes, 1 on error (3 with a mandatory policy
+        /// violation, with or without this flag).
         #[arg(long)]
         detailed_exitcode: bool,
         /// Read every resource live first and plan against that (records nothing).
         #[arg(long)]
         refresh: bool,
+        /// `text`, or `markdown`: the violations and a table of changes per stack, for a pull
+        /// request comment.
+        #[arg(long, value_enum, default_value = "text")]
+        format: PreviewFormat,
     },
-    /// Read every resource live, record it, and show what drifted from what was applied.
+    /// Read every resource live, record it, and show what drifted from what was applied, and what
+    /// breaks a policy.
     Refresh {
-        /// Exit 0 with no drift, 2 with drift, 1 on error.
+        /// Exit 0 with no drift, 2 with drift, 3 with a mandatory policy violation live, 1 on error.
         #[arg(long)]
         detailed_exitcode: bool,
     },
@@ -153,6 +167,12 @@ enum EmulatorAction {
     Stop,
 }
 
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum PreviewFormat {
+    Text,
+    Markdown,
+}
+
 #[derive(ValueEnum, Debug, Clone, Copy)]
 enum GraphFormat {
     Mermaid,
@@ -187,7 +207,11 @@ struct Failure {
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
         Self {
-            code: 1,
+            code: if matches!(e, Error::PolicyViolation { .. }) {
+                POLICY_EXIT
+            } else {
+                1
+            },
             message: describe_error(&e),
             error: Some(Box::new(e)),
         }
@@ -201,6 +225,9 @@ fn failure(code: u8, message: impl Into<String>) -> Failure {
         error: None,
     }
 }
+
+/// The exit code of a run refused by a mandatory policy violation.
+const POLICY_EXIT: u8 = 3;
 
 /// The failing resource, AWS's code, and what the state keeps.
 fn describe_error(e: &Error) -> String {
@@ -305,14 +332,24 @@ async fn run(cli: Cli, command: Command) -> Result<u8, Failure> {
     if let Command::Init { force } = command {
         return init(&cli, force);
     }
-    // The config file is checked before anything else: exit 2, no AWS call.
-    let file = match &cli.config {
+    // The config file and the policies are checked before anything else: exit 2, no AWS call.
+    let mut file = match &cli.config {
         Some(path) => Some((
             path.clone(),
             PlatformConfig::load(path).map_err(|e| failure(2, e.to_string()))?,
         )),
+        None if !cli.policies.is_empty() => {
+            Some((PathBuf::from("--policy"), PlatformConfig::default()))
+        }
         None => None,
     };
+    if let Some((_, file)) = &mut file {
+        let here = std::env::current_dir()
+            .map_err(|e| failure(1, format!("the current directory: {e}")))?;
+        file.policy
+            .paths
+            .extend(cli.policies.iter().map(|p| here.join(p)));
+    }
     if let Some((path, file)) = &file {
         let probe = Engine::builder(platform_core::MemoryStateStore::new()).build();
         file.apply(path, &mut Platform::new(probe))
@@ -418,10 +455,13 @@ async fn run(cli: Cli, command: Command) -> Result<u8, Failure> {
                     print_drift(&reports);
                 }
             }
-            let plans = platform.preview().await?;
+            let checked = platform.preview_checked().await?;
+            let plans = checked.plans;
             if !cli.json {
                 print_plans(&plans);
+                print_violations(&checked.violations);
             }
+            refuse_mandatory(&checked.violations)?;
             if target == Target::Aws && !cli.yes && plans.iter().any(Plan::has_changes) {
                 confirm("Apply these changes to AWS")?;
             }
@@ -446,6 +486,7 @@ async fn run(cli: Cli, command: Command) -> Result<u8, Failure> {
                     "api_calls": {"read": summary.calls.read, "mutating": summary.calls.mutating},
                     "wall_ms": started.elapsed().as_millis() as u64,
                     "outputs": outputs_json(&summary.outputs),
+                    "violations": summary.violations,
                 }),
                 || {
                     print_summary(
@@ -462,28 +503,46 @@ async fn run(cli: Cli, command: Command) -> Result<u8, Failure> {
         Command::Preview {
             detailed_exitcode,
             refresh,
+            format,
         } => {
-            let (plans, reports) = if refresh {
+            let (checked, reports) = if refresh {
                 let reports = platform.preview_refreshed().await?;
-                (
-                    reports.iter().map(|r| r.plan.clone()).collect(),
-                    Some(reports),
-                )
+                let mut document = PlanDocument::new(Vec::new());
+                for r in &reports {
+                    document.extend(r.document.clone());
+                }
+                let checked = Preview {
+                    plans: reports.iter().map(|r| r.plan.clone()).collect(),
+                    violations: platform.planned_violations(&reports),
+                    document,
+                };
+                (checked, Some(reports))
             } else {
-                (platform.preview().await?, None)
+                (platform.preview_checked().await?, None)
             };
+            let plans = &checked.plans;
             let changes = plans.iter().any(Plan::has_changes);
             let calls = platform.engine().calls();
-            let mut doc = plans_json(&plans, calls.read, calls.mutating, started.elapsed());
+            let mut doc = plans_json(plans, calls.read, calls.mutating, started.elapsed());
             if let Some(reports) = &reports {
                 doc["drift"] = drift_json(reports);
             }
+            doc["plan"] = serde_json::to_value(&checked.document).unwrap_or_default();
+            doc["violations"] = serde_json::to_value(&checked.violations).unwrap_or_default();
             out.emit("preview", doc, || {
+                if format == PreviewFormat::Markdown {
+                    print!("{}", examples::review::markdown(&checked));
+                    return;
+                }
                 if let Some(reports) = &reports {
                     print_drift(reports);
                 }
-                print_plans(&plans);
+                print_plans(plans);
+                print_violations(&checked.violations);
             });
+            if policy::mandatory(&checked.violations).next().is_some() {
+                return Ok(POLICY_EXIT);
+            }
             Ok(if detailed_exitcode && changes { 2 } else { 0 })
         }
         Command::Refresh { detailed_exitcode } => {
@@ -494,14 +553,26 @@ async fn run(cli: Cli, command: Command) -> Result<u8, Failure> {
             let drifted = reports
                 .iter()
                 .any(|r| !r.drift.is_empty() || r.plan.has_changes());
+            // What is live, checked as a plan would be: a port opened by hand is a violation too.
+            let violations = platform.live_violations(&reports);
             let calls = platform.engine().calls();
             let mut doc = plans_json(&plans, calls.read, calls.mutating, started.elapsed());
             doc["drift"] = drift_json(&reports);
+            doc["violations"] = serde_json::to_value(&violations).unwrap_or_default();
             out.emit("refresh", doc, || {
                 print_drift(&reports);
                 print_plans(&plans);
+                print_violations(&violations);
             });
-            Ok(if detailed_exitcode && drifted { 2 } else { 0 })
+            Ok(
+                if detailed_exitcode && policy::mandatory(&violations).next().is_some() {
+                    POLICY_EXIT
+                } else if detailed_exitcode && drifted {
+                    2
+                } else {
+                    0
+                },
+            )
         }
         Command::Destroy => {
             if target == Target::Aws && !cli.yes {
@@ -804,6 +875,34 @@ fn print_plans(plans: &[Plan]) {
     for p in plans {
         println!("{p}");
     }
+}
+
+/// The violations, mandatory first, each with its policy, resource and fix.
+fn print_violations(violations: &[Violation]) {
+    if violations.is_empty() {
+        return;
+    }
+    println!("policy violations:");
+    for v in violations {
+        println!("  {v}");
+    }
+}
+
+/// A mandatory violation stops the run before any change: exit 3.
+fn refuse_mandatory(violations: &[Violation]) -> Result<(), Failure> {
+    let mandatory: Vec<String> = policy::mandatory(violations)
+        .map(ToString::to_string)
+        .collect();
+    if mandatory.is_empty() {
+        return Ok(());
+    }
+    Err(failure(
+        POLICY_EXIT,
+        format!(
+            "refused by policy, nothing was changed: {} (change the config, or the rule's enforcement in [policy] rules)",
+            mandatory.join("; ")
+        ),
+    ))
 }
 
 fn print_summary(t: &Counts, read: u64, mutating: u64, wall: Duration) {

@@ -7,8 +7,13 @@
 
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use network_stack::SubnetSpec;
+use network_stack::resources::{PortRange, Protocol, SgRule};
 use platform_core::ValidationError;
+use platform_core::policy::{Enforcement, Policies, RegoPolicy};
 use serde::{Deserialize, Serialize};
 
 use crate::Platform;
@@ -26,6 +31,60 @@ pub struct PlatformConfig {
     /// The cluster stack.
     #[serde(default)]
     pub cluster: ClusterSection,
+    /// Tags on every taggable resource of the three stacks (as the AWS provider's `default_tags`).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// The policies every plan is checked against.
+    #[serde(default)]
+    pub policy: PolicySection,
+}
+
+/// `[policy]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    /// Tag keys every taggable resource must carry (the `required-tags` rule).
+    #[serde(default)]
+    pub required_tags: Vec<String>,
+    /// A rule's enforcement instead of its own: `{ image-pinned = "mandatory", log-retention = "off" }`.
+    #[serde(default)]
+    pub rules: BTreeMap<String, Enforcement>,
+    /// Rego files or directories (conftest's `deny` / `warn` rules in `package main`), relative
+    /// to the config file.
+    #[serde(default)]
+    pub paths: Vec<PathBuf>,
+}
+
+/// One extra inbound rule of the service security group: `{ protocol = "tcp", port = 22, cidr = "203.0.113.0/24" }`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngressRule {
+    /// `tcp` (the default), `udp` or `all`.
+    #[serde(default = "tcp")]
+    pub protocol: Protocol,
+    /// The port (TCP and UDP), or the first of a range.
+    pub port: Option<u16>,
+    /// The last port of a range (default: `port`).
+    pub to_port: Option<u16>,
+    /// The peer's IPv4 block.
+    pub cidr: String,
+}
+
+fn tcp() -> Protocol {
+    Protocol::Tcp
+}
+
+impl IngressRule {
+    fn rule(&self) -> SgRule {
+        SgRule {
+            protocol: self.protocol,
+            ports: self.port.map(|from| PortRange {
+                from,
+                to: self.to_port.unwrap_or(from),
+            }),
+            cidr: self.cidr.clone(),
+        }
+    }
 }
 
 /// `[iam]`.
@@ -52,6 +111,9 @@ pub struct NetworkSection {
     pub vpc_cidr: Option<String>,
     /// The public subnets' blocks, one subnet per zone, in order.
     pub public_subnets: Option<Vec<String>>,
+    /// Inbound rules of the service security group besides the service's own port.
+    #[serde(default)]
+    pub ingress: Vec<IngressRule>,
 }
 
 /// `[cluster]`.
@@ -104,6 +166,9 @@ pub enum ConfigError {
         /// The parser's message, naming the key and the line.
         message: String,
     },
+    /// A Rego policy that cannot be read or does not parse.
+    #[error("{0}")]
+    Policy(#[from] platform_core::policy::RegoError),
     /// A value the stacks refuse.
     #[error("{path}: {key} = {value}: {reason}")]
     Invalid {
@@ -178,6 +243,16 @@ impl PlatformConfig {
         if let Some(days) = cluster.log_retention_days {
             c.log_retention_days = Some(days);
         }
+        platform
+            .network
+            .ingress
+            .extend(net.ingress.iter().map(IngressRule::rule));
+        for (k, v) in &self.tags {
+            platform.iam.tags.insert(k.clone(), v.clone());
+            platform.network.tags.insert(k.clone(), v.clone());
+            platform.cluster.tags.insert(k.clone(), v.clone());
+        }
+        platform.policies = self.policies(path)?;
         // The IAM policies name the cluster and the log group the cluster stack makes.
         platform
             .iam
@@ -216,6 +291,34 @@ impl PlatformConfig {
             .validate()
             .map_err(|e| invalid("cluster", e))?;
         Ok(())
+    }
+}
+
+impl PlatformConfig {
+    /// The built-in rules with `[policy]`'s required tags, the Rego policies of `[policy] paths`
+    /// (relative to `path`'s directory), and `[policy] rules`' enforcements.
+    ///
+    /// # Errors
+    /// [`ConfigError::Policy`] for a Rego file that cannot be read or parsed;
+    /// [`ConfigError::Invalid`] for a rule id that names no policy.
+    pub fn policies(&self, path: &Path) -> Result<Policies, ConfigError> {
+        let mut policies = crate::policies::builtin(&self.policy.required_tags);
+        let dir = path.parent().unwrap_or(Path::new(""));
+        let paths: Vec<PathBuf> = self.policy.paths.iter().map(|p| dir.join(p)).collect();
+        for p in RegoPolicy::load(&paths)? {
+            policies.add(Arc::new(p));
+        }
+        for (id, enforcement) in &self.policy.rules {
+            policies
+                .enforce(id, *enforcement)
+                .map_err(|e| ConfigError::Invalid {
+                    path: path.to_owned(),
+                    key: format!("policy.rules.{id}"),
+                    value: enforcement.to_string(),
+                    reason: e.reason,
+                })?;
+        }
+        Ok(policies)
     }
 }
 
@@ -262,6 +365,10 @@ name_prefix = {net_prefix:?}
 vpc_cidr = {vpc:?}
 # The public subnets' blocks inside the VPC's, one subnet per availability zone, in zone order.
 public_subnets = [{subnets}]
+# Inbound rules of the service security group besides TCP 80 from anywhere (protocol tcp, udp or
+# all; port, or port and to_port for a range). The policies refuse SSH / RDP, and any port no
+# service listens on, from 0.0.0.0/0: admit your own block.
+# ingress = [{{ protocol = "tcp", port = 22, cidr = "203.0.113.0/24" }}]
 
 [cluster]
 # The stack's name in the state store.
@@ -288,6 +395,19 @@ container_port = {port}
 log_group = {log_group:?}
 # Days to keep its logs: 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, ... (CloudWatch's values).
 log_retention_days = {retention}
+
+# Tags on every taggable resource of the three stacks (as the AWS provider's default_tags).
+# [tags]
+# team = "platform"
+
+# The policies every plan is checked against before any change (README, "Policies").
+# [policy]
+# Tag keys every taggable resource must carry (rule required-tags).
+# required_tags = ["team"]
+# A rule's enforcement: mandatory (up changes nothing, exit 3), advisory (reported) or off.
+# rules = {{ image-pinned = "mandatory", log-retention = "off" }}
+# Rego files or directories (deny / warn rules in package main), relative to this file.
+# paths = ["policies"]
 "#,
         iam_stack = i.stack_name,
         iam_prefix = i.name_prefix,

@@ -18,5 +18,7 @@ pub mod config;
 pub mod graph;
 pub mod measure;
 mod platform;
+pub mod policies;
+pub mod review;
 
-pub use platform::{Platform, PlatformOutputs, StackReport, UpSummary};
+pub use platform::{Platform, PlatformOutputs, Preview, StackReport, UpSummary};

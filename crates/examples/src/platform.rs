@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use cluster_stack::{ClusterConfig, ClusterOutputs, ClusterStack};
 use iam_stack::{IamConfig, IamOutputs, IamStack};
 use network_stack::{NetworkConfig, NetworkOutputs, NetworkStack};
+use platform_core::policy::{PlanDocument, Policies, Violation};
 use platform_core::{
     CallStats, Counts, Engine, Error, ImportReport, Plan, RefreshReport, UpOptions,
 };
@@ -42,6 +43,20 @@ pub struct UpSummary {
     pub calls: CallStats,
     /// Wall time.
     pub elapsed: Duration,
+    /// The advisory policy violations of the plan applied (a mandatory one refuses the run).
+    pub violations: Vec<Violation>,
+}
+
+/// What [`Platform::preview_checked`] found: the plans, the plan document policies saw, and their
+/// violations.
+#[derive(Clone, Debug)]
+pub struct Preview {
+    /// Per stack, in apply order.
+    pub plans: Vec<Plan>,
+    /// The three stacks' plans as policies see them.
+    pub document: PlanDocument,
+    /// The violations, mandatory first.
+    pub violations: Vec<Violation>,
 }
 
 /// The production platform on one engine.
@@ -54,6 +69,9 @@ pub struct Platform {
     pub network: NetworkConfig,
     /// The cluster stack's config.
     pub cluster: ClusterConfig,
+    /// The policies every plan is checked against before any change: the built-in guardrails
+    /// ([`policies::builtin`](crate::policies::builtin)) unless replaced.
+    pub policies: Policies,
 }
 
 impl Platform {
@@ -64,6 +82,7 @@ impl Platform {
             iam: IamConfig::default(),
             network: NetworkConfig::default(),
             cluster: ClusterConfig::default(),
+            policies: crate::policies::builtin(&[]),
         }
     }
 
@@ -102,6 +121,50 @@ impl Platform {
             e.preview(&net).await?,
             e.preview(&cluster).await?,
         ])
+    }
+
+    /// [`preview`](Self::preview), with the plans checked against the platform's policies as one
+    /// document. No change, no AWS call but the identity check.
+    ///
+    /// # Errors
+    /// As [`preview`](Self::preview).
+    pub async fn preview_checked(&self) -> Result<Preview, Error> {
+        let (iam, net, cluster) = self.stacks().await?;
+        let e = &self.engine;
+        let (mut plans, mut document) = (Vec::new(), PlanDocument::new(Vec::new()));
+        for (plan, doc) in [
+            e.preview_document(&iam).await?,
+            e.preview_document(&net).await?,
+            e.preview_document(&cluster).await?,
+        ] {
+            plans.push(plan);
+            document.extend(doc);
+        }
+        let violations = self.policies.check(&document);
+        Ok(Preview {
+            plans,
+            document,
+            violations,
+        })
+    }
+
+    /// The policies' violations in what `reports` found live (after a refresh): a port opened by
+    /// hand is a violation as well as a drift.
+    pub fn live_violations(&self, reports: &[RefreshReport]) -> Vec<Violation> {
+        let mut live = PlanDocument::new(Vec::new());
+        for r in reports {
+            live.extend(r.live.clone());
+        }
+        self.policies.check(&live)
+    }
+
+    /// The policies' violations in the plans of `reports` (`preview --refresh`).
+    pub fn planned_violations(&self, reports: &[RefreshReport]) -> Vec<Violation> {
+        let mut planned = PlanDocument::new(Vec::new());
+        for r in reports {
+            planned.extend(r.document.clone());
+        }
+        self.policies.check(&planned)
     }
 
     /// Reads every recorded resource live (the three stacks at once), records what it found, and
@@ -184,6 +247,7 @@ impl Platform {
         let before = self.engine.calls();
         let (iam_stack, net_stack, cluster_stack) = self.stacks().await?;
         let group = self.engine.group(self.stack_names());
+        let options = options.with_policies(self.policies.clone());
         let (iam, net, cluster) = all_ok(tokio::join!(
             group.up(&iam_stack, options.clone()),
             group.up(&net_stack, options.clone()),
@@ -211,6 +275,8 @@ impl Platform {
             },
             calls: self.engine.calls().since(&before),
             elapsed: started.elapsed(),
+            // Every member was checked against the same document: one member's list is the group's.
+            violations: iam.violations,
         })
     }
 

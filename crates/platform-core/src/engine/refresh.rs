@@ -6,6 +6,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{Error, ResourceError};
 use crate::events::Event;
 use crate::plan::{Plan, plan_with};
+use crate::policy::PlanDocument;
 use crate::resource::{Context, Registry};
 use crate::stack::{Desired, Stack};
 use crate::state::{ResourceState, StackState};
@@ -46,8 +47,14 @@ impl Engine {
             state.serial += 1;
             lock.write(&state).await?;
             let external = self.external_outputs(&desired, None).await?;
-            let plan = plan_with(&desired, &state, None, &external, None)?;
-            Ok(RefreshReport { plan, drift })
+            let mut planned = Vec::new();
+            let plan = plan_with(&desired, &state, None, &external, Some(&mut planned))?;
+            Ok(RefreshReport {
+                plan,
+                drift,
+                document: PlanDocument::new(planned),
+                live: PlanDocument::recorded([&state]),
+            })
         }
         .await;
         released(lock.as_ref(), result).await
@@ -65,12 +72,18 @@ impl Engine {
         let (state, _) = self.recorded(stack.name()).await?;
         let (state, drift) = self.read_live(&desired.registry, state, &cancel).await?;
         let external = self.external_outputs(&desired, None).await?;
-        let plan = plan_with(&desired, &state, None, &external, None)?;
+        let mut planned = Vec::new();
+        let plan = plan_with(&desired, &state, None, &external, Some(&mut planned))?;
         self.shared.events.emit(Event::Planned {
             stack: stack.name().to_owned(),
             counts: plan.counts(),
         });
-        Ok(RefreshReport { plan, drift })
+        Ok(RefreshReport {
+            plan,
+            drift,
+            document: PlanDocument::new(planned),
+            live: PlanDocument::recorded([&state]),
+        })
     }
 
     /// Brings an existing resource under management as `resource` of `stack`: looks it up by `id`

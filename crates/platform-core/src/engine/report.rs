@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::events::CallStats;
 use crate::plan::Plan;
-use crate::policy::{Policies, Violation};
+use crate::policy::{PlanDocument, Policies, Violation};
 use crate::stack::Produced;
 use crate::state::Producer;
 use crate::types::Counts;
@@ -49,6 +49,13 @@ pub struct RefreshReport {
     pub plan: Plan,
     /// What differed between the recorded state and the live resources, by resource name.
     pub drift: Vec<Drift>,
+    /// The plan as policies see it.
+    #[serde(skip)]
+    pub document: PlanDocument,
+    /// The live resources as read, each `same`: what policies check of what exists (a port opened
+    /// by hand is a violation as well as a drift).
+    #[serde(skip)]
+    pub live: PlanDocument,
 }
 
 /// A recorded resource that is not as recorded.
