@@ -652,3 +652,276 @@ async fn every_network_and_cluster_kind_and_iam_roles_and_policies_can_be_import
     );
     op.json(&["destroy"], 0).await;
 }
+
+/// The plan document of `preview --json` (key `plan`), as README documents it: every key there,
+/// none other (format version 1).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DocumentedPlan {
+    format_version: u32,
+    resources: Vec<DocumentedResource>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[expect(dead_code, reason = "the shape is what is checked")]
+struct DocumentedResource {
+    stack: String,
+    name: String,
+    kind: String,
+    action: DocumentedAction,
+    inputs: serde_json::Map<String, Value>,
+    unknown: Vec<String>,
+    changes: Vec<DocumentedChange>,
+}
+
+#[derive(serde::Deserialize, PartialEq, Debug)]
+#[serde(rename_all = "snake_case")]
+enum DocumentedAction {
+    Create,
+    Update,
+    Replace,
+    Delete,
+    DeleteDeposed,
+    Same,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[expect(dead_code, reason = "the shape is what is checked")]
+struct DocumentedChange {
+    field: String,
+    before: Value,
+    after: Value,
+    after_unknown: bool,
+}
+
+/// `(policy, enforcement, stack/resource)` of a JSON document's violations.
+fn violations(doc: &Value) -> Vec<(String, String, String)> {
+    doc["violations"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no violations key: {doc}"))
+        .iter()
+        .map(|v| {
+            (
+                v["policy"].as_str().unwrap().to_owned(),
+                v["enforcement"].as_str().unwrap().to_owned(),
+                format!(
+                    "{}/{}",
+                    v["stack"].as_str().unwrap(),
+                    v["resource"].as_str().unwrap()
+                ),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_mandatory_policy_violation_changes_nothing_and_advisories_let_the_run_go_on() {
+    let op = Operator::start().await;
+    let sg = "network/service-security-group".to_owned();
+
+    // SSH open to the world: `up` exits 3 having made no call that changes anything.
+    write(
+        &op.path("ssh.toml"),
+        "[network]\ningress = [{ port = 22, cidr = \"0.0.0.0/0\" }]\n",
+    );
+    let (code, out, err) = op.run(&["--config", "ssh.toml", "up"]).await;
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(out.contains("[open-admin-port] mandatory network/service-security-group: ingress tcp 22 from 0.0.0.0/0 opens port 22 to the internet"), "{out}");
+    assert!(
+        err.contains("refused by policy, nothing was changed"),
+        "{err}"
+    );
+    let calls = op.proxy.calls();
+    assert!(!calls.is_empty(), "the identity is asked");
+    let changing: Vec<&str> = calls
+        .iter()
+        .filter(|c| !platform_core::is_read_operation(&c.operation))
+        .map(|c| c.operation.as_str())
+        .collect();
+    assert!(changing.is_empty(), "{changing:?}");
+    assert!(inventory(&op.config).await.is_empty());
+
+    // `preview` says the same and exits 3 whatever --detailed-exitcode says; its JSON carries the
+    // violations and the plan document, which has the documented shape.
+    let preview = op.json(&["--config", "ssh.toml", "preview"], 3).await;
+    let found = violations(&preview);
+    assert_eq!(
+        found[0],
+        (
+            "ingress-from-anywhere".into(),
+            "mandatory".into(),
+            sg.clone()
+        ),
+        "{found:?}"
+    );
+    assert!(found.contains(&("open-admin-port".into(), "mandatory".into(), sg.clone())));
+    assert!(found.contains(&(
+        "image-pinned".into(),
+        "advisory".into(),
+        "cluster/task-definition".into()
+    )));
+    let plan: DocumentedPlan = serde_json::from_value(preview["plan"].clone())
+        .unwrap_or_else(|e| panic!("{e}: {}", preview["plan"]));
+    assert_eq!(plan.format_version, 1);
+    assert_eq!(
+        plan.resources.len(),
+        23,
+        "every resource of the three stacks"
+    );
+    assert!(
+        plan.resources
+            .iter()
+            .all(|r| r.action == DocumentedAction::Create)
+    );
+    let service = &preview["plan"]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "ecs:service")
+        .unwrap()
+        .clone();
+    assert_eq!(service["inputs"]["desired_count"], 1);
+    assert!(
+        service["unknown"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("cluster"))
+    );
+    assert!(service["inputs"]["cluster"].is_null());
+    // A field known in part shows its known parts: a container's image, not its log group.
+    let task = preview["plan"]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "ecs:task-definition")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        task["inputs"]["containers"][0]["image"], "nginx:latest",
+        "{task}"
+    );
+    assert!(
+        task["unknown"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("containers"))
+    );
+    op.json(
+        &["--config", "ssh.toml", "preview", "--detailed-exitcode"],
+        3,
+    )
+    .await;
+
+    // A Rego policy in a directory of the team's: deny fewer than two tasks. The seed is refused;
+    // two tasks pass. A policy that does not parse is refused before any call, naming file and line.
+    let rego = op.path("policies");
+    std::fs::create_dir(&rego).unwrap();
+    write(
+        &rego.join("min-tasks.rego"),
+        r#"package main
+
+import rego.v1
+
+deny contains msg if {
+	some r in input.resources
+	r.kind == "ecs:service"
+	r.inputs.desired_count < 2
+	msg := sprintf("%s/%s runs %d task", [r.stack, r.name, r.inputs.desired_count])
+}
+"#,
+    );
+    op.proxy.clear_calls();
+    let refused = op.json(&["--policy", "policies", "preview"], 3).await;
+    let rego_found: Vec<&Value> = refused["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["policy"] == "min-tasks")
+        .collect();
+    assert_eq!(rego_found.len(), 1, "{refused}");
+    assert_eq!(rego_found[0]["message"], "cluster/service runs 1 task");
+    assert_eq!(rego_found[0]["enforcement"], "mandatory");
+    write(&op.path("two.toml"), "[cluster]\ndesired_count = 2\n");
+    op.json(
+        &["--config", "two.toml", "--policy", "policies", "preview"],
+        0,
+    )
+    .await;
+    write(
+        &rego.join("broken.rego"),
+        "package main\ndeny contains msg if {\n",
+    );
+    let (code, _, err) = op.run(&["--policy", "policies", "preview"]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("broken.rego:"), "{err}");
+    std::fs::remove_file(rego.join("broken.rego")).unwrap();
+    let changing = op
+        .proxy
+        .calls()
+        .iter()
+        .filter(|c| !platform_core::is_read_operation(&c.operation))
+        .count();
+    assert_eq!(changing, 0);
+
+    // The seed: one advisory violation, printed, and the run goes on.
+    let (code, out, err) = op.run(&["up"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(
+            "[image-pinned] advisory cluster/task-definition: container frontend runs nginx:latest"
+        ),
+        "{out}"
+    );
+    let again = op.json(&["up"], 0).await;
+    assert_eq!(violations(&again).len(), 1, "{again}");
+
+    // A Markdown summary for a pull request: violations first, then the changes per stack.
+    let (code, md, _) = op
+        .run(&["--config", "two.toml", "preview", "--format", "markdown"])
+        .await;
+    assert_eq!(code, 0);
+    assert!(md.starts_with("## Platform plan\n"), "{md}");
+    let advisory = md.find("| ⚠️ advisory | `image-pinned` |").expect(&md);
+    let changes = md
+        .find("| update | `service` | `ecs:service` | `desired_count`: 1 → 2 |")
+        .expect(&md);
+    assert!(advisory < changes, "{md}");
+
+    // SSH opened by hand: `refresh --detailed-exitcode` reports the drift and the violation, exit 3.
+    let outputs = op.json(&["outputs"], 0).await;
+    let group = outputs["outputs"]["network"]["security_group_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    aws_sdk_ec2::Client::new(&op.config)
+        .authorize_security_group_ingress()
+        .group_id(&group)
+        .ip_permissions(
+            aws_sdk_ec2::types::IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(22)
+                .to_port(22)
+                .ip_ranges(
+                    aws_sdk_ec2::types::IpRange::builder()
+                        .cidr_ip("0.0.0.0/0")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let drift = op.json(&["refresh", "--detailed-exitcode"], 3).await;
+    assert!(!drift["drift"].as_array().unwrap().is_empty(), "{drift}");
+    assert!(
+        violations(&drift).contains(&("open-admin-port".into(), "mandatory".into(), sg.clone())),
+        "{drift}"
+    );
+    // `up` closes it again (the declared rules are the group's only ones); then the live passes.
+    op.json(&["up"], 0).await;
+    op.json(&["refresh", "--detailed-exitcode"], 0).await;
+    op.json(&["destroy"], 0).await;
+    assert!(inventory(&op.config).await.is_empty());
+}

@@ -11,7 +11,7 @@ use crate::policy::{PlannedAction, PlannedChange, PlannedResource};
 use crate::stack::{Declaration, Desired};
 use crate::state::{PendingOp, StackState};
 use crate::types::{ActionKind, Counts};
-use crate::value::{RefTarget, Resolved, resolve};
+use crate::value::{RefTarget, Resolved, partial, resolve};
 
 /// The text shown for a value that only exists once an upstream resource has been created.
 pub const UNKNOWN: &str = "(known after apply)";
@@ -340,9 +340,10 @@ pub(crate) fn plan_with(
                 },
             )],
         };
-        let mut entry = document
-            .is_some()
-            .then(|| planned_resource(stack, decl, &fields));
+        let mut entry = match document {
+            Some(_) => Some(planned_resource(stack, decl, &fields, &mut lookup)?),
+            None => None,
+        };
         let existing = base
             .resources
             .get(&decl.name)
@@ -500,12 +501,14 @@ pub(crate) fn plan_with(
     })
 }
 
-/// A declared resource's entry in the plan document, its action and changes still to be set.
+/// A declared resource's entry in the plan document, its action and changes still to be set: a
+/// field known only after apply shows what is known of it (the unknown parts `null`).
 fn planned_resource(
     stack: &str,
     decl: &Declaration,
     fields: &[(String, Planned)],
-) -> PlannedResource {
+    lookup: &mut impl FnMut(&RefTarget) -> Result<Option<Value>, Error>,
+) -> Result<PlannedResource, Error> {
     let mut inputs = serde_json::Map::with_capacity(fields.len());
     let mut unknown = Vec::new();
     let mut refs = serde_json::Map::new();
@@ -515,17 +518,17 @@ fn planned_resource(
                 inputs.insert(field.clone(), v.clone());
             }
             Planned::Unknown => {
-                inputs.insert(field.clone(), Value::Null);
-                unknown.push(field.clone());
                 let declared = match &decl.inputs {
                     Value::Object(m) => m.get(field).cloned().unwrap_or(Value::Null),
                     other => other.clone(),
                 };
+                inputs.insert(field.clone(), partial(&declared, lookup)?);
+                unknown.push(field.clone());
                 refs.insert(field.clone(), declared);
             }
         }
     }
-    PlannedResource {
+    Ok(PlannedResource {
         stack: stack.to_owned(),
         name: decl.name.clone(),
         kind: decl.kind.to_owned(),
@@ -534,7 +537,7 @@ fn planned_resource(
         unknown,
         changes: Vec::new(),
         refs,
-    }
+    })
 }
 
 /// A recorded resource's entry in the plan document (a delete): its recorded inputs.

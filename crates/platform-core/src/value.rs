@@ -284,9 +284,52 @@ pub(crate) fn resolve<E>(
     })
 }
 
+/// `value` with each reference replaced by `lookup(target)`, or by `null` where it is not known yet.
+///
+/// # Errors
+/// Passes on lookup's error.
+pub(crate) fn partial<E>(
+    value: &Value,
+    lookup: &mut impl FnMut(&RefTarget) -> Result<Option<Value>, E>,
+) -> Result<Value, E> {
+    if let Some(t) = as_ref_target(value) {
+        return Ok(lookup(&t)?.unwrap_or(Value::Null));
+    }
+    Ok(match value {
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| partial(v, lookup))
+                .collect::<Result<_, E>>()?,
+        ),
+        Value::Object(map) => {
+            let mut out = serde_json::Map::with_capacity(map.len());
+            for (k, v) in map {
+                out.insert(k.clone(), partial(v, lookup)?);
+            }
+            Value::Object(out)
+        }
+        other => other.clone(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partial_value_keeps_what_is_known_and_nulls_what_is_not() {
+        let v = serde_json::json!({"a": [1, {"$ref": {"resource": "x", "output": "id"}}],
+                                   "b": {"$ref": {"resource": "y", "output": "id"}}, "c": "k"});
+        let got = partial(&v, &mut |t: &RefTarget| -> Result<Option<Value>, ()> {
+            Ok((t.resource == "y").then(|| Value::from("y-1")))
+        })
+        .unwrap();
+        assert_eq!(
+            got,
+            serde_json::json!({"a": [1, null], "b": "y-1", "c": "k"})
+        );
+    }
 
     #[derive(Serialize, Deserialize, Debug, PartialEq)]
     struct Subnet {
