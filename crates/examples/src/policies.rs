@@ -615,6 +615,29 @@ mod tests {
     }
 
     #[test]
+    fn the_example_policies_shipped_in_policies_refuse_one_task_and_warn_of_big_tasks() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
+        let config = |extra: &str| {
+            format!(
+                "[cluster]\nimage = \"nginx:1.27\"\n{extra}\n[policy]\npaths = [{:?}]",
+                dir.display().to_string()
+            )
+        };
+        runtime().block_on(async {
+            let seed = found(&platform(&config(""))).await;
+            assert_eq!(
+                seed,
+                [("min-tasks".into(), Enforcement::Mandatory, "cluster/service".into())]
+            );
+            let big = found(&platform(&config("desired_count = 2\ncpu = 4096\nmemory = 8192"))).await;
+            assert_eq!(
+                big,
+                [("task-size".into(), Enforcement::Advisory, "cluster/task-definition".into())]
+            );
+        });
+    }
+
+    #[test]
     fn a_rego_policy_in_a_directory_refuses_one_task_and_passes_two() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
