@@ -202,6 +202,8 @@ struct Failure {
     code: u8,
     message: String,
     error: Option<Box<Error>>,
+    /// The mandatory policy violations that refused the run.
+    violations: Vec<Violation>,
 }
 
 impl From<Error> for Failure {
@@ -213,6 +215,10 @@ impl From<Error> for Failure {
                 1
             },
             message: describe_error(&e),
+            violations: match &e {
+                Error::PolicyViolation { violations, .. } => violations.clone(),
+                _ => Vec::new(),
+            },
             error: Some(Box::new(e)),
         }
     }
@@ -223,6 +229,7 @@ fn failure(code: u8, message: impl Into<String>) -> Failure {
         code,
         message: message.into(),
         error: None,
+        violations: Vec::new(),
     }
 }
 
@@ -289,11 +296,14 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
             if json {
-                let doc = json!({
+                let mut doc = json!({
                     "command": command_name(&command),
                     "error": f.message,
                     "aws_code": f.error.as_ref().and_then(|e| e.aws_code()),
                 });
+                if !f.violations.is_empty() {
+                    doc["violations"] = json!(f.violations);
+                }
                 println!("{doc}");
             }
             eprintln!("error: {}", f.message);
@@ -896,13 +906,15 @@ fn refuse_mandatory(violations: &[Violation]) -> Result<(), Failure> {
     if mandatory.is_empty() {
         return Ok(());
     }
-    Err(failure(
+    let mut refused = failure(
         POLICY_EXIT,
         format!(
             "refused by policy, nothing was changed: {} (change the config, or the rule's enforcement in [policy] rules)",
             mandatory.join("; ")
         ),
-    ))
+    );
+    refused.violations = policy::mandatory(violations).cloned().collect();
+    Err(refused)
 }
 
 fn print_summary(t: &Counts, read: u64, mutating: u64, wall: Duration) {

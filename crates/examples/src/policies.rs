@@ -627,12 +627,23 @@ mod tests {
             let seed = found(&platform(&config(""))).await;
             assert_eq!(
                 seed,
-                [("min-tasks".into(), Enforcement::Mandatory, "cluster/service".into())]
+                [(
+                    "min-tasks".into(),
+                    Enforcement::Mandatory,
+                    "cluster/service".into()
+                )]
             );
-            let big = found(&platform(&config("desired_count = 2\ncpu = 4096\nmemory = 8192"))).await;
+            let big = found(&platform(&config(
+                "desired_count = 2\ncpu = 4096\nmemory = 8192",
+            )))
+            .await;
             assert_eq!(
                 big,
-                [("task-size".into(), Enforcement::Advisory, "cluster/task-definition".into())]
+                [(
+                    "task-size".into(),
+                    Enforcement::Advisory,
+                    "cluster/task-definition".into()
+                )]
             );
         });
     }

@@ -742,6 +742,19 @@ async fn a_mandatory_policy_violation_changes_nothing_and_advisories_let_the_run
         .collect();
     assert!(changing.is_empty(), "{changing:?}");
     assert!(inventory(&op.config).await.is_empty());
+    let refused = op.json(&["--config", "ssh.toml", "up"], 3).await;
+    assert_eq!(
+        violations(&refused),
+        [
+            (
+                "ingress-from-anywhere".into(),
+                "mandatory".into(),
+                sg.clone()
+            ),
+            ("open-admin-port".into(), "mandatory".into(), sg.clone())
+        ],
+        "{refused}"
+    );
 
     // `preview` says the same and exits 3 whatever --detailed-exitcode says; its JSON carries the
     // violations and the plan document, which has the documented shape.

@@ -792,6 +792,20 @@ impl Error {
     }
 }
 
+/// "1 mandatory violation", "2 mandatory violations".
+fn count(n: usize) -> String {
+    format!("{n} mandatory violation{}", if n == 1 { "" } else { "s" })
+}
+
+/// The violations, `; `-separated.
+fn list(violations: &[crate::policy::Violation]) -> String {
+    violations
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -970,18 +984,4 @@ mod tests {
         };
         assert!(!cancelled.is_cancelled_wait());
     }
-}
-
-/// "1 mandatory violation", "2 mandatory violations".
-fn count(n: usize) -> String {
-    format!("{n} mandatory violation{}", if n == 1 { "" } else { "s" })
-}
-
-/// The violations, `; `-separated.
-fn list(violations: &[crate::policy::Violation]) -> String {
-    violations
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
 }

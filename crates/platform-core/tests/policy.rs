@@ -146,6 +146,7 @@ async fn overrides_change_a_policys_enforcement_and_unknown_ids_are_refused() {
     assert_eq!(report.violations.len(), 1);
     assert_eq!(report.violations[0].enforcement, Enforcement::Advisory);
 
+    assert_eq!(engine.policies().ids().collect::<Vec<_>>(), ["no-value"]);
     policies.enforce("no-value", Enforcement::Off).unwrap();
     let doc = engine
         .preview_document(&FakeStack::chain("app", 1))

@@ -224,7 +224,7 @@ fn parse_error(file: &Path, message: &str) -> RegoError {
     let line = message
         .lines()
         .find_map(|l| l.trim().strip_prefix("-->"))
-        .and_then(|loc| loc.trim().rsplitn(3, ':').nth(1)?.parse().ok())
+        .and_then(|loc| loc.trim().rsplit(':').nth(1)?.parse().ok())
         .unwrap_or(0);
     let reason = message
         .lines()
