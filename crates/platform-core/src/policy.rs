@@ -458,3 +458,72 @@ pub fn mandatory(violations: &[Violation]) -> impl Iterator<Item = &Violation> {
         .iter()
         .filter(|v| v.enforcement == Enforcement::Mandatory)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn resource(stack: &str, name: &str, inputs: Value) -> PlannedResource {
+        PlannedResource {
+            stack: stack.into(),
+            name: name.into(),
+            kind: "k".into(),
+            action: PlannedAction::Create,
+            inputs: object(&inputs),
+            unknown: Vec::new(),
+            changes: Vec::new(),
+            refs: Map::new(),
+        }
+    }
+
+    #[test]
+    fn actions_print_as_the_document_spells_them_and_deletes_are_not_kept() {
+        let all = [
+            PlannedAction::Create,
+            PlannedAction::Update,
+            PlannedAction::Replace,
+            PlannedAction::Delete,
+            PlannedAction::DeleteDeposed,
+            PlannedAction::Same,
+        ];
+        for a in all {
+            assert_eq!(
+                Value::from(a.to_string()),
+                serde_json::to_value(a).unwrap(),
+                "{a:?}"
+            );
+        }
+        let kept: Vec<bool> = all.iter().map(|a| a.is_kept()).collect();
+        assert_eq!(kept, [true, true, true, false, false, true]);
+        assert_eq!(Enforcement::Advisory.to_string(), "advisory");
+        assert_eq!(Enforcement::Mandatory.to_string(), "mandatory");
+        assert_eq!(Enforcement::Off.to_string(), "off");
+    }
+
+    #[test]
+    fn a_resource_has_its_address_and_its_user_tags_when_its_kind_has_them() {
+        let tagged = resource("net", "vpc", json!({"tags": {"team": "a", "Name": "x"}}));
+        assert_eq!(tagged.address(), "net/vpc");
+        let tags = tagged.tags().unwrap();
+        assert_eq!(tags.len(), 2);
+        assert_eq!(tags["team"], "a");
+        assert_eq!(resource("s", "r", json!({"size": 1})).tags(), None);
+        assert_eq!(resource("s", "r", json!({"tags": [1]})).tags(), None);
+        assert_eq!(object(&Value::Null), Map::new());
+        assert_eq!(object(&json!(3))[""], 3);
+    }
+
+    #[test]
+    fn documents_extend_in_order() {
+        let mut a = PlanDocument::new(vec![resource("s", "a", json!({}))]);
+        a.extend(PlanDocument::new(vec![
+            resource("t", "b", json!({})),
+            resource("t", "c", json!({})),
+        ]));
+        let names: Vec<String> = a.resources.iter().map(PlannedResource::address).collect();
+        assert_eq!(names, ["s/a", "t/b", "t/c"]);
+        assert_eq!(a.format_version, FORMAT_VERSION);
+    }
+}
