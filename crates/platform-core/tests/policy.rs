@@ -338,8 +338,13 @@ fn violations_are_sorted_mandatory_first_then_by_stack_and_resource() {
         (Enforcement::Off, "a", "a"),
         (Enforcement::Mandatory, "a", "z"),
     ]));
-    let got: Vec<(Enforcement, String, String)> = p
-        .check(&PlanDocument::default())
+    let all = p.check(&PlanDocument::default());
+    let mandatory: Vec<&str> = platform_core::policy::mandatory(&all)
+        .map(|v| v.resource.as_str())
+        .collect();
+    assert_eq!(mandatory, ["z", "y"]);
+    assert_eq!(p.iter().map(|x| x.id()).collect::<Vec<_>>(), ["fixed"]);
+    let got: Vec<(Enforcement, String, String)> = all
         .into_iter()
         .map(|v| (v.enforcement, v.stack, v.resource))
         .collect();

@@ -268,6 +268,12 @@ warn contains {"msg": "m", "stack": "s", "resource": "r", "fix": "f"} if { true 
         )
         .unwrap();
         assert_eq!(p.id(), "two");
+        assert_eq!(p.file(), Path::new("dir/two.rego"));
+        assert!(
+            p.description()
+                .contains("deny (mandatory) and warn (advisory)")
+        );
+        assert_eq!(p.enforcement(), Enforcement::Mandatory);
         let doc: PlanDocument = serde_json::from_value(serde_json::json!({
             "format_version": 1,
             "resources": [{"stack": "s", "name": "r", "kind": "k", "action": "create",
