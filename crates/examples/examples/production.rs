@@ -7,7 +7,7 @@
 //! production [--endpoint URL | --aws] [--state-dir DIR | --state s3://BUCKET/PREFIX]
 //!            [--lock-timeout DURATION] [--take-over-dead-locks] [--json] [--yes] [COMMAND]
 //!            [--call-timeout DURATION] [--settle-window DURATION]
-//!            [--config FILE] [--policy PATH]...
+//!            [--config FILE] [--policy PATH]... [--env NAME]
 //! COMMAND: up [--refresh] (default)
 //!          | preview [--refresh] [--detailed-exitcode] [--format text|markdown]
 //!          | refresh [--detailed-exitcode] | destroy | outputs | graph [--format mermaid|dot]
@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use aws_types::SdkConfig;
 use clap::{Parser, Subcommand, ValueEnum};
-use examples::config::PlatformConfig;
+use examples::config::{DEFAULT_ENV, PlatformConfig};
 use examples::graph::{self, Format};
 use examples::{Platform, PlatformOutputs, Preview};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -85,6 +85,11 @@ struct Cli {
     /// (repeatable; added to the config's `[policy] paths`).
     #[arg(long = "policy", value_name = "PATH", global = true)]
     policies: Vec<PathBuf>,
+    /// The environment: its stacks are `NAME-iam`, `NAME-network`, `NAME-cluster` and every AWS
+    /// name it makes starts with `NAME-` (the config's `[env.NAME]` keys apply); `production`
+    /// keeps the seed's names.
+    #[arg(long, value_name = "NAME", default_value = "production", global = true)]
+    env: String,
     /// Print exactly one JSON object on stdout (progress and messages go to stderr).
     #[arg(long, global = true)]
     json: bool,
@@ -348,11 +353,16 @@ async fn run(cli: Cli, command: Command) -> Result<u8, Failure> {
             path.clone(),
             PlatformConfig::load(path).map_err(|e| failure(2, e.to_string()))?,
         )),
-        None if !cli.policies.is_empty() => {
-            Some((PathBuf::from("--policy"), PlatformConfig::default()))
+        None if !cli.policies.is_empty() || cli.env != DEFAULT_ENV => {
+            Some((PathBuf::from("--env"), PlatformConfig::default()))
         }
         None => None,
     };
+    if let Some((path, config)) = &mut file {
+        *config = config
+            .environment(path, &cli.env)
+            .map_err(|e| failure(2, e.to_string()))?;
+    }
     if let Some((_, file)) = &mut file {
         let here = std::env::current_dir()
             .map_err(|e| failure(1, format!("the current directory: {e}")))?;

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::Platform;
 
 /// The file: one section per stack.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlatformConfig {
     /// The IAM stack.
@@ -37,7 +37,18 @@ pub struct PlatformConfig {
     /// The policies every plan is checked against.
     #[serde(default)]
     pub policy: PolicySection,
+    /// `[env.NAME]`: per environment, the keys that differ from the file's (a scalar replaces, a
+    /// table merges key by key, a list replaces the whole list). See [`environment`](Self::environment).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, toml::Table>,
+    /// The environment this config is for (`None`: the file as written, i.e. `production`).
+    #[serde(skip)]
+    pub environment: Option<String>,
 }
+
+/// The environment a platform is in unless `--env` names another: it keeps the seed's stack and AWS
+/// names.
+pub const DEFAULT_ENV: &str = "production";
 
 /// `[policy]`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,10 +212,60 @@ impl PlatformConfig {
     /// # Errors
     /// [`ConfigError::Parse`].
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let config: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: e.to_string().trim_end().to_owned(),
-        })
+        })?;
+        // Every environment's keys are checked now, whichever one runs.
+        for name in config.env.keys() {
+            config.environment(path, name)?;
+        }
+        Ok(config)
+    }
+
+    /// This config for environment `name`: the file's keys with `[env.NAME]`'s over them (a scalar
+    /// replaces, a table merges key by key, a list replaces the whole list). Applied to a platform,
+    /// an environment other than [`DEFAULT_ENV`] names its stacks `NAME-iam`, `NAME-network`,
+    /// `NAME-cluster` and prefixes every AWS name it makes with `NAME-`, so environments live side
+    /// by side in one account and region.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for a name that is not 1 to 20 lowercase letters, digits and `-`;
+    /// [`ConfigError::Parse`] for an `[env.NAME]` key the file does not have, or of another type.
+    pub fn environment(&self, path: &Path, name: &str) -> Result<Self, ConfigError> {
+        let valid = !name.is_empty()
+            && name.len() <= 20
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !name.starts_with('-');
+        if !valid {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                key: "env".into(),
+                value: name.to_owned(),
+                reason: "an environment is 1 to 20 lowercase letters, digits and -, not starting with - (it prefixes stack and AWS names)".into(),
+            });
+        }
+        let mut base = self.clone();
+        base.env.clear();
+        base.environment = None;
+        let mut merged = toml::Table::try_from(&base).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        if let Some(over) = self.env.get(name) {
+            merge(&mut merged, over);
+        }
+        let mut config: Self =
+            toml::Value::Table(merged)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: format!("[env.{name}]: {}", e.to_string().trim_end()),
+                })?;
+        config.environment = Some(name.to_owned());
+        Ok(config)
     }
 
     /// Sets `platform`'s stacks from the file and validates them, as `up` would before any call.
@@ -242,6 +303,27 @@ impl PlatformConfig {
         set(&mut c.log_group, &cluster.log_group);
         if let Some(days) = cluster.log_retention_days {
             c.log_retention_days = Some(days);
+        }
+        if let Some(env) = self
+            .environment
+            .as_deref()
+            .filter(|e| *e != DEFAULT_ENV)
+        {
+            for name in [
+                &mut c.stack_name,
+                &mut c.cluster_name,
+                &mut c.service_name,
+                &mut c.family,
+                &mut c.log_group,
+            ] {
+                *name = in_env(env, name);
+            }
+            let i = &mut platform.iam;
+            i.stack_name = in_env(env, &i.stack_name);
+            i.name_prefix = in_env(env, &i.name_prefix);
+            let n = &mut platform.network;
+            n.stack_name = in_env(env, &n.stack_name);
+            n.name_prefix = in_env(env, &n.name_prefix);
         }
         platform
             .network
@@ -319,6 +401,28 @@ impl PlatformConfig {
                 })?;
         }
         Ok(policies)
+    }
+}
+
+/// `over`'s keys over `base`'s: a table merges key by key, anything else (a scalar, a list)
+/// replaces.
+fn merge(base: &mut toml::Table, over: &toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            _ => {
+                base.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+/// `name` in environment `env`: `env-name` (the last segment of a path-like name, so that a log
+/// group `/ecs/frontend` is `/ecs/staging-frontend`).
+fn in_env(env: &str, name: &str) -> String {
+    match name.rsplit_once('/') {
+        Some((dir, last)) => format!("{dir}/{env}-{last}"),
+        None => format!("{env}-{name}"),
     }
 }
 
@@ -523,6 +627,93 @@ mod tests {
             let err = file.apply(path, &mut platform()).unwrap_err().to_string();
             assert!(err.starts_with(expected), "{text}: {err}");
         }
+    }
+
+    const TWO_ENVS: &str = r#"
+        [cluster]
+        image = "nginx:1.27"
+        log_retention_days = 30
+        [network]
+        public_subnets = ["10.0.1.0/24", "10.0.2.0/24"]
+        [env.staging.cluster]
+        log_retention_days = 7
+        [env.staging.network]
+        public_subnets = ["10.0.1.0/24"]
+        [env.staging.tags]
+        env = "staging"
+        "#;
+
+    #[test]
+    fn an_environment_overrides_its_keys_and_prefixes_every_name() {
+        let path = Path::new("p.toml");
+        let file = PlatformConfig::parse(path, TWO_ENVS).unwrap();
+        let mut prod = platform();
+        file.environment(path, DEFAULT_ENV)
+            .unwrap()
+            .apply(path, &mut prod)
+            .unwrap();
+        assert_eq!(prod.stack_names(), ["iam", "network", "cluster"]);
+        assert_eq!(prod.cluster.cluster_name, "my-ecs-cluster");
+        assert_eq!(prod.network.public_subnets.len(), 2);
+        assert_eq!(prod.cluster.log_retention_days, Some(30));
+
+        let mut staging = platform();
+        file.environment(path, "staging")
+            .unwrap()
+            .apply(path, &mut staging)
+            .unwrap();
+        assert_eq!(
+            staging.stack_names(),
+            ["staging-iam", "staging-network", "staging-cluster"]
+        );
+        let c = &staging.cluster;
+        assert_eq!(
+            (c.cluster_name.as_str(), c.service_name.as_str(), c.family.as_str(), c.log_group.as_str()),
+            ("staging-my-ecs-cluster", "staging-frontend-service", "staging-frontend", "/ecs/staging-frontend")
+        );
+        assert_eq!(c.image, "nginx:1.27", "a key the environment does not set is the file's");
+        assert_eq!(c.log_retention_days, Some(7), "a scalar replaces");
+        assert_eq!(staging.network.public_subnets.len(), 1, "a list replaces the whole list");
+        assert_eq!(staging.network.name_prefix, "staging-ecs");
+        assert_eq!(staging.iam.name_prefix, "staging-ecs");
+        assert_eq!(staging.cluster.tags["env"], "staging", "a table merges");
+        // The IAM policies name the environment's own cluster and log group.
+        assert_eq!(staging.iam.cluster_name, "staging-my-ecs-cluster");
+        assert_eq!(staging.iam.frontend_log_group, "/ecs/staging-frontend");
+        // An environment the file does not mention: the file's values, its own names.
+        let mut qa = platform();
+        file.environment(path, "qa").unwrap().apply(path, &mut qa).unwrap();
+        assert_eq!(qa.stack_names(), ["qa-iam", "qa-network", "qa-cluster"]);
+        assert_eq!(qa.network.public_subnets.len(), 2);
+    }
+
+    #[test]
+    fn a_bad_environment_name_or_key_is_refused_naming_it() {
+        let path = Path::new("p.toml");
+        let file = PlatformConfig::parse(path, TWO_ENVS).unwrap();
+        for bad in ["", "Staging", "-x", "a_b", "twenty-one-characters"] {
+            let err = file.environment(path, bad).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("p.toml: env = {bad}: an environment is")), "{err}");
+        }
+        let err = PlatformConfig::parse(path, "[env.staging.cluster]\nreplicas = 2\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("[env.staging]") && err.contains("replicas"), "{err}");
+        let err = PlatformConfig::parse(path, "[env.staging.cluster]\ncpu = \"big\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("[env.staging]"), "{err}");
+        // A name made too long by the prefix is refused naming the key and the limit.
+        let long = PlatformConfig::parse(path, &format!("[iam]\nname_prefix = \"{}\"", "p".repeat(40)))
+            .unwrap()
+            .environment(path, "staging-eu-west")
+            .unwrap();
+        let err = long.apply(path, &mut platform()).unwrap_err().to_string();
+        assert!(
+            err.starts_with("p.toml: iam.name_prefix = \"staging-eu-west-ppp"),
+            "{err}"
+        );
+        assert!(err.ends_with("must be 1 to 47 characters"), "{err}");
     }
 
     #[test]
