@@ -304,11 +304,7 @@ impl PlatformConfig {
         if let Some(days) = cluster.log_retention_days {
             c.log_retention_days = Some(days);
         }
-        if let Some(env) = self
-            .environment
-            .as_deref()
-            .filter(|e| *e != DEFAULT_ENV)
-        {
+        if let Some(env) = self.environment.as_deref().filter(|e| *e != DEFAULT_ENV) {
             for name in [
                 &mut c.stack_name,
                 &mut c.cluster_name,
@@ -668,12 +664,29 @@ mod tests {
         );
         let c = &staging.cluster;
         assert_eq!(
-            (c.cluster_name.as_str(), c.service_name.as_str(), c.family.as_str(), c.log_group.as_str()),
-            ("staging-my-ecs-cluster", "staging-frontend-service", "staging-frontend", "/ecs/staging-frontend")
+            (
+                c.cluster_name.as_str(),
+                c.service_name.as_str(),
+                c.family.as_str(),
+                c.log_group.as_str()
+            ),
+            (
+                "staging-my-ecs-cluster",
+                "staging-frontend-service",
+                "staging-frontend",
+                "/ecs/staging-frontend"
+            )
         );
-        assert_eq!(c.image, "nginx:1.27", "a key the environment does not set is the file's");
+        assert_eq!(
+            c.image, "nginx:1.27",
+            "a key the environment does not set is the file's"
+        );
         assert_eq!(c.log_retention_days, Some(7), "a scalar replaces");
-        assert_eq!(staging.network.public_subnets.len(), 1, "a list replaces the whole list");
+        assert_eq!(
+            staging.network.public_subnets.len(),
+            1,
+            "a list replaces the whole list"
+        );
         assert_eq!(staging.network.name_prefix, "staging-ecs");
         assert_eq!(staging.iam.name_prefix, "staging-ecs");
         assert_eq!(staging.cluster.tags["env"], "staging", "a table merges");
@@ -682,7 +695,10 @@ mod tests {
         assert_eq!(staging.iam.frontend_log_group, "/ecs/staging-frontend");
         // An environment the file does not mention: the file's values, its own names.
         let mut qa = platform();
-        file.environment(path, "qa").unwrap().apply(path, &mut qa).unwrap();
+        file.environment(path, "qa")
+            .unwrap()
+            .apply(path, &mut qa)
+            .unwrap();
         assert_eq!(qa.stack_names(), ["qa-iam", "qa-network", "qa-cluster"]);
         assert_eq!(qa.network.public_subnets.len(), 2);
     }
@@ -693,21 +709,30 @@ mod tests {
         let file = PlatformConfig::parse(path, TWO_ENVS).unwrap();
         for bad in ["", "Staging", "-x", "a_b", "twenty-one-characters"] {
             let err = file.environment(path, bad).unwrap_err().to_string();
-            assert!(err.starts_with(&format!("p.toml: env = {bad}: an environment is")), "{err}");
+            assert!(
+                err.starts_with(&format!("p.toml: env = {bad}: an environment is")),
+                "{err}"
+            );
         }
         let err = PlatformConfig::parse(path, "[env.staging.cluster]\nreplicas = 2\n")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("[env.staging]") && err.contains("replicas"), "{err}");
+        assert!(
+            err.contains("[env.staging]") && err.contains("replicas"),
+            "{err}"
+        );
         let err = PlatformConfig::parse(path, "[env.staging.cluster]\ncpu = \"big\"\n")
             .unwrap_err()
             .to_string();
         assert!(err.contains("[env.staging]"), "{err}");
         // A name made too long by the prefix is refused naming the key and the limit.
-        let long = PlatformConfig::parse(path, &format!("[iam]\nname_prefix = \"{}\"", "p".repeat(40)))
-            .unwrap()
-            .environment(path, "staging-eu-west")
-            .unwrap();
+        let long = PlatformConfig::parse(
+            path,
+            &format!("[iam]\nname_prefix = \"{}\"", "p".repeat(40)),
+        )
+        .unwrap()
+        .environment(path, "staging-eu-west")
+        .unwrap();
         let err = long.apply(path, &mut platform()).unwrap_err().to_string();
         assert!(
             err.starts_with("p.toml: iam.name_prefix = \"staging-eu-west-ppp"),

@@ -938,3 +938,78 @@ deny contains msg if {
     op.json(&["destroy"], 0).await;
     assert!(inventory(&op.config).await.is_empty());
 }
+
+#[tokio::test]
+async fn staging_lives_beside_production_in_one_account_and_goes_without_touching_it() {
+    let op = Operator::start().await;
+    write(
+        &op.path("platform.toml"),
+        r#"
+[cluster]
+image = "nginx:1.27"
+[network]
+public_subnets = ["10.0.1.0/24", "10.0.2.0/24"]
+
+[env.staging.cluster]
+log_retention_days = 7
+[env.staging.network]
+public_subnets = ["10.0.1.0/24"]
+"#,
+    );
+    let file = ["--config", "platform.toml"];
+    let with = |extra: &[&'static str]| -> Vec<&'static str> {
+        let mut all = file.to_vec();
+        all.extend_from_slice(extra);
+        all
+    };
+    op.json(&with(&["up"]), 0).await;
+    let production = inventory(&op.config).await;
+    let production_outputs = op.json(&with(&["outputs"]), 0).await;
+
+    let staging = op.json(&with(&["--env", "staging", "up"]), 0).await;
+    assert_eq!(staging["stacks"][0]["name"], "staging-iam", "{staging}");
+    let both = inventory(&op.config).await;
+    // Every kind twice over (staging has one subnet of its own), every name distinct.
+    for (kind, ids) in &production {
+        let all = &both[kind];
+        let theirs: Vec<&String> = all.iter().filter(|id| !ids.contains(id)).collect();
+        assert!(
+            ids.iter().all(|id| all.contains(id)),
+            "{kind}: production kept"
+        );
+        let expected = if matches!(*kind, "subnet" | "association") {
+            1
+        } else {
+            ids.len()
+        };
+        assert_eq!(theirs.len(), expected, "{kind}: {all:?}");
+    }
+    for (kind, name) in [
+        ("cluster", "staging-my-ecs-cluster"),
+        ("role", "staging-ecs-frontend-role"),
+        ("log_group", "/ecs/staging-frontend"),
+        ("policy", "staging-ecs-frontend-policy"),
+    ] {
+        assert!(
+            both[kind].iter().any(|n| n.ends_with(name)),
+            "{kind}: {:?}",
+            both[kind]
+        );
+    }
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&op.config);
+    let group = logs
+        .describe_log_groups()
+        .log_group_name_prefix("/ecs/staging-frontend")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(group.log_groups()[0].retention_in_days(), Some(7));
+
+    // Staging goes; production is as it was: its resources, its outputs, nothing to change.
+    op.json(&with(&["--env", "staging", "destroy"]), 0).await;
+    assert_eq!(inventory(&op.config).await, production);
+    assert_eq!(op.json(&with(&["outputs"]), 0).await, production_outputs);
+    op.json(&with(&["preview", "--detailed-exitcode"]), 0).await;
+    op.json(&with(&["destroy"]), 0).await;
+    assert!(inventory(&op.config).await.is_empty());
+}
