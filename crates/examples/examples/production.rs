@@ -9,7 +9,8 @@
 //!            [--call-timeout DURATION] [--settle-window DURATION]
 //!            [--config FILE] [--policy PATH]... [--env NAME]
 //! COMMAND: up [--refresh] (default)
-//!          | preview [--refresh] [--detailed-exitcode] [--format text|markdown]
+//!          | preview [--refresh] [--detailed-exitcode] [--format text|markdown] [--against ENV]
+//!          | envs
 //!          | refresh [--detailed-exitcode] | destroy | outputs | graph [--format mermaid|dot]
 //!          | force-unlock [STACK...] | import STACK/RESOURCE ID | init [--force] | emulator stop
 //! ```
@@ -20,6 +21,7 @@
 //! violation: `up` changed nothing, `preview` (whatever `--detailed-exitcode` says), `refresh
 //! --detailed-exitcode` over what is live.
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -121,7 +123,14 @@ enum Command {
         /// request comment.
         #[arg(long, value_enum, default_value = "text")]
         format: PreviewFormat,
+        /// Instead of a plan, how this environment's declared platform differs from environment
+        /// ENV's, resource by resource and field by field, names aside (exit 2 with
+        /// --detailed-exitcode when they differ).
+        #[arg(long, value_name = "ENV", conflicts_with = "refresh")]
+        against: Option<String>,
     },
+    /// List the environments the state store holds: each stack's serial and last apply.
+    Envs,
     /// Read every resource live, record it, and show what drifted from what was applied, and what
     /// breaks a policy.
     Refresh {
@@ -321,6 +330,7 @@ fn command_name(c: &Command) -> &'static str {
     match c {
         Command::Up { .. } => "up",
         Command::Preview { .. } => "preview",
+        Command::Envs => "envs",
         Command::Refresh { .. } => "refresh",
         Command::Init { .. } => "init",
         Command::Import { .. } => "import",
@@ -358,6 +368,8 @@ async fn run(cli: Cli, command: Command) -> Result<u8, Failure> {
         }
         None => None,
     };
+    // As written, for `preview --against` (another environment of the same file).
+    let written = file.clone();
     if let Some((path, config)) = &mut file {
         *config = config
             .environment(path, &cli.env)
@@ -437,18 +449,21 @@ async fn run(cli: Cli, command: Command) -> Result<u8, Failure> {
             Arc::new(LocalStateStore::open(&state_dir).map_err(Error::from)?)
         }
     };
-    let sink = progress.clone();
-    let engine = Engine::builder_shared(store.clone())
-        .aws(config)
-        // Already asked once, above: the same credentials, no second STS call.
-        .provider(identity.clone())
-        .cancellation(cancel)
-        .lock_timeout(cli.lock_timeout.unwrap_or_default())
-        .call_timeouts(call_timeouts(cli.call_timeout))
-        .settle_window(cli.settle_window.unwrap_or(DEFAULT_SETTLE_WINDOW))
-        .on_event(move |e| sink.event(e))
-        .build();
-    let mut platform = Platform::new(engine);
+    let engine = || {
+        let sink = progress.clone();
+        Engine::builder_shared(store.clone())
+            .aws(config.clone())
+            // Already asked once, above: the same credentials, no second STS call.
+            .provider(identity.clone())
+            .cancellation(cancel.clone())
+            .lock_timeout(cli.lock_timeout.unwrap_or_default())
+            .call_timeouts(call_timeouts(cli.call_timeout))
+            .settle_window(cli.settle_window.unwrap_or(DEFAULT_SETTLE_WINDOW))
+            .environment(cli.env.clone())
+            .on_event(move |e| sink.event(e))
+            .build()
+    };
+    let mut platform = Platform::new(engine());
     if let Some((path, file)) = &file {
         file.apply(path, &mut platform)
             .map_err(|e| failure(2, e.to_string()))?;
@@ -522,8 +537,87 @@ async fn run(cli: Cli, command: Command) -> Result<u8, Failure> {
         }
         Command::Preview {
             detailed_exitcode,
+            against: Some(other),
+            ..
+        } => {
+            // The other environment, from the same file (or the seed's values).
+            let (path, config) = match &written {
+                Some((path, config)) => (path.clone(), config.clone()),
+                None => (PathBuf::from("--env"), PlatformConfig::default()),
+            };
+            let mut theirs = Platform::new(engine());
+            config
+                .environment(&path, &other)
+                .and_then(|c| c.apply(&path, &mut theirs))
+                .map_err(|e| failure(2, e.to_string()))?;
+            let mine = platform.declared().await?;
+            let them = theirs.declared().await?;
+            let plans = examples::promote::against(&mine, &cli.env, &them, &other);
+            let differ = plans.iter().any(Plan::has_changes);
+            let calls = platform.engine().calls();
+            let mut doc = plans_json(&plans, calls.read, calls.mutating, started.elapsed());
+            doc["env"] = json!(cli.env);
+            doc["against"] = json!(other);
+            out.emit("preview", doc, || {
+                println!("{} against {other} (names aside):", cli.env);
+                print_plans(&plans);
+            });
+            Ok(if detailed_exitcode && differ { 2 } else { 0 })
+        }
+        Command::Envs => {
+            let mut envs: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+            for name in store.list().await.map_err(Error::from)? {
+                let Some(state) = store.read(&name).await.map_err(Error::from)? else {
+                    continue;
+                };
+                let env = state.environment.clone().unwrap_or_else(|| {
+                    ["iam", "network", "cluster"]
+                        .iter()
+                        .find_map(|s| name.strip_suffix(&format!("-{s}")))
+                        .unwrap_or(DEFAULT_ENV)
+                        .to_owned()
+                });
+                let applied = state.applied_at.map(|t| {
+                    humantime::format_rfc3339_seconds(
+                        std::time::UNIX_EPOCH + Duration::from_secs(t),
+                    )
+                    .to_string()
+                });
+                envs.entry(env).or_default().push(json!({
+                    "stack": name,
+                    "serial": state.serial,
+                    "applied_at": applied,
+                    "resources": state.resources.len(),
+                }));
+            }
+            out.emit(
+                "envs",
+                json!({"environments": envs.iter().map(|(e, s)| json!({"name": e, "stacks": s})).collect::<Vec<_>>()}),
+                || {
+                    if envs.is_empty() {
+                        println!("no environment: the state store holds no stack");
+                    }
+                    for (env, stacks) in &envs {
+                        println!("{env}");
+                        for s in stacks {
+                            println!(
+                                "  {:<24} serial {:<4} {} resources, last applied {}",
+                                s["stack"].as_str().unwrap_or_default(),
+                                s["serial"],
+                                s["resources"],
+                                s["applied_at"].as_str().unwrap_or("never")
+                            );
+                        }
+                    }
+                },
+            );
+            Ok(0)
+        }
+        Command::Preview {
+            detailed_exitcode,
             refresh,
             format,
+            against: None,
         } => {
             let (checked, reports) = if refresh {
                 let reports = platform.preview_refreshed().await?;

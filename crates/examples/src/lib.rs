@@ -19,6 +19,7 @@ pub mod graph;
 pub mod measure;
 mod platform;
 pub mod policies;
+pub mod promote;
 pub mod review;
 
 pub use platform::{Platform, PlatformOutputs, Preview, StackReport, UpSummary};

@@ -148,6 +148,19 @@ impl Platform {
         })
     }
 
+    /// The three stacks' declarations as one plan document, independent of any state (see
+    /// [`PlanDocument::declared`]): what two environments compare.
+    ///
+    /// # Errors
+    /// Validation and identity errors.
+    pub async fn declared(&self) -> Result<PlanDocument, Error> {
+        let (iam, net, cluster) = self.stacks().await?;
+        let mut document = PlanDocument::declared(&iam)?;
+        document.extend(PlanDocument::declared(&net)?);
+        document.extend(PlanDocument::declared(&cluster)?);
+        Ok(document)
+    }
+
     /// The policies' violations in what `reports` found live (after a refresh): a port opened by
     /// hand is a violation as well as a drift.
     pub fn live_violations(&self, reports: &[RefreshReport]) -> Vec<Violation> {

@@ -1005,6 +1005,98 @@ public_subnets = ["10.0.1.0/24"]
         .unwrap();
     assert_eq!(group.log_groups()[0].retention_in_days(), Some(7));
 
+    // The store holds both environments, each stack with its serial and last apply.
+    let envs = op.json(&with(&["envs"]), 0).await;
+    let listed: Vec<(String, Vec<String>)> = envs["environments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let stacks = e["stacks"].as_array().unwrap();
+            assert!(
+                stacks
+                    .iter()
+                    .all(|s| s["applied_at"].is_string() && s["serial"].as_u64() > Some(0)),
+                "{envs}"
+            );
+            (
+                e["name"].as_str().unwrap().to_owned(),
+                stacks
+                    .iter()
+                    .map(|s| s["stack"].as_str().unwrap().to_owned())
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (
+                "production".to_owned(),
+                vec!["cluster".to_owned(), "iam".into(), "network".into()]
+            ),
+            (
+                "staging".to_owned(),
+                vec![
+                    "staging-cluster".to_owned(),
+                    "staging-iam".into(),
+                    "staging-network".into()
+                ]
+            ),
+        ],
+        "{envs}"
+    );
+
+    // Promotion: how staging's declaration differs from production's, names aside.
+    let diff = op
+        .json(
+            &with(&[
+                "--env",
+                "staging",
+                "preview",
+                "--against",
+                "production",
+                "--detailed-exitcode",
+            ]),
+            2,
+        )
+        .await;
+    let changed: Vec<String> = diff["stacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| {
+            s["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|st| st["action"] != "same")
+                .map(move |st| {
+                    format!(
+                        "{}/{} {}",
+                        s["name"].as_str().unwrap(),
+                        st["resource"].as_str().unwrap(),
+                        st["action"].as_str().unwrap()
+                    )
+                })
+        })
+        .collect();
+    assert_eq!(
+        changed,
+        [
+            "network/public-subnet-1 delete",
+            "network/public-subnet-1-route delete",
+            "cluster/log-group update",
+            "cluster/service update",
+        ],
+        "{diff}"
+    );
+    op.json(
+        &with(&["preview", "--against", "production", "--detailed-exitcode"]),
+        0,
+    )
+    .await;
+
     // Staging goes; production is as it was: its resources, its outputs, nothing to change.
     op.json(&with(&["--env", "staging", "destroy"]), 0).await;
     assert_eq!(inventory(&op.config).await, production);

@@ -200,6 +200,26 @@ impl PlanDocument {
         Self::new(resources)
     }
 
+    /// `stack`'s declaration as a plan document, independent of any state: every resource a
+    /// create, every value that comes from another resource (an id, an ARN) unknown. Two
+    /// declarations compare field by field this way whatever has been applied (promotion between
+    /// environments).
+    ///
+    /// # Errors
+    /// Validation and graph errors, as [`Engine::preview`](crate::Engine::preview).
+    pub fn declared<S: crate::Stack>(stack: &S) -> Result<Self, crate::Error> {
+        let desired = crate::Desired::of(stack)?;
+        let mut resources = Vec::with_capacity(desired.resources.len());
+        crate::plan::plan_with(
+            &desired,
+            &StackState::new(stack.name()),
+            None,
+            &crate::plan::ExternalOutputs::new(),
+            Some(&mut resources),
+        )?;
+        Ok(Self::new(resources))
+    }
+
     /// Adds another document's resources (another stack's).
     pub fn extend(&mut self, other: PlanDocument) {
         self.resources.extend(other.resources);

@@ -279,6 +279,22 @@ async fn the_plan_document_has_every_resource_with_its_full_inputs_and_unknowns(
         .collect();
     assert_eq!(kept, ["r0", "r1"]);
 
+    // The declaration alone, whatever was applied: every resource a create, references unknown.
+    let declared = PlanDocument::declared(&next).unwrap();
+    let actions: Vec<(String, PlannedAction, Vec<String>)> = declared
+        .resources
+        .iter()
+        .map(|r| (r.name.clone(), r.action, r.unknown.clone()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("r0".into(), PlannedAction::Create, vec![]),
+            ("r1".into(), PlannedAction::Create, vec!["deps".to_owned()])
+        ]
+    );
+    assert_eq!(declared.resources[1].inputs["value"], "v2");
+
     // What was recorded, as a policy sees what is live.
     let state = store.read("app").await.unwrap().unwrap();
     let live = PlanDocument::recorded([&state]);

@@ -39,6 +39,7 @@ pub struct EngineBuilder {
     pub(super) settle_window: Duration,
     pub(super) call_timeouts: CallTimeouts,
     pub(super) policies: Policies,
+    pub(super) environment: Option<String>,
 }
 
 /// How long one AWS call may take before the engine gives up on it: a call that never answers
@@ -205,6 +206,14 @@ impl EngineBuilder {
         self
     }
 
+    /// The environment (`staging`, `production`) recorded in every stack state an `up` of this
+    /// engine writes, so that a store shared by several environments says which stack is whose.
+    #[must_use]
+    pub fn environment(mut self, name: impl Into<String>) -> Self {
+        self.environment = Some(name.into());
+        self
+    }
+
     /// Builds the engine.
     pub fn build(mut self) -> Engine {
         let timeouts = self.call_timeouts;
@@ -238,6 +247,7 @@ impl EngineBuilder {
             cancel: self.cancel,
             lock_timeout: self.lock_timeout,
             policies: self.policies,
+            environment: self.environment,
         }
     }
 }

@@ -33,6 +33,7 @@ pub(super) struct Summary {
     pub(super) producers: Vec<Producer>,
     pub(super) outputs: Option<Value>,
     pub(super) outputs_schema: Option<u32>,
+    pub(super) environment: Option<String>,
 }
 
 impl Summary {
@@ -43,6 +44,7 @@ impl Summary {
             producers: state.producers.clone(),
             outputs: state.outputs.clone(),
             outputs_schema: state.outputs_schema,
+            environment: state.environment.clone(),
         }
     }
 }

@@ -50,6 +50,7 @@ pub struct Engine {
     cancel: CancellationToken,
     lock_timeout: Duration,
     policies: Policies,
+    environment: Option<String>,
 }
 
 impl fmt::Debug for Engine {
@@ -85,6 +86,7 @@ impl Engine {
             settle_window: steps::DEFAULT_SETTLE_WINDOW,
             call_timeouts: CallTimeouts::default(),
             policies: Policies::new(),
+            environment: None,
         }
     }
 
@@ -366,6 +368,11 @@ impl Engine {
         Ok((plan, PlanDocument::new(resources)))
     }
 
+    /// The environment recorded in the states this engine applies ([`EngineBuilder::environment`]).
+    pub fn environment(&self) -> Option<&str> {
+        self.environment.as_deref()
+    }
+
     /// The engine's policies ([`EngineBuilder::policies`]).
     pub fn policies(&self) -> &Policies {
         &self.policies
@@ -521,6 +528,7 @@ impl Engine {
         // record the same writes nothing.
         let recorded = Summary::of(&state);
         state.provider = Some(provider.clone());
+        state.environment.clone_from(&self.environment);
         state.references = references;
         state.producers = producers;
         let links = Links {
@@ -568,6 +576,10 @@ impl Engine {
             run.record_whole(|s| {
                 s.outputs = Some(json);
                 s.outputs_schema = Some(S::OUTPUTS_SCHEMA);
+                s.applied_at = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .ok()
+                    .map(|d| d.as_secs());
                 // The serial this write is recorded under (`record` increments it after `f`).
                 serial = s.serial + 1;
             })

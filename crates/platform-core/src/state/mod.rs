@@ -103,6 +103,12 @@ pub struct StackState {
     /// The resources, by logical name.
     #[serde(default)]
     pub resources: BTreeMap<String, ResourceState>,
+    /// The environment of the engine that applied it ([`EngineBuilder::environment`](crate::EngineBuilder::environment)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// When the last `up` that recorded a change finished writing it (seconds since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_at: Option<u64>,
 }
 
 impl StackState {
@@ -118,6 +124,8 @@ impl StackState {
             outputs_schema: None,
             producers: Vec::new(),
             resources: BTreeMap::new(),
+            environment: None,
+            applied_at: None,
         }
     }
 
