@@ -508,6 +508,11 @@ log_retention_days = {retention}
 # rules = {{ image-pinned = "mandatory", log-retention = "off" }}
 # Rego files or directories (deny / warn rules in package main), relative to this file.
 # paths = ["policies"]
+
+# Per environment (`production --env staging`), the keys that differ: a scalar replaces, a table
+# merges, a list replaces. Another environment's stacks and AWS names start with its name.
+# [env.staging.cluster]
+# log_retention_days = 7
 "#,
         iam_stack = i.stack_name,
         iam_prefix = i.name_prefix,
