@@ -375,3 +375,42 @@ fn violations_are_sorted_mandatory_first_then_by_stack_and_resource() {
     assert!(!p.is_empty() && Policies::new().is_empty());
     assert_eq!(p.ids().collect::<Vec<_>>(), ["fixed"]);
 }
+
+#[tokio::test]
+async fn a_stack_records_the_environment_that_applied_it_and_when() {
+    let cloud = FakeCloud::new();
+    let store = MemoryStateStore::new();
+    let engine = Engine::builder(store.clone())
+        .provider(platform_core::testing::local_provider())
+        .extension(cloud.clone())
+        .environment("staging")
+        .build();
+    assert_eq!(engine.environment(), Some("staging"));
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    engine.up(&FakeStack::chain("app", 1)).await.unwrap();
+    let state = store.read("app").await.unwrap().unwrap();
+    assert_eq!(state.environment.as_deref(), Some("staging"));
+    let applied = state.applied_at.unwrap();
+    assert!(
+        applied >= before && applied < before + 60,
+        "{applied} {before}"
+    );
+    // Nothing changed: nothing written, the last apply stays.
+    engine.up(&FakeStack::chain("app", 1)).await.unwrap();
+    let again = store.read("app").await.unwrap().unwrap();
+    assert_eq!(
+        (again.serial, again.applied_at),
+        (state.serial, state.applied_at)
+    );
+    // An engine without an environment records none (and a state without one reads as before).
+    let plain = Engine::builder(MemoryStateStore::new())
+        .provider(platform_core::testing::local_provider())
+        .extension(cloud)
+        .build();
+    assert_eq!(plain.environment(), None);
+    let json = serde_json::to_value(platform_core::StackState::new("x")).unwrap();
+    assert!(json.get("environment").is_none() && json.get("applied_at").is_none());
+}
