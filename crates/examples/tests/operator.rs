@@ -390,7 +390,27 @@ async fn drift_on_every_kind_of_rule_route_and_profile_role_is_seen_and_repaired
         .await
         .unwrap();
 
-    let drift = op.json(&["refresh", "--detailed-exitcode"], 2).await;
+    // SSH from any IPv6 address is a drift and, live, a mandatory policy violation: exit 3.
+    let drift = op.json(&["refresh", "--detailed-exitcode"], 3).await;
+    let live: Vec<(String, String)> = drift["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["enforcement"] == "mandatory")
+        .map(|v| {
+            (
+                v["policy"].as_str().unwrap().to_owned(),
+                v["message"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        live.contains(&(
+            "open-admin-port".into(),
+            "ingress tcp 22-22 from ipv6:::/0 opens port 22 to the internet".into()
+        )),
+        "{live:?}"
+    );
     let fields: Vec<(String, String)> = drift["drift"]
         .as_array()
         .unwrap()
