@@ -26,13 +26,23 @@ resource_outputs! {
     }
 }
 
+/// Which association of the route tables a filter found is meant: DescribeRouteTables answers
+/// whole tables, with every association of each, whichever one the filter matched.
+#[derive(Clone, Copy)]
+enum Wanted<'a> {
+    /// The association with this id.
+    Id(&'a str),
+    /// The subnet's explicit association.
+    Subnet(&'a str),
+}
+
 impl RouteTableAssociation {
-    /// (association id, route table id) of the subnet's explicit association, if any.
+    /// (association id, route table id, subnet id) of the association `wanted`, if any.
     async fn lookup(
         ctx: &Context,
         client: &aws_sdk_ec2::Client,
         filter: Filter,
-        subnet: Option<&str>,
+        wanted: Wanted<'_>,
     ) -> Result<Option<(String, String, String)>, ResourceError> {
         let out = ctx
             .call("DescribeRouteTables", || {
@@ -47,7 +57,10 @@ impl RouteTableAssociation {
             .iter()
             .flat_map(|t| t.associations())
             .filter(|a| !a.main().unwrap_or(false))
-            .filter(|a| subnet.is_none() || a.subnet_id() == subnet)
+            .filter(|a| match wanted {
+                Wanted::Id(id) => a.route_table_association_id() == Some(id),
+                Wanted::Subnet(subnet) => a.subnet_id() == Some(subnet),
+            })
             .find_map(|a| {
                 Some((
                     a.route_table_association_id()?.to_owned(),
@@ -71,7 +84,7 @@ impl RouteTableAssociation {
             .name("association.subnet-id")
             .values(subnet.as_str())
             .build();
-        Self::lookup(ctx, client, filter, Some(subnet.as_str())).await
+        Self::lookup(ctx, client, filter, Wanted::Subnet(subnet.as_str())).await
     }
 }
 
@@ -118,7 +131,8 @@ impl Resource for RouteTableAssociation {
             .name("association.route-table-association-id")
             .values(outputs.association_id.as_str())
             .build();
-        let found = match Self::lookup(ctx, &client, filter, None).await? {
+        let id = outputs.association_id.as_str();
+        let found = match Self::lookup(ctx, &client, filter, Wanted::Id(id)).await? {
             Some(found) => Some(found),
             // A replace whose answer was lost retired the recorded id: the subnet's association
             // now has another one, and it is this resource (a subnet has one association).
@@ -201,7 +215,7 @@ impl Resource for RouteTableAssociation {
             .name("association.route-table-association-id")
             .values(id)
             .build();
-        Ok(Self::lookup(ctx, &client, filter, None)
+        Ok(Self::lookup(ctx, &client, filter, Wanted::Id(id))
             .await?
             .map(|_| RouteTableAssociationOutputs {
                 association_id: AssociationId::new(id.to_owned()),
@@ -220,7 +234,7 @@ impl Resource for RouteTableAssociation {
             .name("route-table-id")
             .values(rt.as_str())
             .build();
-        let found = Self::lookup(ctx, &client, filter, Some(subnet.as_str())).await?;
+        let found = Self::lookup(ctx, &client, filter, Wanted::Subnet(subnet.as_str())).await?;
         Ok(found.map(|(id, _, _)| RouteTableAssociationOutputs {
             association_id: AssociationId::new(id),
         }))
