@@ -79,7 +79,7 @@ use serde::{Deserialize, Serialize};
 
 pub use ids::{ClusterArn, TaskDefinitionArn};
 use resources::{Cluster, Container, LogGroup, Service, TaskDefinition};
-pub use resources::{ContainerInsights, Deployment, Launch};
+pub use resources::{ContainerInsights, Deployment, HealthCheck, Launch};
 
 /// The cluster stack's typed config. `Default` reproduces the seed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,6 +109,12 @@ pub struct ClusterConfig {
     pub container_port: u16,
     /// Environment variables of the container.
     pub environment: BTreeMap<String, String>,
+    /// Variables ECS sets from secrets at start: name to the full ARN of a Secrets Manager secret
+    /// or an SSM parameter. The IAM stack's execution role reads exactly these (see
+    /// `IamConfig::frontend_secrets`).
+    pub secrets: BTreeMap<String, String>,
+    /// The container's health check.
+    pub health_check: Option<HealthCheck>,
     /// CPU units (default 256).
     pub cpu: u32,
     /// Memory in MiB (default 512).
@@ -146,6 +152,8 @@ impl Default for ClusterConfig {
             image: "nginx:latest".into(),
             container_port: 80,
             environment: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+            health_check: None,
             cpu: 256,
             memory: 512,
             service_name: "frontend-service".into(),
@@ -255,6 +263,12 @@ impl ClusterConfig {
         }
         validate::image("image", &self.image)?;
         validate::port("container_port", self.container_port)?;
+        for (name, arn) in &self.secrets {
+            validate::secret(&format!("secrets.{name}"), name, arn)?;
+        }
+        if let Some(h) = &self.health_check {
+            h.validate("health_check")?;
+        }
         validate::fargate_size(self.cpu, self.memory)?;
         if !(0..=10_000).contains(&self.desired_count) {
             return Err(ValidationError::new(
@@ -474,6 +488,8 @@ impl Stack for ClusterStack {
                     environment: c.environment.clone(),
                     log_group: Input::from(&logs.name),
                     log_stream_prefix: c.container_name.clone(),
+                    secrets: c.secrets.clone(),
+                    health_check: c.health_check.clone(),
                 }],
                 tags: c.tags.clone(),
             },

@@ -115,8 +115,90 @@ pub fn log_group_name(field: &str, value: &str) -> Result<(), ValidationError> {
 
 pub use platform_core::validate_tags as tags;
 
+/// A secret ECS injects: a variable name (`[A-Za-z_][A-Za-z0-9_]*`) and the full ARN of a Secrets
+/// Manager secret or an SSM parameter.
+///
+/// # Errors
+/// When the name is not a variable name, or the ARN is not one of those two kinds.
+pub fn secret(field: &str, name: &str, arn: &str) -> Result<(), ValidationError> {
+    let mut chars = name.chars();
+    let variable = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !variable {
+        return Err(ValidationError::new(
+            field,
+            name,
+            "a variable name: letters, digits and _, not starting with a digit",
+        ));
+    }
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let kind = match parts.as_slice() {
+        ["arn", _, "secretsmanager", region, account, rest]
+            if !region.is_empty() && !account.is_empty() && rest.starts_with("secret:") =>
+        {
+            Some(())
+        }
+        ["arn", _, "ssm", region, account, rest]
+            if !region.is_empty() && !account.is_empty() && rest.starts_with("parameter/") =>
+        {
+            Some(())
+        }
+        _ => None,
+    };
+    if kind.is_none() {
+        return Err(ValidationError::new(
+            field,
+            arn,
+            "the full ARN of a Secrets Manager secret (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-xxxxxx) or an SSM parameter (arn:aws:ssm:REGION:ACCOUNT:parameter/NAME)",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_secret_is_a_variable_name_and_the_full_arn_of_a_secret_or_parameter() {
+        for (name, arn) in [
+            (
+                "DB_PASSWORD",
+                "arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-AbCdEf",
+            ),
+            (
+                "_KEY",
+                "arn:aws:ssm:eu-west-1:123456789012:parameter/app/key",
+            ),
+        ] {
+            secret("secrets.x", name, arn).unwrap();
+        }
+        for (name, arn, bad) in [
+            ("1X", "arn:aws:ssm:r:1:parameter/p", "1X"),
+            ("A-B", "arn:aws:ssm:r:1:parameter/p", "A-B"),
+            ("", "arn:aws:ssm:r:1:parameter/p", ""),
+            ("K", "db-password", "db-password"),
+            ("K", "arn:aws:s3:::bucket/key", "arn:aws:s3:::bucket/key"),
+            (
+                "K",
+                "arn:aws:secretsmanager:r:1:db",
+                "arn:aws:secretsmanager:r:1:db",
+            ),
+            (
+                "K",
+                "arn:aws:ssm:::parameter/p",
+                "arn:aws:ssm:::parameter/p",
+            ),
+        ] {
+            let e = secret("secrets.K", name, arn).unwrap_err();
+            assert_eq!(
+                (e.field.as_str(), e.value.as_str()),
+                ("secrets.K", bad),
+                "{name} {arn}"
+            );
+        }
+    }
+
     use super::*;
     use proptest::prelude::*;
 

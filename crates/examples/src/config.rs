@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use cluster_stack::HealthCheck;
 use network_stack::SubnetSpec;
 use network_stack::resources::{PortRange, Protocol, SgRule};
 use platform_core::ValidationError;
@@ -155,6 +156,23 @@ pub struct ClusterSection {
     pub log_group: Option<String>,
     /// Days to keep logs (one of CloudWatch's values).
     pub log_retention_days: Option<i32>,
+    /// Variables set from secrets at start: name to the full ARN of a Secrets Manager secret or an
+    /// SSM parameter (the execution role may read exactly these).
+    pub secrets: Option<BTreeMap<String, String>>,
+    /// The container's health check.
+    pub health_check: Option<HealthCheckSection>,
+}
+
+/// `[cluster.health_check]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckSection {
+    /// `["CMD-SHELL", "curl -f http://localhost/ || exit 1"]`.
+    pub command: Vec<String>,
+    /// Seconds between checks (default 30).
+    pub interval_secs: Option<i32>,
+    /// Failures in a row before unhealthy (default 3).
+    pub retries: Option<i32>,
 }
 
 /// Why a config file cannot be used.
@@ -304,6 +322,13 @@ impl PlatformConfig {
         if let Some(days) = cluster.log_retention_days {
             c.log_retention_days = Some(days);
         }
+        set(&mut c.secrets, &cluster.secrets);
+        if let Some(h) = &cluster.health_check {
+            let mut check = HealthCheck::new(h.command.clone());
+            set(&mut check.interval_secs, &h.interval_secs);
+            set(&mut check.retries, &h.retries);
+            c.health_check = Some(check);
+        }
         if let Some(env) = self.environment.as_deref().filter(|e| *e != DEFAULT_ENV) {
             for name in [
                 &mut c.stack_name,
@@ -340,6 +365,8 @@ impl PlatformConfig {
             .iam
             .frontend_log_group
             .clone_from(&platform.cluster.log_group);
+        // ...and the secrets the execution role reads at start.
+        platform.iam.frontend_secrets = platform.cluster.secrets.values().cloned().collect();
         let invalid = |section: &str, e: ValidationError| ConfigError::Invalid {
             path: path.to_owned(),
             key: config_key(section, &e.field),
@@ -495,6 +522,10 @@ container_port = {port}
 log_group = {log_group:?}
 # Days to keep its logs: 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, ... (CloudWatch's values).
 log_retention_days = {retention}
+# Variables ECS sets from secrets at start (full ARNs; the execution role may read exactly these):
+# secrets = {{ DB_PASSWORD = "arn:aws:secretsmanager:REGION:ACCOUNT:secret:db-AbCdEf" }}
+# The container's health check (interval 5 to 300 s, retries 1 to 10):
+# health_check = {{ command = ["CMD-SHELL", "curl -f http://localhost/ || exit 1"], interval_secs = 30, retries = 3 }}
 
 # Tags on every taggable resource of the three stacks (as the AWS provider's default_tags).
 # [tags]
@@ -744,6 +775,46 @@ mod tests {
             "{err}"
         );
         assert!(err.ends_with("must be 1 to 47 characters"), "{err}");
+    }
+
+    #[test]
+    fn secrets_and_a_health_check_reach_the_container_and_the_execution_roles_policy() {
+        let path = Path::new("p.toml");
+        let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf";
+        let file = PlatformConfig::parse(
+            path,
+            &format!(
+                "[cluster]\nsecrets = {{ DB_PASSWORD = {arn:?} }}\nhealth_check = {{ command = [\"CMD\", \"/check\"], retries = 5 }}\n"
+            ),
+        )
+        .unwrap();
+        let mut p = platform();
+        file.apply(path, &mut p).unwrap();
+        assert_eq!(p.cluster.secrets["DB_PASSWORD"], arn);
+        let h = p.cluster.health_check.clone().unwrap();
+        assert_eq!((h.command.len(), h.interval_secs, h.retries), (2, 30, 5));
+        assert_eq!(p.iam.frontend_secrets, [arn]);
+        let doc = p.iam.scope().frontend_policy();
+        assert!(iam_stack::permissions::audit(&doc).is_empty());
+        assert!(doc.to_json().contains(arn));
+        // Refused naming the key: a bad ARN, a health check outside ECS's ranges.
+        for (text, expected) in [
+            (
+                "[cluster]\nsecrets = { DB = \"db-password\" }",
+                "p.toml: cluster.secrets.DB = db-password: the full ARN",
+            ),
+            (
+                "[cluster]\nhealth_check = { command = [\"CMD\", \"x\"], interval_secs = 1 }",
+                "p.toml: cluster.health_check.interval_secs = 1: must be 5 to 300",
+            ),
+        ] {
+            let err = PlatformConfig::parse(path, text)
+                .unwrap()
+                .apply(path, &mut platform())
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(expected), "{err}");
+        }
     }
 
     #[test]

@@ -137,7 +137,10 @@ async fn the_platform_runs_from_a_config_file_and_refuses_a_bad_one_before_any_c
     // The image and the number of subnets, from the file; then the count. (The emulator never runs a
     // second task, so a service is created with one and then scaled, an update ECS does not roll.)
     let changed = template
-        .replace("image = \"nginx:latest\"", "image = \"nginx:1.27\"")
+        .replace(
+            "image = \"nginx:latest\"",
+            "image = \"nginx:1.27\"\nsecrets = { DB_PASSWORD = \"arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf\" }\nhealth_check = { command = [\"CMD-SHELL\", \"curl -f http://localhost/ || exit 1\"], interval_secs = 10, retries = 2 }",
+        )
         .replace(
             "public_subnets = [\"10.0.1.0/24\"]",
             "public_subnets = [\"10.0.1.0/24\", \"10.0.2.0/24\"]",
@@ -170,10 +173,38 @@ async fn the_platform_runs_from_a_config_file_and_refuses_a_bad_one_before_any_c
         .send()
         .await
         .unwrap();
+    let container = &def.task_definition().unwrap().container_definitions()[0];
+    assert_eq!(container.image(), Some("nginx:1.27"));
+    // The secret, injected by ECS from its ARN; the health check; and the execution role may read
+    // exactly that secret.
+    let secret = &container.secrets()[0];
     assert_eq!(
-        def.task_definition().unwrap().container_definitions()[0].image(),
-        Some("nginx:1.27")
+        (secret.name(), secret.value_from()),
+        (
+            "DB_PASSWORD",
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf"
+        )
     );
+    let check = container.health_check().unwrap();
+    assert_eq!((check.interval(), check.retries()), (Some(10), Some(2)));
+    assert_eq!(check.command()[0], "CMD-SHELL");
+    let preview = op.json(&["--config", file_arg, "preview"], 0).await;
+    let policy = preview["plan"]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "frontend-policy")
+        .unwrap()["inputs"]["document"]
+        .to_string();
+    assert!(
+        policy.contains("\"secretsmanager:GetSecretValue\"],\"Effect\":\"Allow\",\"Resource\":[\"arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf\"]"),
+        "{policy}"
+    );
+    // Read back as declared: no drift.
+    let clean = op
+        .json(&["--config", file_arg, "refresh", "--detailed-exitcode"], 0)
+        .await;
+    assert_eq!(clean["drift"], serde_json::json!([]), "{clean}");
 
     // Without the file, the seed's values: a preview shows the way back.
     let preview = op

@@ -86,6 +86,9 @@ pub struct IamConfig {
     pub cluster_name: String,
     /// The frontend's log group (default `/ecs/frontend`).
     pub frontend_log_group: String,
+    /// The secrets ECS injects into the frontend's container (full ARNs of Secrets Manager secrets
+    /// and SSM parameters; default none): its execution role may read these and no other.
+    pub frontend_secrets: Vec<String>,
     /// The ECR repositories the roles may pull from, a name or pattern (default `*`: any repository
     /// of the account).
     pub ecr_repositories: String,
@@ -106,6 +109,7 @@ impl Default for IamConfig {
             partition: "aws".into(),
             cluster_name: "my-ecs-cluster".into(),
             frontend_log_group: "/ecs/frontend".into(),
+            frontend_secrets: Vec::new(),
             ecr_repositories: "*".into(),
             assets: Some(AssetsLocation::new("my-ecs-frontend-assets", "frontend/")),
             tags: BTreeMap::new(),
@@ -246,6 +250,7 @@ impl IamConfig {
                 .as_ref()
                 .map(|a| (a.bucket.clone(), a.prefix.clone())),
             load_balancer_prefix: self.name_prefix.clone(),
+            secrets: self.frontend_secrets.clone(),
         }
     }
 }

@@ -23,6 +23,9 @@ pub struct Scope {
     pub assets: Option<(String, String)>,
     /// Prefix of the load balancers and target groups the cluster role may register targets in.
     pub load_balancer_prefix: String,
+    /// The secrets (full ARNs of Secrets Manager secrets and SSM parameters) ECS injects into the
+    /// frontend's container: its execution role reads exactly these at start.
+    pub secrets: Vec<String>,
 }
 
 impl Scope {
@@ -131,6 +134,29 @@ impl Scope {
             login,
             pull,
         ];
+        // Read its own secrets when ECS starts the task, and no other.
+        let of = |service: &str| -> Vec<&str> {
+            self.secrets
+                .iter()
+                .filter(|a| a.split(':').nth(2) == Some(service))
+                .map(String::as_str)
+                .collect()
+        };
+        let (secrets, parameters) = (of("secretsmanager"), of("ssm"));
+        if !secrets.is_empty() {
+            statements.push(Statement::allow(
+                "ReadSecrets",
+                ["secretsmanager:GetSecretValue"],
+                secrets,
+            ));
+        }
+        if !parameters.is_empty() {
+            statements.push(Statement::allow(
+                "ReadParameters",
+                ["ssm:GetParameters"],
+                parameters,
+            ));
+        }
         if let Some((bucket, prefix)) = &self.assets {
             // Read the frontend's assets under its prefix...
             statements.push(Statement::allow(
@@ -225,6 +251,10 @@ mod tests {
             ecr_repositories: "*".into(),
             assets: Some(("my-assets".into(), "frontend/".into())),
             load_balancer_prefix: "ecs".into(),
+            secrets: vec![
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf".into(),
+                "arn:aws:ssm:us-east-1:123456789012:parameter/app/key".into(),
+            ],
         }
     }
 
@@ -265,12 +295,48 @@ mod tests {
             json.contains("arn:aws:logs:us-east-1:123456789012:log-group:/ecs/frontend:*"),
             "{json}"
         );
+        let secrets: Vec<(String, Vec<String>, Vec<String>)> = doc
+            .statement
+            .iter()
+            .filter(|s| {
+                s.sid
+                    .as_deref()
+                    .is_some_and(|id| id.starts_with("Read") && id != "ReadAssets")
+            })
+            .map(|s| {
+                (
+                    s.sid.clone().unwrap(),
+                    s.action.0.clone(),
+                    s.resource.0.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            secrets,
+            [
+                (
+                    "ReadSecrets".into(),
+                    vec!["secretsmanager:GetSecretValue".into()],
+                    vec!["arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf".into()]
+                ),
+                (
+                    "ReadParameters".into(),
+                    vec!["ssm:GetParameters".into()],
+                    vec!["arn:aws:ssm:us-east-1:123456789012:parameter/app/key".into()]
+                ),
+            ]
+        );
         let without = Scope {
             assets: None,
+            secrets: Vec::new(),
             ..scope()
         }
         .frontend_policy()
         .to_json();
         assert!(!without.contains("s3:"), "{without}");
+        assert!(
+            !without.contains("secretsmanager") && !without.contains("ssm:"),
+            "{without}"
+        );
     }
 }

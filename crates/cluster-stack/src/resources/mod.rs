@@ -8,7 +8,9 @@ mod task_definition;
 pub use cluster::{Cluster, ClusterOutputs, ClusterRefs, ContainerInsights};
 pub use log_group::{LogGroup, LogGroupOutputs, LogGroupRefs};
 pub use service::{Deployment, Launch, Service, ServiceOutputs, ServiceRefs};
-pub use task_definition::{Container, TaskDefinition, TaskDefinitionOutputs, TaskDefinitionRefs};
+pub use task_definition::{
+    Container, HealthCheck, TaskDefinition, TaskDefinitionOutputs, TaskDefinitionRefs,
+};
 
 /// Each kind's replacement rule: what its `force_new` names, and that the fields changed in place
 /// are not among them.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ecs::types::{
     Compatibility, ContainerDefinition, KeyValuePair, LogConfiguration, LogDriver, NetworkMode,
-    PortMapping, TaskDefinitionField, TaskDefinitionStatus, TransportProtocol,
+    PortMapping, Secret, TaskDefinitionField, TaskDefinitionStatus, TransportProtocol,
 };
 use iam_stack::RoleArn;
 use platform_core::{
@@ -33,6 +33,86 @@ pub struct Container {
     pub log_group: Input<String>,
     /// The prefix of its log streams (`frontend`).
     pub log_stream_prefix: String,
+    /// Variables ECS sets from secrets when the task starts: name to the ARN of a Secrets Manager
+    /// secret or an SSM parameter (the execution role must be allowed to read it).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, String>,
+    /// The container's health check, run by ECS inside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+}
+
+/// A container health check: ECS runs `command` in the container every `interval_secs` and marks
+/// the container unhealthy after `retries` failures in a row.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    /// The command, as ECS takes it: `["CMD-SHELL", "curl -f http://localhost/ || exit 1"]` or
+    /// `["CMD", "/bin/check"]`.
+    pub command: Vec<String>,
+    /// Seconds between two checks (5 to 300; ECS's default 30).
+    pub interval_secs: i32,
+    /// Failures in a row before the container is unhealthy (1 to 10; ECS's default 3).
+    pub retries: i32,
+}
+
+impl HealthCheck {
+    /// `command` every 30 seconds, unhealthy after 3 failures (ECS's defaults).
+    pub fn new(command: Vec<String>) -> Self {
+        Self {
+            command,
+            interval_secs: 30,
+            retries: 3,
+        }
+    }
+
+    /// Checks the ranges ECS accepts.
+    ///
+    /// # Errors
+    /// A [`ValidationError`] naming `field`'s part, its value and the range.
+    pub fn validate(&self, field: &str) -> Result<(), ValidationError> {
+        match self.command.first().map(String::as_str) {
+            Some("CMD" | "CMD-SHELL") if self.command.len() > 1 => {}
+            _ => {
+                return Err(ValidationError::new(
+                    format!("{field}.command"),
+                    format!("{:?}", self.command),
+                    "starts with CMD or CMD-SHELL, then the command",
+                ));
+            }
+        }
+        if !(5..=300).contains(&self.interval_secs) {
+            return Err(ValidationError::new(
+                format!("{field}.interval_secs"),
+                self.interval_secs,
+                "must be 5 to 300",
+            ));
+        }
+        if !(1..=10).contains(&self.retries) {
+            return Err(ValidationError::new(
+                format!("{field}.retries"),
+                self.retries,
+                "must be 1 to 10",
+            ));
+        }
+        Ok(())
+    }
+
+    fn sdk(&self) -> Result<aws_sdk_ecs::types::HealthCheck, ResourceError> {
+        aws_sdk_ecs::types::HealthCheck::builder()
+            .set_command(Some(self.command.clone()))
+            .interval(self.interval_secs)
+            .retries(self.retries)
+            .build()
+            .map_err(|e| aws::build_error("health check", e))
+    }
+
+    fn from_live(h: &aws_sdk_ecs::types::HealthCheck) -> Self {
+        Self {
+            command: h.command().to_vec(),
+            interval_secs: h.interval().unwrap_or(30),
+            retries: h.retries().unwrap_or(3),
+        }
+    }
 }
 
 /// A Fargate task definition (network mode `awsvpc`). Every change registers a new revision.
@@ -98,6 +178,18 @@ impl TaskDefinition {
                             .map(|(k, v)| KeyValuePair::builder().name(k).value(v).build())
                             .collect(),
                     ))
+                    .set_secrets(
+                        (!c.secrets.is_empty())
+                            .then(|| {
+                                c.secrets
+                                    .iter()
+                                    .map(|(k, v)| Secret::builder().name(k).value_from(v).build())
+                                    .collect::<Result<Vec<_>, _>>()
+                            })
+                            .transpose()
+                            .map_err(|e| aws::build_error("secret", e))?,
+                    )
+                    .set_health_check(c.health_check.as_ref().map(HealthCheck::sdk).transpose()?)
                     .log_configuration(logs)
                     .build())
             })
@@ -144,6 +236,12 @@ impl TaskDefinition {
                             .collect(),
                         log_group: Input::Value(option("awslogs-group")),
                         log_stream_prefix: option("awslogs-stream-prefix"),
+                        secrets: c
+                            .secrets()
+                            .iter()
+                            .map(|s| (s.name().to_owned(), s.value_from().to_owned()))
+                            .collect(),
+                        health_check: c.health_check().map(HealthCheck::from_live),
                     }
                 })
                 .collect(),
@@ -360,6 +458,68 @@ impl Resource for TaskDefinition {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_health_check_is_refused_outside_ecss_ranges_naming_the_field() {
+        let ok = HealthCheck::new(vec!["CMD".into(), "/check".into()]);
+        ok.validate("health_check").unwrap();
+        let cases = [
+            (
+                HealthCheck::new(vec!["curl".into()]),
+                "health_check.command",
+            ),
+            (HealthCheck::new(vec!["CMD".into()]), "health_check.command"),
+            (
+                HealthCheck {
+                    interval_secs: 4,
+                    ..ok.clone()
+                },
+                "health_check.interval_secs",
+            ),
+            (
+                HealthCheck {
+                    interval_secs: 301,
+                    ..ok.clone()
+                },
+                "health_check.interval_secs",
+            ),
+            (
+                HealthCheck {
+                    retries: 0,
+                    ..ok.clone()
+                },
+                "health_check.retries",
+            ),
+            (
+                HealthCheck {
+                    retries: 11,
+                    ..ok.clone()
+                },
+                "health_check.retries",
+            ),
+        ];
+        for (h, field) in cases {
+            assert_eq!(
+                h.validate("health_check").unwrap_err().field,
+                field,
+                "{h:?}"
+            );
+        }
+        HealthCheck {
+            interval_secs: 5,
+            retries: 10,
+            ..ok.clone()
+        }
+        .validate("h")
+        .unwrap();
+        HealthCheck {
+            interval_secs: 300,
+            retries: 1,
+            ..ok
+        }
+        .validate("h")
+        .unwrap();
+    }
+
     fn container(name: &str, port: u16) -> Container {
         Container {
             name: name.into(),
@@ -368,6 +528,8 @@ mod tests {
             environment: BTreeMap::from([("MODE".into(), name.into())]),
             log_group: Input::Value("/ecs/frontend".into()),
             log_stream_prefix: name.into(),
+            secrets: BTreeMap::new(),
+            health_check: None,
         }
     }
 
@@ -380,12 +542,32 @@ mod tests {
             memory: 512,
             execution_role_arn: Input::Value(RoleArn::new("arn:aws:iam::1:role/exec")),
             task_role_arn: Input::Value(RoleArn::new("arn:aws:iam::1:role/task")),
-            containers: vec![container("web", 80), container("sidecar", 9000)],
+            containers: vec![
+                Container {
+                    secrets: BTreeMap::from([(
+                        "DB_PASSWORD".into(),
+                        "arn:aws:secretsmanager:us-east-1:1:secret:db-AbCdEf".into(),
+                    )]),
+                    health_check: Some(HealthCheck {
+                        command: vec!["CMD-SHELL".into(), "curl -f http://localhost/".into()],
+                        interval_secs: 10,
+                        retries: 2,
+                    }),
+                    ..container("web", 80)
+                },
+                container("sidecar", 9000),
+            ],
             tags: BTreeMap::from([("team".into(), "web".into())]),
         };
         let containers = declared.container_definitions("us-east-1").unwrap();
         let essential: Vec<Option<bool>> = containers.iter().map(|c| c.essential()).collect();
         assert_eq!(essential, [Some(true), Some(false)]);
+        assert_eq!(
+            containers[0].secrets()[0].value_from(),
+            "arn:aws:secretsmanager:us-east-1:1:secret:db-AbCdEf"
+        );
+        assert_eq!(containers[0].health_check().unwrap().interval(), Some(10));
+        assert!(containers[1].secrets().is_empty() && containers[1].health_check().is_none());
         let live = aws_sdk_ecs::types::TaskDefinition::builder()
             .task_definition_arn("arn:aws:ecs:us-east-1:1:task-definition/frontend:3")
             .family("frontend")
