@@ -461,6 +461,27 @@ fn config_key(section: &str, field: &str) -> String {
     format!("{section}.{field}")
 }
 
+/// The seed's platform on an engine that needs no AWS (a fixed account, state in memory), with
+/// `text` applied for environment `env`: what the library's tests plan against.
+#[cfg(test)]
+pub(crate) fn offline(text: &str, env: &str) -> Platform {
+    let engine = platform_core::Engine::builder(platform_core::MemoryStateStore::new())
+        .provider(platform_core::ProviderInfo {
+            account_id: "123456789012".into(),
+            region: "eu-west-1".into(),
+        })
+        .build();
+    let mut p = Platform::new(engine);
+    let path = Path::new("platform.toml");
+    PlatformConfig::parse(path, text)
+        .unwrap()
+        .environment(path, env)
+        .unwrap()
+        .apply(path, &mut p)
+        .unwrap();
+    p
+}
+
 /// The default file: every key with the seed's value and a comment saying what it is.
 pub fn template() -> String {
     let i = iam_stack::IamConfig::default();

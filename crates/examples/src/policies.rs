@@ -356,28 +356,14 @@ fn pinned(image: &str) -> bool {
 mod tests {
     use std::path::Path;
 
-    use platform_core::{Engine, MemoryStateStore, ProviderInfo};
+    use platform_core::{Engine, MemoryStateStore};
 
     use super::*;
     use crate::Platform;
     use crate::config::PlatformConfig;
 
-    /// The seed's platform on an engine that needs no AWS (a fixed account, state in memory),
-    /// with `config` applied.
     fn platform(config: &str) -> Platform {
-        let engine = Engine::builder(MemoryStateStore::new())
-            .provider(ProviderInfo {
-                account_id: "123456789012".into(),
-                region: "eu-west-1".into(),
-            })
-            .build();
-        let mut p = Platform::new(engine);
-        let path = Path::new("platform.toml");
-        PlatformConfig::parse(path, config)
-            .unwrap()
-            .apply(path, &mut p)
-            .unwrap();
-        p
+        crate::config::offline(config, crate::config::DEFAULT_ENV)
     }
 
     /// (policy, enforcement, stack/resource) of each violation of `p`'s plan.

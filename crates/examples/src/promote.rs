@@ -133,30 +133,10 @@ fn names_aside(env: &str, v: &Value) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
-    use platform_core::{Engine, MemoryStateStore, ProviderInfo};
-
     use super::*;
-    use crate::Platform;
-    use crate::config::PlatformConfig;
 
     async fn document(text: &str, env: &str) -> PlanDocument {
-        let engine = Engine::builder(MemoryStateStore::new())
-            .provider(ProviderInfo {
-                account_id: "123456789012".into(),
-                region: "eu-west-1".into(),
-            })
-            .build();
-        let mut p = Platform::new(engine);
-        let path = Path::new("p.toml");
-        PlatformConfig::parse(path, text)
-            .unwrap()
-            .environment(path, env)
-            .unwrap()
-            .apply(path, &mut p)
-            .unwrap();
-        p.declared().await.unwrap()
+        crate::config::offline(text, env).declared().await.unwrap()
     }
 
     #[test]
