@@ -189,6 +189,26 @@ mod tests {
                 "arn:aws:ssm:::parameter/p",
                 "arn:aws:ssm:::parameter/p",
             ),
+            (
+                "K",
+                "arn:aws:ssm:r::parameter/p",
+                "arn:aws:ssm:r::parameter/p",
+            ),
+            (
+                "K",
+                "arn:aws:ssm::1:parameter/p",
+                "arn:aws:ssm::1:parameter/p",
+            ),
+            (
+                "K",
+                "arn:aws:secretsmanager:r::secret:d",
+                "arn:aws:secretsmanager:r::secret:d",
+            ),
+            (
+                "K",
+                "arn:aws:secretsmanager::1:secret:d",
+                "arn:aws:secretsmanager::1:secret:d",
+            ),
         ] {
             let e = secret("secrets.K", name, arn).unwrap_err();
             assert_eq!(
