@@ -32,10 +32,10 @@ use aws_types::SdkConfig;
 use clap::{Parser, Subcommand, ValueEnum};
 use examples::config::{DEFAULT_ENV, PlatformConfig};
 use examples::graph::{self, Format};
-use examples::{Platform, PlatformOutputs, Preview};
+use examples::{Platform, PlatformOutputs};
 use indicatif::{ProgressBar, ProgressStyle};
 use local_cloud::{Detached, Emulator};
-use platform_core::policy::{self, PlanDocument, Violation};
+use platform_core::policy::{self, Violation};
 use platform_core::{
     ActionKind, CallTimeouts, CancellationToken, Counts, DEFAULT_SETTLE_WINDOW, Engine, Error,
     Event, LocalStateStore, Plan, RefreshReport, S3StateStore, StateError, StateStore,
@@ -621,16 +621,7 @@ async fn run(cli: Cli, command: Command) -> Result<u8, Failure> {
         } => {
             let (checked, reports) = if refresh {
                 let reports = platform.preview_refreshed().await?;
-                let mut document = PlanDocument::new(Vec::new());
-                for r in &reports {
-                    document.extend(r.document.clone());
-                }
-                let checked = Preview {
-                    plans: reports.iter().map(|r| r.plan.clone()).collect(),
-                    violations: platform.planned_violations(&reports),
-                    document,
-                };
-                (checked, Some(reports))
+                (platform.checked(&reports), Some(reports))
             } else {
                 (platform.preview_checked().await?, None)
             };

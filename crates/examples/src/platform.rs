@@ -164,20 +164,19 @@ impl Platform {
     /// The policies' violations in what `reports` found live (after a refresh): a port opened by
     /// hand is a violation as well as a drift.
     pub fn live_violations(&self, reports: &[RefreshReport]) -> Vec<Violation> {
-        let mut live = PlanDocument::new(Vec::new());
-        for r in reports {
-            live.extend(r.live.clone());
-        }
+        let live: PlanDocument = reports.iter().map(|r| r.live.clone()).collect();
         self.policies.check(&live)
     }
 
-    /// The policies' violations in the plans of `reports` (`preview --refresh`).
-    pub fn planned_violations(&self, reports: &[RefreshReport]) -> Vec<Violation> {
-        let mut planned = PlanDocument::new(Vec::new());
-        for r in reports {
-            planned.extend(r.document.clone());
+    /// The plans of `reports` (`preview --refresh`), checked as one document as
+    /// [`preview_checked`](Self::preview_checked) checks its own.
+    pub fn checked(&self, reports: &[RefreshReport]) -> Preview {
+        let document: PlanDocument = reports.iter().map(|r| r.document.clone()).collect();
+        Preview {
+            plans: reports.iter().map(|r| r.plan.clone()).collect(),
+            violations: self.policies.check(&document),
+            document,
         }
-        self.policies.check(&planned)
     }
 
     /// Reads every recorded resource live (the three stacks at once), records what it found, and

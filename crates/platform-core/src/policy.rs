@@ -235,6 +235,13 @@ impl PlanDocument {
     }
 }
 
+/// Several documents (stacks) as one, in order.
+impl FromIterator<PlanDocument> for PlanDocument {
+    fn from_iter<I: IntoIterator<Item = PlanDocument>>(documents: I) -> Self {
+        Self::new(documents.into_iter().flat_map(|d| d.resources).collect())
+    }
+}
+
 /// A resource's inputs as a field map (a non-object value under the field `""`).
 pub(crate) fn object(inputs: &Value) -> Map<String, Value> {
     match inputs {
@@ -545,5 +552,16 @@ mod tests {
         let names: Vec<String> = a.resources.iter().map(PlannedResource::address).collect();
         assert_eq!(names, ["s/a", "t/b", "t/c"]);
         assert_eq!(a.format_version, FORMAT_VERSION);
+        let collected: PlanDocument = [
+            PlanDocument::new(vec![resource("s", "a", json!({}))]),
+            PlanDocument::new(Vec::new()),
+            PlanDocument::new(vec![
+                resource("t", "b", json!({})),
+                resource("t", "c", json!({})),
+            ]),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(collected, a);
     }
 }

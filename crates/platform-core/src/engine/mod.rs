@@ -12,7 +12,7 @@ use crate::error::Error;
 use crate::error::StateError;
 use crate::events::{CallStats, Event, EventSink};
 use crate::plan::{Action, ExternalOutputs, Plan, plan_with};
-use crate::policy::{Enforcement, PlanDocument, Policies, Violation};
+use crate::policy::{self, PlanDocument, PlannedResource, Policies, Violation};
 use crate::provider::IdentitySource;
 use crate::resource::{Registry, RetryPolicy, Shared};
 use crate::stack::{Declared, Desired, OutputValues, Produced, Stack};
@@ -335,10 +335,19 @@ impl Engine {
     /// # Errors
     /// Validation and graph errors, state errors, a provider mismatch.
     pub async fn preview<S: Stack>(&self, stack: &S) -> Result<Plan, Error> {
+        self.planned(stack, None).await
+    }
+
+    /// `stack`'s plan against its recorded state, with its document's entries into `document`.
+    async fn planned<S: Stack>(
+        &self,
+        stack: &S,
+        document: Option<&mut Vec<PlannedResource>>,
+    ) -> Result<Plan, Error> {
         let desired = Desired::of(stack)?;
         let (state, _) = self.recorded(stack.name()).await?;
         let external = self.external_outputs(&desired, None).await?;
-        let plan = plan_with(&desired, &state, None, &external, None)?;
+        let plan = plan_with(&desired, &state, None, &external, document)?;
         self.shared.events.emit(Event::Planned {
             stack: stack.name().to_owned(),
             counts: plan.counts(),
@@ -356,15 +365,8 @@ impl Engine {
         &self,
         stack: &S,
     ) -> Result<(Plan, PlanDocument), Error> {
-        let desired = Desired::of(stack)?;
-        let (state, _) = self.recorded(stack.name()).await?;
-        let external = self.external_outputs(&desired, None).await?;
-        let mut resources = Vec::with_capacity(desired.resources.len());
-        let plan = plan_with(&desired, &state, None, &external, Some(&mut resources))?;
-        self.shared.events.emit(Event::Planned {
-            stack: stack.name().to_owned(),
-            counts: plan.counts(),
-        });
+        let mut resources = Vec::new();
+        let plan = self.planned(stack, Some(&mut resources)).await?;
         Ok((plan, PlanDocument::new(resources)))
     }
 
@@ -512,16 +514,11 @@ impl Engine {
                 None => policies.check(&PlanDocument::new(resources)),
             },
         };
-        if violations
-            .iter()
-            .any(|v| v.enforcement == Enforcement::Mandatory)
-        {
+        let refused: Vec<Violation> = policy::mandatory(&violations).cloned().collect();
+        if !refused.is_empty() {
             return Err(Error::PolicyViolation {
                 stack: name,
-                violations: violations
-                    .into_iter()
-                    .filter(|v| v.enforcement == Enforcement::Mandatory)
-                    .collect(),
+                violations: refused,
             });
         }
         // What the state says of the stack as a whole; a run that changes no resource and would

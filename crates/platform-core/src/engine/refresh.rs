@@ -5,7 +5,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, ResourceError};
 use crate::events::Event;
-use crate::plan::{Plan, plan_with};
+use crate::plan::{ExternalOutputs, Plan, plan_with};
 use crate::policy::PlanDocument;
 use crate::resource::{Context, Registry};
 use crate::stack::{Desired, Stack};
@@ -13,6 +13,24 @@ use crate::state::{ResourceState, StackState};
 
 use super::report::drifted_fields;
 use super::{Drift, Engine, ImportReport, RefreshReport, join_error, released};
+
+/// What a refresh found: the plan `up` would make against the live `state`, its document, what is
+/// live, and the `drift`.
+fn report(
+    desired: &Desired,
+    state: &StackState,
+    external: &ExternalOutputs,
+    drift: Vec<Drift>,
+) -> Result<RefreshReport, Error> {
+    let mut planned = Vec::new();
+    let plan = plan_with(desired, state, None, external, Some(&mut planned))?;
+    Ok(RefreshReport {
+        plan,
+        drift,
+        document: PlanDocument::new(planned),
+        live: PlanDocument::recorded([state]),
+    })
+}
 
 impl Engine {
     /// Reads every recorded resource live, records what it found (drift, and resources deleted outside
@@ -47,14 +65,7 @@ impl Engine {
             state.serial += 1;
             lock.write(&state).await?;
             let external = self.external_outputs(&desired, None).await?;
-            let mut planned = Vec::new();
-            let plan = plan_with(&desired, &state, None, &external, Some(&mut planned))?;
-            Ok(RefreshReport {
-                plan,
-                drift,
-                document: PlanDocument::new(planned),
-                live: PlanDocument::recorded([&state]),
-            })
+            report(&desired, &state, &external, drift)
         }
         .await;
         released(lock.as_ref(), result).await
@@ -72,18 +83,12 @@ impl Engine {
         let (state, _) = self.recorded(stack.name()).await?;
         let (state, drift) = self.read_live(&desired.registry, state, &cancel).await?;
         let external = self.external_outputs(&desired, None).await?;
-        let mut planned = Vec::new();
-        let plan = plan_with(&desired, &state, None, &external, Some(&mut planned))?;
+        let report = report(&desired, &state, &external, drift)?;
         self.shared.events.emit(Event::Planned {
             stack: stack.name().to_owned(),
-            counts: plan.counts(),
+            counts: report.plan.counts(),
         });
-        Ok(RefreshReport {
-            plan,
-            drift,
-            document: PlanDocument::new(planned),
-            live: PlanDocument::recorded([&state]),
-        })
+        Ok(report)
     }
 
     /// Brings an existing resource under management as `resource` of `stack`: looks it up by `id`
