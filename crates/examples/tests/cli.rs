@@ -5,8 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-mod common;
-use common::production;
+use crate::common::production;
 
 use serde_json::Value;
 

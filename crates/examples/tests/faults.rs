@@ -5,8 +5,7 @@
 use local_cloud::{Fault, Rule, TestCloud};
 use platform_core::Engine;
 
-mod common;
-use common::{counts, ecs_cloud, engine, inventory, platform, seed_counts};
+use crate::common::{counts, ecs_cloud, engine, inventory, platform, seed_counts};
 
 /// The first call of each creating operation, one per resource kind and per sub-step of a create.
 const CREATES: &[&str] = &[

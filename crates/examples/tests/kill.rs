@@ -11,8 +11,7 @@ use local_cloud::{Emulator, Proxy};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-mod common;
-use common::{counts, fresh_account, inventory, run_command, run_ok, seed_counts};
+use crate::common::{counts, fresh_account, inventory, run_command, run_ok, seed_counts};
 
 /// `production --json COMMAND` through `proxy` with state in `state`; with `kill_at`, SIGKILLed as
 /// soon as its `kill_at`-th call was carried out upstream. `None` when it was killed.

@@ -13,8 +13,7 @@ use local_cloud::Emulator;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
-mod common;
-use common::{counts, fresh_account, inventory, run_command, run_ok, seed_counts};
+use crate::common::{counts, fresh_account, inventory, run_command, run_ok, seed_counts};
 
 /// How long the proxy holds the create before carrying it out.
 const HOLD: Duration = Duration::from_secs(3);

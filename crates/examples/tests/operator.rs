@@ -10,8 +10,7 @@ use aws_types::SdkConfig;
 use local_cloud::{Emulator, Proxy};
 use serde_json::Value;
 
-mod common;
-use common::{counts, inventory, production};
+use crate::common::{counts, inventory, production};
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 

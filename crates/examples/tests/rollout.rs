@@ -14,8 +14,7 @@ use local_cloud::{Emulator, Fault, Proxy, Rewriter, Rule, TestCloud};
 use platform_core::Event;
 use serde_json::{Value, json};
 
-mod common;
-use common::{counts, ecs_cloud, engine, inventory, platform, production, seed_counts};
+use crate::common::{counts, ecs_cloud, engine, inventory, platform, production, seed_counts};
 
 const PULL_ERROR: &str = "CannotPullContainerError: pull image manifest has been retried 7 time(s): \
     failed to resolve ref docker.io/library/nginx:latest: not found";

@@ -14,8 +14,7 @@ use local_cloud::{Emulator, Fault, Proxy, Rule};
 use platform_core::{S3StateStore, StackState, StateError, StateStore};
 use serde_json::Value;
 
-mod common;
-use common::{counts, inventory, run_production, seed_counts};
+use crate::common::{counts, inventory, run_production, seed_counts};
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
