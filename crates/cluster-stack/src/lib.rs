@@ -64,6 +64,7 @@
 mod aws;
 mod ids;
 pub mod resources;
+mod service_config;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -72,14 +73,15 @@ use std::time::Duration;
 use iam_stack::{IamExports, IamOutputs, IamStack, RoleArn};
 use network_stack::{NetworkExports, NetworkOutputs, NetworkStack, SecurityGroupId, SubnetId};
 use platform_core::{
-    Declared, Error, Input, Produced, Producer, ProviderInfo, Registry, Scope, Stack, StackRef,
-    StateStore, ValidationError,
+    Declared, Error, Handle, Input, Produced, Producer, ProviderInfo, Registry, Scope, Stack,
+    StackRef, StateStore, ValidationError,
 };
 use serde::{Deserialize, Serialize};
 
 pub use ids::{ClusterArn, TaskDefinitionArn};
 use resources::{Cluster, Container, LogGroup, Service, TaskDefinition};
 pub use resources::{ContainerInsights, Deployment, HealthCheck, Launch};
+pub use service_config::ServiceConfig;
 
 /// The cluster stack's typed config. `Default` reproduces the seed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,34 +97,9 @@ pub struct ClusterConfig {
     pub cluster_name: String,
     /// Container Insights (default disabled).
     pub container_insights: ContainerInsights,
-    /// The frontend's log group (default `/ecs/frontend`).
-    pub log_group: String,
-    /// Days to keep its logs, one of AWS's values (default 30); `None` keeps them forever.
-    pub log_retention_days: Option<i32>,
-    /// The task definition family (default `frontend`).
-    pub family: String,
-    /// The container's name (default `frontend`).
-    pub container_name: String,
-    /// The image (default `nginx:latest`).
-    pub image: String,
-    /// The port it listens on (default 80).
-    pub container_port: u16,
-    /// Environment variables of the container.
-    pub environment: BTreeMap<String, String>,
-    /// Variables ECS sets from secrets at start: name to the full ARN of a Secrets Manager secret
-    /// or an SSM parameter. The IAM stack's execution role reads exactly these (see
-    /// `IamConfig::frontend_secrets`).
-    pub secrets: BTreeMap<String, String>,
-    /// The container's health check.
-    pub health_check: Option<HealthCheck>,
-    /// CPU units (default 256).
-    pub cpu: u32,
-    /// Memory in MiB (default 512).
-    pub memory: u32,
-    /// The service's name (default `frontend-service`).
-    pub service_name: String,
-    /// How many tasks to run (default 1).
-    pub desired_count: i32,
+    /// The ECS services it runs, each with its own task definition, log group and role (default:
+    /// the seed's [`frontend`](ServiceConfig::frontend)); at least one.
+    pub services: Vec<ServiceConfig>,
     /// Fargate (default) or EC2.
     pub launch: Launch,
     /// Public IPs for the tasks (default on: the seed's subnets are public, without NAT).
@@ -145,19 +122,7 @@ impl Default for ClusterConfig {
             network_stack: "network".into(),
             cluster_name: "my-ecs-cluster".into(),
             container_insights: ContainerInsights::Disabled,
-            log_group: "/ecs/frontend".into(),
-            log_retention_days: Some(30),
-            family: "frontend".into(),
-            container_name: "frontend".into(),
-            image: "nginx:latest".into(),
-            container_port: 80,
-            environment: BTreeMap::new(),
-            secrets: BTreeMap::new(),
-            health_check: None,
-            cpu: 256,
-            memory: 512,
-            service_name: "frontend-service".into(),
-            desired_count: 1,
+            services: vec![ServiceConfig::frontend()],
             launch: Launch::Fargate,
             assign_public_ip: true,
             steady_state_timeout: Some(Duration::from_secs(600)),
@@ -168,32 +133,52 @@ impl Default for ClusterConfig {
 }
 
 impl ClusterConfig {
-    /// The image the frontend runs.
+    /// The image the first service (the seed's frontend) runs.
     #[must_use]
     pub fn with_image(mut self, image: &str) -> Self {
-        self.image = image.to_owned();
+        self.first().image = image.to_owned();
         self
     }
 
-    /// How many tasks to run.
+    /// How many tasks the first service runs.
     #[must_use]
     pub fn with_desired_count(mut self, n: i32) -> Self {
-        self.desired_count = n;
+        self.first().desired_count = n;
         self
     }
 
-    /// The task size.
+    /// The first service's task size.
     #[must_use]
     pub fn with_size(mut self, cpu: u32, memory: u32) -> Self {
-        self.cpu = cpu;
-        self.memory = memory;
+        let first = self.first();
+        first.cpu = cpu;
+        first.memory = memory;
         self
     }
 
-    /// Log retention in days (`None`: forever).
+    /// The services the cluster runs (instead of the seed's frontend).
+    #[must_use]
+    pub fn with_services(mut self, services: impl IntoIterator<Item = ServiceConfig>) -> Self {
+        self.services = services.into_iter().collect();
+        self
+    }
+
+    /// The service called `name`.
+    pub fn service(&self, name: &str) -> Option<&ServiceConfig> {
+        self.services.iter().find(|s| s.name == name)
+    }
+
+    fn first(&mut self) -> &mut ServiceConfig {
+        if self.services.is_empty() {
+            self.services.push(ServiceConfig::frontend());
+        }
+        &mut self.services[0]
+    }
+
+    /// The first service's log retention in days (`None`: forever).
     #[must_use]
     pub fn with_log_retention(mut self, days: Option<i32>) -> Self {
-        self.log_retention_days = days;
+        self.first().log_retention_days = days;
         self
     }
 
@@ -251,31 +236,30 @@ impl ClusterConfig {
             ("iam_stack", &self.iam_stack),
             ("network_stack", &self.network_stack),
             ("cluster_name", &self.cluster_name),
-            ("family", &self.family),
-            ("container_name", &self.container_name),
-            ("service_name", &self.service_name),
         ] {
             validate::ecs_name(field, v)?;
         }
-        validate::log_group_name("log_group", &self.log_group)?;
-        if let Some(days) = self.log_retention_days {
-            validate::retention_days("log_retention_days", days)?;
-        }
-        validate::image("image", &self.image)?;
-        validate::port("container_port", self.container_port)?;
-        for (name, arn) in &self.secrets {
-            validate::secret(&format!("secrets.{name}"), name, arn)?;
-        }
-        if let Some(h) = &self.health_check {
-            h.validate("health_check")?;
-        }
-        validate::fargate_size(self.cpu, self.memory)?;
-        if !(0..=10_000).contains(&self.desired_count) {
+        if self.services.is_empty() {
             return Err(ValidationError::new(
-                "desired_count",
-                self.desired_count,
-                "must be 0 to 10000",
+                "services",
+                "[]",
+                "a cluster runs at least one service",
             ));
+        }
+        for (i, service) in self.services.iter().enumerate() {
+            let field = format!("services[{i}]");
+            service.validate(&field)?;
+            // Names each service must have to itself: in state, in ECS and in CloudWatch Logs.
+            let earlier = &self.services[..i];
+            for (k, (key, value)) in service.unique_names().into_iter().enumerate() {
+                if earlier.iter().any(|e| e.unique_names()[k].1 == value) {
+                    return Err(ValidationError::new(
+                        format!("{field}.{key}"),
+                        value,
+                        "another service has this name",
+                    ));
+                }
+            }
         }
         if self.steady_state_timeout == Some(Duration::ZERO) {
             return Err(ValidationError::new(
@@ -304,15 +288,33 @@ pub struct ClusterOutputs {
     pub cluster_name: String,
     /// The cluster's ARN.
     pub cluster_arn: ClusterArn,
-    /// The service's name.
+    /// The first service's name (the seed's `frontend-service`).
     pub service_name: String,
-    /// The service's ARN.
+    /// The first service's ARN.
     pub service_arn: String,
-    /// The task definition's family.
+    /// The first service's task definition family.
     pub task_definition_family: String,
-    /// The revision the service runs.
+    /// The revision the first service runs.
     pub task_definition_arn: TaskDefinitionArn,
-    /// The frontend's log group.
+    /// The first service's log group.
+    pub log_group_name: String,
+    /// Every service, by its short name (`frontend`).
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceOutputs>,
+}
+
+/// One service's outputs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceOutputs {
+    /// The ECS service's name.
+    pub service_name: String,
+    /// Its ARN.
+    pub service_arn: String,
+    /// Its task definition's family.
+    pub task_definition_family: String,
+    /// The revision it runs.
+    pub task_definition_arn: TaskDefinitionArn,
+    /// Its log group.
     pub log_group_name: String,
 }
 
@@ -329,8 +331,8 @@ pub struct ClusterStack {
 /// resources.
 #[derive(Clone, Debug)]
 struct Wiring {
-    task_role_arn: Input<RoleArn>,
-    execution_role_arn: Input<RoleArn>,
+    /// Each service's role (its task role and execution role), by service name.
+    roles: BTreeMap<String, Input<RoleArn>>,
     subnets: Vec<Input<SubnetId>>,
     security_group: Input<SecurityGroupId>,
 }
@@ -352,8 +354,11 @@ impl ClusterStack {
             config,
             producers: vec![iam.producer.clone(), network.producer.clone()],
             wiring: Wiring {
-                task_role_arn: Input::Value(iam.task_role_arn().clone()),
-                execution_role_arn: Input::Value(iam.execution_role_arn().clone()),
+                roles: iam
+                    .services
+                    .iter()
+                    .map(|(name, s)| (name.clone(), Input::Value(s.role.arn.clone())))
+                    .collect(),
                 subnets: network
                     .public_subnet_ids
                     .iter()
@@ -392,8 +397,11 @@ impl ClusterStack {
             config,
             producers: Vec::new(),
             wiring: Wiring {
-                task_role_arn: Input::from(&iam.task_role_arn),
-                execution_role_arn: Input::from(&iam.execution_role_arn),
+                roles: iam
+                    .service_roles
+                    .iter()
+                    .map(|(name, arn)| (name.clone(), Input::from(arn)))
+                    .collect(),
                 subnets: network.public_subnet_ids.iter().map(Input::from).collect(),
                 security_group: Input::from(&network.security_group_id),
             },
@@ -457,14 +465,6 @@ impl Stack for ClusterStack {
         let c = &self.config;
         c.validate()
             .map_err(|source| Error::invalid_config(&c.stack_name, source))?;
-        let logs = s.add(
-            "log-group",
-            LogGroup {
-                name: c.log_group.clone(),
-                retention_days: c.log_retention_days,
-                tags: c.tags.clone(),
-            },
-        );
         let cluster = s.add(
             "cluster",
             Cluster {
@@ -473,34 +473,102 @@ impl Stack for ClusterStack {
                 tags: c.tags.clone(),
             },
         );
+        let mut services = Vec::new();
+        for (i, svc) in c.services.iter().enumerate() {
+            let Some(role) = self.wiring.roles.get(&svc.name) else {
+                return Err(Error::invalid_config(
+                    &c.stack_name,
+                    ValidationError::new(
+                        format!("services[{i}].name"),
+                        &svc.name,
+                        format!(
+                            "the IAM stack `{}` makes no role for this service (add it to its services)",
+                            c.iam_stack
+                        ),
+                    ),
+                ));
+            };
+            services.push((
+                svc.name.clone(),
+                self.declare_service(s, svc, &cluster, role),
+            ));
+        }
+        Ok(s.outputs(move |o| {
+            let mut all = BTreeMap::new();
+            for (name, (logs, task, service)) in &services {
+                let outputs = ServiceOutputs {
+                    service_name: o.get(&service.name)?,
+                    service_arn: o.get(&service.arn)?,
+                    task_definition_family: o.get(&task.family)?,
+                    task_definition_arn: o.get(&task.arn)?,
+                    log_group_name: o.get(&logs.name)?,
+                };
+                all.insert(name.clone(), outputs);
+            }
+            let first = all[&services[0].0].clone();
+            Ok(ClusterOutputs {
+                cluster_name: o.get(&cluster.name)?,
+                cluster_arn: o.get(&cluster.arn)?,
+                service_name: first.service_name,
+                service_arn: first.service_arn,
+                task_definition_family: first.task_definition_family,
+                task_definition_arn: first.task_definition_arn,
+                log_group_name: first.log_group_name,
+                services: all,
+            })
+        }))
+    }
+}
+
+/// A service's three resources, as declared.
+type ServiceHandles = (Handle<LogGroup>, Handle<TaskDefinition>, Handle<Service>);
+
+impl ClusterStack {
+    /// Service `svc`'s log group, task definition and ECS service in `cluster`, running as `role`.
+    fn declare_service(
+        &self,
+        s: &mut Scope,
+        svc: &ServiceConfig,
+        cluster: &Handle<Cluster>,
+        role: &Input<RoleArn>,
+    ) -> ServiceHandles {
+        let c = &self.config;
+        let logs = s.add(
+            svc.key("log-group"),
+            LogGroup {
+                name: svc.log_group.clone(),
+                retention_days: svc.log_retention_days,
+                tags: c.tags.clone(),
+            },
+        );
         let task = s.add(
-            "task-definition",
+            svc.key("task-definition"),
             TaskDefinition {
-                family: c.family.clone(),
-                cpu: c.cpu,
-                memory: c.memory,
-                execution_role_arn: self.wiring.execution_role_arn.clone(),
-                task_role_arn: self.wiring.task_role_arn.clone(),
+                family: svc.family.clone(),
+                cpu: svc.cpu,
+                memory: svc.memory,
+                execution_role_arn: role.clone(),
+                task_role_arn: role.clone(),
                 containers: vec![Container {
-                    name: c.container_name.clone(),
-                    image: c.image.clone(),
-                    port: c.container_port,
-                    environment: c.environment.clone(),
+                    name: svc.container_name.clone(),
+                    image: svc.image.clone(),
+                    port: svc.container_port,
+                    environment: svc.environment.clone(),
                     log_group: Input::from(&logs.name),
-                    log_stream_prefix: c.container_name.clone(),
-                    secrets: c.secrets.clone(),
-                    health_check: c.health_check.clone(),
+                    log_stream_prefix: svc.container_name.clone(),
+                    secrets: svc.secrets.clone(),
+                    health_check: svc.health_check.clone(),
                 }],
                 tags: c.tags.clone(),
             },
         );
         let service = s.add(
-            "service",
+            svc.key("service"),
             Service {
-                name: c.service_name.clone(),
+                name: svc.service_name.clone(),
                 cluster: Input::from(&cluster.arn),
                 task_definition: Input::from(&task.arn),
-                desired_count: c.desired_count,
+                desired_count: svc.desired_count,
                 launch: c.launch,
                 subnets: self.wiring.subnets.clone(),
                 security_groups: vec![self.wiring.security_group.clone()],
@@ -510,17 +578,7 @@ impl Stack for ClusterStack {
                 tags: c.tags.clone(),
             },
         );
-        Ok(s.outputs(move |o| {
-            Ok(ClusterOutputs {
-                cluster_name: o.get(&cluster.name)?,
-                cluster_arn: o.get(&cluster.arn)?,
-                service_name: o.get(&service.name)?,
-                service_arn: o.get(&service.arn)?,
-                task_definition_family: o.get(&task.family)?,
-                task_definition_arn: o.get(&task.arn)?,
-                log_group_name: o.get(&logs.name)?,
-            })
-        }))
+        (logs, task, service)
     }
 }
 
@@ -532,13 +590,14 @@ mod tests {
     fn the_default_config_is_the_seed_and_valid() {
         let c = ClusterConfig::default();
         c.validate().unwrap();
+        let f = &c.services[0];
         assert_eq!(
             (
                 c.cluster_name.as_str(),
-                c.image.as_str(),
-                c.cpu,
-                c.memory,
-                c.desired_count
+                f.image.as_str(),
+                f.cpu,
+                f.memory,
+                f.desired_count
             ),
             ("my-ecs-cluster", "nginx:latest", 256, 512, 1)
         );
@@ -551,30 +610,51 @@ mod tests {
             c.validate()
                 .unwrap_err()
                 .to_string()
-                .starts_with("invalid memory = 4096")
+                .starts_with("invalid services[0].memory = 4096")
         );
         let c = ClusterConfig::default().with_log_retention(Some(10));
         assert!(
             c.validate()
                 .unwrap_err()
                 .to_string()
-                .starts_with("invalid log_retention_days = 10")
+                .starts_with("invalid services[0].log_retention_days = 10")
         );
         let c = ClusterConfig::default().with_desired_count(-1);
         assert_eq!(
             c.validate().unwrap_err().to_string(),
-            "invalid desired_count = -1: must be 0 to 10000"
+            "invalid services[0].desired_count = -1: must be 0 to 10000"
         );
-        let c = ClusterConfig {
-            container_port: 0,
-            ..ClusterConfig::default()
-        };
+        let c = ClusterConfig::default().with_services([ServiceConfig::frontend().with_port(0)]);
         assert!(
             c.validate()
                 .unwrap_err()
                 .to_string()
-                .starts_with("invalid container_port = 0")
+                .starts_with("invalid services[0].container_port = 0")
         );
+        let api = || ServiceConfig::new("api");
+        let mut same_log_group = ServiceConfig::new("worker");
+        same_log_group.log_group = "/ecs/api".into();
+        for (services, error) in [
+            (
+                vec![],
+                "invalid services = []: a cluster runs at least one service",
+            ),
+            (
+                vec![ServiceConfig::frontend(), api(), api()],
+                "invalid services[2].name = api: another service has this name",
+            ),
+            (
+                vec![api(), same_log_group],
+                "invalid services[1].log_group = /ecs/api: another service has this name",
+            ),
+            (
+                vec![ServiceConfig::new("Api")],
+                "invalid services[0].name = Api: a service name is 1 to 64 lowercase letters, digits and -, not starting with -",
+            ),
+        ] {
+            let c = ClusterConfig::default().with_services(services);
+            assert_eq!(c.validate().unwrap_err().to_string(), error);
+        }
     }
 }
 

@@ -26,11 +26,12 @@ pub fn fargate_memory_for(cpu: u32) -> Option<Vec<u32>> {
 /// A CPU / memory pair Fargate runs.
 ///
 /// # Errors
-/// Names `cpu` when it is not a Fargate size, `memory` when it is not allowed with that CPU.
-pub fn fargate_size(cpu: u32, memory: u32) -> Result<(), ValidationError> {
+/// Names `PREFIXcpu` when it is not a Fargate size, `PREFIXmemory` when it is not allowed with
+/// that CPU.
+pub fn fargate_size(prefix: &str, cpu: u32, memory: u32) -> Result<(), ValidationError> {
     let Some(allowed) = fargate_memory_for(cpu) else {
         return Err(ValidationError::new(
-            "cpu",
+            format!("{prefix}cpu"),
             cpu,
             "Fargate CPU is one of 256, 512, 1024, 2048, 4096, 8192, 16384",
         ));
@@ -39,7 +40,7 @@ pub fn fargate_size(cpu: u32, memory: u32) -> Result<(), ValidationError> {
         Ok(())
     } else {
         Err(ValidationError::new(
-            "memory",
+            format!("{prefix}memory"),
             memory,
             format!(
                 "with cpu {cpu}, Fargate memory is one of {}",
@@ -250,19 +251,19 @@ mod tests {
 
     #[test]
     fn the_seed_size_is_valid_and_bad_pairs_name_the_field() {
-        fargate_size(256, 512).unwrap();
-        fargate_size(16384, 122880).unwrap();
+        fargate_size("", 256, 512).unwrap();
+        fargate_size("", 16384, 122880).unwrap();
         assert_eq!(
-            fargate_size(256, 4096).unwrap_err().to_string(),
+            fargate_size("", 256, 4096).unwrap_err().to_string(),
             "invalid memory = 4096: with cpu 256, Fargate memory is one of 512, 1024, 2048"
         );
         assert!(
-            fargate_size(300, 512)
+            fargate_size("", 300, 512)
                 .unwrap_err()
                 .to_string()
                 .starts_with("invalid cpu = 300")
         );
-        assert!(fargate_size(8192, 17000).is_err());
+        assert!(fargate_size("", 8192, 17000).is_err());
     }
 
     #[test]
@@ -290,7 +291,7 @@ mod tests {
         /// only for the smallest size).
         #[test]
         fn accepted_sizes_follow_fargates_rule(cpu in prop::sample::select(vec![256u32, 512, 1024, 2048, 4096, 8192, 16384]), memory in 0u32..130_000) {
-            if fargate_size(cpu, memory).is_ok() {
+            if fargate_size("", cpu, memory).is_ok() {
                 prop_assert!(memory >= 2 * cpu && memory <= 8 * cpu, "{cpu}/{memory}");
                 prop_assert!(memory % 1024 == 0 || (cpu == 256 && memory == 512), "{cpu}/{memory}");
             }

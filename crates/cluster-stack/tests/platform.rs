@@ -135,9 +135,12 @@ async fn the_whole_platform_comes_up_from_nothing_and_a_second_apply_changes_not
     assert_eq!((def.cpu(), def.memory()), (Some("256"), Some("512")));
     assert_eq!(
         def.execution_role_arn(),
-        Some(iam.frontend_role.arn.as_str())
+        Some(iam.services["frontend"].role.arn.as_str())
     );
-    assert_eq!(def.task_role_arn(), Some(iam.frontend_role.arn.as_str()));
+    assert_eq!(
+        def.task_role_arn(),
+        Some(iam.services["frontend"].role.arn.as_str())
+    );
     let container = &def.container_definitions()[0];
     assert_eq!(container.image(), Some("nginx:latest"));
     assert_eq!(container.port_mappings()[0].container_port(), Some(80));
@@ -416,7 +419,7 @@ async fn linked_in_a_group_the_three_stacks_come_up_as_one_graph_and_re_apply_as
         .unwrap();
     assert_eq!(
         def.task_definition().unwrap().execution_role_arn(),
-        Some(i.outputs.frontend_role.arn.as_str())
+        Some(i.outputs.services["frontend"].role.arn.as_str())
     );
     // The cluster records its references: the network cannot be destroyed under it.
     let err = w

@@ -1036,12 +1036,17 @@ fn print_outputs(o: &PlatformOutputs) {
         "  cluster            {} ({})",
         c.cluster_name, c.cluster_arn
     );
-    println!(
-        "  service            {} ({})",
-        c.service_name, c.service_arn
-    );
-    println!("  task definition    {}", c.task_definition_arn);
-    println!("  log group          {}", c.log_group_name);
+    for (name, svc) in &c.services {
+        println!(
+            "  service {name:<10} {} ({})",
+            svc.service_name, svc.service_arn
+        );
+        println!("    task definition  {}", svc.task_definition_arn);
+        println!("    log group        {}", svc.log_group_name);
+        if let Some(role) = i.service_role_arn(name) {
+            println!("    task role        {role}");
+        }
+    }
     println!("  vpc                {} ({})", n.vpc_id, n.vpc_cidr);
     let subnets: Vec<&str> = n.public_subnet_ids.iter().map(|s| s.as_str()).collect();
     println!(
@@ -1050,7 +1055,6 @@ fn print_outputs(o: &PlatformOutputs) {
         n.availability_zones.join(", ")
     );
     println!("  security group     {}", n.security_group_id);
-    println!("  task role          {}", i.frontend_role.arn);
 }
 
 fn confirm(question: &str) -> Result<(), Failure> {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use cluster_stack::HealthCheck;
+use cluster_stack::{HealthCheck, ServiceConfig};
 use network_stack::SubnetSpec;
 use network_stack::resources::{PortRange, Protocol, SgRule};
 use platform_core::ValidationError;
@@ -32,6 +32,10 @@ pub struct PlatformConfig {
     /// The cluster stack.
     #[serde(default)]
     pub cluster: ClusterSection,
+    /// `[[service]]`: the services the cluster runs, one table each (none: the seed's `frontend`,
+    /// or the one `[cluster]`'s per-service keys describe).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service: Vec<ServiceSection>,
     /// Tags on every taggable resource of the three stacks (as the AWS provider's `default_tags`).
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
@@ -163,6 +167,53 @@ pub struct ClusterSection {
     pub health_check: Option<HealthCheckSection>,
 }
 
+/// `[[service]]`: one ECS service with its own task definition, log group (`/ecs/NAME`), role and
+/// least-privilege policy. A missing key keeps [`ServiceConfig::new`]'s value.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSection {
+    /// The service's short name (`api`): the ECS service `NAME-service`, the family `NAME`, the log
+    /// group `/ecs/NAME`, the role `PREFIX-NAME-role`.
+    pub name: String,
+    /// The container image.
+    pub image: Option<String>,
+    /// CPU units (Fargate sizes).
+    pub cpu: Option<u32>,
+    /// Memory in MiB (allowed with that CPU).
+    pub memory: Option<u32>,
+    /// How many tasks to run.
+    pub desired_count: Option<i32>,
+    /// The port the container listens on (the security group admits it).
+    pub container_port: Option<u16>,
+    /// Environment variables of the container.
+    pub environment: Option<BTreeMap<String, String>>,
+    /// Variables set from secrets at start: name to the full ARN of a Secrets Manager secret or an
+    /// SSM parameter (its execution role may read exactly these).
+    pub secrets: Option<BTreeMap<String, String>>,
+    /// The container's health check.
+    pub health_check: Option<HealthCheckSection>,
+    /// Days to keep its logs (one of CloudWatch's values).
+    pub log_retention_days: Option<i32>,
+}
+
+impl ServiceSection {
+    fn service(&self) -> ServiceConfig {
+        let mut s = ServiceConfig::new(&self.name);
+        set(&mut s.image, &self.image);
+        set(&mut s.cpu, &self.cpu);
+        set(&mut s.memory, &self.memory);
+        set(&mut s.desired_count, &self.desired_count);
+        set(&mut s.container_port, &self.container_port);
+        set(&mut s.environment, &self.environment);
+        set(&mut s.secrets, &self.secrets);
+        if let Some(days) = self.log_retention_days {
+            s.log_retention_days = Some(days);
+        }
+        s.health_check = self.health_check.as_ref().map(HealthCheckSection::check);
+        s
+    }
+}
+
 /// `[cluster.health_check]`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -173,6 +224,38 @@ pub struct HealthCheckSection {
     pub interval_secs: Option<i32>,
     /// Failures in a row before unhealthy (default 3).
     pub retries: Option<i32>,
+}
+
+impl HealthCheckSection {
+    fn check(&self) -> HealthCheck {
+        let mut check = HealthCheck::new(self.command.clone());
+        set(&mut check.interval_secs, &self.interval_secs);
+        set(&mut check.retries, &self.retries);
+        check
+    }
+}
+
+impl ClusterSection {
+    /// The per-service keys set, as `cluster.KEY` (the one-service shorthand of `[[service]]`).
+    fn service_keys(&self) -> Vec<&'static str> {
+        [
+            ("service_name", self.service_name.is_some()),
+            ("family", self.family.is_some()),
+            ("container_name", self.container_name.is_some()),
+            ("image", self.image.is_some()),
+            ("cpu", self.cpu.is_some()),
+            ("memory", self.memory.is_some()),
+            ("desired_count", self.desired_count.is_some()),
+            ("container_port", self.container_port.is_some()),
+            ("log_group", self.log_group.is_some()),
+            ("log_retention_days", self.log_retention_days.is_some()),
+            ("secrets", self.secrets.is_some()),
+            ("health_check", self.health_check.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, set)| set.then_some(key))
+        .collect()
+    }
 }
 
 /// Why a config file cannot be used.
@@ -307,37 +390,45 @@ impl PlatformConfig {
                 .map(|(zone, cidr)| SubnetSpec::public(cidr, zone))
                 .collect();
         }
+        if let (Some(key), false) = (cluster.service_keys().first(), self.service.is_empty()) {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                key: format!("cluster.{key}"),
+                value: "set".into(),
+                reason: "[cluster]'s per-service keys describe the one service of a file without [[service]] tables, and this file has both: keep the [[service]] tables (move the key into them) or remove them".into(),
+            });
+        }
         let c = &mut platform.cluster;
         set(&mut c.stack_name, &cluster.stack_name);
         set(&mut c.cluster_name, &cluster.cluster_name);
-        set(&mut c.service_name, &cluster.service_name);
-        set(&mut c.family, &cluster.family);
-        set(&mut c.container_name, &cluster.container_name);
-        set(&mut c.image, &cluster.image);
-        set(&mut c.cpu, &cluster.cpu);
-        set(&mut c.memory, &cluster.memory);
-        set(&mut c.desired_count, &cluster.desired_count);
-        set(&mut c.container_port, &cluster.container_port);
-        set(&mut c.log_group, &cluster.log_group);
-        if let Some(days) = cluster.log_retention_days {
-            c.log_retention_days = Some(days);
-        }
-        set(&mut c.secrets, &cluster.secrets);
-        if let Some(h) = &cluster.health_check {
-            let mut check = HealthCheck::new(h.command.clone());
-            set(&mut check.interval_secs, &h.interval_secs);
-            set(&mut check.retries, &h.retries);
-            c.health_check = Some(check);
+        if self.service.is_empty() {
+            let first = &mut c.services[0];
+            set(&mut first.service_name, &cluster.service_name);
+            set(&mut first.family, &cluster.family);
+            set(&mut first.container_name, &cluster.container_name);
+            set(&mut first.image, &cluster.image);
+            set(&mut first.cpu, &cluster.cpu);
+            set(&mut first.memory, &cluster.memory);
+            set(&mut first.desired_count, &cluster.desired_count);
+            set(&mut first.container_port, &cluster.container_port);
+            set(&mut first.log_group, &cluster.log_group);
+            if let Some(days) = cluster.log_retention_days {
+                first.log_retention_days = Some(days);
+            }
+            set(&mut first.secrets, &cluster.secrets);
+            if let Some(h) = &cluster.health_check {
+                first.health_check = Some(h.check());
+            }
+        } else {
+            c.services = self.service.iter().map(ServiceSection::service).collect();
         }
         if let Some(env) = self.environment.as_deref().filter(|e| *e != DEFAULT_ENV) {
-            for name in [
-                &mut c.stack_name,
-                &mut c.cluster_name,
-                &mut c.service_name,
-                &mut c.family,
-                &mut c.log_group,
-            ] {
-                *name = in_env(env, name);
+            c.stack_name = in_env(env, &c.stack_name);
+            c.cluster_name = in_env(env, &c.cluster_name);
+            for s in &mut c.services {
+                for name in [&mut s.service_name, &mut s.family, &mut s.log_group] {
+                    *name = in_env(env, name);
+                }
             }
             let i = &mut platform.iam;
             i.stack_name = in_env(env, &i.stack_name);
@@ -346,6 +437,15 @@ impl PlatformConfig {
             n.stack_name = in_env(env, &n.stack_name);
             n.name_prefix = in_env(env, &n.name_prefix);
         }
+        // The service security group admits every service's port (from anywhere, as the seed's
+        // port 80), then the file's own rules.
+        let mut ports: Vec<u16> = c.services.iter().map(|s| s.container_port).collect();
+        ports.sort_unstable();
+        ports.dedup();
+        platform.network.ingress = ports
+            .into_iter()
+            .map(|port| SgRule::tcp(port, "0.0.0.0/0"))
+            .collect();
         platform
             .network
             .ingress
@@ -361,15 +461,10 @@ impl PlatformConfig {
             .iam
             .cluster_name
             .clone_from(&platform.cluster.cluster_name);
-        platform
-            .iam
-            .frontend_log_group
-            .clone_from(&platform.cluster.log_group);
-        // ...and the secrets the execution role reads at start.
-        platform.iam.frontend_secrets = platform.cluster.secrets.values().cloned().collect();
+        let services = !self.service.is_empty();
         let invalid = |section: &str, e: ValidationError| ConfigError::Invalid {
             path: path.to_owned(),
-            key: config_key(section, &e.field),
+            key: config_key(section, &e.field, services),
             value: e.value,
             reason: e.reason,
         };
@@ -386,7 +481,11 @@ impl PlatformConfig {
                 )
             })?;
         }
-        platform.iam.validate().map_err(|e| invalid("iam", e))?;
+        // Each service's role, as the platform applies it.
+        platform
+            .iam_config()
+            .validate()
+            .map_err(|e| invalid("iam", e))?;
         platform
             .network
             .validate()
@@ -455,10 +554,19 @@ fn set<T: Clone>(target: &mut T, value: &Option<T>) {
     }
 }
 
-/// A stack's field name as the file's key: `public_subnets[1].cidr` is `public_subnets[1]`.
-fn config_key(section: &str, field: &str) -> String {
+/// A stack's field name as the file's key: `public_subnets[1].cidr` is `public_subnets[1]`; a
+/// service's `services[1].cpu` is `service[1].cpu` in a file with `[[service]]` tables, `cluster.cpu`
+/// in one without.
+fn config_key(section: &str, field: &str, services: bool) -> String {
     let field = field.strip_suffix(".cidr").unwrap_or(field);
-    format!("{section}.{field}")
+    match field.strip_prefix("services[") {
+        Some(rest) if services => format!("service[{rest}"),
+        Some(rest) => format!(
+            "cluster.{}",
+            rest.split_once("].").map_or(rest, |(_, key)| key)
+        ),
+        None => format!("{section}.{field}"),
+    }
 }
 
 /// The seed's platform on an engine that needs no AWS (a fixed account, state in memory), with
@@ -487,6 +595,7 @@ pub fn template() -> String {
     let i = iam_stack::IamConfig::default();
     let n = network_stack::NetworkConfig::default();
     let c = cluster_stack::ClusterConfig::default();
+    let f = &c.services[0];
     let subnets: Vec<String> = n
         .public_subnets
         .iter()
@@ -537,7 +646,7 @@ cpu = {cpu}
 memory = {memory}
 # How many tasks the service runs.
 desired_count = {count}
-# The port the container listens on (the security group opens TCP 80).
+# The port the container listens on (the security group admits it from anywhere).
 container_port = {port}
 # The frontend's log group (the IAM policies name it too).
 log_group = {log_group:?}
@@ -547,6 +656,19 @@ log_retention_days = {retention}
 # secrets = {{ DB_PASSWORD = "arn:aws:secretsmanager:REGION:ACCOUNT:secret:db-AbCdEf" }}
 # The container's health check (interval 5 to 300 s, retries 1 to 10):
 # health_check = {{ command = ["CMD-SHELL", "curl -f http://localhost/ || exit 1"], interval_secs = 30, retries = 3 }}
+
+# More than one service: a [[service]] table each, instead of [cluster]'s per-service keys above
+# (a file with both is refused). Each gets its own task definition, log group /ecs/NAME, ECS
+# service NAME-service and role PREFIX-NAME-role, whose policy allows exactly its own log group
+# and secrets; the security group admits every service's container_port. Keys: name, image, cpu,
+# memory, desired_count, container_port, environment, secrets, health_check, log_retention_days.
+# [[service]]
+# name = "frontend"
+# [[service]]
+# name = "api"
+# image = "public.ecr.aws/nginx/nginx:1.27"
+# container_port = 8080
+# environment = {{ MODE = "api" }}
 
 # Tags on every taggable resource of the three stacks (as the AWS provider's default_tags).
 # [tags]
@@ -575,16 +697,16 @@ log_retention_days = {retention}
         subnets = subnets.join(", "),
         c_stack = c.stack_name,
         cluster = c.cluster_name,
-        service = c.service_name,
-        family = c.family,
-        container = c.container_name,
-        image = c.image,
-        cpu = c.cpu,
-        memory = c.memory,
-        count = c.desired_count,
-        port = c.container_port,
-        log_group = c.log_group,
-        retention = c.log_retention_days.unwrap_or(30),
+        service = f.service_name,
+        family = f.family,
+        container = f.container_name,
+        image = f.image,
+        cpu = f.cpu,
+        memory = f.memory,
+        count = f.desired_count,
+        port = f.container_port,
+        log_group = f.log_group,
+        retention = f.log_retention_days.unwrap_or(30),
     )
 }
 
@@ -641,9 +763,10 @@ mod tests {
         .unwrap();
         let mut p = platform();
         file.apply(path, &mut p).unwrap();
-        assert_eq!(p.cluster.image, "nginx:1.27");
-        assert_eq!(p.cluster.desired_count, 2);
-        assert_eq!(p.cluster.log_retention_days, Some(7));
+        let f = &p.cluster.services[0];
+        assert_eq!(f.image, "nginx:1.27");
+        assert_eq!(f.desired_count, 2);
+        assert_eq!(f.log_retention_days, Some(7));
         assert_eq!(p.network.public_subnets.len(), 2);
         assert_eq!(p.network.public_subnets[1].cidr, "10.0.2.0/24");
         assert_eq!(
@@ -651,7 +774,7 @@ mod tests {
             SubnetSpec::public("10.0.2.0/24", 1)
         );
         assert_eq!(p.iam.cluster_name, "shop");
-        assert_eq!(p.iam.frontend_log_group, "/ecs/shop");
+        assert_eq!(p.iam_config().services[0].log_group, "/ecs/shop");
     }
 
     #[test]
@@ -708,7 +831,7 @@ mod tests {
         assert_eq!(prod.stack_names(), ["iam", "network", "cluster"]);
         assert_eq!(prod.cluster.cluster_name, "my-ecs-cluster");
         assert_eq!(prod.network.public_subnets.len(), 2);
-        assert_eq!(prod.cluster.log_retention_days, Some(30));
+        assert_eq!(prod.cluster.services[0].log_retention_days, Some(30));
 
         let mut staging = platform();
         file.environment(path, "staging")
@@ -719,13 +842,13 @@ mod tests {
             staging.stack_names(),
             ["staging-iam", "staging-network", "staging-cluster"]
         );
-        let c = &staging.cluster;
+        let f = &staging.cluster.services[0];
         assert_eq!(
             (
-                c.cluster_name.as_str(),
-                c.service_name.as_str(),
-                c.family.as_str(),
-                c.log_group.as_str()
+                staging.cluster.cluster_name.as_str(),
+                f.service_name.as_str(),
+                f.family.as_str(),
+                f.log_group.as_str()
             ),
             (
                 "staging-my-ecs-cluster",
@@ -735,10 +858,10 @@ mod tests {
             )
         );
         assert_eq!(
-            c.image, "nginx:1.27",
+            f.image, "nginx:1.27",
             "a key the environment does not set is the file's"
         );
-        assert_eq!(c.log_retention_days, Some(7), "a scalar replaces");
+        assert_eq!(f.log_retention_days, Some(7), "a scalar replaces");
         assert_eq!(
             staging.network.public_subnets.len(),
             1,
@@ -749,7 +872,10 @@ mod tests {
         assert_eq!(staging.cluster.tags["env"], "staging", "a table merges");
         // The IAM policies name the environment's own cluster and log group.
         assert_eq!(staging.iam.cluster_name, "staging-my-ecs-cluster");
-        assert_eq!(staging.iam.frontend_log_group, "/ecs/staging-frontend");
+        assert_eq!(
+            staging.iam_config().services[0].log_group,
+            "/ecs/staging-frontend"
+        );
         // An environment the file does not mention: the file's values, its own names.
         let mut qa = platform();
         file.environment(path, "qa")
@@ -798,6 +924,168 @@ mod tests {
         assert!(err.ends_with("must be 1 to 47 characters"), "{err}");
     }
 
+    const TWO_SERVICES: &str = r#"
+        [[service]]
+        name = "frontend"
+        [[service]]
+        name = "api"
+        image = "nginx:1.27"
+        container_port = 8080
+        desired_count = 2
+        environment = { MODE = "api" }
+        secrets = { TOKEN = "arn:aws:ssm:eu-west-1:123456789012:parameter/api/token" }
+        [network]
+        ingress = [{ port = 22, cidr = "203.0.113.0/24" }]
+        "#;
+
+    #[test]
+    fn each_service_gets_its_resources_its_role_and_its_port() {
+        let p = offline(TWO_SERVICES, DEFAULT_ENV);
+        let names: Vec<(&str, &str, &str, &str)> = p
+            .cluster
+            .services
+            .iter()
+            .map(|s| {
+                (
+                    s.name.as_str(),
+                    s.service_name.as_str(),
+                    s.family.as_str(),
+                    s.log_group.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("frontend", "frontend-service", "frontend", "/ecs/frontend"),
+                ("api", "api-service", "api", "/ecs/api"),
+            ]
+        );
+        let api = &p.cluster.services[1];
+        assert_eq!(
+            (api.image.as_str(), api.container_port, api.desired_count),
+            ("nginx:1.27", 8080, 2)
+        );
+        assert_eq!(api.environment["MODE"], "api");
+        // The security group admits both ports from anywhere, then the file's own rule.
+        assert_eq!(
+            p.network.ingress,
+            [
+                SgRule::tcp(80, "0.0.0.0/0"),
+                SgRule::tcp(8080, "0.0.0.0/0"),
+                SgRule::tcp(22, "203.0.113.0/24"),
+            ]
+        );
+        // One role each: its own log group, its own secrets, the frontend's assets stay its own.
+        let iam = p.iam_config();
+        let scope = iam.scope();
+        let docs: Vec<String> = iam
+            .services
+            .iter()
+            .map(|s| {
+                let doc = scope.service_policy(s);
+                assert!(iam_stack::permissions::audit(&doc).is_empty());
+                doc.to_json()
+            })
+            .collect();
+        assert!(docs[0].contains("log-group:/ecs/frontend:*"), "{}", docs[0]);
+        assert!(docs[0].contains("s3:GetObject"), "{}", docs[0]);
+        assert!(!docs[0].contains("ssm:"), "{}", docs[0]);
+        assert!(docs[1].contains("log-group:/ecs/api:*"), "{}", docs[1]);
+        assert!(docs[1].contains("parameter/api/token"), "{}", docs[1]);
+        assert!(
+            !docs[1].contains("frontend") && !docs[1].contains("s3:"),
+            "{}",
+            docs[1]
+        );
+
+        // In staging every name is the environment's.
+        let staging = offline(TWO_SERVICES, "staging");
+        let api = &staging.cluster.services[1];
+        assert_eq!(
+            (
+                api.service_name.as_str(),
+                api.family.as_str(),
+                api.log_group.as_str()
+            ),
+            ("staging-api-service", "staging-api", "/ecs/staging-api")
+        );
+        assert_eq!(staging.iam_config().name_prefix, "staging-ecs");
+    }
+
+    #[test]
+    fn service_tables_are_refused_beside_the_shorthand_and_their_keys_are_named() {
+        let path = Path::new("p.toml");
+        let apply = |text: &str, env: &str| {
+            PlatformConfig::parse(path, text)
+                .unwrap()
+                .environment(path, env)
+                .unwrap()
+                .apply(path, &mut platform())
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            apply(
+                "[cluster]\nimage = \"nginx:1.27\"\n[[service]]\nname = \"api\"",
+                DEFAULT_ENV
+            ),
+            "p.toml: cluster.image = set: [cluster]'s per-service keys describe the one service of a file without [[service]] tables, and this file has both: keep the [[service]] tables (move the key into them) or remove them"
+        );
+        assert_eq!(
+            apply(
+                "[[service]]\nname = \"web\"\n[[service]]\nname = \"api\"\ncpu = 300",
+                DEFAULT_ENV
+            ),
+            "p.toml: service[1].cpu = 300: Fargate CPU is one of 256, 512, 1024, 2048, 4096, 8192, 16384"
+        );
+        assert_eq!(
+            apply(
+                "[[service]]\nname = \"api\"\n[[service]]\nname = \"api\"",
+                DEFAULT_ENV
+            ),
+            "p.toml: service[1].name = api: another service has this name"
+        );
+        // The shorthand's keys keep their names.
+        assert_eq!(
+            apply("[cluster]\ncpu = 300", DEFAULT_ENV),
+            "p.toml: cluster.cpu = 300: Fargate CPU is one of 256, 512, 1024, 2048, 4096, 8192, 16384"
+        );
+        // A role name over IAM's 64 characters once the environment prefixes it.
+        let long = "a".repeat(50);
+        assert_eq!(
+            apply(&format!("[[service]]\nname = \"{long}\""), "staging"),
+            format!(
+                "p.toml: service[0].name = {long}: its role staging-ecs-{long}-role would be 67 characters, IAM allows 64"
+            )
+        );
+        assert!(
+            PlatformConfig::parse(path, &format!("[[service]]\nname = \"{long}\""))
+                .unwrap()
+                .apply(path, &mut platform())
+                .is_ok(),
+            "63 characters in production"
+        );
+        // `[[env.NAME.service]]` replaces the whole list.
+        let file = PlatformConfig::parse(
+            path,
+            "[[service]]\nname = \"web\"\n[[env.staging.service]]\nname = \"api\"\n",
+        )
+        .unwrap();
+        let mut staging = platform();
+        file.environment(path, "staging")
+            .unwrap()
+            .apply(path, &mut staging)
+            .unwrap();
+        let names: Vec<&str> = staging
+            .cluster
+            .services
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(names, ["api"]);
+    }
+
     #[test]
     fn secrets_and_a_health_check_reach_the_container_and_the_execution_roles_policy() {
         let path = Path::new("p.toml");
@@ -811,11 +1099,13 @@ mod tests {
         .unwrap();
         let mut p = platform();
         file.apply(path, &mut p).unwrap();
-        assert_eq!(p.cluster.secrets["DB_PASSWORD"], arn);
-        let h = p.cluster.health_check.clone().unwrap();
+        let f = &p.cluster.services[0];
+        assert_eq!(f.secrets["DB_PASSWORD"], arn);
+        let h = f.health_check.clone().unwrap();
         assert_eq!((h.command.len(), h.interval_secs, h.retries), (2, 30, 5));
-        assert_eq!(p.iam.frontend_secrets, [arn]);
-        let doc = p.iam.scope().frontend_policy();
+        let iam = p.iam_config();
+        assert_eq!(iam.services[0].secrets, [arn]);
+        let doc = iam.scope().service_policy(&iam.services[0]);
         assert!(iam_stack::permissions::audit(&doc).is_empty());
         assert!(doc.to_json().contains(arn));
         // Refused naming the key: a bad ARN, a health check outside ECS's ranges.

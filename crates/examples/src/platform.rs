@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use cluster_stack::{ClusterConfig, ClusterOutputs, ClusterStack};
-use iam_stack::{IamConfig, IamOutputs, IamStack};
+use iam_stack::{IamConfig, IamOutputs, IamStack, ServiceAccess};
 use network_stack::{NetworkConfig, NetworkOutputs, NetworkStack};
 use platform_core::policy::{PlanDocument, Policies, Violation};
 use platform_core::{
@@ -100,10 +100,28 @@ impl Platform {
         ]
     }
 
+    /// The IAM stack's config as the platform applies it: [`iam`](Self::iam) with one role for
+    /// each of the cluster's services, whose policy allows exactly that service's log group and
+    /// secrets (and the S3 assets `iam` gives a service of that name, as the seed's frontend).
+    pub fn iam_config(&self) -> IamConfig {
+        let services: Vec<ServiceAccess> = self
+            .cluster
+            .services
+            .iter()
+            .map(|svc| {
+                let assets = self.iam.service(&svc.name).and_then(|s| s.assets.clone());
+                ServiceAccess::new(&svc.name, &svc.log_group)
+                    .with_secrets(svc.secrets.values().cloned())
+                    .with_assets(assets)
+            })
+            .collect();
+        self.iam.clone().with_services(services)
+    }
+
     /// The three stacks, the cluster linked to the IAM and network stacks' resources.
     async fn stacks(&self) -> Result<(IamStack, NetworkStack, ClusterStack), Error> {
         let identity = self.engine.identity().await?;
-        let iam = IamStack::new(self.iam.clone().bound_to(&identity));
+        let iam = IamStack::new(self.iam_config().bound_to(&identity));
         let net = NetworkStack::new(self.network.clone());
         let cluster = ClusterStack::linked(self.cluster.clone(), &iam.exports(), &net.exports());
         Ok((iam, net, cluster))

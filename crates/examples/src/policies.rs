@@ -517,7 +517,7 @@ mod tests {
         runtime().block_on(async {
             let mut p = platform("[cluster]\nimage = \"nginx:1.27\"");
             assert!(found(&p).await.is_empty());
-            p.cluster.log_retention_days = None;
+            p.cluster.services[0].log_retention_days = None;
             assert_eq!(
                 found(&p).await,
                 [(
@@ -579,7 +579,7 @@ mod tests {
             );
             let mut quiet = platform("[policy]\nrules = { image-pinned = \"off\" }");
             assert!(found(&quiet).await.is_empty());
-            quiet.cluster.log_retention_days = None;
+            quiet.cluster.services[0].log_retention_days = None;
             assert_eq!(found(&quiet).await.len(), 1);
         });
         let path = Path::new("p.toml");

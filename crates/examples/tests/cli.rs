@@ -98,7 +98,12 @@ fn the_default_local_target_from_nothing_to_nothing() {
     assert_eq!(net.vpc_cidr, "10.0.0.0/16");
     let iam: iam_stack::IamOutputs =
         serde_json::from_value(outputs["outputs"]["iam"].clone()).unwrap();
-    assert!(iam.frontend_role.arn.starts_with("arn:aws:iam::"));
+    assert!(
+        iam.services["frontend"]
+            .role
+            .arn
+            .starts_with("arn:aws:iam::")
+    );
 
     // `graph`: a Mermaid flowchart with every stack and resource and both references.
     let graph = run(&state, &["graph"]);

@@ -658,7 +658,10 @@ async fn every_network_and_cluster_kind_and_iam_roles_and_policies_can_be_import
         ("cluster/task-definition", s(&c["task_definition_arn"])),
         ("cluster/service", s(&c["service_arn"])),
         ("iam/cluster-role", s(&i["cluster_role"]["name"])),
-        ("iam/frontend-role", s(&i["frontend_role"]["arn"])),
+        (
+            "iam/frontend-role",
+            s(&i["services"]["frontend"]["role"]["arn"]),
+        ),
         ("iam/cluster-policy", s(&i["cluster_policy_arn"])),
     ];
     for (address, id) in &imports {
@@ -1153,5 +1156,209 @@ public_subnets = ["10.0.1.0/24"]
     assert_eq!(op.json(&with(&["outputs"]), 0).await, production_outputs);
     op.json(&with(&["preview", "--detailed-exitcode"]), 0).await;
     op.json(&with(&["destroy"]), 0).await;
+    assert!(inventory(&op.config).await.is_empty());
+}
+
+/// The `[[service]]` tables of a staging platform: `api` beside the seed's `frontend`, with a port,
+/// an image and a secret of its own; then `worker` added.
+fn services_file(api_count: i32, api: bool, worker: bool) -> String {
+    let mut text = "[[service]]\nname = \"frontend\"\n".to_owned();
+    if api {
+        text += &format!(
+            "[[service]]\nname = \"api\"\nimage = \"nginx:1.27\"\ncontainer_port = 8080\ndesired_count = {api_count}\nsecrets = {{ TOKEN = \"arn:aws:ssm:us-east-1:123456789012:parameter/api/token\" }}\n"
+        );
+    }
+    if worker {
+        text += "[[service]]\nname = \"worker\"\nimage = \"nginx:1.27\"\n";
+    }
+    text
+}
+
+/// The changing calls the proxy saw since it was last cleared, sorted.
+fn changing_calls(proxy: &Proxy) -> Vec<String> {
+    let mut calls: Vec<String> = proxy
+        .calls()
+        .into_iter()
+        .filter(|c| !platform_core::is_read_operation(&c.operation) && c.operation != "AssumeRole")
+        .map(|c| c.operation)
+        .collect();
+    calls.sort();
+    calls
+}
+
+#[tokio::test]
+async fn services_are_added_changed_and_removed_one_at_a_time_in_staging() {
+    let op = Operator::start().await;
+    let file = op.path("platform.toml");
+    let args = ["--config", "platform.toml", "--env", "staging"];
+    let run = |command: &'static str| {
+        let mut all = args.to_vec();
+        all.push(command);
+        all
+    };
+    write(&file, &services_file(1, true, false));
+    op.json(&run("up"), 0).await;
+    let live = inventory(&op.config).await;
+    for (kind, names) in [
+        (
+            "service",
+            [
+                "service/staging-my-ecs-cluster/staging-frontend-service",
+                "service/staging-my-ecs-cluster/staging-api-service",
+            ],
+        ),
+        (
+            "task_definition",
+            [
+                "task-definition/staging-frontend:1",
+                "task-definition/staging-api:1",
+            ],
+        ),
+        ("log_group", ["/ecs/staging-frontend", "/ecs/staging-api"]),
+        (
+            "role",
+            ["staging-ecs-frontend-role", "staging-ecs-api-role"],
+        ),
+        (
+            "policy",
+            ["staging-ecs-frontend-policy", "staging-ecs-api-policy"],
+        ),
+    ] {
+        for name in names {
+            assert!(
+                live[kind].iter().any(|id| id.ends_with(name)),
+                "{kind} {name}: {:?}",
+                live[kind]
+            );
+        }
+    }
+    // The api's role may read its own log group and secret, nothing of the frontend's.
+    let iam = aws_sdk_iam::Client::new(&op.config);
+    let policies = iam
+        .list_policies()
+        .scope(aws_sdk_iam::types::PolicyScopeType::Local)
+        .send()
+        .await
+        .unwrap();
+    let policy_arn = policies
+        .policies()
+        .iter()
+        .find(|p| p.policy_name() == Some("staging-ecs-api-policy"))
+        .and_then(|p| p.arn())
+        .unwrap();
+    let version = iam
+        .get_policy_version()
+        .policy_arn(policy_arn)
+        .version_id("v1")
+        .send()
+        .await
+        .unwrap();
+    let document = iam_stack::policy::PolicyDocument::parse_aws(
+        version.policy_version().unwrap().document().unwrap(),
+    )
+    .unwrap()
+    .to_json();
+    assert!(
+        document.contains("log-group:/ecs/staging-api:*"),
+        "{document}"
+    );
+    assert!(document.contains("parameter/api/token"), "{document}");
+    assert!(
+        !document.contains("frontend") && !document.contains("s3:"),
+        "{document}"
+    );
+    // The security group admits both services' ports.
+    let ec2 = aws_sdk_ec2::Client::new(&op.config);
+    let ports = || async {
+        let groups = ec2
+            .describe_security_groups()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("tag:Name")
+                    .values("staging-ecs-service-sg")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let mut ports: Vec<i32> = groups.security_groups()[0]
+            .ip_permissions()
+            .iter()
+            .filter_map(|p| p.from_port())
+            .collect();
+        ports.sort_unstable();
+        ports
+    };
+    assert_eq!(ports().await, [80, 8080]);
+
+    // One service's count changed: one call, to that service.
+    write(&file, &services_file(2, true, false));
+    op.proxy.clear_calls();
+    op.json(&run("up"), 0).await;
+    assert_eq!(changing_calls(&op.proxy), ["UpdateService"]);
+    let ecs = aws_sdk_ecs::Client::new(&op.config);
+    let described = ecs
+        .describe_services()
+        .cluster("staging-my-ecs-cluster")
+        .services("staging-api-service")
+        .services("staging-frontend-service")
+        .send()
+        .await
+        .unwrap();
+    let counts: Vec<(String, i32)> = described
+        .services()
+        .iter()
+        .map(|s| (s.service_name().unwrap().to_owned(), s.desired_count()))
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("staging-api-service".to_owned(), 2),
+            ("staging-frontend-service".to_owned(), 1)
+        ]
+    );
+
+    // A service added: its own resources, nothing else (port 80 is admitted already).
+    write(&file, &services_file(2, true, true));
+    op.proxy.clear_calls();
+    op.json(&run("up"), 0).await;
+    assert_eq!(
+        changing_calls(&op.proxy),
+        [
+            "AttachRolePolicy",
+            "CreateLogGroup",
+            "CreatePolicy",
+            "CreateRole",
+            "CreateService",
+            "PutRetentionPolicy",
+            "RegisterTaskDefinition",
+        ]
+    );
+
+    // A service removed: its own resources go, and the port only it used.
+    write(&file, &services_file(2, false, true));
+    op.proxy.clear_calls();
+    op.json(&run("up"), 0).await;
+    assert_eq!(
+        changing_calls(&op.proxy),
+        [
+            "DeleteLogGroup",
+            "DeletePolicy",
+            "DeleteRole",
+            "DeleteService",
+            "DeregisterTaskDefinition",
+            "DetachRolePolicy",
+            "RevokeSecurityGroupIngress",
+        ]
+    );
+    assert_eq!(ports().await, [80]);
+    let live = inventory(&op.config).await;
+    assert!(
+        !live.values().flatten().any(|id| id.contains("api")),
+        "{live:?}"
+    );
+    assert_eq!(live["service"].len(), 2, "{live:?}");
+
+    op.json(&run("destroy"), 0).await;
     assert!(inventory(&op.config).await.is_empty());
 }

@@ -1,6 +1,7 @@
 //! # iam-stack
 //!
-//! The identity stack of the production ECS platform: three least-privilege roles, one
+//! The identity stack of the production ECS platform: least-privilege roles (the cluster's, the
+//! instances', one per ECS service: the seed's three with its one `frontend`), one
 //! customer-managed policy per role, the instance profile of the instance role, and the provider (the
 //! account and region the stack is bound to).
 //!
@@ -8,10 +9,10 @@
 //! |---|---|---|
 //! | cluster role | `ecs.amazonaws.com` | register tasks as targets in the platform's load balancers |
 //! | instance role (+ instance profile) | `ec2.amazonaws.com` | join the cluster, ECR pulls |
-//! | frontend role | `ecs-tasks.amazonaws.com` | its log group's streams and events, ECR pulls, S3 reads under a prefix |
+//! | a role per service (`frontend`) | `ecs-tasks.amazonaws.com` | its own log group's streams and events, its own secrets, ECR pulls, S3 reads under its prefix |
 //!
 //! Every statement's reason is written next to it in [`permissions`]; [`permissions::audit`] checks
-//! the documents for least privilege and the tests run it on all three.
+//! the documents for least privilege and the tests run it on every one.
 //!
 //! ```no_run
 //! use iam_stack::{IamConfig, IamOutputs, IamStack};
@@ -20,7 +21,7 @@
 //! let engine = Engine::builder(LocalStateStore::open(".platform/state")?).aws(config).build();
 //! let identity = engine.identity().await?;
 //! let iam: IamOutputs = engine.up(&IamStack::new(IamConfig::default().bound_to(&identity))).await?;
-//! println!("task role {}", iam.task_role_arn());
+//! println!("frontend role {:?}", iam.service_role_arn("frontend"));
 //! # Ok(()) }
 //! ```
 
@@ -46,7 +47,7 @@ use resources::{
     InstanceProfile, ManagedPolicy, Provider, Role, RoleOutputs, RolePolicyAttachment,
 };
 
-/// The S3 location the frontend may read.
+/// An S3 location a service may read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct AssetsLocation {
@@ -63,6 +64,71 @@ impl AssetsLocation {
             bucket: bucket.to_owned(),
             prefix: prefix.to_owned(),
         }
+    }
+}
+
+/// One ECS service's role and what it may touch: the role is the service's task role and its
+/// execution role (trusted by `ecs-tasks.amazonaws.com`), named `PREFIX-NAME-role`, with one policy,
+/// `PREFIX-NAME-policy`, that allows exactly its own log group, its own secrets, ECR pulls and its
+/// own S3 assets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServiceAccess {
+    /// The service's name (`frontend`): lowercase letters, digits and `-`.
+    pub name: String,
+    /// Its log group (`/ecs/frontend`): the only one its containers' logs may go to.
+    pub log_group: String,
+    /// The secrets ECS injects into its container at start (full ARNs of Secrets Manager secrets
+    /// and SSM parameters): its execution role may read these and no other.
+    pub secrets: Vec<String>,
+    /// What it may read from S3, if anything.
+    pub assets: Option<AssetsLocation>,
+}
+
+impl ServiceAccess {
+    /// Service `name` writing to `log_group`, with no secrets and no S3 access.
+    pub fn new(name: &str, log_group: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            log_group: log_group.to_owned(),
+            secrets: Vec::new(),
+            assets: None,
+        }
+    }
+
+    /// The seed's frontend: `/ecs/frontend`, reads under `frontend/` in `my-ecs-frontend-assets`.
+    pub fn frontend() -> Self {
+        Self::new("frontend", "/ecs/frontend").with_assets(Some(AssetsLocation::new(
+            "my-ecs-frontend-assets",
+            "frontend/",
+        )))
+    }
+
+    /// The secrets its execution role may read.
+    #[must_use]
+    pub fn with_secrets(mut self, arns: impl IntoIterator<Item = String>) -> Self {
+        self.secrets = arns.into_iter().collect();
+        self
+    }
+
+    /// What it may read from S3.
+    #[must_use]
+    pub fn with_assets(mut self, assets: Option<AssetsLocation>) -> Self {
+        self.assets = assets;
+        self
+    }
+
+    /// Its role's purpose, as the role's description says it.
+    fn purpose(&self) -> String {
+        let assets = if self.assets.is_some() {
+            ", S3 reads of its assets"
+        } else {
+            ""
+        };
+        format!(
+            "{} task and execution role: its logs, ECR pulls{assets}",
+            self.name
+        )
     }
 }
 
@@ -84,16 +150,12 @@ pub struct IamConfig {
     pub partition: String,
     /// The ECS cluster the instances join (default `my-ecs-cluster`).
     pub cluster_name: String,
-    /// The frontend's log group (default `/ecs/frontend`).
-    pub frontend_log_group: String,
-    /// The secrets ECS injects into the frontend's container (full ARNs of Secrets Manager secrets
-    /// and SSM parameters; default none): its execution role may read these and no other.
-    pub frontend_secrets: Vec<String>,
+    /// One role per ECS service, each with its own least-privilege policy (default: the seed's
+    /// [`frontend`](ServiceAccess::frontend)).
+    pub services: Vec<ServiceAccess>,
     /// The ECR repositories the roles may pull from, a name or pattern (default `*`: any repository
     /// of the account).
     pub ecr_repositories: String,
-    /// What the frontend may read from S3 (default: `my-ecs-frontend-assets`, prefix `frontend/`).
-    pub assets: Option<AssetsLocation>,
     /// Tags on every role, policy and profile, besides the engine's own.
     pub tags: BTreeMap<String, String>,
 }
@@ -108,10 +170,8 @@ impl Default for IamConfig {
             region: None,
             partition: "aws".into(),
             cluster_name: "my-ecs-cluster".into(),
-            frontend_log_group: "/ecs/frontend".into(),
-            frontend_secrets: Vec::new(),
+            services: vec![ServiceAccess::frontend()],
             ecr_repositories: "*".into(),
-            assets: Some(AssetsLocation::new("my-ecs-frontend-assets", "frontend/")),
             tags: BTreeMap::new(),
         }
     }
@@ -141,18 +201,16 @@ impl IamConfig {
         self
     }
 
-    /// The S3 location the frontend may read; `None` for no S3 access.
+    /// The ECS services that get a role, each with its own policy (instead of the seed's frontend).
     #[must_use]
-    pub fn with_assets(mut self, assets: Option<AssetsLocation>) -> Self {
-        self.assets = assets;
+    pub fn with_services(mut self, services: impl IntoIterator<Item = ServiceAccess>) -> Self {
+        self.services = services.into_iter().collect();
         self
     }
 
-    /// The frontend's log group.
-    #[must_use]
-    pub fn with_frontend_log_group(mut self, name: &str) -> Self {
-        self.frontend_log_group = name.to_owned();
-        self
+    /// The service called `name`, if the stack makes its role.
+    pub fn service(&self, name: &str) -> Option<&ServiceAccess> {
+        self.services.iter().find(|s| s.name == name)
     }
 
     /// The ECS cluster the instances join.
@@ -203,37 +261,86 @@ impl IamConfig {
             ));
         }
         validate::name("cluster_name", &self.cluster_name, 255)?;
-        if self.frontend_log_group.is_empty()
-            || self.frontend_log_group.len() > 512
-            || self.frontend_log_group.contains('*')
-        {
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, service) in self.services.iter().enumerate() {
+            self.validate_service(&format!("services[{i}]"), service)?;
+            if !seen.insert(service.name.as_str()) {
+                return Err(ValidationError::new(
+                    format!("services[{i}].name"),
+                    &service.name,
+                    "another service has this name",
+                ));
+            }
+        }
+        validate::tags("tags", &self.tags)
+    }
+
+    /// Where the policies' ARNs point.
+    fn validate_service(
+        &self,
+        field: &str,
+        service: &ServiceAccess,
+    ) -> Result<(), ValidationError> {
+        let name = &service.name;
+        let valid = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !name.starts_with('-');
+        if !valid {
             return Err(ValidationError::new(
-                "frontend_log_group",
-                &self.frontend_log_group,
+                format!("{field}.name"),
+                name,
+                "a service name is lowercase letters, digits and -, not starting with -",
+            ));
+        }
+        if ["cluster", "instance"].contains(&name.as_str()) {
+            return Err(ValidationError::new(
+                format!("{field}.name"),
+                name,
+                "the cluster and instance roles have this name: choose another",
+            ));
+        }
+        let role = format!("{}-{name}-role", self.name_prefix);
+        if role.len() > 64 {
+            return Err(ValidationError::new(
+                format!("{field}.name"),
+                name,
+                format!(
+                    "its role {role} would be {} characters, IAM allows 64",
+                    role.len()
+                ),
+            ));
+        }
+        let log_group = &service.log_group;
+        if log_group.is_empty() || log_group.len() > 512 || log_group.contains('*') {
+            return Err(ValidationError::new(
+                format!("{field}.log_group"),
+                log_group,
                 "a log group name is 1 to 512 characters, without '*'",
             ));
         }
-        if let Some(a) = &self.assets {
+        if let Some(a) = &service.assets {
             let ok = (3..=63).contains(&a.bucket.len())
                 && a.bucket
                     .chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
             if !ok {
                 return Err(ValidationError::new(
-                    "assets.bucket",
+                    format!("{field}.assets.bucket"),
                     &a.bucket,
                     "an S3 bucket name is 3 to 63 lowercase letters, digits, '-' or '.'",
                 ));
             }
             if a.prefix.contains('*') {
                 return Err(ValidationError::new(
-                    "assets.prefix",
+                    format!("{field}.assets.prefix"),
                     &a.prefix,
                     "a prefix has no '*': reads are limited to keys under it",
                 ));
             }
         }
-        validate::tags("tags", &self.tags)
+        Ok(())
     }
 
     /// Where the policies' ARNs point.
@@ -243,14 +350,8 @@ impl IamConfig {
             region: self.region.clone().unwrap_or_else(|| "*".into()),
             account: self.account_id.clone().unwrap_or_else(|| "*".into()),
             cluster_name: self.cluster_name.clone(),
-            log_group: self.frontend_log_group.clone(),
             ecr_repositories: self.ecr_repositories.clone(),
-            assets: self
-                .assets
-                .as_ref()
-                .map(|a| (a.bucket.clone(), a.prefix.clone())),
             load_balancer_prefix: self.name_prefix.clone(),
-            secrets: self.frontend_secrets.clone(),
         }
     }
 }
@@ -273,10 +374,11 @@ pub struct RoleInfo {
 /// # async fn f(store: &dyn platform_core::StateStore, here: &platform_core::ProviderInfo) -> Result<(), platform_core::Error> {
 /// use iam_stack::{IamOutputs, IamStack};
 /// let iam: IamOutputs = platform_core::StackRef::<IamStack>::new("iam").read(store, here).await?.outputs;
-/// println!("{} in {}: execution role {}", iam.account_id, iam.region, iam.execution_role_arn());
+/// println!("{} in {}: frontend role {:?}", iam.account_id, iam.region, iam.service_role_arn("frontend"));
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "OutputsRecord")]
 pub struct IamOutputs {
     /// The account the stack is bound to (the provider).
     pub account_id: String,
@@ -286,29 +388,72 @@ pub struct IamOutputs {
     pub cluster_role: RoleInfo,
     /// The ECS instance role.
     pub instance_role: RoleInfo,
-    /// The frontend service role: task role and execution role of the frontend.
-    pub frontend_role: RoleInfo,
     /// The cluster role's policy.
     pub cluster_policy_arn: PolicyArn,
     /// The instance role's policy.
     pub instance_policy_arn: PolicyArn,
-    /// The frontend role's policy.
-    pub frontend_policy_arn: PolicyArn,
     /// The instance profile carrying the instance role.
     pub instance_profile_name: String,
     /// Its ARN.
     pub instance_profile_arn: InstanceProfileArn,
+    /// Each service's role (its task role and execution role) and policy, by service name.
+    pub services: BTreeMap<String, ServiceRole>,
+}
+
+/// A service's role and its policy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceRole {
+    /// The role: the service's task role and execution role.
+    pub role: RoleInfo,
+    /// Its policy.
+    pub policy_arn: PolicyArn,
 }
 
 impl IamOutputs {
-    /// The role the frontend's containers run as.
-    pub fn task_role_arn(&self) -> &RoleArn {
-        &self.frontend_role.arn
+    /// The role service `name`'s containers run as, and ECS pulls its image and writes its logs
+    /// with; `None` when the stack makes no role for it.
+    pub fn service_role_arn(&self, name: &str) -> Option<&RoleArn> {
+        self.services.get(name).map(|s| &s.role.arn)
     }
+}
 
-    /// The role ECS uses to pull the frontend's image and write its logs.
-    pub fn execution_role_arn(&self) -> &RoleArn {
-        &self.frontend_role.arn
+/// `IamOutputs` as any schema-1 producer recorded them: before services had roles of their own, the
+/// frontend's were `frontend_role` and `frontend_policy_arn`.
+#[derive(Deserialize)]
+struct OutputsRecord {
+    account_id: String,
+    region: String,
+    cluster_role: RoleInfo,
+    instance_role: RoleInfo,
+    cluster_policy_arn: PolicyArn,
+    instance_policy_arn: PolicyArn,
+    instance_profile_name: String,
+    instance_profile_arn: InstanceProfileArn,
+    #[serde(default)]
+    services: BTreeMap<String, ServiceRole>,
+    frontend_role: Option<RoleInfo>,
+    frontend_policy_arn: Option<PolicyArn>,
+}
+
+impl From<OutputsRecord> for IamOutputs {
+    fn from(r: OutputsRecord) -> Self {
+        let mut services = r.services;
+        if let (Some(role), Some(policy_arn)) = (r.frontend_role, r.frontend_policy_arn) {
+            services
+                .entry("frontend".into())
+                .or_insert(ServiceRole { role, policy_arn });
+        }
+        Self {
+            account_id: r.account_id,
+            region: r.region,
+            cluster_role: r.cluster_role,
+            instance_role: r.instance_role,
+            cluster_policy_arn: r.cluster_policy_arn,
+            instance_policy_arn: r.instance_policy_arn,
+            instance_profile_name: r.instance_profile_name,
+            instance_profile_arn: r.instance_profile_arn,
+            services,
+        }
     }
 }
 
@@ -320,14 +465,9 @@ impl IamOutputs {
 pub struct IamExports {
     /// The IAM stack's name.
     pub stack: String,
-    /// The frontend role's ARN: the frontend's task role.
-    pub task_role_arn: Ref<RoleArn>,
-    /// The frontend role's ARN: the frontend's execution role.
-    pub execution_role_arn: Ref<RoleArn>,
+    /// Each service's role ARN (its task role and execution role), by service name.
+    pub service_roles: BTreeMap<String, Ref<RoleArn>>,
 }
-
-/// The logical name of the frontend's role (its state's key).
-const FRONTEND_ROLE: &str = "frontend-role";
 
 /// The IAM stack.
 #[derive(Clone, Debug)]
@@ -349,11 +489,20 @@ impl IamStack {
     /// Typed references to its roles, for the stacks built on it (see [`IamExports`]).
     pub fn exports(&self) -> IamExports {
         let stack = &self.config.stack_name;
-        let frontend = RoleOutputs::refs(FRONTEND_ROLE).arn.in_stack(stack);
         IamExports {
             stack: stack.clone(),
-            task_role_arn: frontend.clone(),
-            execution_role_arn: frontend,
+            service_roles: self
+                .config
+                .services
+                .iter()
+                .map(|svc| {
+                    let key = format!("{}-role", svc.name);
+                    (
+                        svc.name.clone(),
+                        RoleOutputs::refs(&key).arn.in_stack(stack),
+                    )
+                })
+                .collect(),
         }
     }
 }
@@ -424,12 +573,20 @@ impl Stack for IamStack {
             "ECS container instance registration and ECR pulls",
             scope.instance_policy(),
         );
-        let (frontend_role, frontend_policy) = role_with_policy(
-            "frontend",
-            "ecs-tasks.amazonaws.com",
-            "frontend task and execution role: its logs, ECR pulls, S3 reads of its assets",
-            scope.frontend_policy(),
-        );
+        // One role per service (the seed's frontend keeps its keys: `frontend-role`, ...).
+        let services: Vec<_> = c
+            .services
+            .iter()
+            .map(|svc| {
+                let (role, policy) = role_with_policy(
+                    &svc.name,
+                    "ecs-tasks.amazonaws.com",
+                    &svc.purpose(),
+                    scope.service_policy(svc),
+                );
+                (svc.name.clone(), role, policy)
+            })
+            .collect();
         let profile = s.add(
             "instance-profile",
             InstanceProfile {
@@ -453,12 +610,20 @@ impl Stack for IamStack {
                 region: o.get(&provider.region)?,
                 cluster_role: role(&cluster_role)?,
                 instance_role: role(&instance_role)?,
-                frontend_role: role(&frontend_role)?,
                 cluster_policy_arn: o.get(&cluster_policy.arn)?,
                 instance_policy_arn: o.get(&instance_policy.arn)?,
-                frontend_policy_arn: o.get(&frontend_policy.arn)?,
                 instance_profile_name: o.get(&profile.name)?,
                 instance_profile_arn: o.get(&profile.arn)?,
+                services: services
+                    .iter()
+                    .map(|(name, r, policy)| {
+                        let service = ServiceRole {
+                            role: role(r)?,
+                            policy_arn: o.get(&policy.arn)?,
+                        };
+                        Ok((name.clone(), service))
+                    })
+                    .collect::<Result<_, platform_core::ResourceError>>()?,
             })
         }))
     }
@@ -481,7 +646,7 @@ mod tests {
         assert!(
             pinned
                 .scope()
-                .frontend_policy()
+                .service_policy(pinned.service("frontend").unwrap())
                 .to_json()
                 .contains("arn:aws:logs:eu-west-1:123456789012:log-group:/ecs/frontend:*")
         );
@@ -497,12 +662,45 @@ mod tests {
             c.validate().unwrap_err().to_string(),
             "invalid account_id = 12345: must be 12 digits"
         );
-        let c = IamConfig::default().with_assets(Some(AssetsLocation::new("My_Bucket", "x/")));
+        let c =
+            IamConfig::default()
+                .with_services([ServiceAccess::frontend()
+                    .with_assets(Some(AssetsLocation::new("My_Bucket", "x/")))]);
         assert!(
             c.validate()
                 .unwrap_err()
                 .to_string()
-                .starts_with("invalid assets.bucket = My_Bucket")
+                .starts_with("invalid services[0].assets.bucket = My_Bucket")
+        );
+        let api = || ServiceAccess::new("api", "/ecs/api");
+        for (services, error) in [
+            (
+                vec![api(), api()],
+                "invalid services[1].name = api: another service has this name",
+            ),
+            (
+                vec![ServiceAccess::new("cluster", "/ecs/c")],
+                "invalid services[0].name = cluster: the cluster and instance roles have this name: choose another",
+            ),
+            (
+                vec![ServiceAccess::new("Api", "/ecs/api")],
+                "invalid services[0].name = Api: a service name is lowercase letters, digits and -, not starting with -",
+            ),
+            (
+                vec![api(), ServiceAccess::new("w", "/ecs/*")],
+                "invalid services[1].log_group = /ecs/*: a log group name is 1 to 512 characters, without '*'",
+            ),
+        ] {
+            let c = IamConfig::default().with_services(services);
+            assert_eq!(c.validate().unwrap_err().to_string(), error);
+        }
+        let long = "s".repeat(56);
+        let c = IamConfig::default().with_services([ServiceAccess::new(&long, "/ecs/x")]);
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            format!(
+                "invalid services[0].name = {long}: its role ecs-{long}-role would be 65 characters, IAM allows 64"
+            )
         );
         let c = IamConfig::default().with_name_prefix("bad prefix");
         assert!(
@@ -538,9 +736,17 @@ mod outputs_compatibility {
     fn outputs_recorded_by_schema_1_are_read_by_this_build() {
         let read: IamOutputs = serde_json::from_str(SCHEMA_1).unwrap();
         assert_eq!(
-            read.task_role_arn(),
+            read.service_role_arn("frontend").unwrap(),
             "arn:aws:iam::123456789012:role/frontend-role"
         );
+        assert_eq!(
+            read.services["frontend"].policy_arn,
+            "arn:aws:iam::123456789012:policy/frontend-policy"
+        );
+        // Written by this build, read back the same (the frontend is under `services`).
+        let json = serde_json::to_string(&read).unwrap();
+        assert!(!json.contains("frontend_role"), "{json}");
+        assert_eq!(serde_json::from_str::<IamOutputs>(&json).unwrap(), read);
         assert_eq!(<IamStack as Stack>::OUTPUTS_SCHEMA, 1);
     }
 }

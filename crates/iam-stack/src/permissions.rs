@@ -1,6 +1,7 @@
-//! The three roles' permissions, each statement with the reason it exists, and the least-privilege
+//! The roles' permissions (the cluster's, the instances', one per service), each statement with the reason it exists, and the least-privilege
 //! audit every document here passes (and that callers can run on their own documents).
 
+use crate::ServiceAccess;
 use crate::policy::{PolicyDocument, Statement};
 
 /// Where the policies' ARNs point: the partition, region and account (each `*` when not pinned), and
@@ -15,17 +16,10 @@ pub struct Scope {
     pub account: String,
     /// The ECS cluster the instances join.
     pub cluster_name: String,
-    /// The frontend's log group.
-    pub log_group: String,
     /// The ECR repositories the roles may pull from (a name or pattern: `frontend`, `team/*`, `*`).
     pub ecr_repositories: String,
-    /// The S3 bucket and key prefix the frontend may read, if any.
-    pub assets: Option<(String, String)>,
     /// Prefix of the load balancers and target groups the cluster role may register targets in.
     pub load_balancer_prefix: String,
-    /// The secrets (full ARNs of Secrets Manager secrets and SSM parameters) ECS injects into the
-    /// frontend's container: its execution role reads exactly these at start.
-    pub secrets: Vec<String>,
 }
 
 impl Scope {
@@ -120,25 +114,38 @@ impl Scope {
         ])
     }
 
-    /// The frontend service role (trusted by `ecs-tasks.amazonaws.com`): the task role and the
-    /// execution role of the frontend task.
-    pub fn frontend_policy(&self) -> PolicyDocument {
+    /// A service's role (trusted by `ecs-tasks.amazonaws.com`): the task role and the execution
+    /// role of its tasks.
+    pub fn service_policy(&self, service: &ServiceAccess) -> PolicyDocument {
         let [login, pull] = self.ecr_pull();
+        // `frontend` -> `FrontendLogs`, `order-api` -> `OrderApiLogs` (a Sid is alphanumeric).
+        let sid: String = service
+            .name
+            .split('-')
+            .flat_map(|word| {
+                let mut c = word.chars();
+                c.next()
+                    .map(|first| first.to_ascii_uppercase())
+                    .into_iter()
+                    .chain(c)
+            })
+            .collect();
         let mut statements = vec![
-            // Write the frontend's container logs, to its own log group only.
+            // Write the service's container logs, to its own log group only.
             Statement::allow(
-                "FrontendLogs",
+                &format!("{sid}Logs"),
                 ["logs:CreateLogStream", "logs:PutLogEvents"],
-                [self.arn("logs", &format!("log-group:{}:*", self.log_group))],
+                [self.arn("logs", &format!("log-group:{}:*", service.log_group))],
             ),
             login,
             pull,
         ];
         // Read its own secrets when ECS starts the task, and no other.
-        let of = |service: &str| -> Vec<&str> {
-            self.secrets
+        let of = |aws_service: &str| -> Vec<&str> {
+            service
+                .secrets
                 .iter()
-                .filter(|a| a.split(':').nth(2) == Some(service))
+                .filter(|a| a.split(':').nth(2) == Some(aws_service))
                 .map(String::as_str)
                 .collect()
         };
@@ -157,8 +164,8 @@ impl Scope {
                 parameters,
             ));
         }
-        if let Some((bucket, prefix)) = &self.assets {
-            // Read the frontend's assets under its prefix...
+        if let Some(crate::AssetsLocation { bucket, prefix }) = &service.assets {
+            // Read the service's assets under its prefix...
             statements.push(Statement::allow(
                 "ReadAssets",
                 ["s3:GetObject"],
@@ -247,21 +254,30 @@ mod tests {
             region: "us-east-1".into(),
             account: "123456789012".into(),
             cluster_name: "my-ecs-cluster".into(),
-            log_group: "/ecs/frontend".into(),
             ecr_repositories: "*".into(),
-            assets: Some(("my-assets".into(), "frontend/".into())),
             load_balancer_prefix: "ecs".into(),
-            secrets: vec![
+        }
+    }
+
+    fn frontend() -> ServiceAccess {
+        ServiceAccess::new("frontend", "/ecs/frontend")
+            .with_assets(Some(crate::AssetsLocation::new("my-assets", "frontend/")))
+            .with_secrets([
                 "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf".into(),
                 "arn:aws:ssm:us-east-1:123456789012:parameter/app/key".into(),
-            ],
-        }
+            ])
     }
 
     #[test]
     fn the_three_policies_are_least_privilege() {
         let s = scope();
-        for doc in [s.cluster_policy(), s.instance_policy(), s.frontend_policy()] {
+        let api = ServiceAccess::new("order-api", "/ecs/order-api");
+        for doc in [
+            s.cluster_policy(),
+            s.instance_policy(),
+            s.service_policy(&frontend()),
+            s.service_policy(&api),
+        ] {
             assert_eq!(audit(&doc), vec![], "{}", doc.to_json());
             crate::validate::permissions_policy("document", &doc).unwrap();
         }
@@ -287,7 +303,7 @@ mod tests {
 
     #[test]
     fn the_frontend_reads_only_its_prefix_and_writes_only_its_log_group() {
-        let doc = scope().frontend_policy();
+        let doc = scope().service_policy(&frontend());
         let json = doc.to_json();
         assert!(json.contains("arn:aws:s3:::my-assets/frontend/*"), "{json}");
         assert!(json.contains("\"s3:prefix\":[\"frontend/*\"]"), "{json}");
@@ -326,13 +342,14 @@ mod tests {
                 ),
             ]
         );
-        let without = Scope {
-            assets: None,
-            secrets: Vec::new(),
-            ..scope()
-        }
-        .frontend_policy()
-        .to_json();
+        let without = scope()
+            .service_policy(&ServiceAccess::new("order-api", "/ecs/order-api"))
+            .to_json();
+        assert!(without.contains("\"Sid\":\"OrderApiLogs\""), "{without}");
+        assert!(
+            without.contains("log-group:/ecs/order-api:*") && !without.contains("frontend"),
+            "{without}"
+        );
         assert!(!without.contains("s3:"), "{without}");
         assert!(
             !without.contains("secretsmanager") && !without.contains("ssm:"),

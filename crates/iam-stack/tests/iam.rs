@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use aws_sdk_iam::Client;
 use iam_stack::policy::{PolicyDocument, Statement};
 use iam_stack::resources::{ManagedPolicy, Role};
-use iam_stack::{AssetsLocation, IamConfig, IamOutputs, IamStack};
+use iam_stack::{AssetsLocation, IamConfig, IamOutputs, IamStack, ServiceAccess};
 use local_cloud::TestCloud;
 use platform_core::{Declared, Engine, Error, MemoryStateStore, Registry, Scope, Stack, StackRef};
 
@@ -104,9 +104,9 @@ async fn the_seed_identity_is_created_and_a_second_apply_makes_no_mutating_call(
             &iam.instance_policy_arn,
         ),
         (
-            &iam.frontend_role,
+            &iam.services["frontend"].role,
             "ecs-tasks.amazonaws.com",
-            &iam.frontend_policy_arn,
+            &iam.services["frontend"].policy_arn,
         ),
     ] {
         assert!(role.arn.contains(&account), "{role:?}");
@@ -116,8 +116,13 @@ async fn the_seed_identity_is_created_and_a_second_apply_makes_no_mutating_call(
             std::slice::from_ref(policy)
         );
     }
-    let (_, frontend) = default_document(&w.iam, &iam.frontend_policy_arn).await;
-    assert_eq!(frontend, config.scope().frontend_policy());
+    let (_, frontend) = default_document(&w.iam, &iam.services["frontend"].policy_arn).await;
+    assert_eq!(
+        frontend,
+        config
+            .scope()
+            .service_policy(config.service("frontend").unwrap())
+    );
     assert!(frontend.to_json().contains(&format!(
         "arn:aws:logs:us-east-1:{account}:log-group:/ecs/frontend:*"
     )));
@@ -170,10 +175,7 @@ async fn a_policy_change_makes_one_new_default_version_and_prunes_at_five() {
 
     // Four changes: v2..v5, one CreatePolicyVersion each, nothing else.
     for i in 2..=5 {
-        let config = base.clone().with_assets(Some(AssetsLocation::new(
-            "my-ecs-frontend-assets",
-            &format!("release-{i}/"),
-        )));
+        let config = with_assets(&base, &format!("release-{i}/"));
         let stack = IamStack::new(config.clone());
         let plan = w.engine.preview(&stack).await.unwrap();
         assert_eq!(
@@ -189,13 +191,18 @@ async fn a_policy_change_makes_one_new_default_version_and_prunes_at_five() {
         w.cloud.clear();
         w.engine.up(&stack).await.unwrap();
         assert_eq!(w.cloud.mutating_calls(), ["CreatePolicyVersion"]);
-        let (version, doc) = default_document(&w.iam, &iam.frontend_policy_arn).await;
+        let (version, doc) = default_document(&w.iam, &iam.services["frontend"].policy_arn).await;
         assert_eq!(version, format!("v{i}"));
-        assert_eq!(doc, config.scope().frontend_policy());
+        assert_eq!(
+            doc,
+            config
+                .scope()
+                .service_policy(config.service("frontend").unwrap())
+        );
     }
 
     // The fifth change finds five versions: the oldest non-default one goes first.
-    let config = base.clone().with_assets(None);
+    let config = with_assets(&base, "release-6/");
     w.cloud.clear();
     w.engine.up(&IamStack::new(config.clone())).await.unwrap();
     assert_eq!(
@@ -205,7 +212,7 @@ async fn a_policy_change_makes_one_new_default_version_and_prunes_at_five() {
     let versions = w
         .iam
         .list_policy_versions()
-        .policy_arn(&iam.frontend_policy_arn)
+        .policy_arn(&iam.services["frontend"].policy_arn)
         .send()
         .await
         .unwrap();
@@ -225,8 +232,8 @@ async fn a_policy_change_makes_one_new_default_version_and_prunes_at_five() {
             ("v6".to_owned(), true),
         ]
     );
-    let (_, doc) = default_document(&w.iam, &iam.frontend_policy_arn).await;
-    assert!(!doc.to_json().contains("s3:"), "{}", doc.to_json());
+    let (_, doc) = default_document(&w.iam, &iam.services["frontend"].policy_arn).await;
+    assert!(doc.to_json().contains("release-6/"), "{}", doc.to_json());
 }
 
 /// A stack of the resources given, for tests of single resource kinds.
@@ -399,7 +406,7 @@ async fn a_tag_change_is_converged_in_place_on_every_role_policy_and_profile() {
     let policy = w
         .iam
         .list_policy_tags()
-        .policy_arn(iam.frontend_policy_arn.as_str())
+        .policy_arn(iam.services["frontend"].policy_arn.as_str())
         .send()
         .await
         .unwrap();
@@ -409,7 +416,7 @@ async fn a_tag_change_is_converged_in_place_on_every_role_policy_and_profile() {
     let role = w
         .iam
         .list_role_tags()
-        .role_name(&iam.frontend_role.name)
+        .role_name(&iam.services["frontend"].role.name)
         .send()
         .await
         .unwrap();
@@ -443,7 +450,7 @@ async fn destroy_detaches_what_was_added_by_hand_before_deleting_and_leaves_noth
         .await
         .unwrap();
     let extra_arn = extra.policy().unwrap().arn().unwrap().to_owned();
-    let frontend = iam.frontend_role.name.clone();
+    let frontend = iam.services["frontend"].role.name.clone();
     w.iam
         .attach_role_policy()
         .role_name(&frontend)
@@ -630,4 +637,10 @@ async fn a_role_added_to_the_instance_profile_while_destroy_deletes_it_is_remove
         .filter(|o| *o == "DeleteInstanceProfile")
         .count();
     assert_eq!(deletes, 2, "refused once (DeleteConflict), then done");
+}
+
+/// `config` with the frontend reading its assets under `prefix`.
+fn with_assets(config: &IamConfig, prefix: &str) -> IamConfig {
+    config.clone().with_services([ServiceAccess::frontend()
+        .with_assets(Some(AssetsLocation::new("my-ecs-frontend-assets", prefix)))])
 }

@@ -301,7 +301,7 @@ impl Resource for TaskDefinition {
 
     fn validate(&self) -> Result<(), ValidationError> {
         validate::ecs_name("family", &self.family)?;
-        validate::fargate_size(self.cpu, self.memory)?;
+        validate::fargate_size("", self.cpu, self.memory)?;
         if self.containers.is_empty() {
             return Err(ValidationError::new(
                 "containers",

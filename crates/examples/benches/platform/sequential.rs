@@ -136,7 +136,7 @@ pub(crate) async fn deploy(config: &SdkConfig) -> BenchResult<()> {
         (
             "frontend",
             "ecs-tasks.amazonaws.com",
-            scope.frontend_policy(),
+            scope.service_policy(c.service("frontend").ok_or_else(|| missing("frontend"))?),
         ),
     ] {
         let role = format!("{p}-{key}-role");
@@ -289,7 +289,8 @@ pub(crate) async fn deploy(config: &SdkConfig) -> BenchResult<()> {
         .await?;
 
     // Cluster: log group, cluster, task definition, service.
-    let k = ClusterConfig::default();
+    let cluster = ClusterConfig::default();
+    let k = &cluster.services[0];
     logs.create_log_group()
         .log_group_name(&k.log_group)
         .send()
@@ -301,7 +302,7 @@ pub(crate) async fn deploy(config: &SdkConfig) -> BenchResult<()> {
         .await?;
     let cluster = ecs
         .create_cluster()
-        .cluster_name(&k.cluster_name)
+        .cluster_name(&cluster.cluster_name)
         .send()
         .await?;
     let cluster = cluster
