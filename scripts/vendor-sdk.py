@@ -92,6 +92,14 @@ SERVICES = {
         create_session
         """,  # create_session: called by the crate's own S3 Express support (s3_express.rs)
     ),
+    "applicationautoscaling": (
+        "1.127.0",
+        "5ee243237271395df9386070479b3c1965b4350991744dcef69c9cc3224845fd",
+        """
+        delete_scaling_policy deregister_scalable_target describe_scalable_targets
+        describe_scaling_policies put_scaling_policy register_scalable_target
+        """,
+    ),
 }
 
 ROOT = Path(__file__).resolve().parent.parent

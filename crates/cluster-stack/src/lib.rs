@@ -79,9 +79,9 @@ use platform_core::{
 use serde::{Deserialize, Serialize};
 
 pub use ids::{ClusterArn, TaskDefinitionArn};
-use resources::{Cluster, Container, LogGroup, Service, TaskDefinition};
+use resources::{Cluster, Container, LogGroup, Service, ServiceScaling, TaskDefinition};
 pub use resources::{ContainerInsights, Deployment, HealthCheck, Launch};
-pub use service_config::ServiceConfig;
+pub use service_config::{Autoscaling, ServiceConfig};
 
 /// The cluster stack's typed config. `Default` reproduces the seed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -447,7 +447,8 @@ impl Stack for ClusterStack {
             .add::<LogGroup>()
             .add::<Cluster>()
             .add::<TaskDefinition>()
-            .add::<Service>();
+            .add::<Service>()
+            .add::<ServiceScaling>();
     }
 
     fn references(&self) -> Vec<String> {
@@ -568,7 +569,8 @@ impl ClusterStack {
                 name: svc.service_name.clone(),
                 cluster: Input::from(&cluster.arn),
                 task_definition: Input::from(&task.arn),
-                desired_count: svc.desired_count,
+                desired_count: svc.initial_count(),
+                scaled: svc.autoscaling.is_some(),
                 launch: c.launch,
                 subnets: self.wiring.subnets.clone(),
                 security_groups: vec![self.wiring.security_group.clone()],
@@ -578,6 +580,18 @@ impl ClusterStack {
                 tags: c.tags.clone(),
             },
         );
+        if let Some(a) = svc.autoscaling {
+            s.add(
+                svc.key("autoscaling"),
+                ServiceScaling {
+                    cluster: Input::from(&service.cluster_arn),
+                    service: Input::from(&service.name),
+                    min: a.min,
+                    max: a.max,
+                    target_cpu_percent: a.target_cpu_percent,
+                },
+            );
+        }
         (logs, task, service)
     }
 }

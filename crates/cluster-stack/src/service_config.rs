@@ -44,6 +44,33 @@ pub struct ServiceConfig {
     pub log_group: String,
     /// Days to keep its logs, one of AWS's values (default 30); `None` keeps them forever.
     pub log_retention_days: Option<i32>,
+    /// Target tracking of its task count (default none). While it is on, the count is the
+    /// scaler's: the service starts at `min`, `desired_count` is not used, and a live count that
+    /// differs is not drift.
+    pub autoscaling: Option<Autoscaling>,
+}
+
+/// Application Auto Scaling's target tracking of a service's task count on its average CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Autoscaling {
+    /// The fewest tasks (the count the service starts at).
+    pub min: i32,
+    /// The most tasks.
+    pub max: i32,
+    /// The average CPU utilisation to keep, in percent.
+    pub target_cpu_percent: u32,
+}
+
+impl Autoscaling {
+    /// Between `min` and `max` tasks, keeping the average CPU at `target_cpu_percent`.
+    pub fn new(min: i32, max: i32, target_cpu_percent: u32) -> Self {
+        Self {
+            min,
+            max,
+            target_cpu_percent,
+        }
+    }
 }
 
 impl ServiceConfig {
@@ -65,6 +92,7 @@ impl ServiceConfig {
             desired_count: 1,
             log_group: format!("/ecs/{name}"),
             log_retention_days: Some(30),
+            autoscaling: None,
         }
     }
 
@@ -100,6 +128,18 @@ impl ServiceConfig {
     pub fn with_port(mut self, port: u16) -> Self {
         self.container_port = port;
         self
+    }
+
+    /// Target tracking of its task count.
+    #[must_use]
+    pub fn with_autoscaling(mut self, autoscaling: Option<Autoscaling>) -> Self {
+        self.autoscaling = autoscaling;
+        self
+    }
+
+    /// How many tasks the service is declared with: the scaler's minimum when it scales.
+    pub(crate) fn initial_count(&self) -> i32 {
+        self.autoscaling.map_or(self.desired_count, |a| a.min)
     }
 
     /// Log retention in days (`None`: forever).
@@ -174,6 +214,11 @@ impl ServiceConfig {
                 self.desired_count,
                 "must be 0 to 10000",
             ));
+        }
+        if let Some(a) = self.autoscaling {
+            crate::resources::ServiceScaling::bounds(a.min, a.max, a.target_cpu_percent).map_err(
+                |e| ValidationError::new(f(&format!("autoscaling.{}", e.field)), e.value, e.reason),
+            )?;
         }
         Ok(())
     }

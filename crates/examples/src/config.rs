@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use cluster_stack::{HealthCheck, ServiceConfig};
+use cluster_stack::{Autoscaling, HealthCheck, ServiceConfig};
 use network_stack::SubnetSpec;
 use network_stack::resources::{PortRange, Protocol, SgRule};
 use platform_core::ValidationError;
@@ -194,6 +194,21 @@ pub struct ServiceSection {
     pub health_check: Option<HealthCheckSection>,
     /// Days to keep its logs (one of CloudWatch's values).
     pub log_retention_days: Option<i32>,
+    /// Target tracking of its task count on CPU (Application Auto Scaling). While it is on, the
+    /// count is the scaler's: the service starts at `min`, and `desired_count` is refused.
+    pub autoscaling: Option<AutoscalingSection>,
+}
+
+/// `autoscaling = { min = 1, max = 4, target_cpu_percent = 60 }`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoscalingSection {
+    /// The fewest tasks (the service starts with this many).
+    pub min: i32,
+    /// The most tasks.
+    pub max: i32,
+    /// The average CPU utilisation to keep, in percent (1 to 100).
+    pub target_cpu_percent: u32,
 }
 
 impl ServiceSection {
@@ -210,6 +225,9 @@ impl ServiceSection {
             s.log_retention_days = Some(days);
         }
         s.health_check = self.health_check.as_ref().map(HealthCheckSection::check);
+        s.autoscaling = self
+            .autoscaling
+            .map(|a| Autoscaling::new(a.min, a.max, a.target_cpu_percent));
         s
     }
 }
@@ -420,6 +438,16 @@ impl PlatformConfig {
                 first.health_check = Some(h.check());
             }
         } else {
+            for (i, s) in self.service.iter().enumerate() {
+                if let (Some(count), Some(_)) = (s.desired_count, s.autoscaling) {
+                    return Err(ConfigError::Invalid {
+                        path: path.to_owned(),
+                        key: format!("service[{i}].desired_count"),
+                        value: count.to_string(),
+                        reason: "with autoscaling the count is the scaler's (the service starts at autoscaling.min): remove desired_count".into(),
+                    });
+                }
+            }
             c.services = self.service.iter().map(ServiceSection::service).collect();
         }
         if let Some(env) = self.environment.as_deref().filter(|e| *e != DEFAULT_ENV) {
@@ -661,7 +689,8 @@ log_retention_days = {retention}
 # (a file with both is refused). Each gets its own task definition, log group /ecs/NAME, ECS
 # service NAME-service and role PREFIX-NAME-role, whose policy allows exactly its own log group
 # and secrets; the security group admits every service's container_port. Keys: name, image, cpu,
-# memory, desired_count, container_port, environment, secrets, health_check, log_retention_days.
+# memory, desired_count, container_port, environment, secrets, health_check, log_retention_days,
+# autoscaling (target tracking on CPU; the count is then the scaler's, desired_count is refused).
 # [[service]]
 # name = "frontend"
 # [[service]]
@@ -669,6 +698,7 @@ log_retention_days = {retention}
 # image = "public.ecr.aws/nginx/nginx:1.27"
 # container_port = 8080
 # environment = {{ MODE = "api" }}
+# autoscaling = {{ min = 1, max = 4, target_cpu_percent = 60 }}
 
 # Tags on every taggable resource of the three stacks (as the AWS provider's default_tags).
 # [tags]

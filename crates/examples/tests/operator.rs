@@ -1159,10 +1159,14 @@ public_subnets = ["10.0.1.0/24"]
     assert!(inventory(&op.config).await.is_empty());
 }
 
-/// The `[[service]]` tables of a staging platform: `api` beside the seed's `frontend`, with a port,
-/// an image and a secret of its own; then `worker` added.
-fn services_file(api_count: i32, api: bool, worker: bool) -> String {
+/// The `[[service]]` tables of a staging platform: the seed's `frontend` scaled on CPU (`target`
+/// percent; no autoscaling when `None`), `api` beside it with a port, an image, a secret and a count
+/// of its own; then `worker` added.
+fn services_file(target: Option<u32>, api_count: i32, api: bool, worker: bool) -> String {
     let mut text = "[[service]]\nname = \"frontend\"\n".to_owned();
+    if let Some(percent) = target {
+        text += &format!("autoscaling = {{ min = 1, max = 3, target_cpu_percent = {percent} }}\n");
+    }
     if api {
         text += &format!(
             "[[service]]\nname = \"api\"\nimage = \"nginx:1.27\"\ncontainer_port = 8080\ndesired_count = {api_count}\nsecrets = {{ TOKEN = \"arn:aws:ssm:us-east-1:123456789012:parameter/api/token\" }}\n"
@@ -1196,7 +1200,7 @@ async fn services_are_added_changed_and_removed_one_at_a_time_in_staging() {
         all.push(command);
         all
     };
-    write(&file, &services_file(1, true, false));
+    write(&file, &services_file(Some(60), 1, true, false));
     op.json(&run("up"), 0).await;
     let live = inventory(&op.config).await;
     for (kind, names) in [
@@ -1292,7 +1296,7 @@ async fn services_are_added_changed_and_removed_one_at_a_time_in_staging() {
     assert_eq!(ports().await, [80, 8080]);
 
     // One service's count changed: one call, to that service.
-    write(&file, &services_file(2, true, false));
+    write(&file, &services_file(Some(60), 2, true, false));
     op.proxy.clear_calls();
     op.json(&run("up"), 0).await;
     assert_eq!(changing_calls(&op.proxy), ["UpdateService"]);
@@ -1318,8 +1322,73 @@ async fn services_are_added_changed_and_removed_one_at_a_time_in_staging() {
         ]
     );
 
-    // A service added: its own resources, nothing else (port 80 is admitted already).
-    write(&file, &services_file(2, true, true));
+    // The frontend's count is the scaler's: moved by it (as Application Auto Scaling does, with
+    // UpdateService), it is not drift, and `up` leaves it.
+    let targets = || async {
+        let scaling = aws_sdk_applicationautoscaling::Client::new(&op.config);
+        let t = scaling
+            .describe_scalable_targets()
+            .service_namespace(aws_sdk_applicationautoscaling::types::ServiceNamespace::Ecs)
+            .send()
+            .await
+            .unwrap();
+        let p = scaling
+            .describe_scaling_policies()
+            .service_namespace(aws_sdk_applicationautoscaling::types::ServiceNamespace::Ecs)
+            .send()
+            .await
+            .unwrap();
+        let targets: Vec<(String, i32, i32)> = t
+            .scalable_targets()
+            .iter()
+            .map(|t| {
+                (
+                    t.resource_id().to_owned(),
+                    t.min_capacity(),
+                    t.max_capacity(),
+                )
+            })
+            .collect();
+        let policies: Vec<(String, f64)> = p
+            .scaling_policies()
+            .iter()
+            .map(|p| {
+                (
+                    p.resource_id().to_owned(),
+                    p.target_tracking_scaling_policy_configuration()
+                        .unwrap()
+                        .target_value(),
+                )
+            })
+            .collect();
+        (targets, policies)
+    };
+    let frontend = "service/staging-my-ecs-cluster/staging-frontend-service".to_owned();
+    assert_eq!(
+        targets().await,
+        (
+            vec![(frontend.clone(), 1, 3)],
+            vec![(frontend.clone(), 60.0)]
+        )
+    );
+    ecs.update_service()
+        .cluster("staging-my-ecs-cluster")
+        .service("staging-frontend-service")
+        .desired_count(3)
+        .send()
+        .await
+        .unwrap();
+    op.json(&run("refresh"), 0).await;
+    let mut gate = args.to_vec();
+    gate.extend(["refresh", "--detailed-exitcode"]);
+    op.json(&gate, 0).await;
+    op.proxy.clear_calls();
+    op.json(&run("up"), 0).await;
+    assert_eq!(changing_calls(&op.proxy), Vec::<String>::new());
+
+    // A service added: its own resources, nothing else (port 80 is admitted already); the
+    // frontend's CPU target changed with one call.
+    write(&file, &services_file(Some(70), 2, true, true));
     op.proxy.clear_calls();
     op.json(&run("up"), 0).await;
     assert_eq!(
@@ -1331,12 +1400,14 @@ async fn services_are_added_changed_and_removed_one_at_a_time_in_staging() {
             "CreateRole",
             "CreateService",
             "PutRetentionPolicy",
+            "PutScalingPolicy",
             "RegisterTaskDefinition",
         ]
     );
+    assert_eq!(targets().await.1, vec![(frontend.clone(), 70.0)]);
 
     // A service removed: its own resources go, and the port only it used.
-    write(&file, &services_file(2, false, true));
+    write(&file, &services_file(Some(70), 2, false, true));
     op.proxy.clear_calls();
     op.json(&run("up"), 0).await;
     assert_eq!(
@@ -1358,6 +1429,20 @@ async fn services_are_added_changed_and_removed_one_at_a_time_in_staging() {
         "{live:?}"
     );
     assert_eq!(live["service"].len(), 2, "{live:?}");
+
+    // Autoscaling off: the target and its policy go, and the count is ours again.
+    write(&file, &services_file(None, 2, false, true));
+    op.proxy.clear_calls();
+    op.json(&run("up"), 0).await;
+    assert_eq!(
+        changing_calls(&op.proxy),
+        [
+            "DeleteScalingPolicy",
+            "DeregisterScalableTarget",
+            "UpdateService"
+        ]
+    );
+    assert_eq!(targets().await, (vec![], vec![]));
 
     op.json(&run("destroy"), 0).await;
     assert!(inventory(&op.config).await.is_empty());

@@ -1,10 +1,12 @@
 //! The cluster stack's resource types, one module each with its create / read / update / delete.
 
+mod autoscaling;
 mod cluster;
 mod log_group;
 mod service;
 mod task_definition;
 
+pub use autoscaling::{ServiceScaling, ServiceScalingOutputs, ServiceScalingRefs};
 pub use cluster::{Cluster, ClusterOutputs, ClusterRefs, ContainerInsights};
 pub use log_group::{LogGroup, LogGroupOutputs, LogGroupRefs};
 pub use service::{Deployment, Launch, Service, ServiceOutputs, ServiceRefs};

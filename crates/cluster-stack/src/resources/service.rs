@@ -129,8 +129,12 @@ pub struct Service {
     pub cluster: Input<ClusterArn>,
     /// The task definition revision's ARN.
     pub task_definition: Input<TaskDefinitionArn>,
-    /// How many tasks to keep running.
+    /// How many tasks to keep running; with [`scaled`](Self::scaled), how many to start.
     pub desired_count: i32,
+    /// The count belongs to Application Auto Scaling ([`ServiceScaling`](super::ServiceScaling)):
+    /// `desired_count` is sent at create only, and the live count is never drift.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub scaled: bool,
     /// Fargate or EC2.
     pub launch: Launch,
     /// The subnets the tasks are placed in.
@@ -468,7 +472,13 @@ impl Resource for Service {
                 task_definition: Input::Value(TaskDefinitionArn::new(
                     s.task_definition().unwrap_or_default(),
                 )),
-                desired_count: s.desired_count(),
+                // A scaled service's count is the scaler's: what was declared is taken as live.
+                desired_count: if self.scaled {
+                    self.desired_count
+                } else {
+                    s.desired_count()
+                },
+                scaled: self.scaled,
                 launch: match s.launch_type() {
                     Some(LaunchType::Ec2) => Launch::Ec2,
                     _ => Launch::Fargate,
@@ -503,7 +513,9 @@ impl Resource for Service {
         let cluster = outputs.cluster_arn.as_str();
         let task = self.task_definition.get()?;
         let task_changed = task != previous.task_definition.get()?;
-        let count_changed = self.desired_count != previous.desired_count;
+        // Sent only when the count is ours: changed, or handed back by the scaler.
+        let count_changed =
+            !self.scaled && (previous.scaled || self.desired_count != previous.desired_count);
         let network_changed = self.subnets != previous.subnets
             || self.security_groups != previous.security_groups
             || self.assign_public_ip != previous.assign_public_ip;
