@@ -27,6 +27,8 @@ const CREATES: &[&str] = &[
     "CreateCluster",
     "RegisterTaskDefinition",
     "CreateService",
+    "RegisterScalableTarget",
+    "PutScalingPolicy",
 ];
 
 #[tokio::test]
@@ -37,7 +39,9 @@ async fn every_create_carried_out_with_its_response_lost_ends_with_exactly_one_o
             .proxy
             .add_rule(Rule::new(Fault::LoseResponse).operation(op).times(1));
     }
-    let platform = platform(engine(&cloud.config).build());
+    let mut platform = platform(engine(&cloud.config).build());
+    // The frontend scaled, so that the scaling's two calls lose their answers too.
+    platform.cluster.services[0].autoscaling = Some(cluster_stack::Autoscaling::new(1, 3, 60));
     platform
         .up()
         .await
@@ -54,6 +58,27 @@ async fn every_create_carried_out_with_its_response_lost_ends_with_exactly_one_o
     }
     let live = inventory(&cloud.config).await;
     assert_eq!(counts(&live), seed_counts(), "{live:#?}");
+    let scaling = aws_sdk_applicationautoscaling::Client::new(&cloud.config);
+    let ecs = aws_sdk_applicationautoscaling::types::ServiceNamespace::Ecs;
+    let targets = scaling
+        .describe_scalable_targets()
+        .service_namespace(ecs.clone())
+        .send()
+        .await
+        .unwrap();
+    let policies = scaling
+        .describe_scaling_policies()
+        .service_namespace(ecs)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            targets.scalable_targets().len(),
+            policies.scaling_policies().len()
+        ),
+        (1, 1)
+    );
 
     // Nothing is left half-done: a second run changes nothing.
     let again = platform.up().await.unwrap();

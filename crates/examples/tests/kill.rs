@@ -114,3 +114,116 @@ async fn killed_after_every_aws_call_of_up_and_of_destroy_the_next_run_converges
     assert_eq!(done, total);
     eprintln!("killed and healed at each of {up_calls} calls of up and {destroy_calls} of destroy");
 }
+
+/// A platform whose frontend Application Auto Scaling scales.
+const SCALED: &str = "[[service]]\nname = \"frontend\"\nautoscaling = { min = 1, max = 3, target_cpu_percent = 60 }\n";
+
+/// The scalable targets and the scaling policies in `config`'s account, by resource id.
+async fn scaling(config: &aws_types::SdkConfig) -> (Vec<String>, Vec<String>) {
+    use aws_sdk_applicationautoscaling::types::ServiceNamespace;
+    let client = aws_sdk_applicationautoscaling::Client::new(config);
+    let targets = client
+        .describe_scalable_targets()
+        .service_namespace(ServiceNamespace::Ecs)
+        .send()
+        .await
+        .unwrap();
+    let policies = client
+        .describe_scaling_policies()
+        .service_namespace(ServiceNamespace::Ecs)
+        .send()
+        .await
+        .unwrap();
+    (
+        targets
+            .scalable_targets()
+            .iter()
+            .map(|t| t.resource_id().to_owned())
+            .collect(),
+        policies
+            .scaling_policies()
+            .iter()
+            .map(|p| p.resource_id().to_owned())
+            .collect(),
+    )
+}
+
+/// Killed right after each call that scales the service (`RegisterScalableTarget`,
+/// `PutScalingPolicy` and the reads between them in `up`; the policy's delete, the look and the
+/// deregister in `destroy`): the next run converges on one target with one policy, and a destroy
+/// then leaves nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_scaled_service_killed_at_each_call_of_its_scaling_converges() {
+    let emulator = Arc::new(
+        Emulator::start()
+            .await
+            .expect("an AWS emulator is required for this suite"),
+    );
+    emulator.require_ecs().expect("the emulator must serve ECS");
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), SCALED).unwrap();
+    let path = file.path().to_str().unwrap().to_owned();
+    let extra = ["--config", path.as_str()];
+    let scaling_call = |op: &str| op.contains("Scalable") || op.contains("ScalingPolic");
+
+    let (proxy, config, dir) = fresh(&emulator).await;
+    run_ok(&proxy, dir.path(), &extra, "up", "clean up").await;
+    let up: Vec<usize> = (proxy.calls().iter().enumerate())
+        .filter(|(_, c)| scaling_call(&c.operation))
+        .map(|(i, _)| i + 1)
+        .collect();
+    let service = "service/my-ecs-cluster/frontend-service".to_owned();
+    assert_eq!(
+        scaling(&config).await,
+        (vec![service.clone()], vec![service.clone()])
+    );
+    proxy.clear_calls();
+    run_ok(&proxy, dir.path(), &extra, "destroy", "clean destroy").await;
+    let destroy: Vec<usize> = (proxy.calls().iter().enumerate())
+        .filter(|(_, c)| scaling_call(&c.operation))
+        .map(|(i, _)| i + 1)
+        .collect();
+    assert!(up.len() >= 2 && destroy.len() >= 2, "{up:?} {destroy:?}");
+    assert_eq!(scaling(&config).await, (vec![], vec![]));
+
+    let mut set = JoinSet::new();
+    let cases = up
+        .into_iter()
+        .map(|k| (Phase::Up, k))
+        .chain(destroy.into_iter().map(|k| (Phase::Destroy, k)));
+    for (phase, k) in cases {
+        let (emulator, path, service) = (emulator.clone(), path.clone(), service.clone());
+        set.spawn(async move {
+            let extra = ["--config", path.as_str()];
+            let (proxy, config, dir) = fresh(&emulator).await;
+            let state = dir.path();
+            let what = format!("killed after call {k} of {phase:?}");
+            if let Phase::Destroy = phase {
+                run_ok(&proxy, state, &extra, "up", &what).await;
+            }
+            let command = match phase {
+                Phase::Up => "up",
+                Phase::Destroy => "destroy",
+            };
+            let killed = run_command(&proxy, state, &extra, command, Some(proxy.trip_after(k)))
+                .await
+                .is_none();
+            assert!(killed, "{what}: the run ended before its call {k}");
+            run_ok(&proxy, state, &extra, command, &what).await;
+            if let Phase::Up = phase {
+                assert_eq!(
+                    scaling(&config).await,
+                    (vec![service.clone()], vec![service.clone()]),
+                    "{what}"
+                );
+                run_ok(&proxy, state, &extra, "destroy", &what).await;
+            }
+            assert_eq!(scaling(&config).await, (vec![], vec![]), "{what}");
+            let left = inventory(&config).await;
+            assert!(left.is_empty(), "{what}: left {left:#?}");
+        });
+    }
+    while let Some(joined) = set.join_next().await {
+        joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    }
+}

@@ -101,6 +101,8 @@ pub fn classify(code: Option<&str>, status: Option<u16>) -> ErrorClass {
         "NotFoundException",
         "ClusterNotFoundException",
         "ServiceNotFoundException",
+        // Application Auto Scaling's.
+        "ObjectNotFoundException",
         "NoSuchBucket",
         "NoSuchKey",
     ];
@@ -816,6 +818,7 @@ mod tests {
         assert_eq!(c("InvalidVpcID.NotFound"), ErrorClass::NotFound);
         assert_eq!(c("NoSuchEntity"), ErrorClass::NotFound);
         assert_eq!(c("ClusterNotFoundException"), ErrorClass::NotFound);
+        assert_eq!(c("ObjectNotFoundException"), ErrorClass::NotFound);
         assert_eq!(c("Throttling"), ErrorClass::Throttling);
         assert_eq!(c("RequestLimitExceeded"), ErrorClass::Throttling);
         assert_eq!(c("EntityAlreadyExists"), ErrorClass::Conflict);

@@ -300,19 +300,21 @@ impl Resource for ServiceScaling {
     ) -> Result<(), ResourceError> {
         let client = client(ctx)?;
         let id = &outputs.resource_id;
-        ctx.call("DeleteScalingPolicy", || {
-            client
-                .delete_scaling_policy()
-                .policy_name(POLICY_NAME)
-                .service_namespace(ServiceNamespace::Ecs)
-                .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
-                .resource_id(id)
-                .send()
-        })
-        .await
-        .gone_is_ok()?;
-        // Deregistering a target that is not there is an error (on the emulator, not a not-found):
-        // look first.
+        // A policy or target that is not there is a ValidationException on the emulator (AWS says
+        // ObjectNotFoundException, a not-found): look before each delete.
+        if policy(ctx, &client, id).await?.is_some() {
+            ctx.call("DeleteScalingPolicy", || {
+                client
+                    .delete_scaling_policy()
+                    .policy_name(POLICY_NAME)
+                    .service_namespace(ServiceNamespace::Ecs)
+                    .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+                    .resource_id(id)
+                    .send()
+            })
+            .await
+            .gone_is_ok()?;
+        }
         if target(ctx, &client, id).await?.is_none() {
             return Ok(());
         }
