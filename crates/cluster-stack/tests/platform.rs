@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_ecs::Client as Ecs;
-use cluster_stack::{ClusterConfig, ClusterOutputs, ClusterStack};
+use cluster_stack::{Autoscaling, ClusterConfig, ClusterOutputs, ClusterStack};
 use iam_stack::{IamConfig, IamOutputs, IamStack};
 use local_cloud::{Fault, Rule, TestCloud};
 use network_stack::{NetworkConfig, NetworkOutputs, NetworkStack};
@@ -592,4 +592,164 @@ async fn a_service_name_still_draining_is_retried_until_ecs_lets_it_go() {
         })
         .count();
     assert_eq!(waits, 8);
+}
+
+/// The scalable targets (resource id, min, max) and the policies (resource id, target value).
+async fn scaling(w: &World) -> (Vec<(String, i32, i32)>, Vec<(String, f64)>) {
+    use aws_sdk_applicationautoscaling::types::ServiceNamespace;
+    let client = aws_sdk_applicationautoscaling::Client::new(&w.cloud.config);
+    let targets = client
+        .describe_scalable_targets()
+        .service_namespace(ServiceNamespace::Ecs)
+        .send()
+        .await
+        .unwrap();
+    let policies = client
+        .describe_scaling_policies()
+        .service_namespace(ServiceNamespace::Ecs)
+        .send()
+        .await
+        .unwrap();
+    (
+        targets
+            .scalable_targets()
+            .iter()
+            .map(|t| {
+                (
+                    t.resource_id().to_owned(),
+                    t.min_capacity(),
+                    t.max_capacity(),
+                )
+            })
+            .collect(),
+        policies
+            .scaling_policies()
+            .iter()
+            .map(|p| {
+                let config = p.target_tracking_scaling_policy_configuration().unwrap();
+                (p.resource_id().to_owned(), config.target_value())
+            })
+            .collect(),
+    )
+}
+
+#[tokio::test]
+async fn a_scaled_services_count_is_the_scalers_and_its_bounds_and_target_change_in_place() {
+    let w = world().await;
+    let scaled = |min, max, target| {
+        let mut c = cluster_config();
+        c.services[0].autoscaling = Some(Autoscaling::new(min, max, target));
+        c
+    };
+    let (iam, net, c) = platform(&w, scaled(1, 3, 60)).await;
+    let id = "service/my-ecs-cluster/frontend-service".to_owned();
+    assert_eq!(
+        scaling(&w).await,
+        (vec![(id.clone(), 1, 3)], vec![(id.clone(), 60.0)])
+    );
+    assert_eq!(
+        live_service(&w, &c).await.desired_count(),
+        1,
+        "it starts at min"
+    );
+
+    // The scaler moves the count: not drift, and `up` leaves it.
+    w.ecs
+        .update_service()
+        .cluster(&c.cluster_arn)
+        .service(&c.service_name)
+        .desired_count(3)
+        .send()
+        .await
+        .unwrap();
+    let stack = |config| ClusterStack::new(config, &iam, &net);
+    let report = w
+        .engine
+        .refresh_report(&stack(scaled(1, 3, 60)))
+        .await
+        .unwrap();
+    assert_eq!(report.drift, vec![], "{:?}", report.drift);
+    w.cloud.clear();
+    w.engine
+        .up_with(
+            &stack(scaled(1, 3, 60)),
+            UpOptions::default().with_refresh(true),
+        )
+        .await
+        .unwrap();
+    assert_eq!(w.cloud.mutating_calls(), Vec::<String>::new());
+    assert_eq!(live_service(&w, &c).await.desired_count(), 3);
+
+    // The target, then the bounds, change in place with one call each.
+    w.cloud.clear();
+    w.engine.up(&stack(scaled(1, 3, 75))).await.unwrap();
+    assert_eq!(w.cloud.mutating_calls(), ["PutScalingPolicy"]);
+    w.cloud.clear();
+    w.engine.up(&stack(scaled(2, 4, 75))).await.unwrap();
+    assert_eq!(w.cloud.mutating_calls(), ["RegisterScalableTarget"]);
+    assert_eq!(
+        scaling(&w).await,
+        (vec![(id.clone(), 2, 4)], vec![(id.clone(), 75.0)])
+    );
+
+    // A policy deleted by hand is drift, and `up --refresh` puts it back.
+    let client = aws_sdk_applicationautoscaling::Client::new(&w.cloud.config);
+    client
+        .delete_scaling_policy()
+        .policy_name("cpu-target-tracking")
+        .service_namespace(aws_sdk_applicationautoscaling::types::ServiceNamespace::Ecs)
+        .scalable_dimension(
+            aws_sdk_applicationautoscaling::types::ScalableDimension::EcsServiceDesiredCount,
+        )
+        .resource_id(&id)
+        .send()
+        .await
+        .unwrap();
+    let report = w
+        .engine
+        .refresh_report(&stack(scaled(2, 4, 75)))
+        .await
+        .unwrap();
+    let drifted: Vec<(&str, Vec<&str>)> = report
+        .drift
+        .iter()
+        .map(|d| {
+            (
+                d.resource.as_str(),
+                d.fields.iter().map(|f| f.field.as_str()).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(drifted, [("autoscaling", vec!["target_cpu_percent"])]);
+    w.cloud.clear();
+    w.engine
+        .up_with(
+            &stack(scaled(2, 4, 75)),
+            UpOptions::default().with_refresh(true),
+        )
+        .await
+        .unwrap();
+    assert_eq!(w.cloud.mutating_calls(), ["PutScalingPolicy"]);
+
+    // Scaling off: policy and target go, and the declared count is sent again.
+    w.cloud.clear();
+    w.engine.up(&stack(cluster_config())).await.unwrap();
+    let mut calls = w.cloud.mutating_calls();
+    calls.sort();
+    assert_eq!(
+        calls,
+        [
+            "DeleteScalingPolicy",
+            "DeregisterScalableTarget",
+            "UpdateService"
+        ]
+    );
+    assert_eq!(scaling(&w).await, (vec![], vec![]));
+    assert_eq!(live_service(&w, &c).await.desired_count(), 1);
+
+    // On again, then destroyed with the stack: nothing is left.
+    w.engine.up(&stack(scaled(1, 2, 50))).await.unwrap();
+    assert_eq!(scaling(&w).await.0.len(), 1);
+    w.engine.destroy::<ClusterStack>("cluster").await.unwrap();
+    assert_eq!(scaling(&w).await, (vec![], vec![]));
 }

@@ -1044,6 +1044,15 @@ mod tests {
     }
 
     #[test]
+    fn one_frontend_table_is_the_seed() {
+        let table = offline("[[service]]\nname = \"frontend\"\n", DEFAULT_ENV);
+        let seed = offline("", DEFAULT_ENV);
+        assert_eq!(table.cluster, seed.cluster);
+        assert_eq!(table.iam_config(), seed.iam_config());
+        assert_eq!(table.network.ingress, seed.network.ingress);
+    }
+
+    #[test]
     fn service_tables_are_refused_beside_the_shorthand_and_their_keys_are_named() {
         let path = Path::new("p.toml");
         let apply = |text: &str, env: &str| {

@@ -1159,21 +1159,24 @@ public_subnets = ["10.0.1.0/24"]
     assert!(inventory(&op.config).await.is_empty());
 }
 
-/// The `[[service]]` tables of a staging platform: the seed's `frontend` scaled on CPU (`target`
+/// One file for production (the seed's one `frontend`, as a `[[service]]` table) and staging, whose
+/// `[[env.staging.service]]` tables replace the list: the `frontend` scaled on CPU (`target`
 /// percent; no autoscaling when `None`), `api` beside it with a port, an image, a secret and a count
 /// of its own; then `worker` added.
 fn services_file(target: Option<u32>, api_count: i32, api: bool, worker: bool) -> String {
-    let mut text = "[[service]]\nname = \"frontend\"\n".to_owned();
+    let mut text =
+        "[[service]]\nname = \"frontend\"\n[[env.staging.service]]\nname = \"frontend\"\n"
+            .to_owned();
     if let Some(percent) = target {
         text += &format!("autoscaling = {{ min = 1, max = 3, target_cpu_percent = {percent} }}\n");
     }
     if api {
         text += &format!(
-            "[[service]]\nname = \"api\"\nimage = \"nginx:1.27\"\ncontainer_port = 8080\ndesired_count = {api_count}\nsecrets = {{ TOKEN = \"arn:aws:ssm:us-east-1:123456789012:parameter/api/token\" }}\n"
+            "[[env.staging.service]]\nname = \"api\"\nimage = \"nginx:1.27\"\ncontainer_port = 8080\ndesired_count = {api_count}\nsecrets = {{ TOKEN = \"arn:aws:ssm:us-east-1:123456789012:parameter/api/token\" }}\n"
         );
     }
     if worker {
-        text += "[[service]]\nname = \"worker\"\nimage = \"nginx:1.27\"\n";
+        text += "[[env.staging.service]]\nname = \"worker\"\nimage = \"nginx:1.27\"\n";
     }
     text
 }
@@ -1191,7 +1194,7 @@ fn changing_calls(proxy: &Proxy) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn services_are_added_changed_and_removed_one_at_a_time_in_staging() {
+async fn production_and_staging_from_one_file_services_added_changed_scaled_and_removed() {
     let op = Operator::start().await;
     let file = op.path("platform.toml");
     let args = ["--config", "platform.toml", "--env", "staging"];
@@ -1200,9 +1203,28 @@ async fn services_are_added_changed_and_removed_one_at_a_time_in_staging() {
         all.push(command);
         all
     };
+    let in_production = |command: &'static str| vec!["--config", "platform.toml", command];
     write(&file, &services_file(Some(60), 1, true, false));
+    op.json(&in_production("up"), 0).await;
+    let production = inventory(&op.config).await;
+    let production_outputs = op.json(&in_production("outputs"), 0).await;
+    assert_eq!(production["service"].len(), 1, "{production:?}");
+
     op.json(&run("up"), 0).await;
     let live = inventory(&op.config).await;
+    // Every resource of staging is its own: production's are all there, and none is shared.
+    for (kind, ids) in &production {
+        let theirs: Vec<&String> = live[kind].iter().filter(|id| !ids.contains(id)).collect();
+        assert!(
+            ids.iter().all(|id| live[kind].contains(id)),
+            "{kind}: production kept"
+        );
+        assert!(
+            !theirs.is_empty(),
+            "{kind}: staging has its own: {:?}",
+            live[kind]
+        );
+    }
     for (kind, names) in [
         (
             "service",
@@ -1428,7 +1450,7 @@ async fn services_are_added_changed_and_removed_one_at_a_time_in_staging() {
         !live.values().flatten().any(|id| id.contains("api")),
         "{live:?}"
     );
-    assert_eq!(live["service"].len(), 2, "{live:?}");
+    assert_eq!(live["service"].len(), 3, "{live:?}");
 
     // Autoscaling off: the target and its policy go, and the count is ours again.
     write(&file, &services_file(None, 2, false, true));
@@ -1444,6 +1466,16 @@ async fn services_are_added_changed_and_removed_one_at_a_time_in_staging() {
     );
     assert_eq!(targets().await, (vec![], vec![]));
 
+    // Staging goes; production is as it was: its resources, its outputs, nothing to change.
     op.json(&run("destroy"), 0).await;
+    assert_eq!(inventory(&op.config).await, production);
+    assert_eq!(
+        op.json(&in_production("outputs"), 0).await,
+        production_outputs
+    );
+    let mut gate = in_production("preview");
+    gate.push("--detailed-exitcode");
+    op.json(&gate, 0).await;
+    op.json(&in_production("destroy"), 0).await;
     assert!(inventory(&op.config).await.is_empty());
 }
