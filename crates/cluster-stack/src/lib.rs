@@ -605,6 +605,9 @@ mod tests {
         let c = ClusterConfig::default();
         c.validate().unwrap();
         let f = &c.services[0];
+        assert_eq!(c.service("frontend"), Some(f));
+        assert_eq!(c.service("api"), None);
+        ServiceConfig::new("order-api-2").validate("s").unwrap();
         assert_eq!(
             (
                 c.cluster_name.as_str(),

@@ -731,6 +731,33 @@ async fn a_scaled_services_count_is_the_scalers_and_its_bounds_and_target_change
         .unwrap();
     assert_eq!(w.cloud.mutating_calls(), ["PutScalingPolicy"]);
 
+    // With its state lost, the target is imported by its resource id (and only by that).
+    let lost = Engine::builder(MemoryStateStore::new())
+        .aws(w.cloud.config.clone())
+        .build();
+    let scaled_stack = stack(scaled(2, 4, 75));
+    for (bad, reason) in [
+        ("frontend-service", "service/CLUSTER/SERVICE"),
+        ("service/my-ecs-cluster/nothing-here", "nothing"),
+    ] {
+        let err = lost
+            .import(&scaled_stack, "autoscaling", bad)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(reason), "{bad}: {err}");
+    }
+    lost.import(&scaled_stack, "autoscaling", &id)
+        .await
+        .unwrap();
+    let plan = lost.preview(&scaled_stack).await.unwrap();
+    // Recorded: the plan does not create it again (it waits for the service this state lacks).
+    let step = plan.step("autoscaling").map(|s| s.action.kind());
+    assert!(
+        step.is_some() && step != Some(platform_core::ActionKind::Create),
+        "{plan}"
+    );
+
     // Scaling off: policy and target go, and the declared count is sent again.
     w.cloud.clear();
     w.engine.up(&stack(cluster_config())).await.unwrap();

@@ -5,7 +5,7 @@
 use local_cloud::{Fault, Rule, TestCloud};
 use platform_core::Engine;
 
-use crate::common::{counts, ecs_cloud, engine, inventory, platform, seed_counts};
+use crate::common::{counts, ecs_cloud, engine, inventory, platform, scaling, seed_counts};
 
 /// The first call of each creating operation, one per resource kind and per sub-step of a create.
 const CREATES: &[&str] = &[
@@ -58,27 +58,8 @@ async fn every_create_carried_out_with_its_response_lost_ends_with_exactly_one_o
     }
     let live = inventory(&cloud.config).await;
     assert_eq!(counts(&live), seed_counts(), "{live:#?}");
-    let scaling = aws_sdk_applicationautoscaling::Client::new(&cloud.config);
-    let ecs = aws_sdk_applicationautoscaling::types::ServiceNamespace::Ecs;
-    let targets = scaling
-        .describe_scalable_targets()
-        .service_namespace(ecs.clone())
-        .send()
-        .await
-        .unwrap();
-    let policies = scaling
-        .describe_scaling_policies()
-        .service_namespace(ecs)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        (
-            targets.scalable_targets().len(),
-            policies.scaling_policies().len()
-        ),
-        (1, 1)
-    );
+    let (targets, policies) = scaling(&cloud.config).await;
+    assert_eq!((targets.len(), policies.len()), (1, 1));
 
     // Nothing is left half-done: a second run changes nothing.
     let again = platform.up().await.unwrap();

@@ -10,7 +10,7 @@ use aws_types::SdkConfig;
 use local_cloud::{Emulator, Proxy};
 use serde_json::Value;
 
-use crate::common::{counts, inventory, production};
+use crate::common::{counts, inventory, production, scaling};
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
@@ -1346,45 +1346,7 @@ async fn production_and_staging_from_one_file_services_added_changed_scaled_and_
 
     // The frontend's count is the scaler's: moved by it (as Application Auto Scaling does, with
     // UpdateService), it is not drift, and `up` leaves it.
-    let targets = || async {
-        let scaling = aws_sdk_applicationautoscaling::Client::new(&op.config);
-        let t = scaling
-            .describe_scalable_targets()
-            .service_namespace(aws_sdk_applicationautoscaling::types::ServiceNamespace::Ecs)
-            .send()
-            .await
-            .unwrap();
-        let p = scaling
-            .describe_scaling_policies()
-            .service_namespace(aws_sdk_applicationautoscaling::types::ServiceNamespace::Ecs)
-            .send()
-            .await
-            .unwrap();
-        let targets: Vec<(String, i32, i32)> = t
-            .scalable_targets()
-            .iter()
-            .map(|t| {
-                (
-                    t.resource_id().to_owned(),
-                    t.min_capacity(),
-                    t.max_capacity(),
-                )
-            })
-            .collect();
-        let policies: Vec<(String, f64)> = p
-            .scaling_policies()
-            .iter()
-            .map(|p| {
-                (
-                    p.resource_id().to_owned(),
-                    p.target_tracking_scaling_policy_configuration()
-                        .unwrap()
-                        .target_value(),
-                )
-            })
-            .collect();
-        (targets, policies)
-    };
+    let targets = || scaling(&op.config);
     let frontend = "service/staging-my-ecs-cluster/staging-frontend-service".to_owned();
     assert_eq!(
         targets().await,

@@ -18,8 +18,8 @@ pub use task_definition::{
 /// are not among them.
 #[cfg(test)]
 mod force_new {
-    use platform_core::ForceNew;
     use platform_core::testing::{forced_by as forced, inputs as sample, replaces};
+    use platform_core::{ForceNew, Resource};
     use serde_json::json;
 
     use super::*;
@@ -51,6 +51,28 @@ mod force_new {
     }
 
     #[test]
+    fn a_task_definition_is_checked_before_any_call() {
+        let t = |cpu: u32, containers: serde_json::Value| -> TaskDefinition {
+            sample(json!({"family": "f", "cpu": cpu, "memory": 512,
+                "execution_role_arn": "arn:aws:iam::1:role/e", "task_role_arn": "arn:aws:iam::1:role/t",
+                "containers": containers, "tags": {}}))
+        };
+        assert_eq!(
+            t(256, json!([])).validate().unwrap_err().to_string(),
+            "invalid containers = []: a task needs a container"
+        );
+        let one = json!([{"name": "web", "image": "nginx:1.27", "port": 80, "environment": {},
+            "log_group": "/ecs/web", "log_stream_prefix": "web"}]);
+        assert!(
+            t(300, one)
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("invalid cpu = 300")
+        );
+    }
+
+    #[test]
     fn a_service_is_replaced_for_its_name_cluster_or_launch_type() {
         let s: Service = sample(
             json!({"name": "web", "cluster": "c", "task_definition": "td:1",
@@ -66,5 +88,18 @@ mod force_new {
             ForceNew::none()
         );
         assert_eq!(forced(&s, "desired_count", json!(3)), ForceNew::none());
+    }
+
+    #[test]
+    fn a_service_scaling_is_replaced_for_another_service_only() {
+        let s: ServiceScaling = sample(json!({"cluster": "arn:aws:ecs:us-east-1:1:cluster/c",
+            "service": "web", "min": 1, "max": 3, "target_cpu_percent": 60}));
+        assert_eq!(forced(&s, "service", json!("api")), replaces("service"));
+        assert_eq!(forced(&s, "cluster", json!("other")), replaces("cluster"));
+        assert_eq!(forced(&s, "max", json!(5)), ForceNew::none());
+        assert_eq!(
+            forced(&s, "target_cpu_percent", json!(70)),
+            ForceNew::none()
+        );
     }
 }

@@ -231,6 +231,49 @@ pub(crate) async fn inventory(config: &SdkConfig) -> BTreeMap<&'static str, Vec<
     all
 }
 
+/// The scalable targets (resource id, min, max) and the target-tracking policies (resource id,
+/// target value) of ECS services in `config`'s account.
+pub(crate) async fn scaling(config: &SdkConfig) -> (Vec<(String, i32, i32)>, Vec<(String, f64)>) {
+    use aws_sdk_applicationautoscaling::types::ServiceNamespace;
+    let client = aws_sdk_applicationautoscaling::Client::new(config);
+    let targets = client
+        .describe_scalable_targets()
+        .service_namespace(ServiceNamespace::Ecs)
+        .send()
+        .await
+        .unwrap();
+    let policies = client
+        .describe_scaling_policies()
+        .service_namespace(ServiceNamespace::Ecs)
+        .send()
+        .await
+        .unwrap();
+    (
+        targets
+            .scalable_targets()
+            .iter()
+            .map(|t| {
+                (
+                    t.resource_id().to_owned(),
+                    t.min_capacity(),
+                    t.max_capacity(),
+                )
+            })
+            .collect(),
+        policies
+            .scaling_policies()
+            .iter()
+            .map(|p| {
+                let tracking = p.target_tracking_scaling_policy_configuration();
+                (
+                    p.resource_id().to_owned(),
+                    tracking.map_or(0.0, |t| t.target_value()),
+                )
+            })
+            .collect(),
+    )
+}
+
 /// The number of each kind the seed's platform has when it is up: one of everything, three roles and
 /// policies (each attached to its role), one subnet, HTTP 80 in.
 pub(crate) fn seed_counts() -> BTreeMap<&'static str, usize> {
