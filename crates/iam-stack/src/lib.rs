@@ -653,6 +653,18 @@ mod tests {
     }
 
     #[test]
+    fn a_service_roles_description_says_what_it_may_do() {
+        assert_eq!(
+            ServiceAccess::frontend().purpose(),
+            "frontend task and execution role: its logs, ECR pulls, S3 reads of its assets"
+        );
+        assert_eq!(
+            ServiceAccess::new("api", "/ecs/api").purpose(),
+            "api task and execution role: its logs, ECR pulls"
+        );
+    }
+
+    #[test]
     fn bad_configs_name_the_field_and_value() {
         let c = IamConfig {
             account_id: Some("12345".into()),
@@ -693,6 +705,25 @@ mod tests {
         ] {
             let c = IamConfig::default().with_services(services);
             assert_eq!(c.validate().unwrap_err().to_string(), error);
+        }
+        // At the limits: a role name of exactly 64 characters, a log group of exactly 512.
+        let group = format!("/{}", "g".repeat(511));
+        IamConfig::default()
+            .with_services([
+                ServiceAccess::new(&"s".repeat(55), "/ecs/x"),
+                ServiceAccess::new("order-api-2", &group),
+            ])
+            .validate()
+            .unwrap();
+        for bad in [String::new(), format!("{group}g")] {
+            let c = IamConfig::default().with_services([ServiceAccess::new("api", &bad)]);
+            assert!(
+                c.validate()
+                    .unwrap_err()
+                    .to_string()
+                    .starts_with("invalid services[0].log_group = "),
+                "{bad}"
+            );
         }
         let long = "s".repeat(56);
         let c = IamConfig::default().with_services([ServiceAccess::new(&long, "/ecs/x")]);
