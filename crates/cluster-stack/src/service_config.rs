@@ -175,13 +175,7 @@ impl ServiceConfig {
     pub fn validate(&self, field: &str) -> Result<(), ValidationError> {
         let f = |key: &str| format!("{field}.{key}");
         let name = &self.name;
-        let valid_name = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            && !name.starts_with('-');
-        if !valid_name {
+        if !platform_core::is_lowercase_name(name, 64) {
             return Err(ValidationError::new(
                 f("name"),
                 name,

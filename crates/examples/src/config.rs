@@ -352,13 +352,7 @@ impl PlatformConfig {
     /// [`ConfigError::Invalid`] for a name that is not 1 to 20 lowercase letters, digits and `-`;
     /// [`ConfigError::Parse`] for an `[env.NAME]` key the file does not have, or of another type.
     pub fn environment(&self, path: &Path, name: &str) -> Result<Self, ConfigError> {
-        let valid = !name.is_empty()
-            && name.len() <= 20
-            && name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            && !name.starts_with('-');
-        if !valid {
+        if !platform_core::is_lowercase_name(name, 20) {
             return Err(ConfigError::Invalid {
                 path: path.to_owned(),
                 key: "env".into(),

@@ -282,12 +282,8 @@ impl IamConfig {
         service: &ServiceAccess,
     ) -> Result<(), ValidationError> {
         let name = &service.name;
-        let valid = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            && !name.starts_with('-');
-        if !valid {
+        // No length of its own: its role name's 64 characters bound it below.
+        if !platform_core::is_lowercase_name(name, usize::MAX) {
             return Err(ValidationError::new(
                 format!("{field}.name"),
                 name,

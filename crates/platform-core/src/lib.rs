@@ -80,7 +80,7 @@ pub use state::{
 };
 pub use tags::TagChanges;
 pub use types::{ActionKind, BoxFuture, Counts, LockInfo, ProviderInfo};
-pub use validate::{validate_name, validate_tags};
+pub use validate::{is_lowercase_name, validate_name, validate_tags};
 pub use value::{Input, Ref, RefTarget};
 
 /// An AWS SDK client for a resource, built once per engine with the engine's interceptors (the call

@@ -46,6 +46,24 @@ pub fn validate_name(
     Ok(())
 }
 
+/// Whether `value` is 1 to `max` lowercase ASCII letters, digits and `-`, not starting with `-`: a
+/// name that becomes part of other names (an environment's prefix, a service's role name).
+///
+/// ```
+/// use platform_core::is_lowercase_name;
+/// assert!(is_lowercase_name("order-api-2", 20));
+/// assert!(!is_lowercase_name("-api", 20) && !is_lowercase_name("Api", 20));
+/// assert!(!is_lowercase_name("", 20) && !is_lowercase_name("api", 2));
+/// ```
+pub fn is_lowercase_name(value: &str, max: usize) -> bool {
+    !value.is_empty()
+        && value.len() <= max
+        && value
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !value.starts_with('-')
+}
+
 /// Checks user tags against AWS's limits before any call: at most 45 (AWS allows 50; the engine adds
 /// its own), keys of 1 to 128 characters, values of at most 256, and the `aws:` and `platform:`
 /// prefixes reserved.
