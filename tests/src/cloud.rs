@@ -56,7 +56,7 @@ impl TestCloud {
     pub fn mutating_calls(&self) -> Vec<String> {
         self.operations()
             .into_iter()
-            .filter(|op| !platform_core::is_read_operation(op))
+            .filter(|op| !platform_core::events::is_read_operation(op))
             .collect()
     }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use aws_sdk_cloudwatchlogs as logs;
 use aws_types::SdkConfig;
 use local_cloud::{Backend, Emulator, EmulatorOptions, Fault, Proxy, Rule};
-use platform_core::{AwsError, ErrorClass};
+use platform_core::{error::AwsError, error::ErrorClass};
 
 async fn emulator() -> Emulator {
     Emulator::start()

@@ -1,9 +1,10 @@
 //! What the cluster's resources share: clients, tags, and the IAM propagation race.
 
+use platform_core::resource::Idempotent;
 use std::collections::BTreeMap;
 
 use aws_sdk_ecs::types::Tag;
-use platform_core::{AwsError, Context, ResourceError, TagChanges};
+use platform_core::{Context, ResourceError, error::AwsError, resource::TagChanges};
 
 /// The ECS client, built once per engine with the engine's interceptors.
 pub(crate) fn ecs(ctx: &Context) -> Result<aws_sdk_ecs::Client, ResourceError> {
@@ -15,20 +16,13 @@ pub(crate) fn logs(ctx: &Context) -> Result<aws_sdk_cloudwatchlogs::Client, Reso
     platform_core::aws_client!(ctx, aws_sdk_cloudwatchlogs)
 }
 
-/// The tags a create sends: the user's plus the engine's (stack, logical name).
-pub(crate) fn all_tags(ctx: &Context, user: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    let mut tags = user.clone();
-    tags.extend(ctx.tags().into_iter().map(|(k, v)| (k.to_owned(), v)));
-    tags
-}
-
 /// Tags ECS resource `arn` with the engine's ownership tags: an imported resource becomes ours.
 pub(crate) async fn tag_ecs_as_ours(
     ctx: &Context,
     client: &aws_sdk_ecs::Client,
     arn: &str,
 ) -> Result<(), ResourceError> {
-    let ours = all_tags(ctx, &BTreeMap::new());
+    let ours = ctx.tags_with(&BTreeMap::new());
     update_ecs_tags(ctx, client, arn, &BTreeMap::new(), &ours).await
 }
 
@@ -39,35 +33,11 @@ pub(crate) fn ecs_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
         .collect()
 }
 
-/// The user's tags among ECS tags (the engine's own `platform:` tags left out).
-pub(crate) fn user_ecs_tags(tags: &[Tag]) -> BTreeMap<String, String> {
+/// ECS tags as the (key, value) pairs the engine's tag rules read ([`Context::claim`],
+/// [`Context::carries_own_tags`], [`user_tags`](platform_core::resource::user_tags)).
+pub(crate) fn pairs(tags: &[Tag]) -> impl Iterator<Item = (&str, &str)> {
     tags.iter()
-        .filter_map(|t| {
-            Some((
-                t.key()?.to_owned(),
-                t.value().unwrap_or_default().to_owned(),
-            ))
-        })
-        .filter(|(k, _)| !k.starts_with("platform:"))
-        .collect()
-}
-
-/// Adopts an ECS resource found by its name only when its tags name this stack and resource
-/// ([`Context::claim`]).
-pub(crate) fn claim(ctx: &Context, what: &str, tags: &[Tag]) -> Result<(), ResourceError> {
-    ctx.claim(
-        what,
-        tags.iter()
-            .filter_map(|t| Some((t.key()?, t.value().unwrap_or_default()))),
-    )
-}
-
-/// Whether ECS tags carry every tag of this context (the instance token included).
-pub(crate) fn is_ours(ctx: &Context, tags: &[Tag]) -> bool {
-    ctx.tags().iter().all(|(k, v)| {
-        tags.iter()
-            .any(|t| t.key() == Some(*k) && t.value() == Some(v.as_str()))
-    })
+        .filter_map(|t| Some((t.key()?, t.value().unwrap_or_default())))
 }
 
 /// Brings an ECS resource's user tags from `old` to `new` (TagResource / UntagResource).
@@ -79,7 +49,7 @@ pub(crate) async fn update_ecs_tags(
     new: &BTreeMap<String, String>,
 ) -> Result<(), ResourceError> {
     let untag = async |keys: Vec<String>| {
-        ctx.call("UntagResource", || {
+        ctx.call("UntagResource", Idempotent, || {
             client
                 .untag_resource()
                 .resource_arn(arn)
@@ -90,7 +60,7 @@ pub(crate) async fn update_ecs_tags(
         .map(drop)
     };
     let tag = async |set: BTreeMap<String, String>| {
-        ctx.call("TagResource", || {
+        ctx.call("TagResource", Idempotent, || {
             client
                 .tag_resource()
                 .resource_arn(arn)
@@ -112,7 +82,7 @@ pub(crate) async fn update_log_tags(
     new: &BTreeMap<String, String>,
 ) -> Result<(), ResourceError> {
     let untag = async |keys: Vec<String>| {
-        ctx.call("UntagResource", || {
+        ctx.call("UntagResource", Idempotent, || {
             client
                 .untag_resource()
                 .resource_arn(arn)
@@ -124,7 +94,7 @@ pub(crate) async fn update_log_tags(
     };
     let tag = async |set: BTreeMap<String, String>| {
         let set: std::collections::HashMap<String, String> = set.into_iter().collect();
-        ctx.call("TagResource", || {
+        ctx.call("TagResource", Idempotent, || {
             client
                 .tag_resource()
                 .resource_arn(arn)

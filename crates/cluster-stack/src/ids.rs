@@ -10,3 +10,14 @@ platform_core::aws_id! {
     /// An ECS task definition revision's ARN (`...:task-definition/frontend:3`).
     pub TaskDefinitionArn
 }
+
+platform_core::aws_id! {
+    /// An ECS service's ARN (`...:service/my-ecs-cluster/frontend-service`).
+    pub ServiceArn
+}
+
+platform_core::aws_id! {
+    /// A CloudWatch Logs group's ARN, without the `:*` that `DescribeLogGroups` adds
+    /// (`arn:aws:logs:us-east-1:123456789012:log-group:/ecs/frontend`): the one its tag calls take.
+    pub LogGroupArn
+}

@@ -37,7 +37,7 @@
 //!
 //! ```compile_fail,E0308
 //! # use cluster_stack::{ClusterConfig, ClusterStack};
-//! # use platform_core::Produced;
+//! # use platform_core::stack::Produced;
 //! # fn f(iam: Produced<iam_stack::IamOutputs>, net: Produced<network_stack::NetworkOutputs>) {
 //! // The network's outputs where the IAM stack's belong:
 //! let stack = ClusterStack::new(ClusterConfig::default(), &net, &iam);
@@ -46,7 +46,7 @@
 //!
 //! ```compile_fail,E0061
 //! # use cluster_stack::{ClusterConfig, ClusterStack};
-//! # fn f(iam: platform_core::Produced<iam_stack::IamOutputs>) {
+//! # fn f(iam: platform_core::stack::Produced<iam_stack::IamOutputs>) {
 //! // The network's outputs forgotten:
 //! let stack = ClusterStack::new(ClusterConfig::default(), &iam);
 //! # }
@@ -73,12 +73,12 @@ use std::time::Duration;
 use iam_stack::{IamExports, IamOutputs, IamStack, RoleArn};
 use network_stack::{NetworkExports, NetworkOutputs, NetworkStack, SecurityGroupId, SubnetId};
 use platform_core::{
-    Declared, Error, Handle, Input, Produced, Producer, ProviderInfo, Registry, Scope, Stack,
-    StackRef, StateStore, ValidationError,
+    Error, Handle, Input, ProviderInfo, Scope, Stack, StackRef, StateStore, ValidationError,
+    resource::Registry, stack::Declared, stack::Produced, state::Producer,
 };
 use serde::{Deserialize, Serialize};
 
-pub use ids::{ClusterArn, TaskDefinitionArn};
+pub use ids::{ClusterArn, LogGroupArn, ServiceArn, TaskDefinitionArn};
 use resources::{Cluster, Container, LogGroup, Service, ServiceScaling, TaskDefinition};
 pub use resources::{ContainerInsights, Deployment, HealthCheck, Launch};
 pub use service_config::{Autoscaling, ServiceConfig};
@@ -291,7 +291,7 @@ pub struct ClusterOutputs {
     /// The first service's name (the seed's `frontend-service`).
     pub service_name: String,
     /// The first service's ARN.
-    pub service_arn: String,
+    pub service_arn: ServiceArn,
     /// The first service's task definition family.
     pub task_definition_family: String,
     /// The revision the first service runs.
@@ -309,7 +309,7 @@ pub struct ServiceOutputs {
     /// The ECS service's name.
     pub service_name: String,
     /// Its ARN.
-    pub service_arn: String,
+    pub service_arn: ServiceArn,
     /// Its task definition's family.
     pub task_definition_family: String,
     /// The revision it runs.

@@ -175,7 +175,7 @@ impl ServiceConfig {
     pub fn validate(&self, field: &str) -> Result<(), ValidationError> {
         let f = |key: &str| format!("{field}.{key}");
         let name = &self.name;
-        if !platform_core::is_lowercase_name(name, 64) {
+        if !platform_core::resource::is_lowercase_name(name, 64) {
             return Err(ValidationError::new(
                 f("name"),
                 name,

@@ -87,7 +87,7 @@ pub fn port(field: &str, port: u16) -> Result<(), ValidationError> {
 /// # Errors
 /// When it is empty, too long or has another character.
 pub fn ecs_name(field: &str, value: &str) -> Result<(), ValidationError> {
-    platform_core::validate_name(field, value, 255, "-_")
+    platform_core::resource::validate_name(field, value, 255, "-_")
 }
 
 /// An image reference: 1 to 255 characters, no whitespace.
@@ -111,10 +111,10 @@ pub fn image(field: &str, value: &str) -> Result<(), ValidationError> {
 /// # Errors
 /// When it is empty, too long or has another character.
 pub fn log_group_name(field: &str, value: &str) -> Result<(), ValidationError> {
-    platform_core::validate_name(field, value, 512, ".-_/#")
+    platform_core::resource::validate_name(field, value, 512, ".-_/#")
 }
 
-pub use platform_core::validate_tags as tags;
+pub use platform_core::resource::validate_tags as tags;
 
 /// A secret ECS injects: a variable name (`[A-Za-z_][A-Za-z0-9_]*`) and the full ARN of a Secrets
 /// Manager secret or an SSM parameter.

@@ -10,7 +10,9 @@ use cluster_stack::{Autoscaling, ClusterConfig, ClusterOutputs, ClusterStack};
 use iam_stack::{IamConfig, IamOutputs, IamStack};
 use local_cloud::{Fault, Rule, TestCloud};
 use network_stack::{NetworkConfig, NetworkOutputs, NetworkStack};
-use platform_core::{Engine, Error, Event, MemoryStateStore, Produced, RetryPolicy, UpOptions};
+use platform_core::{
+    Engine, Error, Event, MemoryStateStore, UpOptions, resource::RetryPolicy, stack::Produced,
+};
 
 struct World {
     cloud: TestCloud,
@@ -448,10 +450,13 @@ impl platform_core::Stack for Logs {
     fn name(&self) -> &str {
         "logs"
     }
-    fn register(registry: &mut platform_core::Registry) {
+    fn register(registry: &mut platform_core::resource::Registry) {
         registry.add::<cluster_stack::resources::LogGroup>();
     }
-    fn declare(&self, s: &mut platform_core::Scope) -> Result<platform_core::Declared<()>, Error> {
+    fn declare(
+        &self,
+        s: &mut platform_core::Scope,
+    ) -> Result<platform_core::stack::Declared<()>, Error> {
         s.add("log-group", self.0.clone());
         Ok(s.outputs(|_| Ok(())))
     }
@@ -754,7 +759,7 @@ async fn a_scaled_services_count_is_the_scalers_and_its_bounds_and_target_change
     // Recorded: the plan does not create it again (it waits for the service this state lacks).
     let step = plan.step("autoscaling").map(|s| s.action.kind());
     assert!(
-        step.is_some() && step != Some(platform_core::ActionKind::Create),
+        step.is_some() && step != Some(platform_core::plan::ActionKind::Create),
         "{plan}"
     );
 

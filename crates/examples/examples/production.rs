@@ -37,9 +37,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use local_cloud::{Detached, Emulator};
 use platform_core::policy::{self, Violation};
 use platform_core::{
-    ActionKind, CallTimeouts, CancellationToken, Counts, DEFAULT_SETTLE_WINDOW, Engine, Error,
-    Event, LocalStateStore, Plan, RefreshReport, S3StateStore, StateError, StateStore,
-    total_counts,
+    Engine, Error, Event, LocalStateStore, Plan, S3StateStore, StateStore, engine::CallTimeouts,
+    engine::DEFAULT_SETTLE_WINDOW, engine::RefreshReport, engine::total_counts, error::StateError,
+    plan::ActionKind, plan::Counts, resource::CancellationToken,
 };
 use serde_json::{Value, json};
 
@@ -788,7 +788,7 @@ async fn force_unlock(
     };
     let mut held = Vec::new();
     for stack in &stacks {
-        platform_core::validate_stack_name(stack)
+        platform_core::state::validate_stack_name(stack)
             .map_err(|e| failure(2, format!("force-unlock: {e}")))?;
         if let Some(info) = store.holder(stack).await.map_err(Error::from)? {
             held.push((stack.clone(), info));
@@ -1239,6 +1239,7 @@ impl Reporter {
             ActionKind::Replace => "replacing",
             ActionKind::Delete => "deleting",
             ActionKind::Same => "checking",
+            _ => "applying",
         };
         let done = |a: &ActionKind| match a {
             ActionKind::Create => "created",
@@ -1246,6 +1247,7 @@ impl Reporter {
             ActionKind::Replace => "replaced",
             ActionKind::Delete => "deleted",
             ActionKind::Same => "unchanged",
+            _ => "applied",
         };
         match e {
             Event::Started {

@@ -352,7 +352,7 @@ impl PlatformConfig {
     /// [`ConfigError::Invalid`] for a name that is not 1 to 20 lowercase letters, digits and `-`;
     /// [`ConfigError::Parse`] for an `[env.NAME]` key the file does not have, or of another type.
     pub fn environment(&self, path: &Path, name: &str) -> Result<Self, ConfigError> {
-        if !platform_core::is_lowercase_name(name, 20) {
+        if !platform_core::resource::is_lowercase_name(name, 20) {
             return Err(ConfigError::Invalid {
                 path: path.to_owned(),
                 key: "env".into(),
@@ -496,7 +496,7 @@ impl PlatformConfig {
             ("network", &platform.network.stack_name),
             ("cluster", &platform.cluster.stack_name),
         ] {
-            platform_core::validate_stack_name(name).map_err(|e| {
+            platform_core::state::validate_stack_name(name).map_err(|e| {
                 invalid(
                     section,
                     ValidationError::new("stack_name", e.value, e.reason),

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use platform_core::StackState;
+use platform_core::state::StackState;
 
 /// The diagram's format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,7 +103,7 @@ fn write_graph(out: &mut String, stacks: &[StackState], format: Format) -> std::
 #[cfg(test)]
 mod tests {
     use super::*;
-    use platform_core::ResourceState;
+    use platform_core::state::ResourceState;
     use serde_json::json;
 
     fn state(name: &str, resources: &[(&str, &str, &[&str])], refs: &[&str]) -> StackState {

@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
-use platform_core::{AwsCall, StackState};
+use platform_core::{events::AwsCall, state::StackState};
 use serde_json::Value;
 
 /// A resource of a stack: a node of the run's dependency graph.
@@ -220,7 +220,7 @@ pub fn reversed(edges: &BTreeSet<(StepId, StepId)>) -> BTreeSet<(StepId, StepId)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use platform_core::ResourceState;
+    use platform_core::state::ResourceState;
     use serde_json::json;
 
     fn ms(n: u64) -> Duration {

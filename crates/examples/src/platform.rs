@@ -8,7 +8,8 @@ use iam_stack::{IamConfig, IamOutputs, IamStack, ServiceAccess};
 use network_stack::{NetworkConfig, NetworkOutputs, NetworkStack};
 use platform_core::policy::{PlanDocument, Policies, Violation};
 use platform_core::{
-    CallStats, Counts, Engine, Error, ImportReport, Plan, RefreshReport, UpOptions,
+    Engine, Error, Plan, UpOptions, engine::ImportReport, engine::RefreshReport, events::CallStats,
+    plan::Counts,
 };
 use serde::Serialize;
 

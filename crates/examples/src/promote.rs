@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use platform_core::policy::{PlanDocument, PlannedResource};
-use platform_core::{Action, FieldChange, Plan, Planned, Step};
+use platform_core::{Plan, plan::Action, plan::FieldChange, plan::Planned, plan::Step};
 use serde_json::Value;
 
 use crate::config::DEFAULT_ENV;

@@ -11,7 +11,7 @@ use crate::Preview;
 /// of the resources that change and the fields that change.
 pub fn markdown(preview: &Preview) -> String {
     let mut out = String::from("## Platform plan\n\n");
-    let counts = platform_core::total_counts(&preview.plans);
+    let counts = platform_core::engine::total_counts(&preview.plans);
     let _ = writeln!(
         out,
         "**{} to create, {} to update, {} to replace, {} to delete**, {} unchanged.\n",

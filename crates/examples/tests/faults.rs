@@ -87,8 +87,8 @@ async fn role_made_elsewhere(cloud: &TestCloud, stack: &str) {
     iam.create_role()
         .role_name("ecs-cluster-role")
         .assume_role_policy_document(ECS_TRUST)
-        .tags(tag(platform_core::STACK_TAG, stack))
-        .tags(tag(platform_core::RESOURCE_TAG, "cluster-role"))
+        .tags(tag(platform_core::resource::STACK_TAG, stack))
+        .tags(tag(platform_core::resource::RESOURCE_TAG, "cluster-role"))
         .send()
         .await
         .unwrap();
@@ -159,7 +159,7 @@ async fn a_role_of_the_same_name_owned_by_another_stack_is_refused_and_named() {
     let tags = role.role().unwrap().tags();
     assert!(
         tags.iter()
-            .any(|t| t.key() == platform_core::STACK_TAG && t.value() == "someone-else")
+            .any(|t| t.key() == platform_core::resource::STACK_TAG && t.value() == "someone-else")
     );
     let attached = iam
         .list_attached_role_policies()

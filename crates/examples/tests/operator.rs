@@ -790,7 +790,7 @@ async fn a_mandatory_policy_violation_changes_nothing_and_advisories_let_the_run
     assert!(!calls.is_empty(), "the identity is asked");
     let changing: Vec<&str> = calls
         .iter()
-        .filter(|c| !platform_core::is_read_operation(&c.operation))
+        .filter(|c| !platform_core::events::is_read_operation(&c.operation))
         .map(|c| c.operation.as_str())
         .collect();
     assert!(changing.is_empty(), "{changing:?}");
@@ -927,7 +927,7 @@ deny contains msg if {
         .proxy
         .calls()
         .iter()
-        .filter(|c| !platform_core::is_read_operation(&c.operation))
+        .filter(|c| !platform_core::events::is_read_operation(&c.operation))
         .count();
     assert_eq!(changing, 0);
 
@@ -1186,7 +1186,9 @@ fn changing_calls(proxy: &Proxy) -> Vec<String> {
     let mut calls: Vec<String> = proxy
         .calls()
         .into_iter()
-        .filter(|c| !platform_core::is_read_operation(&c.operation) && c.operation != "AssumeRole")
+        .filter(|c| {
+            !platform_core::events::is_read_operation(&c.operation) && c.operation != "AssumeRole"
+        })
         .map(|c| c.operation)
         .collect();
     calls.sort();

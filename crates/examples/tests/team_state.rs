@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_types::SdkConfig;
 use local_cloud::{Emulator, Fault, Proxy, Rule};
-use platform_core::{S3StateStore, StackState, StateError, StateStore};
+use platform_core::{S3StateStore, StateStore, error::StateError, state::StackState};
 use serde_json::Value;
 
 use crate::common::{counts, inventory, run_production, seed_counts};

@@ -1,5 +1,6 @@
 //! What every IAM resource shares: the client, tags, and not-found handling.
 
+use platform_core::resource::Idempotent;
 use std::collections::BTreeMap;
 
 use aws_sdk_iam::Client;
@@ -12,7 +13,7 @@ use platform_core::{Context, ResourceError};
 /// (<https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_general.html#troubleshoot_general_eventual-consistency>).
 /// Retried within the engine's retry bound (`RetryPolicy`, by default 10 attempts over about a
 /// minute; Terraform's AWS provider allows 2 minutes for the same race).
-pub(crate) fn not_visible_yet(e: &platform_core::AwsError) -> bool {
+pub(crate) fn not_visible_yet(e: &platform_core::error::AwsError) -> bool {
     e.is_not_found()
 }
 
@@ -36,10 +37,7 @@ pub(crate) fn create_tags(
     ctx: &Context,
     user: &BTreeMap<String, String>,
 ) -> Result<Vec<Tag>, ResourceError> {
-    user.iter()
-        .map(|(k, v)| tag(k, v))
-        .chain(ctx.tags().iter().map(|(k, v)| tag(k, v)))
-        .collect()
+    ctx.tags_with(user).iter().map(|(k, v)| tag(k, v)).collect()
 }
 
 /// The engine's ownership tags, for an imported role or policy.
@@ -56,12 +54,9 @@ pub(crate) fn name_of(id: &str) -> &str {
     }
 }
 
-/// The user's tags among `tags` (the engine's own `platform:` tags left out).
+/// The user's tags among `tags` (the engine's own tags left out).
 pub(crate) fn user_tags(tags: &[Tag]) -> BTreeMap<String, String> {
-    tags.iter()
-        .filter(|t| !t.key().starts_with("platform:"))
-        .map(|t| (t.key().to_owned(), t.value().to_owned()))
-        .collect()
+    platform_core::resource::user_tags(tags.iter().map(|t| (t.key(), t.value())))
 }
 
 /// Adopts what was found by its name only when its tags name this stack and resource
@@ -93,7 +88,7 @@ impl Tagged<'_> {
         let tags = Some(tags);
         match self {
             Self::Role(name) => {
-                ctx.call("TagRole", || {
+                ctx.call("TagRole", Idempotent, || {
                     client
                         .tag_role()
                         .role_name(name)
@@ -103,7 +98,7 @@ impl Tagged<'_> {
                 .await?;
             }
             Self::Policy(arn) => {
-                ctx.call("TagPolicy", || {
+                ctx.call("TagPolicy", Idempotent, || {
                     client
                         .tag_policy()
                         .policy_arn(arn)
@@ -113,7 +108,7 @@ impl Tagged<'_> {
                 .await?;
             }
             Self::InstanceProfile(name) => {
-                ctx.call("TagInstanceProfile", || {
+                ctx.call("TagInstanceProfile", Idempotent, || {
                     client
                         .tag_instance_profile()
                         .instance_profile_name(name)
@@ -136,7 +131,7 @@ impl Tagged<'_> {
         let keys = Some(keys);
         match self {
             Self::Role(name) => {
-                ctx.call("UntagRole", || {
+                ctx.call("UntagRole", Idempotent, || {
                     client
                         .untag_role()
                         .role_name(name)
@@ -146,7 +141,7 @@ impl Tagged<'_> {
                 .await?;
             }
             Self::Policy(arn) => {
-                ctx.call("UntagPolicy", || {
+                ctx.call("UntagPolicy", Idempotent, || {
                     client
                         .untag_policy()
                         .policy_arn(arn)
@@ -156,7 +151,7 @@ impl Tagged<'_> {
                 .await?;
             }
             Self::InstanceProfile(name) => {
-                ctx.call("UntagInstanceProfile", || {
+                ctx.call("UntagInstanceProfile", Idempotent, || {
                     client
                         .untag_instance_profile()
                         .instance_profile_name(name)
@@ -185,7 +180,7 @@ impl Tagged<'_> {
                 .collect::<Result<_, _>>()?;
             self.tag(ctx, client, tags).await
         };
-        platform_core::TagChanges::between(old, new)
+        platform_core::resource::TagChanges::between(old, new)
             .apply(|keys| self.untag(ctx, client, keys), set_tags)
             .await
     }

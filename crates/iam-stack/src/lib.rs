@@ -37,8 +37,8 @@ pub use ids::{InstanceProfileArn, PolicyArn, RoleArn};
 use std::collections::BTreeMap;
 
 use platform_core::{
-    Declared, Error, Input, ProviderInfo, Ref, Registry, ResourceOutputs, Scope, Stack,
-    ValidationError,
+    Error, Input, ProviderInfo, Ref, ResourceOutputs, Scope, Stack, ValidationError,
+    resource::Registry, stack::Declared,
 };
 use serde::{Deserialize, Serialize};
 
@@ -283,7 +283,7 @@ impl IamConfig {
     ) -> Result<(), ValidationError> {
         let name = &service.name;
         // No length of its own: its role name's 64 characters bound it below.
-        if !platform_core::is_lowercase_name(name, usize::MAX) {
+        if !platform_core::resource::is_lowercase_name(name, usize::MAX) {
             return Err(ValidationError::new(
                 format!("{field}.name"),
                 name,

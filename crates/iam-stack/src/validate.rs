@@ -33,7 +33,7 @@ const PARTITIONS: &[&str] = &["aws", "aws-cn", "aws-us-gov"];
 /// # Errors
 /// When it is empty, too long, or has another character.
 pub fn name(field: &str, value: &str, max: usize) -> Result<(), ValidationError> {
-    platform_core::validate_name(field, value, max, "+=,.@_-")
+    platform_core::resource::validate_name(field, value, max, "+=,.@_-")
 }
 
 /// An IAM path: `/`, or `/` + segments + `/`, at most 512 characters of printable ASCII.
@@ -228,7 +228,7 @@ fn version(field: &str, doc: &PolicyDocument) -> Result<(), ValidationError> {
     Ok(())
 }
 
-pub use platform_core::validate_tags as tags;
+pub use platform_core::resource::validate_tags as tags;
 
 #[cfg(test)]
 mod tests {

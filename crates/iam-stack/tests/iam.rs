@@ -9,7 +9,9 @@ use iam_stack::policy::{PolicyDocument, Statement};
 use iam_stack::resources::{ManagedPolicy, Role};
 use iam_stack::{AssetsLocation, IamConfig, IamOutputs, IamStack, ServiceAccess};
 use local_cloud::TestCloud;
-use platform_core::{Declared, Engine, Error, MemoryStateStore, Registry, Scope, Stack, StackRef};
+use platform_core::{
+    Engine, Error, MemoryStateStore, Scope, Stack, StackRef, resource::Registry, stack::Declared,
+};
 
 struct World {
     cloud: TestCloud,
@@ -185,7 +187,7 @@ async fn a_policy_change_makes_one_new_default_version_and_prunes_at_five() {
         );
         assert_eq!(
             plan.step("frontend-policy").map(|s| s.action.kind()),
-            Some(platform_core::ActionKind::Update),
+            Some(platform_core::plan::ActionKind::Update),
             "{plan}"
         );
         w.cloud.clear();

@@ -1,10 +1,11 @@
 //! What every EC2 resource shares: the client, tags, and lookups by the engine's tags.
 
+use platform_core::resource::Idempotent;
 use std::collections::BTreeMap;
 
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
-use platform_core::{Context, GoneExt, Resource, ResourceError, STACK_TAG};
+use platform_core::{Context, Resource, ResourceError, error::GoneExt, resource::STACK_TAG};
 
 /// The EC2 client, built once per engine with the engine's interceptors (call counting).
 pub(crate) fn client(ctx: &Context) -> Result<Client, ResourceError> {
@@ -18,10 +19,7 @@ pub(crate) fn tag_spec(
     tags: &BTreeMap<String, String>,
 ) -> TagSpecification {
     let mut b = TagSpecification::builder().resource_type(kind);
-    for (k, v) in tags {
-        b = b.tags(Tag::builder().key(k).value(v).build());
-    }
-    for (k, v) in ctx.tags() {
+    for (k, v) in ctx.tags_with(tags) {
         b = b.tags(Tag::builder().key(k).value(v).build());
     }
     b.build()
@@ -38,7 +36,7 @@ pub(crate) async fn tag_as_ours(
         .into_iter()
         .map(|(k, v)| Tag::builder().key(k).value(v).build())
         .collect();
-    ctx.call("CreateTags", || {
+    ctx.call("CreateTags", Idempotent, || {
         client
             .create_tags()
             .resources(id)
@@ -49,17 +47,12 @@ pub(crate) async fn tag_as_ours(
     Ok(())
 }
 
-/// The user's tags among `tags` (the engine's own `platform:` tags left out).
+/// The user's tags among `tags` (the engine's own tags left out).
 pub(crate) fn user_tags(tags: &[Tag]) -> BTreeMap<String, String> {
-    tags.iter()
-        .filter_map(|t| {
-            Some((
-                t.key()?.to_owned(),
-                t.value().unwrap_or_default().to_owned(),
-            ))
-        })
-        .filter(|(k, _)| !k.starts_with("platform:"))
-        .collect()
+    platform_core::resource::user_tags(
+        tags.iter()
+            .filter_map(|t| Some((t.key()?, t.value().unwrap_or_default()))),
+    )
 }
 
 /// Filters that select what the engine created for this context's resource.
@@ -81,14 +74,14 @@ pub fn stack_filter(stack: &str) -> Filter {
 /// Brings the user tags of resource `id` from `old` to `new` (CreateTags / DeleteTags as needed).
 pub(crate) async fn update_tags(
     ctx: &Context,
-    client: &Client,
     id: &str,
     old: &BTreeMap<String, String>,
     new: &BTreeMap<String, String>,
 ) -> Result<(), ResourceError> {
+    let client = &client(ctx)?;
     let untag = async |keys: Vec<String>| {
         let tags: Vec<Tag> = keys.iter().map(|k| Tag::builder().key(k).build()).collect();
-        ctx.call("DeleteTags", || {
+        ctx.call("DeleteTags", Idempotent, || {
             client
                 .delete_tags()
                 .resources(id)
@@ -103,7 +96,7 @@ pub(crate) async fn update_tags(
             .iter()
             .map(|(k, v)| Tag::builder().key(k).value(v).build())
             .collect();
-        ctx.call("CreateTags", || {
+        ctx.call("CreateTags", Idempotent, || {
             client
                 .create_tags()
                 .resources(id)
@@ -113,7 +106,7 @@ pub(crate) async fn update_tags(
         .await
         .map(drop)
     };
-    platform_core::TagChanges::between(old, new)
+    platform_core::resource::TagChanges::between(old, new)
         .apply(untag, tag)
         .await
 }
@@ -164,9 +157,15 @@ where
         + Sync
         + 'static,
 {
-    ctx.call_within(operation, budget, |e| e.has_code("DependencyViolation"), f)
-        .await
-        .gone_is_ok()
+    ctx.call(
+        operation,
+        Idempotent
+            .retrying(|e| e.has_code("DependencyViolation"))
+            .within(budget),
+        f,
+    )
+    .await
+    .gone_is_ok()
 }
 
 /// How an EC2 object is looked up: by its id, or by filters (the engine's tags, a name).
@@ -226,9 +225,9 @@ macro_rules! describe_call {
             client: &aws_sdk_ec2::Client,
             lookup: $crate::ec2::Lookup<'_>,
         ) -> Result<Vec<Self::Described>, platform_core::ResourceError> {
-            use platform_core::GoneExt as _;
+            use platform_core::error::GoneExt as _;
             let out = ctx
-                .call($op, || {
+                .call($op, platform_core::resource::Idempotent, || {
                     client
                         .$call()
                         .$ids(lookup.ids())
@@ -246,10 +245,9 @@ pub(crate) use describe_call;
 /// Object `id` of kind `R` as EC2 describes it; `None` when it does not exist.
 pub(crate) async fn describe_id<R: Ec2Object>(
     ctx: &Context,
-    client: &Client,
     id: &str,
 ) -> Result<Option<R::Described>, ResourceError> {
-    Ok(R::describe(ctx, client, Lookup::Id(id))
+    Ok(R::describe(ctx, &client(ctx)?, Lookup::Id(id))
         .await?
         .into_iter()
         .next())
@@ -260,7 +258,7 @@ pub(crate) async fn describe_id<R: Ec2Object>(
 pub(crate) async fn find<R: Ec2Object>(ctx: &Context) -> Result<Option<R::Outputs>, ResourceError> {
     let client = client(ctx)?;
     let found = R::describe(ctx, &client, Lookup::Filters(own_filters(ctx))).await?;
-    platform_core::found_one(R::NOUN, found.iter().filter_map(R::outputs_of))
+    platform_core::resource::found_one(R::NOUN, found.iter().filter_map(R::outputs_of))
 }
 
 /// Every object of kind `R` that carries this resource's tags (the instance token included when the
@@ -281,14 +279,27 @@ pub(crate) async fn import<R: Ec2Object>(
     ctx: &Context,
     id: &str,
 ) -> Result<Option<R::Outputs>, ResourceError> {
-    let client = client(ctx)?;
-    let Some((_, outputs)) = describe_id::<R>(ctx, &client, id)
+    let Some((_, outputs)) = describe_id::<R>(ctx, id)
         .await?
         .as_ref()
         .and_then(R::outputs_of)
     else {
         return Ok(None);
     };
-    tag_as_ours(ctx, &client, id).await?;
+    tag_as_ours(ctx, &client(ctx)?, id).await?;
     Ok(Some(outputs))
+}
+
+/// The outputs of the object a create call answered with (`described`, from its answer).
+///
+/// # Errors
+/// [`ResourceError::MissingInResponse`] when the answer left out the object or its id.
+pub(crate) fn created<R: Ec2Object>(
+    operation: &str,
+    described: Option<&R::Described>,
+) -> Result<R::Outputs, ResourceError> {
+    described
+        .and_then(R::outputs_of)
+        .map(|(_, outputs)| outputs)
+        .ok_or_else(|| ResourceError::missing(operation, &format!("the new {}'s id", R::NOUN)))
 }

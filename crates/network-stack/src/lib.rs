@@ -29,7 +29,8 @@ pub mod validate;
 use std::collections::BTreeMap;
 
 use platform_core::{
-    Declared, Error, Input, Ref, Registry, ResourceOutputs, Scope, Stack, ValidationError,
+    Error, Input, Ref, ResourceOutputs, Scope, Stack, ValidationError, resource::Registry,
+    stack::Declared,
 };
 use serde::{Deserialize, Serialize};
 

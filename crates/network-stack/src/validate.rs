@@ -63,7 +63,7 @@ pub fn subnets_fit(vpc: Ipv4Net, subnets: &[(String, Ipv4Net)]) -> Result<(), Va
     Ok(())
 }
 
-pub use platform_core::validate_tags as tags;
+pub use platform_core::resource::validate_tags as tags;
 
 /// An EC2 name (security group, `Name` prefix): 1 to `max` letters, digits, spaces and
 /// `._-:/()#,@[]+=&;{}!$*`.
@@ -71,7 +71,7 @@ pub use platform_core::validate_tags as tags;
 /// # Errors
 /// A [`ValidationError`] naming `field` and the value.
 pub fn name(field: &str, value: &str, max: usize) -> Result<(), ValidationError> {
-    platform_core::validate_name(field, value, max, " ._-:/()#,@[]+=&;{}!$*")
+    platform_core::resource::validate_name(field, value, max, " ._-:/()#,@[]+=&;{}!$*")
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use aws_sdk_ec2::types::Filter;
 use local_cloud::TestCloud;
 use network_stack::resources::SgRule;
 use network_stack::{NetworkConfig, NetworkStack, SubnetSpec, stack_filter};
-use platform_core::{Action, ActionKind, Engine, MemoryStateStore, StackRef};
+use platform_core::{Engine, MemoryStateStore, StackRef, plan::Action, plan::ActionKind};
 
 struct World {
     cloud: TestCloud,
@@ -598,14 +598,14 @@ impl platform_core::Stack for TwoTables {
         "two-tables"
     }
 
-    fn register(registry: &mut platform_core::Registry) {
+    fn register(registry: &mut platform_core::resource::Registry) {
         NetworkStack::register(registry);
     }
 
     fn declare(
         &self,
         s: &mut platform_core::Scope,
-    ) -> Result<platform_core::Declared<String>, platform_core::Error> {
+    ) -> Result<platform_core::stack::Declared<String>, platform_core::Error> {
         use network_stack::resources::{Az, RouteTable, RouteTableAssociation, Subnet, Vpc};
         use platform_core::Input;
         let vpc = s.add(
@@ -704,7 +704,7 @@ async fn a_call_that_never_answers_times_out_and_its_create_is_settled_not_resen
     let engine = || {
         Engine::builder(MemoryStateStore::new())
             .aws(cloud.config.clone())
-            .call_timeouts(platform_core::CallTimeouts::new(
+            .call_timeouts(platform_core::engine::CallTimeouts::new(
                 std::time::Duration::from_millis(500),
                 std::time::Duration::from_secs(1),
             ))
@@ -748,7 +748,7 @@ async fn a_destroy_waits_while_aws_refuses_deletes_for_an_interface_fargate_is_r
     // Retries that give up within a second: the wait is the delete's own budget, not them.
     let engine = Engine::builder(MemoryStateStore::new())
         .aws(cloud.config.clone())
-        .retry(platform_core::RetryPolicy::new(
+        .retry(platform_core::resource::RetryPolicy::new(
             3,
             std::time::Duration::from_millis(50),
             std::time::Duration::from_millis(500),

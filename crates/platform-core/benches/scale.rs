@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use figures::{Figures, Target, ms};
 use platform_core::testing::{FakeCloud, FakeStack, fake_engine};
-use platform_core::{Desired, LocalStateStore, StackState, plan};
+use platform_core::{LocalStateStore, plan::plan, stack::Desired, state::StackState};
 
 /// Layers of the random graphs: every edge goes to an earlier layer, so no chain is longer.
 const DEPTH: usize = 20;

@@ -20,6 +20,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// How an AWS error is treated. Decided once, from the error code and HTTP status, by [`classify`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ErrorClass {
     /// The thing asked about does not exist. On a read this means "gone", on a delete "already done".
     NotFound,
@@ -53,7 +54,7 @@ impl ErrorClass {
 /// The codes are AWS's own (EC2's dotted `InvalidVpcID.NotFound`, IAM's `NoSuchEntity`, ECS's
 /// `ClusterNotFoundException`, ...). A resource that knows better for one call (a VPC delete's
 /// `DependencyViolation` is eventual consistency while its subnets go) says so with
-/// [`Context::call_retrying`](crate::Context::call_retrying).
+/// [`Idempotent::retrying`](crate::resource::Idempotent::retrying).
 pub fn classify(code: Option<&str>, status: Option<u16>) -> ErrorClass {
     let Some(code) = code else {
         return match status {
@@ -251,6 +252,7 @@ impl ValidationError {
 
 /// What a resource's create / read / update / delete can fail with.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ResourceError {
     /// An AWS call failed (after the retries its class allows).
     #[error(transparent)]
@@ -405,7 +407,7 @@ impl ResourceError {
 /// What `read` and `delete` do with "not found": it means gone, which is not an error for them.
 ///
 /// ```
-/// use platform_core::{GoneExt, ResourceError};
+/// use platform_core::{error::GoneExt, ResourceError};
 /// let gone: Result<u8, ResourceError> = Err(ResourceError::missing("Op", "x"));
 /// assert!(gone.gone_is_none().is_err()); // only AWS not-found answers count as gone
 /// assert_eq!(Ok::<u8, ResourceError>(1).gone_is_none().unwrap(), Some(1));
@@ -439,6 +441,7 @@ impl<T> GoneExt<T> for Result<T, ResourceError> {
 
 /// What the state store can fail with.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StateError {
     /// A file operation failed.
     #[error("state I/O on {path}: {source}")]
@@ -521,6 +524,7 @@ fn restore_hint(backup: Option<&str>) -> String {
 
 /// The engine's error.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A resource's inputs or a stack's config failed validation; nothing was called.
     #[error("{stack}/{resource}: {source}")]
@@ -619,6 +623,19 @@ pub enum Error {
         /// The resource.
         resource: String,
         /// The kind recorded.
+        kind: String,
+    },
+    /// The stack declares a kind that its [`Stack::register`](crate::Stack::register) leaves
+    /// out: once recorded, a resource of that kind could not be deleted from state alone. A bug of
+    /// the stack's code, caught on its first preview.
+    #[error(
+        "{stack}: declares resources of kind {kind}, which Stack::register does not list (destroy from \
+         state alone could not delete them): add it to register"
+    )]
+    UnregisteredKind {
+        /// The stack.
+        stack: String,
+        /// The kind declared.
         kind: String,
     },
     /// Inputs could not be serialised.

@@ -6,6 +6,7 @@
 //! one SDK interceptor ([`CallRecorder`]) that the engine gives to every client it builds
 //! ([`Context::client`](crate::Context::client)), so counting is done once, here.
 
+use crate::sync::Locked;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -152,6 +153,7 @@ pub type Subscriber = Arc<dyn Fn(&Event) + Send + Sync>;
 
 /// Counts of AWS calls, by kind and by operation.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CallStats {
     /// Read calls.
     pub read: u64,
@@ -213,7 +215,7 @@ impl EventSink {
             Event::AwsCall(c) => {
                 tracing::debug!(service = %c.service, operation = %c.operation, mutating = c.mutating,
                     duration_ms = c.duration.as_millis() as u64, status = ?c.status, error = ?c.error, "aws call");
-                let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+                let mut stats = self.stats.locked();
                 if c.mutating {
                     stats.mutating += 1;
                 } else {
@@ -249,7 +251,7 @@ impl EventSink {
 
     /// The AWS calls counted so far.
     pub fn stats(&self) -> CallStats {
-        self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.stats.locked().clone()
     }
 }
 

@@ -36,17 +36,17 @@
 //! # });
 //! ```
 
-mod engine;
-mod error;
-mod events;
-
+pub mod engine;
+pub mod error;
+pub mod events;
 mod ids;
-mod plan;
+pub mod plan;
 pub mod policy;
 mod provider;
-mod resource;
-mod stack;
-mod state;
+pub mod resource;
+pub mod stack;
+pub mod state;
+mod sync;
 mod tags;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -54,41 +54,23 @@ mod types;
 mod validate;
 mod value;
 
-pub use engine::group::StackGroup;
-pub use engine::{CallTimeouts, DEFAULT_SETTLE_WINDOW};
-pub use engine::{
-    DestroyReport, Drift, DriftField, Engine, EngineBuilder, ImportReport, RefreshReport,
-    UpOptions, UpReport, total_counts,
-};
-pub use error::{
-    AwsError, BoxError, Error, ErrorClass, GoneExt, ResourceError, Result, StateError,
-    ValidationError, classify,
-};
-pub use events::{
-    AwsCall, CallRecorder, CallStats, Event, EventSink, Subscriber, is_read_operation,
-};
-pub use plan::{Action, FieldChange, Plan, Planned, ReplaceReason, Step, UNKNOWN, plan};
-pub use resource::{
-    Context, ForceNew, Handle, INSTANCE_TAG, Observed, RESOURCE_TAG, Registry, Resource,
-    ResourceOutputs, RetryPolicy, STACK_TAG, found_one,
-};
-pub use stack::{Declared, Desired, OutputValues, Produced, Scope, Stack, StackRef};
-pub use state::{
-    Change, DEFAULT_BACKUPS, Deposed, Journal, LocalStateStore, MemoryStateStore, Pending,
-    PendingOp, Producer, ResourceState, S3StateStore, STATE_VERSION, StackLock, StackResource,
-    StackState, StateStore, parse_state, validate_stack_name,
-};
-pub use tags::TagChanges;
-pub use types::{ActionKind, BoxFuture, Counts, LockInfo, ProviderInfo};
-pub use validate::{is_lowercase_name, validate_name, validate_tags};
-pub use value::{Input, Ref, RefTarget};
+// The root holds what a stack author and an embedder touch first; the rest is in the modules above.
+pub use engine::{Engine, EngineBuilder, StackGroup, UpOptions, UpReport};
+pub use error::{Error, ResourceError, Result, ValidationError};
+pub use events::Event;
+pub use plan::Plan;
+pub use resource::{Context, ForceNew, Handle, Observed, Resource, ResourceOutputs};
+pub use stack::{Scope, Stack, StackRef};
+pub use state::{LocalStateStore, MemoryStateStore, S3StateStore, StateStore};
+pub use types::ProviderInfo;
+pub use value::{Input, Ref};
 
 /// An AWS SDK client for a resource, built once per engine with the engine's interceptors (the call
 /// recorder among them) and shared: `aws_client!(ctx, aws_sdk_ec2)` is an
 /// `Result<aws_sdk_ec2::Client, ResourceError>`. Works for every `aws-sdk-*` crate.
 ///
 /// The SDK's own retries are turned off in these clients: whether a failed call is sent again is the
-/// engine's decision ([`Context::call`] retries what is safe to repeat, [`Context::call_once`] never
+/// engine's decision ([`Context::call`] retries what is safe to repeat, a [`resource::Once`] call never
 /// re-sends a create whose outcome is unknown). With the SDK's standard retries a create whose response
 /// was lost (a timeout, a closed connection) would be sent again by the SDK before the engine saw the
 /// error, and make a twin VPC or answer `EntityAlreadyExists`.
@@ -111,6 +93,3 @@ macro_rules! aws_client {
         })
     };
 }
-
-/// Re-exported for resource authors: the cancellation token type the engine takes.
-pub use tokio_util::sync::CancellationToken;

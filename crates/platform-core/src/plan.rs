@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::policy::{PlannedAction, PlannedChange, PlannedResource};
 use crate::stack::{Declaration, Desired};
 use crate::state::{PendingOp, StackState};
-use crate::types::{ActionKind, Counts};
+pub use crate::types::{ActionKind, Counts};
 use crate::value::{RefTarget, Resolved, partial, resolve};
 
 /// The text shown for a value that only exists once an upstream resource has been created.
@@ -19,6 +19,7 @@ pub const UNKNOWN: &str = "(known after apply)";
 /// A value in a plan: known now, or known after apply.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
+#[non_exhaustive]
 pub enum Planned {
     /// Known now.
     Known(Value),
@@ -49,6 +50,7 @@ pub struct FieldChange {
 /// Why a resource is replaced rather than updated.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ReplaceReason {
     /// These fields cannot change in place (AWS's rule for the kind).
     FieldsForceNew(Vec<String>),
@@ -75,6 +77,7 @@ impl fmt::Display for ReplaceReason {
 /// What happens to one resource.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Action {
     /// Created: it is not recorded, or it was deleted outside the engine.
     Create {

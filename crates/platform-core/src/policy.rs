@@ -63,6 +63,7 @@ pub struct PlanDocument {
 /// What happens to a resource, as the plan document says it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum PlannedAction {
     /// Created.
     Create,
@@ -208,7 +209,7 @@ impl PlanDocument {
     /// # Errors
     /// Validation and graph errors, as [`Engine::preview`](crate::Engine::preview).
     pub fn declared<S: crate::Stack>(stack: &S) -> Result<Self, crate::Error> {
-        let desired = crate::Desired::of(stack)?;
+        let desired = crate::stack::Desired::of(stack)?;
         let mut resources = Vec::with_capacity(desired.resources.len());
         crate::plan::plan_with(
             &desired,
@@ -254,6 +255,7 @@ pub(crate) fn object(inputs: &Value) -> Map<String, Value> {
 /// What a violation does to a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Enforcement {
     /// The run changes nothing (`up` fails with [`Error::PolicyViolation`](crate::Error::PolicyViolation)).
     Mandatory,

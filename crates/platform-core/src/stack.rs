@@ -13,7 +13,8 @@ use crate::error::{Error, ResourceError};
 use crate::resource::{Handle, KindOps, Registry, Resource};
 use crate::state::{Producer, StackResource, StateStore, validate_stack_name};
 use crate::types::ProviderInfo;
-use crate::value::{Ref, RefTarget, collect_refs};
+pub use crate::value::RefTarget;
+use crate::value::{Ref, collect_refs};
 
 /// A stack: a name, its typed outputs, its resource kinds, and how it declares its resources.
 ///
@@ -373,7 +374,7 @@ impl Desired {
     /// Tools that inspect a stack's graph (diagrams, benchmarks) start here.
     ///
     /// ```
-    /// use platform_core::Desired;
+    /// use platform_core::stack::Desired;
     /// use platform_core::testing::FakeStack;
     /// let desired = Desired::of(&FakeStack::chain("demo", 3)).unwrap();
     /// assert_eq!(desired.names().collect::<Vec<_>>(), ["r0", "r1", "r2"]);
@@ -382,7 +383,8 @@ impl Desired {
     ///
     /// # Errors
     /// What [`Stack::declare`] returns; [`Error::DanglingRef`], [`Error::Cycle`],
-    /// [`Error::DuplicateResource`], [`Error::UnknownKind`].
+    /// [`Error::DuplicateResource`], [`Error::UnknownKind`]; [`Error::UnregisteredKind`] when it
+    /// declares a kind its [`Stack::register`] leaves out.
     pub fn of<S: Stack>(stack: &S) -> Result<Self, Error> {
         Self::declare(stack).map(|(desired, _)| desired)
     }
@@ -406,7 +408,13 @@ impl Desired {
         }
         let mut registry = Registry::new();
         S::register(&mut registry);
-        desired.registry.merge(&registry);
+        if let Some(kind) = desired.registry.kinds().find(|k| registry.get(k).is_none()) {
+            return Err(Error::UnregisteredKind {
+                stack: desired.stack.clone(),
+                kind: kind.to_owned(),
+            });
+        }
+        desired.registry = registry;
         Ok((desired, declared))
     }
 
@@ -549,8 +557,9 @@ mod tests {
 
     #[test]
     fn dangling_refs_and_cycles_name_the_resources() {
+        use crate::resource::Registry;
         use crate::testing::FakeResource;
-        use crate::{Input, Ref, Registry};
+        use crate::{Input, Ref};
         let mut reg = Registry::new();
         reg.add::<FakeResource>();
         let decl = |name: &str, deps: &[&str]| Declaration {
@@ -584,5 +593,37 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.to_string(), "s: dependency cycle among a, b, c");
+    }
+
+    /// A stack that declares a kind its `register` leaves out.
+    struct Forgetful;
+
+    impl Stack for Forgetful {
+        type Outputs = ();
+
+        fn name(&self) -> &str {
+            "forgetful"
+        }
+
+        fn register(registry: &mut Registry) {
+            registry.add::<crate::testing::FakeUnique>();
+        }
+
+        fn declare(&self, s: &mut Scope) -> Result<Declared<()>, Error> {
+            let value = "v".to_owned();
+            let (fixed, deps) = (String::new(), Vec::new());
+            s.add("a", crate::testing::FakeResource { value, fixed, deps });
+            Ok(s.outputs(|_| Ok(())))
+        }
+    }
+
+    #[test]
+    fn a_declared_kind_that_register_leaves_out_is_refused_at_declare() {
+        let err = Desired::of(&Forgetful).unwrap_err();
+        assert!(
+            matches!(&err, Error::UnregisteredKind { stack, kind } if stack == "forgetful" && kind == "fake:resource"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("add it to register"), "{err}");
     }
 }

@@ -3,6 +3,27 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 
+/// The prefix of the engine's own tag keys ([`STACK_TAG`](crate::resource::STACK_TAG),
+/// [`RESOURCE_TAG`](crate::resource::RESOURCE_TAG), [`INSTANCE_TAG`](crate::resource::INSTANCE_TAG)).
+pub const ENGINE_TAG_PREFIX: &str = "platform:";
+
+/// The user's tags among `tags` as AWS answered them: the engine's own (`platform:...`) left out,
+/// so that `read` reports what the user declared.
+///
+/// ```
+/// use platform_core::resource::user_tags;
+/// let user = user_tags([("team", "web"), ("platform:stack", "network")]);
+/// assert_eq!(user.into_iter().collect::<Vec<_>>(), [("team".to_owned(), "web".to_owned())]);
+/// ```
+pub fn user_tags<K: AsRef<str>, V: AsRef<str>>(
+    tags: impl IntoIterator<Item = (K, V)>,
+) -> BTreeMap<String, String> {
+    tags.into_iter()
+        .filter(|(k, _)| !k.as_ref().starts_with(ENGINE_TAG_PREFIX))
+        .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned()))
+        .collect()
+}
+
 /// What changes between two sets of user tags.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TagChanges {
@@ -19,7 +40,7 @@ impl TagChanges {
     /// use std::collections::BTreeMap;
     /// let old = BTreeMap::from([("a".to_owned(), "1".to_owned()), ("b".to_owned(), "2".to_owned())]);
     /// let new = BTreeMap::from([("a".to_owned(), "9".to_owned())]);
-    /// let c = platform_core::TagChanges::between(&old, &new);
+    /// let c = platform_core::resource::TagChanges::between(&old, &new);
     /// assert_eq!(c.set, BTreeMap::from([("a".to_owned(), "9".to_owned())]));
     /// assert_eq!(c.removed, ["b"]);
     /// ```

@@ -18,6 +18,8 @@
 //! # });
 //! ```
 
+use crate::resource::Idempotent;
+use crate::sync::Locked;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -117,11 +119,7 @@ async fn wait_if_slow(
     delays: &Mutex<HashMap<String, Duration>>,
     ctx: &Context,
 ) -> Result<(), ResourceError> {
-    let delay = delays
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(ctx.resource())
-        .copied();
+    let delay = delays.locked().get(ctx.resource()).copied();
     match delay {
         Some(d) => ctx.sleep(d).await,
         None => Ok(()),
@@ -130,10 +128,7 @@ async fn wait_if_slow(
 
 /// Arms a one-shot fault for logical name `name` (taken by the next call it applies to).
 fn arm(faults: &Mutex<HashSet<String>>, name: &str) {
-    faults
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(name.to_owned());
+    faults.locked().insert(name.to_owned());
 }
 
 /// What goes wrong with an update (see [`FakeCloud::fail_updates_of`]).
@@ -161,7 +156,7 @@ impl FakeCloud {
 
     /// Every call waits `latency` (to observe parallelism).
     pub fn set_latency(&self, latency: Duration) {
-        *self.inner.latency.lock().unwrap_or_else(|p| p.into_inner()) = latency;
+        *self.inner.latency.locked() = latency;
     }
 
     /// The next create of logical name `name` fails (once).
@@ -190,8 +185,7 @@ impl FakeCloud {
     pub fn fail_updates_of(&self, name: &str, faults: &[UpdateFault]) {
         self.inner
             .update_faults
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .locked()
             .insert(name.to_owned(), faults.to_vec());
     }
 
@@ -209,11 +203,7 @@ impl FakeCloud {
     /// Creates of `name` wait `d` (cancellably, through [`Context::sleep`]) before acting, as a
     /// create that waits for a rollout.
     pub fn slow_create_of(&self, name: &str, d: Duration) {
-        self.inner
-            .slow_create
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_owned(), d);
+        self.inner.slow_create.locked().insert(name.to_owned(), d);
     }
 
     /// Creates work in two steps, as a VPC's does (the VPC, then its DNS attributes): the object
@@ -230,8 +220,7 @@ impl FakeCloud {
     pub fn slow_configure_of(&self, name: &str, d: Duration) {
         self.inner
             .slow_configure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .locked()
             .insert(name.to_owned(), d);
     }
 
@@ -250,11 +239,7 @@ impl FakeCloud {
     /// a closed connection at once (a transient error: the outcome is unknown). As AWS may carry out
     /// a request whose sender died: the next run may look before the instance exists.
     pub fn create_late_of(&self, name: &str, d: Duration) {
-        self.inner
-            .create_late
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_owned(), d);
+        self.inner.create_late.locked().insert(name.to_owned(), d);
     }
 
     /// The object of `name` is deleted (by someone else) right after the next find that returns it.
@@ -265,16 +250,12 @@ impl FakeCloud {
     /// A deleted [`FakeUnique`] holds its name for `d`, as IAM may keep a just-deleted role's name
     /// (eventual consistency): its create answers `EntityAlreadyExists` and its find still shows it.
     pub fn hold_names_after_delete(&self, d: Duration) {
-        *self
-            .inner
-            .name_hold
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = d;
+        *self.inner.name_hold.locked() = d;
     }
 
     /// The tags of the deleted instance of `name` that still holds the name, if one does.
     fn ghost_of(&self, name: &str) -> Option<BTreeMap<String, String>> {
-        let ghosts = self.inner.ghosts.lock().unwrap_or_else(|p| p.into_inner());
+        let ghosts = self.inner.ghosts.locked();
         ghosts
             .get(name)
             .filter(|(until, _)| tokio::time::Instant::now() < *until)
@@ -286,7 +267,12 @@ impl FakeCloud {
         let mut found: Vec<FakeObject> = self
             .live()
             .into_values()
-            .filter(|o| o.tags.get(crate::RESOURCE_TAG).map(String::as_str) == Some(name))
+            .filter(|o| {
+                o.tags
+                    .get(crate::resource::RESOURCE_TAG)
+                    .map(String::as_str)
+                    == Some(name)
+            })
             .collect();
         found.sort_by(|a, b| a.id.cmp(&b.id));
         found
@@ -300,12 +286,12 @@ impl FakeCloud {
     /// The objects, held (the fake's own calls look at them without copying them, so that a
     /// call's cost does not grow with the cloud's size).
     fn objects(&self) -> std::sync::MutexGuard<'_, HashMap<String, FakeObject>> {
-        self.inner.objects.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.objects.locked()
     }
 
     /// Counts `deps` as used by one more object (`by` +1) or one less (`by` -1).
     fn count_uses(&self, deps: &[String], by: isize) {
-        let mut users = self.inner.users.lock().unwrap_or_else(|p| p.into_inner());
+        let mut users = self.inner.users.locked();
         for d in deps {
             let n = users.entry(d.clone()).or_default();
             *n = n.saturating_add_signed(by);
@@ -315,20 +301,16 @@ impl FakeCloud {
     /// Makes an object by hand (outside any stack), for imports; returns its id.
     pub fn make_by_hand(&self, value: &str) -> String {
         let id = format!("fake-{}", self.inner.next_id.fetch_add(1, Ordering::SeqCst));
-        self.inner
-            .objects
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                id.clone(),
-                FakeObject {
-                    id: id.clone(),
-                    value: value.to_owned(),
-                    fixed: String::new(),
-                    deps: Vec::new(),
-                    tags: BTreeMap::new(),
-                },
-            );
+        self.inner.objects.locked().insert(
+            id.clone(),
+            FakeObject {
+                id: id.clone(),
+                value: value.to_owned(),
+                fixed: String::new(),
+                deps: Vec::new(),
+                tags: BTreeMap::new(),
+            },
+        );
         id
     }
 
@@ -355,20 +337,14 @@ impl FakeCloud {
 
     /// Changes an object's value behind the engine's back (drift).
     pub fn tamper(&self, id: &str, value: &str) {
-        if let Some(o) = self
-            .inner
-            .objects
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(id)
-        {
+        if let Some(o) = self.inner.objects.locked().get_mut(id) {
             o.value = value.to_owned();
         }
     }
 
     /// The calls made so far.
     pub fn calls(&self) -> FakeCalls {
-        *self.inner.calls.lock().unwrap_or_else(|p| p.into_inner())
+        *self.inner.calls.locked()
     }
 
     /// The most calls that were in flight at once.
@@ -378,17 +354,13 @@ impl FakeCloud {
 
     /// Every completed mutating call in order: (logical name, "create" | "update" | "delete").
     pub fn order(&self) -> Vec<(String, &'static str)> {
-        self.inner
-            .order
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.inner.order.locked().clone()
     }
 
     async fn enter(&self) -> FlightGuard {
         let now = self.inner.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.inner.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        let latency = *self.inner.latency.lock().unwrap_or_else(|p| p.into_inner());
+        let latency = *self.inner.latency.locked();
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
@@ -396,15 +368,11 @@ impl FakeCloud {
     }
 
     fn count(&self, f: impl FnOnce(&mut FakeCalls)) {
-        f(&mut self.inner.calls.lock().unwrap_or_else(|p| p.into_inner()));
+        f(&mut self.inner.calls.locked());
     }
 
     fn log(&self, name: &str, what: &'static str) {
-        self.inner
-            .order
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((name.to_owned(), what));
+        self.inner.order.locked().push((name.to_owned(), what));
     }
 }
 
@@ -438,12 +406,12 @@ crate::resource_outputs! {
 
 /// A transient AWS error (no response: the outcome is unknown to the caller).
 fn transient(message: &str) -> ResourceError {
-    ResourceError::Aws(crate::AwsError {
+    ResourceError::Aws(crate::error::AwsError {
         operation: "FakeCreate".into(),
         code: None,
         message: Some(message.into()),
         status: None,
-        class: crate::ErrorClass::Transient,
+        class: crate::error::ErrorClass::Transient,
         source: Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
     })
 }
@@ -488,11 +456,7 @@ impl FakeResource {
         ctx: &Context,
         id: &str,
     ) -> Result<(), ResourceError> {
-        let take = |set: &Mutex<HashSet<String>>| {
-            set.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(ctx.resource())
-        };
+        let take = |set: &Mutex<HashSet<String>>| set.locked().remove(ctx.resource());
         let published = if take(&cloud.inner.publish_other_id) {
             format!("{id}-other")
         } else {
@@ -592,33 +556,16 @@ impl Resource for FakeResource {
         let _g = cloud.enter().await;
         cloud.count(|c| c.create += 1);
         let deps = self.dep_ids(&cloud)?;
-        if cloud
-            .inner
-            .time_out_create
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(ctx.resource())
-        {
+        if cloud.inner.time_out_create.locked().remove(ctx.resource()) {
             return Err(transient("timed out before the cloud acted"));
         }
-        if cloud
-            .inner
-            .fail_create
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(ctx.resource())
-        {
+        if cloud.inner.fail_create.locked().remove(ctx.resource()) {
             return Err(fake_err(format!(
                 "injected failure creating {}",
                 ctx.resource()
             )));
         }
-        let late = cloud
-            .inner
-            .create_late
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(ctx.resource());
+        let late = cloud.inner.create_late.locked().remove(ctx.resource());
         if let Some(d) = late {
             let (cloud, ctx, inputs) = ((*cloud).clone(), ctx.clone(), self.clone());
             tokio::spawn(async move {
@@ -637,8 +584,7 @@ impl Resource for FakeResource {
         if cloud
             .inner
             .lose_create_result
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .locked()
             .remove(ctx.resource())
         {
             return Err(fake_err(format!(
@@ -646,13 +592,7 @@ impl Resource for FakeResource {
                 ctx.resource()
             )));
         }
-        if cloud
-            .inner
-            .lose_response
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(ctx.resource())
-        {
+        if cloud.inner.lose_response.locked().remove(ctx.resource()) {
             return Err(transient("connection closed before the response"));
         }
         Ok(FakeOutputs { id })
@@ -693,11 +633,7 @@ impl Resource for FakeResource {
             return Err(fake_err("engine asked to update a force-new field".into()));
         }
         let fault = {
-            let mut faults = cloud
-                .inner
-                .update_faults
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut faults = cloud.inner.update_faults.locked();
             faults
                 .get_mut(ctx.resource())
                 .filter(|f| !f.is_empty())
@@ -709,11 +645,7 @@ impl Resource for FakeResource {
             _ => {}
         }
         let deps = self.dep_ids(&cloud)?;
-        let mut objects = cloud
-            .inner
-            .objects
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut objects = cloud.inner.objects.locked();
         let o = objects
             .get_mut(&outputs.id)
             .ok_or_else(|| fake_err(format!("{} does not exist", outputs.id)))?;
@@ -737,7 +669,7 @@ impl Resource for FakeResource {
         // does not see is taken for gone. A hidden read answers not-found, as EC2's describe of an
         // id it does not show yet does.
         if ctx
-            .call("DescribeFake", || describe_fake(&cloud))
+            .call("DescribeFake", Idempotent, || describe_fake(&cloud))
             .await
             .gone_is_none()?
             .is_none()
@@ -750,8 +682,7 @@ impl Resource for FakeResource {
             let used = cloud
                 .inner
                 .users
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
+                .locked()
                 .get(&outputs.id)
                 .is_some_and(|n| *n > 0);
             if used {
@@ -778,11 +709,7 @@ impl Resource for FakeResource {
         let cloud = ctx.extension::<FakeCloud>()?;
         let _g = cloud.enter().await;
         cloud.count(|c| c.read += 1);
-        let mut objects = cloud
-            .inner
-            .objects
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut objects = cloud.inner.objects.locked();
         let Some(o) = objects.get_mut(id) else {
             return Ok(None);
         };
@@ -816,7 +743,7 @@ impl Resource for FakeResource {
             return Ok(None);
         }
         let wanted = ctx.tags();
-        let found = crate::found_one(
+        let found = crate::resource::found_one(
             ctx.resource(),
             cloud
                 .objects()
@@ -831,8 +758,7 @@ impl Resource for FakeResource {
             && cloud
                 .inner
                 .vanish_after_find
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
+                .locked()
                 .remove(ctx.resource())
         {
             cloud.remove(&f.id);
@@ -865,18 +791,21 @@ impl Resource for FakeUnique {
         let cloud = ctx.extension::<FakeCloud>()?;
         if cloud.ghost_of(ctx.resource()).is_some() {
             cloud.count(|c| c.create += 1);
-            return Err(ResourceError::Aws(crate::AwsError {
+            return Err(ResourceError::Aws(crate::error::AwsError {
                 operation: "FakeCreate".into(),
                 code: Some("EntityAlreadyExists".into()),
                 message: Some(format!("{} already exists", ctx.resource())),
                 status: Some(409),
-                class: crate::ErrorClass::Conflict,
+                class: crate::error::ErrorClass::Conflict,
                 source: Box::new(std::io::Error::other("name held")),
             }));
         }
         let taken = cloud.objects().values().any(|o| {
-            o.tags.get(crate::STACK_TAG).map(String::as_str) == Some(ctx.stack())
-                && o.tags.get(crate::RESOURCE_TAG).map(String::as_str) == Some(ctx.resource())
+            o.tags.get(crate::resource::STACK_TAG).map(String::as_str) == Some(ctx.stack())
+                && o.tags
+                    .get(crate::resource::RESOURCE_TAG)
+                    .map(String::as_str)
+                    == Some(ctx.resource())
         });
         if taken {
             return Err(fake_err(format!("{} already exists", ctx.resource())));
@@ -908,18 +837,13 @@ impl Resource for FakeUnique {
         let cloud = ctx.extension::<FakeCloud>()?;
         let tags = cloud.objects().get(&outputs.id).map(|o| o.tags.clone());
         self.0.delete(ctx, outputs).await?;
-        let hold = *cloud
-            .inner
-            .name_hold
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let hold = *cloud.inner.name_hold.locked();
         if let Some(tags) = tags.filter(|_| !hold.is_zero()) {
             let until = tokio::time::Instant::now() + hold;
             cloud
                 .inner
                 .ghosts
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
+                .locked()
                 .insert(ctx.resource().to_owned(), (until, tags));
         }
         Ok(())
@@ -972,8 +896,8 @@ pub fn context(stack: &str, resource: &str) -> Context {
         interceptors: Vec::new(),
         extensions: HashMap::new(),
         clients: Mutex::default(),
-        events: crate::EventSink::new(Vec::new()),
-        retry: crate::RetryPolicy::default(),
+        events: crate::events::EventSink::new(Vec::new()),
+        retry: crate::resource::RetryPolicy::default(),
         settle_window: Duration::ZERO,
         identity: tokio::sync::OnceCell::new(),
     };
@@ -981,7 +905,7 @@ pub fn context(stack: &str, resource: &str) -> Context {
         Arc::new(shared),
         stack,
         resource,
-        crate::CancellationToken::new(),
+        crate::resource::CancellationToken::new(),
     )
 }
 

@@ -140,19 +140,20 @@ fn process_start(pid: u32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// The kind of an [`Action`](crate::Action), without its details.
+/// The kind of an [`Action`](crate::plan::Action), without its details.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ActionKind {
-    /// See [`Action::Create`](crate::Action::Create).
+    /// See [`Action::Create`](crate::plan::Action::Create).
     Create,
-    /// See [`Action::Update`](crate::Action::Update).
+    /// See [`Action::Update`](crate::plan::Action::Update).
     Update,
-    /// See [`Action::Replace`](crate::Action::Replace).
+    /// See [`Action::Replace`](crate::plan::Action::Replace).
     Replace,
-    /// See [`Action::Delete`](crate::Action::Delete) and [`Action::DeleteDeposed`](crate::Action::DeleteDeposed).
+    /// See [`Action::Delete`](crate::plan::Action::Delete) and [`Action::DeleteDeposed`](crate::plan::Action::DeleteDeposed).
     Delete,
-    /// See [`Action::Same`](crate::Action::Same).
+    /// See [`Action::Same`](crate::plan::Action::Same).
     Same,
 }
 

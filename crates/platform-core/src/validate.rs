@@ -10,7 +10,7 @@ use crate::error::ValidationError;
 /// Each AWS service allows its own punctuation: ECS names `-_`, log groups `.-_/#`, IAM `+=,.@_-`.
 ///
 /// ```
-/// use platform_core::validate_name;
+/// use platform_core::resource::validate_name;
 /// validate_name("cluster_name", "my-ecs-cluster", 255, "-_").unwrap();
 /// assert_eq!(
 ///     validate_name("cluster_name", "my cluster", 255, "-_").unwrap_err().to_string(),
@@ -50,7 +50,7 @@ pub fn validate_name(
 /// name that becomes part of other names (an environment's prefix, a service's role name).
 ///
 /// ```
-/// use platform_core::is_lowercase_name;
+/// use platform_core::resource::is_lowercase_name;
 /// assert!(is_lowercase_name("order-api-2", 20));
 /// assert!(!is_lowercase_name("-api", 20) && !is_lowercase_name("Api", 20));
 /// assert!(!is_lowercase_name("", 20) && !is_lowercase_name("api", 2));

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use platform_core::testing::{FakeCloud, FakeStack, fake_engine, local_provider};
-use platform_core::{AwsCall, Engine, Error, Event, MemoryStateStore, StateStore, UpOptions};
+use platform_core::{
+    Engine, Error, Event, MemoryStateStore, StateStore, UpOptions, events::AwsCall,
+};
 
 fn call(operation: &str, mutating: bool) -> Event {
     Event::AwsCall(AwsCall {
@@ -167,13 +169,13 @@ async fn total_counts_adds_up_every_plan() {
     let (a, b) = (FakeStack::chain("a", 2), FakeStack::chain("b", 3));
     e.up(&a).await.unwrap();
     let plans = [e.preview(&a).await.unwrap(), e.preview(&b).await.unwrap()];
-    let total = platform_core::total_counts(&plans);
+    let total = platform_core::engine::total_counts(&plans);
     assert_eq!((total.create, total.same), (3, 2));
 }
 
 #[test]
 fn a_declared_stack_names_itself_and_lists_its_resources_in_order() {
-    let d = platform_core::Desired::of(&FakeStack::chain("s", 3)).unwrap();
+    let d = platform_core::stack::Desired::of(&FakeStack::chain("s", 3)).unwrap();
     assert_eq!(d.stack(), "s");
     let names: Vec<&str> = d.names().collect();
     assert_eq!(names, ["r0", "r1", "r2"]);
@@ -188,11 +190,11 @@ fn a_declared_stack_names_itself_and_lists_its_resources_in_order() {
 
 #[test]
 fn a_state_is_empty_until_it_records_a_resource_or_outputs() {
-    let mut s = platform_core::StackState::new("x");
+    let mut s = platform_core::state::StackState::new("x");
     assert!(s.is_empty());
     s.outputs = Some(serde_json::json!({}));
     assert!(!s.is_empty());
-    let mut s = platform_core::StackState::new("x");
+    let mut s = platform_core::state::StackState::new("x");
     s.resources.insert(
         "r".into(),
         serde_json::from_value(serde_json::json!({"kind": "k", "inputs": {}, "outputs": null}))

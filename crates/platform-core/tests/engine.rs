@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use platform_core::testing::{FakeCloud, FakeStack};
 use platform_core::{
-    Action, ActionKind, CancellationToken, Engine, Error, Event, LocalStateStore, MemoryStateStore,
-    ProviderInfo, StateError, StateStore, UNKNOWN, UpOptions,
+    Engine, Error, Event, LocalStateStore, MemoryStateStore, ProviderInfo, StateStore, UpOptions,
+    error::StateError, plan::Action, plan::ActionKind, plan::UNKNOWN, resource::CancellationToken,
 };
 use proptest::prelude::*;
 
@@ -457,11 +457,11 @@ async fn incompatible_outputs_are_a_clear_error() {
         fn name(&self) -> &str {
             "wrong"
         }
-        fn register(_: &mut platform_core::Registry) {}
+        fn register(_: &mut platform_core::resource::Registry) {}
         fn declare(
             &self,
             s: &mut platform_core::Scope,
-        ) -> Result<platform_core::Declared<Vec<u32>>, Error> {
+        ) -> Result<platform_core::stack::Declared<Vec<u32>>, Error> {
             Ok(s.outputs(|_| Ok(vec![])))
         }
     }
@@ -476,7 +476,7 @@ async fn incompatible_outputs_are_a_clear_error() {
 struct Outputs<O, const SCHEMA: u32> {
     name: &'static str,
     value: O,
-    producers: Vec<platform_core::Producer>,
+    producers: Vec<platform_core::state::Producer>,
 }
 
 impl<O, const SCHEMA: u32> platform_core::Stack for Outputs<O, SCHEMA>
@@ -488,15 +488,18 @@ where
     fn name(&self) -> &str {
         self.name
     }
-    fn register(_: &mut platform_core::Registry) {}
-    fn declare(&self, s: &mut platform_core::Scope) -> Result<platform_core::Declared<O>, Error> {
+    fn register(_: &mut platform_core::resource::Registry) {}
+    fn declare(
+        &self,
+        s: &mut platform_core::Scope,
+    ) -> Result<platform_core::stack::Declared<O>, Error> {
         let value = self.value.clone();
         Ok(s.outputs(move |_| Ok(value.clone())))
     }
     fn references(&self) -> Vec<String> {
         self.producers.iter().map(|p| p.stack.clone()).collect()
     }
-    fn producers(&self) -> Vec<platform_core::Producer> {
+    fn producers(&self) -> Vec<platform_core::state::Producer> {
         self.producers.clone()
     }
 }
@@ -618,7 +621,7 @@ async fn outputs_of_another_account_are_refused_when_read_referenced_or_handed_i
     let err = ours.up(&consumer).await.unwrap_err();
     assert!(matches!(err, Error::ForeignOutputs { .. }), "{err}");
     // Handed in as a value read elsewhere: refused too.
-    let foreign = platform_core::Producer {
+    let foreign = platform_core::state::Producer {
         stack: "base".into(),
         provider: Some(other_account()),
         serial: Some(1),
@@ -710,19 +713,19 @@ async fn a_locked_stack_is_refused_with_the_holder_named() {
 struct StuckLocks(MemoryStateStore);
 
 #[derive(Debug)]
-struct StuckLock(Box<dyn platform_core::StackLock>);
+struct StuckLock(Box<dyn platform_core::state::StackLock>);
 
-impl platform_core::StackLock for StuckLock {
+impl platform_core::state::StackLock for StuckLock {
     fn write<'a>(
         &'a self,
-        state: &'a platform_core::StackState,
-    ) -> platform_core::BoxFuture<'a, Result<(), StateError>> {
+        state: &'a platform_core::state::StackState,
+    ) -> platform_core::resource::BoxFuture<'a, Result<(), StateError>> {
         self.0.write(state)
     }
-    fn remove(&self) -> platform_core::BoxFuture<'_, Result<(), StateError>> {
+    fn remove(&self) -> platform_core::resource::BoxFuture<'_, Result<(), StateError>> {
         self.0.remove()
     }
-    fn release(&self) -> platform_core::BoxFuture<'_, Result<(), StateError>> {
+    fn release(&self) -> platform_core::resource::BoxFuture<'_, Result<(), StateError>> {
         Box::pin(async {
             Err(StateError::Io {
                 path: "stuck.lock".into(),
@@ -737,31 +740,43 @@ impl StateStore for StuckLocks {
         &'a self,
         stack: &'a str,
         operation: &'a str,
-    ) -> platform_core::BoxFuture<'a, Result<Box<dyn platform_core::StackLock>, StateError>> {
+    ) -> platform_core::resource::BoxFuture<
+        'a,
+        Result<Box<dyn platform_core::state::StackLock>, StateError>,
+    > {
         Box::pin(async move {
             let inner = self.0.lock(stack, operation).await?;
-            Ok(Box::new(StuckLock(inner)) as Box<dyn platform_core::StackLock>)
+            Ok(Box::new(StuckLock(inner)) as Box<dyn platform_core::state::StackLock>)
         })
     }
     fn read<'a>(
         &'a self,
         stack: &'a str,
-    ) -> platform_core::BoxFuture<'a, Result<Option<platform_core::StackState>, StateError>> {
+    ) -> platform_core::resource::BoxFuture<
+        'a,
+        Result<Option<platform_core::state::StackState>, StateError>,
+    > {
         self.0.read(stack)
     }
-    fn list(&self) -> platform_core::BoxFuture<'_, Result<Vec<String>, StateError>> {
+    fn list(&self) -> platform_core::resource::BoxFuture<'_, Result<Vec<String>, StateError>> {
         self.0.list()
     }
     fn holder<'a>(
         &'a self,
         stack: &'a str,
-    ) -> platform_core::BoxFuture<'a, Result<Option<platform_core::LockInfo>, StateError>> {
+    ) -> platform_core::resource::BoxFuture<
+        'a,
+        Result<Option<platform_core::state::LockInfo>, StateError>,
+    > {
         self.0.holder(stack)
     }
     fn force_unlock<'a>(
         &'a self,
         stack: &'a str,
-    ) -> platform_core::BoxFuture<'a, Result<Option<platform_core::LockInfo>, StateError>> {
+    ) -> platform_core::resource::BoxFuture<
+        'a,
+        Result<Option<platform_core::state::LockInfo>, StateError>,
+    > {
         self.0.force_unlock(stack)
     }
     fn location(&self) -> String {
@@ -911,30 +926,39 @@ async fn a_refresh_report_names_each_drifted_field_and_each_resource_deleted_by_
 
     cloud.tamper(&out["r1"], "changed by hand");
     cloud.remove(&out["r2"]);
-    let expected = [
-        platform_core::Drift {
-            resource: "r1".into(),
-            kind: "fake:resource".into(),
-            gone: false,
-            fields: vec![platform_core::DriftField {
-                field: "value".into(),
-                recorded: "v1".into(),
-                live: "changed by hand".into(),
-            }],
-        },
-        platform_core::Drift {
-            resource: "r2".into(),
-            kind: "fake:resource".into(),
-            gone: true,
-            fields: vec![],
-        },
+    // (resource, kind, gone, [(field, recorded, live)])
+    type Seen = (
+        String,
+        String,
+        bool,
+        Vec<(String, serde_json::Value, serde_json::Value)>,
+    );
+    let seen_of = |drift: &[platform_core::engine::Drift]| -> Vec<Seen> {
+        let fields = |d: &platform_core::engine::Drift| {
+            let f = d.fields.iter();
+            f.map(|f| (f.field.clone(), f.recorded.clone(), f.live.clone()))
+                .collect()
+        };
+        drift
+            .iter()
+            .map(|d| (d.resource.clone(), d.kind.clone(), d.gone, fields(d)))
+            .collect()
+    };
+    let expected: Vec<Seen> = vec![
+        (
+            "r1".into(),
+            "fake:resource".into(),
+            false,
+            vec![("value".into(), "v1".into(), "changed by hand".into())],
+        ),
+        ("r2".into(), "fake:resource".into(), true, vec![]),
     ];
     // Planned against what exists, recorded nowhere, and no lock taken.
     let writes = store.writes();
     let _held = store.lock("d", "up").await.unwrap();
     let seen = e.preview_refreshed(&stack).await.unwrap();
     assert_eq!(store.writes(), writes);
-    assert_eq!(seen.drift, expected);
+    assert_eq!(seen_of(&seen.drift), expected);
     assert_eq!(
         seen.plan.step("r1").unwrap().action.kind(),
         ActionKind::Update
@@ -948,7 +972,7 @@ async fn a_refresh_report_names_each_drifted_field_and_each_resource_deleted_by_
 
     // Recorded by a refresh: the same drift, once; after it, the plan still says what differs.
     let report = e.refresh_report(&stack).await.unwrap();
-    assert_eq!(report.drift, expected);
+    assert_eq!(seen_of(&report.drift), expected);
     assert_eq!(store.writes(), writes + 1);
     let again = e.refresh_report(&stack).await.unwrap();
     assert_eq!(again.drift, []);

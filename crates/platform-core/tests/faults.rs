@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use platform_core::testing::{FakeCloud, FakeStack, UpdateFault, fake_engine, local_provider};
 use platform_core::{
-    CancellationToken, Engine, Error, Event, MemoryStateStore, PendingOp, ResourceError,
-    StateStore, UpOptions,
+    Engine, Error, Event, MemoryStateStore, ResourceError, StateStore, UpOptions,
+    resource::CancellationToken, state::PendingOp,
 };
 
 /// A token that cancels itself `ms` milliseconds from now: Ctrl-C during the run.
@@ -109,7 +109,7 @@ async fn create_timed_out_before_acting_is_not_resent_in_the_run_and_the_next_ru
 async fn kill_at_every_write<F, Fut>(
     setup: F,
     change: &FakeStack,
-    check_crashed: impl Fn(&platform_core::StackState, &FakeCloud, &str),
+    check_crashed: impl Fn(&platform_core::state::StackState, &FakeCloud, &str),
 ) where
     F: Fn(MemoryStateStore, FakeCloud) -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -177,7 +177,7 @@ async fn killed_at_every_state_write_of_a_replacement_the_deposed_instance_is_ne
             fake_engine(store.clone(), &cloud).up(&old).await.unwrap();
         }
     };
-    let check = |state: &platform_core::StackState, cloud: &FakeCloud, when: &str| {
+    let check = |state: &platform_core::state::StackState, cloud: &FakeCloud, when: &str| {
         let r1 = &state.resources["r1"];
         // A deposed instance that is gone from the cloud but still recorded had its delete intent
         // recorded before the call.
@@ -987,7 +987,7 @@ async fn an_instance_made_with_other_fixed_inputs_is_adopted_recorded_as_made_th
         .unwrap();
     assert_eq!(
         plan.step("r0").unwrap().action.kind(),
-        platform_core::ActionKind::Replace,
+        platform_core::plan::ActionKind::Replace,
         "{plan}"
     );
     engine_with_window(&store, &cloud, window)

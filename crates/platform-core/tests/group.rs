@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use platform_core::testing::{FakeCloud, FakeStack};
 use platform_core::{
-    BoxFuture, Engine, Error, LockInfo, MemoryStateStore, ProviderInfo, StackLock, StackState,
-    StateError, StateStore, UpOptions,
+    Engine, Error, MemoryStateStore, ProviderInfo, StateStore, UpOptions, error::StateError,
+    resource::BoxFuture, state::LockInfo, state::StackLock, state::StackState,
 };
 
 fn engine(cloud: &FakeCloud) -> Engine {
@@ -221,7 +221,7 @@ async fn destroyed_together_each_used_resource_waits_for_its_users_in_other_stac
     let recorded = engine.store().read("c").await.unwrap().unwrap();
     assert_eq!(
         recorded.resources["c0"].uses,
-        [platform_core::StackResource {
+        [platform_core::state::StackResource {
             stack: "p".into(),
             resource: "p0".into()
         }]

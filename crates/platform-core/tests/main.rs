@@ -8,5 +8,6 @@ mod faults;
 mod group;
 mod plan;
 mod policy;
+mod public_api;
 mod publish;
 mod recorder;

@@ -1,7 +1,10 @@
 //! The planner's decisions on hand-made recorded state: what is a change, what forces a replacement.
 
 use platform_core::testing::FakeStack;
-use platform_core::{Action, Desired, ReplaceReason, ResourceState, StackState, plan};
+use platform_core::{
+    plan::Action, plan::ReplaceReason, plan::plan, stack::Desired, state::ResourceState,
+    state::StackState,
+};
 use serde_json::{Value, json};
 
 /// Stack `s` as recorded with `r0`'s inputs `inputs` and kind `kind` (one resource, no deps).

@@ -411,6 +411,6 @@ async fn a_stack_records_the_environment_that_applied_it_and_when() {
         .extension(cloud)
         .build();
     assert_eq!(plain.environment(), None);
-    let json = serde_json::to_value(platform_core::StackState::new("x")).unwrap();
+    let json = serde_json::to_value(platform_core::state::StackState::new("x")).unwrap();
     assert!(json.get("environment").is_none() && json.get("applied_at").is_none());
 }

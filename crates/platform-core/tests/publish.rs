@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use platform_core::testing::{FakeCloud, FakeStack, fake_engine};
-use platform_core::{ActionKind, Error, MemoryStateStore, PendingOp, StateStore};
+use platform_core::{Error, MemoryStateStore, StateStore, plan::ActionKind, state::PendingOp};
 
 /// The fake cloud with two-step creates.
 fn two_step_cloud() -> FakeCloud {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aws_sdk_sts::config::retry::RetryConfig;
 use aws_sdk_sts::config::{BehaviorVersion, Credentials, Region};
-use platform_core::{AwsCall, CallRecorder, Engine, Event, MemoryStateStore};
+use platform_core::{Engine, Event, MemoryStateStore, events::AwsCall, events::CallRecorder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 

@@ -13,8 +13,10 @@ use aws_sdk_applicationautoscaling::types::{
     MetricType, PolicyType, PredefinedMetricSpecification, ScalableDimension, ScalableTarget,
     ServiceNamespace, TargetTrackingScalingPolicyConfiguration,
 };
+use platform_core::resource::Idempotent;
 use platform_core::{
-    Context, GoneExt, Input, Observed, Resource, ResourceError, ValidationError, resource_outputs,
+    Context, Input, Observed, Resource, ResourceError, ValidationError, error::GoneExt,
+    resource_outputs,
 };
 use serde::{Deserialize, Serialize};
 
@@ -76,7 +78,7 @@ async fn target(
     id: &str,
 ) -> Result<Option<ScalableTarget>, ResourceError> {
     let out = ctx
-        .call("DescribeScalableTargets", || {
+        .call("DescribeScalableTargets", Idempotent, || {
             client
                 .describe_scalable_targets()
                 .service_namespace(ServiceNamespace::Ecs)
@@ -99,7 +101,7 @@ async fn policy(
     id: &str,
 ) -> Result<Option<(String, f64)>, ResourceError> {
     let out = ctx
-        .call("DescribeScalingPolicies", || {
+        .call("DescribeScalingPolicies", Idempotent, || {
             client
                 .describe_scaling_policies()
                 .service_namespace(ServiceNamespace::Ecs)
@@ -157,7 +159,7 @@ impl ServiceScaling {
         client: &Client,
         id: &str,
     ) -> Result<(), ResourceError> {
-        ctx.call("RegisterScalableTarget", || {
+        ctx.call("RegisterScalableTarget", Idempotent, || {
             client
                 .register_scalable_target()
                 .service_namespace(ServiceNamespace::Ecs)
@@ -187,7 +189,7 @@ impl ServiceScaling {
             .build()
             .map_err(|e| crate::aws::build_error("the target tracking", e))?;
         let out = ctx
-            .call("PutScalingPolicy", || {
+            .call("PutScalingPolicy", Idempotent, || {
                 client
                     .put_scaling_policy()
                     .policy_name(POLICY_NAME)
@@ -303,7 +305,7 @@ impl Resource for ServiceScaling {
         // A policy or target that is not there is a ValidationException on the emulator (AWS says
         // ObjectNotFoundException, a not-found): look before each delete.
         if policy(ctx, &client, id).await?.is_some() {
-            ctx.call("DeleteScalingPolicy", || {
+            ctx.call("DeleteScalingPolicy", Idempotent, || {
                 client
                     .delete_scaling_policy()
                     .policy_name(POLICY_NAME)
@@ -318,7 +320,7 @@ impl Resource for ServiceScaling {
         if target(ctx, &client, id).await?.is_none() {
             return Ok(());
         }
-        ctx.call("DeregisterScalableTarget", || {
+        ctx.call("DeregisterScalableTarget", Idempotent, || {
             client
                 .deregister_scalable_target()
                 .service_namespace(ServiceNamespace::Ecs)

@@ -1,10 +1,11 @@
 //! `ecs:cluster`: the ECS cluster and its Container Insights setting.
 
+use platform_core::resource::Idempotent;
 use std::collections::BTreeMap;
 
 use aws_sdk_ecs::types::{ClusterField, ClusterSetting, ClusterSettingName};
 use platform_core::{
-    Context, GoneExt, Observed, Resource, ResourceError, ValidationError, resource_outputs,
+    Context, Observed, Resource, ResourceError, ValidationError, error::GoneExt, resource_outputs,
 };
 use serde::{Deserialize, Serialize};
 
@@ -55,7 +56,7 @@ pub struct Cluster {
 
 resource_outputs! {
     /// A cluster's outputs.
-    pub struct ClusterOutputs / ClusterRefs {
+    pub struct EcsClusterOutputs / EcsClusterRefs {
         /// The cluster's name.
         pub name: String,
         /// The cluster's ARN.
@@ -76,7 +77,7 @@ async fn describe(
     cluster: &str,
 ) -> Result<Option<aws_sdk_ecs::types::Cluster>, ResourceError> {
     let out = ctx
-        .call("DescribeClusters", || {
+        .call("DescribeClusters", Idempotent, || {
             client
                 .describe_clusters()
                 .clusters(cluster)
@@ -96,7 +97,7 @@ async fn describe(
 }
 
 /// What a described cluster's settings and user tags are, as inputs.
-fn observed(c: &aws_sdk_ecs::types::Cluster, outputs: &ClusterOutputs) -> Cluster {
+fn observed(c: &aws_sdk_ecs::types::Cluster, outputs: &EcsClusterOutputs) -> Cluster {
     let insights = c
         .settings()
         .iter()
@@ -106,12 +107,12 @@ fn observed(c: &aws_sdk_ecs::types::Cluster, outputs: &ClusterOutputs) -> Cluste
     Cluster {
         name: c.cluster_name().unwrap_or(&outputs.name).to_owned(),
         container_insights: insights,
-        tags: aws::user_ecs_tags(c.tags()),
+        tags: platform_core::resource::user_tags(aws::pairs(c.tags())),
     }
 }
 
 impl Resource for Cluster {
-    type Outputs = ClusterOutputs;
+    type Outputs = EcsClusterOutputs;
     const KIND: &'static str = "ecs:cluster";
     const SERVICE: &'static str = "ecs";
     const DELETE_BEFORE_REPLACE: bool = true;
@@ -129,23 +130,26 @@ impl Resource for Cluster {
     /// unchanged, and no error. So the name is looked up first: a cluster that is not this
     /// resource's (by its tags) is refused, naming whose it is; this resource's own (an earlier
     /// create whose answer was lost) is brought to the declared settings and tags.
-    async fn create(&self, ctx: &Context) -> Result<ClusterOutputs, ResourceError> {
+    async fn create(&self, ctx: &Context) -> Result<EcsClusterOutputs, ResourceError> {
         let client = aws::ecs(ctx)?;
         if let Some(existing) = describe(ctx, &client, &self.name).await? {
-            aws::claim(ctx, &format!("ECS cluster {}", self.name), existing.tags())?;
+            ctx.claim(
+                &format!("ECS cluster {}", self.name),
+                aws::pairs(existing.tags()),
+            )?;
             let arn = existing
                 .cluster_arn()
                 .ok_or_else(|| ResourceError::missing("DescribeClusters", "a cluster ARN"))?;
-            let outputs = ClusterOutputs {
+            let outputs = EcsClusterOutputs {
                 name: self.name.clone(),
                 arn: crate::ClusterArn::new(arn),
             };
             let live = observed(&existing, &outputs);
             return self.update(ctx, &live, &outputs).await;
         }
-        let tags = aws::ecs_tags(&aws::all_tags(ctx, &self.tags));
+        let tags = aws::ecs_tags(&ctx.tags_with(&self.tags));
         let out = ctx
-            .call("CreateCluster", || {
+            .call("CreateCluster", Idempotent, || {
                 client
                     .create_cluster()
                     .cluster_name(&self.name)
@@ -158,7 +162,7 @@ impl Resource for Cluster {
             .cluster()
             .and_then(|c| c.cluster_arn())
             .ok_or_else(|| ResourceError::missing("CreateCluster", "a cluster ARN"))?;
-        Ok(ClusterOutputs {
+        Ok(EcsClusterOutputs {
             name: self.name.clone(),
             arn: crate::ClusterArn::new(arn),
         })
@@ -167,7 +171,7 @@ impl Resource for Cluster {
     async fn read(
         &self,
         ctx: &Context,
-        outputs: &ClusterOutputs,
+        outputs: &EcsClusterOutputs,
     ) -> Result<Option<Observed<Self>>, ResourceError> {
         let client = aws::ecs(ctx)?;
         let Some(c) = describe(ctx, &client, &outputs.arn).await? else {
@@ -183,11 +187,11 @@ impl Resource for Cluster {
         &self,
         ctx: &Context,
         previous: &Self,
-        outputs: &ClusterOutputs,
-    ) -> Result<ClusterOutputs, ResourceError> {
+        outputs: &EcsClusterOutputs,
+    ) -> Result<EcsClusterOutputs, ResourceError> {
         let client = aws::ecs(ctx)?;
         if self.container_insights != previous.container_insights {
-            ctx.call("UpdateClusterSettings", || {
+            ctx.call("UpdateClusterSettings", Idempotent, || {
                 client
                     .update_cluster_settings()
                     .cluster(&outputs.arn)
@@ -202,15 +206,19 @@ impl Resource for Cluster {
 
     /// Retries while the cluster's services are still draining (ECS deletes services
     /// asynchronously), within the engine's retry bound.
-    async fn delete(&self, ctx: &Context, outputs: &ClusterOutputs) -> Result<(), ResourceError> {
+    async fn delete(
+        &self,
+        ctx: &Context,
+        outputs: &EcsClusterOutputs,
+    ) -> Result<(), ResourceError> {
         let client = aws::ecs(ctx)?;
-        ctx.call_retrying(
+        ctx.call(
             "DeleteCluster",
-            |e| {
+            Idempotent.retrying(|e| {
                 e.has_code("ClusterContainsServicesException")
                     || e.has_code("ClusterContainsTasksException")
                     || e.has_code("UpdateInProgressException")
-            },
+            }),
             || client.delete_cluster().cluster(&outputs.arn).send(),
         )
         .await
@@ -222,7 +230,7 @@ impl Resource for Cluster {
         &self,
         ctx: &Context,
         id: &str,
-    ) -> Result<Option<ClusterOutputs>, ResourceError> {
+    ) -> Result<Option<EcsClusterOutputs>, ResourceError> {
         let client = aws::ecs(ctx)?;
         let Some(c) = describe(ctx, &client, id).await? else {
             return Ok(None);
@@ -231,19 +239,19 @@ impl Resource for Cluster {
             return Ok(None);
         };
         aws::tag_ecs_as_ours(ctx, &client, arn).await?;
-        Ok(Some(ClusterOutputs {
+        Ok(Some(EcsClusterOutputs {
             name: name.to_owned(),
             arn: crate::ClusterArn::new(arn),
         }))
     }
 
-    async fn find(&self, ctx: &Context) -> Result<Option<ClusterOutputs>, ResourceError> {
+    async fn find(&self, ctx: &Context) -> Result<Option<EcsClusterOutputs>, ResourceError> {
         let client = aws::ecs(ctx)?;
         let Some(c) = describe(ctx, &client, &self.name).await? else {
             return Ok(None);
         };
-        aws::claim(ctx, &format!("ECS cluster {}", self.name), c.tags())?;
-        Ok(c.cluster_arn().map(|arn| ClusterOutputs {
+        ctx.claim(&format!("ECS cluster {}", self.name), aws::pairs(c.tags()))?;
+        Ok(c.cluster_arn().map(|arn| EcsClusterOutputs {
             name: self.name.clone(),
             arn: crate::ClusterArn::new(arn),
         }))

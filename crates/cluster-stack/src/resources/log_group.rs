@@ -1,11 +1,14 @@
 //! `logs:log-group`: the CloudWatch Logs group the containers write to, and its retention.
 
+use platform_core::resource::{Idempotent, Once};
 use std::collections::{BTreeMap, HashMap};
 
 use platform_core::{
-    Context, GoneExt, Observed, Resource, ResourceError, ValidationError, resource_outputs,
+    Context, Observed, Resource, ResourceError, ValidationError, error::GoneExt, resource_outputs,
 };
 use serde::{Deserialize, Serialize};
+
+use crate::LogGroupArn;
 
 use crate::aws;
 use crate::validate;
@@ -28,7 +31,7 @@ resource_outputs! {
         /// The group's name.
         pub name: String,
         /// The group's ARN (without the `:*` suffix).
-        pub arn: String,
+        pub arn: LogGroupArn,
     }
 }
 
@@ -39,7 +42,7 @@ async fn describe(
     name: &str,
 ) -> Result<Option<aws_sdk_cloudwatchlogs::types::LogGroup>, ResourceError> {
     let out = ctx
-        .call("DescribeLogGroups", || {
+        .call("DescribeLogGroups", Idempotent, || {
             client
                 .describe_log_groups()
                 .log_group_name_prefix(name)
@@ -56,11 +59,11 @@ async fn describe(
 }
 
 /// The ARN AWS tags by: the group's ARN without the `:*` that `DescribeLogGroups` appends.
-fn arn_of(group: &aws_sdk_cloudwatchlogs::types::LogGroup) -> Option<String> {
+fn arn_of(group: &aws_sdk_cloudwatchlogs::types::LogGroup) -> Option<LogGroupArn> {
     group
         .log_group_arn()
         .or(group.arn())
-        .map(|a| a.trim_end_matches(":*").to_owned())
+        .map(|a| LogGroupArn::new(a.trim_end_matches(":*")))
 }
 
 async fn tags_of(
@@ -69,7 +72,7 @@ async fn tags_of(
     arn: &str,
 ) -> Result<HashMap<String, String>, ResourceError> {
     let out = ctx
-        .call("ListTagsForResource", || {
+        .call("ListTagsForResource", Idempotent, || {
             client.list_tags_for_resource().resource_arn(arn).send()
         })
         .await?;
@@ -84,7 +87,7 @@ impl LogGroup {
     ) -> Result<(), ResourceError> {
         match self.retention_days {
             Some(days) => {
-                ctx.call("PutRetentionPolicy", || {
+                ctx.call("PutRetentionPolicy", Idempotent, || {
                     client
                         .put_retention_policy()
                         .log_group_name(&self.name)
@@ -94,7 +97,7 @@ impl LogGroup {
                 .await?;
             }
             None => {
-                ctx.call("DeleteRetentionPolicy", || {
+                ctx.call("DeleteRetentionPolicy", Idempotent, || {
                     client
                         .delete_retention_policy()
                         .log_group_name(&self.name)
@@ -127,8 +130,8 @@ impl Resource for LogGroup {
 
     async fn create(&self, ctx: &Context) -> Result<LogGroupOutputs, ResourceError> {
         let client = aws::logs(ctx)?;
-        let tags: HashMap<String, String> = aws::all_tags(ctx, &self.tags).into_iter().collect();
-        ctx.call_once("CreateLogGroup", || {
+        let tags: HashMap<String, String> = ctx.tags_with(&self.tags).into_iter().collect();
+        ctx.call("CreateLogGroup", Once, || {
             client
                 .create_log_group()
                 .log_group_name(&self.name)
@@ -141,7 +144,7 @@ impl Resource for LogGroup {
         let outputs = match ctx.provider() {
             Some(p) => LogGroupOutputs {
                 name: self.name.clone(),
-                arn: p.arn("logs", &format!("log-group:{}", self.name)),
+                arn: LogGroupArn::new(p.arn("logs", &format!("log-group:{}", self.name))),
             },
             None => {
                 let group = describe(ctx, &client, &self.name)
@@ -177,10 +180,7 @@ impl Resource for LogGroup {
             inputs: LogGroup {
                 name: outputs.name.clone(),
                 retention_days: group.retention_in_days(),
-                tags: tags
-                    .into_iter()
-                    .filter(|(k, _)| !k.starts_with("platform:"))
-                    .collect(),
+                tags: platform_core::resource::user_tags(tags),
             },
             outputs: LogGroupOutputs {
                 name: outputs.name.clone(),
@@ -205,7 +205,7 @@ impl Resource for LogGroup {
 
     async fn delete(&self, ctx: &Context, outputs: &LogGroupOutputs) -> Result<(), ResourceError> {
         let client = aws::logs(ctx)?;
-        ctx.call("DeleteLogGroup", || {
+        ctx.call("DeleteLogGroup", Idempotent, || {
             client
                 .delete_log_group()
                 .log_group_name(&outputs.name)
@@ -228,7 +228,7 @@ impl Resource for LogGroup {
         let Some(arn) = arn_of(&group) else {
             return Ok(None);
         };
-        let ours = aws::all_tags(ctx, &BTreeMap::new());
+        let ours = ctx.tags_with(&BTreeMap::new());
         aws::update_log_tags(ctx, &client, &arn, &BTreeMap::new(), &ours).await?;
         Ok(Some(LogGroupOutputs {
             name: id.to_owned(),

@@ -7,7 +7,7 @@ mod service;
 mod task_definition;
 
 pub use autoscaling::{ServiceScaling, ServiceScalingOutputs, ServiceScalingRefs};
-pub use cluster::{Cluster, ClusterOutputs, ClusterRefs, ContainerInsights};
+pub use cluster::{Cluster, ContainerInsights, EcsClusterOutputs, EcsClusterRefs};
 pub use log_group::{LogGroup, LogGroupOutputs, LogGroupRefs};
 pub use service::{Deployment, Launch, Service, ServiceOutputs, ServiceRefs};
 pub use task_definition::{

@@ -1,5 +1,6 @@
 //! `ecs:service`: the service that keeps the frontend's tasks running, and its wait for steady state.
 
+use platform_core::resource::Idempotent;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -9,13 +10,14 @@ use aws_sdk_ecs::types::{
 };
 use network_stack::{SecurityGroupId, SubnetId};
 use platform_core::{
-    Context, GoneExt, Input, Observed, Resource, ResourceError, ValidationError, resource_outputs,
+    Context, Input, Observed, Resource, ResourceError, ValidationError, error::GoneExt,
+    resource_outputs,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::aws;
 use crate::validate;
-use crate::{ClusterArn, TaskDefinitionArn};
+use crate::{ClusterArn, ServiceArn, TaskDefinitionArn};
 
 /// How the service's tasks run. A change replaces the service (ECS cannot change it in place).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,7 +161,7 @@ resource_outputs! {
         /// The service's name.
         pub name: String,
         /// The service's ARN.
-        pub arn: String,
+        pub arn: ServiceArn,
         /// The cluster's ARN.
         pub cluster_arn: ClusterArn,
     }
@@ -172,7 +174,7 @@ async fn describe(
     name: &str,
 ) -> Result<Option<aws_sdk_ecs::types::Service>, ResourceError> {
     let out = ctx
-        .call("DescribeServices", || {
+        .call("DescribeServices", Idempotent, || {
             client
                 .describe_services()
                 .cluster(cluster)
@@ -300,7 +302,7 @@ impl Service {
         cluster: &str,
     ) -> Result<Vec<String>, ResourceError> {
         let list = ctx
-            .call("ListTasks", || {
+            .call("ListTasks", Idempotent, || {
                 client
                     .list_tasks()
                     .cluster(cluster)
@@ -313,7 +315,7 @@ impl Service {
             return Ok(Vec::new());
         }
         let tasks = ctx
-            .call("DescribeTasks", || {
+            .call("DescribeTasks", Idempotent, || {
                 client
                     .describe_tasks()
                     .cluster(cluster)
@@ -399,7 +401,7 @@ impl Resource for Service {
         let (cluster, task) = (self.cluster.get()?, self.task_definition.get()?);
         let network = self.network()?;
         let deployment = self.deployment.map(Deployment::sdk);
-        let tags = aws::ecs_tags(&aws::all_tags(ctx, &self.tags));
+        let tags = aws::ecs_tags(&ctx.tags_with(&self.tags));
         // A replacement deleted the old service of this name first: ECS refuses the name while
         // that one drains, for minutes. (A role ECS cannot assume yet is retried within the
         // engine's bound, by each attempt.)
@@ -407,28 +409,32 @@ impl Resource for Service {
             |e: &ResourceError| matches!(e, ResourceError::Aws(e) if aws::is_still_draining(e));
         let out = ctx
             .retry_within("CreateService", aws::SERVICE_DRAIN_BUDGET, draining, || {
-                ctx.call_retrying("CreateService", aws::is_role_not_ready, || {
-                    client
-                        .create_service()
-                        .cluster(cluster)
-                        .service_name(&self.name)
-                        .task_definition(task)
-                        .desired_count(self.desired_count)
-                        .launch_type(self.launch.sdk())
-                        .network_configuration(network.clone())
-                        .set_tags(Some(tags.clone()))
-                        .set_deployment_configuration(deployment.clone())
-                        // ECS's own idempotency: a repeat with this token answers the same service.
-                        .set_client_token(ctx.instance_token().map(str::to_owned))
-                        .send()
-                })
+                ctx.call(
+                    "CreateService",
+                    Idempotent.retrying(aws::is_role_not_ready),
+                    || {
+                        client
+                            .create_service()
+                            .cluster(cluster)
+                            .service_name(&self.name)
+                            .task_definition(task)
+                            .desired_count(self.desired_count)
+                            .launch_type(self.launch.sdk())
+                            .network_configuration(network.clone())
+                            .set_tags(Some(tags.clone()))
+                            .set_deployment_configuration(deployment.clone())
+                            // ECS's own idempotency: a repeat with this token answers the same service.
+                            .set_client_token(ctx.instance_token().map(str::to_owned))
+                            .send()
+                    },
+                )
             })
             .await?;
         let arn = out
             .service()
             .and_then(|s| s.service_arn())
-            .ok_or_else(|| ResourceError::missing("CreateService", "a service ARN"))?
-            .to_owned();
+            .map(ServiceArn::new)
+            .ok_or_else(|| ResourceError::missing("CreateService", "a service ARN"))?;
         let started = out.service().and_then(primary_deployment);
         self.wait_rollout(ctx, &client, cluster, started).await?;
         Ok(ServiceOutputs {
@@ -497,7 +503,7 @@ impl Resource for Service {
                 // ECS describes the configuration it keeps; where it describes none (moto), what
                 // was declared is taken as live rather than shown as drift on every refresh.
                 deployment: Deployment::of(s.deployment_configuration()).or(self.deployment),
-                tags: aws::user_ecs_tags(s.tags()),
+                tags: platform_core::resource::user_tags(aws::pairs(s.tags())),
             },
             outputs: outputs.clone(),
         }))
@@ -533,17 +539,21 @@ impl Resource for Service {
                 _ => None,
             };
             let out = ctx
-                .call_retrying("UpdateService", aws::is_role_not_ready, || {
-                    client
-                        .update_service()
-                        .cluster(cluster)
-                        .service(&self.name)
-                        .set_task_definition(task_changed.then(|| task.to_string()))
-                        .set_desired_count(count_changed.then_some(self.desired_count))
-                        .set_network_configuration(network.clone())
-                        .set_deployment_configuration(deployment.clone())
-                        .send()
-                })
+                .call(
+                    "UpdateService",
+                    Idempotent.retrying(aws::is_role_not_ready),
+                    || {
+                        client
+                            .update_service()
+                            .cluster(cluster)
+                            .service(&self.name)
+                            .set_task_definition(task_changed.then(|| task.to_string()))
+                            .set_desired_count(count_changed.then_some(self.desired_count))
+                            .set_network_configuration(network.clone())
+                            .set_deployment_configuration(deployment.clone())
+                            .send()
+                    },
+                )
                 .await?;
             started = out.service().and_then(primary_deployment);
         }
@@ -559,7 +569,7 @@ impl Resource for Service {
     async fn delete(&self, ctx: &Context, outputs: &ServiceOutputs) -> Result<(), ResourceError> {
         let client = aws::ecs(ctx)?;
         let cluster = outputs.cluster_arn.as_str();
-        ctx.call("DeleteService", || {
+        ctx.call("DeleteService", Idempotent, || {
             client
                 .delete_service()
                 .cluster(cluster)
@@ -623,7 +633,7 @@ impl Resource for Service {
         aws::tag_ecs_as_ours(ctx, &client, arn).await?;
         Ok(Some(ServiceOutputs {
             name: s.service_name().unwrap_or(name).to_owned(),
-            arn: arn.to_owned(),
+            arn: ServiceArn::new(arn),
             cluster_arn: ClusterArn::new(cluster_arn),
         }))
     }
@@ -634,10 +644,10 @@ impl Resource for Service {
         let Some(s) = describe(ctx, &client, cluster, &self.name).await? else {
             return Ok(None);
         };
-        aws::claim(ctx, &format!("ECS service {}", self.name), s.tags())?;
+        ctx.claim(&format!("ECS service {}", self.name), aws::pairs(s.tags()))?;
         Ok(s.service_arn().map(|arn| ServiceOutputs {
             name: self.name.clone(),
-            arn: arn.to_owned(),
+            arn: ServiceArn::new(arn),
             cluster_arn: cluster.clone(),
         }))
     }

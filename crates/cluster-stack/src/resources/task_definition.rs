@@ -3,6 +3,7 @@
 //! Revisions are immutable: any change registers a new revision (the engine's create-before-delete
 //! replacement), the service is pointed at it, and the old revision is deregistered after.
 
+use platform_core::resource::{Idempotent, Once};
 use std::collections::BTreeMap;
 
 use aws_sdk_ecs::types::{
@@ -11,7 +12,8 @@ use aws_sdk_ecs::types::{
 };
 use iam_stack::RoleArn;
 use platform_core::{
-    Context, GoneExt, Input, Observed, Resource, ResourceError, ValidationError, resource_outputs,
+    Context, Input, Observed, Resource, ResourceError, ValidationError, error::GoneExt,
+    resource_outputs,
 };
 use serde::{Deserialize, Serialize};
 
@@ -245,7 +247,7 @@ impl TaskDefinition {
                     }
                 })
                 .collect(),
-            tags: aws::user_ecs_tags(tags),
+            tags: platform_core::resource::user_tags(aws::pairs(tags)),
         }
     }
 
@@ -271,7 +273,7 @@ async fn describe(
     arn: &str,
 ) -> Result<Option<LiveRevision>, ResourceError> {
     let out = ctx
-        .call("DescribeTaskDefinition", || {
+        .call("DescribeTaskDefinition", Idempotent, || {
             client
                 .describe_task_definition()
                 .task_definition(arn)
@@ -327,23 +329,27 @@ impl Resource for TaskDefinition {
                 what: "an AWS region".into(),
             })?;
         let containers = self.container_definitions(&region)?;
-        let tags = aws::ecs_tags(&aws::all_tags(ctx, &self.tags));
+        let tags = aws::ecs_tags(&ctx.tags_with(&self.tags));
         let (execution, task) = (self.execution_role_arn.get()?, self.task_role_arn.get()?);
         let out = ctx
-            .call_once_retrying("RegisterTaskDefinition", aws::is_role_not_ready, || {
-                client
-                    .register_task_definition()
-                    .family(&self.family)
-                    .cpu(self.cpu.to_string())
-                    .memory(self.memory.to_string())
-                    .network_mode(NetworkMode::Awsvpc)
-                    .requires_compatibilities(Compatibility::Fargate)
-                    .execution_role_arn(execution)
-                    .task_role_arn(task)
-                    .set_container_definitions(Some(containers.clone()))
-                    .set_tags(Some(tags.clone()))
-                    .send()
-            })
+            .call(
+                "RegisterTaskDefinition",
+                Once.retrying(aws::is_role_not_ready),
+                || {
+                    client
+                        .register_task_definition()
+                        .family(&self.family)
+                        .cpu(self.cpu.to_string())
+                        .memory(self.memory.to_string())
+                        .network_mode(NetworkMode::Awsvpc)
+                        .requires_compatibilities(Compatibility::Fargate)
+                        .execution_role_arn(execution)
+                        .task_role_arn(task)
+                        .set_container_definitions(Some(containers.clone()))
+                        .set_tags(Some(tags.clone()))
+                        .send()
+                },
+            )
             .await?;
         out.task_definition()
             .and_then(Self::outputs_of)
@@ -373,7 +379,7 @@ impl Resource for TaskDefinition {
         if describe(ctx, &client, &outputs.arn).await?.is_none() {
             return Ok(());
         }
-        ctx.call("DeregisterTaskDefinition", || {
+        ctx.call("DeregisterTaskDefinition", Idempotent, || {
             client
                 .deregister_task_definition()
                 .task_definition(&outputs.arn)
@@ -414,7 +420,7 @@ impl Resource for TaskDefinition {
         let mut next: Option<String> = None;
         loop {
             let page = ctx
-                .call("ListTaskDefinitions", || {
+                .call("ListTaskDefinitions", Idempotent, || {
                     client
                         .list_task_definitions()
                         .family_prefix(&self.family)
@@ -435,7 +441,8 @@ impl Resource for TaskDefinition {
                 continue;
             };
             // The prefix also lists longer families (`frontend-canary` for `frontend`).
-            if def.family() == Some(self.family.as_str()) && aws::is_ours(ctx, &tags) {
+            if def.family() == Some(self.family.as_str()) && ctx.carries_own_tags(aws::pairs(&tags))
+            {
                 found.extend(Self::outputs_of(&def));
             }
         }
@@ -448,7 +455,7 @@ impl Resource for TaskDefinition {
             return Ok(None);
         };
         let same = Self::from_live(&def, &tags) == *self;
-        Ok((same && aws::is_ours(ctx, &tags))
+        Ok((same && ctx.carries_own_tags(aws::pairs(&tags)))
             .then(|| Self::outputs_of(&def))
             .flatten())
     }

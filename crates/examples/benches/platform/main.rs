@@ -25,7 +25,7 @@ use examples::Platform;
 use examples::measure::{CallTime, critical_path, recorded_edges, reversed};
 use figures::{Figures, Target, ms};
 use local_cloud::TestCloud;
-use platform_core::{AwsCall, Engine, Event, MemoryStateStore, StackState};
+use platform_core::{Engine, Event, MemoryStateStore, events::AwsCall, state::StackState};
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use aws_sdk_ec2::types::Filter;
 use aws_types::SdkConfig;
-use platform_core::{EngineBuilder, MemoryStateStore, RetryPolicy};
+use platform_core::{EngineBuilder, MemoryStateStore, resource::RetryPolicy};
 
 /// A local cloud (emulator, recording proxy, an account of the test's own) that serves ECS.
 pub(crate) async fn ecs_cloud() -> local_cloud::TestCloud {
@@ -54,7 +54,7 @@ pub(crate) async fn inventory(config: &SdkConfig) -> BTreeMap<&'static str, Vec<
         vec![
             Filter::builder()
                 .name("tag-key")
-                .values(platform_core::STACK_TAG)
+                .values(platform_core::resource::STACK_TAG)
                 .build(),
         ]
     };

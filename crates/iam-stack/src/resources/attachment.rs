@@ -1,6 +1,9 @@
 //! `iam:role-policy-attachment`: a managed policy attached to a role.
 
-use platform_core::{Context, GoneExt, Input, Observed, Resource, ResourceError, resource_outputs};
+use platform_core::resource::Idempotent;
+use platform_core::{
+    Context, Input, Observed, Resource, ResourceError, error::GoneExt, resource_outputs,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::PolicyArn;
@@ -33,7 +36,7 @@ async fn attached(
     policy_arn: &str,
 ) -> Result<Option<bool>, ResourceError> {
     let Some(out) = ctx
-        .call("ListAttachedRolePolicies", || {
+        .call("ListAttachedRolePolicies", Idempotent, || {
             client
                 .list_attached_role_policies()
                 .role_name(role)
@@ -64,13 +67,17 @@ impl Resource for RolePolicyAttachment {
     async fn create(&self, ctx: &Context) -> Result<AttachmentOutputs, ResourceError> {
         let client = iam::client(ctx)?;
         let (role, arn) = (self.role_name.get()?, self.policy_arn.get()?);
-        ctx.call_retrying("AttachRolePolicy", iam::not_visible_yet, || {
-            client
-                .attach_role_policy()
-                .role_name(role)
-                .policy_arn(arn.as_str())
-                .send()
-        })
+        ctx.call(
+            "AttachRolePolicy",
+            Idempotent.retrying(iam::not_visible_yet),
+            || {
+                client
+                    .attach_role_policy()
+                    .role_name(role)
+                    .policy_arn(arn.as_str())
+                    .send()
+            },
+        )
         .await?;
         Ok(AttachmentOutputs {
             role_name: role.clone(),
@@ -106,7 +113,7 @@ impl Resource for RolePolicyAttachment {
         outputs: &AttachmentOutputs,
     ) -> Result<(), ResourceError> {
         let client = iam::client(ctx)?;
-        ctx.call("DetachRolePolicy", || {
+        ctx.call("DetachRolePolicy", Idempotent, || {
             client
                 .detach_role_policy()
                 .role_name(&outputs.role_name)

@@ -1,9 +1,11 @@
 //! `iam:instance-profile`: the instance profile that carries a role to EC2 container instances.
 
+use platform_core::resource::{Idempotent, Once};
 use std::collections::BTreeMap;
 
 use platform_core::{
-    Context, GoneExt, Input, Observed, Resource, ResourceError, ValidationError, resource_outputs,
+    Context, Input, Observed, Resource, ResourceError, ValidationError, error::GoneExt,
+    resource_outputs,
 };
 use serde::{Deserialize, Serialize};
 
@@ -45,13 +47,17 @@ impl InstanceProfile {
         profile: &str,
         role: &str,
     ) -> Result<(), ResourceError> {
-        ctx.call_once_retrying("AddRoleToInstanceProfile", iam::not_visible_yet, || {
-            client
-                .add_role_to_instance_profile()
-                .instance_profile_name(profile)
-                .role_name(role)
-                .send()
-        })
+        ctx.call(
+            "AddRoleToInstanceProfile",
+            Once.retrying(iam::not_visible_yet),
+            || {
+                client
+                    .add_role_to_instance_profile()
+                    .instance_profile_name(profile)
+                    .role_name(role)
+                    .send()
+            },
+        )
         .await?;
         Ok(())
     }
@@ -62,7 +68,7 @@ impl InstanceProfile {
         profile: &str,
         role: &str,
     ) -> Result<(), ResourceError> {
-        ctx.call("RemoveRoleFromInstanceProfile", || {
+        ctx.call("RemoveRoleFromInstanceProfile", Idempotent, || {
             client
                 .remove_role_from_instance_profile()
                 .instance_profile_name(profile)
@@ -118,7 +124,7 @@ impl Resource for InstanceProfile {
         let client = iam::client(ctx)?;
         let tags = iam::create_tags(ctx, &self.tags)?;
         let out = ctx
-            .call_once("CreateInstanceProfile", || {
+            .call("CreateInstanceProfile", Once, || {
                 client
                     .create_instance_profile()
                     .instance_profile_name(&self.name)
@@ -145,7 +151,7 @@ impl Resource for InstanceProfile {
     ) -> Result<Option<Observed<Self>>, ResourceError> {
         let client = iam::client(ctx)?;
         let Some(out) = ctx
-            .call("GetInstanceProfile", || {
+            .call("GetInstanceProfile", Idempotent, || {
                 client
                     .get_instance_profile()
                     .instance_profile_name(&outputs.name)
@@ -222,7 +228,7 @@ impl Resource for InstanceProfile {
             |e| e.aws_code() == Some("DeleteConflict"),
             || async move {
                 let Some(out) = ctx
-                    .call("GetInstanceProfile", || {
+                    .call("GetInstanceProfile", Idempotent, || {
                         client
                             .get_instance_profile()
                             .instance_profile_name(name)
@@ -240,7 +246,7 @@ impl Resource for InstanceProfile {
                 {
                     Self::remove_role(ctx, client, name, role.role_name()).await?;
                 }
-                ctx.call("DeleteInstanceProfile", || {
+                ctx.call("DeleteInstanceProfile", Idempotent, || {
                     client
                         .delete_instance_profile()
                         .instance_profile_name(name)
@@ -256,7 +262,7 @@ impl Resource for InstanceProfile {
     async fn find(&self, ctx: &Context) -> Result<Option<InstanceProfileOutputs>, ResourceError> {
         let client = iam::client(ctx)?;
         let out = ctx
-            .call("GetInstanceProfile", || {
+            .call("GetInstanceProfile", Idempotent, || {
                 client
                     .get_instance_profile()
                     .instance_profile_name(&self.name)

@@ -1,10 +1,11 @@
 //! `iam:policy`: a customer-managed policy and its versions.
 
+use platform_core::resource::{Idempotent, Once};
 use std::collections::BTreeMap;
 
 use aws_sdk_iam::types::PolicyVersion;
 use platform_core::{
-    Context, GoneExt, Observed, Resource, ResourceError, ValidationError, resource_outputs,
+    Context, Observed, Resource, ResourceError, ValidationError, error::GoneExt, resource_outputs,
 };
 use serde::{Deserialize, Serialize};
 
@@ -52,7 +53,9 @@ async fn get(
     arn: &str,
 ) -> Result<Option<aws_sdk_iam::types::Policy>, ResourceError> {
     let out = ctx
-        .call("GetPolicy", || client.get_policy().policy_arn(arn).send())
+        .call("GetPolicy", Idempotent, || {
+            client.get_policy().policy_arn(arn).send()
+        })
         .await
         .gone_is_none()?;
     Ok(out.and_then(|o| o.policy().cloned()))
@@ -83,7 +86,7 @@ impl ManagedPolicy {
         arn: &str,
     ) -> Result<Vec<PolicyVersion>, ResourceError> {
         let out = ctx
-            .call("ListPolicyVersions", || {
+            .call("ListPolicyVersions", Idempotent, || {
                 client.list_policy_versions().policy_arn(arn).send()
             })
             .await?;
@@ -121,7 +124,7 @@ impl Resource for ManagedPolicy {
         let client = iam::client(ctx)?;
         let tags = iam::create_tags(ctx, &self.tags)?;
         let out = ctx
-            .call_once("CreatePolicy", || {
+            .call("CreatePolicy", Once, || {
                 client
                     .create_policy()
                     .policy_name(&self.name)
@@ -160,7 +163,7 @@ impl Resource for ManagedPolicy {
             .ok_or_else(|| ResourceError::missing("GetPolicy", "a default version"))?
             .to_owned();
         let v = ctx
-            .call("GetPolicyVersion", || {
+            .call("GetPolicyVersion", Idempotent, || {
                 client
                     .get_policy_version()
                     .policy_arn(arn)
@@ -204,7 +207,7 @@ impl Resource for ManagedPolicy {
         if self.document != previous.document {
             let versions = Self::versions(ctx, &client, arn).await?;
             if let Some(old) = version_to_prune(&versions).and_then(|v| v.version_id()) {
-                ctx.call("DeletePolicyVersion", || {
+                ctx.call("DeletePolicyVersion", Idempotent, || {
                     client
                         .delete_policy_version()
                         .policy_arn(arn)
@@ -215,7 +218,7 @@ impl Resource for ManagedPolicy {
                 .gone_is_ok()?;
             }
             let out = ctx
-                .call_once("CreatePolicyVersion", || {
+                .call("CreatePolicyVersion", Once, || {
                     client
                         .create_policy_version()
                         .policy_arn(arn)
@@ -245,7 +248,7 @@ impl Resource for ManagedPolicy {
         };
         for v in versions.iter().filter(|v| !v.is_default_version()) {
             let Some(id) = v.version_id() else { continue };
-            ctx.call("DeletePolicyVersion", || {
+            ctx.call("DeletePolicyVersion", Idempotent, || {
                 client
                     .delete_policy_version()
                     .policy_arn(arn)
@@ -255,7 +258,7 @@ impl Resource for ManagedPolicy {
             .await
             .gone_is_ok()?;
         }
-        ctx.call("DeletePolicy", || {
+        ctx.call("DeletePolicy", Idempotent, || {
             client.delete_policy().policy_arn(arn).send()
         })
         .await
@@ -296,7 +299,7 @@ impl Resource for ManagedPolicy {
         let mut marker: Option<String> = None;
         loop {
             let page = ctx
-                .call("ListPolicies", || {
+                .call("ListPolicies", Idempotent, || {
                     client
                         .list_policies()
                         .scope(aws_sdk_iam::types::PolicyScopeType::Local)
@@ -312,7 +315,7 @@ impl Resource for ManagedPolicy {
             {
                 let Some(arn) = p.arn() else { return Ok(None) };
                 let tags = ctx
-                    .call("ListPolicyTags", || {
+                    .call("ListPolicyTags", Idempotent, || {
                         client.list_policy_tags().policy_arn(arn).send()
                     })
                     .await?;

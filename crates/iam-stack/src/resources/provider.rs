@@ -1,5 +1,6 @@
 //! `aws:provider`: the account and region the stack is bound to, as STS reports them.
 
+use platform_core::resource::Idempotent;
 use platform_core::{
     Context, Observed, Resource, ResourceError, ValidationError, resource_outputs,
 };
@@ -39,7 +40,9 @@ impl Provider {
             })?;
         let sts = platform_core::aws_client!(ctx, aws_sdk_sts)?;
         let me = ctx
-            .call("GetCallerIdentity", || sts.get_caller_identity().send())
+            .call("GetCallerIdentity", Idempotent, || {
+                sts.get_caller_identity().send()
+            })
             .await?;
         let account_id = me
             .account()

@@ -1,9 +1,10 @@
 //! `iam:role`: a role, its trust policy, description, session length and tags.
 
+use platform_core::resource::{Idempotent, Once};
 use std::collections::BTreeMap;
 
 use platform_core::{
-    Context, GoneExt, Observed, Resource, ResourceError, ValidationError, resource_outputs,
+    Context, Observed, Resource, ResourceError, ValidationError, error::GoneExt, resource_outputs,
 };
 use serde::{Deserialize, Serialize};
 
@@ -62,7 +63,9 @@ async fn get(
     name: &str,
 ) -> Result<Option<aws_sdk_iam::types::Role>, ResourceError> {
     let out = ctx
-        .call("GetRole", || client.get_role().role_name(name).send())
+        .call("GetRole", Idempotent, || {
+            client.get_role().role_name(name).send()
+        })
         .await
         .gone_is_none()?;
     Ok(out.and_then(|o| o.role().cloned()))
@@ -105,7 +108,7 @@ impl Resource for Role {
         let client = iam::client(ctx)?;
         let tags = iam::create_tags(ctx, &self.tags)?;
         let out = ctx
-            .call_once("CreateRole", || {
+            .call("CreateRole", Once, || {
                 client
                     .create_role()
                     .role_name(&self.name)
@@ -158,7 +161,7 @@ impl Resource for Role {
         let client = iam::client(ctx)?;
         let name = outputs.name.as_str();
         if self.assume_role_policy != previous.assume_role_policy {
-            ctx.call("UpdateAssumeRolePolicy", || {
+            ctx.call("UpdateAssumeRolePolicy", Idempotent, || {
                 client
                     .update_assume_role_policy()
                     .role_name(name)
@@ -170,7 +173,7 @@ impl Resource for Role {
         if self.description != previous.description
             || self.max_session_duration != previous.max_session_duration
         {
-            ctx.call("UpdateRole", || {
+            ctx.call("UpdateRole", Idempotent, || {
                 client
                     .update_role()
                     .role_name(name)
@@ -192,7 +195,7 @@ impl Resource for Role {
         let client = iam::client(ctx)?;
         let name = outputs.name.as_str();
         let Some(attached) = ctx
-            .call("ListAttachedRolePolicies", || {
+            .call("ListAttachedRolePolicies", Idempotent, || {
                 client
                     .list_attached_role_policies()
                     .role_name(name)
@@ -209,7 +212,7 @@ impl Resource for Role {
             .iter()
             .filter_map(|p| p.policy_arn())
         {
-            ctx.call("DetachRolePolicy", || {
+            ctx.call("DetachRolePolicy", Idempotent, || {
                 client
                     .detach_role_policy()
                     .role_name(name)
@@ -220,7 +223,7 @@ impl Resource for Role {
             .gone_is_ok()?;
         }
         let inline = ctx
-            .call("ListRolePolicies", || {
+            .call("ListRolePolicies", Idempotent, || {
                 client
                     .list_role_policies()
                     .role_name(name)
@@ -229,7 +232,7 @@ impl Resource for Role {
             })
             .await?;
         for policy in inline.policy_names() {
-            ctx.call("DeleteRolePolicy", || {
+            ctx.call("DeleteRolePolicy", Idempotent, || {
                 client
                     .delete_role_policy()
                     .role_name(name)
@@ -240,7 +243,7 @@ impl Resource for Role {
             .gone_is_ok()?;
         }
         let profiles = ctx
-            .call("ListInstanceProfilesForRole", || {
+            .call("ListInstanceProfilesForRole", Idempotent, || {
                 client
                     .list_instance_profiles_for_role()
                     .role_name(name)
@@ -249,7 +252,7 @@ impl Resource for Role {
             })
             .await?;
         for profile in profiles.instance_profiles() {
-            ctx.call("RemoveRoleFromInstanceProfile", || {
+            ctx.call("RemoveRoleFromInstanceProfile", Idempotent, || {
                 client
                     .remove_role_from_instance_profile()
                     .instance_profile_name(profile.instance_profile_name())
@@ -259,9 +262,11 @@ impl Resource for Role {
             .await
             .gone_is_ok()?;
         }
-        ctx.call("DeleteRole", || client.delete_role().role_name(name).send())
-            .await
-            .gone_is_ok()
+        ctx.call("DeleteRole", Idempotent, || {
+            client.delete_role().role_name(name).send()
+        })
+        .await
+        .gone_is_ok()
     }
 
     /// The role of this name, if it carries this resource's tags (one an interrupted create made).
@@ -282,7 +287,9 @@ impl Resource for Role {
     async fn find(&self, ctx: &Context) -> Result<Option<RoleOutputs>, ResourceError> {
         let client = iam::client(ctx)?;
         let out = ctx
-            .call("GetRole", || client.get_role().role_name(&self.name).send())
+            .call("GetRole", Idempotent, || {
+                client.get_role().role_name(&self.name).send()
+            })
             .await
             .gone_is_none()?;
         let Some(role) = out.as_ref().and_then(|o| o.role()) else {

@@ -1,7 +1,10 @@
 //! `ec2:route-table-association`: which route table a subnet uses.
 
 use aws_sdk_ec2::types::Filter;
-use platform_core::{Context, GoneExt, Input, Observed, Resource, ResourceError, resource_outputs};
+use platform_core::resource::{Idempotent, Once};
+use platform_core::{
+    Context, Input, Observed, Resource, ResourceError, error::GoneExt, resource_outputs,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::ec2;
@@ -45,7 +48,7 @@ impl RouteTableAssociation {
         wanted: Wanted<'_>,
     ) -> Result<Option<(String, String, String)>, ResourceError> {
         let out = ctx
-            .call("DescribeRouteTables", || {
+            .call("DescribeRouteTables", Idempotent, || {
                 client
                     .describe_route_tables()
                     .filters(filter.clone())
@@ -101,9 +104,9 @@ impl Resource for RouteTableAssociation {
         let client = ec2::client(ctx)?;
         let (rt, subnet) = (self.route_table_id.get()?, self.subnet_id.get()?);
         let out = ctx
-            .call_once_retrying(
+            .call(
                 "AssociateRouteTable",
-                |e| e.is_not_found(),
+                Once.retrying(|e| e.is_not_found()),
                 || {
                     client
                         .associate_route_table()
@@ -162,7 +165,7 @@ impl Resource for RouteTableAssociation {
         // send fails with InvalidAssociationID.NotFound. Sent once; an unknown outcome is settled by
         // reading the subnet's association.
         let sent = ctx
-            .call_once("ReplaceRouteTableAssociation", || {
+            .call("ReplaceRouteTableAssociation", Once, || {
                 client
                     .replace_route_table_association()
                     .association_id(outputs.association_id.as_str())
@@ -194,7 +197,7 @@ impl Resource for RouteTableAssociation {
         outputs: &RouteTableAssociationOutputs,
     ) -> Result<(), ResourceError> {
         let client = ec2::client(ctx)?;
-        ctx.call("DisassociateRouteTable", || {
+        ctx.call("DisassociateRouteTable", Idempotent, || {
             client
                 .disassociate_route_table()
                 .association_id(outputs.association_id.as_str())

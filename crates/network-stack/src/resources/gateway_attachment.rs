@@ -3,13 +3,13 @@
 //! A resource of its own, as in EC2's API: the gateway can be made while the VPC is, and only the
 //! routes through the gateway wait for the attachment.
 
+use platform_core::resource::Idempotent;
 use platform_core::{
     Context, Input, Observed, Resource, ResourceError, ValidationError, resource_outputs,
 };
 use serde::{Deserialize, Serialize};
 
 use super::InternetGateway;
-use super::internet_gateway::detach;
 use crate::ec2;
 use crate::ids::{InternetGatewayId, VpcId};
 
@@ -48,11 +48,10 @@ impl InternetGatewayAttachment {
     /// gateway is gone).
     async fn attached(
         ctx: &Context,
-        client: &aws_sdk_ec2::Client,
         gateway: &str,
         vpc: &str,
     ) -> Result<Option<InternetGatewayAttachmentOutputs>, ResourceError> {
-        let Some(g) = ec2::describe_id::<InternetGateway>(ctx, client, gateway).await? else {
+        let Some(g) = ec2::describe_id::<InternetGateway>(ctx, gateway).await? else {
             return Ok(None);
         };
         let attached = g.attachments().iter().any(|a| {
@@ -78,6 +77,7 @@ impl Resource for InternetGatewayAttachment {
     const SERVICE: &'static str = "ec2";
     const DELETE_BEFORE_REPLACE: bool = true;
 
+    /// Nothing changes in place: a change of either side replaces the attachment.
     fn force_new(&self, previous: &Self) -> platform_core::ForceNew {
         platform_core::force_new!(self, previous; internet_gateway_id, vpc_id)
     }
@@ -93,10 +93,12 @@ impl Resource for InternetGatewayAttachment {
         let client = ec2::client(ctx)?;
         let (gateway, vpc) = self.ids()?;
         let attach = ctx
-            .call_retrying(
+            .call(
                 "AttachInternetGateway",
-                // A just-made gateway or VPC may not be visible yet.
-                |e| e.is_not_found(),
+                Idempotent.retrying(
+                    // A just-made gateway or VPC may not be visible yet.
+                    |e| e.is_not_found(),
+                ),
                 || {
                     client
                         .attach_internet_gateway()
@@ -114,9 +116,7 @@ impl Resource for InternetGatewayAttachment {
             // `Resource.AlreadyAssociated`: a repeat of an attach whose response was lost, or a
             // gateway attached by a build that attached it as part of the gateway: done when it is
             // attached to this VPC, a conflict otherwise.
-            Err(e) if e.outcome_unknown() => {
-                Self::attached(ctx, &client, gateway, vpc).await?.ok_or(e)
-            }
+            Err(e) if e.outcome_unknown() => Self::attached(ctx, gateway, vpc).await?.ok_or(e),
             Err(e) => Err(e),
         }
     }
@@ -126,12 +126,11 @@ impl Resource for InternetGatewayAttachment {
         ctx: &Context,
         outputs: &InternetGatewayAttachmentOutputs,
     ) -> Result<Option<Observed<Self>>, ResourceError> {
-        let client = ec2::client(ctx)?;
         let (gateway, vpc) = (
             outputs.internet_gateway_id.as_str(),
             outputs.vpc_id.as_str(),
         );
-        Ok(Self::attached(ctx, &client, gateway, vpc)
+        Ok(Self::attached(ctx, gateway, vpc)
             .await?
             .map(|outputs| Observed {
                 inputs: InternetGatewayAttachment {
@@ -142,20 +141,13 @@ impl Resource for InternetGatewayAttachment {
             }))
     }
 
-    /// Nothing changes in place: a change of either side replaces the attachment.
     async fn delete(
         &self,
         ctx: &Context,
         outputs: &InternetGatewayAttachmentOutputs,
     ) -> Result<(), ResourceError> {
-        let client = ec2::client(ctx)?;
-        detach(
-            ctx,
-            &client,
-            outputs.internet_gateway_id.as_str(),
-            outputs.vpc_id.as_str(),
-        )
-        .await
+        let (gateway, vpc) = (&outputs.internet_gateway_id, &outputs.vpc_id);
+        detach(ctx, gateway.as_str(), vpc.as_str()).await
     }
 
     /// By `GATEWAY:VPC` (`igw-0abc:vpc-0def`), as Terraform names an attachment.
@@ -172,7 +164,7 @@ impl Resource for InternetGatewayAttachment {
             )
             .into());
         };
-        Self::attached(ctx, &ec2::client(ctx)?, gateway, vpc).await
+        Self::attached(ctx, gateway, vpc).await
     }
 
     /// The gateway attached to the VPC, whoever attached it (an attachment has no tags: the
@@ -182,6 +174,26 @@ impl Resource for InternetGatewayAttachment {
         ctx: &Context,
     ) -> Result<Option<InternetGatewayAttachmentOutputs>, ResourceError> {
         let (gateway, vpc) = self.ids()?;
-        Self::attached(ctx, &ec2::client(ctx)?, gateway, vpc).await
+        Self::attached(ctx, gateway, vpc).await
+    }
+}
+
+/// Detaches gateway `id` from `vpc`; done when it is not attached (any more).
+pub(super) async fn detach(ctx: &Context, id: &str, vpc: &str) -> Result<(), ResourceError> {
+    let client = ec2::client(ctx)?;
+    // DependencyViolation while public IPs in the VPC are still mapped (tasks stopping).
+    let detached = ec2::delete_when_free(
+        ctx,
+        "DetachInternetGateway",
+        ec2::delete_budget::GATEWAY_DETACH,
+        || {
+            let detach = client.detach_internet_gateway().internet_gateway_id(id);
+            detach.vpc_id(vpc).send()
+        },
+    )
+    .await;
+    match detached {
+        Err(e) if e.aws_code() == Some("Gateway.NotAttached") => Ok(()),
+        other => other,
     }
 }

@@ -5,12 +5,15 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::ResourceType;
+use platform_core::error::GoneExt;
+use platform_core::resource::{Idempotent, Once};
 use platform_core::{
-    Context, GoneExt, Observed, Resource, ResourceError, ValidationError, resource_outputs,
+    Context, Observed, Resource, ResourceError, ValidationError, resource_outputs,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::ec2;
+use super::gateway_attachment::detach;
+use crate::ec2::{self, Ec2Object};
 use crate::ids::InternetGatewayId;
 use crate::validate;
 
@@ -33,7 +36,7 @@ resource_outputs! {
     }
 }
 
-impl ec2::Ec2Object for InternetGateway {
+impl Ec2Object for InternetGateway {
     const NOUN: &'static str = "internet gateway";
     type Described = aws_sdk_ec2::types::InternetGateway;
 
@@ -45,11 +48,12 @@ impl ec2::Ec2Object for InternetGateway {
     );
 
     fn outputs_of(g: &Self::Described) -> Option<(String, InternetGatewayOutputs)> {
-        let id = g.internet_gateway_id()?.to_owned();
+        let id = g.internet_gateway_id()?;
+        let internet_gateway_id = InternetGatewayId::new(id);
         Some((
-            id.clone(),
+            id.to_owned(),
             InternetGatewayOutputs {
-                internet_gateway_id: InternetGatewayId::new(id),
+                internet_gateway_id,
             },
         ))
     }
@@ -66,26 +70,14 @@ impl Resource for InternetGateway {
 
     async fn create(&self, ctx: &Context) -> Result<InternetGatewayOutputs, ResourceError> {
         let client = ec2::client(ctx)?;
+        let tags = ec2::tag_spec(ctx, ResourceType::InternetGateway, &self.tags);
         let out = ctx
-            .call_once("CreateInternetGateway", || {
-                client
-                    .create_internet_gateway()
-                    .tag_specifications(ec2::tag_spec(
-                        ctx,
-                        ResourceType::InternetGateway,
-                        &self.tags,
-                    ))
-                    .send()
+            .call("CreateInternetGateway", Once, || {
+                let create = client.create_internet_gateway();
+                create.tag_specifications(tags.clone()).send()
             })
             .await?;
-        let id = out
-            .internet_gateway()
-            .and_then(|g| g.internet_gateway_id())
-            .ok_or_else(|| ResourceError::missing("CreateInternetGateway", "a gateway id"))?
-            .to_owned();
-        Ok(InternetGatewayOutputs {
-            internet_gateway_id: InternetGatewayId::new(id),
-        })
+        ec2::created::<Self>("CreateInternetGateway", out.internet_gateway())
     }
 
     async fn read(
@@ -93,12 +85,9 @@ impl Resource for InternetGateway {
         ctx: &Context,
         outputs: &InternetGatewayOutputs,
     ) -> Result<Option<Observed<Self>>, ResourceError> {
-        let client = ec2::client(ctx)?;
         let id = outputs.internet_gateway_id.as_str();
-        let Some(g) = ec2::describe_id::<InternetGateway>(ctx, &client, id).await? else {
-            return Ok(None);
-        };
-        Ok(Some(Observed {
+        let found = ec2::describe_id::<Self>(ctx, id).await?;
+        Ok(found.map(|g| Observed {
             inputs: InternetGateway {
                 tags: ec2::user_tags(g.tags()),
             },
@@ -112,9 +101,8 @@ impl Resource for InternetGateway {
         previous: &Self,
         outputs: &InternetGatewayOutputs,
     ) -> Result<InternetGatewayOutputs, ResourceError> {
-        let client = ec2::client(ctx)?;
         let id = outputs.internet_gateway_id.as_str();
-        ec2::update_tags(ctx, &client, id, &previous.tags, &self.tags).await?;
+        ec2::update_tags(ctx, id, &previous.tags, &self.tags).await?;
         Ok(outputs.clone())
     }
 
@@ -123,17 +111,17 @@ impl Resource for InternetGateway {
         ctx: &Context,
         outputs: &InternetGatewayOutputs,
     ) -> Result<(), ResourceError> {
-        let client = ec2::client(ctx)?;
         let id = outputs.internet_gateway_id.as_str();
-        let Some(g) = ec2::describe_id::<InternetGateway>(ctx, &client, id).await? else {
+        let Some(g) = ec2::describe_id::<Self>(ctx, id).await? else {
             return Ok(());
         };
         // Its attachment is deleted first (it depends on the gateway); one made outside the stack
         // would refuse the delete, so it goes too.
         for vpc in g.attachments().iter().filter_map(|a| a.vpc_id()) {
-            detach(ctx, &client, id, vpc).await?;
+            detach(ctx, id, vpc).await?;
         }
-        ctx.call("DeleteInternetGateway", || {
+        let client = ec2::client(ctx)?;
+        ctx.call("DeleteInternetGateway", Idempotent, || {
             client
                 .delete_internet_gateway()
                 .internet_gateway_id(id)
@@ -143,49 +131,5 @@ impl Resource for InternetGateway {
         .gone_is_ok()
     }
 
-    /// By internet gateway id (`igw-...`).
-    async fn import(
-        &self,
-        ctx: &Context,
-        id: &str,
-    ) -> Result<Option<InternetGatewayOutputs>, ResourceError> {
-        ec2::import::<Self>(ctx, id).await
-    }
-
-    async fn find(&self, ctx: &Context) -> Result<Option<InternetGatewayOutputs>, ResourceError> {
-        ec2::find::<Self>(ctx).await
-    }
-
-    async fn find_all(&self, ctx: &Context) -> Result<Vec<InternetGatewayOutputs>, ResourceError> {
-        ec2::find_all::<Self>(ctx).await
-    }
-}
-
-/// Detaches gateway `id` from `vpc`; done when it is not attached (any more).
-pub(super) async fn detach(
-    ctx: &Context,
-    client: &aws_sdk_ec2::Client,
-    id: &str,
-    vpc: &str,
-) -> Result<(), ResourceError> {
-    // DependencyViolation while public IPs in the VPC are still mapped (tasks stopping).
-    let detached = ctx
-        .call_within(
-            "DetachInternetGateway",
-            ec2::delete_budget::GATEWAY_DETACH,
-            |e| e.has_code("DependencyViolation"),
-            || {
-                client
-                    .detach_internet_gateway()
-                    .internet_gateway_id(id)
-                    .vpc_id(vpc)
-                    .send()
-            },
-        )
-        .await
-        .gone_is_ok();
-    match detached {
-        Err(e) if e.aws_code() == Some("Gateway.NotAttached") => Ok(()),
-        other => other.map(|_| ()),
-    }
+    platform_core::lookups!(ec2);
 }

@@ -1,10 +1,12 @@
 //! `ec2:route-table`: a route table in a VPC and its routes to internet gateways.
 
+use platform_core::resource::{Idempotent, Once};
 use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::{ResourceType, RouteOrigin};
 use platform_core::{
-    Context, GoneExt, Input, Observed, Resource, ResourceError, ValidationError, resource_outputs,
+    Context, Input, Observed, Resource, ResourceError, ValidationError, error::GoneExt,
+    resource_outputs,
 };
 use serde::{Deserialize, Serialize};
 
@@ -190,9 +192,9 @@ impl Resource for RouteTable {
         let client = ec2::client(ctx)?;
         let vpc = self.vpc_id.get()?;
         let out = ctx
-            .call_once_retrying(
+            .call(
                 "CreateRouteTable",
-                |e| e.is_not_found(),
+                Once.retrying(|e| e.is_not_found()),
                 || {
                     client
                         .create_route_table()
@@ -228,9 +230,8 @@ impl Resource for RouteTable {
         ctx: &Context,
         outputs: &RouteTableOutputs,
     ) -> Result<Option<Observed<Self>>, ResourceError> {
-        let client = ec2::client(ctx)?;
         let id = outputs.route_table_id.as_str();
-        let Some(t) = ec2::describe_id::<RouteTable>(ctx, &client, id).await? else {
+        let Some(t) = ec2::describe_id::<RouteTable>(ctx, id).await? else {
             return Ok(None);
         };
         let (routes, other_routes) = routes_from(t.routes());
@@ -261,7 +262,7 @@ impl Resource for RouteTable {
             .filter(|r| !self.other_routes.contains(r))
         {
             let (kind, dest) = r.destination.split_once(':').unwrap_or(("cidr", ""));
-            ctx.call("DeleteRoute", || {
+            ctx.call("DeleteRoute", Idempotent, || {
                 let call = client.delete_route().route_table_id(id);
                 match kind {
                     "ipv6" => call.destination_ipv6_cidr_block(dest),
@@ -275,7 +276,7 @@ impl Resource for RouteTable {
         }
         self.converge_routes(ctx, &client, id, &previous.route_map()?)
             .await?;
-        ec2::update_tags(ctx, &client, id, &previous.tags, &self.tags).await?;
+        ec2::update_tags(ctx, id, &previous.tags, &self.tags).await?;
         Ok(outputs.clone())
     }
 
@@ -295,22 +296,7 @@ impl Resource for RouteTable {
         .await
     }
 
-    /// By route table id (`rtb-...`).
-    async fn import(
-        &self,
-        ctx: &Context,
-        id: &str,
-    ) -> Result<Option<RouteTableOutputs>, ResourceError> {
-        ec2::import::<Self>(ctx, id).await
-    }
-
-    async fn find(&self, ctx: &Context) -> Result<Option<RouteTableOutputs>, ResourceError> {
-        ec2::find::<Self>(ctx).await
-    }
-
-    async fn find_all(&self, ctx: &Context) -> Result<Vec<RouteTableOutputs>, ResourceError> {
-        ec2::find_all::<Self>(ctx).await
-    }
+    platform_core::lookups!(ec2);
 }
 
 impl RouteTable {
@@ -328,7 +314,7 @@ impl RouteTable {
             match current.get(dest) {
                 Some(old) if old == gw => {}
                 Some(_) => {
-                    ctx.call("ReplaceRoute", || {
+                    ctx.call("ReplaceRoute", Idempotent, || {
                         client
                             .replace_route()
                             .route_table_id(id)
@@ -339,24 +325,20 @@ impl RouteTable {
                     .await?;
                 }
                 None => {
-                    ctx.call_once_retrying(
-                        "CreateRoute",
-                        |e| e.is_not_found(),
-                        || {
-                            client
-                                .create_route()
-                                .route_table_id(id)
-                                .destination_cidr_block(*dest)
-                                .gateway_id(*gw)
-                                .send()
-                        },
-                    )
+                    ctx.call("CreateRoute", Once.retrying(|e| e.is_not_found()), || {
+                        client
+                            .create_route()
+                            .route_table_id(id)
+                            .destination_cidr_block(*dest)
+                            .gateway_id(*gw)
+                            .send()
+                    })
                     .await?;
                 }
             }
         }
         for dest in current.keys().filter(|d| !desired.contains_key(*d)) {
-            ctx.call("DeleteRoute", || {
+            ctx.call("DeleteRoute", Idempotent, || {
                 client
                     .delete_route()
                     .route_table_id(id)

@@ -1,5 +1,6 @@
 //! `ec2:security-group`: a security group whose rules are a set, diffed into authorize / revoke calls.
 
+use platform_core::resource::{Idempotent, Once};
 use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_ec2::types::{
@@ -311,7 +312,7 @@ impl SecurityGroup {
             return Ok(());
         }
         if egress {
-            ctx.call("RevokeSecurityGroupEgress", || {
+            ctx.call("RevokeSecurityGroupEgress", Idempotent, || {
                 client
                     .revoke_security_group_egress()
                     .group_id(id)
@@ -320,7 +321,7 @@ impl SecurityGroup {
             })
             .await?;
         } else {
-            ctx.call("RevokeSecurityGroupIngress", || {
+            ctx.call("RevokeSecurityGroupIngress", Idempotent, || {
                 client
                     .revoke_security_group_ingress()
                     .group_id(id)
@@ -344,9 +345,9 @@ impl SecurityGroup {
         Self::revoke(ctx, client, id, true, perms(&egress.revoke)).await?;
         if !ingress.authorize.is_empty() {
             let p = perms(&ingress.authorize);
-            ctx.call_once_retrying(
+            ctx.call(
                 "AuthorizeSecurityGroupIngress",
-                |e| e.is_not_found(),
+                Once.retrying(|e| e.is_not_found()),
                 || {
                     client
                         .authorize_security_group_ingress()
@@ -359,9 +360,9 @@ impl SecurityGroup {
         }
         if !egress.authorize.is_empty() {
             let p = perms(&egress.authorize);
-            ctx.call_once_retrying(
+            ctx.call(
                 "AuthorizeSecurityGroupEgress",
-                |e| e.is_not_found(),
+                Once.retrying(|e| e.is_not_found()),
                 || {
                     client
                         .authorize_security_group_egress()
@@ -442,9 +443,9 @@ impl Resource for SecurityGroup {
         let client = ec2::client(ctx)?;
         let vpc = self.vpc_id.get()?;
         let out = ctx
-            .call_once_retrying(
+            .call(
                 "CreateSecurityGroup",
-                |e| e.is_not_found(),
+                Once.retrying(|e| e.is_not_found()),
                 || {
                     client
                         .create_security_group()
@@ -472,9 +473,9 @@ impl Resource for SecurityGroup {
         // AWS gives a new group one egress rule (all traffic to 0.0.0.0/0) and no ingress; read what
         // this endpoint actually gave rather than assume it.
         let created = ctx
-            .call_retrying(
+            .call(
                 "DescribeSecurityGroups",
-                |e| e.is_not_found(),
+                Idempotent.retrying(|e| e.is_not_found()),
                 || client.describe_security_groups().group_ids(&id).send(),
             )
             .await?;
@@ -507,9 +508,8 @@ impl Resource for SecurityGroup {
         ctx: &Context,
         outputs: &SecurityGroupOutputs,
     ) -> Result<Option<Observed<Self>>, ResourceError> {
-        let client = ec2::client(ctx)?;
         let id = outputs.group_id.as_str();
-        let Some(g) = ec2::describe_id::<SecurityGroup>(ctx, &client, id).await? else {
+        let Some(g) = ec2::describe_id::<SecurityGroup>(ctx, id).await? else {
             return Ok(None);
         };
         let (ingress, other_ingress) = rules_from(g.ip_permissions());
@@ -564,7 +564,7 @@ impl Resource for SecurityGroup {
             diff_rules(&previous.egress, &self.egress),
         )
         .await?;
-        ec2::update_tags(ctx, &client, id, &previous.tags, &self.tags).await?;
+        ec2::update_tags(ctx, id, &previous.tags, &self.tags).await?;
         Ok(outputs.clone())
     }
 

@@ -1,5 +1,6 @@
 //! `ec2:subnet`: a subnet in one availability zone, with public IPs on launch or not.
 
+use platform_core::resource::{Idempotent, Once};
 use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
@@ -86,9 +87,9 @@ impl Subnet {
         let v = AttributeBooleanValue::builder()
             .value(self.map_public_ip_on_launch)
             .build();
-        ctx.call_retrying(
+        ctx.call(
             "ModifySubnetAttribute",
-            |e| e.is_not_found(),
+            Idempotent.retrying(|e| e.is_not_found()),
             || {
                 client
                     .modify_subnet_attribute()
@@ -154,19 +155,15 @@ impl Resource for Subnet {
         let zone = self.zone(ctx).await?;
         let vpc = self.vpc_id.get()?;
         let out = ctx
-            .call_once_retrying(
-                "CreateSubnet",
-                |e| e.is_not_found(),
-                || {
-                    client
-                        .create_subnet()
-                        .vpc_id(vpc.as_str())
-                        .cidr_block(&self.cidr_block)
-                        .availability_zone(&zone)
-                        .tag_specifications(ec2::tag_spec(ctx, ResourceType::Subnet, &self.tags))
-                        .send()
-                },
-            )
+            .call("CreateSubnet", Once.retrying(|e| e.is_not_found()), || {
+                client
+                    .create_subnet()
+                    .vpc_id(vpc.as_str())
+                    .cidr_block(&self.cidr_block)
+                    .availability_zone(&zone)
+                    .tag_specifications(ec2::tag_spec(ctx, ResourceType::Subnet, &self.tags))
+                    .send()
+            })
             .await?;
         let id = out
             .subnet()
@@ -191,9 +188,8 @@ impl Resource for Subnet {
         ctx: &Context,
         outputs: &SubnetOutputs,
     ) -> Result<Option<Observed<Self>>, ResourceError> {
-        let client = ec2::client(ctx)?;
         let id = outputs.subnet_id.as_str();
-        let Some(s) = ec2::describe_id::<Subnet>(ctx, &client, id).await? else {
+        let Some(s) = ec2::describe_id::<Subnet>(ctx, id).await? else {
             return Ok(None);
         };
         let zone = s.availability_zone().unwrap_or_default().to_owned();
@@ -229,7 +225,7 @@ impl Resource for Subnet {
         if self.map_public_ip_on_launch != previous.map_public_ip_on_launch {
             self.set_public_ip(ctx, &client, id).await?;
         }
-        ec2::update_tags(ctx, &client, id, &previous.tags, &self.tags).await?;
+        ec2::update_tags(ctx, id, &previous.tags, &self.tags).await?;
         Ok(outputs.clone())
     }
 
@@ -243,20 +239,5 @@ impl Resource for Subnet {
         .await
     }
 
-    /// By subnet id (`subnet-...`).
-    async fn import(
-        &self,
-        ctx: &Context,
-        id: &str,
-    ) -> Result<Option<SubnetOutputs>, ResourceError> {
-        ec2::import::<Self>(ctx, id).await
-    }
-
-    async fn find(&self, ctx: &Context) -> Result<Option<SubnetOutputs>, ResourceError> {
-        ec2::find::<Self>(ctx).await
-    }
-
-    async fn find_all(&self, ctx: &Context) -> Result<Vec<SubnetOutputs>, ResourceError> {
-        ec2::find_all::<Self>(ctx).await
-    }
+    platform_core::lookups!(ec2);
 }

@@ -1,5 +1,6 @@
 //! `ec2:vpc`: the VPC, its DNS attributes and tags.
 
+use platform_core::resource::{Idempotent, Once};
 use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, VpcAttributeName};
@@ -45,9 +46,9 @@ async fn set_attribute(
 ) -> Result<(), ResourceError> {
     let v = AttributeBooleanValue::builder().value(value).build();
     // A VPC just created may not be visible to every EC2 endpoint yet.
-    ctx.call_retrying(
+    ctx.call(
         "ModifyVpcAttribute",
-        |e| e.is_not_found(),
+        Idempotent.retrying(|e| e.is_not_found()),
         || {
             let b = client.modify_vpc_attribute().vpc_id(id);
             match attribute {
@@ -68,7 +69,7 @@ async fn get_attribute(
     attribute: VpcAttributeName,
 ) -> Result<bool, ResourceError> {
     let out = ctx
-        .call("DescribeVpcAttribute", || {
+        .call("DescribeVpcAttribute", Idempotent, || {
             client
                 .describe_vpc_attribute()
                 .vpc_id(id)
@@ -118,7 +119,7 @@ impl Resource for Vpc {
     async fn create(&self, ctx: &Context) -> Result<VpcOutputs, ResourceError> {
         let client = ec2::client(ctx)?;
         let out = ctx
-            .call_once("CreateVpc", || {
+            .call("CreateVpc", Once, || {
                 client
                     .create_vpc()
                     .cidr_block(&self.cidr_block)
@@ -149,7 +150,7 @@ impl Resource for Vpc {
     ) -> Result<Option<Observed<Self>>, ResourceError> {
         let client = ec2::client(ctx)?;
         let id = outputs.vpc_id.as_str();
-        let Some(vpc) = ec2::describe_id::<Vpc>(ctx, &client, id).await? else {
+        let Some(vpc) = ec2::describe_id::<Vpc>(ctx, id).await? else {
             return Ok(None);
         };
         let cidr = vpc.cidr_block().unwrap_or_default().to_owned();
@@ -195,7 +196,7 @@ impl Resource for Vpc {
             previous.enable_dns_hostnames,
         )
         .await?;
-        ec2::update_tags(ctx, &client, id, &previous.tags, &self.tags).await?;
+        ec2::update_tags(ctx, id, &previous.tags, &self.tags).await?;
         Ok(outputs.clone())
     }
 
@@ -209,18 +210,7 @@ impl Resource for Vpc {
         .await
     }
 
-    /// By VPC id (`vpc-...`).
-    async fn import(&self, ctx: &Context, id: &str) -> Result<Option<VpcOutputs>, ResourceError> {
-        ec2::import::<Self>(ctx, id).await
-    }
-
-    async fn find(&self, ctx: &Context) -> Result<Option<VpcOutputs>, ResourceError> {
-        ec2::find::<Self>(ctx).await
-    }
-
-    async fn find_all(&self, ctx: &Context) -> Result<Vec<VpcOutputs>, ResourceError> {
-        ec2::find_all::<Self>(ctx).await
-    }
+    platform_core::lookups!(ec2);
 }
 
 impl Vpc {

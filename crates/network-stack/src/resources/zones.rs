@@ -2,6 +2,7 @@
 //! a subnet declared by zone index does not look them up after it.
 
 use aws_sdk_ec2::types::Filter;
+use platform_core::resource::Idempotent;
 use platform_core::{Context, Observed, Resource, ResourceError, resource_outputs};
 use serde::{Deserialize, Serialize};
 
@@ -24,7 +25,7 @@ resource_outputs! {
 pub(crate) async fn available_zones(ctx: &Context) -> Result<Vec<String>, ResourceError> {
     let client = ec2::client(ctx)?;
     let out = ctx
-        .call("DescribeAvailabilityZones", || {
+        .call("DescribeAvailabilityZones", Idempotent, || {
             client
                 .describe_availability_zones()
                 .filters(Filter::builder().name("state").values("available").build())

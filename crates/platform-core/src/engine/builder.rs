@@ -168,7 +168,7 @@ impl EngineBuilder {
     }
 
     /// How long to wait for a stack's lock held by someone else before failing with
-    /// [`StateError::Locked`](crate::StateError::Locked) (default: not at all). While waiting, an
+    /// [`StateError::Locked`](crate::error::StateError::Locked) (default: not at all). While waiting, an
     /// [`Event::LockWait`] says who holds it.
     #[must_use]
     pub fn lock_timeout(mut self, timeout: Duration) -> Self {
@@ -178,7 +178,7 @@ impl EngineBuilder {
 
     /// How long the next run looks for the instance of a create that was interrupted (the process
     /// killed, the answer lost) before it creates one, counted from the interrupted create's intent
-    /// (default [`DEFAULT_SETTLE_WINDOW`](crate::DEFAULT_SETTLE_WINDOW), 2 minutes). AWS may show a
+    /// (default [`DEFAULT_SETTLE_WINDOW`](crate::engine::DEFAULT_SETTLE_WINDOW), 2 minutes). AWS may show a
     /// new resource to its list and describe calls late, and may carry out a request after its
     /// sender died: an instance that appears within the window is adopted, not made twice. A run
     /// that starts after the window has passed looks once. Shorter windows are for emulators.

@@ -1,6 +1,7 @@
 //! The executor: one run over a locked stack; ops started as their dependencies allow, bounded by the
 //! limits, until done, failed or cancelled.
 
+use crate::sync::Locked;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -135,11 +136,7 @@ impl Run {
             if let Some(group) = &self.inner.links.group {
                 group.applied(&self.inner.stack, name, outputs.clone());
             }
-            self.inner
-                .outputs
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(name.to_owned(), outputs);
+            self.inner.outputs.locked().insert(name.to_owned(), outputs);
         }
         drop(guard);
         if !ops.is_empty() {
@@ -149,12 +146,7 @@ impl Run {
             let resources = Arc::new(desired.resources.clone());
             self.execute(ops, resources).await?;
         }
-        let outputs = self
-            .inner
-            .outputs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let outputs = self.inner.outputs.locked().clone();
         Ok(outputs)
     }
 
@@ -181,7 +173,7 @@ impl Run {
             .map(|(i, o)| (o.resource.clone(), i))
             .collect();
         let (early_tx, mut early_rx) = mpsc::unbounded_channel::<String>();
-        *self.inner.early.lock().unwrap_or_else(|p| p.into_inner()) = Some(early_tx);
+        *self.inner.early.locked() = Some(early_tx);
         let ops = Arc::new(ops);
         let mut set: JoinSet<(usize, Result<(), Error>)> = JoinSet::new();
         let mut completed = 0usize;
@@ -223,7 +215,7 @@ impl Run {
                 }
             }
         }
-        *self.inner.early.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.inner.early.locked() = None;
         let cancelled = self.inner.cancel.is_cancelled();
         // A wait that ended because of the cancellation is the cancellation, not a failure.
         if let Some(e) = first_error.filter(|e| !(cancelled && e.is_cancelled_wait())) {
@@ -337,12 +329,7 @@ impl RunInner {
             group.deleted(&self.stack, name);
         }
         if let (Ok(()), OpKind::Forward(..), Some(group)) = (&result, &op.kind, &self.links.group) {
-            let outputs = self
-                .outputs
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(name)
-                .cloned();
+            let outputs = self.outputs.locked().get(name).cloned();
             if let Some(outputs) = outputs {
                 group.applied(&self.stack, name, outputs);
             }
@@ -430,7 +417,7 @@ impl RunInner {
         decl: &crate::stack::Declaration,
     ) -> Result<Value, Error> {
         let external = self.external_inputs(decl).await?;
-        let outputs = self.outputs.lock().unwrap_or_else(|p| p.into_inner());
+        let outputs = self.outputs.locked();
         let value_of = |t: &RefTarget| -> Option<Value> {
             match &t.stack {
                 Some(stack) => external

@@ -1,5 +1,6 @@
 //! The concurrency bounds shared by every run of an engine: overall and per AWS service.
 
+use crate::sync::Locked;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -41,8 +42,7 @@ impl Limits {
             Some(s) => s.clone(),
             None => self
                 .extra
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
+                .locked()
                 .entry(service.to_owned())
                 .or_insert_with(|| Arc::new(Semaphore::new(self.default)))
                 .clone(),

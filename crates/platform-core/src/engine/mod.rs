@@ -23,7 +23,7 @@ use crate::types::ProviderInfo;
 
 mod builder;
 mod executor;
-pub(crate) mod group;
+mod group;
 mod limits;
 mod refresh;
 mod report;
@@ -32,6 +32,7 @@ mod steps;
 
 pub use builder::{CallTimeouts, EngineBuilder};
 use executor::{Links, Run, Summary};
+pub use group::StackGroup;
 use limits::Limits;
 pub use report::{
     DestroyReport, Drift, DriftField, ImportReport, RefreshReport, UpOptions, UpReport,

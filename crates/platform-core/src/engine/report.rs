@@ -14,6 +14,7 @@ use crate::types::Counts;
 
 /// What [`Engine::up_with`](crate::Engine::up_with) did.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct UpReport<O> {
     /// The stack's outputs.
     pub outputs: O,
@@ -31,6 +32,7 @@ pub struct UpReport<O> {
 
 /// What [`Engine::import`](crate::Engine::import) recorded.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[non_exhaustive]
 pub struct ImportReport {
     /// The stack.
     pub stack: String,
@@ -44,6 +46,7 @@ pub struct ImportReport {
 
 /// What [`Engine::refresh_report`](crate::Engine::refresh_report) and [`Engine::preview_refreshed`](crate::Engine::preview_refreshed) found.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[non_exhaustive]
 pub struct RefreshReport {
     /// The plan `up` would make against the live resources.
     pub plan: Plan,
@@ -60,6 +63,7 @@ pub struct RefreshReport {
 
 /// A recorded resource that is not as recorded.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[non_exhaustive]
 pub struct Drift {
     /// Its logical name.
     pub resource: String,
@@ -73,6 +77,7 @@ pub struct Drift {
 
 /// One input of a resource that differs from what was recorded.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[non_exhaustive]
 pub struct DriftField {
     /// The input's name.
     pub field: String,
@@ -153,6 +158,7 @@ impl UpOptions {
 
 /// What [`Engine::destroy`](crate::Engine::destroy) did.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct DestroyReport {
     /// Resources deleted (deposed instances included).
     pub deleted: usize,

@@ -288,9 +288,10 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::plan::plan;
     use crate::state::StateStore;
     use crate::testing::{FakeCloud, FakeStack};
-    use crate::{Engine, MemoryStateStore, ProviderInfo, plan};
+    use crate::{Engine, MemoryStateStore, ProviderInfo};
 
     /// What `up` of `stack` records, on a fake cloud.
     async fn recorded(stack: &FakeStack) -> StackState {

@@ -1,6 +1,7 @@
 //! The step protocol: an intent recorded before each mutating call, its result after; creates that
 //! never duplicate, updates, deletes, settles.
 
+use crate::sync::Locked;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -103,10 +104,7 @@ impl RunInner {
             // Kept resources are published by `apply`; deletes are steps of their own.
             Action::Same | Action::Delete | Action::DeleteDeposed => return Ok(()),
         };
-        self.outputs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_owned(), outputs);
+        self.outputs.locked().insert(name.to_owned(), outputs);
         Ok(())
     }
 
@@ -392,12 +390,7 @@ impl RunInner {
         if let Some(group) = &self.links.group {
             group.applied(&self.stack, name, outputs.clone());
         }
-        if let Some(early) = self
-            .early
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
+        if let Some(early) = self.early.locked().as_ref() {
             let _ = early.send(name.to_owned());
         }
         Ok(())
@@ -432,10 +425,7 @@ impl RunInner {
             }
         })
         .await?;
-        self.outputs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_owned(), outputs);
+        self.outputs.locked().insert(name.to_owned(), outputs);
         Ok(())
     }
 

@@ -9,6 +9,7 @@ use super::{Enforcement, PlanDocument, Policy, Violation};
 /// A Rego file that cannot be used: unreadable, or not valid Rego.
 #[derive(Debug, thiserror::Error)]
 #[error("{}:{line}: {reason}", file.display())]
+#[non_exhaustive]
 pub struct RegoError {
     /// The file.
     pub file: PathBuf,

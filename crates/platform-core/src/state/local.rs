@@ -1,5 +1,6 @@
 //! The default store: a directory on this machine.
 
+use crate::sync::Locked;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -283,7 +284,7 @@ impl LocalJournal {
     /// Forgets the journal once a whole write holds everything in it.
     async fn clear(&self) -> Result<(), StateError> {
         let mut synced = self.synced.lock().await;
-        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let mut file = self.file.locked();
         file.file = None;
         file.len = 0;
         match fs::remove_file(&self.path) {
@@ -354,7 +355,7 @@ impl Journal for LocalJournal {
     fn append(&self, change: &Change) -> Result<u64, StateError> {
         let mut line = serde_json::to_vec(change).map_err(|e| self.io(std::io::Error::other(e)))?;
         line.push(b'\n');
-        let mut journal = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let mut journal = self.file.locked();
         if let Some(broken) = &journal.broken {
             return Err(self.io(std::io::Error::other(format!(
                 "an earlier append failed ({broken}); nothing more is appended in this run"
@@ -395,8 +396,7 @@ impl Journal for LocalJournal {
             let upto = self.appended.load(Ordering::SeqCst);
             let file = self
                 .file
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
+                .locked()
                 .file
                 .as_ref()
                 .map(File::try_clone)
@@ -465,7 +465,7 @@ struct LocalLock {
 
 impl LocalLock {
     fn unlock(&self) {
-        if let Some(file) = self.file.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(file) = self.file.locked().take() {
             let _ = file.set_len(0);
             let _ = file.unlock();
         }
@@ -477,7 +477,7 @@ impl LocalLock {
         if self.backups == 0 {
             return Ok(());
         }
-        let mut last = self.last_serial.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = self.last_serial.locked();
         let serial = match *last {
             Some(s) => s,
             None => match fs::read(&self.state_path) {
@@ -545,7 +545,7 @@ impl StackLock for LocalLock {
                     path: self.state_path.clone(),
                     source: std::io::Error::other(e),
                 })??;
-            *self.last_serial.lock().unwrap_or_else(|p| p.into_inner()) = Some(state.serial);
+            *self.last_serial.locked() = Some(state.serial);
             self.journal.clear().await
         })
     }
@@ -590,13 +590,7 @@ impl LocalLock {
     /// Writes the state with the journal replayed, when the journal holds anything.
     async fn compact(&self) -> Result<(), StateError> {
         let has_lines = fs::metadata(&self.journal.path).is_ok_and(|m| m.len() > 0);
-        if !has_lines
-            || self
-                .file
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_none()
-        {
+        if !has_lines || self.file.locked().is_none() {
             return Ok(());
         }
         let doc = match fs::read(&self.state_path) {

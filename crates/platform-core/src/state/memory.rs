@@ -1,5 +1,6 @@
 //! An in-memory store, for tests and for tools that keep state elsewhere.
 
+use crate::sync::Locked;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -30,23 +31,20 @@ impl MemoryStateStore {
 
     /// How many writes the store has taken (to check that an intent was recorded).
     pub fn writes(&self) -> u64 {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).writes
+        self.inner.locked().writes
     }
 
     /// Simulates a process killed at a step boundary: the `n`-th write from now (1 = the next) and
     /// every write after it fail, so nothing more is recorded, until [`revive`](Self::revive). What
     /// the run did in the cloud before that stays done.
     pub fn crash_at_write(&self, n: u64) {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = self.inner.locked();
         inner.crash_at = Some(inner.writes + n.max(1));
     }
 
     /// Ends a simulated crash: writes are taken again (the next process).
     pub fn revive(&self) {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .crash_at = None;
+        self.inner.locked().crash_at = None;
     }
 }
 
@@ -60,7 +58,7 @@ struct MemoryLock {
 impl MemoryLock {
     /// Removes the lock if it is still this one (not forced and taken by another since).
     fn unlock(&self) {
-        let mut inner = self.store.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = self.store.inner.locked();
         if inner
             .locked
             .get(&self.stack)
@@ -107,7 +105,7 @@ impl MemoryLock {
 /// durable as it will be): a step costs one resource's record, not a copy of the whole state.
 impl Journal for MemoryLock {
     fn append(&self, change: &Change) -> Result<u64, StateError> {
-        let mut inner = self.store.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = self.store.inner.locked();
         self.admit(&mut inner)?;
         let writes = inner.writes;
         let state = inner
@@ -126,7 +124,7 @@ impl Journal for MemoryLock {
 impl StackLock for MemoryLock {
     fn write<'a>(&'a self, state: &'a StackState) -> BoxFuture<'a, Result<(), StateError>> {
         Box::pin(async move {
-            let mut inner = self.store.inner.lock().unwrap_or_else(|p| p.into_inner());
+            let mut inner = self.store.inner.locked();
             self.admit(&mut inner)?;
             inner.states.insert(self.stack.clone(), state.clone());
             Ok(())
@@ -139,7 +137,7 @@ impl StackLock for MemoryLock {
 
     fn remove(&self) -> BoxFuture<'_, Result<(), StateError>> {
         Box::pin(async move {
-            let mut inner = self.store.inner.lock().unwrap_or_else(|p| p.into_inner());
+            let mut inner = self.store.inner.locked();
             inner.states.remove(&self.stack);
             Ok(())
         })
@@ -161,7 +159,7 @@ impl StateStore for MemoryStateStore {
     ) -> BoxFuture<'a, Result<Box<dyn StackLock>, StateError>> {
         Box::pin(async move {
             validate_stack_name(stack)?;
-            let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            let mut inner = self.inner.locked();
             if let Some(holder) = inner.locked.get(stack) {
                 return Err(StateError::Locked {
                     stack: stack.to_owned(),
@@ -183,55 +181,27 @@ impl StateStore for MemoryStateStore {
     fn read<'a>(&'a self, stack: &'a str) -> BoxFuture<'a, Result<Option<StackState>, StateError>> {
         Box::pin(async move {
             validate_stack_name(stack)?;
-            Ok(self
-                .inner
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .states
-                .get(stack)
-                .cloned())
+            Ok(self.inner.locked().states.get(stack).cloned())
         })
     }
 
     fn list(&self) -> BoxFuture<'_, Result<Vec<String>, StateError>> {
         Box::pin(async move {
-            let mut names: Vec<String> = self
-                .inner
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .states
-                .keys()
-                .cloned()
-                .collect();
+            let mut names: Vec<String> = self.inner.locked().states.keys().cloned().collect();
             names.sort();
             Ok(names)
         })
     }
 
     fn holder<'a>(&'a self, stack: &'a str) -> BoxFuture<'a, Result<Option<LockInfo>, StateError>> {
-        Box::pin(async move {
-            Ok(self
-                .inner
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .locked
-                .get(stack)
-                .cloned())
-        })
+        Box::pin(async move { Ok(self.inner.locked().locked.get(stack).cloned()) })
     }
 
     fn force_unlock<'a>(
         &'a self,
         stack: &'a str,
     ) -> BoxFuture<'a, Result<Option<LockInfo>, StateError>> {
-        Box::pin(async move {
-            Ok(self
-                .inner
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .locked
-                .remove(stack))
-        })
+        Box::pin(async move { Ok(self.inner.locked().locked.remove(stack)) })
     }
 
     fn location(&self) -> String {

@@ -63,8 +63,9 @@ use serde_json::Value;
 
 use crate::error::{StateError, ValidationError};
 use crate::types::BoxFuture;
-use crate::types::LockInfo;
 use crate::types::ProviderInfo;
+
+pub use crate::types::LockInfo;
 
 mod local;
 mod memory;
@@ -215,6 +216,7 @@ pub struct Pending {
 /// The mutating operations the engine records intents for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum PendingOp {
     /// A create.
     Create,
@@ -364,7 +366,7 @@ pub trait StateStore: Send + Sync + fmt::Debug {
 /// a digit, `-` or `_`.
 ///
 /// ```
-/// use platform_core::validate_stack_name;
+/// use platform_core::state::validate_stack_name;
 /// validate_stack_name("network").unwrap();
 /// assert_eq!(
 ///     validate_stack_name("../iam").unwrap_err().to_string(),

@@ -15,6 +15,7 @@
 //! refused because it already exists is ours when the lock holds our id, and a state write refused
 //! because the ETag moved is ours when the object holds exactly our bytes.
 
+use crate::sync::Locked;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -476,11 +477,7 @@ impl StackLock for S3Lock {
                 backup: None,
                 source,
             })?;
-            let expected = l
-                .state_etag
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
+            let expected = l.state_etag.locked().clone();
             let put = l
                 .client
                 .put_object()
@@ -509,7 +506,7 @@ impl StackLock for S3Lock {
                 }
                 Err(e) => return Err(backend(location, "PutObject", e)),
             };
-            *l.state_etag.lock().unwrap_or_else(|p| p.into_inner()) = etag;
+            *l.state_etag.locked() = etag;
             Ok(())
         })
     }
@@ -524,7 +521,7 @@ impl StackLock for S3Lock {
                 .send()
                 .await
                 .map_err(|e| backend(l.url(&l.state_key), "DeleteObject", e))?;
-            *l.state_etag.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            *l.state_etag.locked() = None;
             Ok(())
         })
     }
