@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification};
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::http::Response as HttpResponse;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use platform_core::{Context, Resource, ResourceError, error::GoneExt, resource::STACK_TAG};
 
 /// The EC2 client, built once per engine with the engine's interceptors (call counting).
@@ -111,6 +114,20 @@ pub(crate) async fn update_tags(
         .await
 }
 
+/// Sends delete call `f`; an object already gone is deleted.
+pub(crate) async fn delete<T, E, F, Fut>(
+    ctx: &Context,
+    operation: &str,
+    f: F,
+) -> Result<(), ResourceError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    ctx.call(operation, Idempotent, f).await.gone_is_ok()
+}
+
 /// How long AWS may refuse to delete (or detach) what a stopped Fargate task's network interface
 /// still uses, with `DependencyViolation`: releasing the interface routinely takes minutes. The
 /// budgets are the delete timeouts Terraform's AWS provider documents for the same resources
@@ -142,20 +159,8 @@ pub(crate) async fn delete_when_free<T, E, F, Fut>(
 ) -> Result<(), ResourceError>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<
-            Output = Result<
-                T,
-                aws_smithy_runtime_api::client::result::SdkError<
-                    E,
-                    aws_smithy_runtime_api::http::Response,
-                >,
-            >,
-        >,
-    E: aws_smithy_types::error::metadata::ProvideErrorMetadata
-        + std::error::Error
-        + Send
-        + Sync
-        + 'static,
+    Fut: std::future::Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     ctx.call(
         operation,

@@ -532,6 +532,7 @@ impl Resource for FakeResource {
     type Outputs = FakeOutputs;
     const KIND: &'static str = "fake:resource";
     const SERVICE: &'static str = "fake";
+    const UPDATES_IN_PLACE: bool = true;
 
     /// A new `fixed` replaces; one that ends in `!` collides with the old instance (as a security
     /// group that keeps its name), so the replacement deletes first.
@@ -777,6 +778,7 @@ impl Resource for FakeUnique {
     type Outputs = FakeOutputs;
     const KIND: &'static str = "fake:unique";
     const SERVICE: &'static str = "fake";
+    const UPDATES_IN_PLACE: bool = true;
     const DELETE_BEFORE_REPLACE: bool = true;
 
     fn force_new(&self, previous: &Self) -> crate::ForceNew {

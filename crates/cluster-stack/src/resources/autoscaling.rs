@@ -228,6 +228,7 @@ impl Resource for ServiceScaling {
     type Outputs = ServiceScalingOutputs;
     const KIND: &'static str = "application-autoscaling:ecs-service";
     const SERVICE: &'static str = "application-autoscaling";
+    const UPDATES_IN_PLACE: bool = true;
 
     fn force_new(&self, previous: &Self) -> platform_core::ForceNew {
         platform_core::force_new!(self, previous; cluster, service)

@@ -115,6 +115,7 @@ impl Resource for Cluster {
     type Outputs = EcsClusterOutputs;
     const KIND: &'static str = "ecs:cluster";
     const SERVICE: &'static str = "ecs";
+    const UPDATES_IN_PLACE: bool = true;
     const DELETE_BEFORE_REPLACE: bool = true;
 
     fn force_new(&self, previous: &Self) -> platform_core::ForceNew {

@@ -114,6 +114,7 @@ impl Resource for LogGroup {
     type Outputs = LogGroupOutputs;
     const KIND: &'static str = "logs:log-group";
     const SERVICE: &'static str = "logs";
+    const UPDATES_IN_PLACE: bool = true;
     const DELETE_BEFORE_REPLACE: bool = true;
 
     fn force_new(&self, previous: &Self) -> platform_core::ForceNew {

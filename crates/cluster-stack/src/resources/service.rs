@@ -354,6 +354,7 @@ impl Resource for Service {
     type Outputs = ServiceOutputs;
     const KIND: &'static str = "ecs:service";
     const SERVICE: &'static str = "ecs";
+    const UPDATES_IN_PLACE: bool = true;
     const DELETE_BEFORE_REPLACE: bool = true;
 
     fn force_new(&self, previous: &Self) -> platform_core::ForceNew {

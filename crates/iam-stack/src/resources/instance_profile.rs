@@ -105,6 +105,7 @@ impl Resource for InstanceProfile {
     type Outputs = InstanceProfileOutputs;
     const KIND: &'static str = "iam:instance-profile";
     const SERVICE: &'static str = "iam";
+    const UPDATES_IN_PLACE: bool = true;
     const DELETE_BEFORE_REPLACE: bool = true;
 
     fn force_new(&self, previous: &Self) -> platform_core::ForceNew {

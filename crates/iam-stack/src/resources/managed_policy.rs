@@ -98,6 +98,7 @@ impl Resource for ManagedPolicy {
     type Outputs = PolicyOutputs;
     const KIND: &'static str = "iam:policy";
     const SERVICE: &'static str = "iam";
+    const UPDATES_IN_PLACE: bool = true;
     const DELETE_BEFORE_REPLACE: bool = true;
 
     fn force_new(&self, previous: &Self) -> platform_core::ForceNew {

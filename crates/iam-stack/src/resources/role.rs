@@ -83,6 +83,7 @@ impl Resource for Role {
     type Outputs = RoleOutputs;
     const KIND: &'static str = "iam:role";
     const SERVICE: &'static str = "iam";
+    const UPDATES_IN_PLACE: bool = true;
     const DELETE_BEFORE_REPLACE: bool = true;
 
     fn force_new(&self, previous: &Self) -> platform_core::ForceNew {

@@ -95,6 +95,7 @@ impl Resource for RouteTableAssociation {
     type Outputs = RouteTableAssociationOutputs;
     const KIND: &'static str = "ec2:route-table-association";
     const SERVICE: &'static str = "ec2";
+    const UPDATES_IN_PLACE: bool = true;
 
     fn force_new(&self, previous: &Self) -> platform_core::ForceNew {
         platform_core::force_new!(self, previous; subnet_id)

@@ -5,11 +5,8 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::ResourceType;
-use platform_core::error::GoneExt;
-use platform_core::resource::{Idempotent, Once};
-use platform_core::{
-    Context, Observed, Resource, ResourceError, ValidationError, resource_outputs,
-};
+use platform_core::resource::Once;
+use platform_core::{Context, Observed, Resource, ResourceError, ValidationError};
 use serde::{Deserialize, Serialize};
 
 use super::gateway_attachment::detach;
@@ -28,7 +25,7 @@ pub struct InternetGateway {
     pub tags: BTreeMap<String, String>,
 }
 
-resource_outputs! {
+platform_core::resource_outputs! {
     /// An internet gateway's outputs.
     pub struct InternetGatewayOutputs / InternetGatewayRefs {
         /// The gateway id.
@@ -49,13 +46,7 @@ impl Ec2Object for InternetGateway {
 
     fn outputs_of(g: &Self::Described) -> Option<(String, InternetGatewayOutputs)> {
         let id = g.internet_gateway_id()?;
-        let internet_gateway_id = InternetGatewayId::new(id);
-        Some((
-            id.to_owned(),
-            InternetGatewayOutputs {
-                internet_gateway_id,
-            },
-        ))
+        Some((id.to_owned(), InternetGatewayOutputs::new(id.into())))
     }
 }
 
@@ -63,6 +54,7 @@ impl Resource for InternetGateway {
     type Outputs = InternetGatewayOutputs;
     const KIND: &'static str = "ec2:internet-gateway";
     const SERVICE: &'static str = "ec2";
+    const UPDATES_IN_PLACE: bool = true;
 
     fn validate(&self) -> Result<(), ValidationError> {
         validate::tags("tags", &self.tags)
@@ -71,11 +63,9 @@ impl Resource for InternetGateway {
     async fn create(&self, ctx: &Context) -> Result<InternetGatewayOutputs, ResourceError> {
         let client = ec2::client(ctx)?;
         let tags = ec2::tag_spec(ctx, ResourceType::InternetGateway, &self.tags);
+        let create = client.create_internet_gateway().tag_specifications(tags);
         let out = ctx
-            .call("CreateInternetGateway", Once, || {
-                let create = client.create_internet_gateway();
-                create.tag_specifications(tags.clone()).send()
-            })
+            .call("CreateInternetGateway", Once, || create.clone().send())
             .await?;
         ec2::created::<Self>("CreateInternetGateway", out.internet_gateway())
     }
@@ -120,15 +110,10 @@ impl Resource for InternetGateway {
         for vpc in g.attachments().iter().filter_map(|a| a.vpc_id()) {
             detach(ctx, id, vpc).await?;
         }
-        let client = ec2::client(ctx)?;
-        ctx.call("DeleteInternetGateway", Idempotent, || {
-            client
-                .delete_internet_gateway()
-                .internet_gateway_id(id)
-                .send()
-        })
-        .await
-        .gone_is_ok()
+        let delete = ec2::client(ctx)?
+            .delete_internet_gateway()
+            .internet_gateway_id(id);
+        ec2::delete(ctx, "DeleteInternetGateway", || delete.clone().send()).await
     }
 
     platform_core::lookups!(ec2);

@@ -163,6 +163,7 @@ impl Resource for RouteTable {
     type Outputs = RouteTableOutputs;
     const KIND: &'static str = "ec2:route-table";
     const SERVICE: &'static str = "ec2";
+    const UPDATES_IN_PLACE: bool = true;
 
     fn force_new(&self, previous: &Self) -> platform_core::ForceNew {
         platform_core::force_new!(self, previous; vpc_id)

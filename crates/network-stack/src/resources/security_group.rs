@@ -411,6 +411,7 @@ impl Resource for SecurityGroup {
     type Outputs = SecurityGroupOutputs;
     const KIND: &'static str = "ec2:security-group";
     const SERVICE: &'static str = "ec2";
+    const UPDATES_IN_PLACE: bool = true;
 
     /// A new VPC, name or description is a new group. A group's name is unique in its VPC
     /// (`CreateSecurityGroup` answers `InvalidGroup.Duplicate`): a replacement that keeps both

@@ -125,6 +125,7 @@ impl Resource for Subnet {
     type Outputs = SubnetOutputs;
     const KIND: &'static str = "ec2:subnet";
     const SERVICE: &'static str = "ec2";
+    const UPDATES_IN_PLACE: bool = true;
 
     /// A new VPC, block or zone is a new subnet. Blocks may not overlap in a VPC
     /// (`CreateSubnet` answers `InvalidSubnet.Conflict`): a replacement in the same VPC whose block

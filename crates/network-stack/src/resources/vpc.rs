@@ -106,6 +106,7 @@ impl Resource for Vpc {
     type Outputs = VpcOutputs;
     const KIND: &'static str = "ec2:vpc";
     const SERVICE: &'static str = "ec2";
+    const UPDATES_IN_PLACE: bool = true;
 
     fn force_new(&self, previous: &Self) -> platform_core::ForceNew {
         platform_core::force_new!(self, previous; cidr_block)

@@ -71,7 +71,8 @@ pub struct Observed<R: Resource> {
 /// - An intent is recorded durably before `create`, `update` and `delete`, and the result after; when a
 ///   `create` was interrupted, the next run calls `find` before creating again.
 /// - Only the changes [`force_new`](Self::force_new) names lead to delete-and-create; every other change
-///   is given to `update`.
+///   is given to `update`. A kind that does not set [`UPDATES_IN_PLACE`](Self::UPDATES_IN_PLACE) is
+///   replaced on any change, and its `update` is never called.
 ///
 /// # What implementations must do
 /// - Tag what they create with [`Context::tags`] where the AWS API allows tags, and pass
@@ -92,6 +93,11 @@ pub trait Resource: Serialize + DeserializeOwned + Clone + Send + Sync + 'static
     /// that cannot exist twice). By default the new one is created first and the old one deleted after
     /// everything that used it has been re-pointed.
     const DELETE_BEFORE_REPLACE: bool = false;
+    /// Whether [`update`](Self::update) changes the resource in place. Off by default: a kind that
+    /// does not write `update` plans every change as a replacement (seen in the plan, never refused
+    /// at apply time). A kind that writes `update` sets it, and names in
+    /// [`force_new`](Self::force_new) the fields AWS cannot change in place.
+    const UPDATES_IN_PLACE: bool = false;
 
     /// The changes from `previous` to `self` that cannot be made in place, so that the resource is
     /// replaced (a new one made, the old one deleted). Written with [`force_new!`](crate::force_new),
@@ -266,6 +272,13 @@ impl ForceNew {
         Self::default()
     }
 
+    /// This rule, and every other change replaces the resource too: what a kind without an in-place
+    /// update gets (its delete-first rule kept).
+    pub(crate) fn or_any_change(mut self) -> Self {
+        self.any = true;
+        self
+    }
+
     /// Every change replaces the resource (an immutable one: a task definition revision, a policy
     /// attachment).
     pub fn any_change() -> Self {
@@ -430,6 +443,7 @@ impl<R: Resource> fmt::Debug for Handle<R> {
 /// }
 /// let refs = <VpcOutputs as platform_core::ResourceOutputs>::refs("ecs-vpc");
 /// assert_eq!(refs.vpc_id.target().to_string(), "ecs-vpc.vpc_id");
+/// assert_eq!(VpcOutputs::new("vpc-1".into()).vpc_id, "vpc-1");
 /// ```
 #[macro_export]
 macro_rules! resource_outputs {
@@ -449,6 +463,14 @@ macro_rules! resource_outputs {
         #[derive(Clone, Debug)]
         $vis struct $refs {
             $( $(#[$fmeta])* $fvis $field: $crate::Ref<$ty>, )*
+        }
+
+        impl $name {
+            #[doc = concat!("A [`", stringify!($name), "`] of its fields, in their order.")]
+            #[allow(clippy::too_many_arguments, reason = "one argument per field, in order")]
+            $vis fn new($( $field: $ty ),*) -> Self {
+                Self { $( $field, )* }
+            }
         }
 
         impl $crate::ResourceOutputs for $name {

@@ -57,7 +57,13 @@ impl KindOps {
             force_new: |inputs, previous| {
                 let r: R = decode("inputs", inputs.clone())?;
                 let p: R = decode("previous inputs", previous.clone())?;
-                Ok(r.force_new(&p))
+                let rule = r.force_new(&p);
+                // A kind with no in-place update replaces on any change.
+                Ok(if R::UPDATES_IN_PLACE {
+                    rule
+                } else {
+                    rule.or_any_change()
+                })
             },
             delete_before_replace: R::DELETE_BEFORE_REPLACE,
             create: |ctx, inputs| {
@@ -168,5 +174,74 @@ impl Registry {
     /// The kinds registered.
     pub(crate) fn kinds(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.kinds.keys().copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::{Deserialize, Serialize};
+    use serde_json::json;
+
+    use super::*;
+    use crate::resource::Observed;
+
+    /// A kind whose `fixed` field cannot change in place; `UPDATES` says whether the rest can.
+    #[derive(Clone, Serialize, Deserialize)]
+    struct Kind<const UPDATES: bool> {
+        fixed: String,
+        size: u32,
+    }
+
+    type KindOutputs = crate::testing::FakeOutputs;
+
+    impl<const UPDATES: bool> Resource for Kind<UPDATES> {
+        type Outputs = KindOutputs;
+        const KIND: &'static str = "test:kind";
+        const SERVICE: &'static str = "test";
+        const UPDATES_IN_PLACE: bool = UPDATES;
+
+        fn force_new(&self, previous: &Self) -> ForceNew {
+            crate::force_new!(self, previous; fixed)
+        }
+
+        async fn create(&self, _: &Context) -> Result<KindOutputs, ResourceError> {
+            Ok(KindOutputs::new(String::new()))
+        }
+
+        async fn read(
+            &self,
+            _: &Context,
+            _: &KindOutputs,
+        ) -> Result<Option<Observed<Self>>, ResourceError> {
+            Ok(None)
+        }
+
+        async fn delete(&self, _: &Context, _: &KindOutputs) -> Result<(), ResourceError> {
+            Ok(())
+        }
+
+        async fn find(&self, _: &Context) -> Result<Option<KindOutputs>, ResourceError> {
+            Ok(None)
+        }
+    }
+
+    fn forced<R: Resource>(changed: &str) -> Vec<String> {
+        let old = json!({"fixed": "a", "size": 1});
+        let mut new = old.clone();
+        new[changed] = if changed == "fixed" {
+            json!("b")
+        } else {
+            json!(2)
+        };
+        let rule = (KindOps::of::<R>().force_new)(&new, &old).unwrap();
+        rule.forced([changed.to_owned()])
+    }
+
+    #[test]
+    fn a_kind_without_an_in_place_update_is_replaced_on_any_change() {
+        assert_eq!(forced::<Kind<true>>("size"), Vec::<String>::new());
+        assert_eq!(forced::<Kind<true>>("fixed"), ["fixed"]);
+        assert_eq!(forced::<Kind<false>>("size"), ["size"]);
+        assert_eq!(forced::<Kind<false>>("fixed"), ["fixed"]);
     }
 }
