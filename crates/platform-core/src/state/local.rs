@@ -4,8 +4,8 @@ use crate::sync::Locked;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::{Change, Journal, StackLock, StackState, StateStore, parse_state, validate_stack_name};
 use crate::error::StateError;
@@ -112,7 +112,7 @@ impl LocalStateStore {
         file.rewind().map_err(io)?;
         file.write_all(&text).map_err(io)?;
         file.flush().map_err(io)?;
-        Ok(LocalLock {
+        Ok(LocalLock(Arc::new(LockState {
             stack: stack.to_owned(),
             file: Mutex::new(Some(file)),
             journal: LocalJournal::new(self.journal_path(stack)),
@@ -121,9 +121,73 @@ impl LocalStateStore {
             backups: self.backups,
             dir: self.dir.clone(),
             last_serial: Mutex::new(None),
+        })))
+    }
+
+    /// `stack`'s document with its journal replayed.
+    fn read_sync(&self, stack: &str) -> Result<Option<StackState>, StateError> {
+        validate_stack_name(stack)?;
+        let path = self.state_path(stack);
+        let doc = match fs::read(&path) {
+            Ok(bytes) => match parse_state(&path.display().to_string(), &bytes) {
+                Ok(state) => Some(state),
+                Err(StateError::Corrupt {
+                    location, source, ..
+                }) => {
+                    return Err(StateError::Corrupt {
+                        location,
+                        backup: self.newest_good_backup(stack),
+                        source,
+                    });
+                }
+                Err(e) => return Err(e),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => return Err(StateError::Io { path, source }),
+        };
+        let had_doc = doc.is_some();
+        let journal = self.journal_path(stack);
+        replay(stack, doc, &journal).map_err(|e| match e {
+            // The journal's steps cannot be read: the newest good copy is the document as of
+            // its last whole write (or, with none, the newest backup), the journal set aside.
+            StateError::Corrupt {
+                location, source, ..
+            } => {
+                let set_aside = format!("mv {0} {0}.corrupt", journal.display());
+                let backup = if had_doc {
+                    Some(set_aside)
+                } else {
+                    self.newest_good_backup(stack)
+                        .map(|restore| format!("{restore} && {set_aside}"))
+                };
+                StateError::Corrupt {
+                    location,
+                    backup,
+                    source,
+                }
+            }
+            e => e,
         })
     }
 
+    /// The stacks that have a state document.
+    fn list_sync(&self) -> Result<Vec<String>, StateError> {
+        let entries = fs::read_dir(&self.dir).map_err(|source| StateError::Io {
+            path: self.dir.clone(),
+            source,
+        })?;
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.strip_suffix(".json")
+                    .filter(|s| !s.starts_with('.'))
+                    .map(str::to_owned)
+            })
+            .collect();
+        names.sort();
+        Ok(names)
+    }
     /// Whether someone holds `stack`'s lock now: `None`, or the refusal that names the holder.
     fn held(&self, stack: &str) -> Result<Option<StateError>, StateError> {
         validate_stack_name(stack)?;
@@ -153,6 +217,20 @@ impl LocalStateStore {
             })
             .map(|b| format!("cp {} {}", b.display(), target.display()))
     }
+}
+
+/// Runs `f`, file I/O, on tokio's blocking threads: an engine embedded in a server never stalls its
+/// async workers on the disk.
+async fn off_runtime<T: Send + 'static>(
+    path: &Path,
+    f: impl FnOnce() -> Result<T, StateError> + Send + 'static,
+) -> Result<T, StateError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StateError::Io {
+            path: path.to_owned(),
+            source: std::io::Error::other(e),
+        })?
 }
 
 /// What a refused locker is told; the lock file holds the holder's [`LockInfo`] as JSON (or, from
@@ -450,8 +528,20 @@ fn replay(
     Ok(Some(state))
 }
 
+/// A held lock: [`LockState`] shared with the blocking threads that do its file I/O.
 #[derive(Debug)]
-struct LocalLock {
+struct LocalLock(Arc<LockState>);
+
+impl std::ops::Deref for LocalLock {
+    type Target = LockState;
+
+    fn deref(&self) -> &LockState {
+        &self.0
+    }
+}
+
+#[derive(Debug)]
+struct LockState {
     stack: String,
     file: Mutex<Option<File>>,
     journal: LocalJournal,
@@ -463,7 +553,7 @@ struct LocalLock {
     last_serial: Mutex<Option<u64>>,
 }
 
-impl LocalLock {
+impl LockState {
     fn unlock(&self) {
         if let Some(file) = self.file.locked().take() {
             let _ = file.set_len(0);
@@ -523,7 +613,7 @@ impl LocalLock {
     }
 }
 
-impl Drop for LocalLock {
+impl Drop for LockState {
     fn drop(&mut self) {
         self.unlock();
     }
@@ -537,15 +627,14 @@ impl StackLock for LocalLock {
                 backup: None,
                 source,
             })?;
-            self.keep_backup()?;
-            let path = self.state_path.clone();
-            tokio::task::spawn_blocking(move || write_atomic(&path, &bytes, || Ok(())))
-                .await
-                .map_err(|e| StateError::Io {
-                    path: self.state_path.clone(),
-                    source: std::io::Error::other(e),
-                })??;
-            *self.last_serial.locked() = Some(state.serial);
+            let (lock, serial) = (self.0.clone(), state.serial);
+            off_runtime(&self.state_path, move || {
+                lock.keep_backup()?;
+                write_atomic(&lock.state_path, &bytes, || Ok(()))?;
+                *lock.last_serial.locked() = Some(serial);
+                Ok(())
+            })
+            .await?;
             self.journal.clear().await
         })
     }
@@ -556,22 +645,28 @@ impl StackLock for LocalLock {
 
     fn remove(&self) -> BoxFuture<'_, Result<(), StateError>> {
         Box::pin(async move {
-            self.keep_backup()?;
-            match fs::remove_file(&self.state_path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => {
-                    return Err(StateError::Io {
-                        path: self.state_path.clone(),
+            let lock = self.0.clone();
+            off_runtime(&self.state_path, move || {
+                lock.keep_backup()?;
+                match fs::remove_file(&lock.state_path) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(source) => Err(StateError::Io {
+                        path: lock.state_path.clone(),
                         source,
-                    });
+                    }),
                 }
-            }
+            })
+            .await?;
             self.journal.clear().await?;
-            if let Ok(d) = File::open(&self.dir) {
-                let _ = d.sync_all();
-            }
-            Ok(())
+            let dir = self.dir.clone();
+            off_runtime(&self.dir, move || {
+                if let Ok(d) = File::open(&dir) {
+                    let _ = d.sync_all();
+                }
+                Ok(())
+            })
+            .await
         })
     }
 
@@ -589,21 +684,32 @@ impl StackLock for LocalLock {
 impl LocalLock {
     /// Writes the state with the journal replayed, when the journal holds anything.
     async fn compact(&self) -> Result<(), StateError> {
-        let has_lines = fs::metadata(&self.journal.path).is_ok_and(|m| m.len() > 0);
-        if !has_lines || self.file.locked().is_none() {
+        if self.file.locked().is_none() {
             return Ok(());
         }
-        let doc = match fs::read(&self.state_path) {
-            Ok(bytes) => Some(parse_state(&self.state_path.display().to_string(), &bytes)?),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(source) => {
-                return Err(StateError::Io {
-                    path: self.state_path.clone(),
-                    source,
-                });
+        let lock = self.0.clone();
+        let replayed = off_runtime(&self.journal.path, move || {
+            let has_lines = fs::metadata(&lock.journal.path).is_ok_and(|m| m.len() > 0);
+            if !has_lines {
+                return Ok(None);
             }
+            let doc = match fs::read(&lock.state_path) {
+                Ok(bytes) => Some(parse_state(&lock.state_path.display().to_string(), &bytes)?),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(source) => {
+                    return Err(StateError::Io {
+                        path: lock.state_path.clone(),
+                        source,
+                    });
+                }
+            };
+            replay(&lock.stack, doc, &lock.journal.path).map(Some)
+        })
+        .await?;
+        let Some(replayed) = replayed else {
+            return Ok(());
         };
-        match replay(&self.stack, doc, &self.journal.path)? {
+        match replayed {
             Some(state) => self.write(&state).await,
             None => self.journal.clear().await,
         }
@@ -616,81 +722,27 @@ impl StateStore for LocalStateStore {
         stack: &'a str,
         operation: &'a str,
     ) -> BoxFuture<'a, Result<Box<dyn StackLock>, StateError>> {
-        Box::pin(
-            async move { Ok(Box::new(self.lock_sync(stack, operation)?) as Box<dyn StackLock>) },
-        )
+        let (store, stack, operation) = (self.clone(), stack.to_owned(), operation.to_owned());
+        Box::pin(async move {
+            let lock = off_runtime(&self.dir, move || store.lock_sync(&stack, &operation)).await?;
+            Ok(Box::new(lock) as Box<dyn StackLock>)
+        })
     }
 
     fn read<'a>(&'a self, stack: &'a str) -> BoxFuture<'a, Result<Option<StackState>, StateError>> {
-        Box::pin(async move {
-            validate_stack_name(stack)?;
-            let path = self.state_path(stack);
-            let doc = match fs::read(&path) {
-                Ok(bytes) => match parse_state(&path.display().to_string(), &bytes) {
-                    Ok(state) => Some(state),
-                    Err(StateError::Corrupt {
-                        location, source, ..
-                    }) => {
-                        return Err(StateError::Corrupt {
-                            location,
-                            backup: self.newest_good_backup(stack),
-                            source,
-                        });
-                    }
-                    Err(e) => return Err(e),
-                },
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(source) => return Err(StateError::Io { path, source }),
-            };
-            let had_doc = doc.is_some();
-            let journal = self.journal_path(stack);
-            replay(stack, doc, &journal).map_err(|e| match e {
-                // The journal's steps cannot be read: the newest good copy is the document as of
-                // its last whole write (or, with none, the newest backup), the journal set aside.
-                StateError::Corrupt {
-                    location, source, ..
-                } => {
-                    let set_aside = format!("mv {0} {0}.corrupt", journal.display());
-                    let backup = if had_doc {
-                        Some(set_aside)
-                    } else {
-                        self.newest_good_backup(stack)
-                            .map(|restore| format!("{restore} && {set_aside}"))
-                    };
-                    StateError::Corrupt {
-                        location,
-                        backup,
-                        source,
-                    }
-                }
-                e => e,
-            })
-        })
+        let (store, name) = (self.clone(), stack.to_owned());
+        Box::pin(off_runtime(&self.dir, move || store.read_sync(&name)))
     }
 
     fn list(&self) -> BoxFuture<'_, Result<Vec<String>, StateError>> {
-        Box::pin(async move {
-            let entries = fs::read_dir(&self.dir).map_err(|source| StateError::Io {
-                path: self.dir.clone(),
-                source,
-            })?;
-            let mut names: Vec<String> = entries
-                .filter_map(|e| e.ok())
-                .filter_map(|e| {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    name.strip_suffix(".json")
-                        .filter(|s| !s.starts_with('.'))
-                        .map(str::to_owned)
-                })
-                .collect();
-            names.sort();
-            Ok(names)
-        })
+        let store = self.clone();
+        Box::pin(off_runtime(&self.dir, move || store.list_sync()))
     }
 
     fn holder<'a>(&'a self, stack: &'a str) -> BoxFuture<'a, Result<Option<LockInfo>, StateError>> {
+        let (store, name) = (self.clone(), stack.to_owned());
         Box::pin(async move {
-            match self.held(stack)? {
+            match off_runtime(&self.dir, move || store.held(&name)).await? {
                 None => Ok(None),
                 Some(StateError::Locked {
                     info: Some(info), ..
@@ -716,8 +768,9 @@ impl StateStore for LocalStateStore {
         &'a self,
         stack: &'a str,
     ) -> BoxFuture<'a, Result<Option<LockInfo>, StateError>> {
+        let (store, name) = (self.clone(), stack.to_owned());
         Box::pin(async move {
-            match self.held(stack)? {
+            match off_runtime(&self.dir, move || store.held(&name)).await? {
                 None => Ok(None),
                 Some(StateError::Locked {
                     stack,
@@ -749,6 +802,64 @@ mod tests {
         /// full disk does.
         pub(super) static FAIL_WRITE_AFTER: std::cell::Cell<Option<usize>> =
             const { std::cell::Cell::new(None) };
+    }
+
+    /// A read whose file blocks (a FIFO no one writes yet) leaves the async thread free: on a
+    /// one-thread runtime, the task that writes the FIFO still runs, and the read gets its state.
+    #[test]
+    fn file_io_runs_off_the_async_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStateStore::open(dir.path()).unwrap();
+        let fifo = dir.path().join("s.json");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let doc = serde_json::to_vec(&StackState::new("s")).unwrap();
+        // Were the read on the async thread, the writer task could not run: this thread then
+        // writes instead, after a while, so that the test fails rather than hangs.
+        // Whichever of the two claims the write first writes; the other does not open the FIFO.
+        let claimed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let rescued = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        {
+            let (fifo, doc) = (fifo.clone(), doc.clone());
+            let (claimed, rescued) = (claimed.clone(), rescued.clone());
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_secs(3));
+                if !claimed.swap(true, Ordering::SeqCst) {
+                    rescued.store(true, Ordering::SeqCst);
+                    let _ = std::fs::write(fifo, doc);
+                }
+            });
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let read = rt.block_on(async {
+            let writer = tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                // Opening the FIFO for writing is what lets the reader's open return.
+                tokio::task::spawn_blocking(move || {
+                    if claimed.swap(true, Ordering::SeqCst) {
+                        return Ok(());
+                    }
+                    std::fs::write(fifo, doc)
+                })
+                .await
+            });
+            let read =
+                tokio::time::timeout(std::time::Duration::from_secs(10), store.read("s")).await;
+            writer.await.unwrap().unwrap().unwrap();
+            read
+        });
+        assert!(
+            !rescued.load(Ordering::SeqCst),
+            "the read blocked the runtime's thread"
+        );
+        let state = read.unwrap().unwrap().unwrap();
+        assert_eq!(state.stack, "s");
     }
 
     fn resource_change(serial: u64, resource: &str) -> Change {
