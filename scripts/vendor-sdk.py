@@ -92,6 +92,18 @@ SERVICES = {
         create_session
         """,  # create_session: called by the crate's own S3 Express support (s3_express.rs)
     ),
+    "elasticloadbalancingv2": (
+        "1.134.0",
+        "9c0d9dbd0986fb7e2530f26edd37ea4e32d42835d7dd8ce41fedb2570caf837d",
+        """
+        add_tags create_listener create_load_balancer create_rule create_target_group
+        delete_listener delete_load_balancer delete_rule delete_target_group describe_listeners
+        describe_load_balancer_attributes describe_load_balancers describe_rules describe_tags
+        describe_target_group_attributes describe_target_groups describe_target_health
+        modify_listener modify_load_balancer_attributes modify_rule modify_target_group
+        modify_target_group_attributes remove_tags set_security_groups set_subnets
+        """,
+    ),
     "applicationautoscaling": (
         "1.127.0",
         "5ee243237271395df9386070479b3c1965b4350991744dcef69c9cc3224845fd",

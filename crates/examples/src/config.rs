@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use cluster_stack::{Autoscaling, HealthCheck, ServiceConfig};
 use network_stack::SubnetSpec;
-use network_stack::resources::{PortRange, Protocol, SgRule};
+use network_stack::resources::{Peer, PortRange, Protocol, SgRule};
 use platform_core::ValidationError;
 use platform_core::policy::{Enforcement, Policies, RegoPolicy};
 use serde::{Deserialize, Serialize};
@@ -98,7 +98,7 @@ impl IngressRule {
                 from,
                 to: self.to_port.unwrap_or(from),
             }),
-            cidr: self.cidr.clone(),
+            peer: Peer::Cidr(self.cidr.clone()),
         }
     }
 }

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 
 use cluster_stack::resources::{LogGroup, Service, TaskDefinition};
 use iam_stack::resources::ManagedPolicy;
-use network_stack::resources::{OtherRule, Protocol, SecurityGroup, SgRule};
+use network_stack::resources::{OtherRule, Peer, Protocol, SecurityGroup, SgRule};
 use platform_core::policy::{Enforcement, PlanDocument, Policies, Policy, Violation};
 
 /// The built-in rules, `required-tags` with the keys `required_tags` (it passes everything
@@ -54,11 +54,11 @@ impl Ingress {
         Self {
             all_protocols: r.protocol == Protocol::All,
             ports,
-            anywhere: r.cidr == "0.0.0.0/0",
+            anywhere: matches!(&r.peer, Peer::Cidr(c) if c == "0.0.0.0/0"),
             shown: match ports {
-                Some((a, b)) if a == b => format!("{:?} {a} from {}", r.protocol, r.cidr),
-                Some((a, b)) => format!("{:?} {a}-{b} from {}", r.protocol, r.cidr),
-                None => format!("every protocol from {}", r.cidr),
+                Some((a, b)) if a == b => format!("{:?} {a} from {}", r.protocol, r.peer),
+                Some((a, b)) => format!("{:?} {a}-{b} from {}", r.protocol, r.peer),
+                None => format!("every protocol from {}", r.peer),
             }
             .to_lowercase(),
         }

@@ -101,6 +101,9 @@ pub struct NetworkConfig {
     pub ingress: Vec<SgRule>,
     /// Outbound rules (default: everything to `0.0.0.0/0`).
     pub egress: Vec<SgRule>,
+    /// A load balancer's security group in front of the services (default none): see
+    /// [`BalancerAccess`].
+    pub balancer: Option<BalancerAccess>,
     /// Tags on every resource, besides `Name` and the engine's own.
     pub tags: BTreeMap<String, String>,
 }
@@ -116,7 +119,30 @@ impl Default for NetworkConfig {
             public_subnets: vec![SubnetSpec::public("10.0.1.0/24", 0)],
             ingress: vec![SgRule::tcp(80, "0.0.0.0/0")],
             egress: vec![SgRule::all("0.0.0.0/0")],
+            balancer: None,
             tags: BTreeMap::new(),
+        }
+    }
+}
+
+/// The security group of a load balancer in front of the services (`PREFIX-lb`): it admits its
+/// listener ports from anywhere and reaches the services' ports inside the VPC, and the service
+/// group admits those ports from the balancer's group (besides its own [`ingress`](NetworkConfig::ingress)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BalancerAccess {
+    /// The ports the balancer listens on (80, and 443 with HTTPS).
+    pub listener_ports: Vec<u16>,
+    /// The services' container ports it forwards to.
+    pub service_ports: Vec<u16>,
+}
+
+impl BalancerAccess {
+    /// A balancer listening on `listener_ports` and forwarding to `service_ports`.
+    pub fn new(listener_ports: Vec<u16>, service_ports: Vec<u16>) -> Self {
+        Self {
+            listener_ports,
+            service_ports,
         }
     }
 }
@@ -174,6 +200,13 @@ impl NetworkConfig {
         self
     }
 
+    /// A load balancer's security group in front of the services.
+    #[must_use]
+    pub fn with_balancer(mut self, balancer: Option<BalancerAccess>) -> Self {
+        self.balancer = balancer;
+        self
+    }
+
     /// Checks the whole config: blocks parse, subnets lie inside the VPC and do not overlap, rules and
     /// tags fit AWS's limits.
     ///
@@ -197,6 +230,20 @@ impl NetworkConfig {
             nets.push((field, net));
         }
         validate::subnets_fit(vpc, &nets)?;
+        if let Some(b) = &self.balancer {
+            for (key, ports) in [
+                ("listener_ports", &b.listener_ports),
+                ("service_ports", &b.service_ports),
+            ] {
+                let field = format!("balancer.{key}");
+                if ports.is_empty() {
+                    return Err(ValidationError::new(field, "[]", "a balancer needs a port"));
+                }
+                if ports.contains(&0) {
+                    return Err(ValidationError::new(field, 0, "ports are 1 to 65535"));
+                }
+            }
+        }
         if self.dns_hostnames && !self.dns_support {
             return Err(ValidationError::new(
                 "dns_hostnames",
@@ -238,6 +285,9 @@ pub struct NetworkOutputs {
     pub availability_zones: Vec<String>,
     /// The security group for the services.
     pub security_group_id: SecurityGroupId,
+    /// The load balancer's security group, when [`NetworkConfig::balancer`] is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balancer_security_group_id: Option<SecurityGroupId>,
     /// The public route table.
     pub route_table_id: RouteTableId,
     /// The internet gateway.
@@ -258,11 +308,14 @@ pub struct NetworkExports {
     pub public_subnet_ids: Vec<Ref<SubnetId>>,
     /// The security group for the services.
     pub security_group_id: Ref<SecurityGroupId>,
+    /// The load balancer's security group, when [`NetworkConfig::balancer`] is set.
+    pub balancer_security_group_id: Option<Ref<SecurityGroupId>>,
 }
 
 /// The logical names of the network's resources (its state's keys).
 const VPC: &str = "vpc";
 const SECURITY_GROUP: &str = "service-security-group";
+const BALANCER_SECURITY_GROUP: &str = "balancer-security-group";
 
 fn public_subnet(i: usize) -> String {
     format!("public-subnet-{i}")
@@ -301,6 +354,11 @@ impl NetworkStack {
             security_group_id: SecurityGroupOutputs::refs(SECURITY_GROUP)
                 .group_id
                 .in_stack(stack),
+            balancer_security_group_id: self.config.balancer.as_ref().map(|_| {
+                SecurityGroupOutputs::refs(BALANCER_SECURITY_GROUP)
+                    .group_id
+                    .in_stack(stack)
+            }),
         }
     }
 }
@@ -393,11 +451,34 @@ impl Stack for NetworkStack {
             );
             subnets.push(subnet);
         }
+        // The balancer's group: its listeners from anywhere, out to the services' ports in the VPC.
+        let balancer = c.balancer.as_ref().map(|b| {
+            let tcp = |ports: &[u16], peer: &str| -> Vec<SgRule> {
+                ports.iter().map(|p| SgRule::tcp(*p, peer)).collect()
+            };
+            let mut lb = SecurityGroup::new(
+                &vpc.vpc_id,
+                &format!("{p}-lb"),
+                "Load balancer: listeners in from anywhere, out to the services",
+                tcp(&b.listener_ports, "0.0.0.0/0"),
+                tcp(&b.service_ports, &c.vpc_cidr),
+            );
+            lb.tags = c.tags_named(format!("{p}-lb-sg"));
+            (s.add(BALANCER_SECURITY_GROUP, lb), b.service_ports.clone())
+        });
+        let mut ingress = c.ingress.clone();
+        if let Some((lb, ports)) = &balancer {
+            ingress.extend(
+                ports
+                    .iter()
+                    .map(|p| SgRule::tcp_from_group(*p, &lb.group_id)),
+            );
+        }
         let mut sg = SecurityGroup::new(
             &vpc.vpc_id,
             &format!("{p}-service"),
             "ECS services: HTTP in, all out",
-            c.ingress.clone(),
+            ingress,
             c.egress.clone(),
         );
         sg.tags = c.tags_named(format!("{p}-service-sg"));
@@ -416,6 +497,10 @@ impl Stack for NetworkStack {
                     .map(|s| o.get(&s.availability_zone))
                     .collect::<Result<_, _>>()?,
                 security_group_id: o.get(&sg.group_id)?,
+                balancer_security_group_id: match &balancer {
+                    Some((lb, _)) => Some(o.get(&lb.group_id)?),
+                    None => None,
+                },
                 route_table_id: o.get(&rt.route_table_id)?,
                 internet_gateway_id: o.get(&igw.internet_gateway_id)?,
             })

@@ -18,7 +18,7 @@ pub use gateway_attachment::{
 pub use internet_gateway::{InternetGateway, InternetGatewayOutputs, InternetGatewayRefs};
 pub use route_table::{OtherRoute, Route, RouteTable, RouteTableOutputs, RouteTableRefs};
 pub use security_group::{
-    OtherRule, PortRange, Protocol, RuleDiff, SecurityGroup, SecurityGroupOutputs,
+    OtherRule, Peer, PortRange, Protocol, RuleDiff, SecurityGroup, SecurityGroupOutputs,
     SecurityGroupRefs, SgRule, diff_rules,
 };
 pub use subnet::{Az, Subnet, SubnetOutputs, SubnetRefs};

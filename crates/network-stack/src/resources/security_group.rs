@@ -55,27 +55,90 @@ pub struct PortRange {
     pub to: u16,
 }
 
-/// One rule: a protocol, a port range (none for [`Protocol::All`]), one IPv4 block.
+/// Who a rule admits (ingress) or reaches (egress): an IPv4 block, or the members of another
+/// security group (a load balancer's, say), which may be declared in the same stack.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Peer {
+    /// An IPv4 block (`0.0.0.0/0`); in state as `"cidr": BLOCK`.
+    Cidr(String),
+    /// The network interfaces in another security group; in state as `"source_group": ID`.
+    SourceGroup(Input<SecurityGroupId>),
+}
+
+impl Peer {
+    /// What orders and identifies a peer: blocks first, then groups by id (or by the reference
+    /// before it is resolved).
+    fn key(&self) -> (u8, String) {
+        match self {
+            Self::Cidr(c) => (0, c.clone()),
+            Self::SourceGroup(Input::Value(id)) => (1, id.as_str().to_owned()),
+            Self::SourceGroup(Input::Ref(r)) => (2, r.target().to_string()),
+        }
+    }
+}
+
+impl Eq for Peer {}
+
+impl PartialOrd for Peer {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Peer {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
+impl std::hash::Hash for Peer {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key().hash(state);
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Cidr(c) => f.write_str(c),
+            Self::SourceGroup(Input::Value(id)) => write!(f, "security group {id}"),
+            Self::SourceGroup(Input::Ref(r)) => write!(f, "security group {}", r.target()),
+        }
+    }
+}
+
+/// One rule: a protocol, a port range (none for [`Protocol::All`]), one peer.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct SgRule {
     /// The protocol.
     pub protocol: Protocol,
     /// The ports, for TCP and UDP.
     pub ports: Option<PortRange>,
-    /// The peer block (`0.0.0.0/0`).
-    pub cidr: String,
+    /// The peer: a block (`0.0.0.0/0`) or a security group.
+    #[serde(flatten)]
+    pub peer: Peer,
 }
 
 impl SgRule {
     /// TCP on one port from (or to) `cidr`.
     pub fn tcp(port: u16, cidr: &str) -> Self {
+        Self::tcp_from(port, Peer::Cidr(cidr.to_owned()))
+    }
+
+    /// TCP on one port from (or to) the members of security group `group`.
+    pub fn tcp_from_group(port: u16, group: impl Into<Input<SecurityGroupId>>) -> Self {
+        Self::tcp_from(port, Peer::SourceGroup(group.into()))
+    }
+
+    fn tcp_from(port: u16, peer: Peer) -> Self {
         Self {
             protocol: Protocol::Tcp,
             ports: Some(PortRange {
                 from: port,
                 to: port,
             }),
-            cidr: cidr.to_owned(),
+            peer,
         }
     }
 
@@ -84,22 +147,40 @@ impl SgRule {
         Self {
             protocol: Protocol::All,
             ports: None,
-            cidr: cidr.to_owned(),
+            peer: Peer::Cidr(cidr.to_owned()),
         }
     }
 
-    fn permission(&self) -> IpPermission {
-        let mut b = IpPermission::builder()
-            .ip_protocol(self.protocol.aws())
-            .ip_ranges(IpRange::builder().cidr_ip(&self.cidr).build());
+    fn permission(&self) -> Result<IpPermission, ResourceError> {
+        let mut b = IpPermission::builder().ip_protocol(self.protocol.aws());
+        b = match &self.peer {
+            Peer::Cidr(c) => b.ip_ranges(IpRange::builder().cidr_ip(c).build()),
+            Peer::SourceGroup(g) => b.user_id_group_pairs(
+                UserIdGroupPair::builder()
+                    .group_id(g.get()?.as_str())
+                    .build(),
+            ),
+        };
         if let Some(p) = self.ports {
             b = b.from_port(i32::from(p.from)).to_port(i32::from(p.to));
         }
-        b.build()
+        Ok(b.build())
     }
 
     fn validate(&self, field: &str) -> Result<(), ValidationError> {
-        validate::parse_cidr(&format!("{field}.cidr"), &self.cidr)?;
+        match &self.peer {
+            Peer::Cidr(c) => {
+                validate::parse_cidr(&format!("{field}.cidr"), c)?;
+            }
+            Peer::SourceGroup(Input::Value(id)) if !id.as_str().starts_with("sg-") => {
+                return Err(ValidationError::new(
+                    format!("{field}.source_group"),
+                    id.as_str(),
+                    "a security group id starts with sg-",
+                ));
+            }
+            Peer::SourceGroup(_) => {}
+        }
         match (self.protocol, self.ports) {
             (Protocol::All, Some(p)) => Err(ValidationError::new(
                 format!("{field}.ports"),
@@ -121,8 +202,7 @@ impl SgRule {
     }
 }
 
-/// A rule the declared rule sets do not express: an IPv6 block, another security group or a
-/// prefix list as the peer, or a protocol other than TCP, UDP and all (ICMP, ...). Never declared;
+/// A rule the declared rule sets do not express: an IPv6 block or a prefix list as the peer, or a protocol other than TCP, UDP and all (ICMP, ...). Never declared;
 /// seen when a group is read (so drift shows), and revoked by the next update: the stack manages its
 /// groups' rules exclusively.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -164,15 +244,11 @@ fn rules_from(perms: &[IpPermission]) -> (Vec<SgRule>, Vec<OtherRule>) {
     for p in perms {
         let raw = p.ip_protocol().unwrap_or("-1");
         let (from_port, to_port) = (p.from_port(), p.to_port());
+        let groups = p.user_id_group_pairs().iter().filter_map(|g| g.group_id());
         let mut peers: Vec<String> = p
             .ipv6_ranges()
             .iter()
             .filter_map(|r| Some(format!("ipv6:{}", r.cidr_ipv6()?)))
-            .chain(
-                p.user_id_group_pairs()
-                    .iter()
-                    .filter_map(|g| Some(format!("group:{}", g.group_id()?))),
-            )
             .chain(
                 p.prefix_list_ids()
                     .iter()
@@ -189,20 +265,23 @@ fn rules_from(perms: &[IpPermission]) -> (Vec<SgRule>, Vec<OtherRule>) {
                     }),
                     _ => None,
                 };
-                for r in p.ip_ranges() {
-                    if let Some(cidr) = r.cidr_ip() {
-                        out.insert(SgRule {
-                            protocol,
-                            ports,
-                            cidr: cidr.to_owned(),
-                        });
-                    }
+                let blocks = p.ip_ranges().iter().filter_map(|r| r.cidr_ip());
+                let blocks = blocks.map(|c| Peer::Cidr(c.to_owned()));
+                let groups =
+                    groups.map(|g| Peer::SourceGroup(Input::Value(SecurityGroupId::new(g))));
+                for peer in blocks.chain(groups) {
+                    out.insert(SgRule {
+                        protocol,
+                        ports,
+                        peer,
+                    });
                 }
             }
             None => peers.extend(
                 p.ip_ranges()
                     .iter()
-                    .filter_map(|r| Some(format!("cidr:{}", r.cidr_ip()?))),
+                    .filter_map(|r| Some(format!("cidr:{}", r.cidr_ip()?)))
+                    .chain(groups.map(|g| format!("group:{g}"))),
             ),
         }
         for peer in peers {
@@ -340,11 +419,16 @@ impl SecurityGroup {
         ingress: RuleDiff,
         egress: RuleDiff,
     ) -> Result<(), ResourceError> {
-        let perms = |rules: &[SgRule]| rules.iter().map(SgRule::permission).collect::<Vec<_>>();
-        Self::revoke(ctx, client, id, false, perms(&ingress.revoke)).await?;
-        Self::revoke(ctx, client, id, true, perms(&egress.revoke)).await?;
+        let perms = |rules: &[SgRule]| {
+            rules
+                .iter()
+                .map(SgRule::permission)
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Self::revoke(ctx, client, id, false, perms(&ingress.revoke)?).await?;
+        Self::revoke(ctx, client, id, true, perms(&egress.revoke)?).await?;
         if !ingress.authorize.is_empty() {
-            let p = perms(&ingress.authorize);
+            let p = perms(&ingress.authorize)?;
             ctx.call(
                 "AuthorizeSecurityGroupIngress",
                 Once.retrying(|e| e.is_not_found()),
@@ -359,7 +443,7 @@ impl SecurityGroup {
             .await?;
         }
         if !egress.authorize.is_empty() {
-            let p = perms(&egress.authorize);
+            let p = perms(&egress.authorize)?;
             ctx.call(
                 "AuthorizeSecurityGroupEgress",
                 Once.retrying(|e| e.is_not_found()),
@@ -645,7 +729,9 @@ mod tests {
                     from,
                     to: from + span,
                 }),
-                cidr: ["0.0.0.0/0", "10.0.0.0/16", "192.168.1.0/24"][usize::from(c)].into(),
+                peer: Peer::Cidr(
+                    ["0.0.0.0/0", "10.0.0.0/16", "192.168.1.0/24"][usize::from(c)].into(),
+                ),
             }
         })
     }
@@ -680,9 +766,46 @@ mod tests {
     }
 
     #[test]
+    fn a_group_peer_is_kept_in_state_beside_blocks_and_refused_when_not_a_group_id() {
+        let rule = SgRule::tcp_from_group(80, SecurityGroupId::new("sg-1"));
+        let json = serde_json::to_value(&rule).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"protocol": "tcp", "ports": {"from": 80, "to": 80}, "source_group": "sg-1"})
+        );
+        assert_eq!(serde_json::from_value::<SgRule>(json).unwrap(), rule);
+        // A block reads back as it was written before groups were peers.
+        let old = serde_json::json!({"protocol": "tcp", "ports": {"from": 80, "to": 80}, "cidr": "0.0.0.0/0"});
+        assert_eq!(
+            serde_json::from_value::<SgRule>(old).unwrap(),
+            SgRule::tcp(80, "0.0.0.0/0")
+        );
+        let e = SgRule::tcp_from_group(80, SecurityGroupId::new("vpc-1"))
+            .validate("ingress[0]")
+            .unwrap_err();
+        assert_eq!(e.field, "ingress[0].source_group");
+        assert_eq!(e.value, "vpc-1");
+        // Blocks order before groups; a group by id before one not resolved yet.
+        let r = platform_core::Ref::<SecurityGroupId>::new("lb", "group_id");
+        let mut rules = vec![
+            SgRule::tcp_from_group(80, &r),
+            SgRule::tcp_from_group(80, SecurityGroupId::new("sg-2")),
+            SgRule::tcp(80, "10.0.0.0/8"),
+        ];
+        rules.sort();
+        assert_eq!(rules[0].peer, Peer::Cidr("10.0.0.0/8".into()));
+        assert_eq!(rules[1].peer.to_string(), "security group sg-2");
+        assert!(rules[2].peer.to_string().starts_with("security group "));
+    }
+
+    #[test]
     fn permissions_round_trip_through_the_aws_shape() {
-        let rules = vec![SgRule::tcp(80, "0.0.0.0/0"), SgRule::all("10.0.0.0/16")];
-        let perms: Vec<_> = rules.iter().map(SgRule::permission).collect();
+        let rules = vec![
+            SgRule::tcp(80, "0.0.0.0/0"),
+            SgRule::all("10.0.0.0/16"),
+            SgRule::tcp_from_group(8080, SecurityGroupId::new("sg-lb")),
+        ];
+        let perms: Vec<_> = rules.iter().map(|r| r.permission().unwrap()).collect();
         let (mut back, other) = rules_from(&perms);
         back.sort();
         let mut want = rules;
@@ -694,7 +817,7 @@ mod tests {
     #[test]
     fn rules_of_every_other_kind_are_seen_and_revoked_as_they_were_found() {
         let found = vec![
-            // TCP 22 from an IPv6 block, another group and a prefix list, in one permission.
+            // TCP 22 from a block, an IPv6 block, another group and a prefix list, in one permission.
             IpPermission::builder()
                 .ip_protocol("tcp")
                 .from_port(22)
@@ -713,7 +836,13 @@ mod tests {
                 .build(),
         ];
         let (rules, other) = rules_from(&found);
-        assert_eq!(rules, [SgRule::tcp(22, "0.0.0.0/0")]);
+        assert_eq!(
+            rules,
+            [
+                SgRule::tcp(22, "0.0.0.0/0"),
+                SgRule::tcp_from_group(22, SecurityGroupId::new("sg-other"))
+            ]
+        );
         let peers: Vec<(&str, &str)> = other
             .iter()
             .map(|r| (r.protocol.as_str(), r.peer.as_str()))
@@ -722,7 +851,6 @@ mod tests {
             peers,
             [
                 ("icmp", "cidr:10.0.0.0/8"),
-                ("tcp", "group:sg-other"),
                 ("tcp", "ipv6:::/0"),
                 ("tcp", "prefix-list:pl-1234"),
             ]
