@@ -21,3 +21,23 @@ platform_core::aws_id! {
     /// (`arn:aws:logs:us-east-1:123456789012:log-group:/ecs/frontend`): the one its tag calls take.
     pub LogGroupArn
 }
+
+platform_core::aws_id! {
+    /// An Application Load Balancer's ARN (`...:loadbalancer/app/my-ecs-cluster-alb/50dc6c495c0c9188`).
+    pub LoadBalancerArn
+}
+
+platform_core::aws_id! {
+    /// A target group's ARN (`...:targetgroup/frontend/73e2d6bc24d8a067`).
+    pub TargetGroupArn
+}
+
+platform_core::aws_id! {
+    /// A listener's ARN (`...:listener/app/my-ecs-cluster-alb/50dc6c495c0c9188/f2f7dc8efc522ab2`).
+    pub ListenerArn
+}
+
+platform_core::aws_id! {
+    /// A listener rule's ARN (`...:listener-rule/app/.../9683b2d02a6cabee`).
+    pub ListenerRuleArn
+}

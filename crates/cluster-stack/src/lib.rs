@@ -62,6 +62,8 @@
 //! ```
 
 mod aws;
+mod balancer;
+mod elb;
 mod ids;
 pub mod resources;
 mod service_config;
@@ -71,15 +73,23 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use iam_stack::{IamExports, IamOutputs, IamStack, RoleArn};
-use network_stack::{NetworkExports, NetworkOutputs, NetworkStack, SecurityGroupId, SubnetId};
+use network_stack::{
+    NetworkExports, NetworkOutputs, NetworkStack, SecurityGroupId, SubnetId, VpcId,
+};
 use platform_core::{
     Error, Handle, Input, ProviderInfo, Scope, Stack, StackRef, StateStore, ValidationError,
     resource::Registry, stack::Declared, stack::Produced, state::Producer,
 };
 use serde::{Deserialize, Serialize};
 
-pub use ids::{ClusterArn, LogGroupArn, ServiceArn, TaskDefinitionArn};
-use resources::{Cluster, Container, LogGroup, Service, ServiceScaling, TaskDefinition};
+pub use balancer::{LoadBalancerConfig, Route};
+pub use ids::{
+    ClusterArn, ListenerArn, ListenerRuleArn, LoadBalancerArn, LogGroupArn, ServiceArn,
+    TargetGroupArn, TaskDefinitionArn,
+};
+use resources::{
+    Cluster, Container, LogGroup, Service, ServiceScaling, ServiceTarget, TaskDefinition,
+};
 pub use resources::{ContainerInsights, Deployment, HealthCheck, Launch};
 pub use service_config::{Autoscaling, ServiceConfig};
 
@@ -110,6 +120,10 @@ pub struct ClusterConfig {
     pub steady_state_timeout: Option<Duration>,
     /// How deployments roll out: circuit breaker with rollback on, 100% / 200% (the default).
     pub deployment: Deployment,
+    /// An Application Load Balancer in front of the services that have a
+    /// [`route`](ServiceConfig::route) (default none). Needs the network's balancer security group
+    /// ([`network_stack::BalancerAccess`]) and public subnets in two zones or more.
+    pub load_balancer: Option<LoadBalancerConfig>,
     /// Tags on every resource, besides the engine's own.
     pub tags: BTreeMap<String, String>,
 }
@@ -127,6 +141,7 @@ impl Default for ClusterConfig {
             assign_public_ip: true,
             steady_state_timeout: Some(Duration::from_secs(600)),
             deployment: Deployment::default(),
+            load_balancer: None,
             tags: BTreeMap::new(),
         }
     }
@@ -269,7 +284,53 @@ impl ClusterConfig {
             ));
         }
         self.deployment.validate("deployment")?;
+        match &self.load_balancer {
+            Some(lb) => {
+                if let Some(name) = &lb.name {
+                    elb::validate_name("load_balancer.name", name)?;
+                }
+                resources::Listener::validate_certificate(
+                    "load_balancer.certificate_arn",
+                    lb.certificate_arn.as_deref(),
+                )?;
+                if !(1..=4000).contains(&lb.idle_timeout_secs) {
+                    return Err(ValidationError::new(
+                        "load_balancer.idle_timeout_secs",
+                        lb.idle_timeout_secs,
+                        "is 1 to 4000 seconds",
+                    ));
+                }
+                if lb.deregistration_delay_secs > 3600 {
+                    return Err(ValidationError::new(
+                        "load_balancer.deregistration_delay_secs",
+                        lb.deregistration_delay_secs,
+                        "is 0 to 3600 seconds",
+                    ));
+                }
+            }
+            None => {
+                if let Some((i, _)) = self
+                    .services
+                    .iter()
+                    .enumerate()
+                    .find(|(_, s)| s.route.is_some())
+                {
+                    return Err(ValidationError::new(
+                        format!("services[{i}].path"),
+                        "set",
+                        "a route needs the cluster's load balancer: add [load_balancer]",
+                    ));
+                }
+            }
+        }
         validate::tags("tags", &self.tags)
+    }
+
+    /// The load balancer in front of the routed services.
+    #[must_use]
+    pub fn with_load_balancer(mut self, lb: Option<LoadBalancerConfig>) -> Self {
+        self.load_balancer = lb;
+        self
     }
 }
 
@@ -301,6 +362,9 @@ pub struct ClusterOutputs {
     /// Every service, by its short name (`frontend`).
     #[serde(default)]
     pub services: BTreeMap<String, ServiceOutputs>,
+    /// The load balancer's DNS name, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer_dns_name: Option<String>,
 }
 
 /// One service's outputs.
@@ -316,6 +380,9 @@ pub struct ServiceOutputs {
     pub task_definition_arn: TaskDefinitionArn,
     /// Its log group.
     pub log_group_name: String,
+    /// Where users reach it through the load balancer (`http://DNS/api/`), when it has a route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// The cluster stack: its config and what it takes from the two stacks it builds on.
@@ -335,6 +402,9 @@ struct Wiring {
     roles: BTreeMap<String, Input<RoleArn>>,
     subnets: Vec<Input<SubnetId>>,
     security_group: Input<SecurityGroupId>,
+    vpc: Input<VpcId>,
+    /// The network's load balancer group, when it has one.
+    balancer_security_group: Option<Input<SecurityGroupId>>,
 }
 
 impl ClusterStack {
@@ -366,6 +436,11 @@ impl ClusterStack {
                     .map(Input::Value)
                     .collect(),
                 security_group: Input::Value(network.security_group_id.clone()),
+                vpc: Input::Value(network.vpc_id.clone()),
+                balancer_security_group: network
+                    .balancer_security_group_id
+                    .clone()
+                    .map(Input::Value),
             },
         }
     }
@@ -404,6 +479,11 @@ impl ClusterStack {
                     .collect(),
                 subnets: network.public_subnet_ids.iter().map(Input::from).collect(),
                 security_group: Input::from(&network.security_group_id),
+                vpc: Input::from(&network.vpc_id),
+                balancer_security_group: network
+                    .balancer_security_group_id
+                    .as_ref()
+                    .map(Input::from),
             },
         }
     }
@@ -448,7 +528,11 @@ impl Stack for ClusterStack {
             .add::<Cluster>()
             .add::<TaskDefinition>()
             .add::<Service>()
-            .add::<ServiceScaling>();
+            .add::<ServiceScaling>()
+            .add::<resources::LoadBalancer>()
+            .add::<resources::Listener>()
+            .add::<resources::TargetGroup>()
+            .add::<resources::ListenerRule>();
     }
 
     fn references(&self) -> Vec<String> {
@@ -474,6 +558,10 @@ impl Stack for ClusterStack {
                 tags: c.tags.clone(),
             },
         );
+        let balancer = match &c.load_balancer {
+            Some(lb) => Some(self.declare_balancer(s, lb)?),
+            None => None,
+        };
         let mut services = Vec::new();
         for (i, svc) in c.services.iter().enumerate() {
             let Some(role) = self.wiring.roles.get(&svc.name) else {
@@ -491,10 +579,25 @@ impl Stack for ClusterStack {
             };
             services.push((
                 svc.name.clone(),
-                self.declare_service(s, svc, &cluster, role),
+                self.declare_service(
+                    s,
+                    svc,
+                    &cluster,
+                    role,
+                    balancer.as_ref().and_then(|b| b.rules.get(&svc.name)),
+                ),
             ));
         }
+        let routes: BTreeMap<String, Route> = c
+            .services
+            .iter()
+            .filter_map(|s| Some((s.name.clone(), s.route.clone()?)))
+            .collect();
         Ok(s.outputs(move |o| {
+            let dns = match &balancer {
+                Some(b) => Some((b.scheme, o.get(&b.balancer.dns_name)?)),
+                None => None,
+            };
             let mut all = BTreeMap::new();
             for (name, (logs, task, service)) in &services {
                 let outputs = ServiceOutputs {
@@ -503,6 +606,10 @@ impl Stack for ClusterStack {
                     task_definition_family: o.get(&task.family)?,
                     task_definition_arn: o.get(&task.arn)?,
                     log_group_name: o.get(&logs.name)?,
+                    url: match (&dns, routes.get(name)) {
+                        (Some((scheme, dns)), Some(route)) => Some(route.url(scheme, dns)),
+                        _ => None,
+                    },
                 };
                 all.insert(name.clone(), outputs);
             }
@@ -516,6 +623,7 @@ impl Stack for ClusterStack {
                 task_definition_arn: first.task_definition_arn,
                 log_group_name: first.log_group_name,
                 services: all,
+                load_balancer_dns_name: dns.map(|(_, d)| d),
             })
         }))
     }
@@ -525,13 +633,53 @@ impl Stack for ClusterStack {
 type ServiceHandles = (Handle<LogGroup>, Handle<TaskDefinition>, Handle<Service>);
 
 impl ClusterStack {
-    /// Service `svc`'s log group, task definition and ECS service in `cluster`, running as `role`.
+    /// The load balancer, its listeners, and each routed service's target group and rule.
+    fn declare_balancer(
+        &self,
+        s: &mut Scope,
+        lb: &LoadBalancerConfig,
+    ) -> Result<balancer::Declared, Error> {
+        let c = &self.config;
+        let refuse = |value: String, reason: String| {
+            Error::invalid_config(
+                &c.stack_name,
+                ValidationError::new("load_balancer", value, reason),
+            )
+        };
+        let Some(group) = &self.wiring.balancer_security_group else {
+            return Err(refuse(
+                "set".into(),
+                format!(
+                    "the network stack `{}` has no load balancer security group (set its balancer)",
+                    c.network_stack
+                ),
+            ));
+        };
+        if self.wiring.subnets.len() < 2 {
+            return Err(refuse(
+                format!("{} public subnet(s)", self.wiring.subnets.len()),
+                "an Application Load Balancer needs public subnets in at least two zones".into(),
+            ));
+        }
+        let at = balancer::Placement {
+            vpc: &self.wiring.vpc,
+            subnets: &self.wiring.subnets,
+            security_group: group,
+            cluster_name: &c.cluster_name,
+            tags: &c.tags,
+        };
+        Ok(balancer::declare(s, lb, &at, &c.services))
+    }
+
+    /// Service `svc`'s log group, task definition and ECS service in `cluster`, running as `role`,
+    /// registered through `rule` in its target group when it is behind the balancer.
     fn declare_service(
         &self,
         s: &mut Scope,
         svc: &ServiceConfig,
         cluster: &Handle<Cluster>,
         role: &Input<RoleArn>,
+        rule: Option<&Handle<resources::ListenerRule>>,
     ) -> ServiceHandles {
         let c = &self.config;
         let logs = s.add(
@@ -577,6 +725,17 @@ impl ClusterStack {
                 assign_public_ip: c.assign_public_ip,
                 steady_state_timeout_secs: c.steady_state_timeout.map(|d| d.as_secs().max(1)),
                 deployment: Some(c.deployment),
+                load_balancers: rule
+                    .map(|r| ServiceTarget {
+                        target_group_arn: Input::from(&r.target_group_arn),
+                        container_name: svc.container_name.clone(),
+                        container_port: svc.container_port,
+                    })
+                    .into_iter()
+                    .collect(),
+                health_check_grace_period_secs: rule
+                    .and(svc.route.as_ref())
+                    .map(|r| r.health_check_grace_period_secs),
                 tags: c.tags.clone(),
             },
         );

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use platform_core::ValidationError;
 
+use crate::balancer::Route;
 use crate::resources::HealthCheck;
 use crate::validate;
 
@@ -48,6 +49,9 @@ pub struct ServiceConfig {
     /// scaler's: the service starts at `min`, `desired_count` is not used, and a live count that
     /// differs is not drift.
     pub autoscaling: Option<Autoscaling>,
+    /// Its route through the cluster's load balancer (default none: not behind it). Needs
+    /// [`ClusterConfig::load_balancer`](crate::ClusterConfig::load_balancer).
+    pub route: Option<Route>,
 }
 
 /// Application Auto Scaling's target tracking of a service's task count on its average CPU.
@@ -93,7 +97,15 @@ impl ServiceConfig {
             log_group: format!("/ecs/{name}"),
             log_retention_days: Some(30),
             autoscaling: None,
+            route: None,
         }
+    }
+
+    /// Behind the cluster's load balancer on `route`.
+    #[must_use]
+    pub fn with_route(mut self, route: Option<Route>) -> Self {
+        self.route = route;
+        self
     }
 
     /// The seed's frontend: `frontend-service` running `nginx:latest`.
@@ -208,6 +220,9 @@ impl ServiceConfig {
                 self.desired_count,
                 "must be 0 to 10000",
             ));
+        }
+        if let Some(r) = &self.route {
+            r.validate(field)?;
         }
         if let Some(a) = self.autoscaling {
             crate::resources::ServiceScaling::bounds(a.min, a.max, a.target_cpu_percent).map_err(

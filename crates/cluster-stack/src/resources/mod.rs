@@ -2,14 +2,22 @@
 
 mod autoscaling;
 mod cluster;
+mod listener;
+mod listener_rule;
+mod load_balancer;
 mod log_group;
 mod service;
+mod target_group;
 mod task_definition;
 
 pub use autoscaling::{ServiceScaling, ServiceScalingOutputs, ServiceScalingRefs};
 pub use cluster::{Cluster, ContainerInsights, EcsClusterOutputs, EcsClusterRefs};
+pub use listener::{Listener, ListenerDefault, ListenerOutputs, ListenerRefs};
+pub use listener_rule::{ListenerRule, ListenerRuleOutputs, ListenerRuleRefs};
+pub use load_balancer::{LoadBalancer, LoadBalancerOutputs, LoadBalancerRefs};
 pub use log_group::{LogGroup, LogGroupOutputs, LogGroupRefs};
-pub use service::{Deployment, Launch, Service, ServiceOutputs, ServiceRefs};
+pub use service::{Deployment, Launch, Service, ServiceOutputs, ServiceRefs, ServiceTarget};
+pub use target_group::{TargetGroup, TargetGroupOutputs, TargetGroupRefs, TargetHealthCheck};
 pub use task_definition::{
     Container, HealthCheck, TaskDefinition, TaskDefinitionOutputs, TaskDefinitionRefs,
 };

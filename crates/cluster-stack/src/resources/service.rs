@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, DeploymentCircuitBreaker, DeploymentConfiguration,
-    DesiredStatus, LaunchType, NetworkConfiguration, ServiceField,
+    DesiredStatus, LaunchType, LoadBalancer, NetworkConfiguration, ServiceField,
 };
 use network_stack::{SecurityGroupId, SubnetId};
 use platform_core::{
@@ -16,8 +16,30 @@ use platform_core::{
 use serde::{Deserialize, Serialize};
 
 use crate::aws;
+use crate::elb;
 use crate::validate;
-use crate::{ClusterArn, ServiceArn, TaskDefinitionArn};
+use crate::{ClusterArn, ServiceArn, TargetGroupArn, TaskDefinitionArn};
+
+/// A container of the service that registers in a load balancer's target group.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServiceTarget {
+    /// The target group (type `ip`).
+    pub target_group_arn: Input<TargetGroupArn>,
+    /// The container's name in the task definition.
+    pub container_name: String,
+    /// The container port the group forwards to.
+    pub container_port: u16,
+}
+
+impl ServiceTarget {
+    fn sdk(&self) -> Result<LoadBalancer, ResourceError> {
+        Ok(LoadBalancer::builder()
+            .target_group_arn(self.target_group_arn.get()?.as_str())
+            .container_name(&self.container_name)
+            .container_port(i32::from(self.container_port))
+            .build())
+    }
+}
 
 /// How the service's tasks run. A change replaces the service (ECS cannot change it in place).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,6 +173,13 @@ pub struct Service {
     /// The deployment configuration; `None` (state written before it existed) is ECS's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment: Option<Deployment>,
+    /// The target groups its containers register in (none: no load balancer). A rollout then
+    /// completes only when its targets are healthy there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub load_balancers: Vec<ServiceTarget>,
+    /// Seconds ECS ignores a new task's failing load balancer health checks (with load balancers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_grace_period_secs: Option<u32>,
     /// User tags (the engine adds its own).
     pub tags: BTreeMap<String, String>,
 }
@@ -210,6 +239,53 @@ impl Service {
             .collect()
     }
 
+    fn load_balancers(&self) -> Result<Vec<LoadBalancer>, ResourceError> {
+        self.load_balancers.iter().map(ServiceTarget::sdk).collect()
+    }
+
+    fn grace_period(&self) -> Option<i32> {
+        self.health_check_grace_period_secs
+            .and_then(|s| i32::try_from(s).ok())
+    }
+
+    /// How the service's targets stand in its target groups (`DescribeTargetHealth` of each).
+    async fn targets(&self, ctx: &Context) -> Result<Targets, ResourceError> {
+        if self.load_balancers.is_empty() {
+            return Ok(Targets::Healthy);
+        }
+        let client = elb::client(ctx)?;
+        let mut seen = Vec::new();
+        for lb in &self.load_balancers {
+            let group = lb.target_group_arn.get()?.as_str();
+            let out = ctx
+                .call("DescribeTargetHealth", Idempotent, || {
+                    client
+                        .describe_target_health()
+                        .target_group_arn(group)
+                        .send()
+                })
+                .await?;
+            for d in out.target_health_descriptions() {
+                let target = d.target().map_or_else(String::new, |t| {
+                    format!("{}:{}", t.id().unwrap_or("?"), t.port().unwrap_or_default())
+                });
+                let health = d.target_health();
+                seen.push(TargetSeen {
+                    target,
+                    state: health
+                        .and_then(|h| h.state())
+                        .map_or("unknown", |s| s.as_str())
+                        .to_owned(),
+                    reason: health
+                        .and_then(|h| h.reason())
+                        .map(|r| r.as_str().to_owned()),
+                    description: health.and_then(|h| h.description()).map(str::to_owned),
+                });
+            }
+        }
+        Ok(Targets::judge(&seen))
+    }
+
     fn network(&self) -> Result<NetworkConfiguration, ResourceError> {
         let vpc = AwsVpcConfiguration::builder()
             .set_subnets(Some(self.subnet_ids()?))
@@ -255,11 +331,26 @@ impl Service {
                 .ok_or_else(|| ResourceError::Failed {
                     message: format!("service {} disappeared while waiting for it", self.name),
                 })?;
+            let mut waiting_on_targets = None;
             match rollout(&service, deployment.as_deref(), task) {
-                Rollout::Completed => return Ok(()),
+                Rollout::Completed => match self.targets(ctx).await? {
+                    Targets::Healthy => return Ok(()),
+                    Targets::Waiting(what) => waiting_on_targets = Some(what),
+                    Targets::Unhealthy(reasons) => {
+                        let stopped = self.stopped_reasons(ctx, client, cluster).await?;
+                        let why = format!(
+                            "its targets are unhealthy in the load balancer: {}",
+                            reasons.join("; ")
+                        );
+                        return Err(ResourceError::Failed {
+                            message: failure_report(&self.name, &why, &stopped, &service),
+                        });
+                    }
+                },
                 Rollout::InProgress => {}
                 Rollout::Failed(why) => {
                     let stopped = self.stopped_reasons(ctx, client, cluster).await?;
+                    let why = with_targets(why, self.targets(ctx).await?);
                     return Err(ResourceError::Failed {
                         message: failure_report(&self.name, &why, &stopped, &service),
                     });
@@ -268,10 +359,13 @@ impl Service {
             let (running, desired) = (service.running_count(), service.desired_count());
             if started.elapsed() >= timeout {
                 let stopped = self.stopped_reasons(ctx, client, cluster).await?;
-                let why = format!(
-                    "did not complete within {}s ({running} of {desired} tasks running, {} pending)",
-                    timeout.as_secs(),
-                    service.pending_count()
+                let why = with_targets(
+                    format!(
+                        "did not complete within {}s ({running} of {desired} tasks running, {} pending)",
+                        timeout.as_secs(),
+                        service.pending_count()
+                    ),
+                    self.targets(ctx).await?,
                 );
                 return Err(ResourceError::Failed {
                     message: failure_report(&self.name, &why, &stopped, &service),
@@ -283,9 +377,10 @@ impl Service {
                 .and_then(|e| e.message())
                 .map(|m| format!("; {m}"))
                 .unwrap_or_default();
-            ctx.progress(format!(
-                "deploying: {running} of {desired} tasks running{latest}"
-            ));
+            ctx.progress(match &waiting_on_targets {
+                Some(what) => format!("deploying: waiting for healthy targets ({what})"),
+                None => format!("deploying: {running} of {desired} tasks running{latest}"),
+            });
             // Ctrl-C ends the wait at once (the service stays as it is; the next run waits again).
             ctx.sleep(delay.min(timeout.saturating_sub(started.elapsed())))
                 .await?;
@@ -402,6 +497,7 @@ impl Resource for Service {
         let (cluster, task) = (self.cluster.get()?, self.task_definition.get()?);
         let network = self.network()?;
         let deployment = self.deployment.map(Deployment::sdk);
+        let load_balancers = self.load_balancers()?;
         let tags = aws::ecs_tags(&ctx.tags_with(&self.tags));
         // A replacement deleted the old service of this name first: ECS refuses the name while
         // that one drains, for minutes. (A role ECS cannot assume yet is retried within the
@@ -424,6 +520,8 @@ impl Resource for Service {
                             .network_configuration(network.clone())
                             .set_tags(Some(tags.clone()))
                             .set_deployment_configuration(deployment.clone())
+                            .set_load_balancers(Some(load_balancers.clone()))
+                            .set_health_check_grace_period_seconds(self.grace_period())
                             // ECS's own idempotency: a repeat with this token answers the same service.
                             .set_client_token(ctx.instance_token().map(str::to_owned))
                             .send()
@@ -504,6 +602,24 @@ impl Resource for Service {
                 // ECS describes the configuration it keeps; where it describes none (moto), what
                 // was declared is taken as live rather than shown as drift on every refresh.
                 deployment: Deployment::of(s.deployment_configuration()).or(self.deployment),
+                load_balancers: s
+                    .load_balancers()
+                    .iter()
+                    .map(|l| ServiceTarget {
+                        target_group_arn: Input::Value(TargetGroupArn::new(
+                            l.target_group_arn().unwrap_or_default(),
+                        )),
+                        container_name: l.container_name().unwrap_or_default().to_owned(),
+                        container_port: l
+                            .container_port()
+                            .and_then(|p| u16::try_from(p).ok())
+                            .unwrap_or_default(),
+                    })
+                    .collect(),
+                health_check_grace_period_secs: s
+                    .health_check_grace_period_seconds()
+                    .and_then(|g| u32::try_from(g).ok())
+                    .filter(|g| *g > 0 || self.health_check_grace_period_secs == Some(0)),
                 tags: platform_core::resource::user_tags(aws::pairs(s.tags())),
             },
             outputs: outputs.clone(),
@@ -527,9 +643,17 @@ impl Resource for Service {
             || self.security_groups != previous.security_groups
             || self.assign_public_ip != previous.assign_public_ip;
         let deployment_changed = self.deployment != previous.deployment;
+        let targets_changed = self.load_balancers != previous.load_balancers;
+        let grace_changed =
+            self.health_check_grace_period_secs != previous.health_check_grace_period_secs;
         let mut started = None;
-        let rolls_out = task_changed || count_changed || network_changed;
-        if rolls_out || deployment_changed {
+        let rolls_out = task_changed || count_changed || network_changed || targets_changed;
+        if rolls_out || deployment_changed || grace_changed {
+            let load_balancers = if targets_changed {
+                Some(self.load_balancers()?)
+            } else {
+                None
+            };
             let network = if network_changed {
                 Some(self.network()?)
             } else {
@@ -552,6 +676,10 @@ impl Resource for Service {
                             .set_desired_count(count_changed.then_some(self.desired_count))
                             .set_network_configuration(network.clone())
                             .set_deployment_configuration(deployment.clone())
+                            .set_load_balancers(load_balancers.clone())
+                            .set_health_check_grace_period_seconds(
+                                grace_changed.then(|| self.grace_period().unwrap_or(0)),
+                            )
                             .send()
                     },
                 )
@@ -651,6 +779,72 @@ impl Resource for Service {
             arn: ServiceArn::new(arn),
             cluster_arn: cluster.clone(),
         }))
+    }
+}
+
+/// One target as `DescribeTargetHealth` gives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct TargetSeen {
+    /// `IP:PORT`.
+    target: String,
+    /// `initial`, `healthy`, `unhealthy`, `draining`, `unused`, `unavailable`.
+    state: String,
+    /// `Target.FailedHealthChecks`, `Target.Timeout`, `Elb.InitialHealthChecking`, ...
+    reason: Option<String>,
+    /// The balancer's words.
+    description: Option<String>,
+}
+
+/// How a service's targets stand in its target groups.
+#[derive(Debug, PartialEq, Eq)]
+enum Targets {
+    /// Every registered target is healthy (or draining away), or none is registered: ECS registers
+    /// a deployment's targets before it completes it, so a group it left empty has nothing to wait
+    /// for (an emulator whose ECS runs no tasks).
+    Healthy,
+    /// Some are still being checked: how many of how many are healthy.
+    Waiting(String),
+    /// Some failed their checks: each with its reason.
+    Unhealthy(Vec<String>),
+}
+
+impl Targets {
+    fn judge(seen: &[TargetSeen]) -> Self {
+        let live: Vec<&TargetSeen> = seen.iter().filter(|t| t.state != "draining").collect();
+        let failed: Vec<String> = live
+            .iter()
+            .filter(|t| matches!(t.state.as_str(), "unhealthy" | "unavailable"))
+            .map(|t| {
+                format!(
+                    "target {} {}: {}{}",
+                    t.target,
+                    t.state,
+                    t.reason.as_deref().unwrap_or("no reason given"),
+                    t.description
+                        .as_deref()
+                        .map(|d| format!(" ({d})"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect();
+        if !failed.is_empty() {
+            return Self::Unhealthy(failed);
+        }
+        let healthy = live.iter().filter(|t| t.state == "healthy").count();
+        if healthy == live.len() {
+            Self::Healthy
+        } else {
+            Self::Waiting(format!("{healthy} of {} healthy", live.len()))
+        }
+    }
+}
+
+/// A failure's words with the targets' health, when some are not healthy.
+fn with_targets(why: String, targets: Targets) -> String {
+    match targets {
+        Targets::Healthy => why,
+        Targets::Waiting(what) => format!("{why}; targets: {what}"),
+        Targets::Unhealthy(reasons) => format!("{why}; targets: {}", reasons.join("; ")),
     }
 }
 
