@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use cluster_stack::{Autoscaling, HealthCheck, ServiceConfig};
-use network_stack::SubnetSpec;
+use cluster_stack::{Autoscaling, HealthCheck, LoadBalancerConfig, Route, ServiceConfig};
 use network_stack::resources::{Peer, PortRange, Protocol, SgRule};
+use network_stack::{BalancerAccess, SubnetSpec};
 use platform_core::ValidationError;
 use platform_core::policy::{Enforcement, Policies, RegoPolicy};
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,10 @@ pub struct PlatformConfig {
     /// The cluster stack.
     #[serde(default)]
     pub cluster: ClusterSection,
+    /// `[load_balancer]`: an Application Load Balancer in front of the services that set a `path`
+    /// or `host` (none without the table).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer: Option<LoadBalancerSection>,
     /// `[[service]]`: the services the cluster runs, one table each (none: the seed's `frontend`,
     /// or the one `[cluster]`'s per-service keys describe).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -197,6 +201,49 @@ pub struct ServiceSection {
     /// Target tracking of its task count on CPU (Application Auto Scaling). While it is on, the
     /// count is the scaler's: the service starts at `min`, and `desired_count` is refused.
     pub autoscaling: Option<AutoscalingSection>,
+    /// Behind the load balancer: requests whose path matches this pattern (`/api/*`).
+    pub path: Option<String>,
+    /// Behind the load balancer: requests for this host name.
+    pub host: Option<String>,
+    /// The path the balancer's health check asks (default `/`).
+    pub health_check_path: Option<String>,
+    /// Seconds between the balancer's health checks (5 to 300, default 30).
+    pub health_check_interval_secs: Option<u32>,
+    /// Successes in a row that make a task healthy (2 to 10, default 5).
+    pub healthy_threshold: Option<u32>,
+    /// Failures in a row that make it unhealthy (2 to 10, default 2).
+    pub unhealthy_threshold: Option<u32>,
+    /// Seconds ECS ignores a new task's failing balancer health checks (default 60).
+    pub health_check_grace_period_secs: Option<u32>,
+}
+
+/// `[load_balancer]`: an internet-facing Application Load Balancer over the public subnets (two
+/// zones at least), HTTP on 80, and HTTPS on 443 with a certificate (80 then redirects there).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadBalancerSection {
+    /// Its name (default: the cluster's name and `-alb`).
+    pub name: Option<String>,
+    /// An ACM certificate ARN: HTTPS on 443.
+    pub certificate_arn: Option<String>,
+    /// Seconds a connection may stay idle (1 to 4000).
+    pub idle_timeout_secs: Option<u32>,
+    /// Seconds a task leaving a target group keeps its connections (0 to 3600).
+    pub deregistration_delay_secs: Option<u32>,
+}
+
+impl LoadBalancerSection {
+    fn config(&self) -> LoadBalancerConfig {
+        let mut c = LoadBalancerConfig::default();
+        c.name.clone_from(&self.name);
+        c.certificate_arn.clone_from(&self.certificate_arn);
+        set(&mut c.idle_timeout_secs, &self.idle_timeout_secs);
+        set(
+            &mut c.deregistration_delay_secs,
+            &self.deregistration_delay_secs,
+        );
+        c
+    }
 }
 
 /// `autoscaling = { min = 1, max = 4, target_cpu_percent = 60 }`.
@@ -228,7 +275,36 @@ impl ServiceSection {
         s.autoscaling = self
             .autoscaling
             .map(|a| Autoscaling::new(a.min, a.max, a.target_cpu_percent));
+        s.route = self.route();
         s
+    }
+
+    /// Its route through the balancer: set by `path` or `host`, or by any health check key (which
+    /// the route's validation then refuses without a path or host).
+    fn route(&self) -> Option<Route> {
+        let keys = [
+            self.health_check_path.is_some(),
+            self.health_check_interval_secs.is_some(),
+            self.healthy_threshold.is_some(),
+            self.unhealthy_threshold.is_some(),
+            self.health_check_grace_period_secs.is_some(),
+        ];
+        if self.path.is_none() && self.host.is_none() && !keys.contains(&true) {
+            return None;
+        }
+        let mut r = Route::path("/");
+        r.path.clone_from(&self.path);
+        r.host.clone_from(&self.host);
+        let h = &mut r.health_check;
+        set(&mut h.path, &self.health_check_path);
+        set(&mut h.interval_secs, &self.health_check_interval_secs);
+        set(&mut h.healthy_threshold, &self.healthy_threshold);
+        set(&mut h.unhealthy_threshold, &self.unhealthy_threshold);
+        set(
+            &mut r.health_check_grace_period_secs,
+            &self.health_check_grace_period_secs,
+        );
+        Some(r)
     }
 }
 
@@ -460,11 +536,33 @@ impl PlatformConfig {
             n.name_prefix = in_env(env, &n.name_prefix);
         }
         // The service security group admits every service's port (from anywhere, as the seed's
-        // port 80), then the file's own rules.
-        let mut ports: Vec<u16> = c.services.iter().map(|s| s.container_port).collect();
-        ports.sort_unstable();
-        ports.dedup();
-        platform.network.ingress = ports
+        // port 80; a service behind the balancer from the balancer's group only), then the file's
+        // own rules.
+        let env = self.environment.as_deref().filter(|e| *e != DEFAULT_ENV);
+        c.load_balancer = self.load_balancer.as_ref().map(|section| {
+            let mut lb = section.config();
+            if let (Some(env), Some(name)) = (env, &mut lb.name) {
+                *name = in_env(env, name);
+            }
+            lb
+        });
+        let ports = |behind: bool| -> Vec<u16> {
+            let mut p: Vec<u16> = c
+                .services
+                .iter()
+                .filter(|s| s.route.is_some() == behind && (!behind || c.load_balancer.is_some()))
+                .map(|s| s.container_port)
+                .collect();
+            p.sort_unstable();
+            p.dedup();
+            p
+        };
+        let (direct, behind) = (ports(false), ports(true));
+        platform.network.balancer = c
+            .load_balancer
+            .as_ref()
+            .map(|lb| BalancerAccess::new(lb.listener_ports(), behind.clone()));
+        platform.network.ingress = direct
             .into_iter()
             .map(|port| SgRule::tcp(port, "0.0.0.0/0"))
             .collect();
@@ -512,6 +610,14 @@ impl PlatformConfig {
             .network
             .validate()
             .map_err(|e| invalid("network", e))?;
+        if platform.cluster.load_balancer.is_some() && platform.network.public_subnets.len() < 2 {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                key: "network.public_subnets".into(),
+                value: format!("{} subnet(s)", platform.network.public_subnets.len()),
+                reason: "[load_balancer] needs public subnets in at least two zones (an Application Load Balancer spans two or more): list two blocks".into(),
+            });
+        }
         platform
             .cluster
             .validate()
@@ -1035,6 +1141,121 @@ mod tests {
             ("staging-api-service", "staging-api", "/ecs/staging-api")
         );
         assert_eq!(staging.iam_config().name_prefix, "staging-ecs");
+    }
+
+    const BALANCED: &str = r#"
+        [network]
+        public_subnets = ["10.0.1.0/24", "10.0.2.0/24"]
+        [load_balancer]
+        deregistration_delay_secs = 10
+        [[service]]
+        name = "frontend"
+        path = "/*"
+        [[service]]
+        name = "api"
+        container_port = 8080
+        path = "/api/*"
+        health_check_path = "/healthz"
+        healthy_threshold = 2
+        [[service]]
+        name = "worker"
+        container_port = 9000
+        "#;
+
+    #[test]
+    fn a_load_balancer_routes_services_and_only_its_group_reaches_their_ports() {
+        let p = offline(BALANCED, DEFAULT_ENV);
+        let lb = p.cluster.load_balancer.as_ref().unwrap();
+        assert_eq!(lb.deregistration_delay_secs, 10);
+        assert_eq!(lb.name_for(&p.cluster.cluster_name), "my-ecs-cluster-alb");
+        let api = p.cluster.services[1].route.as_ref().unwrap();
+        assert_eq!(api.path.as_deref(), Some("/api/*"));
+        assert_eq!(api.health_check.path, "/healthz");
+        assert_eq!(api.health_check.healthy_threshold, 2);
+        assert!(p.cluster.services[2].route.is_none());
+        // The balancer's group takes 80 from anywhere and reaches 80 and 8080; the services' group
+        // admits only the unrouted worker's port from anywhere.
+        let access = p.network.balancer.as_ref().unwrap();
+        assert_eq!(
+            (access.listener_ports.clone(), access.service_ports.clone()),
+            (vec![80], vec![80, 8080])
+        );
+        assert_eq!(p.network.ingress, [SgRule::tcp(9000, "0.0.0.0/0")]);
+
+        // One subnet: refused before any call, saying why.
+        let one = BALANCED.replace(r#"["10.0.1.0/24", "10.0.2.0/24"]"#, r#"["10.0.1.0/24"]"#);
+        let path = Path::new("p.toml");
+        let err = PlatformConfig::parse(path, &one)
+            .unwrap()
+            .apply(path, &mut platform())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("p.toml: network.public_subnets = 1 subnet(s): [load_balancer] needs public subnets in at least two zones"),
+            "{err}"
+        );
+        // A route without a balancer, and a bad health check key, are named.
+        let no_lb = BALANCED.replace(
+            "[load_balancer]\n        deregistration_delay_secs = 10\n",
+            "",
+        );
+        let err = PlatformConfig::parse(path, &no_lb)
+            .unwrap()
+            .apply(path, &mut platform())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "p.toml: service[0].path = set: a route needs the cluster's load balancer"
+            ),
+            "{err}"
+        );
+        let bad = BALANCED.replace("healthy_threshold = 2", "healthy_threshold = 1");
+        let err = PlatformConfig::parse(path, &bad)
+            .unwrap()
+            .apply(path, &mut platform())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "p.toml: service[1].healthy_threshold = 1: is 2 to 10");
+    }
+
+    #[tokio::test]
+    async fn a_balanced_platform_declares_the_balancer_its_listener_and_a_group_and_rule_per_route()
+    {
+        let doc = offline(BALANCED, DEFAULT_ENV).declared().await.unwrap();
+        use cluster_stack::resources::{Listener, ListenerRule, LoadBalancer, TargetGroup};
+        assert_eq!(doc.of_kind::<LoadBalancer>().count(), 1);
+        let listeners: Vec<u16> = doc.of_kind::<Listener>().map(|(_, l)| l.port).collect();
+        assert_eq!(listeners, [80]);
+        let groups: Vec<(String, u16, String)> = doc
+            .of_kind::<TargetGroup>()
+            .map(|(_, g)| (g.name, g.port, g.health_check.path))
+            .collect();
+        assert_eq!(
+            groups,
+            [
+                ("my-ecs-cluster-frontend".to_owned(), 80, "/".to_owned()),
+                ("my-ecs-cluster-api".to_owned(), 8080, "/healthz".to_owned()),
+            ]
+        );
+        let mut rules: Vec<(u32, Option<String>)> = doc
+            .of_kind::<ListenerRule>()
+            .map(|(_, r)| (r.priority, r.path))
+            .collect();
+        rules.sort();
+        assert_eq!(
+            rules,
+            [(10, Some("/*".into())), (20, Some("/api/*".into()))]
+        );
+        // The policies take the listener's port as declared: the plan passes them.
+        let p = offline(BALANCED, DEFAULT_ENV);
+        let mandatory: Vec<_> = p
+            .policies
+            .check(&doc)
+            .into_iter()
+            .filter(|v| v.enforcement == platform_core::policy::Enforcement::Mandatory)
+            .collect();
+        assert!(mandatory.is_empty(), "{mandatory:?}");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! | id | checks | enforcement |
 //! |---|---|---|
 //! | `open-admin-port` | ingress from `0.0.0.0/0` or `::/0` to 22 (SSH) or 3389 (RDP) | mandatory |
-//! | `ingress-from-anywhere` | ingress from anywhere to a port no service's container declares | mandatory |
+//! | `ingress-from-anywhere` | ingress from anywhere to a port no service's container or load balancer listener declares | mandatory |
 //! | `iam-wildcard` | a managed policy with a `"*"` action, a service wildcard on `"*"`, or a write action (`iam:PassRole`...) on `"*"` | mandatory |
 //! | `circuit-breaker` | an ECS service without the deployment circuit breaker | mandatory |
 //! | `required-tags` | a taggable resource without a key of `[policy] required_tags` | mandatory |
@@ -13,7 +13,7 @@
 
 use std::collections::BTreeSet;
 
-use cluster_stack::resources::{LogGroup, Service, TaskDefinition};
+use cluster_stack::resources::{Listener, LogGroup, Service, TaskDefinition};
 use iam_stack::resources::ManagedPolicy;
 use network_stack::resources::{OtherRule, Peer, Protocol, SecurityGroup, SgRule};
 use platform_core::policy::{Enforcement, PlanDocument, Policies, Policy, Violation};
@@ -142,9 +142,11 @@ impl Policy for IngressFromAnywhere {
         Enforcement::Mandatory
     }
     fn check(&self, plan: &PlanDocument) -> Vec<Violation> {
+        // The services' container ports, and the load balancer's listener ports.
         let declared: BTreeSet<u16> = plan
             .of_kind::<TaskDefinition>()
             .flat_map(|(_, t)| t.containers.into_iter().map(|c| c.port))
+            .chain(plan.of_kind::<Listener>().map(|(_, l)| l.port))
             .collect();
         let shown = declared
             .iter()
