@@ -1443,3 +1443,259 @@ async fn production_and_staging_from_one_file_services_added_changed_scaled_and_
     op.json(&in_production("destroy"), 0).await;
     assert!(inventory(&op.config).await.is_empty());
 }
+
+const BALANCED: &str = r#"
+[network]
+public_subnets = ["10.0.1.0/24", "10.0.2.0/24"]
+
+[load_balancer]
+deregistration_delay_secs = 5
+
+[[service]]
+name = "frontend"
+path = "/web/*"
+
+[[service]]
+name = "api"
+container_port = 8080
+path = "/api/*"
+health_check_path = "/healthz"
+"#;
+
+/// Two services behind one balancer on two paths: the balancer over two subnets in its own group,
+/// one listener, a rule and a target group per service, each service registered in its group, and
+/// only the balancer's group admitted to the services' ports. A health check path changes in place;
+/// without `[load_balancer]` the balancer and its groups go and the services stay.
+#[tokio::test]
+async fn two_services_behind_one_balancer_then_the_balancer_removed_keeps_the_services() {
+    use aws_sdk_elasticloadbalancingv2::types::ActionTypeEnum;
+    let op = Operator::start().await;
+    let file = op.path("platform.toml");
+    write(&file, BALANCED);
+    let up = op.json(&["--config", "platform.toml", "up"], 0).await;
+    let cluster = &up["outputs"]["cluster"];
+    let dns = cluster["load_balancer_dns_name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        cluster["services"]["api"]["url"],
+        format!("http://{dns}/api/").as_str()
+    );
+    assert_eq!(
+        cluster["services"]["frontend"]["url"],
+        format!("http://{dns}/web/").as_str()
+    );
+    let lb_group = up["outputs"]["network"]["balancer_security_group_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&op.config);
+    let lbs = elb
+        .describe_load_balancers()
+        .names("my-ecs-cluster-alb")
+        .send()
+        .await
+        .unwrap();
+    let lb = &lbs.load_balancers()[0];
+    assert_eq!(lb.dns_name(), Some(dns.as_str()));
+    assert_eq!(lb.availability_zones().len(), 2);
+    assert_eq!(lb.security_groups(), [lb_group.clone()]);
+    let lb_arn = lb.load_balancer_arn().unwrap().to_owned();
+    let listeners = elb
+        .describe_listeners()
+        .load_balancer_arn(&lb_arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listeners.listeners().len(), 1);
+    let listener = &listeners.listeners()[0];
+    assert_eq!(listener.port(), Some(80));
+    let groups = elb.describe_target_groups().send().await.unwrap();
+    let mut by_name: Vec<(String, i32, String, String)> = groups
+        .target_groups()
+        .iter()
+        .map(|g| {
+            (
+                g.target_group_name().unwrap().to_owned(),
+                g.port().unwrap(),
+                g.health_check_path().unwrap().to_owned(),
+                g.target_group_arn().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    by_name.sort();
+    let names: Vec<(&str, i32, &str)> = by_name
+        .iter()
+        .map(|(n, p, h, _)| (n.as_str(), *p, h.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("my-ecs-cluster-api", 8080, "/healthz"),
+            ("my-ecs-cluster-frontend", 80, "/"),
+        ]
+    );
+    let (api_group, frontend_group) = (by_name[0].3.clone(), by_name[1].3.clone());
+    let rules = elb
+        .describe_rules()
+        .listener_arn(listener.listener_arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let mut routes: Vec<(String, String)> = rules
+        .rules()
+        .iter()
+        .filter(|r| r.is_default() != Some(true))
+        .map(|r| {
+            let c = &r.conditions()[0];
+            let path = c
+                .path_pattern_config()
+                .and_then(|p| p.values().first())
+                .or(c.values().first())
+                .unwrap()
+                .clone();
+            let a = &r.actions()[0];
+            assert_eq!(a.r#type(), Some(&ActionTypeEnum::Forward));
+            (path, a.target_group_arn().unwrap().to_owned())
+        })
+        .collect();
+    routes.sort();
+    assert_eq!(
+        routes,
+        [
+            ("/api/*".to_owned(), api_group.clone()),
+            ("/web/*".to_owned(), frontend_group.clone()),
+        ]
+    );
+    // Each service registers its container in its group.
+    let ecs = aws_sdk_ecs::Client::new(&op.config);
+    let described = ecs
+        .describe_services()
+        .cluster("my-ecs-cluster")
+        .services("frontend-service")
+        .services("api-service")
+        .send()
+        .await
+        .unwrap();
+    let registered: Vec<(String, String, i32)> = described
+        .services()
+        .iter()
+        .flat_map(|s| s.load_balancers())
+        .map(|l| {
+            (
+                l.target_group_arn().unwrap().to_owned(),
+                l.container_name().unwrap().to_owned(),
+                l.container_port().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        registered,
+        [
+            (frontend_group.clone(), "frontend".into(), 80),
+            (api_group.clone(), "api".into(), 8080),
+        ]
+    );
+    let service_arns: Vec<String> = described
+        .services()
+        .iter()
+        .map(|s| s.service_arn().unwrap().to_owned())
+        .collect();
+    // The services' group admits 80 and 8080 from the balancer's group, and nothing from anywhere.
+    let ec2 = aws_sdk_ec2::Client::new(&op.config);
+    let sg = up["outputs"]["network"]["security_group_id"]
+        .as_str()
+        .unwrap();
+    let g = ec2
+        .describe_security_groups()
+        .group_ids(sg)
+        .send()
+        .await
+        .unwrap();
+    let mut ingress: Vec<(i32, String)> = g.security_groups()[0]
+        .ip_permissions()
+        .iter()
+        .flat_map(|p| {
+            let port = p.from_port().unwrap_or(-1);
+            p.ip_ranges()
+                .iter()
+                .map(move |r| (port, r.cidr_ip().unwrap().to_owned()))
+                .chain(
+                    p.user_id_group_pairs()
+                        .iter()
+                        .map(move |u| (port, u.group_id().unwrap().to_owned())),
+                )
+        })
+        .collect();
+    ingress.sort();
+    assert_eq!(ingress, [(80, lb_group.clone()), (8080, lb_group.clone())]);
+
+    // The api's health check path changes in place: the same group, the new path.
+    write(
+        &file,
+        &BALANCED.replace(
+            "health_check_path = \"/healthz\"",
+            "health_check_path = \"/ready\"",
+        ),
+    );
+    let preview = op.json(&["--config", "platform.toml", "preview"], 0).await;
+    assert!(
+        preview.to_string().contains("\"update\""),
+        "an update in place: {preview}"
+    );
+    op.json(&["--config", "platform.toml", "up"], 0).await;
+    let after = elb
+        .describe_target_groups()
+        .target_group_arns(&api_group)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.target_groups()[0].health_check_path(), Some("/ready"));
+
+    // No balancer: it, its listener, rules and groups go; the services stay, unregistered.
+    write(
+        &file,
+        "[network]\npublic_subnets = [\"10.0.1.0/24\", \"10.0.2.0/24\"]\n[[service]]\nname = \"frontend\"\n[[service]]\nname = \"api\"\ncontainer_port = 8080\n",
+    );
+    let down = op.json(&["--config", "platform.toml", "up"], 0).await;
+    assert!(
+        down["outputs"]["cluster"]["load_balancer_dns_name"].is_null(),
+        "{down}"
+    );
+    let gone = elb
+        .describe_load_balancers()
+        .names("my-ecs-cluster-alb")
+        .send()
+        .await;
+    assert!(gone.is_err() || gone.unwrap().load_balancers().is_empty());
+    let groups = elb.describe_target_groups().send().await.unwrap();
+    assert!(groups.target_groups().is_empty(), "{groups:?}");
+    let kept = ecs
+        .describe_services()
+        .cluster("my-ecs-cluster")
+        .services("frontend-service")
+        .services("api-service")
+        .send()
+        .await
+        .unwrap();
+    let kept_arns: Vec<String> = kept
+        .services()
+        .iter()
+        .filter(|s| s.status() == Some("ACTIVE"))
+        .map(|s| s.service_arn().unwrap().to_owned())
+        .collect();
+    assert_eq!(kept_arns, service_arns);
+    assert!(
+        kept.services()
+            .iter()
+            .all(|s| s.load_balancers().is_empty())
+    );
+    let lb_sg = ec2
+        .describe_security_groups()
+        .group_ids(&lb_group)
+        .send()
+        .await;
+    assert!(lb_sg.is_err() || lb_sg.unwrap().security_groups().is_empty());
+}
