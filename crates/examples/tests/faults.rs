@@ -70,6 +70,53 @@ async fn every_create_carried_out_with_its_response_lost_ends_with_exactly_one_o
     assert!(left.is_empty(), "{left:#?}");
 }
 
+/// The balancer's creates, each carried out with its response lost: one `up` heals them all and
+/// ends with one balancer, listener, rule and target group, registered in the service.
+#[tokio::test]
+async fn every_balancer_create_with_its_response_lost_ends_with_exactly_one_of_each() {
+    const ELB_CREATES: &[&str] = &[
+        "CreateLoadBalancer",
+        "CreateTargetGroup",
+        "ModifyTargetGroupAttributes",
+        "CreateListener",
+        "CreateRule",
+        "CreateService",
+    ];
+    let cloud = ecs_cloud().await;
+    for op in ELB_CREATES {
+        cloud
+            .proxy
+            .add_rule(Rule::new(Fault::LoseResponse).operation(op).times(1));
+    }
+    let mut platform = platform(engine(&cloud.config).build());
+    let path = std::path::Path::new("platform.toml");
+    examples::config::PlatformConfig::parse(path, crate::common::BALANCED)
+        .unwrap()
+        .apply(path, &mut platform)
+        .unwrap();
+    platform
+        .up()
+        .await
+        .unwrap_or_else(|e| panic!("one run heals every lost response: {e}"));
+    let lost: Vec<String> = cloud
+        .proxy
+        .calls()
+        .into_iter()
+        .filter(|c| c.fault == Some(Fault::LoseResponse))
+        .map(|c| c.operation)
+        .collect();
+    for op in ELB_CREATES {
+        assert!(lost.iter().any(|l| l == op), "{op} never lost: {lost:?}");
+    }
+    let live = inventory(&cloud.config).await;
+    assert_eq!(counts(&live), crate::common::balanced_counts(), "{live:#?}");
+    let again = platform.up().await.unwrap();
+    assert_eq!(again.calls.mutating, 0, "{:?}", again.calls);
+    platform.destroy().await.unwrap();
+    let left = inventory(&cloud.config).await;
+    assert!(left.is_empty(), "{left:#?}");
+}
+
 /// The trust policy ECS needs, for a role made by hand in the tests below.
 const ECS_TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ecs.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
 

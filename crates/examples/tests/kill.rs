@@ -219,3 +219,87 @@ async fn a_scaled_service_killed_at_each_call_of_its_scaling_converges() {
         joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
     }
 }
+
+/// Killed right after each call of the load balancer's (every `elasticloadbalancing` call of a
+/// balanced platform's `up` and `destroy`, and `CreateService`, which registers the service in its
+/// target group): the next run converges on one balancer, listener, rule and target group, and a
+/// destroy then leaves nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_balanced_platform_killed_at_each_call_of_its_balancer_converges() {
+    use crate::common::{BALANCED, balanced_counts};
+    let emulator = Arc::new(
+        Emulator::start()
+            .await
+            .expect("an AWS emulator is required for this suite"),
+    );
+    emulator.require_ecs().expect("the emulator must serve ECS");
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), BALANCED).unwrap();
+    let path = file.path().to_str().unwrap().to_owned();
+    let extra = ["--config", path.as_str()];
+    let balancer_call = |c: &local_cloud::Call| {
+        c.service == "elasticloadbalancing" || c.operation == "CreateService"
+    };
+    let positions = |calls: Vec<local_cloud::Call>| -> Vec<usize> {
+        calls
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| balancer_call(c))
+            .map(|(i, _)| i + 1)
+            .collect()
+    };
+
+    let (proxy, config, dir) = fresh(&emulator).await;
+    run_ok(&proxy, dir.path(), &extra, "up", "clean up").await;
+    let up = positions(proxy.calls());
+    assert_eq!(counts(&inventory(&config).await), balanced_counts());
+    proxy.clear_calls();
+    run_ok(&proxy, dir.path(), &extra, "destroy", "clean destroy").await;
+    let destroy = positions(proxy.calls());
+    assert!(up.len() >= 6 && destroy.len() >= 4, "{up:?} {destroy:?}");
+    assert!(inventory(&config).await.is_empty());
+
+    eprintln!(
+        "killing at {} calls of up and {} of destroy: {up:?} {destroy:?}",
+        up.len(),
+        destroy.len()
+    );
+    let permits = Arc::new(Semaphore::new(4));
+    let mut set = JoinSet::new();
+    let cases = up
+        .into_iter()
+        .map(|k| (Phase::Up, k))
+        .chain(destroy.into_iter().map(|k| (Phase::Destroy, k)));
+    for (phase, k) in cases {
+        let (emulator, path, permits) = (emulator.clone(), path.clone(), permits.clone());
+        set.spawn(async move {
+            let _permit = permits.acquire_owned().await.unwrap();
+            let extra = ["--config", path.as_str()];
+            let (proxy, config, dir) = fresh(&emulator).await;
+            let state = dir.path();
+            let what = format!("killed after call {k} of {phase:?}");
+            if let Phase::Destroy = phase {
+                run_ok(&proxy, state, &extra, "up", &what).await;
+            }
+            let command = match phase {
+                Phase::Up => "up",
+                Phase::Destroy => "destroy",
+            };
+            let killed = run_command(&proxy, state, &extra, command, Some(proxy.trip_after(k)))
+                .await
+                .is_none();
+            assert!(killed, "{what}: the run ended before its call {k}");
+            run_ok(&proxy, state, &extra, command, &what).await;
+            if let Phase::Up = phase {
+                let live = inventory(&config).await;
+                assert_eq!(counts(&live), balanced_counts(), "{what}: {live:#?}");
+                run_ok(&proxy, state, &extra, "destroy", &what).await;
+            }
+            let left = inventory(&config).await;
+            assert!(left.is_empty(), "{what}: left {left:#?}");
+        });
+    }
+    while let Some(joined) = set.join_next().await {
+        joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    }
+}

@@ -119,6 +119,14 @@ pub fn classify(code: Option<&str>, status: Option<u16>) -> ErrorClass {
         "ConditionalCheckFailedException",
         "PreconditionFailed",
     ];
+    // Elastic Load Balancing's "exists": a name or port taken (by this create's own earlier send,
+    // or by someone else), a rule priority in use.
+    const ELB_EXISTS: &[&str] = &[
+        "DuplicateLoadBalancerName",
+        "DuplicateTargetGroupName",
+        "DuplicateListener",
+        "PriorityInUse",
+    ];
     if THROTTLING.contains(&code) {
         ErrorClass::Throttling
     } else if CONSISTENCY.contains(&code) {
@@ -129,6 +137,7 @@ pub fn classify(code: Option<&str>, status: Option<u16>) -> ErrorClass {
     {
         ErrorClass::NotFound
     } else if CONFLICT.contains(&code)
+        || ELB_EXISTS.contains(&code)
         || code.ends_with("AlreadyExists")
         || code.ends_with(".Duplicate")
         || code.ends_with(".InUse")
@@ -208,6 +217,13 @@ impl AwsError {
                     || c.ends_with("AlreadyExistsException")
                     || c.ends_with(".Duplicate")
                     || c.ends_with("AlreadyAssociated")
+                    || matches!(
+                        c,
+                        "DuplicateLoadBalancerName"
+                            | "DuplicateTargetGroupName"
+                            | "DuplicateListener"
+                            | "PriorityInUse"
+                    )
             })
     }
 
@@ -934,12 +950,21 @@ mod tests {
             "InvalidGroup.Duplicate",
             "RouteAlreadyExists",
             "Resource.AlreadyAssociated",
+            "DuplicateLoadBalancerName",
+            "DuplicateTargetGroupName",
+            "DuplicateListener",
+            "PriorityInUse",
         ] {
             let e = aws(Some(code), classify(Some(code), Some(400)));
             assert!(e.is_already_exists(), "{code}");
             assert!(e.outcome_unknown(), "{code}");
         }
-        for code in ["DependencyViolation", "DeleteConflict", "ResourceInUse"] {
+        for code in [
+            "DependencyViolation",
+            "DeleteConflict",
+            "ResourceInUse",
+            "DuplicateTagKeys",
+        ] {
             let e = aws(Some(code), ErrorClass::Conflict);
             assert!(!e.is_already_exists(), "{code}");
             assert!(!e.outcome_unknown(), "{code}");

@@ -7,7 +7,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, Certificate, FixedResponseActionConfig, ProtocolEnum,
     RedirectActionConfig, RedirectActionStatusCodeEnum,
 };
-use platform_core::resource::Idempotent;
+use platform_core::resource::{Idempotent, Once};
 use platform_core::{
     Context, Input, Observed, Resource, ResourceError, ValidationError, error::GoneExt,
     resource_outputs,
@@ -205,7 +205,9 @@ impl Resource for Listener {
 
     /// `CreateListener` is idempotent: for a port that has a listener with the same settings AWS
     /// answers with it. So the port is looked up first, and its listener is taken only when its
-    /// tags say it is this resource's, then brought to the declared settings.
+    /// tags say it is this resource's, then brought to the declared settings. The create is sent
+    /// once: a lost answer is settled by looking again (AWS answers a repeat with the same one; an
+    /// emulator may make a second).
     async fn create(&self, ctx: &Context) -> Result<ListenerOutputs, ResourceError> {
         if let Some(outputs) = self.claimed(ctx).await? {
             let live = self.read(ctx, &outputs).await?.ok_or_else(|| {
@@ -219,7 +221,7 @@ impl Resource for Listener {
         let out = ctx
             .call(
                 "CreateListener",
-                Idempotent.retrying(|e| e.is_not_found()),
+                Once.retrying(|e| e.is_not_found()),
                 || {
                     client
                         .create_listener()

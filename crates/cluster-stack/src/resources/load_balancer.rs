@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_elasticloadbalancingv2::types::{LoadBalancerAttribute, LoadBalancerSchemeEnum};
 use network_stack::{SecurityGroupId, SubnetId};
-use platform_core::resource::Idempotent;
+use platform_core::resource::{Idempotent, Once};
 use platform_core::{
     Context, Input, Observed, Resource, ResourceError, ValidationError, error::GoneExt,
     resource_outputs,
@@ -132,7 +132,9 @@ impl Resource for LoadBalancer {
     /// `CreateLoadBalancer` is idempotent by name: for a name that exists with the same settings
     /// AWS answers with that balancer. So the name is looked up first, and a balancer of this name
     /// is taken only when its tags say it is this resource's (an earlier create whose answer was
-    /// lost), then brought to the declared settings.
+    /// lost), then brought to the declared settings. The create is sent once: a lost answer is
+    /// settled by looking again (AWS answers a repeat with the same one; an emulator may make a
+    /// second).
     async fn create(&self, ctx: &Context) -> Result<LoadBalancerOutputs, ResourceError> {
         if let Some(existing) = describe(ctx, &self.name).await? {
             let outputs = outputs_of(&existing)?;
@@ -150,7 +152,7 @@ impl Resource for LoadBalancer {
         let out = ctx
             .call(
                 "CreateLoadBalancer",
-                Idempotent.retrying(|e| e.is_not_found()),
+                Once.retrying(|e| e.is_not_found()),
                 || {
                     client
                         .create_load_balancer()

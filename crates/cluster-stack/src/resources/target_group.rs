@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_elasticloadbalancingv2::types::{ProtocolEnum, TargetGroupAttribute, TargetTypeEnum};
 use network_stack::VpcId;
-use platform_core::resource::Idempotent;
+use platform_core::resource::{Idempotent, Once};
 use platform_core::{
     Context, Input, Observed, Resource, ResourceError, ValidationError, error::GoneExt,
     resource_outputs,
@@ -193,7 +193,9 @@ impl Resource for TargetGroup {
 
     /// `CreateTargetGroup` is idempotent by name: for a name that exists with the same settings AWS
     /// answers with that group. So the name is looked up first, and a group of this name is taken
-    /// only when its tags say it is this resource's, then brought to the declared settings.
+    /// only when its tags say it is this resource's, then brought to the declared settings. The
+    /// create is sent once: a lost answer is settled by looking again (AWS answers a repeat with
+    /// the same one; an emulator may make a second).
     async fn create(&self, ctx: &Context) -> Result<TargetGroupOutputs, ResourceError> {
         if let Some(existing) = describe(ctx, &self.name).await? {
             let outputs = outputs_of(&existing)?;
@@ -212,7 +214,7 @@ impl Resource for TargetGroup {
         let out = ctx
             .call(
                 "CreateTargetGroup",
-                Idempotent.retrying(|e| e.is_not_found()),
+                Once.retrying(|e| e.is_not_found()),
                 || {
                     client
                         .create_target_group()

@@ -134,6 +134,12 @@ pub(crate) async fn inventory(config: &SdkConfig) -> BTreeMap<&'static str, Vec<
                     format!("{id}:{:?}:{}", p.from_port(), r.cidr_ip().unwrap_or("?")),
                 );
             }
+            for g in p.user_id_group_pairs() {
+                put(
+                    "ingress_rule",
+                    format!("{id}:{:?}:{}", p.from_port(), g.group_id().unwrap_or("?")),
+                );
+            }
         }
     }
 
@@ -225,6 +231,35 @@ pub(crate) async fn inventory(config: &SdkConfig) -> BTreeMap<&'static str, Vec<
     for d in defs.task_definition_arns() {
         put("task_definition", d.clone());
     }
+
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(config);
+    let lbs = elb.describe_load_balancers().send().await.unwrap();
+    for lb in lbs.load_balancers() {
+        let arn = lb.load_balancer_arn().unwrap();
+        put("load_balancer", arn.to_owned());
+        let listeners = elb
+            .describe_listeners()
+            .load_balancer_arn(arn)
+            .send()
+            .await
+            .unwrap();
+        for l in listeners.listeners() {
+            let arn = l.listener_arn().unwrap();
+            put("listener", arn.to_owned());
+            let rules = elb.describe_rules().listener_arn(arn).send().await.unwrap();
+            for r in rules
+                .rules()
+                .iter()
+                .filter(|r| r.is_default() != Some(true))
+            {
+                put("listener_rule", r.rule_arn().unwrap().to_owned());
+            }
+        }
+    }
+    let groups = elb.describe_target_groups().send().await.unwrap();
+    for g in groups.target_groups() {
+        put("target_group", g.target_group_arn().unwrap().to_owned());
+    }
     for ids in all.values_mut() {
         ids.sort();
     }
@@ -272,6 +307,29 @@ pub(crate) async fn scaling(config: &SdkConfig) -> (Vec<(String, i32, i32)>, Vec
             })
             .collect(),
     )
+}
+
+/// The platform of [`balanced_counts`]: two subnets, a balancer, the frontend behind it.
+pub(crate) const BALANCED: &str = "[network]\npublic_subnets = [\"10.0.1.0/24\", \"10.0.2.0/24\"]\n[load_balancer]\n[[service]]\nname = \"frontend\"\npath = \"/*\"\n";
+
+/// The number of each kind [`BALANCED`] has when it is up: the seed's, a second subnet (and its
+/// route table association), the balancer's security group (one ingress rule: 80 from anywhere),
+/// the balancer, its listener, the frontend's target group and rule.
+pub(crate) fn balanced_counts() -> BTreeMap<&'static str, usize> {
+    let mut counts = seed_counts();
+    for (kind, n) in [
+        ("subnet", 2),
+        ("association", 2),
+        ("security_group", 2),
+        ("ingress_rule", 2),
+        ("load_balancer", 1),
+        ("listener", 1),
+        ("listener_rule", 1),
+        ("target_group", 1),
+    ] {
+        counts.insert(kind, n);
+    }
+    counts
 }
 
 /// The number of each kind the seed's platform has when it is up: one of everything, three roles and
