@@ -33,4 +33,4 @@ pub use emulator::{
     MOTO_VERSION, REGION, target_dir,
 };
 pub use error::HarnessError;
-pub use proxy::{Call, Fault, Proxy, Rewriter, Rule};
+pub use proxy::{Call, Fault, Proxy, Rewriter, Rule, XmlRewriter};

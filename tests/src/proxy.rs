@@ -79,6 +79,10 @@ pub enum Fault {
     /// The call is carried out and its JSON answer rewritten by the function before the client sees
     /// it: the shapes AWS gives that the emulator never does (a failed ECS rollout, a stopped task).
     Rewrite(Rewriter),
+    /// The call is carried out and its XML answer (EC2, IAM, Elastic Load Balancing: the query
+    /// protocols) replaced by the function's before the client sees it: a target health AWS gives
+    /// and the emulator never does.
+    RewriteXml(XmlRewriter),
     /// The call is never answered, nor forwarded: a request that hangs (a black-holed connection).
     Hang,
     /// An AWS error of your choice.
@@ -100,6 +104,29 @@ pub struct Rewriter {
     /// The rewrite.
     pub apply: fn(&mut serde_json::Value),
 }
+
+/// A named rewrite of an XML answer, for [`Fault::RewriteXml`].
+#[derive(Clone, Copy)]
+pub struct XmlRewriter {
+    /// What the rewrite makes of the answer (`unhealthy target`).
+    pub name: &'static str,
+    /// The answer the client gets instead of the emulator's.
+    pub apply: fn(&str) -> String,
+}
+
+impl std::fmt::Debug for XmlRewriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "XmlRewriter({})", self.name)
+    }
+}
+
+impl PartialEq for XmlRewriter {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for XmlRewriter {}
 
 impl std::fmt::Debug for Rewriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -486,9 +513,11 @@ fn fault_response(fault: &Fault, service: &str, json: bool) -> Response<Full<Byt
             code,
             message,
         } => (*status, code.clone(), message.clone()),
-        Fault::DropConnection | Fault::LoseResponse | Fault::Rewrite(_) | Fault::Hang => {
-            (0, String::new(), String::new())
-        }
+        Fault::DropConnection
+        | Fault::LoseResponse
+        | Fault::Rewrite(_)
+        | Fault::RewriteXml(_)
+        | Fault::Hang => (0, String::new(), String::new()),
     };
     let (content_type, body) = if json {
         (
@@ -604,7 +633,16 @@ async fn handle(
         Some(Fault::Rewrite(f)) => Some(f),
         _ => None,
     };
-    if let Some(fault) = fault.filter(|f| !matches!(f, Fault::LoseResponse | Fault::Rewrite(_))) {
+    let rewrite_xml = match fault {
+        Some(Fault::RewriteXml(f)) => Some(f),
+        _ => None,
+    };
+    if let Some(fault) = fault.filter(|f| {
+        !matches!(
+            f,
+            Fault::LoseResponse | Fault::Rewrite(_) | Fault::RewriteXml(_)
+        )
+    }) {
         if fault == Fault::DropConnection {
             record(0, Some(fault));
             return Err(Dropped.into());
@@ -688,6 +726,13 @@ async fn handle(
         Ok(_) if lose_response => {
             record(0, Some(Fault::LoseResponse));
             Err(Dropped.into())
+        }
+        Ok((mut parts, bytes)) if rewrite_xml.is_some() && parts.status.is_success() => {
+            let f = rewrite_xml.unwrap_or_else(|| unreachable!("checked by the guard"));
+            let body = (f.apply)(&String::from_utf8_lossy(&bytes));
+            parts.headers.remove(hyper::header::CONTENT_LENGTH);
+            record(parts.status.as_u16(), Some(Fault::RewriteXml(f)));
+            Ok(Response::from_parts(parts, Full::new(Bytes::from(body))))
         }
         Ok((parts, bytes)) => {
             let status = parts.status.as_u16();

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use examples::Platform;
-use local_cloud::{Emulator, Fault, Proxy, Rewriter, Rule, TestCloud};
+use local_cloud::{Emulator, Fault, Proxy, Rewriter, Rule, TestCloud, XmlRewriter};
 use platform_core::Event;
 use serde_json::{Value, json};
 
@@ -296,4 +296,107 @@ async fn iam_propagation_races_are_retried_within_the_bound_and_the_platform_com
     }
     let live = inventory(&r.cloud.config).await;
     assert_eq!(counts(&live), seed_counts(), "{live:#?}");
+}
+
+/// `DescribeTargetHealth` as AWS answers it for one target in `state` (moto's ECS registers none):
+/// field names from the Elastic Load Balancing API reference.
+fn target_health(state: &str, reason: &str, description: &str) -> String {
+    format!(
+        r#"<DescribeTargetHealthResponse xmlns="http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/">
+  <DescribeTargetHealthResult>
+    <TargetHealthDescriptions>
+      <member>
+        <HealthCheckPort>80</HealthCheckPort>
+        <Target><Id>10.0.1.23</Id><Port>80</Port></Target>
+        <TargetHealth><State>{state}</State>{reason}{description}</TargetHealth>
+      </member>
+    </TargetHealthDescriptions>
+  </DescribeTargetHealthResult>
+  <ResponseMetadata><RequestId>proxy</RequestId></ResponseMetadata>
+</DescribeTargetHealthResponse>"#,
+        reason = if reason.is_empty() {
+            String::new()
+        } else {
+            format!("<Reason>{reason}</Reason>")
+        },
+        description = if description.is_empty() {
+            String::new()
+        } else {
+            format!("<Description>{description}</Description>")
+        },
+    )
+}
+
+fn unhealthy(_: &str) -> String {
+    target_health(
+        "unhealthy",
+        "Target.FailedHealthChecks",
+        "Health checks failed with these codes: [404]",
+    )
+}
+
+fn initial(_: &str) -> String {
+    target_health(
+        "initial",
+        "Elb.InitialHealthChecking",
+        "Initial health checks in progress",
+    )
+}
+
+fn healthy(_: &str) -> String {
+    target_health("healthy", "", "")
+}
+
+fn health(name: &'static str, apply: fn(&str) -> String) -> Rule {
+    Rule::new(Fault::RewriteXml(XmlRewriter { name, apply })).operation("DescribeTargetHealth")
+}
+
+/// The frontend behind the balancer.
+async fn balanced_rig() -> Rig {
+    let mut r = rig().await;
+    let path = Path::new("platform.toml");
+    examples::config::PlatformConfig::parse(path, crate::common::BALANCED)
+        .unwrap()
+        .apply(path, &mut r.platform)
+        .unwrap();
+    r
+}
+
+#[tokio::test]
+async fn a_rollout_whose_targets_fail_their_health_checks_fails_with_the_balancers_reason() {
+    let r = balanced_rig().await;
+    r.cloud.proxy.add_rule(health("unhealthy", unhealthy));
+    let started = Instant::now();
+    let err = r.platform.up().await.unwrap_err().to_string();
+    assert!(started.elapsed() < Duration::from_secs(30), "{err}");
+    assert!(
+        err.contains("its targets are unhealthy in the load balancer: target 10.0.1.23:80 unhealthy: Target.FailedHealthChecks (Health checks failed with these codes: [404])"),
+        "{err}"
+    );
+    // The service exists and is recorded as failed, not lost: healthy targets let the next run pass.
+    r.cloud.proxy.clear_rules();
+    r.cloud.proxy.add_rule(health("healthy", healthy));
+    r.platform.up().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_rollout_waits_while_its_targets_are_checked_then_completes() {
+    let r = balanced_rig().await;
+    r.cloud.proxy.add_rule(health("initial", initial).times(2));
+    r.cloud.proxy.add_rule(health("healthy", healthy));
+    r.platform.up().await.unwrap();
+    let checks = r
+        .cloud
+        .operations()
+        .iter()
+        .filter(|o| *o == "DescribeTargetHealth")
+        .count();
+    assert!(checks >= 3, "two while checked, one healthy: {checks}");
+    let progress = r.progress.lock().unwrap().clone();
+    assert!(
+        progress
+            .iter()
+            .any(|m| m.contains("waiting for healthy targets (0 of 1 healthy)")),
+        "{progress:?}"
+    );
 }
