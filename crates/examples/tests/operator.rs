@@ -1654,6 +1654,80 @@ async fn two_services_behind_one_balancer_then_the_balancer_removed_keeps_the_se
         .unwrap();
     assert_eq!(after.target_groups()[0].health_check_path(), Some("/ready"));
 
+    // Changed by hand: the health check path and the idle timeout are drift, and `up --refresh`
+    // puts them back.
+    elb.modify_target_group()
+        .target_group_arn(&api_group)
+        .health_check_path("/by-hand")
+        .send()
+        .await
+        .unwrap();
+    elb.modify_load_balancer_attributes()
+        .load_balancer_arn(&lb_arn)
+        .attributes(
+            aws_sdk_elasticloadbalancingv2::types::LoadBalancerAttribute::builder()
+                .key("idle_timeout.timeout_seconds")
+                .value("300")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let drift = op
+        .json(
+            &[
+                "--config",
+                "platform.toml",
+                "refresh",
+                "--detailed-exitcode",
+            ],
+            2,
+        )
+        .await;
+    let drifted: Vec<(String, String)> = drift["drift"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|d| {
+            d["fields"].as_array().unwrap().iter().map(move |f| {
+                (
+                    d["resource"].as_str().unwrap().to_owned(),
+                    f["field"].as_str().unwrap().to_owned(),
+                )
+            })
+        })
+        .collect();
+    assert_eq!(
+        drifted,
+        [
+            ("api-target-group".to_owned(), "health_check".to_owned()),
+            ("load-balancer".to_owned(), "idle_timeout_secs".to_owned()),
+        ],
+        "{drift}"
+    );
+    op.json(&["--config", "platform.toml", "up", "--refresh"], 0)
+        .await;
+    let repaired = elb
+        .describe_target_groups()
+        .target_group_arns(&api_group)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        repaired.target_groups()[0].health_check_path(),
+        Some("/ready")
+    );
+    op.json(
+        &[
+            "--config",
+            "platform.toml",
+            "refresh",
+            "--detailed-exitcode",
+        ],
+        0,
+    )
+    .await;
+
     // No balancer: it, its listener, rules and groups go; the services stay, unregistered.
     write(
         &file,
@@ -1698,4 +1772,48 @@ async fn two_services_behind_one_balancer_then_the_balancer_removed_keeps_the_se
         .send()
         .await;
     assert!(lb_sg.is_err() || lb_sg.unwrap().security_groups().is_empty());
+
+    // A target group made by hand is imported into the frontend's place, then kept by `up`.
+    let vpc = up["outputs"]["network"]["vpc_id"].as_str().unwrap();
+    let made = elb
+        .create_target_group()
+        .name("my-ecs-cluster-frontend")
+        .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
+        .port(80)
+        .vpc_id(vpc)
+        .target_type(aws_sdk_elasticloadbalancingv2::types::TargetTypeEnum::Ip)
+        .send()
+        .await
+        .unwrap();
+    let by_hand = made.target_groups()[0]
+        .target_group_arn()
+        .unwrap()
+        .to_owned();
+    write(&file, BALANCED);
+    let imported = op
+        .json(
+            &[
+                "--config",
+                "platform.toml",
+                "import",
+                "cluster/target-group",
+                &by_hand,
+            ],
+            0,
+        )
+        .await;
+    assert_eq!(imported["kind"], "elbv2:target-group", "{imported}");
+    op.json(&["--config", "platform.toml", "up"], 0).await;
+    let groups = elb.describe_target_groups().send().await.unwrap();
+    let frontend: Vec<&str> = groups
+        .target_groups()
+        .iter()
+        .filter(|g| g.target_group_name() == Some("my-ecs-cluster-frontend"))
+        .filter_map(|g| g.target_group_arn())
+        .collect();
+    assert_eq!(frontend, [by_hand.as_str()]);
+    op.json(&["--config", "platform.toml", "destroy", "--yes"], 0)
+        .await;
+    let left = inventory(&op.config).await;
+    assert!(left.is_empty(), "{left:#?}");
 }

@@ -616,10 +616,14 @@ impl Resource for Service {
                             .unwrap_or_default(),
                     })
                     .collect(),
-                health_check_grace_period_secs: s
-                    .health_check_grace_period_seconds()
-                    .and_then(|g| u32::try_from(g).ok())
-                    .filter(|g| *g > 0 || self.health_check_grace_period_secs == Some(0)),
+                // ECS gives 0 for a service without one; where it gives nothing (moto), what was
+                // declared is taken as live.
+                health_check_grace_period_secs: match s.health_check_grace_period_seconds() {
+                    Some(g) => u32::try_from(g)
+                        .ok()
+                        .filter(|g| *g > 0 || self.health_check_grace_period_secs == Some(0)),
+                    None => self.health_check_grace_period_secs,
+                },
                 tags: platform_core::resource::user_tags(aws::pairs(s.tags())),
             },
             outputs: outputs.clone(),
