@@ -157,6 +157,9 @@ pub(crate) fn print_outputs(o: &PlatformOutputs) {
         "  cluster            {} ({})",
         c.cluster_name, c.cluster_arn
     );
+    if let Some(dns) = &c.load_balancer_dns_name {
+        println!("  load balancer      {dns}");
+    }
     for (name, svc) in &c.services {
         println!(
             "  service {name:<10} {} ({})",
@@ -164,6 +167,9 @@ pub(crate) fn print_outputs(o: &PlatformOutputs) {
         );
         println!("    task definition  {}", svc.task_definition_arn);
         println!("    log group        {}", svc.log_group_name);
+        if let Some(url) = &svc.url {
+            println!("    url              {url}");
+        }
         if let Some(role) = i.service_role_arn(name) {
             println!("    task role        {role}");
         }
@@ -176,6 +182,9 @@ pub(crate) fn print_outputs(o: &PlatformOutputs) {
         n.availability_zones.join(", ")
     );
     println!("  security group     {}", n.security_group_id);
+    if let Some(lb) = &n.balancer_security_group_id {
+        println!("  balancer group     {lb}");
+    }
 }
 
 pub(crate) fn confirm(question: &str) -> Result<(), Failure> {
