@@ -1247,8 +1247,19 @@ mod tests {
             rules,
             [(10, Some("/*".into())), (20, Some("/api/*".into()))]
         );
-        // The policies take the listener's port as declared: the plan passes them.
-        let p = offline(BALANCED, DEFAULT_ENV);
+    }
+
+    #[tokio::test]
+    async fn the_policies_take_the_listener_ports_as_declared_when_no_container_listens_there() {
+        // No container on 80 or 443: the balancer's group opens them to the internet, as listeners.
+        let text = BALANCED
+            .replace("name = \"frontend\"\n", "name = \"frontend\"\n        container_port = 3000\n")
+            .replace(
+                "deregistration_delay_secs = 10",
+                "certificate_arn = \"arn:aws:acm:eu-west-1:123456789012:certificate/abc\"",
+            );
+        let p = offline(&text, DEFAULT_ENV);
+        let doc = p.declared().await.unwrap();
         let mandatory: Vec<_> = p
             .policies
             .check(&doc)
@@ -1256,6 +1267,40 @@ mod tests {
             .filter(|v| v.enforcement == platform_core::policy::Enforcement::Mandatory)
             .collect();
         assert!(mandatory.is_empty(), "{mandatory:?}");
+        // With a certificate: 80 redirects to 443, where the rules are.
+        use cluster_stack::resources::{Listener, ListenerDefault, ListenerRule};
+        let listeners: Vec<(u16, ListenerDefault, bool)> = doc
+            .of_kind::<Listener>()
+            .map(|(_, l)| (l.port, l.default_action, l.certificate_arn.is_some()))
+            .collect();
+        assert_eq!(
+            listeners,
+            [
+                (80, ListenerDefault::RedirectToHttps(443), false),
+                (443, ListenerDefault::NotFound, true),
+            ]
+        );
+        let on: Vec<String> = doc
+            .of_kind::<ListenerRule>()
+            .map(|(_, r)| format!("{:?}", r.listener_arn))
+            .collect();
+        assert!(on.iter().all(|l| l.contains("listener-443")), "{on:?}");
+        assert_eq!(p.network.balancer.as_ref().unwrap().listener_ports, [80, 443]);
+        // A name ELB would refuse is refused before any call.
+        let long = BALANCED.replace(
+            "[load_balancer]\n",
+            "[load_balancer]\n        name = \"a-name-longer-than-elb-allows-it-to-be\"\n",
+        );
+        let path = Path::new("p.toml");
+        let err = PlatformConfig::parse(path, &long)
+            .unwrap()
+            .apply(path, &mut platform())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("p.toml: cluster.load_balancer.name = a-name-longer-than-elb-allows-it-to-be: an Elastic Load Balancing name is 1 to 32 characters"),
+            "{err}"
+        );
     }
 
     #[test]
