@@ -785,3 +785,236 @@ async fn a_scaled_services_count_is_the_scalers_and_its_bounds_and_target_change
     w.engine.destroy::<ClusterStack>("cluster").await.unwrap();
     assert_eq!(scaling(&w).await, (vec![], vec![]));
 }
+
+/// The network with two subnets and a balancer's group for `ports`.
+async fn balanced_foundation(w: &World) -> (Produced<IamOutputs>, Produced<NetworkOutputs>) {
+    let identity = w.engine.identity().await.unwrap();
+    let iam_stack = IamStack::new(IamConfig::default().bound_to(&identity));
+    let net_stack = NetworkStack::new(
+        NetworkConfig::default()
+            .with_public_subnets_across_zones(2)
+            .with_balancer(Some(network_stack::BalancerAccess::new(vec![80], vec![80]))),
+    );
+    let o = UpOptions::default();
+    let (iam, net) = tokio::join!(
+        w.engine.up_with(&iam_stack, o.clone()),
+        w.engine.up_with(&net_stack, o)
+    );
+    (iam.unwrap().produced(), net.unwrap().produced())
+}
+
+/// The frontend behind a balancer on `path`, its group checked on `health`.
+fn balanced(path: &str, health: &str, idle: u32, grace: u32) -> ClusterConfig {
+    let mut lb = cluster_stack::LoadBalancerConfig::default();
+    lb.idle_timeout_secs = idle;
+    let mut route = cluster_stack::Route::path(path).with_health_check_path(health);
+    route.health_check_grace_period_secs = grace;
+    let mut c = cluster_config().with_load_balancer(Some(lb));
+    c.services[0] = c.services[0].clone().with_route(Some(route));
+    c
+}
+
+/// Each balancer kind from nothing with its creates only, re-applied with no call, changed in place
+/// with one call each, its drift seen, imported with its state lost, and destroyed.
+#[tokio::test]
+async fn a_balancer_comes_up_changes_in_place_one_call_at_a_time_and_goes() {
+    let w = world().await;
+    let (iam, net) = balanced_foundation(&w).await;
+    let stack = |config| ClusterStack::new(config, &iam, &net);
+    w.cloud.clear();
+    let c = w
+        .engine
+        .up(&stack(balanced("/*", "/", 60, 60)))
+        .await
+        .unwrap();
+    let creates: Vec<String> = w
+        .cloud
+        .mutating_calls()
+        .into_iter()
+        .filter(|op| {
+            [
+                "CreateLoadBalancer",
+                "CreateListener",
+                "CreateTargetGroup",
+                "CreateRule",
+            ]
+            .contains(&op.as_str())
+        })
+        .collect();
+    let mut sorted = creates.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        [
+            "CreateListener",
+            "CreateLoadBalancer",
+            "CreateRule",
+            "CreateTargetGroup"
+        ]
+    );
+    let dns = c.load_balancer_dns_name.clone().unwrap();
+    assert_eq!(
+        c.services["frontend"].url.as_deref(),
+        Some(format!("http://{dns}/").as_str())
+    );
+    let service = live_service(&w, &c).await;
+    assert_eq!(service.load_balancers().len(), 1);
+    assert_eq!(service.load_balancers()[0].container_port(), Some(80));
+
+    // Again: no change, no call that changes anything.
+    w.cloud.clear();
+    w.engine
+        .up(&stack(balanced("/*", "/", 60, 60)))
+        .await
+        .unwrap();
+    assert_eq!(w.cloud.mutating_calls(), Vec::<String>::new());
+
+    // One change at a time, one call each.
+    for (config, calls) in [
+        (
+            balanced("/*", "/", 120, 60),
+            vec!["ModifyLoadBalancerAttributes"],
+        ),
+        (
+            balanced("/*", "/healthz", 120, 60),
+            vec!["ModifyTargetGroup"],
+        ),
+        (balanced("/app/*", "/healthz", 120, 60), vec!["ModifyRule"]),
+        (
+            balanced("/app/*", "/healthz", 120, 90),
+            vec!["UpdateService"],
+        ),
+    ] {
+        w.cloud.clear();
+        w.engine.up(&stack(config)).await.unwrap();
+        assert_eq!(w.cloud.mutating_calls(), calls);
+    }
+    let mut deregistration = balanced("/app/*", "/healthz", 120, 90);
+    deregistration
+        .load_balancer
+        .as_mut()
+        .unwrap()
+        .deregistration_delay_secs = 5;
+    w.cloud.clear();
+    w.engine.up(&stack(deregistration.clone())).await.unwrap();
+    assert_eq!(w.cloud.mutating_calls(), ["ModifyTargetGroupAttributes"]);
+    let tagged = deregistration.clone().with_tag("team", "web");
+    w.cloud.clear();
+    w.engine.up(&stack(tagged.clone())).await.unwrap();
+    let tag_calls = w.cloud.mutating_calls();
+    assert_eq!(
+        tag_calls.iter().filter(|c| *c == "AddTags").count(),
+        4,
+        "the balancer, its listener, group and rule: {tag_calls:?}"
+    );
+
+    // By hand: the rule's path and the group's health check; both are drift.
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&w.cloud.config);
+    let lb = elb
+        .describe_load_balancers()
+        .names("my-ecs-cluster-alb")
+        .send()
+        .await
+        .unwrap();
+    let lb_arn = lb.load_balancers()[0]
+        .load_balancer_arn()
+        .unwrap()
+        .to_owned();
+    let listener = elb
+        .describe_listeners()
+        .load_balancer_arn(&lb_arn)
+        .send()
+        .await
+        .unwrap();
+    let listener_arn = listener.listeners()[0].listener_arn().unwrap().to_owned();
+    let rules = elb
+        .describe_rules()
+        .listener_arn(&listener_arn)
+        .send()
+        .await
+        .unwrap();
+    let rule = rules
+        .rules()
+        .iter()
+        .find(|r| r.is_default() != Some(true))
+        .unwrap();
+    elb.modify_rule()
+        .rule_arn(rule.rule_arn().unwrap())
+        .conditions(
+            aws_sdk_elasticloadbalancingv2::types::RuleCondition::builder()
+                .field("path-pattern")
+                .values("/by-hand/*")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let report = w
+        .engine
+        .refresh_report(&stack(tagged.clone()))
+        .await
+        .unwrap();
+    let drifted: Vec<(&str, Vec<&str>)> = report
+        .drift
+        .iter()
+        .map(|d| {
+            (
+                d.resource.as_str(),
+                d.fields.iter().map(|f| f.field.as_str()).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(drifted, [("listener-rule", vec!["path"])]);
+    w.cloud.clear();
+    w.engine
+        .up_with(
+            &stack(tagged.clone()),
+            UpOptions::default().with_refresh(true),
+        )
+        .await
+        .unwrap();
+    assert_eq!(w.cloud.mutating_calls(), ["ModifyRule"]);
+
+    // With its state lost, the balancer is imported by name, the listener by ARN.
+    let lost = Engine::builder(MemoryStateStore::new())
+        .aws(w.cloud.config.clone())
+        .build();
+    let s = stack(tagged.clone());
+    lost.import(&s, "load-balancer", "my-ecs-cluster-alb")
+        .await
+        .unwrap();
+    lost.import(&s, "listener-80", &listener_arn).await.unwrap();
+    let plan = lost.preview(&s).await.unwrap();
+    for imported in ["load-balancer", "listener-80"] {
+        let step = plan.step(imported).map(|s| s.action.kind());
+        assert_ne!(
+            step,
+            Some(platform_core::plan::ActionKind::Create),
+            "{imported}"
+        );
+    }
+
+    // Without the balancer: its four resources go, the service stays, unregistered.
+    w.cloud.clear();
+    w.engine.up(&stack(cluster_config())).await.unwrap();
+    let mut deletes: Vec<String> = w
+        .cloud
+        .mutating_calls()
+        .into_iter()
+        .filter(|op| op.starts_with("Delete"))
+        .collect();
+    deletes.sort();
+    assert_eq!(
+        deletes,
+        [
+            "DeleteListener",
+            "DeleteLoadBalancer",
+            "DeleteRule",
+            "DeleteTargetGroup"
+        ]
+    );
+    let service = live_service(&w, &c).await;
+    assert!(service.load_balancers().is_empty());
+    let left = elb.describe_target_groups().send().await.unwrap();
+    assert!(left.target_groups().is_empty());
+}

@@ -1253,7 +1253,10 @@ mod tests {
     async fn the_policies_take_the_listener_ports_as_declared_when_no_container_listens_there() {
         // No container on 80 or 443: the balancer's group opens them to the internet, as listeners.
         let text = BALANCED
-            .replace("name = \"frontend\"\n", "name = \"frontend\"\n        container_port = 3000\n")
+            .replace(
+                "name = \"frontend\"\n",
+                "name = \"frontend\"\n        container_port = 3000\n",
+            )
             .replace(
                 "deregistration_delay_secs = 10",
                 "certificate_arn = \"arn:aws:acm:eu-west-1:123456789012:certificate/abc\"",
@@ -1285,7 +1288,10 @@ mod tests {
             .map(|(_, r)| format!("{:?}", r.listener_arn))
             .collect();
         assert!(on.iter().all(|l| l.contains("listener-443")), "{on:?}");
-        assert_eq!(p.network.balancer.as_ref().unwrap().listener_ports, [80, 443]);
+        assert_eq!(
+            p.network.balancer.as_ref().unwrap().listener_ports,
+            [80, 443]
+        );
         // A name ELB would refuse is refused before any call.
         let long = BALANCED.replace(
             "[load_balancer]\n",
