@@ -1018,3 +1018,42 @@ async fn a_balancer_comes_up_changes_in_place_one_call_at_a_time_and_goes() {
     let left = elb.describe_target_groups().send().await.unwrap();
     assert!(left.target_groups().is_empty());
 }
+
+/// `CreateTargetGroup` and `CreateLoadBalancer` answer a name that exists with that resource, not an
+/// error: a group of the name made by someone else is refused before any create, naming whose it is,
+/// and nothing of the balancer is made in its place.
+#[tokio::test]
+async fn a_target_group_someone_else_made_under_the_name_is_refused_not_adopted() {
+    let w = world().await;
+    let (iam, net) = balanced_foundation(&w).await;
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&w.cloud.config);
+    elb.create_target_group()
+        .name("my-ecs-cluster-frontend")
+        .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
+        .port(80)
+        .vpc_id(net.vpc_id.as_str())
+        .target_type(aws_sdk_elasticloadbalancingv2::types::TargetTypeEnum::Ip)
+        .send()
+        .await
+        .unwrap();
+    w.cloud.clear();
+    let err = w
+        .engine
+        .up(&ClusterStack::new(balanced("/*", "/", 60, 60), &iam, &net))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("target group my-ecs-cluster-frontend")
+            && err.contains("nobody this engine knows"),
+        "{err}"
+    );
+    assert!(
+        !w.cloud
+            .mutating_calls()
+            .iter()
+            .any(|c| c == "CreateTargetGroup" || c == "CreateRule" || c == "CreateService"),
+        "{:?}",
+        w.cloud.mutating_calls()
+    );
+}
