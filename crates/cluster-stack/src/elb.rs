@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_elasticloadbalancingv2::types::Tag;
 use platform_core::resource::{Idempotent, TagChanges};
-use platform_core::{Context, ResourceError, ValidationError, error::GoneExt};
+use platform_core::{Context, Resource, ResourceError, ValidationError, error::GoneExt};
 
 /// The Elastic Load Balancing (v2) client, built once per engine with the engine's interceptors.
 pub(crate) fn client(
@@ -95,6 +95,68 @@ pub(crate) async fn update_tags(
 /// Tags `arn` with the engine's ownership tags: an imported resource becomes ours.
 pub(crate) async fn tag_as_ours(ctx: &Context, arn: &str) -> Result<(), ResourceError> {
     update_tags(ctx, arn, &BTreeMap::new(), &ctx.tags_with(&BTreeMap::new())).await
+}
+
+/// How an ELB kind is looked up: by its natural key (a balancer's or group's name, unique in the
+/// region; a listener's port on its balancer; a rule's priority on its listener) and by id. What
+/// `find`, `import` and a create's look-first share.
+pub(crate) trait Lookup: Resource {
+    /// It in an error (`load balancer my-ecs-cluster-alb`).
+    fn what(&self) -> String;
+    /// Its ARN.
+    fn arn(outputs: &Self::Outputs) -> &str;
+    /// The one that holds this resource's natural key, if any.
+    fn natural(
+        &self,
+        ctx: &Context,
+    ) -> impl Future<Output = Result<Option<Self::Outputs>, ResourceError>> + Send;
+    /// The one with ARN (or, where names are unique, name) `id`, if any.
+    fn by_id(
+        ctx: &Context,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Self::Outputs>, ResourceError>> + Send;
+}
+
+/// The holder of `r`'s natural key when its tags say it is `r`'s ([`Context::claim`]).
+pub(crate) async fn find<R: Lookup>(
+    r: &R,
+    ctx: &Context,
+) -> Result<Option<R::Outputs>, ResourceError> {
+    let Some(outputs) = r.natural(ctx).await? else {
+        return Ok(None);
+    };
+    claim(ctx, &r.what(), R::arn(&outputs)).await?;
+    Ok(Some(outputs))
+}
+
+/// The one with id `id`, tagged as this stack's.
+pub(crate) async fn import<R: Lookup>(
+    ctx: &Context,
+    id: &str,
+) -> Result<Option<R::Outputs>, ResourceError> {
+    let Some(outputs) = R::by_id(ctx, id).await? else {
+        return Ok(None);
+    };
+    tag_as_ours(ctx, R::arn(&outputs)).await?;
+    Ok(Some(outputs))
+}
+
+/// What a create does first where AWS answers a repeat with the existing resource: the holder of
+/// the natural key, when it is `r`'s (an earlier create whose answer was lost), brought to the
+/// declared settings; one of someone else's is refused ([`Context::claim`]); `None` when there is
+/// none.
+pub(crate) async fn adopt<R: Lookup>(
+    r: &R,
+    ctx: &Context,
+) -> Result<Option<R::Outputs>, ResourceError> {
+    let Some(outputs) = find(r, ctx).await? else {
+        return Ok(None);
+    };
+    let live = r
+        .read(ctx, &outputs)
+        .await?
+        .ok_or_else(|| ResourceError::missing("a lookup", &r.what()))?;
+    r.update(ctx, &live.inputs, &outputs).await.map(Some)
 }
 
 /// ELB's longest load balancer and target group name.

@@ -158,19 +158,40 @@ impl Listener {
                 .cloned()
         }))
     }
+}
 
-    /// The listener on this port when its tags say it is this resource's.
-    async fn claimed(&self, ctx: &Context) -> Result<Option<ListenerOutputs>, ResourceError> {
-        let Some(l) = self.on_port(ctx).await? else {
-            return Ok(None);
-        };
-        let arn = l
-            .listener_arn()
-            .ok_or_else(|| ResourceError::missing("DescribeListeners", "a listener ARN"))?;
-        elb::claim(ctx, &format!("listener on port {}", self.port), arn).await?;
-        Ok(Some(ListenerOutputs {
-            arn: ListenerArn::new(arn),
-        }))
+fn outputs_of(l: &Described) -> Result<ListenerOutputs, ResourceError> {
+    let arn = l
+        .listener_arn()
+        .ok_or_else(|| ResourceError::missing("DescribeListeners", "a listener ARN"))?;
+    Ok(ListenerOutputs {
+        arn: ListenerArn::new(arn),
+    })
+}
+
+impl elb::Lookup for Listener {
+    fn what(&self) -> String {
+        format!("listener on port {}", self.port)
+    }
+
+    fn arn(outputs: &ListenerOutputs) -> &str {
+        outputs.arn.as_str()
+    }
+
+    async fn natural(&self, ctx: &Context) -> Result<Option<ListenerOutputs>, ResourceError> {
+        self.on_port(ctx)
+            .await?
+            .as_ref()
+            .map(outputs_of)
+            .transpose()
+    }
+
+    async fn by_id(ctx: &Context, id: &str) -> Result<Option<ListenerOutputs>, ResourceError> {
+        describe(ctx, id)
+            .await?
+            .as_ref()
+            .map(outputs_of)
+            .transpose()
     }
 }
 
@@ -209,11 +230,8 @@ impl Resource for Listener {
     /// once: a lost answer is settled by looking again (AWS answers a repeat with the same one; an
     /// emulator may make a second).
     async fn create(&self, ctx: &Context) -> Result<ListenerOutputs, ResourceError> {
-        if let Some(outputs) = self.claimed(ctx).await? {
-            let live = self.read(ctx, &outputs).await?.ok_or_else(|| {
-                ResourceError::missing("DescribeListeners", &format!("listener {}", self.port))
-            })?;
-            return self.update(ctx, &live.inputs, &outputs).await;
+        if let Some(adopted) = elb::adopt(self, ctx).await? {
+            return Ok(adopted);
         }
         let client = elb::client(ctx)?;
         let lb = self.load_balancer_arn.get()?;
@@ -317,21 +335,12 @@ impl Resource for Listener {
         ctx: &Context,
         id: &str,
     ) -> Result<Option<ListenerOutputs>, ResourceError> {
-        let Some(l) = describe(ctx, id).await? else {
-            return Ok(None);
-        };
-        let Some(arn) = l.listener_arn() else {
-            return Ok(None);
-        };
-        elb::tag_as_ours(ctx, arn).await?;
-        Ok(Some(ListenerOutputs {
-            arn: ListenerArn::new(arn),
-        }))
+        elb::import::<Self>(ctx, id).await
     }
 
     /// The balancer's listener on this port, when its tags say it is this resource's.
     async fn find(&self, ctx: &Context) -> Result<Option<ListenerOutputs>, ResourceError> {
-        self.claimed(ctx).await
+        elb::find(self, ctx).await
     }
 }
 

@@ -100,21 +100,50 @@ impl ListenerRule {
                 .cloned()
         }))
     }
+}
 
-    /// The rule at this priority when its tags say it is this resource's.
-    async fn claimed(&self, ctx: &Context) -> Result<Option<ListenerRuleOutputs>, ResourceError> {
-        let Some(r) = self.at_priority(ctx).await? else {
-            return Ok(None);
-        };
-        let arn = r
-            .rule_arn()
-            .ok_or_else(|| ResourceError::missing("DescribeRules", "a rule ARN"))?;
-        let what = format!("listener rule at priority {}", self.priority);
-        elb::claim(ctx, &what, arn).await?;
-        Ok(Some(ListenerRuleOutputs {
-            arn: ListenerRuleArn::new(arn),
-            target_group_arn: self.target_group_arn.get()?.clone(),
-        }))
+/// A rule's outputs: its ARN and the target group it forwards to.
+fn outputs_of(r: &Described) -> Result<ListenerRuleOutputs, ResourceError> {
+    let arn = r
+        .rule_arn()
+        .ok_or_else(|| ResourceError::missing("DescribeRules", "a rule ARN"))?;
+    Ok(ListenerRuleOutputs {
+        arn: ListenerRuleArn::new(arn),
+        target_group_arn: TargetGroupArn::new(target_of(r)),
+    })
+}
+
+/// The target group a rule forwards to.
+fn target_of(r: &Described) -> &str {
+    r.actions()
+        .iter()
+        .find_map(|a| a.target_group_arn())
+        .unwrap_or_default()
+}
+
+impl elb::Lookup for ListenerRule {
+    fn what(&self) -> String {
+        format!("listener rule at priority {}", self.priority)
+    }
+
+    fn arn(outputs: &ListenerRuleOutputs) -> &str {
+        outputs.arn.as_str()
+    }
+
+    async fn natural(&self, ctx: &Context) -> Result<Option<ListenerRuleOutputs>, ResourceError> {
+        self.at_priority(ctx)
+            .await?
+            .as_ref()
+            .map(outputs_of)
+            .transpose()
+    }
+
+    async fn by_id(ctx: &Context, id: &str) -> Result<Option<ListenerRuleOutputs>, ResourceError> {
+        describe(ctx, id)
+            .await?
+            .as_ref()
+            .map(outputs_of)
+            .transpose()
     }
 }
 
@@ -211,13 +240,8 @@ impl Resource for ListenerRule {
     /// priority is looked up first, and its rule taken only when its tags say it is this
     /// resource's (a create whose answer was lost), then brought to the declared conditions.
     async fn create(&self, ctx: &Context) -> Result<ListenerRuleOutputs, ResourceError> {
-        if let Some(outputs) = self.claimed(ctx).await? {
-            let what = format!("listener rule at priority {}", self.priority);
-            let live = self
-                .read(ctx, &outputs)
-                .await?
-                .ok_or_else(|| ResourceError::missing("DescribeRules", &what))?;
-            return self.update(ctx, &live.inputs, &outputs).await;
+        if let Some(adopted) = elb::adopt(self, ctx).await? {
+            return Ok(adopted);
         }
         let client = elb::client(ctx)?;
         let listener = self.listener_arn.get()?;
@@ -256,11 +280,7 @@ impl Resource for ListenerRule {
             return Ok(None);
         };
         let tags = elb::tags_of(ctx, arn).await?.unwrap_or_default();
-        let target = r
-            .actions()
-            .iter()
-            .find_map(|a| a.target_group_arn())
-            .unwrap_or_default();
+        let target = target_of(&r);
         Ok(Some(Observed {
             inputs: Self {
                 listener_arn: Input::Value(ListenerArn::new(listener_of(arn))),
@@ -322,9 +342,18 @@ impl Resource for ListenerRule {
         .gone_is_ok()
     }
 
+    /// By ARN.
+    async fn import(
+        &self,
+        ctx: &Context,
+        id: &str,
+    ) -> Result<Option<ListenerRuleOutputs>, ResourceError> {
+        elb::import::<Self>(ctx, id).await
+    }
+
     /// The listener's rule at this priority, when its tags say it is this resource's.
     async fn find(&self, ctx: &Context) -> Result<Option<ListenerRuleOutputs>, ResourceError> {
-        self.claimed(ctx).await
+        elb::find(self, ctx).await
     }
 }
 

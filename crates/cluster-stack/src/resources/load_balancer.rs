@@ -136,15 +136,8 @@ impl Resource for LoadBalancer {
     /// settled by looking again (AWS answers a repeat with the same one; an emulator may make a
     /// second).
     async fn create(&self, ctx: &Context) -> Result<LoadBalancerOutputs, ResourceError> {
-        if let Some(existing) = describe(ctx, &self.name).await? {
-            let outputs = outputs_of(&existing)?;
-            let what = format!("load balancer {}", self.name);
-            elb::claim(ctx, &what, outputs.arn.as_str()).await?;
-            let live = self
-                .read(ctx, &outputs)
-                .await?
-                .ok_or_else(|| ResourceError::missing("DescribeLoadBalancers", &what))?;
-            return self.update(ctx, &live.inputs, &outputs).await;
+        if let Some(adopted) = elb::adopt(self, ctx).await? {
+            return Ok(adopted);
         }
         let client = elb::client(ctx)?;
         let (subnets, groups) = (Self::ids(&self.subnets)?, Self::ids(&self.security_groups)?);
@@ -294,22 +287,33 @@ impl Resource for LoadBalancer {
         ctx: &Context,
         id: &str,
     ) -> Result<Option<LoadBalancerOutputs>, ResourceError> {
-        let Some(lb) = describe(ctx, id).await? else {
-            return Ok(None);
-        };
-        let outputs = outputs_of(&lb)?;
-        elb::tag_as_ours(ctx, outputs.arn.as_str()).await?;
-        Ok(Some(outputs))
+        elb::import::<Self>(ctx, id).await
     }
 
     /// By name (unique in the region), when its tags say it is this resource's.
     async fn find(&self, ctx: &Context) -> Result<Option<LoadBalancerOutputs>, ResourceError> {
-        let Some(lb) = describe(ctx, &self.name).await? else {
-            return Ok(None);
-        };
-        let outputs = outputs_of(&lb)?;
-        let what = format!("load balancer {}", self.name);
-        elb::claim(ctx, &what, outputs.arn.as_str()).await?;
-        Ok(Some(outputs))
+        elb::find(self, ctx).await
+    }
+}
+
+impl elb::Lookup for LoadBalancer {
+    fn what(&self) -> String {
+        format!("load balancer {}", self.name)
+    }
+
+    fn arn(outputs: &LoadBalancerOutputs) -> &str {
+        outputs.arn.as_str()
+    }
+
+    async fn natural(&self, ctx: &Context) -> Result<Option<LoadBalancerOutputs>, ResourceError> {
+        Self::by_id(ctx, &self.name).await
+    }
+
+    async fn by_id(ctx: &Context, id: &str) -> Result<Option<LoadBalancerOutputs>, ResourceError> {
+        describe(ctx, id)
+            .await?
+            .as_ref()
+            .map(outputs_of)
+            .transpose()
     }
 }

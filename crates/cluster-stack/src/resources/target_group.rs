@@ -197,15 +197,8 @@ impl Resource for TargetGroup {
     /// create is sent once: a lost answer is settled by looking again (AWS answers a repeat with
     /// the same one; an emulator may make a second).
     async fn create(&self, ctx: &Context) -> Result<TargetGroupOutputs, ResourceError> {
-        if let Some(existing) = describe(ctx, &self.name).await? {
-            let outputs = outputs_of(&existing)?;
-            let what = format!("target group {}", self.name);
-            elb::claim(ctx, &what, outputs.arn.as_str()).await?;
-            let live = self
-                .read(ctx, &outputs)
-                .await?
-                .ok_or_else(|| ResourceError::missing("DescribeTargetGroups", &what))?;
-            return self.update(ctx, &live.inputs, &outputs).await;
+        if let Some(adopted) = elb::adopt(self, ctx).await? {
+            return Ok(adopted);
         }
         let client = elb::client(ctx)?;
         let vpc = self.vpc_id.get()?;
@@ -347,22 +340,33 @@ impl Resource for TargetGroup {
         ctx: &Context,
         id: &str,
     ) -> Result<Option<TargetGroupOutputs>, ResourceError> {
-        let Some(g) = describe(ctx, id).await? else {
-            return Ok(None);
-        };
-        let outputs = outputs_of(&g)?;
-        elb::tag_as_ours(ctx, outputs.arn.as_str()).await?;
-        Ok(Some(outputs))
+        elb::import::<Self>(ctx, id).await
     }
 
     /// By name (unique in the region), when its tags say it is this resource's.
     async fn find(&self, ctx: &Context) -> Result<Option<TargetGroupOutputs>, ResourceError> {
-        let Some(g) = describe(ctx, &self.name).await? else {
-            return Ok(None);
-        };
-        let outputs = outputs_of(&g)?;
-        let what = format!("target group {}", self.name);
-        elb::claim(ctx, &what, outputs.arn.as_str()).await?;
-        Ok(Some(outputs))
+        elb::find(self, ctx).await
+    }
+}
+
+impl elb::Lookup for TargetGroup {
+    fn what(&self) -> String {
+        format!("target group {}", self.name)
+    }
+
+    fn arn(outputs: &TargetGroupOutputs) -> &str {
+        outputs.arn.as_str()
+    }
+
+    async fn natural(&self, ctx: &Context) -> Result<Option<TargetGroupOutputs>, ResourceError> {
+        Self::by_id(ctx, &self.name).await
+    }
+
+    async fn by_id(ctx: &Context, id: &str) -> Result<Option<TargetGroupOutputs>, ResourceError> {
+        describe(ctx, id)
+            .await?
+            .as_ref()
+            .map(outputs_of)
+            .transpose()
     }
 }
