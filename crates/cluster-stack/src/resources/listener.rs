@@ -349,6 +349,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn https_needs_an_acm_certificate_arn_and_makes_the_listener_https() {
+        let mut l = Listener {
+            load_balancer_arn: Input::Value(LoadBalancerArn::new("arn:lb")),
+            port: 443,
+            certificate_arn: None,
+            default_action: ListenerDefault::NotFound,
+            tags: BTreeMap::new(),
+        };
+        assert_eq!(l.protocol(), ProtocolEnum::Http);
+        assert!(l.certificates().is_none());
+        l.certificate_arn = Some("arn:aws:acm:us-east-1:1:certificate/abc".into());
+        assert!(l.validate().is_ok());
+        assert_eq!(l.protocol(), ProtocolEnum::Https);
+        assert_eq!(l.certificates().unwrap().len(), 1);
+        for bad in ["abc", "arn:aws:iam::1:role/x", "certificate/abc"] {
+            l.certificate_arn = Some(bad.into());
+            assert_eq!(l.validate().unwrap_err().value, bad);
+        }
+        l.certificate_arn = None;
+        l.port = 0;
+        assert_eq!(l.validate().unwrap_err().field, "port");
+    }
+
+    #[test]
     fn a_default_answer_reads_back_as_written_and_anything_else_is_other() {
         for d in [
             ListenerDefault::NotFound,

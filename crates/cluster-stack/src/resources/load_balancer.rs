@@ -317,3 +317,37 @@ impl elb::Lookup for LoadBalancer {
             .transpose()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn balancer(subnets: usize, idle: u32) -> LoadBalancer {
+        LoadBalancer {
+            name: "my-ecs-cluster-alb".into(),
+            subnets: (0..subnets)
+                .map(|i| Input::Value(SubnetId::new(format!("subnet-{i}"))))
+                .collect(),
+            security_groups: vec![Input::Value(SecurityGroupId::new("sg-1"))],
+            idle_timeout_secs: idle,
+            tags: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_balancer_needs_two_subnets_and_an_idle_timeout_aws_takes() {
+        assert!(balancer(2, 60).validate().is_ok());
+        let e = balancer(1, 60).validate().unwrap_err();
+        assert_eq!((e.field.as_str(), e.value.as_str()), ("subnets", "1"));
+        for (idle, ok) in [(0, false), (1, true), (4000, true), (4001, false)] {
+            assert_eq!(balancer(2, idle).validate().is_ok(), ok, "{idle}");
+        }
+        let mut b = balancer(2, 60);
+        b.name = "internal-alb".into();
+        assert_eq!(b.validate().unwrap_err().field, "name");
+        assert_eq!(
+            LoadBalancer::ids(&b.subnets).unwrap(),
+            ["subnet-0", "subnet-1"]
+        );
+    }
+}

@@ -616,9 +616,11 @@ impl Resource for Service {
                             .unwrap_or_default(),
                     })
                     .collect(),
-                // ECS gives 0 for a service without one; where it gives nothing (moto), what was
-                // declared is taken as live.
+                // Meaningful only with load balancers (ECS may keep the old value after they are
+                // removed, or give 0); where ECS gives nothing (moto), what was declared is taken
+                // as live.
                 health_check_grace_period_secs: match s.health_check_grace_period_seconds() {
+                    _ if s.load_balancers().is_empty() => None,
                     Some(g) => u32::try_from(g)
                         .ok()
                         .filter(|g| *g > 0 || self.health_check_grace_period_secs == Some(0)),
@@ -681,8 +683,10 @@ impl Resource for Service {
                             .set_network_configuration(network.clone())
                             .set_deployment_configuration(deployment.clone())
                             .set_load_balancers(load_balancers.clone())
+                            // Sent when it changes and there is one: ECS takes a grace period
+                            // only for a service with load balancers.
                             .set_health_check_grace_period_seconds(
-                                grace_changed.then(|| self.grace_period().unwrap_or(0)),
+                                self.grace_period().filter(|_| grace_changed),
                             )
                             .send()
                     },
@@ -955,7 +959,10 @@ fn failure_report(
 mod tests {
     use aws_sdk_ecs::types::{Deployment as Dep, DeploymentRolloutState as State, Service};
 
-    use super::{Deployment, Rollout, failure_report, primary_deployment, rollout};
+    use super::{
+        Deployment, Rollout, TargetSeen, Targets, failure_report, primary_deployment, rollout,
+        with_targets,
+    };
 
     const TD2: &str = "arn:aws:ecs:us-east-1:1:task-definition/frontend:2";
     const TD1: &str = "arn:aws:ecs:us-east-1:1:task-definition/frontend:1";
@@ -1061,6 +1068,60 @@ mod tests {
             dep("d2", "ACTIVE", TD2, Some(State::InProgress)),
         ]);
         assert_eq!(rollout(&s, Some("d2"), TD2), Rollout::InProgress);
+    }
+
+    fn seen(target: &str, state: &str, reason: Option<&str>) -> TargetSeen {
+        TargetSeen {
+            target: target.into(),
+            state: state.into(),
+            reason: reason.map(str::to_owned),
+            description: reason.map(|_| "said".to_owned()),
+        }
+    }
+
+    #[test]
+    fn targets_are_healthy_when_all_are_or_none_is_registered_and_draining_ones_do_not_count() {
+        assert_eq!(Targets::judge(&[]), Targets::Healthy);
+        let healthy = seen("10.0.1.1:80", "healthy", None);
+        let draining = seen(
+            "10.0.1.2:80",
+            "draining",
+            Some("Target.DeregistrationInProgress"),
+        );
+        assert_eq!(
+            Targets::judge(&[healthy.clone(), draining.clone()]),
+            Targets::Healthy
+        );
+        let initial = seen("10.0.1.3:80", "initial", Some("Elb.InitialHealthChecking"));
+        assert_eq!(
+            Targets::judge(&[healthy.clone(), initial.clone(), draining]),
+            Targets::Waiting("1 of 2 healthy".into())
+        );
+        let failed = seen("10.0.1.4:80", "unhealthy", Some("Target.Timeout"));
+        let unavailable = seen("10.0.1.5:80", "unavailable", None);
+        assert_eq!(
+            Targets::judge(&[healthy, initial, failed, unavailable]),
+            Targets::Unhealthy(vec![
+                "target 10.0.1.4:80 unhealthy: Target.Timeout (said)".into(),
+                "target 10.0.1.5:80 unavailable: no reason given".into(),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_failure_adds_the_targets_that_are_not_healthy() {
+        assert_eq!(with_targets("why".into(), Targets::Healthy), "why");
+        assert_eq!(
+            with_targets("why".into(), Targets::Waiting("0 of 1 healthy".into())),
+            "why; targets: 0 of 1 healthy"
+        );
+        assert_eq!(
+            with_targets(
+                "why".into(),
+                Targets::Unhealthy(vec!["a".into(), "b".into()])
+            ),
+            "why; targets: a; b"
+        );
     }
 
     #[test]

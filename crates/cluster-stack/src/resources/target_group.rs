@@ -370,3 +370,70 @@ impl elb::Lookup for TargetGroup {
             .transpose()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group() -> TargetGroup {
+        TargetGroup {
+            name: "my-ecs-cluster-api".into(),
+            vpc_id: Input::Value(VpcId::new("vpc-1")),
+            port: 8080,
+            health_check: TargetHealthCheck::default(),
+            deregistration_delay_secs: 30,
+            tags: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_group_and_its_health_check_are_checked_against_aws_bounds() {
+        assert!(group().validate().is_ok());
+        let refused = |g: TargetGroup| {
+            let e = g.validate().unwrap_err();
+            (e.field, e.value)
+        };
+        let mut g = group();
+        g.health_check.path = "healthz".into();
+        assert_eq!(refused(g), ("health_check_path".into(), "healthz".into()));
+        let mut g = group();
+        g.health_check.path = format!("/{}", "a".repeat(1024));
+        assert_eq!(refused(g).0, "health_check_path");
+        for (interval, ok) in [(4, false), (5, true), (300, true), (301, false)] {
+            let mut g = group();
+            g.health_check.interval_secs = interval;
+            assert_eq!(g.validate().is_ok(), ok, "{interval}");
+        }
+        for (n, ok) in [(1, false), (2, true), (10, true), (11, false)] {
+            let mut g = group();
+            g.health_check.healthy_threshold = n;
+            assert_eq!(g.validate().is_ok(), ok, "healthy {n}");
+            let mut g = group();
+            g.health_check.unhealthy_threshold = n;
+            assert_eq!(g.validate().is_ok(), ok, "unhealthy {n}");
+        }
+        for (delay, ok) in [(0, true), (3600, true), (3601, false)] {
+            let mut g = group();
+            g.deregistration_delay_secs = delay;
+            assert_eq!(g.validate().is_ok(), ok, "{delay}");
+        }
+        let mut g = group();
+        g.port = 0;
+        assert_eq!(refused(g).0, "port");
+        let mut g = group();
+        g.name = "a_b".into();
+        assert_eq!(refused(g).0, "name");
+    }
+
+    #[test]
+    fn the_check_times_out_before_the_next_one_starts() {
+        let mut h = TargetHealthCheck::default();
+        assert_eq!(h.timeout_secs(), 5);
+        h.interval_secs = 5;
+        assert_eq!(h.timeout_secs(), 4);
+        h.interval_secs = 6;
+        assert_eq!(h.timeout_secs(), 5);
+        assert_eq!((secs(Some(30)), secs(Some(-1)), secs(None)), (30, 0, 0));
+        assert_eq!((count(7), count(u32::MAX)), (7, i32::MAX));
+    }
+}
