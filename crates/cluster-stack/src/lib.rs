@@ -559,7 +559,10 @@ impl Stack for ClusterStack {
             },
         );
         let balancer = match &c.load_balancer {
-            Some(lb) => Some(self.declare_balancer(s, lb)?),
+            Some(lb) => Some(
+                self.declare_balancer(s, lb)
+                    .map_err(|e| Error::invalid_config(&c.stack_name, e))?,
+            ),
             None => None,
         };
         let mut services = Vec::new();
@@ -638,14 +641,10 @@ impl ClusterStack {
         &self,
         s: &mut Scope,
         lb: &LoadBalancerConfig,
-    ) -> Result<balancer::Declared, Error> {
+    ) -> Result<balancer::Declared, ValidationError> {
         let c = &self.config;
-        let refuse = |value: String, reason: String| {
-            Error::invalid_config(
-                &c.stack_name,
-                ValidationError::new("load_balancer", value, reason),
-            )
-        };
+        let refuse =
+            |value: String, reason: String| ValidationError::new("load_balancer", value, reason);
         let Some(group) = &self.wiring.balancer_security_group else {
             return Err(refuse(
                 "set".into(),

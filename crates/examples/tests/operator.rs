@@ -1518,7 +1518,7 @@ async fn two_services_behind_one_balancer_then_the_balancer_removed_keeps_the_se
     let lb = &lbs.load_balancers()[0];
     assert_eq!(lb.dns_name(), Some(dns.as_str()));
     assert_eq!(lb.availability_zones().len(), 2);
-    assert_eq!(lb.security_groups(), [lb_group.clone()]);
+    assert_eq!(lb.security_groups(), std::slice::from_ref(&lb_group));
     let lb_arn = lb.load_balancer_arn().unwrap().to_owned();
     let listeners = elb
         .describe_listeners()

@@ -787,7 +787,7 @@ mod tests {
         assert_eq!(e.value, "vpc-1");
         // Blocks order before groups; a group by id before one not resolved yet.
         let r = platform_core::Ref::<SecurityGroupId>::new("lb", "group_id");
-        let mut rules = vec![
+        let mut rules = [
             SgRule::tcp_from_group(80, &r),
             SgRule::tcp_from_group(80, SecurityGroupId::new("sg-2")),
             SgRule::tcp(80, "10.0.0.0/8"),
