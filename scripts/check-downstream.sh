@@ -3,7 +3,7 @@
 # cluster-stack and on the Platform library (`examples`) by path, as a deploy bot would. Its normal
 # dependencies must carry no test harness (testcontainers, the emulator proxy) and must use the pruned
 # AWS clients (`platform-aws-sdk-ec2`, -iam, -ecs, -cloudwatchlogs, -s3,
-# -applicationautoscaling), never the registry's full ones
+# -applicationautoscaling, -elasticloadbalancingv2), never the registry's full ones
 # (aws-sdk-ec2 alone is 1.2 million lines).
 # Resolved offline against this workspace's lock: run after a build has fetched the dependencies.
 set -euo pipefail
@@ -29,7 +29,7 @@ if grep -E '^(testcontainers|testcontainers-modules|local-cloud|bollard) ' <<<"$
   echo "check-downstream: a project using the platform would build the test harness (above)" >&2
   exit 1
 fi
-services="ec2 iam ecs cloudwatchlogs s3 applicationautoscaling"
+services="ec2 iam ecs cloudwatchlogs s3 applicationautoscaling elasticloadbalancingv2"
 for service in $services; do
   if grep -E "^aws-sdk-$service " <<<"$tree"; then
     echo "check-downstream: a project using the platform would build the registry's full aws-sdk-$service" >&2
