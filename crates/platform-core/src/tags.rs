@@ -90,6 +90,18 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn user_tags_are_the_answer_without_the_engines_own() {
+        let user = user_tags([
+            ("team", "web"),
+            ("platform:stack", "network"),
+            ("platform:instance", "abc"),
+            ("Name", "ecs-vpc"),
+        ]);
+        assert_eq!(user, tags(&[("Name", "ecs-vpc"), ("team", "web")]));
+        assert!(user_tags(Vec::<(String, String)>::new()).is_empty());
+    }
+
     fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
             .iter()
