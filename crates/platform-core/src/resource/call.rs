@@ -394,6 +394,27 @@ mod tests {
     }
 
     #[test]
+    fn a_policy_is_repeatable_exactly_when_it_started_idempotent() {
+        let not_found = |e: &AwsError| e.is_not_found();
+        assert!(CallPolicy::from(Idempotent).is_repeatable());
+        assert!(Idempotent.retrying(not_found).is_repeatable());
+        assert!(
+            Idempotent
+                .retrying(not_found)
+                .within(Duration::from_secs(1))
+                .is_repeatable()
+        );
+        assert!(!CallPolicy::from(Once).is_repeatable());
+        assert!(!Once.retrying(not_found).is_repeatable());
+        assert!(
+            !Once
+                .retrying(not_found)
+                .within(Duration::from_secs(1))
+                .is_repeatable()
+        );
+    }
+
+    #[test]
     fn a_context_sees_the_identity_once_the_engine_resolved_it() {
         let ctx = ctx();
         assert_eq!(ctx.provider(), None);
