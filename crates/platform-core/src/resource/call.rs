@@ -428,6 +428,17 @@ mod tests {
 
     /// A context whose events are pushed to `seen`.
     fn ctx_seeing(cancel: CancellationToken, seen: Arc<Mutex<Vec<Event>>>) -> Context {
+        // Three attempts: not the backoff crate's default (four), so the bound is seen to hold.
+        let retry = RetryPolicy::new(3, Duration::from_millis(1), Duration::from_millis(2));
+        ctx_retrying(cancel, seen, retry)
+    }
+
+    /// A context with retry policy `retry`, whose events are pushed to `seen`.
+    fn ctx_retrying(
+        cancel: CancellationToken,
+        seen: Arc<Mutex<Vec<Event>>>,
+        retry: RetryPolicy,
+    ) -> Context {
         let subscriber: crate::events::Subscriber = Arc::new(move |e: &Event| {
             seen.lock().unwrap().push(e.clone());
         });
@@ -437,8 +448,7 @@ mod tests {
             extensions: HashMap::new(),
             clients: Mutex::default(),
             events: EventSink::new(vec![subscriber]),
-            // Three attempts: not the backoff crate's default (four), so the bound is seen to hold.
-            retry: RetryPolicy::new(3, Duration::from_millis(1), Duration::from_millis(2)),
+            retry,
             settle_window: Duration::ZERO,
             identity: tokio::sync::OnceCell::new(),
         };
@@ -543,6 +553,34 @@ mod tests {
         .await;
         assert!(r.is_err(), "the bound holds");
         assert_eq!(n, 3);
+    }
+
+    /// The wait before the last attempt is cut to what is left of the budget, not the backoff's
+    /// next delay: a step that takes 0.5 s, refused, with 10 s of backoff and a 1 s budget, ends
+    /// after two attempts and 1.5 s.
+    #[tokio::test(start_paused = true)]
+    async fn a_budgeted_retry_never_waits_past_its_budget() {
+        let retry = RetryPolicy::new(3, Duration::from_secs(10), Duration::from_secs(20));
+        let ctx = ctx_retrying(CancellationToken::new(), Arc::default(), retry);
+        let tries = AtomicU32::new(0);
+        let started = tokio::time::Instant::now();
+        let out: Result<(), ResourceError> = ctx
+            .retry_within(
+                "Op",
+                Duration::from_secs(1),
+                |_| true,
+                || async {
+                    tries.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    Err(ResourceError::Failed {
+                        message: "refused".into(),
+                    })
+                },
+            )
+            .await;
+        assert!(out.is_err());
+        assert_eq!(tries.load(Ordering::SeqCst), 2);
+        assert_eq!(started.elapsed(), Duration::from_millis(1500));
     }
 
     #[tokio::test(start_paused = true)]
