@@ -263,6 +263,23 @@ mod tests {
     }
 
     #[test]
+    fn a_grace_period_is_what_ecs_takes() {
+        let grace = |secs: u32| {
+            let mut r = Route::host("api.example.com");
+            r.health_check_grace_period_secs = secs;
+            r.validate("services[0]")
+        };
+        for ok in [0, 60, 2_147_483_647] {
+            assert!(grace(ok).is_ok(), "{ok}");
+        }
+        let e = grace(2_147_483_648).unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.value.as_str()),
+            ("services[0].health_check_grace_period_secs", "2147483648")
+        );
+    }
+
+    #[test]
     fn https_adds_a_listener_port_and_a_default_name_fits_elb() {
         let mut c = LoadBalancerConfig::default();
         assert_eq!(c.listener_ports(), [80]);
