@@ -907,8 +907,14 @@ async fn a_balancer_comes_up_changes_in_place_one_call_at_a_time_and_goes() {
         4,
         "the balancer, its listener, group and rule: {tag_calls:?}"
     );
+    assert!(
+        !tag_calls
+            .iter()
+            .any(|c| c.starts_with("Modify") || c.starts_with("Set")),
+        "a tag change changes nothing else: {tag_calls:?}"
+    );
 
-    // By hand: the rule's path and the group's health check; both are drift.
+    // By hand: the rule's path and the listener's default answer; both are drift.
     let elb = aws_sdk_elasticloadbalancingv2::Client::new(&w.cloud.config);
     let lb = elb
         .describe_load_balancers()
@@ -949,6 +955,21 @@ async fn a_balancer_comes_up_changes_in_place_one_call_at_a_time_and_goes() {
         .send()
         .await
         .unwrap();
+    elb.modify_listener()
+        .listener_arn(&listener_arn)
+        .default_actions(
+            aws_sdk_elasticloadbalancingv2::types::Action::builder()
+                .r#type(aws_sdk_elasticloadbalancingv2::types::ActionTypeEnum::FixedResponse)
+                .fixed_response_config(
+                    aws_sdk_elasticloadbalancingv2::types::FixedResponseActionConfig::builder()
+                        .status_code("503")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
     let report = w
         .engine
         .refresh_report(&stack(tagged.clone()))
@@ -964,7 +985,13 @@ async fn a_balancer_comes_up_changes_in_place_one_call_at_a_time_and_goes() {
             )
         })
         .collect();
-    assert_eq!(drifted, [("listener-rule", vec!["path"])]);
+    assert_eq!(
+        drifted,
+        [
+            ("listener-80", vec!["default_action"]),
+            ("listener-rule", vec!["path"])
+        ]
+    );
     w.cloud.clear();
     w.engine
         .up_with(
@@ -973,7 +1000,20 @@ async fn a_balancer_comes_up_changes_in_place_one_call_at_a_time_and_goes() {
         )
         .await
         .unwrap();
-    assert_eq!(w.cloud.mutating_calls(), ["ModifyRule"]);
+    let mut repairs = w.cloud.mutating_calls();
+    repairs.sort();
+    assert_eq!(repairs, ["ModifyListener", "ModifyRule"]);
+    let answer = elb
+        .describe_listeners()
+        .listener_arns(&listener_arn)
+        .send()
+        .await
+        .unwrap();
+    let status = answer.listeners()[0].default_actions()[0]
+        .fixed_response_config()
+        .and_then(|c| c.status_code())
+        .map(str::to_owned);
+    assert_eq!(status.as_deref(), Some("404"));
 
     // With its state lost, the balancer is imported by name, the listener by ARN.
     let lost = Engine::builder(MemoryStateStore::new())

@@ -392,6 +392,18 @@ mod tests {
             ListenerDefault::of(&[]),
             ListenerDefault::Other("none".into())
         );
+        let unavailable = Action::builder()
+            .r#type(ActionTypeEnum::FixedResponse)
+            .fixed_response_config(
+                FixedResponseActionConfig::builder()
+                    .status_code("503")
+                    .build(),
+            )
+            .build();
+        assert_eq!(
+            ListenerDefault::of(&[unavailable]),
+            ListenerDefault::Other("fixed-response".into())
+        );
         let http = Action::builder()
             .r#type(ActionTypeEnum::Redirect)
             .redirect_config(

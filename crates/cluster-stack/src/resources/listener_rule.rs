@@ -362,6 +362,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_rules_conditions_read_back_from_their_configs_or_their_values() {
+        let r = ListenerRule {
+            listener_arn: Input::Value(ListenerArn::new("arn:l")),
+            priority: 10,
+            path: Some("/api/*".into()),
+            host: Some("api.example.com".into()),
+            target_group_arn: Input::Value(TargetGroupArn::new("arn:tg")),
+            tags: BTreeMap::new(),
+        };
+        let described = Described::builder()
+            .set_conditions(Some(r.conditions()))
+            .build();
+        assert_eq!(condition(&described, PATH).as_deref(), Some("/api/*"));
+        assert_eq!(
+            condition(&described, HOST).as_deref(),
+            Some("api.example.com")
+        );
+        // The older shape: the values on the condition itself.
+        let legacy = Described::builder()
+            .conditions(
+                RuleCondition::builder()
+                    .field(HOST)
+                    .values("a.example.com")
+                    .build(),
+            )
+            .build();
+        assert_eq!(condition(&legacy, HOST).as_deref(), Some("a.example.com"));
+        assert_eq!(condition(&legacy, PATH), None);
+    }
+
+    #[test]
     fn a_rule_names_its_listener_in_its_arn() {
         assert_eq!(
             listener_of(
@@ -385,6 +416,15 @@ mod tests {
         assert!(e(r(None, None, 1)).contains("a path, a host or both"));
         assert!(e(r(Some("api/*"), None, 1)).starts_with("invalid path = api/*"));
         assert!(e(r(None, Some("a b"), 1)).starts_with("invalid host = a b"));
+        let long_path = format!("/{}", "a".repeat(127));
+        assert!(r(Some(&long_path), None, 1).validate().is_ok());
+        assert!(e(r(Some(&format!("{long_path}a")), None, 1)).starts_with("invalid path"));
+        let long_host = "a".repeat(128);
+        assert!(r(None, Some(&long_host), 1).validate().is_ok());
+        assert!(e(r(None, Some(&format!("{long_host}a")), 1)).starts_with("invalid host"));
+        assert!(e(r(None, Some(""), 1)).starts_with("invalid host"));
+        assert!(r(Some("/a"), None, 50_000).validate().is_ok());
+        assert!(e(r(Some("/a"), None, 50_001)).starts_with("invalid priority"));
         assert!(e(r(Some("/api/*"), None, 0)).starts_with("invalid priority = 0"));
         assert!(
             r(Some("/api/*"), Some("*.example.com"), 10)

@@ -99,6 +99,50 @@ mod force_new {
     }
 
     #[test]
+    fn balancer_kinds_are_replaced_for_their_natural_keys_only() {
+        let lb: LoadBalancer = sample(json!({"name": "alb", "subnets": ["subnet-1", "subnet-2"],
+            "security_groups": ["sg-1"], "idle_timeout_secs": 60, "tags": {}}));
+        assert_eq!(forced(&lb, "name", json!("alb2")), replaces("name"));
+        assert_eq!(
+            forced(&lb, "subnets", json!(["subnet-3"])),
+            ForceNew::none()
+        );
+        assert_eq!(
+            forced(&lb, "idle_timeout_secs", json!(120)),
+            ForceNew::none()
+        );
+        let tg: TargetGroup = sample(json!({"name": "tg", "vpc_id": "vpc-1", "port": 80,
+            "health_check": {"path": "/", "interval_secs": 30, "healthy_threshold": 5,
+            "unhealthy_threshold": 2}, "deregistration_delay_secs": 30, "tags": {}}));
+        assert_eq!(forced(&tg, "name", json!("tg2")), replaces("name"));
+        assert_eq!(forced(&tg, "vpc_id", json!("vpc-2")), replaces("vpc_id"));
+        assert_eq!(forced(&tg, "port", json!(8080)), replaces("port"));
+        assert_eq!(
+            forced(&tg, "deregistration_delay_secs", json!(5)),
+            ForceNew::none()
+        );
+        let l: Listener = sample(json!({"load_balancer_arn": "arn:lb", "port": 80,
+            "certificate_arn": null, "default_action": "not_found", "tags": {}}));
+        assert_eq!(
+            forced(&l, "load_balancer_arn", json!("arn:lb2")),
+            replaces("load_balancer_arn")
+        );
+        assert_eq!(forced(&l, "port", json!(8080)), replaces("port"));
+        assert_eq!(
+            forced(&l, "default_action", json!({"redirect_to_https": 443})),
+            ForceNew::none()
+        );
+        let r: ListenerRule = sample(json!({"listener_arn": "arn:l", "priority": 10,
+            "path": "/api/*", "host": null, "target_group_arn": "arn:tg", "tags": {}}));
+        assert_eq!(
+            forced(&r, "listener_arn", json!("arn:l2")),
+            replaces("listener_arn")
+        );
+        assert_eq!(forced(&r, "priority", json!(20)), replaces("priority"));
+        assert_eq!(forced(&r, "path", json!("/v2/*")), ForceNew::none());
+    }
+
+    #[test]
     fn a_service_scaling_is_replaced_for_another_service_only() {
         let s: ServiceScaling = sample(json!({"cluster": "arn:aws:ecs:us-east-1:1:cluster/c",
             "service": "web", "min": 1, "max": 3, "target_cpu_percent": 60}));

@@ -619,13 +619,11 @@ impl Resource for Service {
                 // Meaningful only with load balancers (ECS may keep the old value after they are
                 // removed, or give 0); where ECS gives nothing (moto), what was declared is taken
                 // as live.
-                health_check_grace_period_secs: match s.health_check_grace_period_seconds() {
-                    _ if s.load_balancers().is_empty() => None,
-                    Some(g) => u32::try_from(g)
-                        .ok()
-                        .filter(|g| *g > 0 || self.health_check_grace_period_secs == Some(0)),
-                    None => self.health_check_grace_period_secs,
-                },
+                health_check_grace_period_secs: live_grace(
+                    s.health_check_grace_period_seconds(),
+                    !s.load_balancers().is_empty(),
+                    self.health_check_grace_period_secs,
+                ),
                 tags: platform_core::resource::user_tags(aws::pairs(s.tags())),
             },
             outputs: outputs.clone(),
@@ -641,32 +639,21 @@ impl Resource for Service {
         let client = aws::ecs(ctx)?;
         let cluster = outputs.cluster_arn.as_str();
         let task = self.task_definition.get()?;
-        let task_changed = task != previous.task_definition.get()?;
-        // Sent only when the count is ours: changed, or handed back by the scaler.
-        let count_changed =
-            !self.scaled && (previous.scaled || self.desired_count != previous.desired_count);
-        let network_changed = self.subnets != previous.subnets
-            || self.security_groups != previous.security_groups
-            || self.assign_public_ip != previous.assign_public_ip;
-        let deployment_changed = self.deployment != previous.deployment;
-        let targets_changed = self.load_balancers != previous.load_balancers;
-        let grace_changed =
-            self.health_check_grace_period_secs != previous.health_check_grace_period_secs;
+        let changes = Changes::between(self, previous)?;
         let mut started = None;
-        let rolls_out = task_changed || count_changed || network_changed || targets_changed;
-        if rolls_out || deployment_changed || grace_changed {
-            let load_balancers = if targets_changed {
+        if changes.any() {
+            let load_balancers = if changes.targets {
                 Some(self.load_balancers()?)
             } else {
                 None
             };
-            let network = if network_changed {
+            let network = if changes.network {
                 Some(self.network()?)
             } else {
                 None
             };
             let deployment = match self.deployment {
-                Some(d) if deployment_changed => Some(d.sdk()),
+                Some(d) if changes.deployment => Some(d.sdk()),
                 _ => None,
             };
             let out = ctx
@@ -678,15 +665,15 @@ impl Resource for Service {
                             .update_service()
                             .cluster(cluster)
                             .service(&self.name)
-                            .set_task_definition(task_changed.then(|| task.to_string()))
-                            .set_desired_count(count_changed.then_some(self.desired_count))
+                            .set_task_definition(changes.task.then(|| task.to_string()))
+                            .set_desired_count(changes.count.then_some(self.desired_count))
                             .set_network_configuration(network.clone())
                             .set_deployment_configuration(deployment.clone())
                             .set_load_balancers(load_balancers.clone())
                             // Sent when it changes and there is one: ECS takes a grace period
                             // only for a service with load balancers.
                             .set_health_check_grace_period_seconds(
-                                self.grace_period().filter(|_| grace_changed),
+                                self.grace_period().filter(|_| changes.grace),
                             )
                             .send()
                     },
@@ -695,7 +682,7 @@ impl Resource for Service {
             started = out.service().and_then(primary_deployment);
         }
         aws::update_ecs_tags(ctx, &client, &outputs.arn, &previous.tags, &self.tags).await?;
-        if rolls_out {
+        if changes.rolls_out() {
             self.wait_rollout(ctx, &client, cluster, started).await?;
         }
         Ok(outputs.clone())
@@ -787,6 +774,55 @@ impl Resource for Service {
             arn: ServiceArn::new(arn),
             cluster_arn: cluster.clone(),
         }))
+    }
+}
+
+/// What an update changes: each part `UpdateService` sends only when it changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Changes {
+    task: bool,
+    /// Sent only when the count is ours: changed, or handed back by the scaler.
+    count: bool,
+    network: bool,
+    deployment: bool,
+    targets: bool,
+    grace: bool,
+}
+
+impl Changes {
+    fn between(new: &Service, old: &Service) -> Result<Self, ResourceError> {
+        Ok(Self {
+            task: new.task_definition.get()? != old.task_definition.get()?,
+            count: !new.scaled && (old.scaled || new.desired_count != old.desired_count),
+            network: new.subnets != old.subnets
+                || new.security_groups != old.security_groups
+                || new.assign_public_ip != old.assign_public_ip,
+            deployment: new.deployment != old.deployment,
+            targets: new.load_balancers != old.load_balancers,
+            grace: new.health_check_grace_period_secs != old.health_check_grace_period_secs,
+        })
+    }
+
+    /// Whether ECS starts a deployment, to be waited for.
+    fn rolls_out(self) -> bool {
+        self.task || self.count || self.network || self.targets
+    }
+
+    /// Whether `UpdateService` is sent at all.
+    fn any(self) -> bool {
+        self.rolls_out() || self.deployment || self.grace
+    }
+}
+
+/// A service's grace period as read: meaningful only with load balancers (ECS may keep the old
+/// value after they are removed, or give 0); where ECS gives nothing (moto), what was declared.
+fn live_grace(live: Option<i32>, balanced: bool, declared: Option<u32>) -> Option<u32> {
+    match live {
+        _ if !balanced => None,
+        Some(g) => u32::try_from(g)
+            .ok()
+            .filter(|g| *g > 0 || declared == Some(0)),
+        None => declared,
     }
 }
 
@@ -960,9 +996,11 @@ mod tests {
     use aws_sdk_ecs::types::{Deployment as Dep, DeploymentRolloutState as State, Service};
 
     use super::{
-        Deployment, Rollout, TargetSeen, Targets, failure_report, primary_deployment, rollout,
-        with_targets,
+        Changes, Deployment, Rollout, ServiceTarget, TargetSeen, Targets, failure_report,
+        live_grace, primary_deployment, rollout, with_targets,
     };
+    use crate::TargetGroupArn;
+    use platform_core::Input;
 
     const TD2: &str = "arn:aws:ecs:us-east-1:1:task-definition/frontend:2";
     const TD1: &str = "arn:aws:ecs:us-east-1:1:task-definition/frontend:1";
@@ -1106,6 +1144,77 @@ mod tests {
                 "target 10.0.1.5:80 unavailable: no reason given".into(),
             ])
         );
+    }
+
+    fn declared(json: serde_json::Value) -> super::Service {
+        let mut base = serde_json::json!({"name": "web", "cluster": "arn:c", "task_definition": "td:1",
+            "desired_count": 1, "launch": "Fargate", "subnets": ["subnet-1"],
+            "security_groups": ["sg-1"], "assign_public_ip": true,
+            "steady_state_timeout_secs": null, "tags": {}});
+        for (k, v) in json.as_object().unwrap() {
+            base[k] = v.clone();
+        }
+        serde_json::from_value(base).unwrap()
+    }
+
+    #[test]
+    fn joining_or_leaving_a_target_group_rolls_out_and_a_grace_period_alone_does_not() {
+        let old = declared(serde_json::json!({}));
+        let target = ServiceTarget {
+            target_group_arn: Input::Value(TargetGroupArn::new("arn:tg")),
+            container_name: "web".into(),
+            container_port: 80,
+        };
+        let mut joined = old.clone();
+        joined.load_balancers = vec![target];
+        let c = Changes::between(&joined, &old).unwrap();
+        assert_eq!(
+            c,
+            Changes {
+                targets: true,
+                ..Changes::default()
+            }
+        );
+        assert!(c.rolls_out() && c.any());
+        assert!(Changes::between(&old, &joined).unwrap().rolls_out());
+        let mut graced = old.clone();
+        graced.health_check_grace_period_secs = Some(90);
+        let c = Changes::between(&graced, &old).unwrap();
+        assert!(c.grace && c.any() && !c.rolls_out());
+        assert_eq!(graced.grace_period(), Some(90));
+        assert_eq!(old.grace_period(), None);
+        // Each of the others on its own.
+        for (field, value, rolls) in [
+            ("task_definition", serde_json::json!("td:2"), true),
+            ("desired_count", serde_json::json!(2), true),
+            ("subnets", serde_json::json!(["subnet-2"]), true),
+            ("security_groups", serde_json::json!(["sg-2"]), true),
+            ("assign_public_ip", serde_json::json!(false), true),
+            (
+                "deployment",
+                serde_json::json!({"circuit_breaker": false, "rollback": false,
+                    "minimum_healthy_percent": 100, "maximum_percent": 200}),
+                false,
+            ),
+        ] {
+            let new = declared(serde_json::json!({ field: value }));
+            let c = Changes::between(&new, &old).unwrap();
+            assert_eq!((c.rolls_out(), c.any()), (rolls, true), "{field}");
+        }
+        assert!(!Changes::between(&old, &old).unwrap().any());
+    }
+
+    #[test]
+    fn a_grace_period_is_read_only_with_load_balancers() {
+        // Without them: none, whatever ECS kept.
+        assert_eq!(live_grace(Some(60), false, None), None);
+        assert_eq!(live_grace(Some(60), false, Some(60)), None);
+        // With them: ECS's, 0 as none unless 0 was declared; nothing (moto): the declared one.
+        assert_eq!(live_grace(Some(60), true, Some(90)), Some(60));
+        assert_eq!(live_grace(Some(0), true, None), None);
+        assert_eq!(live_grace(Some(0), true, Some(0)), Some(0));
+        assert_eq!(live_grace(None, true, Some(90)), Some(90));
+        assert_eq!(live_grace(Some(-1), true, Some(90)), None);
     }
 
     #[test]
