@@ -397,7 +397,9 @@ mod tests {
         g.health_check.path = "healthz".into();
         assert_eq!(refused(g), ("health_check_path".into(), "healthz".into()));
         let mut g = group();
-        g.health_check.path = format!("/{}", "a".repeat(1024));
+        g.health_check.path = format!("/{}", "a".repeat(1023));
+        assert!(g.validate().is_ok(), "1024 characters");
+        g.health_check.path.push('a');
         assert_eq!(refused(g).0, "health_check_path");
         for (interval, ok) in [(4, false), (5, true), (300, true), (301, false)] {
             let mut g = group();
