@@ -541,6 +541,28 @@ mod tests {
     }
 
     #[test]
+    fn a_balancers_ports_are_named_when_missing_or_zero() {
+        let with = |listeners: Vec<u16>, services: Vec<u16>| {
+            NetworkConfig::default()
+                .with_balancer(Some(BalancerAccess::new(listeners, services)))
+                .validate()
+        };
+        assert!(with(vec![80, 443], vec![8080]).is_ok());
+        let e = with(vec![], vec![80]).unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.value.as_str()),
+            ("balancer.listener_ports", "[]")
+        );
+        let e = with(vec![80], vec![0]).unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.value.as_str()),
+            ("balancer.service_ports", "0")
+        );
+        let e = with(vec![80], vec![]).unwrap_err();
+        assert_eq!(e.field, "balancer.service_ports");
+    }
+
+    #[test]
     fn n_subnets_over_n_zones() {
         let c = NetworkConfig::default().with_public_subnets_across_zones(3);
         c.validate().unwrap();
