@@ -47,6 +47,38 @@ enum Phase {
     Destroy,
 }
 
+impl Phase {
+    fn command(self) -> &'static str {
+        match self {
+            Phase::Up => "up",
+            Phase::Destroy => "destroy",
+        }
+    }
+}
+
+/// A fresh account where `production EXTRA COMMAND` (after an `up`, for a destroy) was SIGKILLed
+/// right after its call `k` was carried out: the account's proxy, config and state, and the case's
+/// name.
+async fn killed_with(
+    emulator: &Emulator,
+    extra: &[&str],
+    phase: Phase,
+    k: usize,
+) -> (Proxy, aws_types::SdkConfig, tempfile::TempDir, String) {
+    let (proxy, config, dir) = fresh(emulator).await;
+    let state = dir.path();
+    let what = format!("killed after call {k} of {phase:?}");
+    if let Phase::Destroy = phase {
+        run_ok(&proxy, state, extra, "up", &what).await;
+    }
+    let trip = Some(proxy.trip_after(k));
+    let killed = run_command(&proxy, state, extra, phase.command(), trip)
+        .await
+        .is_none();
+    assert!(killed, "{what}: the run ended before its call {k}");
+    (proxy, config, dir, what)
+}
+
 async fn killed_at(emulator: Arc<Emulator>, phase: Phase, k: usize) {
     let (proxy, config, dir) = fresh(&emulator).await;
     let state = dir.path();
@@ -174,20 +206,8 @@ async fn a_scaled_service_killed_at_each_call_of_its_scaling_converges() {
         let (emulator, path, service) = (emulator.clone(), path.clone(), service.clone());
         set.spawn(async move {
             let extra = ["--config", path.as_str()];
-            let (proxy, config, dir) = fresh(&emulator).await;
-            let state = dir.path();
-            let what = format!("killed after call {k} of {phase:?}");
-            if let Phase::Destroy = phase {
-                run_ok(&proxy, state, &extra, "up", &what).await;
-            }
-            let command = match phase {
-                Phase::Up => "up",
-                Phase::Destroy => "destroy",
-            };
-            let killed = run_command(&proxy, state, &extra, command, Some(proxy.trip_after(k)))
-                .await
-                .is_none();
-            assert!(killed, "{what}: the run ended before its call {k}");
+            let (proxy, config, dir, what) = killed_with(&emulator, &extra, phase, k).await;
+            let (state, command) = (dir.path(), phase.command());
             let registers = |calls: Vec<local_cloud::Call>| {
                 calls
                     .into_iter()
@@ -275,20 +295,8 @@ async fn a_balanced_platform_killed_at_each_call_of_its_balancer_converges() {
         set.spawn(async move {
             let _permit = permits.acquire_owned().await.unwrap();
             let extra = ["--config", path.as_str()];
-            let (proxy, config, dir) = fresh(&emulator).await;
-            let state = dir.path();
-            let what = format!("killed after call {k} of {phase:?}");
-            if let Phase::Destroy = phase {
-                run_ok(&proxy, state, &extra, "up", &what).await;
-            }
-            let command = match phase {
-                Phase::Up => "up",
-                Phase::Destroy => "destroy",
-            };
-            let killed = run_command(&proxy, state, &extra, command, Some(proxy.trip_after(k)))
-                .await
-                .is_none();
-            assert!(killed, "{what}: the run ended before its call {k}");
+            let (proxy, config, dir, what) = killed_with(&emulator, &extra, phase, k).await;
+            let (state, command) = (dir.path(), phase.command());
             run_ok(&proxy, state, &extra, command, &what).await;
             if let Phase::Up = phase {
                 let live = inventory(&config).await;

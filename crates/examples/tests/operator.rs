@@ -82,6 +82,23 @@ impl Operator {
     }
 }
 
+/// Each drifted resource and field of a `refresh` or `preview --refresh` document, in its order.
+fn drifted_fields(doc: &Value) -> Vec<(String, String)> {
+    doc["drift"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|d| {
+            d["fields"].as_array().unwrap().iter().map(move |f| {
+                (
+                    d["resource"].as_str().unwrap().to_owned(),
+                    f["field"].as_str().unwrap().to_owned(),
+                )
+            })
+        })
+        .collect()
+}
+
 fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
 }
@@ -441,19 +458,7 @@ async fn drift_on_every_kind_of_rule_route_and_profile_role_is_seen_and_repaired
         )),
         "{live:?}"
     );
-    let fields: Vec<(String, String)> = drift["drift"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|d| {
-            d["fields"].as_array().unwrap().iter().map(move |f| {
-                (
-                    d["resource"].as_str().unwrap().to_owned(),
-                    f["field"].as_str().unwrap().to_owned(),
-                )
-            })
-        })
-        .collect();
+    let fields = drifted_fields(&drift);
     assert_eq!(
         fields,
         [
@@ -1701,19 +1706,7 @@ async fn two_services_behind_one_balancer_then_the_balancer_removed_keeps_the_se
             2,
         )
         .await;
-    let drifted: Vec<(String, String)> = drift["drift"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|d| {
-            d["fields"].as_array().unwrap().iter().map(move |f| {
-                (
-                    d["resource"].as_str().unwrap().to_owned(),
-                    f["field"].as_str().unwrap().to_owned(),
-                )
-            })
-        })
-        .collect();
+    let drifted = drifted_fields(&drift);
     assert_eq!(
         drifted,
         [
