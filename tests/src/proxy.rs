@@ -629,20 +629,11 @@ async fn handle(
             .push(call);
     };
     let lose_response = fault == Some(Fault::LoseResponse);
-    let rewrite = match fault {
-        Some(Fault::Rewrite(f)) => Some(f),
-        _ => None,
-    };
-    let rewrite_xml = match fault {
-        Some(Fault::RewriteXml(f)) => Some(f),
-        _ => None,
-    };
-    if let Some(fault) = fault.filter(|f| {
-        !matches!(
-            f,
-            Fault::LoseResponse | Fault::Rewrite(_) | Fault::RewriteXml(_)
-        )
-    }) {
+    // A rewrite applies to the answer; every other fault but a lost response replaces the call.
+    let rewrite = fault
+        .clone()
+        .filter(|f| matches!(f, Fault::Rewrite(_) | Fault::RewriteXml(_)));
+    if let Some(fault) = fault.filter(|f| f != &Fault::LoseResponse && rewrite.is_none()) {
         if fault == Fault::DropConnection {
             record(0, Some(fault));
             return Err(Dropped.into());
@@ -727,27 +718,26 @@ async fn handle(
             record(0, Some(Fault::LoseResponse));
             Err(Dropped.into())
         }
-        Ok((mut parts, bytes)) if rewrite_xml.is_some() && parts.status.is_success() => {
-            let f = rewrite_xml.unwrap_or_else(|| unreachable!("checked by the guard"));
-            let body = (f.apply)(&String::from_utf8_lossy(&bytes));
-            parts.headers.remove(hyper::header::CONTENT_LENGTH);
-            record(parts.status.as_u16(), Some(Fault::RewriteXml(f)));
-            Ok(Response::from_parts(parts, Full::new(Bytes::from(body))))
-        }
         Ok((parts, bytes)) => {
             let status = parts.status.as_u16();
-            match rewrite {
-                Some(f) if parts.status.is_success() => {
+            let rewritten = match &rewrite {
+                Some(Fault::Rewrite(f)) if parts.status.is_success() => {
                     let mut doc: serde_json::Value =
                         serde_json::from_slice(&bytes).unwrap_or_default();
                     (f.apply)(&mut doc);
+                    Some(doc.to_string())
+                }
+                Some(Fault::RewriteXml(f)) if parts.status.is_success() => {
+                    Some((f.apply)(&String::from_utf8_lossy(&bytes)))
+                }
+                _ => None,
+            };
+            match rewritten {
+                Some(body) => {
                     let mut parts = parts;
                     parts.headers.remove(hyper::header::CONTENT_LENGTH);
-                    record(status, Some(Fault::Rewrite(f)));
-                    Ok(Response::from_parts(
-                        parts,
-                        Full::new(Bytes::from(doc.to_string())),
-                    ))
+                    record(status, rewrite);
+                    Ok(Response::from_parts(parts, Full::new(Bytes::from(body))))
                 }
                 _ => match lag::hide(&shared.state, &describe, &request_body, &bytes) {
                     Some(lag::Hidden::NotFound(fault)) => {

@@ -94,15 +94,10 @@ impl Route {
     /// Requests for host `name`.
     pub fn host(name: &str) -> Self {
         Self {
+            path: None,
             host: Some(name.to_owned()),
             ..Self::path("/")
         }
-        .without_path()
-    }
-
-    fn without_path(mut self) -> Self {
-        self.path = None;
-        self
     }
 
     /// With the health check asking `path`.
@@ -246,9 +241,10 @@ mod tests {
             Route::host("api.example.com").url("https", "alb-1"),
             "https://api.example.com/"
         );
+        let mut neither = Route::host("api.example.com");
+        neither.host = None;
         assert!(
-            Route::path("/")
-                .without_path()
+            neither
                 .validate("services[0]")
                 .unwrap_err()
                 .to_string()

@@ -198,6 +198,28 @@ pub(crate) fn validate_name(field: &str, name: &str) -> Result<(), ValidationErr
     ))
 }
 
+/// A balancer's idle timeout: 1 to 4000 seconds.
+///
+/// # Errors
+/// Naming `field` and the value.
+pub(crate) fn validate_idle_timeout(field: &str, secs: u32) -> Result<(), ValidationError> {
+    if (1..=4000).contains(&secs) {
+        return Ok(());
+    }
+    Err(ValidationError::new(field, secs, "is 1 to 4000 seconds"))
+}
+
+/// A target group's deregistration delay: 0 to 3600 seconds.
+///
+/// # Errors
+/// Naming `field` and the value.
+pub(crate) fn validate_deregistration_delay(field: &str, secs: u32) -> Result<(), ValidationError> {
+    if secs <= 3600 {
+        return Ok(());
+    }
+    Err(ValidationError::new(field, secs, "is 0 to 3600 seconds"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -293,20 +293,14 @@ impl ClusterConfig {
                     "load_balancer.certificate_arn",
                     lb.certificate_arn.as_deref(),
                 )?;
-                if !(1..=4000).contains(&lb.idle_timeout_secs) {
-                    return Err(ValidationError::new(
-                        "load_balancer.idle_timeout_secs",
-                        lb.idle_timeout_secs,
-                        "is 1 to 4000 seconds",
-                    ));
-                }
-                if lb.deregistration_delay_secs > 3600 {
-                    return Err(ValidationError::new(
-                        "load_balancer.deregistration_delay_secs",
-                        lb.deregistration_delay_secs,
-                        "is 0 to 3600 seconds",
-                    ));
-                }
+                elb::validate_idle_timeout(
+                    "load_balancer.idle_timeout_secs",
+                    lb.idle_timeout_secs,
+                )?;
+                elb::validate_deregistration_delay(
+                    "load_balancer.deregistration_delay_secs",
+                    lb.deregistration_delay_secs,
+                )?;
             }
             None => {
                 if let Some((i, _)) = self
@@ -775,6 +769,51 @@ mod tests {
                 f.desired_count
             ),
             ("my-ecs-cluster", "nginx:latest", 256, 512, 1)
+        );
+    }
+
+    #[test]
+    fn a_balancers_config_names_the_key_it_refuses() {
+        let refused = |change: fn(&mut LoadBalancerConfig)| {
+            let mut lb = LoadBalancerConfig::default();
+            change(&mut lb);
+            let e = ClusterConfig::default()
+                .with_load_balancer(Some(lb))
+                .validate()
+                .unwrap_err();
+            (e.field, e.value)
+        };
+        assert!(
+            ClusterConfig::default()
+                .with_load_balancer(Some(LoadBalancerConfig::default()))
+                .validate()
+                .is_ok()
+        );
+        assert_eq!(
+            refused(|lb| lb.idle_timeout_secs = 0),
+            ("load_balancer.idle_timeout_secs".into(), "0".into())
+        );
+        assert_eq!(
+            refused(|lb| lb.deregistration_delay_secs = 3601),
+            (
+                "load_balancer.deregistration_delay_secs".into(),
+                "3601".into()
+            )
+        );
+        assert_eq!(
+            refused(|lb| lb.name = Some("-alb".into())).0,
+            "load_balancer.name"
+        );
+        assert_eq!(
+            refused(|lb| lb.certificate_arn = Some("cert".into())).0,
+            "load_balancer.certificate_arn"
+        );
+        let mut routed = ClusterConfig::default();
+        routed.services[0].route = Some(Route::path("/*"));
+        let e = routed.validate().unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.value.as_str()),
+            ("services[0].path", "set")
         );
     }
 

@@ -546,11 +546,12 @@ impl PlatformConfig {
             }
             lb
         });
+        let behind_balancer = |s: &ServiceConfig| s.route.is_some() && c.load_balancer.is_some();
         let ports = |behind: bool| -> Vec<u16> {
             let mut p: Vec<u16> = c
                 .services
                 .iter()
-                .filter(|s| s.route.is_some() == behind && (!behind || c.load_balancer.is_some()))
+                .filter(|s| behind_balancer(s) == behind)
                 .map(|s| s.container_port)
                 .collect();
             p.sort_unstable();

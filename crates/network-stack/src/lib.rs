@@ -464,15 +464,12 @@ impl Stack for NetworkStack {
                 tcp(&b.service_ports, &c.vpc_cidr),
             );
             lb.tags = c.tags_named(format!("{p}-lb-sg"));
-            (s.add(BALANCER_SECURITY_GROUP, lb), b.service_ports.clone())
+            s.add(BALANCER_SECURITY_GROUP, lb)
         });
         let mut ingress = c.ingress.clone();
-        if let Some((lb, ports)) = &balancer {
-            ingress.extend(
-                ports
-                    .iter()
-                    .map(|p| SgRule::tcp_from_group(*p, &lb.group_id)),
-            );
+        if let (Some(b), Some(lb)) = (&c.balancer, &balancer) {
+            let from_balancer = |port: &u16| SgRule::tcp_from_group(*port, &lb.group_id);
+            ingress.extend(b.service_ports.iter().map(from_balancer));
         }
         let mut sg = SecurityGroup::new(
             &vpc.vpc_id,
@@ -498,7 +495,7 @@ impl Stack for NetworkStack {
                     .collect::<Result<_, _>>()?,
                 security_group_id: o.get(&sg.group_id)?,
                 balancer_security_group_id: match &balancer {
-                    Some((lb, _)) => Some(o.get(&lb.group_id)?),
+                    Some(lb) => Some(o.get(&lb.group_id)?),
                     None => None,
                 },
                 route_table_id: o.get(&rt.route_table_id)?,

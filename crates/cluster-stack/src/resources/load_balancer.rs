@@ -119,13 +119,7 @@ impl Resource for LoadBalancer {
                 "an Application Load Balancer needs subnets in at least two zones",
             ));
         }
-        if !(1..=4000).contains(&self.idle_timeout_secs) {
-            return Err(ValidationError::new(
-                "idle_timeout_secs",
-                self.idle_timeout_secs,
-                "is 1 to 4000 seconds",
-            ));
-        }
+        elb::validate_idle_timeout("idle_timeout_secs", self.idle_timeout_secs)?;
         crate::validate::tags("tags", &self.tags)
     }
 

@@ -181,13 +181,10 @@ impl Resource for TargetGroup {
         elb::validate_name("name", &self.name)?;
         crate::validate::port("port", self.port)?;
         self.health_check.validate("")?;
-        if self.deregistration_delay_secs > 3600 {
-            return Err(ValidationError::new(
-                "deregistration_delay_secs",
-                self.deregistration_delay_secs,
-                "is 0 to 3600 seconds",
-            ));
-        }
+        elb::validate_deregistration_delay(
+            "deregistration_delay_secs",
+            self.deregistration_delay_secs,
+        )?;
         crate::validate::tags("tags", &self.tags)
     }
 

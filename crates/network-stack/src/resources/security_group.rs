@@ -69,11 +69,11 @@ pub enum Peer {
 impl Peer {
     /// What orders and identifies a peer: blocks first, then groups by id (or by the reference
     /// before it is resolved).
-    fn key(&self) -> (u8, String) {
+    fn key(&self) -> (u8, std::borrow::Cow<'_, str>) {
         match self {
-            Self::Cidr(c) => (0, c.clone()),
-            Self::SourceGroup(Input::Value(id)) => (1, id.as_str().to_owned()),
-            Self::SourceGroup(Input::Ref(r)) => (2, r.target().to_string()),
+            Self::Cidr(c) => (0, c.into()),
+            Self::SourceGroup(Input::Value(id)) => (1, id.as_str().into()),
+            Self::SourceGroup(Input::Ref(r)) => (2, r.target().to_string().into()),
         }
     }
 }
