@@ -79,8 +79,14 @@ fn plan_figures(figures: &mut Figures) {
         reset_peak();
         let started = Instant::now();
         let desired = Desired::of(&stack).expect("a random DAG is a valid stack");
+        let declared = started.elapsed();
         let plan = plan(&desired, &StackState::new("scale"), None).expect("it plans");
         let elapsed = started.elapsed();
+        println!(
+            "  {n}: declare {:.0} ms plan {:.0} ms",
+            ms(declared),
+            ms(elapsed - declared)
+        );
         assert_eq!(plan.counts().create, n, "every resource is to be created");
         figures.add(name, ms(elapsed), "ms", target.map(Target::AtMost));
         per_resource.push((n, elapsed.as_secs_f64() * 1e6 / n as f64));
@@ -191,10 +197,23 @@ async fn main() -> ExitCode {
         "platform-core scale benchmark: {} CPU(s), the fake cloud, no latency",
         std::thread::available_parallelism().map_or(1, usize::from)
     );
+    // `cargo bench -p platform-core -- plan` runs the phases whose name holds `plan` (`plan`,
+    // `apply`): a profile of one phase without the others.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let runs = |phase: &str| only.is_empty() || only.iter().any(|o| phase.contains(o.as_str()));
     let mut figures = Figures::default();
     // Planning first: its peak memory is measured before anything else is allocated.
-    plan_figures(&mut figures);
-    let result = apply_figures(&mut figures).await;
+    if runs("plan") {
+        plan_figures(&mut figures);
+    }
+    let result = if runs("apply") {
+        apply_figures(&mut figures).await
+    } else {
+        Ok(())
+    };
     figures.table();
     match result {
         Ok(()) => ExitCode::SUCCESS,

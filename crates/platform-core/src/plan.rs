@@ -323,7 +323,8 @@ pub(crate) fn plan_with(
                 _ => Ok(None),
             }
         };
-        let fields: Vec<(String, Planned)> = match &decl.inputs {
+        let inputs = decl.inputs(stack)?;
+        let fields: Vec<(String, Planned)> = match &inputs {
             Value::Object(map) => {
                 let mut out = Vec::with_capacity(map.len());
                 for (k, v) in map {
@@ -344,7 +345,13 @@ pub(crate) fn plan_with(
             )],
         };
         let mut entry = match document {
-            Some(_) => Some(planned_resource(stack, decl, &fields, &mut lookup)?),
+            Some(_) => Some(planned_resource(
+                stack,
+                decl,
+                &inputs,
+                &fields,
+                &mut lookup,
+            )?),
             None => None,
         };
         let existing = base
@@ -400,7 +407,7 @@ pub(crate) fn plan_with(
                 let (forced, delete_first): (Vec<String>, bool) = if changes.is_empty() {
                     (Vec::new(), false)
                 } else {
-                    let planned = planned_inputs(&decl.inputs, &rec.inputs, &changes);
+                    let planned = planned_inputs(&inputs, &rec.inputs, &changes);
                     // A field the recorded inputs lack (a kind's later version added it) is read as
                     // declared: adding a field is no reason to replace.
                     let mut previous = planned.clone();
@@ -509,6 +516,7 @@ pub(crate) fn plan_with(
 fn planned_resource(
     stack: &str,
     decl: &Declaration,
+    declared_inputs: &Value,
     fields: &[(String, Planned)],
     lookup: &mut impl FnMut(&RefTarget) -> Result<Option<Value>, Error>,
 ) -> Result<PlannedResource, Error> {
@@ -521,7 +529,7 @@ fn planned_resource(
                 inputs.insert(field.clone(), v.clone());
             }
             Planned::Unknown => {
-                let declared = match &decl.inputs {
+                let declared = match declared_inputs {
                     Value::Object(m) => m.get(field).cloned().unwrap_or(Value::Null),
                     other => other.clone(),
                 };

@@ -1,7 +1,8 @@
 //! Stacks: a named set of resources declared into a graph, with typed outputs; and typed references
 //! from one stack to another's recorded outputs.
 
-use std::collections::{HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -14,7 +15,7 @@ use crate::resource::{Handle, KindOps, Registry, Resource};
 use crate::state::{Producer, StackResource, StateStore, validate_stack_name};
 use crate::types::ProviderInfo;
 pub use crate::value::RefTarget;
-use crate::value::{Ref, collect_refs};
+use crate::value::{Ref, collect_refs, refs_in};
 
 /// A stack: a name, its typed outputs, its resource kinds, and how it declares its resources.
 ///
@@ -100,24 +101,74 @@ pub(crate) struct Declaration {
     pub(crate) name: String,
     /// The resource kind.
     pub(crate) kind: &'static str,
-    /// The inputs, with references unresolved.
-    pub(crate) inputs: Value,
+    /// The inputs as compact JSON text, references unresolved, parsed where they are planned or
+    /// applied: a parsed tree takes about ten times the memory of its text, and a stack of 100,000
+    /// resources is held whole.
+    inputs: Box<str>,
     /// The resources of this stack that this one refers to, without repeats, in order of first
     /// reference (references to other stacks' resources are not among them).
     pub(crate) dependencies: Vec<String>,
+    /// The references to other stacks' resources, in document order.
+    pub(crate) external: Vec<RefTarget>,
 }
 
 impl Declaration {
+    /// Resource `name` of kind `kind` with inputs `inputs` (compact JSON, as serde_json writes a
+    /// resource): its references are read from them once, here.
+    ///
+    /// # Errors
+    /// When `inputs` is not JSON serde_json can read back (nested deeper than its limit).
+    pub(crate) fn new(
+        name: String,
+        kind: &'static str,
+        inputs: String,
+    ) -> Result<Self, serde_json::Error> {
+        // A reference is written `{"$ref":..}`: text without the key has none, and is not read.
+        let refs = if inputs.contains(REF_MARK) {
+            refs_in(&inputs)?
+        } else {
+            Vec::new()
+        };
+        let mut dependencies: Vec<String> = Vec::new();
+        let mut external = Vec::new();
+        for r in refs {
+            if r.stack.is_some() {
+                external.push(r);
+            } else if !dependencies.contains(&r.resource) {
+                dependencies.push(r.resource);
+            }
+        }
+        Ok(Self {
+            name,
+            kind,
+            inputs: inputs.into_boxed_str(),
+            dependencies,
+            external,
+        })
+    }
+
+    /// The inputs, parsed, references unresolved.
+    ///
+    /// # Errors
+    /// [`Error::Serialize`] naming the resource when serde_json cannot read back what it wrote
+    /// (inputs nested deeper than its limit).
+    pub(crate) fn inputs(&self, stack: &str) -> Result<Value, Error> {
+        serde_json::from_str(&self.inputs).map_err(|source| Error::Serialize {
+            stack: stack.to_owned(),
+            resource: self.name.clone(),
+            source,
+        })
+    }
+
     /// The other stacks' resources this one's inputs refer to, without repeats.
     pub(crate) fn uses(&self) -> Vec<StackResource> {
-        let mut refs = Vec::new();
-        collect_refs(&self.inputs, &mut refs);
-        let mut uses: Vec<StackResource> = refs
-            .into_iter()
+        let mut uses: Vec<StackResource> = self
+            .external
+            .iter()
             .filter_map(|r| {
                 Some(StackResource {
-                    stack: r.stack?,
-                    resource: r.resource,
+                    stack: r.stack.clone()?,
+                    resource: r.resource.clone(),
                 })
             })
             .collect();
@@ -127,11 +178,15 @@ impl Declaration {
     }
 }
 
+/// How a reference starts in serialised inputs.
+const REF_MARK: &str = "\"$ref\"";
+
 /// Where a stack declares its resources.
 pub struct Scope {
     stack: String,
     declarations: Vec<Declaration>,
-    names: HashSet<String>,
+    /// Each declared name and its declaration's position.
+    positions: HashMap<String, usize>,
     registry: Registry,
     errors: Vec<Error>,
 }
@@ -151,7 +206,7 @@ impl Scope {
         Self {
             stack: stack.into(),
             declarations: Vec::new(),
-            names: HashSet::new(),
+            positions: HashMap::new(),
             registry: Registry::new(),
             errors: Vec::new(),
         }
@@ -168,7 +223,11 @@ impl Scope {
     pub fn add<R: Resource>(&mut self, name: impl Into<String>, resource: R) -> Handle<R> {
         let name = name.into();
         self.registry.add::<R>();
-        if !self.names.insert(name.clone()) {
+        if self
+            .positions
+            .insert(name.clone(), self.declarations.len())
+            .is_some()
+        {
             self.errors.push(Error::DuplicateResource {
                 stack: self.stack.clone(),
                 resource: name.clone(),
@@ -181,23 +240,10 @@ impl Scope {
                 source,
             });
         }
-        match serde_json::to_value(&resource) {
-            Ok(inputs) => {
-                let mut refs = Vec::new();
-                collect_refs(&inputs, &mut refs);
-                let mut dependencies: Vec<String> = Vec::new();
-                for r in refs.into_iter().filter(|r| r.stack.is_none()) {
-                    if !dependencies.contains(&r.resource) {
-                        dependencies.push(r.resource);
-                    }
-                }
-                self.declarations.push(Declaration {
-                    name: name.clone(),
-                    kind: R::KIND,
-                    inputs,
-                    dependencies,
-                });
-            }
+        match serde_json::to_string(&resource)
+            .and_then(|inputs| Declaration::new(name.clone(), R::KIND, inputs))
+        {
+            Ok(declaration) => self.declarations.push(declaration),
             Err(source) => self.errors.push(Error::Serialize {
                 stack: self.stack.clone(),
                 resource: name.clone(),
@@ -222,7 +268,7 @@ impl Scope {
         if let Some(e) = self.errors.into_iter().next() {
             return Err(e);
         }
-        Desired::new(self.stack, self.declarations, self.registry)
+        Desired::ordered(self.stack, self.declarations, self.positions, self.registry)
     }
 }
 
@@ -284,41 +330,53 @@ pub struct Desired {
 }
 
 impl Desired {
-    /// Validates and orders declarations: every reference names a declared resource, and there is no
-    /// cycle. The order is topological, stable with respect to declaration order.
-    ///
-    /// # Errors
-    /// [`Error::DanglingRef`], [`Error::Cycle`], [`Error::DuplicateResource`], [`Error::UnknownKind`].
+    /// [`Desired::ordered`] of `declarations`, refusing a name declared twice.
+    #[cfg(test)]
     pub(crate) fn new(
         stack: String,
         declarations: Vec<Declaration>,
         registry: Registry,
     ) -> Result<Self, Error> {
-        let mut position = HashMap::with_capacity(declarations.len());
+        let mut positions = HashMap::with_capacity(declarations.len());
         for (i, d) in declarations.iter().enumerate() {
-            if position.insert(d.name.clone(), i).is_some() {
+            if positions.insert(d.name.clone(), i).is_some() {
                 return Err(Error::DuplicateResource {
                     stack,
                     resource: d.name.clone(),
                 });
             }
-            if registry.get(d.kind).is_none() {
-                return Err(Error::UnknownKind {
-                    stack,
-                    resource: d.name.clone(),
-                    kind: d.kind.to_owned(),
-                });
-            }
+        }
+        Self::ordered(stack, declarations, positions, registry)
+    }
+
+    /// Validates and orders declarations whose names are distinct, each at its position in
+    /// `positions`: every reference names a declared resource, and there is no cycle. The order is
+    /// topological, stable with respect to declaration order.
+    ///
+    /// # Errors
+    /// [`Error::DanglingRef`], [`Error::Cycle`], [`Error::UnknownKind`].
+    fn ordered(
+        stack: String,
+        declarations: Vec<Declaration>,
+        mut positions: HashMap<String, usize>,
+        registry: Registry,
+    ) -> Result<Self, Error> {
+        let n = declarations.len();
+        if let Some(d) = declarations.iter().find(|d| registry.get(d.kind).is_none()) {
+            return Err(Error::UnknownKind {
+                stack,
+                resource: d.name.clone(),
+                kind: d.kind.to_owned(),
+            });
         }
         // Kahn's algorithm; ready nodes are taken in declaration order.
-        let n = declarations.len();
         let mut indegree = vec![0usize; n];
         let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
         for (i, d) in declarations.iter().enumerate() {
             for dep in &d.dependencies {
-                let Some(&j) = position.get(dep) else {
+                let Some(&j) = positions.get(dep.as_str()) else {
                     let mut refs = Vec::new();
-                    collect_refs(&d.inputs, &mut refs);
+                    collect_refs(&d.inputs(&stack)?, &mut refs);
                     let reference = refs
                         .into_iter()
                         .find(|r| r.stack.is_none() && &r.resource == dep)
@@ -334,15 +392,15 @@ impl Desired {
                 dependents[j].push(i);
             }
         }
-        let mut ready: std::collections::BTreeSet<usize> =
-            (0..n).filter(|&i| indegree[i] == 0).collect();
+        let mut ready: BinaryHeap<Reverse<usize>> =
+            (0..n).filter(|&i| indegree[i] == 0).map(Reverse).collect();
         let mut order = Vec::with_capacity(n);
-        while let Some(i) = ready.pop_first() {
+        while let Some(Reverse(i)) = ready.pop() {
             order.push(i);
             for &k in &dependents[i] {
                 indegree[k] -= 1;
                 if indegree[k] == 0 {
-                    ready.insert(k);
+                    ready.push(Reverse(k));
                 }
             }
         }
@@ -354,14 +412,15 @@ impl Desired {
             resources.sort();
             return Err(Error::Cycle { stack, resources });
         }
+        let mut moved_to = vec![0; n];
+        for (to, &from) in order.iter().enumerate() {
+            moved_to[from] = to;
+        }
+        positions.values_mut().for_each(|p| *p = moved_to[*p]);
         let mut slots: Vec<Option<Declaration>> = declarations.into_iter().map(Some).collect();
         let resources: Vec<Declaration> =
             order.into_iter().filter_map(|i| slots[i].take()).collect();
-        let index = resources
-            .iter()
-            .enumerate()
-            .map(|(i, d)| (d.name.clone(), i))
-            .collect();
+        let index = positions;
         Ok(Self {
             stack,
             resources,
@@ -424,18 +483,10 @@ impl Desired {
     }
 
     /// Every reference to another stack's resource, with the declaration that holds it.
-    pub(crate) fn external_refs(&self) -> Vec<(&Declaration, RefTarget)> {
-        let mut out = Vec::new();
-        for decl in &self.resources {
-            let mut refs = Vec::new();
-            collect_refs(&decl.inputs, &mut refs);
-            out.extend(
-                refs.into_iter()
-                    .filter(|r| r.stack.is_some())
-                    .map(|r| (decl, r)),
-            );
-        }
-        out
+    pub(crate) fn external_refs(&self) -> impl Iterator<Item = (&Declaration, &RefTarget)> {
+        self.resources
+            .iter()
+            .flat_map(|decl| decl.external.iter().map(move |r| (decl, r)))
     }
 
     /// The declared resources' logical names, in dependency order (each after what it refers to).
@@ -562,10 +613,8 @@ mod tests {
         use crate::{Input, Ref};
         let mut reg = Registry::new();
         reg.add::<FakeResource>();
-        let decl = |name: &str, deps: &[&str]| Declaration {
-            name: name.into(),
-            kind: "fake:resource",
-            inputs: serde_json::to_value(FakeResource {
+        let decl = |name: &str, deps: &[&str]| {
+            let inputs = serde_json::to_string(&FakeResource {
                 value: "v".into(),
                 fixed: String::new(),
                 deps: deps
@@ -573,8 +622,8 @@ mod tests {
                     .map(|d| Input::Ref(Ref::new(*d, "id")))
                     .collect(),
             })
-            .unwrap(),
-            dependencies: deps.iter().map(|d| d.to_string()).collect(),
+            .unwrap();
+            Declaration::new(name.into(), "fake:resource", inputs).unwrap()
         };
         let err = Desired::new("s".into(), vec![decl("a", &["ghost"])], reg.clone()).unwrap_err();
         assert_eq!(

@@ -9,9 +9,10 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::error::ResourceError;
 
@@ -212,13 +213,33 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Input<T> {
     }
 }
 
-/// The reference a JSON value encodes, if it is one.
+/// The reference a JSON value encodes, if it is one: an object whose one key is `$ref`, holding a
+/// [`RefTarget`] (`resource` and `output` strings, an optional `stack` string or null, nothing
+/// else). Checked in place: most values are not references, and none is copied to find out.
 pub(crate) fn as_ref_target(value: &Value) -> Option<RefTarget> {
     let obj = value.as_object()?;
     if obj.len() != 1 {
         return None;
     }
-    serde_json::from_value::<RefTarget>(obj.get(REF_KEY)?.clone()).ok()
+    target_of(obj.get(REF_KEY)?)
+}
+
+/// The target a `$ref` key holds, if it is one.
+fn target_of(value: &Value) -> Option<RefTarget> {
+    let target = value.as_object()?;
+    let text = |key: &str| target.get(key).and_then(Value::as_str);
+    let stack = match target.get("stack") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return None,
+    };
+    let (resource, output) = (text("resource")?, text("output")?);
+    let known = usize::from(target.contains_key("stack")) + 2;
+    (target.len() == known).then(|| RefTarget {
+        stack,
+        resource: resource.to_owned(),
+        output: output.to_owned(),
+    })
 }
 
 /// Every reference inside a JSON value, in document order.
@@ -231,6 +252,119 @@ pub(crate) fn collect_refs(value: &Value, out: &mut Vec<RefTarget>) {
         Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
         Value::Object(map) => map.values().for_each(|v| collect_refs(v, out)),
         _ => {}
+    }
+}
+
+/// Every reference in JSON text, in the order the text has them, read without building the
+/// document: what [`collect_refs`] finds in the text parsed, in the text's order.
+///
+/// # Errors
+/// When `text` is not one JSON value.
+pub(crate) fn refs_in(text: &str) -> Result<Vec<RefTarget>, serde_json::Error> {
+    let mut refs = Vec::new();
+    let mut de = serde_json::Deserializer::from_str(text);
+    Scan(&mut refs).deserialize(&mut de)?;
+    de.end()?;
+    Ok(refs)
+}
+
+/// Reads one JSON value, pushing the references in it and keeping nothing else.
+struct Scan<'a>(&'a mut Vec<RefTarget>);
+
+impl<'de> DeserializeSeed<'de> for Scan<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Scan<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Scan(&mut *self.0))?.is_some() {}
+        Ok(())
+    }
+
+    /// An object is a reference when its one key is `$ref` and holds a target: a first key `$ref`
+    /// has its value's text held, and is a reference if no key follows and the text is a target.
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut first = true;
+        let mut held: Option<&'de RawValue> = None;
+        while let Some(is_ref) = map.next_key_seed(IsRefKey)? {
+            if std::mem::take(&mut first) && is_ref {
+                held = Some(map.next_value()?);
+                continue;
+            }
+            if let Some(text) = held.take() {
+                self.0
+                    .extend(refs_in(text.get()).map_err(serde::de::Error::custom)?);
+            }
+            map.next_value_seed(Scan(&mut *self.0))?;
+        }
+        if let Some(text) = held {
+            // A target is read as serde reads it (`RefTarget` denies unknown fields), which is
+            // what `as_ref_target` checks in a tree.
+            match serde_json::from_str::<RefTarget>(text.get()) {
+                Ok(t) => self.0.push(t),
+                Err(_) => self
+                    .0
+                    .extend(refs_in(text.get()).map_err(serde::de::Error::custom)?),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads an object's key: whether it is `$ref`.
+struct IsRefKey;
+
+impl<'de> DeserializeSeed<'de> for IsRefKey {
+    type Value = bool;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for IsRefKey {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_str<E>(self, key: &str) -> Result<bool, E> {
+        Ok(key == REF_KEY)
     }
 }
 
@@ -364,6 +498,104 @@ mod tests {
         };
         let concrete: Subnet = serde_json::from_value(resolved).unwrap();
         assert_eq!(concrete.vpc_id.get().unwrap(), "vpc-123");
+    }
+
+    #[test]
+    fn a_reference_is_read_in_place_as_serde_reads_it() {
+        let cases = [
+            serde_json::json!({"$ref": {"resource": "x", "output": "id"}}),
+            serde_json::json!({"$ref": {"stack": "net", "resource": "x", "output": "id"}}),
+            serde_json::json!({"$ref": {"stack": null, "resource": "x", "output": "id"}}),
+            serde_json::json!({"$ref": {"stack": 1, "resource": "x", "output": "id"}}),
+            serde_json::json!({"$ref": {"resource": "x", "output": "id", "extra": 1}}),
+            serde_json::json!({"$ref": {"stack": "n", "resource": "x", "output": "id", "e": 1}}),
+            serde_json::json!({"$ref": {"resource": "x"}}),
+            serde_json::json!({"$ref": {"output": "id"}}),
+            serde_json::json!({"$ref": {"resource": 1, "output": "id"}}),
+            serde_json::json!({"$ref": {"resource": "x", "output": 2}}),
+            serde_json::json!({"$ref": "x.id"}),
+            serde_json::json!({"$ref": {"resource": "x", "output": "id"}, "other": 1}),
+            serde_json::json!({"ref": {"resource": "x", "output": "id"}}),
+            serde_json::json!(["x", "id"]),
+        ];
+        for case in cases {
+            let by_serde = case
+                .as_object()
+                .filter(|o| o.len() == 1)
+                .and_then(|o| o.get(REF_KEY))
+                .and_then(|t| serde_json::from_value::<RefTarget>(t.clone()).ok());
+            assert_eq!(as_ref_target(&case), by_serde, "{case}");
+        }
+        let stacked =
+            serde_json::json!({"$ref": {"stack": "net", "resource": "x", "output": "id"}});
+        assert_eq!(as_ref_target(&stacked).unwrap().to_string(), "net/x.id");
+    }
+
+    /// JSON values with references (well-formed or not) among plain values, nested.
+    fn json_with_refs() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let name = prop::sample::select(vec!["a", "b", "$ref", "stack", "resource", "output"]);
+        let target = (
+            prop::option::of(prop::sample::select(vec!["net", "iam"])),
+            prop::sample::select(vec!["vpc", "role"]),
+            any::<bool>(),
+        )
+            .prop_map(|(stack, resource, extra)| {
+                let mut t = serde_json::json!({"resource": resource, "output": "id"});
+                if let Some(s) = stack {
+                    t["stack"] = s.into();
+                }
+                if extra {
+                    t["extra"] = 1.into();
+                }
+                serde_json::json!({ REF_KEY: t })
+            });
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            "[a-z$\"\\\\]{0,6}".prop_map(Value::from),
+            target,
+        ];
+        leaf.prop_recursive(4, 48, 4, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec((name.clone(), inner), 0..4).prop_map(|kv| Value::Object(
+                    kv.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+                )),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_scan_of_text_finds_the_references_the_tree_has(value in json_with_refs()) {
+            let mut walked = Vec::new();
+            collect_refs(&value, &mut walked);
+            // Text written from a tree has its keys in the tree's order: the same order.
+            proptest::prop_assert_eq!(refs_in(&value.to_string()).unwrap(), walked);
+        }
+    }
+
+    #[test]
+    fn the_scan_reads_text_in_its_own_order_and_refuses_what_is_not_json() {
+        let text = r#"{"z": {"$ref": {"resource": "z", "output": "id"}},
+                       "a": [{"$ref": {"resource": "a", "output": "id"}, "k": 1}]}"#;
+        let found: Vec<String> = refs_in(text)
+            .unwrap()
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        assert_eq!(found, ["z.id"]);
+        let text = r#"{"$ref": {"$ref": {"resource": "x", "output": "id"}}, "k": 1}"#;
+        let found: Vec<String> = refs_in(text)
+            .unwrap()
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        assert_eq!(found, ["x.id"]);
+        assert!(refs_in("{\"a\": ").is_err());
+        assert!(refs_in("1 2").is_err());
     }
 
     #[test]

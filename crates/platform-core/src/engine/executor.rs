@@ -375,10 +375,8 @@ impl RunInner {
         &self,
         decl: &crate::stack::Declaration,
     ) -> Result<HashMap<(String, String), Value>, Error> {
-        let mut refs = Vec::new();
-        collect_refs(&decl.inputs, &mut refs);
         let mut found = HashMap::new();
-        for r in refs {
+        for r in &decl.external {
             let Some(producer) = r.stack.clone() else {
                 continue;
             };
@@ -431,11 +429,12 @@ impl RunInner {
             }
         };
         let mut lookup = |t: &RefTarget| -> Result<Option<Value>, Error> { Ok(value_of(t)) };
-        match resolve(&decl.inputs, &mut lookup)? {
+        let inputs = decl.inputs(&self.stack)?;
+        match resolve(&inputs, &mut lookup)? {
             Resolved::Known(v) => Ok(v),
             Resolved::Unknown => {
                 let mut refs = Vec::new();
-                collect_refs(&decl.inputs, &mut refs);
+                collect_refs(&inputs, &mut refs);
                 let missing = refs
                     .into_iter()
                     .find(|r| value_of(r).is_none())

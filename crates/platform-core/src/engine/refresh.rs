@@ -154,7 +154,8 @@ impl Engine {
                 id: id.to_owned(),
             };
             let ctx = Context::new(self.shared.clone(), name, resource, cancel.clone());
-            let Some(outputs) = (ops.import)(ctx.clone(), decl.inputs.clone(), id.to_owned())
+            let inputs = decl.inputs(name)?;
+            let Some(outputs) = (ops.import)(ctx.clone(), inputs.clone(), id.to_owned())
                 .await
                 .map_err(|e| match e {
                     ResourceError::Invalid(source) => Error::Invalid {
@@ -167,9 +168,7 @@ impl Engine {
             else {
                 return Err(not_found());
             };
-            let Some((inputs, outputs)) = (ops.read)(ctx, decl.inputs.clone(), outputs)
-                .await
-                .map_err(failed)?
+            let Some((inputs, outputs)) = (ops.read)(ctx, inputs, outputs).await.map_err(failed)?
             else {
                 return Err(not_found());
             };
