@@ -35,7 +35,7 @@ use executor::{Links, Run, Summary};
 pub use group::StackGroup;
 use limits::Limits;
 pub use report::{
-    DestroyReport, Drift, DriftField, ImportReport, RefreshReport, UpOptions, UpReport,
+    DestroyReport, Drift, DriftField, ImportReport, Phases, RefreshReport, UpOptions, UpReport,
     total_counts,
 };
 pub use steps::DEFAULT_SETTLE_WINDOW;
@@ -204,17 +204,7 @@ impl Engine {
     }
 
     async fn check_provider(&self, state: &StackState) -> Result<ProviderInfo, Error> {
-        let current = self.identity().await?;
-        if let Some(recorded) = &state.provider
-            && recorded != &current
-        {
-            return Err(Error::ProviderMismatch {
-                stack: state.stack.clone(),
-                recorded: recorded.clone(),
-                current,
-            });
-        }
-        Ok(current)
+        provider_of(state, self.identity().await?)
     }
 
     /// Checks that every referenced stack has outputs, applied where the consumer runs (`here`),
@@ -410,8 +400,15 @@ impl Engine {
         stack: &S,
         options: UpOptions,
     ) -> Result<UpReport<S::Outputs>, Error> {
-        self.up_declared(stack, Desired::declare(stack)?, options, None, None)
-            .await
+        let started = Instant::now();
+        let declared = Desired::declare(stack)?;
+        let declare = started.elapsed();
+        let mut report = self
+            .up_declared(stack, declared, options, None, None)
+            .await?;
+        report.phases.declare = declare;
+        report.elapsed += declare;
+        Ok(report)
     }
 
     /// [`up_with`](Self::up_with) on a declared stack, alone or as a member of `group` (which took
@@ -435,29 +432,45 @@ impl Engine {
                 remaining: desired.resources.len(),
             });
         }
-        let lock: Arc<dyn StackLock> = match lock {
-            Some(lock) => Arc::from(lock),
-            None => Arc::from(self.lock_stack(&name, "up", &cancel).await?),
-        };
+        let mut phases = Phases::default();
+        // The account is asked while the lock is taken: neither waits for the other.
+        let ((lock, lock_time), (identity, identity_time)) = tokio::join!(
+            timed(async {
+                match lock {
+                    Some(lock) => Ok(lock),
+                    None => self.lock_stack(&name, "up", &cancel).await,
+                }
+            }),
+            timed(self.identity())
+        );
+        (phases.lock, phases.identity) = (lock_time, identity_time);
+        let lock: Arc<dyn StackLock> = Arc::from(lock?);
         let result = self
             .up_locked(
                 stack,
                 (desired, declared),
                 options,
                 group,
-                lock.clone(),
-                cancel,
+                Locked {
+                    lock: lock.clone(),
+                    identity,
+                    cancel,
+                },
+                &mut phases,
             )
-            .await
-            .map(|(outputs, plan, producer, violations)| UpReport {
-                outputs,
-                producer,
-                plan,
-                violations,
-                calls: self.calls().since(&calls_before),
-                elapsed: started.elapsed(),
-            });
-        released(lock.as_ref(), result).await
+            .await;
+        let unlocking = Instant::now();
+        let result = released(lock.as_ref(), result).await;
+        phases.unlock = unlocking.elapsed();
+        result.map(|(outputs, plan, producer, violations)| UpReport {
+            outputs,
+            producer,
+            plan,
+            violations,
+            calls: self.calls().since(&calls_before),
+            elapsed: started.elapsed(),
+            phases,
+        })
     }
 
     /// [`up_declared`](Self::up_declared) once the lock is held: the outputs and the plan applied.
@@ -467,11 +480,21 @@ impl Engine {
         (desired, declared): (Desired, Declared<S::Outputs>),
         options: UpOptions,
         group: Option<&Arc<Board>>,
-        lock: Arc<dyn StackLock>,
-        cancel: CancellationToken,
+        Locked {
+            lock,
+            identity,
+            cancel,
+        }: Locked,
+        phases: &mut Phases,
     ) -> Result<(S::Outputs, Plan, Producer, Vec<Violation>), Error> {
         let name = stack.name().to_owned();
-        let (mut state, provider) = self.recorded(&name).await?;
+        let reading = Instant::now();
+        let mut state = self
+            .store
+            .read(&name)
+            .await?
+            .unwrap_or_else(|| StackState::new(&name));
+        let provider = provider_of(&state, identity?)?;
         let references = stack.references();
         let read = self.check_references(&references, group, &provider).await?;
         let producers = Self::producers(stack, &provider, read)?;
@@ -480,6 +503,8 @@ impl Engine {
             state.serial += 1;
             lock.write(&state).await?;
         }
+        phases.read = reading.elapsed();
+        let planning = Instant::now();
         let external = self.external_outputs(&desired, group).await?;
         let policies = options.policies.as_ref().unwrap_or(&self.policies);
         // In a group, every member publishes its part: a member with policies checks them all.
@@ -522,6 +547,7 @@ impl Engine {
                 violations: refused,
             });
         }
+        phases.plan = planning.elapsed();
         // What the state says of the stack as a whole; a run that changes no resource and would
         // record the same writes nothing.
         let recorded = Summary::of(&state);
@@ -543,7 +569,10 @@ impl Engine {
             links,
             cancel,
         );
+        let applying = Instant::now();
         let outputs_map = run.apply(&desired, &plan).await?;
+        phases.apply = applying.elapsed();
+        let recording = Instant::now();
         let values = OutputValues {
             outputs: &outputs_map,
         };
@@ -584,6 +613,7 @@ impl Engine {
             .await?;
             serial
         };
+        phases.outputs = recording.elapsed();
         let producer = Producer {
             stack: name,
             provider: Some(provider),
@@ -729,6 +759,38 @@ impl Engine {
             .await
             .map(Produced::into_outputs)
     }
+}
+
+/// `current`, the account and region the engine runs in, when `state` was recorded there or nowhere.
+///
+/// # Errors
+/// [`Error::ProviderMismatch`] when `state` was recorded in another account or region.
+fn provider_of(state: &StackState, current: ProviderInfo) -> Result<ProviderInfo, Error> {
+    if let Some(recorded) = &state.provider
+        && recorded != &current
+    {
+        return Err(Error::ProviderMismatch {
+            stack: state.stack.clone(),
+            recorded: recorded.clone(),
+            current,
+        });
+    }
+    Ok(current)
+}
+
+/// A stack's lock, held, with what was learnt while it was taken.
+struct Locked {
+    lock: Arc<dyn StackLock>,
+    /// The account and region, asked while the lock was taken.
+    identity: Result<ProviderInfo, Error>,
+    cancel: CancellationToken,
+}
+
+/// `f`'s output and how long it took.
+async fn timed<T>(f: impl Future<Output = T>) -> (T, Duration) {
+    let started = Instant::now();
+    let out = f.await;
+    (out, started.elapsed())
 }
 
 /// How often a held lock is tried again while waiting for it.

@@ -28,6 +28,35 @@ pub struct UpReport<O> {
     pub calls: CallStats,
     /// Wall time.
     pub elapsed: Duration,
+    /// Where the wall time went.
+    pub phases: Phases,
+}
+
+/// Where an [`UpReport`]'s wall time went, phase by phase. Phases that run at the same time (the
+/// account's identity is asked while the lock is taken) each count their own time, so the sum may
+/// exceed the wall time; a phase the run did not have is zero.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct Phases {
+    /// Declaring the stack and checking its graph (zero in a [`StackGroup`](crate::StackGroup),
+    /// which declares its members first).
+    pub declare: Duration,
+    /// Taking the stack's lock, waiting for another run's included.
+    pub lock: Duration,
+    /// The account and region (`GetCallerIdentity`, once per engine), asked while the lock is
+    /// taken.
+    pub identity: Duration,
+    /// Reading the recorded state, the referenced stacks' outputs and, with a refresh, every
+    /// resource live.
+    pub read: Duration,
+    /// Planning, the policy check included (in a group: waiting for the members this stack reads).
+    pub plan: Duration,
+    /// Applying the plan: the resources' calls and their state writes.
+    pub apply: Duration,
+    /// Building the outputs and recording them (nothing is written when nothing changed).
+    pub outputs: Duration,
+    /// Giving the lock back.
+    pub unlock: Duration,
 }
 
 /// What [`Engine::import`](crate::Engine::import) recorded.

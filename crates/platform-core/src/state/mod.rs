@@ -391,8 +391,14 @@ pub fn parse_state(location: &str, bytes: &[u8]) -> Result<StackState, StateErro
         backup: None,
         source,
     };
-    let value: Value = serde_json::from_slice(bytes).map_err(corrupt)?;
-    if let Some(found) = value.get("version").and_then(Value::as_u64)
+    /// The document's version alone: read first, so that a newer document is refused, not misread;
+    /// the rest is skipped without being built.
+    #[derive(serde::Deserialize)]
+    struct Version {
+        version: Option<Value>,
+    }
+    let Version { version } = serde_json::from_slice(bytes).map_err(corrupt)?;
+    if let Some(found) = version.as_ref().and_then(Value::as_u64)
         && found > u64::from(STATE_VERSION)
     {
         return Err(StateError::UnsupportedVersion {
@@ -401,7 +407,7 @@ pub fn parse_state(location: &str, bytes: &[u8]) -> Result<StackState, StateErro
             supported: STATE_VERSION,
         });
     }
-    serde_json::from_value(value).map_err(corrupt)
+    serde_json::from_slice(bytes).map_err(corrupt)
 }
 
 #[cfg(test)]
