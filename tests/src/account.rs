@@ -24,12 +24,13 @@ pub struct AccountHeaderClient {
 impl AccountHeaderClient {
     /// A client for account `account` (12 digits) over the default HTTPS client.
     pub fn new(account: impl Into<String>) -> Self {
+        Self::over(http_client(true), account)
+    }
+
+    /// A client for account `account` over `inner`.
+    pub(crate) fn over(inner: SharedHttpClient, account: impl Into<String>) -> Self {
         Self {
-            inner: aws_smithy_http_client::Builder::new()
-                .tls_provider(tls::Provider::Rustls(
-                    tls::rustls_provider::CryptoMode::AwsLc,
-                ))
-                .build_https(),
+            inner,
             account: account.into(),
         }
     }
@@ -50,6 +51,23 @@ impl HttpClient for AccountHeaderClient {
             inner: self.inner.http_connector(settings, components),
             account: self.account.clone(),
         })
+    }
+}
+
+/// The SDK's HTTPS client (rustls), trusting the system's root certificates when `tls`; without
+/// them otherwise, for an emulator's plain `http://` endpoint: reading and parsing the system's
+/// roots takes a process tens of milliseconds (a debug build) before its first call, for
+/// connections that never use TLS.
+pub(crate) fn http_client(tls: bool) -> SharedHttpClient {
+    let builder = aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(
+        tls::rustls_provider::CryptoMode::AwsLc,
+    ));
+    let untrusting = tls::TlsContext::builder()
+        .with_trust_store(tls::TrustStore::empty())
+        .build();
+    match untrusting {
+        Ok(context) if !tls => builder.tls_context(context).build_https(),
+        _ => builder.build_https(),
     }
 }
 

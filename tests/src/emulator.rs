@@ -426,9 +426,11 @@ impl Emulator {
                         Credentials::new("test", "test", None, None, "local-cloud"),
                     ),
                 );
-        if let Some(account) = account {
-            b = b.http_client(AccountHeaderClient::new(account));
-        }
+        let http = crate::account::http_client(!self.endpoint.starts_with("http://"));
+        b = match account {
+            Some(account) => b.http_client(AccountHeaderClient::over(http, account)),
+            None => b.http_client(http),
+        };
         b.build()
     }
 }

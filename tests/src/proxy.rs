@@ -309,6 +309,11 @@ impl Proxy {
         Ok(Self { addr, shared, task })
     }
 
+    /// The proxy's clock: the time since it started, as [`Call::started`] counts it.
+    pub fn now(&self) -> Duration {
+        self.shared.started.elapsed()
+    }
+
     /// The proxy's URL.
     pub fn endpoint_url(&self) -> String {
         format!("http://{}", self.addr)

@@ -11,7 +11,7 @@ use crate::policy::{PlannedAction, PlannedChange, PlannedResource};
 use crate::stack::{Declaration, Desired};
 use crate::state::{PendingOp, StackState};
 pub use crate::types::{ActionKind, Counts};
-use crate::value::{RefTarget, Resolved, partial, resolve};
+use crate::value::{RefTarget, Resolved, has_refs, partial, resolve};
 
 /// The text shown for a value that only exists once an upstream resource has been created.
 pub const UNKNOWN: &str = "(known after apply)";
@@ -323,26 +323,17 @@ pub(crate) fn plan_with(
                 _ => Ok(None),
             }
         };
+        let existing = base
+            .resources
+            .get(&decl.name)
+            .filter(|r| r.outputs.is_some());
+        // The declared inputs are kept whole where they are read again (the policies' document,
+        // an update's planned inputs); a create without a document moves its fields into the plan.
         let inputs = decl.inputs(stack)?;
-        let fields: Vec<(String, Planned)> = match &inputs {
-            Value::Object(map) => {
-                let mut out = Vec::with_capacity(map.len());
-                for (k, v) in map {
-                    let p = match resolve(v, &mut lookup)? {
-                        Resolved::Known(v) => Planned::Known(v),
-                        Resolved::Unknown => Planned::Unknown,
-                    };
-                    out.push((k.clone(), p));
-                }
-                out
-            }
-            other => vec![(
-                String::new(),
-                match resolve(other, &mut lookup)? {
-                    Resolved::Known(v) => Planned::Known(v),
-                    Resolved::Unknown => Planned::Unknown,
-                },
-            )],
+        let (fields, inputs) = if document.is_some() || existing.is_some() {
+            (planned_fields(inputs.clone(), &mut lookup)?, inputs)
+        } else {
+            (planned_fields(inputs, &mut lookup)?, Value::Null)
         };
         let mut entry = match document {
             Some(_) => Some(planned_resource(
@@ -354,10 +345,6 @@ pub(crate) fn plan_with(
             )?),
             None => None,
         };
-        let existing = base
-            .resources
-            .get(&decl.name)
-            .filter(|r| r.outputs.is_some());
         let action = match existing {
             None => Action::Create {
                 inputs: fields
@@ -509,6 +496,31 @@ pub(crate) fn plan_with(
         stack: stack.to_owned(),
         steps,
     })
+}
+
+/// Each top-level field of `inputs` (the whole of them as one field named "" when they are not an
+/// object) with its references resolved: a value without references is moved into the plan as it
+/// is, not copied.
+fn planned_fields(
+    inputs: Value,
+    lookup: &mut impl FnMut(&RefTarget) -> Result<Option<Value>, Error>,
+) -> Result<Vec<(String, Planned)>, Error> {
+    let mut planned = |v: Value| -> Result<Planned, Error> {
+        if !has_refs(&v) {
+            return Ok(Planned::Known(v));
+        }
+        Ok(match resolve(&v, lookup)? {
+            Resolved::Known(v) => Planned::Known(v),
+            Resolved::Unknown => Planned::Unknown,
+        })
+    };
+    match inputs {
+        Value::Object(map) => map
+            .into_iter()
+            .map(|(field, v)| Ok((field, planned(v)?)))
+            .collect(),
+        other => Ok(vec![(String::new(), planned(other)?)]),
+    }
 }
 
 /// A declared resource's entry in the plan document, its action and changes still to be set: a

@@ -242,6 +242,16 @@ fn target_of(value: &Value) -> Option<RefTarget> {
     })
 }
 
+/// Whether a JSON value holds a reference anywhere.
+pub(crate) fn has_refs(value: &Value) -> bool {
+    as_ref_target(value).is_some()
+        || match value {
+            Value::Array(items) => items.iter().any(has_refs),
+            Value::Object(map) => map.values().any(has_refs),
+            _ => false,
+        }
+}
+
 /// Every reference inside a JSON value, in document order.
 pub(crate) fn collect_refs(value: &Value, out: &mut Vec<RefTarget>) {
     if let Some(t) = as_ref_target(value) {

@@ -1,10 +1,14 @@
-//! The physical floor of a deploy: the seed's calls ordered only by what AWS itself needs, each
-//! taking the time it took alone (the sequential program's calls, through the same proxy with the
-//! same injected latency). No tool can deploy these resources faster; the engine's own graph and
-//! recorded chain play no part in it.
+//! The floor of a safe deploy: the seed's calls ordered only by what AWS itself needs and by the
+//! one check a safe tool makes first (which account the credentials are in, before anything is
+//! written to it: Terraform's AWS provider makes the same call), each taking the time it took alone
+//! (the sequential program's calls, through the same proxy with the same injected latency). No safe
+//! tool can deploy these resources faster; the engine's own graph and recorded chain play no part in
+//! it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
+
+use platform_core::events::is_read_operation;
 
 /// Each call the seed's resources need (`OPERATION label`), the calls whose results it needs, and
 /// why. What it does not list, it does not wait for.
@@ -133,13 +137,16 @@ pub(crate) const NEEDS: &[(&str, &[&str], &str)] = &[
     ),
 ];
 
+/// The account check a safe tool makes before it writes.
+const IDENTITY: &str = "GetCallerIdentity";
+
 /// The operation of a call of [`NEEDS`] (`CreateRole` of `CreateRole cluster`).
 fn operation(call: &str) -> &str {
     call.split(' ').next().unwrap_or(call)
 }
 
 /// The floor: the longest chain of [`NEEDS`] where each call takes `took[operation]`, and that
-/// chain's calls.
+/// chain's calls. Every call that writes waits for `GetCallerIdentity` besides what it needs.
 ///
 /// # Panics
 /// When [`NEEDS`] names a call it does not list (a typo in the table), or lists one after a call
@@ -149,8 +156,14 @@ pub(crate) fn floor(took: &BTreeMap<String, Duration>) -> (Duration, Vec<&'stati
     // earliest end.
     let mut ends: BTreeMap<&str, (Duration, Vec<&'static str>)> = BTreeMap::new();
     for (call, needs, _) in NEEDS {
+        let checked: &[&str] = if is_read_operation(operation(call)) {
+            &[]
+        } else {
+            &[IDENTITY]
+        };
         let (start, mut chain) = needs
             .iter()
+            .chain(checked.iter().filter(|c| **c != *call))
             .map(|n| {
                 ends.get(n)
                     .cloned()

@@ -11,6 +11,7 @@
 //! Exit status: 0 when every figure was measured (targets missed are reported, not failed), 1 when
 //! the benchmark could not run (no emulator, an AWS error).
 
+mod binary;
 #[path = "../../../platform-core/benches/support/figures.rs"]
 mod figures;
 mod floor;
@@ -130,7 +131,7 @@ fn against(
 }
 
 /// The mean time of each operation's calls.
-fn mean_by_operation(calls: &[local_cloud::Call]) -> BTreeMap<String, Duration> {
+pub(crate) fn mean_by_operation(calls: &[local_cloud::Call]) -> BTreeMap<String, Duration> {
     let mut sums: BTreeMap<String, (Duration, u32)> = BTreeMap::new();
     for c in calls {
         let e = sums.entry(c.operation.clone()).or_default();
@@ -287,7 +288,11 @@ async fn aws_figures(latency: Duration, figures: &mut Figures) -> BenchResult<()
         1.2,
     );
 
-    // 5. The sequential program, then the floor from its calls' times.
+    // 5. The production binary as users run it, deploying from nothing five times (each destroyed
+    // after, untimed), in an account of its own, warmed first.
+    binary_figures(&cloud, latency, figures).await?;
+
+    // 6. The sequential program, then the floor from its calls' times.
     cloud.clear();
     let started = Instant::now();
     sequential::deploy(&sequential_config).await?;
@@ -302,7 +307,8 @@ async fn aws_figures(latency: Duration, figures: &mut Figures) -> BenchResult<()
     }
     let (floor, chain) = floor::floor(&mean_by_operation(&sequential_calls));
     println!(
-        "  floor: {:.0} ms along {} (AWS's own dependencies, benches/platform/floor.rs)",
+        "  floor: {:.0} ms along {} (AWS's own dependencies after the account check, \
+         benches/platform/floor.rs)",
         ms(floor),
         chain.join(" -> ")
     );
@@ -311,7 +317,7 @@ async fn aws_figures(latency: Duration, figures: &mut Figures) -> BenchResult<()
         ["deploy_ms", "floor_ms", "deploy_vs_floor"],
         deploy,
         floor,
-        1.3,
+        1.15,
     );
     figures.add("sequential_ms", ms(sequential), "ms", None);
     figures.add(
@@ -319,6 +325,61 @@ async fn aws_figures(latency: Duration, figures: &mut Figures) -> BenchResult<()
         sequential.as_secs_f64() / deploy.as_secs_f64(),
         "x",
         Some(Target::AtLeast(5.0)),
+    );
+    Ok(())
+}
+
+/// The account the production binary deploys in.
+const BINARY_ACCOUNT: &str = "300000000033";
+
+/// How many times the production binary deploys; its figures are the median run's.
+const BINARY_RUNS: usize = 5;
+
+/// The production binary's own time beside its calls, as the median of [`BINARY_RUNS`] deploys.
+async fn binary_figures(
+    cloud: &TestCloud,
+    latency: Duration,
+    figures: &mut Figures,
+) -> BenchResult<()> {
+    let bin = binary::build()?;
+    let state = tempfile::tempdir()?;
+    cloud.proxy.set_latency(Duration::ZERO);
+    warm(&cloud.proxy.wrap(&cloud.emulator.account(BINARY_ACCOUNT))).await?;
+    // The binary names no account: the proxy makes its calls in this one.
+    cloud.proxy.set_account(BINARY_ACCOUNT);
+    cloud.proxy.set_latency(latency);
+    let mut runs = Vec::new();
+    for _ in 0..BINARY_RUNS {
+        let up = binary::run(&bin, &cloud.proxy, state.path(), &["--yes", "up"]).await?;
+        binary::run(&bin, &cloud.proxy, state.path(), &["--yes", "destroy"]).await?;
+        let (first, exit) = up.ends();
+        println!(
+            "  production up: {:.0} ms, necessary calls {:.0} ms, overhead {:.0} ms (first call \
+             after {:.0} ms, exit {:.0} ms after the last answer)",
+            ms(up.wall),
+            ms(up.necessary().0),
+            ms(up.overhead()),
+            ms(first),
+            ms(exit)
+        );
+        runs.push(up);
+    }
+    cloud.clear();
+    runs.sort_by_key(binary::Run::overhead);
+    let median = &runs[runs.len() / 2];
+    if std::env::var_os("BENCH_TIMELINE").is_some() {
+        println!("  the median run's calls, from the spawn:");
+        median.print_timeline();
+    }
+    let (necessary, chain) = median.necessary();
+    println!("  the median run's necessary calls: {}", chain.join(" -> "));
+    figures.add("binary_up_ms", ms(median.wall), "ms", None);
+    figures.add("binary_necessary_calls_ms", ms(necessary), "ms", None);
+    figures.add(
+        "engine_overhead_ms",
+        ms(median.overhead()),
+        "ms",
+        Some(Target::AtMost(40.0)),
     );
     Ok(())
 }
