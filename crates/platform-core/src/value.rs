@@ -589,21 +589,18 @@ mod tests {
 
     #[test]
     fn the_scan_reads_text_in_its_own_order_and_refuses_what_is_not_json() {
+        let found = |text: &str| -> Vec<String> {
+            refs_in(text)
+                .unwrap()
+                .iter()
+                .map(|r| r.to_string())
+                .collect()
+        };
         let text = r#"{"z": {"$ref": {"resource": "z", "output": "id"}},
                        "a": [{"$ref": {"resource": "a", "output": "id"}, "k": 1}]}"#;
-        let found: Vec<String> = refs_in(text)
-            .unwrap()
-            .iter()
-            .map(|r| r.to_string())
-            .collect();
-        assert_eq!(found, ["z.id"]);
+        assert_eq!(found(text), ["z.id"]);
         let text = r#"{"$ref": {"$ref": {"resource": "x", "output": "id"}}, "k": 1}"#;
-        let found: Vec<String> = refs_in(text)
-            .unwrap()
-            .iter()
-            .map(|r| r.to_string())
-            .collect();
-        assert_eq!(found, ["x.id"]);
+        assert_eq!(found(text), ["x.id"]);
         assert!(refs_in("{\"a\": ").is_err());
         assert!(refs_in("1 2").is_err());
     }
