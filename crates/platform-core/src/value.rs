@@ -588,6 +588,26 @@ mod tests {
     }
 
     #[test]
+    fn a_reference_is_found_at_any_depth_of_objects_and_arrays() {
+        let r = serde_json::json!({"$ref": {"resource": "x", "output": "id"}});
+        for holds in [
+            r.clone(),
+            serde_json::json!([1, r.clone()]),
+            serde_json::json!({"a": {"b": r.clone()}}),
+            serde_json::json!({"a": [{"b": [r.clone()]}]}),
+        ] {
+            assert!(has_refs(&holds), "{holds}");
+        }
+        for plain in [
+            serde_json::json!({"a": {"b": [1, "x"]}}),
+            serde_json::json!([{"resource": "x", "output": "id"}]),
+            serde_json::json!("{\"$ref\": 1}"),
+        ] {
+            assert!(!has_refs(&plain), "{plain}");
+        }
+    }
+
+    #[test]
     fn the_scan_reads_text_in_its_own_order_and_refuses_what_is_not_json() {
         let found = |text: &str| -> Vec<String> {
             refs_in(text)
@@ -601,6 +621,9 @@ mod tests {
         assert_eq!(found(text), ["z.id"]);
         let text = r#"{"$ref": {"$ref": {"resource": "x", "output": "id"}}, "k": 1}"#;
         assert_eq!(found(text), ["x.id"]);
+        // A target's shape under another key, and `$ref` as a later key, are no references.
+        assert!(found(r#"{"a": {"resource": "x", "output": "id"}}"#).is_empty());
+        assert!(found(r#"{"k": 1, "$ref": {"resource": "x", "output": "id"}}"#).is_empty());
         assert!(refs_in("{\"a\": ").is_err());
         assert!(refs_in("1 2").is_err());
     }
