@@ -152,6 +152,28 @@ async fn independent_resources_run_up_to_the_global_and_service_bounds() {
     );
 }
 
+/// On virtual time: the lists a destroy makes first, one per recorded instance, for twins AWS made
+/// of a create, go out at once (within the bounds), not one after another.
+#[tokio::test(start_paused = true)]
+async fn a_destroy_lists_its_instances_at_once_within_the_bounds() {
+    let cloud = FakeCloud::new();
+    let wide = FakeStack::from_deps("wide", vec![vec![]; 12]);
+    let e = Engine::builder(MemoryStateStore::new())
+        .provider(local())
+        .extension(cloud.clone())
+        .concurrency(6)
+        .build();
+    e.up(&wide).await.unwrap();
+    cloud.set_latency(Duration::from_millis(100));
+    let reads = cloud.calls().read;
+    let started = tokio::time::Instant::now();
+    assert_eq!(e.destroy::<FakeStack>("wide").await.unwrap().deleted, 12);
+    assert_eq!(cloud.calls().read - reads, 12, "one list per instance");
+    assert_eq!(cloud.max_in_flight(), 6, "the bound reached, not passed");
+    // Twelve lists six at a time, then twelve deletes six at a time: four rounds, not fourteen.
+    assert_eq!(started.elapsed(), Duration::from_millis(400));
+}
+
 /// On virtual time: each call takes 30 ms of the paused clock, which moves only when every task
 /// waits, so the bound is reached (and not passed) however loaded the machine is.
 #[tokio::test(start_paused = true)]

@@ -811,7 +811,7 @@ async fn released<T>(lock: &dyn StackLock, result: Result<T, Error>) -> Result<T
     }
 }
 
-fn join_error(e: tokio::task::JoinError) -> Error {
+pub(super) fn join_error(e: tokio::task::JoinError) -> Error {
     if e.is_panic() {
         std::panic::resume_unwind(e.into_panic());
     }

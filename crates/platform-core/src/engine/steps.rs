@@ -2,6 +2,7 @@
 //! never duplicate, updates, deletes, settles.
 
 use crate::sync::Locked;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -532,22 +533,44 @@ impl RunInner {
     /// settled. First, so that the recorded instances they sit in (a VPC) can then go; for the kinds
     /// AWS lists by tag ([`Resource::find_all`](crate::Resource::find_all)). The token keeps the
     /// sweep to this deployment's instances: another deployment of a stack of the same name in the
-    /// account has tokens of its own. Returns how many it deleted, each reported as progress.
-    pub(super) async fn sweep(&self, recorded: &[Swept]) -> Result<usize, Error> {
-        let mut swept = 0;
-        for r in dependents_first(recorded) {
-            let ops = self.ops_for(&r.name, &r.kind)?;
+    /// account has tokens of its own. The lists are sent at once (within the limits: they only
+    /// read), the deletes then made dependents first. Returns how many it deleted, each reported as
+    /// progress.
+    pub(super) async fn sweep(self: &Arc<Self>, recorded: &[Swept]) -> Result<usize, Error> {
+        let order = dependents_first(recorded);
+        let mut lists = tokio::task::JoinSet::new();
+        for (at, r) in order.iter().enumerate() {
             for token in &r.tokens {
-                let ctx = self.ctx(&r.name).for_instance(Some(token));
-                let _permits = self.limits.acquire(ops.service).await;
-                let found = (ops.find_all)(ctx.clone(), r.inputs.clone())
-                    .await
-                    .map_err(|e| self.fail(&r.name, "find", e))?;
-                for outputs in found.into_iter().filter(|o| !r.recorded.contains(o)) {
+                let (me, name, kind) = (self.clone(), r.name.clone(), r.kind.clone());
+                let (inputs, token) = (r.inputs.clone(), token.clone());
+                lists.spawn(async move {
+                    let ops = me.ops_for(&name, &kind)?;
+                    let ctx = me.ctx(&name).for_instance(Some(&token));
+                    let _permits = me.limits.acquire(ops.service).await;
+                    let found = (ops.find_all)(ctx, inputs)
+                        .await
+                        .map_err(|e| me.fail(&name, "find", e))?;
+                    Ok::<_, Error>((at, token, found))
+                });
+            }
+        }
+        let mut found: Vec<Vec<(String, Vec<Value>)>> = vec![Vec::new(); order.len()];
+        while let Some(joined) = lists.join_next().await {
+            let (at, token, outputs) = joined.map_err(super::join_error)??;
+            found[at].push((token, outputs));
+        }
+        let mut swept = 0;
+        for (r, mut by_token) in order.into_iter().zip(found) {
+            by_token.sort_by(|a, b| a.0.cmp(&b.0));
+            for (token, outputs) in by_token {
+                let ops = self.ops_for(&r.name, &r.kind)?;
+                let ctx = self.ctx(&r.name).for_instance(Some(&token));
+                for outputs in outputs.into_iter().filter(|o| !r.recorded.contains(o)) {
                     ctx.progress(format!(
                         "deleting {outputs}: it carries this resource's tags and instance token but \
                          was in no state (a create AWS carried out again, late)"
                     ));
+                    let _permits = self.limits.acquire(ops.service).await;
                     (ops.delete)(ctx.clone(), r.inputs.clone(), outputs)
                         .await
                         .map_err(|e| self.fail(&r.name, "delete", e))?;
