@@ -121,18 +121,24 @@ proptest! {
     }
 }
 
+/// An engine on `cloud` with at most `concurrency` calls at once, and twelve resources that depend
+/// on nothing.
+fn wide(cloud: &FakeCloud, concurrency: usize) -> (Engine, FakeStack) {
+    let e = Engine::builder(MemoryStateStore::new())
+        .provider(local())
+        .extension(cloud.clone())
+        .concurrency(concurrency)
+        .build();
+    (e, FakeStack::from_deps("wide", vec![vec![]; 12]))
+}
+
 /// On virtual time: each call takes 30 ms of the paused clock, which moves only when every task
 /// waits, so the bound is reached (and not passed) however loaded the machine is.
 #[tokio::test(start_paused = true)]
 async fn independent_resources_run_up_to_the_global_and_service_bounds() {
     let cloud = FakeCloud::new();
     cloud.set_latency(Duration::from_millis(30));
-    let wide = FakeStack::from_deps("wide", vec![vec![]; 12]);
-    let e = Engine::builder(MemoryStateStore::new())
-        .provider(local())
-        .extension(cloud.clone())
-        .concurrency(5)
-        .build();
+    let (e, wide) = wide(&cloud, 5);
     e.up(&wide).await.unwrap();
     assert_eq!(cloud.max_in_flight(), 5, "global bound reached, not passed");
 
@@ -157,12 +163,7 @@ async fn independent_resources_run_up_to_the_global_and_service_bounds() {
 #[tokio::test(start_paused = true)]
 async fn a_destroy_lists_its_instances_at_once_within_the_bounds() {
     let cloud = FakeCloud::new();
-    let wide = FakeStack::from_deps("wide", vec![vec![]; 12]);
-    let e = Engine::builder(MemoryStateStore::new())
-        .provider(local())
-        .extension(cloud.clone())
-        .concurrency(6)
-        .build();
+    let (e, wide) = wide(&cloud, 6);
     e.up(&wide).await.unwrap();
     cloud.set_latency(Duration::from_millis(100));
     let reads = cloud.calls().read;
