@@ -62,13 +62,14 @@ pub(crate) fn http_client(tls: bool) -> SharedHttpClient {
     let builder = aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(
         tls::rustls_provider::CryptoMode::AwsLc,
     ));
-    let untrusting = tls::TlsContext::builder()
-        .with_trust_store(tls::TrustStore::empty())
-        .build();
-    match untrusting {
-        Ok(context) if !tls => builder.tls_context(context).build_https(),
-        _ => builder.build_https(),
+    if !tls
+        && let Ok(untrusting) = tls::TlsContext::builder()
+            .with_trust_store(tls::TrustStore::empty())
+            .build()
+    {
+        return builder.tls_context(untrusting).build_https();
     }
+    builder.build_https()
 }
 
 #[derive(Debug)]

@@ -330,25 +330,6 @@ pub struct Desired {
 }
 
 impl Desired {
-    /// [`Desired::ordered`] of `declarations`, refusing a name declared twice.
-    #[cfg(test)]
-    pub(crate) fn new(
-        stack: String,
-        declarations: Vec<Declaration>,
-        registry: Registry,
-    ) -> Result<Self, Error> {
-        let mut positions = HashMap::with_capacity(declarations.len());
-        for (i, d) in declarations.iter().enumerate() {
-            if positions.insert(d.name.clone(), i).is_some() {
-                return Err(Error::DuplicateResource {
-                    stack,
-                    resource: d.name.clone(),
-                });
-            }
-        }
-        Self::ordered(stack, declarations, positions, registry)
-    }
-
     /// Validates and orders declarations whose names are distinct, each at its position in
     /// `positions`: every reference names a declared resource, and there is no cycle. The order is
     /// topological, stable with respect to declaration order.
@@ -608,39 +589,32 @@ mod tests {
 
     #[test]
     fn dangling_refs_and_cycles_name_the_resources() {
-        use crate::resource::Registry;
         use crate::testing::FakeResource;
         use crate::{Input, Ref};
-        let mut reg = Registry::new();
-        reg.add::<FakeResource>();
-        let decl = |name: &str, deps: &[&str]| {
-            let inputs = serde_json::to_string(&FakeResource {
-                value: "v".into(),
-                fixed: String::new(),
-                deps: deps
-                    .iter()
-                    .map(|d| Input::Ref(Ref::new(*d, "id")))
-                    .collect(),
-            })
-            .unwrap();
-            Declaration::new(name.into(), "fake:resource", inputs).unwrap()
+        // Each resource refers to the `id` of those it names.
+        let declared = |resources: &[(&str, &[&str])]| {
+            let mut scope = Scope::new("s");
+            for (name, deps) in resources {
+                scope.add(
+                    *name,
+                    FakeResource {
+                        value: "v".into(),
+                        fixed: String::new(),
+                        deps: deps
+                            .iter()
+                            .map(|d| Input::Ref(Ref::new(*d, "id")))
+                            .collect(),
+                    },
+                );
+            }
+            scope.finish().unwrap_err()
         };
-        let err = Desired::new("s".into(), vec![decl("a", &["ghost"])], reg.clone()).unwrap_err();
+        let err = declared(&[("a", &["ghost"])]);
         assert_eq!(
             err.to_string(),
             "s/a: refers to ghost.id, which is not declared in this stack"
         );
-        let err = Desired::new(
-            "s".into(),
-            vec![
-                decl("a", &["c"]),
-                decl("b", &["a"]),
-                decl("c", &["b"]),
-                decl("d", &[]),
-            ],
-            reg,
-        )
-        .unwrap_err();
+        let err = declared(&[("a", &["c"]), ("b", &["a"]), ("c", &["b"]), ("d", &[])]);
         assert_eq!(err.to_string(), "s: dependency cycle among a, b, c");
     }
 

@@ -51,17 +51,15 @@ pub(crate) struct Run {
     pub(crate) wall: Duration,
     /// The calls, their start from the spawn.
     pub(crate) calls: Vec<Call>,
+    /// The floor's chain with each call taking its operation's mean time in this run, and its
+    /// calls.
+    pub(crate) necessary: (Duration, Vec<&'static str>),
 }
 
 impl Run {
-    /// The floor's chain with each call taking its operation's mean time in this run.
-    pub(crate) fn necessary(&self) -> (Duration, Vec<&'static str>) {
-        floor::floor(&crate::mean_by_operation(&self.calls))
-    }
-
     /// The wall time left beside the necessary calls.
     pub(crate) fn overhead(&self) -> Duration {
-        self.wall.saturating_sub(self.necessary().0)
+        self.wall.saturating_sub(self.necessary.0)
     }
 
     /// From spawn to the first call, and from the last answer to exit.
@@ -126,5 +124,10 @@ pub(crate) async fn run(
     for c in &mut calls {
         c.started = c.started.saturating_sub(spawned);
     }
-    Ok(Run { wall, calls })
+    let necessary = floor::floor(&crate::mean_by_operation(&calls));
+    Ok(Run {
+        wall,
+        calls,
+        necessary,
+    })
 }

@@ -357,7 +357,7 @@ async fn binary_figures(
             "  production up: {:.0} ms, necessary calls {:.0} ms, overhead {:.0} ms (first call \
              after {:.0} ms, exit {:.0} ms after the last answer)",
             ms(up.wall),
-            ms(up.necessary().0),
+            ms(up.necessary.0),
             ms(up.overhead()),
             ms(first),
             ms(exit)
@@ -371,10 +371,10 @@ async fn binary_figures(
         println!("  the median run's calls, from the spawn:");
         median.print_timeline();
     }
-    let (necessary, chain) = median.necessary();
+    let (necessary, chain) = &median.necessary;
     println!("  the median run's necessary calls: {}", chain.join(" -> "));
     figures.add("binary_up_ms", ms(median.wall), "ms", None);
-    figures.add("binary_necessary_calls_ms", ms(necessary), "ms", None);
+    figures.add("binary_necessary_calls_ms", ms(*necessary), "ms", None);
     figures.add(
         "engine_overhead_ms",
         ms(median.overhead()),

@@ -194,13 +194,18 @@ impl Engine {
     /// Stack `name`'s recorded state (empty when there is none), once it is known to belong to the
     /// current account and region; with that provider.
     pub(super) async fn recorded(&self, name: &str) -> Result<(StackState, ProviderInfo), Error> {
-        let state = self
+        let state = self.state_of(name).await?;
+        let provider = self.check_provider(&state).await?;
+        Ok((state, provider))
+    }
+
+    /// Stack `name`'s recorded state, empty when there is none.
+    async fn state_of(&self, name: &str) -> Result<StackState, Error> {
+        Ok(self
             .store
             .read(name)
             .await?
-            .unwrap_or_else(|| StackState::new(name));
-        let provider = self.check_provider(&state).await?;
-        Ok((state, provider))
+            .unwrap_or_else(|| StackState::new(name)))
     }
 
     async fn check_provider(&self, state: &StackState) -> Result<ProviderInfo, Error> {
@@ -489,11 +494,7 @@ impl Engine {
     ) -> Result<(S::Outputs, Plan, Producer, Vec<Violation>), Error> {
         let name = stack.name().to_owned();
         let reading = Instant::now();
-        let mut state = self
-            .store
-            .read(&name)
-            .await?
-            .unwrap_or_else(|| StackState::new(&name));
+        let mut state = self.state_of(&name).await?;
         let provider = provider_of(&state, identity?)?;
         let references = stack.references();
         let read = self.check_references(&references, group, &provider).await?;

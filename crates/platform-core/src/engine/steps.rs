@@ -562,8 +562,8 @@ impl RunInner {
         let mut swept = 0;
         for (r, mut by_token) in order.into_iter().zip(found) {
             by_token.sort_by(|a, b| a.0.cmp(&b.0));
+            let ops = self.ops_for(&r.name, &r.kind)?;
             for (token, outputs) in by_token {
-                let ops = self.ops_for(&r.name, &r.kind)?;
                 let ctx = self.ctx(&r.name).for_instance(Some(&token));
                 for outputs in outputs.into_iter().filter(|o| !r.recorded.contains(o)) {
                     ctx.progress(format!(
