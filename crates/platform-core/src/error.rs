@@ -787,6 +787,12 @@ pub enum Error {
         /// The mandatory violations (of every stack of a group, checked as one).
         violations: Vec<crate::policy::Violation>,
     },
+    /// The run's [`Approver`](crate::engine::Approver) declined its plans: nothing was changed.
+    #[error("{stack}: the plan was not approved; nothing was changed")]
+    Declined {
+        /// The stack.
+        stack: String,
+    },
     /// The run was cancelled; in-flight operations finished and were recorded.
     #[error(
         "{stack}: cancelled; {completed} operations completed and recorded, {remaining} not started"

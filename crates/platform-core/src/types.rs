@@ -187,7 +187,12 @@ pub struct Counts {
 impl Counts {
     /// Whether anything changes.
     pub fn has_changes(&self) -> bool {
-        self.create + self.update + self.replace + self.delete > 0
+        self.changes() > 0
+    }
+
+    /// How many resources change (every action but `same`).
+    pub fn changes(&self) -> usize {
+        self.create + self.update + self.replace + self.delete
     }
 
     /// Adds another count to this one.

@@ -3,6 +3,7 @@
 //! one of them.
 
 mod api;
+mod approval;
 mod engine;
 mod faults;
 mod group;

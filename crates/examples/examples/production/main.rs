@@ -37,9 +37,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use local_cloud::{Detached, Emulator};
 use platform_core::policy::{self, Violation};
 use platform_core::{
-    Engine, Error, Event, LocalStateStore, Plan, S3StateStore, StateStore, engine::CallTimeouts,
-    engine::DEFAULT_SETTLE_WINDOW, engine::RefreshReport, engine::total_counts, error::StateError,
-    plan::ActionKind, plan::Counts, resource::CancellationToken,
+    Engine, Error, Event, LocalStateStore, Plan, S3StateStore, StateStore, UpOptions,
+    engine::Approval, engine::Approver, engine::CallTimeouts, engine::DEFAULT_SETTLE_WINDOW,
+    engine::RefreshReport, engine::total_counts, error::StateError, plan::ActionKind, plan::Counts,
+    resource::CancellationToken,
 };
 use serde_json::{Value, json};
 

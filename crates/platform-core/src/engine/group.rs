@@ -14,10 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::watch;
+use tokio::sync::{OnceCell, watch};
 
-use crate::engine::{DestroyReport, Engine, UpOptions, UpReport};
+use crate::engine::{Approval, Approver, DestroyReport, Engine, UpOptions, UpReport};
 use crate::error::Error;
+use crate::plan::Plan;
 use crate::policy::{PlanDocument, PlannedResource, Policies, Violation};
 use crate::stack::{Desired, Stack};
 use crate::state::StackLock;
@@ -199,6 +200,8 @@ pub(crate) struct Board {
     tx: watch::Sender<HashMap<String, Member>>,
     /// How long a member waits for another to start.
     join: Duration,
+    /// The approver's answer, asked once for the whole group.
+    approval: OnceCell<bool>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -209,6 +212,8 @@ struct Member {
     planned: Option<HashMap<String, Option<Value>>>,
     /// Once planned: its resources as policies see them.
     document: Option<Vec<PlannedResource>>,
+    /// Once planned, when the run asks an approver: its plan.
+    plan: Option<Plan>,
     /// The outputs of the resources applied so far.
     applied: HashMap<String, Value>,
     /// The resources deleted so far (in a destroy).
@@ -229,7 +234,12 @@ impl Board {
                 .map(|m| (m.clone(), Member::default()))
                 .collect(),
         );
-        Self { members, tx, join }
+        Self {
+            members,
+            tx,
+            join,
+            approval: OnceCell::new(),
+        }
     }
 
     /// Whether `stack` started within the join bound (or is no member).
@@ -259,21 +269,29 @@ impl Board {
         self.update(stack, |m| m.planned = Some(kept));
     }
 
-    /// Publishes member `me`'s planned resources and, with `policies`, waits until every member
-    /// has published its own (or ended), then checks them as one document: no member changes
-    /// anything before every member's plan is checked.
-    pub(crate) async fn checked(
+    /// Publishes member `me`'s plan and planned resources and, with `policies` or an `approver`,
+    /// waits until every member has published its own (or ended), then checks them as one
+    /// document; the approver is asked once for the whole group, with every member's plan. No
+    /// member changes anything before every member's plan is checked and approved. Returns the
+    /// violations and the answer (`true` without an approver).
+    pub(crate) async fn reviewed(
         &self,
         me: &str,
+        plan: &Plan,
         part: Vec<PlannedResource>,
         policies: &Policies,
-    ) -> Vec<Violation> {
-        self.update(me, |m| m.document = Some(part));
-        if policies.is_empty() {
-            return Vec::new();
+        approver: Option<&Approver>,
+    ) -> (Vec<Violation>, bool) {
+        let plan = approver.map(|_| plan.clone());
+        self.update(me, |m| {
+            m.document = Some(part);
+            m.plan = plan;
+        });
+        if policies.is_empty() && approver.is_none() {
+            return (Vec::new(), true);
         }
         let mut rx = self.tx.subscribe();
-        let resources: Vec<PlannedResource> = {
+        let (resources, plans): (Vec<PlannedResource>, Vec<Plan>) = {
             let seen = rx
                 .wait_for(|m| m.values().all(|x| x.document.is_some() || x.ended))
                 .await;
@@ -281,14 +299,27 @@ impl Board {
                 Ok(m) => &**m,
                 Err(_) => &*self.tx.borrow(),
             };
-            self.members
-                .iter()
-                .filter_map(|n| members.get(n)?.document.as_ref())
-                .flatten()
-                .cloned()
-                .collect()
+            let published = || self.members.iter().filter_map(|n| members.get(n));
+            (
+                published()
+                    .filter_map(|m| m.document.as_ref())
+                    .flatten()
+                    .cloned()
+                    .collect(),
+                published().filter_map(|m| m.plan.clone()).collect(),
+            )
         };
-        policies.check(&PlanDocument::new(resources))
+        let violations = policies.check(&PlanDocument::new(resources));
+        let Some(approver) = approver else {
+            return (violations, true);
+        };
+        // The first member here asks; the others wait for its answer.
+        let approval = Approval {
+            plans,
+            violations: violations.clone(),
+        };
+        let approved = *self.approval.get_or_init(|| approver.ask(approval)).await;
+        (violations, approved)
     }
 
     pub(crate) fn applied(&self, stack: &str, resource: &str, outputs: Value) {

@@ -35,8 +35,8 @@ use executor::{Links, Run, Summary};
 pub use group::StackGroup;
 use limits::Limits;
 pub use report::{
-    DestroyReport, Drift, DriftField, ImportReport, Phases, RefreshReport, UpOptions, UpReport,
-    total_counts,
+    Approval, Approver, DestroyReport, Drift, DriftField, ImportReport, Phases, RefreshReport,
+    UpOptions, UpReport, total_counts,
 };
 pub use steps::DEFAULT_SETTLE_WINDOW;
 
@@ -533,13 +533,44 @@ impl Engine {
             stack: name.clone(),
             counts: plan.counts(),
         });
-        // Checked before any change: in a group, every member's plan as one document.
-        let violations = match document {
-            None => Vec::new(),
-            Some(resources) => match group {
-                Some(g) => g.checked(&name, resources, policies).await,
-                None => policies.check(&PlanDocument::new(resources)),
-            },
+        // Checked, and approved, before any change: in a group, every member's plan as one.
+        let approver = options.approval.as_ref();
+        let review = async {
+            match group {
+                Some(g) => {
+                    let resources = document.unwrap_or_default();
+                    g.reviewed(&name, &plan, resources, policies, approver)
+                        .await
+                }
+                None => {
+                    let violations = document
+                        .map(|resources| policies.check(&PlanDocument::new(resources)))
+                        .unwrap_or_default();
+                    let approved = match approver {
+                        Some(approver) => {
+                            approver
+                                .ask(Approval {
+                                    plans: vec![plan.clone()],
+                                    violations: violations.clone(),
+                                })
+                                .await
+                        }
+                        None => true,
+                    };
+                    (violations, approved)
+                }
+            }
+        };
+        // An answer that never comes (a prompt left open) does not outlast a cancellation.
+        let (violations, approved) = tokio::select! {
+            reviewed = review => reviewed,
+            () = cancel.cancelled() => {
+                return Err(Error::Cancelled {
+                    stack: name,
+                    completed: 0,
+                    remaining: plan.counts().changes(),
+                });
+            }
         };
         let refused: Vec<Violation> = policy::mandatory(&violations).cloned().collect();
         if !refused.is_empty() {
@@ -547,6 +578,9 @@ impl Engine {
                 stack: name,
                 violations: refused,
             });
+        }
+        if !approved {
+            return Err(Error::Declined { stack: name });
         }
         phases.plan = planning.elapsed();
         // What the state says of the stack as a whole; a run that changes no resource and would

@@ -1,5 +1,6 @@
 //! What the engine's runs return: reports, drift, options.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -10,7 +11,7 @@ use crate::plan::Plan;
 use crate::policy::{PlanDocument, Policies, Violation};
 use crate::stack::Produced;
 use crate::state::Producer;
-use crate::types::Counts;
+use crate::types::{BoxFuture, Counts};
 
 /// What [`Engine::up_with`](crate::Engine::up_with) did.
 #[derive(Debug)]
@@ -158,6 +159,64 @@ pub struct UpOptions {
     /// The policies this run is checked against, instead of the engine's
     /// ([`EngineBuilder::policies`](crate::EngineBuilder::policies)).
     pub policies: Option<Policies>,
+    /// Asked, with the plans the run will apply, before it changes anything (see
+    /// [`with_approval`](Self::with_approval)).
+    pub approval: Option<Approver>,
+}
+
+/// What a run shows its [`Approver`] before it changes anything: the plans it will apply, made
+/// under the locks it holds until it ends.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Approval {
+    /// One plan per stack: the stack's alone, or every member's of a
+    /// [`StackGroup`](crate::StackGroup) that has one, in the group's order.
+    pub plans: Vec<Plan>,
+    /// The policies' violations of those plans, checked as one document.
+    pub violations: Vec<Violation>,
+}
+
+impl Approval {
+    /// Whether a mandatory violation refuses the run, whatever the answer: the run then fails with
+    /// [`Error::PolicyViolation`](crate::Error::PolicyViolation).
+    pub fn refused(&self) -> bool {
+        crate::policy::mandatory(&self.violations).next().is_some()
+    }
+
+    /// Whether any plan changes anything.
+    pub fn has_changes(&self) -> bool {
+        self.plans.iter().any(Plan::has_changes)
+    }
+}
+
+/// Decides whether a run applies its plans (a person at a prompt, a deploy bot's review): given
+/// the [`Approval`], answers `true` to go on. Asked once per run, once per
+/// [`StackGroup`](crate::StackGroup) run for all its members, after planning and the policy check
+/// and before any change, while the run holds its locks: what it approves is what is applied,
+/// since no other run can change the state in between. A `false` answer ends the run with
+/// [`Error::Declined`](crate::Error::Declined); nothing is changed.
+#[derive(Clone)]
+pub struct Approver(Arc<dyn Fn(Approval) -> BoxFuture<'static, bool> + Send + Sync>);
+
+impl Approver {
+    /// An approver that answers with `decide`'s future.
+    pub fn new<F, Fut>(decide: F) -> Self
+    where
+        F: Fn(Approval) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = bool> + Send + 'static,
+    {
+        Self(Arc::new(move |approval| Box::pin(decide(approval))))
+    }
+
+    pub(crate) async fn ask(&self, approval: Approval) -> bool {
+        (self.0)(approval).await
+    }
+}
+
+impl std::fmt::Debug for Approver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Approver")
+    }
 }
 
 impl UpOptions {
@@ -172,6 +231,13 @@ impl UpOptions {
     #[must_use]
     pub fn with_policies(mut self, policies: Policies) -> Self {
         self.policies = Some(policies);
+        self
+    }
+
+    /// Asks `approver` before any change, with the plans the run will apply (see [`Approver`]).
+    #[must_use]
+    pub fn with_approval(mut self, approver: Approver) -> Self {
+        self.approval = Some(approver);
         self
     }
 

@@ -11,27 +11,44 @@ pub(crate) async fn run(session: &mut Session, refresh: bool) -> Result<u8, Fail
             print_drift(&reports);
         }
     }
-    let checked = session.platform.preview_checked().await?;
-    let plans = checked.plans;
-    if !session.cli.json {
-        print_plans(&plans);
-        print_violations(&checked.violations);
-    }
-    refuse_mandatory(&checked.violations)?;
-    if session.target == Target::Aws && !session.cli.yes && plans.iter().any(Plan::has_changes) {
-        confirm("Apply these changes to AWS")?;
-    }
-    session.progress.start(
-        plans
-            .iter()
-            .map(|p| {
-                let c = p.counts();
-                c.create + c.update + c.replace + c.delete
-            })
-            .sum(),
-    );
-    let result = session.platform.up().await;
+    // The plans are shown, checked and confirmed under the locks the run holds: what is
+    // confirmed is what is applied, planned once.
+    let refusal: Arc<Mutex<Option<Failure>>> = Arc::default();
+    let approver = {
+        let (json, progress, refusal) =
+            (session.cli.json, session.progress.clone(), refusal.clone());
+        let ask = session.target == Target::Aws && !session.cli.yes;
+        Approver::new(move |approval: Approval| {
+            let (progress, refusal) = (progress.clone(), refusal.clone());
+            async move {
+                if !json {
+                    print_plans(&approval.plans);
+                    print_violations(&approval.violations);
+                }
+                let mut verdict = refuse_mandatory(&approval.violations);
+                if verdict.is_ok() && ask && approval.has_changes() {
+                    // The prompt blocks on the terminal: off the async threads.
+                    verdict = tokio::task::spawn_blocking(|| confirm("Apply these changes to AWS"))
+                        .await
+                        .unwrap_or_else(|e| Err(failure(1, format!("the prompt failed: {e}"))));
+                }
+                if let Err(f) = verdict {
+                    *refusal.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
+                    return false;
+                }
+                progress.start(approval.plans.iter().map(|p| p.counts().changes()).sum());
+                true
+            }
+        })
+    };
+    let result = session
+        .platform
+        .up_with(UpOptions::default().with_approval(approver))
+        .await;
     session.progress.finish();
+    if let Some(refused) = refusal.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        return Err(refused);
+    }
     let summary = result?;
     let totals = sum(summary.stacks.iter().map(|s| s.changes));
     session.out.emit(
