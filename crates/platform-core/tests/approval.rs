@@ -64,12 +64,13 @@ async fn a_declined_plan_changes_nothing_and_the_approver_saw_the_plan_the_run_w
     let (approves, seen) = recording(true);
     let report = engine.up_with(&stack, approving(&approves)).await.unwrap();
     assert_eq!(cloud.live().len(), 3);
-    let seen = seen.lock().unwrap();
-    assert_eq!(seen.len(), 1);
-    assert_eq!(seen[0].plans, vec![report.plan.clone()]);
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].plans, vec![report.plan.clone()]);
+    }
 
     // With nothing to change, it is still shown the plan (to print it), which changes nothing.
-    drop(seen);
     let (approves, seen) = recording(true);
     engine.up_with(&stack, approving(&approves)).await.unwrap();
     let seen = seen.lock().unwrap();
@@ -131,10 +132,11 @@ async fn a_group_asks_once_with_every_members_plan_in_the_groups_order() {
     );
     let (net, app) = (net.unwrap(), app.unwrap());
     assert_eq!(cloud.live().len(), 3);
-    let seen = seen.lock().unwrap();
-    assert_eq!(seen.len(), 1, "one question for the whole group");
-    assert_eq!(seen[0].plans, vec![net.plan, app.plan]);
-    drop(seen);
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1, "one question for the whole group");
+        assert_eq!(seen[0].plans, vec![net.plan, app.plan]);
+    }
 
     // Declined, no member changes anything, and every member says why.
     let mut more = FakeStack::chain("network", 3);
