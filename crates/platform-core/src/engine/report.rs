@@ -194,7 +194,8 @@ impl Approval {
 /// [`StackGroup`](crate::StackGroup) run for all its members, after planning and the policy check
 /// and before any change, while the run holds its locks: what it approves is what is applied,
 /// since no other run can change the state in between. A `false` answer ends the run with
-/// [`Error::Declined`](crate::Error::Declined); nothing is changed.
+/// [`Error::Declined`](crate::Error::Declined); nothing is changed. In a group, give every member the
+/// same approver: a member run without one does not wait for the answer.
 #[derive(Clone)]
 pub struct Approver(Arc<dyn Fn(Approval) -> BoxFuture<'static, bool> + Send + Sync>);
 
