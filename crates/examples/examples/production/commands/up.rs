@@ -36,7 +36,7 @@ pub(crate) async fn run(session: &mut Session, refresh: bool) -> Result<u8, Fail
                     *refusal.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
                     return false;
                 }
-                progress.start(approval.plans.iter().map(|p| p.counts().changes()).sum());
+                progress.start(total_counts(&approval.plans).changes());
                 true
             }
         })
