@@ -79,10 +79,10 @@ async fn destroy_reports_every_instance_it_deleted_replaced_ones_included() {
     let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
     let mut stack = FakeStack::chain("r", 1);
     fake_engine(store.clone(), &cloud).up(&stack).await.unwrap();
-    // A replacement that stops before deleting the old instance (the run's header, the create's
-    // intent and result are written): two instances recorded.
+    // A replacement that stops before deleting the old instance (the create's intent, with the
+    // run's header, and its result are written): two instances recorded.
     stack.nodes[0].fixed = "f2".into();
-    store.crash_at_write(4);
+    store.crash_at_write(3);
     fake_engine(store.clone(), &cloud)
         .up(&stack)
         .await

@@ -1089,12 +1089,12 @@ async fn an_up_with_refresh_records_the_refresh_and_a_run_that_changes_nothing_w
         "a run with nothing to do writes nothing"
     );
     assert_eq!(third.producer.serial, Some(now));
-    // A change writes: the run's header, the step's intent and result, the outputs.
+    // A change writes: the step's intent (with the run's header) and result, the outputs.
     let mut changed = stack.clone();
     changed.nodes[1].value = "v2".into();
     let fourth = e.up_with(&changed, UpOptions::default()).await.unwrap();
-    assert_eq!(store.writes(), writes + 4);
-    assert_eq!(fourth.producer.serial, Some(now + 4));
+    assert_eq!(store.writes(), writes + 3);
+    assert_eq!(fourth.producer.serial, Some(now + 3));
 }
 
 #[tokio::test]

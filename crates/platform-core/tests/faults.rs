@@ -236,8 +236,8 @@ async fn an_update_records_its_intent_before_the_call() {
     let mut stack = FakeStack::chain("upd", 1);
     fake_engine(store.clone(), &cloud).up(&stack).await.unwrap();
     stack.nodes[0].value = "v2".into();
-    // Write 1 is the run's header, write 2 the intent; write 3, the result, is lost in the crash.
-    store.crash_at_write(3);
+    // Write 1 is the intent, with the run's header; write 2, the result, is lost in the crash.
+    store.crash_at_write(2);
     fake_engine(store.clone(), &cloud)
         .up(&stack)
         .await
@@ -257,6 +257,39 @@ async fn an_update_records_its_intent_before_the_call() {
         "v2",
         "the update was carried out"
     );
+}
+
+/// The run's header travels with its first step: a first run killed right after its first create
+/// leaves no document, only that step, and still the account it applied to, so that a run with
+/// other credentials is refused rather than creating a second set there.
+#[tokio::test]
+async fn a_first_run_killed_after_its_first_create_keeps_its_account() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let stack = FakeStack::chain("first", 2);
+    // Write 1, the first create's intent, is recorded; write 2, its result, is lost.
+    store.crash_at_write(2);
+    fake_engine(store.clone(), &cloud)
+        .up(&stack)
+        .await
+        .unwrap_err();
+    store.revive();
+    let state = store.read("first").await.unwrap().unwrap();
+    assert_eq!(state.provider, Some(local_provider()));
+    assert_eq!(state.resources.len(), 1, "{:?}", state.resources.keys());
+    let calls = cloud.calls();
+    let other = Engine::builder(store.clone())
+        .provider(platform_core::ProviderInfo {
+            account_id: "111111111111".into(),
+            region: "local".into(),
+        })
+        .extension(cloud.clone())
+        .build();
+    let err = other.up(&stack).await.unwrap_err();
+    assert!(matches!(err, Error::ProviderMismatch { .. }), "{err}");
+    assert_eq!(cloud.calls(), calls);
+    // The run in the right account completes it, with one of each.
+    fake_engine(store.clone(), &cloud).up(&stack).await.unwrap();
+    exactly_one_each(&stack, &store, &cloud).await;
 }
 
 #[tokio::test]
@@ -551,6 +584,10 @@ async fn a_replacement_after_an_interrupted_update_never_adopts_the_old_instance
         .await
         .unwrap_err();
     store.revive();
+    let pending = store.read("ru").await.unwrap().unwrap().resources["r0"]
+        .pending
+        .clone();
+    assert_eq!(pending.map(|p| p.op), Some(PendingOp::Update));
     // Now a replacement: the new instance is created, the old one deleted.
     stack.nodes[0].fixed = "f2".into();
     fake_engine(store.clone(), &cloud).up(&stack).await.unwrap();

@@ -85,8 +85,9 @@ async fn a_create_that_fails_after_publishing_is_recorded_pending_and_the_next_r
 async fn a_configuration_that_finished_before_the_crash_is_read_and_not_sent_again() {
     let (store, cloud) = (MemoryStateStore::new(), two_step_cloud());
     let stack = FakeStack::chain("early", 1);
-    // Writes: the run's header, the create's intent, the published outputs; the result is lost.
-    store.crash_at_write(4);
+    // Writes: the create's intent (with the run's header), the published outputs; the result is
+    // lost.
+    store.crash_at_write(3);
     fake_engine(store.clone(), &cloud)
         .up(&stack)
         .await
@@ -124,8 +125,8 @@ async fn outputs_published_other_than_those_returned_fail_the_create_as_a_bug_of
 #[tokio::test]
 async fn a_publish_whose_outputs_cannot_be_recorded_stops_the_create_with_the_state_error() {
     let (store, cloud) = (MemoryStateStore::new(), two_step_cloud());
-    // Writes: the run's header, the create's intent; the published outputs fail.
-    store.crash_at_write(3);
+    // Writes: the create's intent (with the run's header); the published outputs fail.
+    store.crash_at_write(2);
     let err = fake_engine(store.clone(), &cloud)
         .up(&FakeStack::chain("early", 1))
         .await

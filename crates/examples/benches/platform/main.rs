@@ -8,6 +8,10 @@
 //! sequential program. Each figure is printed as `bench: NAME VALUE UNIT`, then a table with the
 //! targets.
 //!
+//! To compare builds of the production binary: `BENCH_ONLY=binary` measures only its figures,
+//! `BENCH_BINARY=PATH` takes that binary instead of building one, and `BENCH_BINARY_RUNS=N` deploys
+//! N times instead of five (the figures stay the median run's).
+//!
 //! Exit status: 0 when every figure was measured (targets missed are reported, not failed), 1 when
 //! the benchmark could not run (no emulator, an AWS error).
 
@@ -152,6 +156,9 @@ async fn aws_figures(latency: Duration, figures: &mut Figures) -> BenchResult<()
         .collect();
     if expected != count_by_operation(floor::operations()) {
         return Err("the minimum calls and the floor's table disagree".into());
+    }
+    if std::env::var("BENCH_ONLY").is_ok_and(|only| only == "binary") {
+        return binary_figures(&cloud, latency, figures).await;
     }
     // The sequential program works in an account of its own, through the same proxy. Both
     // accounts are warmed first, with no latency.
@@ -332,7 +339,8 @@ async fn aws_figures(latency: Duration, figures: &mut Figures) -> BenchResult<()
 /// The account the production binary deploys in.
 const BINARY_ACCOUNT: &str = "300000000033";
 
-/// How many times the production binary deploys; its figures are the median run's.
+/// How many times the production binary deploys (unless `BENCH_BINARY_RUNS` says); its figures are
+/// the median run's.
 const BINARY_RUNS: usize = 5;
 
 /// The production binary's own time beside its calls, as the median of [`BINARY_RUNS`] deploys.
@@ -341,7 +349,10 @@ async fn binary_figures(
     latency: Duration,
     figures: &mut Figures,
 ) -> BenchResult<()> {
-    let bin = binary::build()?;
+    let bin = match std::env::var_os("BENCH_BINARY") {
+        Some(bin) => bin.into(),
+        None => binary::build()?,
+    };
     let state = tempfile::tempdir()?;
     cloud.proxy.set_latency(Duration::ZERO);
     warm(&cloud.proxy.wrap(&cloud.emulator.account(BINARY_ACCOUNT))).await?;
@@ -349,7 +360,11 @@ async fn binary_figures(
     cloud.proxy.set_account(BINARY_ACCOUNT);
     cloud.proxy.set_latency(latency);
     let mut runs = Vec::new();
-    for _ in 0..BINARY_RUNS {
+    let n = std::env::var("BENCH_BINARY_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(BINARY_RUNS);
+    for _ in 0..n {
         let up = binary::run(&bin, &cloud.proxy, state.path(), &["--yes", "up"]).await?;
         binary::run(&bin, &cloud.proxy, state.path(), &["--yes", "destroy"]).await?;
         let (first, exit) = up.ends();

@@ -3,6 +3,7 @@
 
 use crate::sync::Locked;
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -16,7 +17,7 @@ use crate::events::Event;
 use crate::plan::{ExternalOutputs, Plan};
 use crate::resource::{Context, KindOps, Registry, Shared};
 use crate::stack::Desired;
-use crate::state::{Change, Producer, StackLock, StackResource, StackState};
+use crate::state::{Change, Header, Producer, StackLock, StackResource, StackState};
 use crate::types::{ActionKind, ProviderInfo};
 use crate::value::{RefTarget, Resolved, collect_refs, resolve};
 
@@ -69,6 +70,8 @@ pub(super) struct RunInner {
     /// While ops execute: where a create that published its outputs early names its resource, so
     /// that its dependents start then (see [`Context::publish`]).
     pub(super) early: Mutex<Option<mpsc::UnboundedSender<String>>>,
+    /// Whether a change carrying the run's [`Header`] was journaled: the first one carries it.
+    pub(super) headed: AtomicBool,
 }
 
 /// What links a run to other stacks.
@@ -103,6 +106,7 @@ impl Run {
                 cancel,
                 links,
                 early: Mutex::new(None),
+                headed: AtomicBool::new(false),
             }),
             lock,
         }
@@ -140,9 +144,8 @@ impl Run {
         }
         drop(guard);
         if !ops.is_empty() {
-            // The run's header (provider, references, producers) is written whole before the first
-            // step, so that the journal's changes always have a document to apply to.
-            self.record_whole(|_| {}).await?;
+            // The run's header (provider, references, producers) goes with its first step: in the
+            // first journal line, or in the whole write of a store without a journal.
             let resources = Arc::new(desired.resources.clone());
             self.execute(ops, resources).await?;
         }
@@ -251,6 +254,8 @@ impl RunInner {
                     serial: state.serial,
                     resource: name.to_owned(),
                     record: state.resources.get(name).cloned(),
+                    header: (!self.headed.swap(true, Ordering::SeqCst))
+                        .then(|| Box::new(Header::of(&state))),
                 };
                 let ticket = journal.append(&change)?;
                 drop(state);

@@ -465,6 +465,8 @@ impl Journal for LocalJournal {
 
     fn sync(&self, ticket: u64) -> BoxFuture<'_, Result<(), StateError>> {
         Box::pin(async move {
+            // The steps that became ready with this one append theirs first: one flush for them all.
+            tokio::task::yield_now().await;
             let mut synced = self.synced.lock().await;
             if *synced >= ticket {
                 // A flush that started after this change was appended covered it.
@@ -870,6 +872,7 @@ mod tests {
                 "fake",
                 serde_json::json!({ "serial": serial }),
             )),
+            header: None,
         }
     }
 
@@ -981,6 +984,7 @@ mod tests {
             serial,
             resource: format!("r{serial}"),
             record: None,
+            header: None,
         }
     }
 
@@ -1001,6 +1005,27 @@ mod tests {
         assert_eq!(journal.append(&change(4)).unwrap(), 4);
         journal.sync(4).await.unwrap();
         assert_eq!(journal.flushes.load(Ordering::SeqCst), 2);
+    }
+
+    /// Steps that become ready together (a run's first wave) each append, then sync: the first to
+    /// sync lets the others append before it flushes, so that one flush covers them all.
+    #[tokio::test]
+    async fn steps_ready_together_share_one_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Arc::new(LocalJournal::new(dir.path().join("s.journal")));
+        let steps: Vec<_> = (1..=5)
+            .map(|i| {
+                let journal = journal.clone();
+                tokio::spawn(async move {
+                    let ticket = journal.append(&change(i)).unwrap();
+                    journal.sync(ticket).await.unwrap();
+                })
+            })
+            .collect();
+        for step in steps {
+            step.await.unwrap();
+        }
+        assert_eq!(journal.flushes.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

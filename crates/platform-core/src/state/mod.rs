@@ -39,9 +39,11 @@
 //! # Journal
 //! Between two whole writes, a store with a [`Journal`] keeps each step as one JSON line, a
 //! [`Change`]: `{"serial": 43, "resource": "ecs-vpc", "record": {...}}` (`"record": null` when the
-//! resource was forgotten). The engine writes the whole document at the start of a run that changes
-//! anything and at its end; in between, a step costs one resource's record, not the whole state, and
-//! concurrent steps share one flush. Reading a stack returns the document with the journal's
+//! resource was forgotten). The first change of a run also carries the run's [`Header`] (`"header":
+//! {"provider": {..}, "references": [..], ..}`: what the run records of the stack as a whole), so
+//! that no step is durable without it. The engine writes the whole document at the end of a run;
+//! until then, a step costs one resource's record, not the whole state, and concurrent steps share
+//! one flush. Reading a stack returns the document with the journal's
 //! changes newer than its serial applied; a last line without its newline (cut short by a crash,
 //! never flushed) is ignored. [`LocalStateStore`] keeps it in `<stack>.journal`.
 //!
@@ -273,7 +275,8 @@ pub trait StackLock: Send + Sync + fmt::Debug {
     /// Gives the lock up. A second call does nothing.
     fn release(&self) -> BoxFuture<'_, Result<(), StateError>>;
     /// The store's journal, when it keeps one: the engine then records each step as one [`Change`]
-    /// appended to it, and writes the whole state only at the start and end of a run. Without one
+    /// appended to it (the first carrying the run's [`Header`]), and writes the whole state at the end
+    /// of a run. Without one
     /// (the default), every step writes the whole state: fine for a remote store whose writes cost
     /// a round trip anyway, quadratic in bytes for a large stack.
     fn journal(&self) -> Option<&dyn Journal> {
@@ -291,16 +294,62 @@ pub struct Change {
     pub resource: String,
     /// Its record after the change; `None` when it was removed from the state.
     pub record: Option<ResourceState>,
+    /// What the run records of the stack as a whole, carried by the first change it journals (so
+    /// that the change is never durable without it, at no write of its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<Box<Header>>,
+}
+
+/// What a run records of its stack as a whole, beside the resources: where it applies and what it
+/// reads. The first [`Change`] of a run carries it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    /// [`StackState::provider`].
+    pub provider: Option<ProviderInfo>,
+    /// [`StackState::environment`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// [`StackState::references`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<String>,
+    /// [`StackState::producers`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub producers: Vec<Producer>,
+}
+
+impl Header {
+    /// `state`'s header.
+    pub fn of(state: &StackState) -> Self {
+        Self {
+            provider: state.provider.clone(),
+            environment: state.environment.clone(),
+            references: state.references.clone(),
+            producers: state.producers.clone(),
+        }
+    }
 }
 
 impl Change {
-    /// Applies the change to `state` (what replaying a journal does). A change older than the
-    /// state (its serial not above the state's) is already in it and changes nothing.
+    /// Applies the change to `state` (what replaying a journal does): its header, then its record.
+    /// A change older than the state (its serial not above the state's) is already in it and
+    /// changes nothing.
     pub fn apply_to(self, state: &mut StackState) {
         if self.serial <= state.serial {
             return;
         }
         state.serial = self.serial;
+        if let Some(header) = self.header {
+            let Header {
+                provider,
+                environment,
+                references,
+                producers,
+            } = *header;
+            state.provider = provider;
+            state.environment = environment;
+            state.references = references;
+            state.producers = producers;
+        }
         match self.record {
             Some(r) => {
                 state.resources.insert(self.resource, r);
@@ -445,6 +494,7 @@ mod tests {
             serial,
             resource: resource.to_owned(),
             record: value.map(|v| ResourceState::new("fake", serde_json::json!({ "value": v }))),
+            header: None,
         }
     }
 
@@ -495,6 +545,43 @@ mod tests {
         lock.write(&read).await.unwrap();
         assert!(!journal.exists());
         assert_eq!(store.read("s").await.unwrap(), Some(read));
+    }
+
+    /// A first run's journal, with no document under it: its first line's header is read back as
+    /// the stack's, and a line without one leaves the header as it was.
+    #[tokio::test]
+    async fn a_journal_without_a_document_reads_back_with_the_header_of_its_first_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStateStore::open(dir.path()).unwrap();
+        let lock = store.lock("s", "up").await.unwrap();
+        let header = Header {
+            provider: Some(ProviderInfo {
+                account_id: "123456789012".into(),
+                region: "eu-west-1".into(),
+            }),
+            environment: Some("prod".into()),
+            references: vec!["iam".into()],
+            producers: vec![Producer {
+                stack: "iam".into(),
+                provider: None,
+                serial: Some(7),
+                schema: None,
+            }],
+        };
+        let mut first = change(1, "a", Some("a1"));
+        first.header = Some(Box::new(header.clone()));
+        journaled(lock.as_ref(), &[first, change(2, "b", Some("b1"))]).await;
+        drop(lock);
+        assert!(!dir.path().join("s.json").exists());
+        let read = store.read("s").await.unwrap().unwrap();
+        assert_eq!(Header::of(&read), header);
+        assert_eq!((read.serial, value_of(&read, "b").as_str()), (2, "b1"));
+        // A header older than the state is in it already: nothing of it is applied again.
+        let mut stale = change(2, "c", Some("c1"));
+        stale.header = Some(Box::new(Header::of(&StackState::new("s"))));
+        let mut again = read.clone();
+        stale.apply_to(&mut again);
+        assert_eq!(again, read);
     }
 
     #[tokio::test]
