@@ -411,6 +411,18 @@ impl Policies {
         self.list.is_empty()
     }
 
+    /// Whether `other` is these very policies (the same ones, in the same order, with the same
+    /// overrides): a document checked against one is checked against the other.
+    pub(crate) fn same_as(&self, other: &Self) -> bool {
+        self.overrides == other.overrides
+            && self.list.len() == other.list.len()
+            && self
+                .list
+                .iter()
+                .zip(&other.list)
+                .all(|(a, b)| Arc::ptr_eq(a, b))
+    }
+
     /// The policies' ids, in the order they were added.
     pub fn ids(&self) -> impl Iterator<Item = &str> {
         self.list.iter().map(|p| p.id())

@@ -414,3 +414,47 @@ async fn a_stack_records_the_environment_that_applied_it_and_when() {
     let json = serde_json::to_value(platform_core::state::StackState::new("x")).unwrap();
     assert!(json.get("environment").is_none() && json.get("applied_at").is_none());
 }
+
+/// Counts its checks and flags nothing.
+struct Counted(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Policy for Counted {
+    fn id(&self) -> &str {
+        "counted"
+    }
+    fn description(&self) -> &str {
+        "counts its checks"
+    }
+    fn enforcement(&self) -> Enforcement {
+        Enforcement::Advisory
+    }
+    fn check(&self, _: &PlanDocument) -> Vec<Violation> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Vec::new()
+    }
+}
+
+#[tokio::test]
+async fn a_group_checks_its_document_once_per_set_of_policies_its_members_were_given() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let cloud = FakeCloud::new();
+    let shared = std::sync::Arc::new(AtomicUsize::new(0));
+    let policies = Policies::new().with(Counted(shared.clone()));
+    let engine = engine_with(&cloud, MemoryStateStore::new(), policies);
+    let own = std::sync::Arc::new(AtomicUsize::new(0));
+    let own_policies = Policies::new().with(Counted(own.clone()));
+    let stacks = ["a", "b", "c"].map(|name| FakeStack::chain(name, 1));
+    let group = engine.group(["a", "b", "c"]);
+    let (a, b, c) = tokio::join!(
+        group.up(&stacks[0], UpOptions::default()),
+        group.up(&stacks[1], UpOptions::default()),
+        group.up(&stacks[2], UpOptions::default().with_policies(own_policies))
+    );
+    for report in [a, b, c] {
+        assert!(report.unwrap().violations.is_empty());
+    }
+    assert_eq!(
+        (shared.load(Ordering::SeqCst), own.load(Ordering::SeqCst)),
+        (1, 1)
+    );
+}

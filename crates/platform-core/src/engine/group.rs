@@ -202,6 +202,8 @@ pub(crate) struct Board {
     join: Duration,
     /// The approver's answer, asked once for the whole group.
     approval: OnceCell<bool>,
+    /// The group's document checked, once per set of policies the members were given.
+    checked: tokio::sync::Mutex<Vec<(Policies, Vec<Violation>)>>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -239,6 +241,7 @@ impl Board {
             tx,
             join,
             approval: OnceCell::new(),
+            checked: tokio::sync::Mutex::default(),
         }
     }
 
@@ -309,7 +312,18 @@ impl Board {
                 published().filter_map(|m| m.plan.clone()).collect(),
             )
         };
-        let violations = policies.check(&PlanDocument::new(resources));
+        let violations = {
+            // Every member sees the same document: its first checker's answer is every member's.
+            let mut checked = self.checked.lock().await;
+            match checked.iter().find(|(p, _)| p.same_as(policies)) {
+                Some((_, violations)) => violations.clone(),
+                None => {
+                    let violations = policies.check(&PlanDocument::new(resources));
+                    checked.push((policies.clone(), violations.clone()));
+                    violations
+                }
+            }
+        };
         let Some(approver) = approver else {
             return (violations, true);
         };
