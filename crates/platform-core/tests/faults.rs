@@ -1297,3 +1297,28 @@ async fn an_instance_adopted_after_a_lost_answer_is_read_again_while_aws_does_no
     assert_eq!(cloud.calls().read - reads, 4, "read again, twice");
     exactly_one_each(&stack, &store, &cloud).await;
 }
+
+/// A create carried out after its sender died, found by the next run and then not shown by the
+/// describes that read it (AWS's eventual consistency may show an instance to one call and not yet
+/// to the next): read again until the settle window counted from the create's intent has passed,
+/// not given up after a moment as gone.
+#[tokio::test(start_paused = true)]
+async fn an_instance_found_for_an_earlier_runs_create_is_read_again_over_the_settle_window() {
+    let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
+    let stack = FakeStack::chain("late", 1);
+    // Write 1, the create's intent, is recorded; the create is carried out; its result is lost.
+    store.crash_at_write(2);
+    fake_engine(store.clone(), &cloud)
+        .up(&stack)
+        .await
+        .unwrap_err();
+    store.revive();
+    assert_eq!(cloud.live().len(), 1);
+    // Five reads in a row answer "gone": 3.75 s of reading again, more than a run's own settle.
+    cloud.hide_from_next_reads(5);
+    engine_with_window(&store, &cloud, Duration::from_secs(30))
+        .up(&stack)
+        .await
+        .unwrap();
+    exactly_one_each(&stack, &store, &cloud).await;
+}

@@ -614,9 +614,18 @@ impl RunInner {
         mut after: Option<ResourceError>,
     ) -> Result<Value, Error> {
         let mut updates = 0;
-        // An instance made within the settle window may not show yet: read again until then (one
-        // whose time is not recorded, just found for an adoption, briefly).
-        let made = (self.state.lock().await.resources.get(name)).and_then(|r| r.made.clone());
+        // An instance made within the settle window may not show yet: read again until then. One
+        // found for an unfinished create was made after that create's intent: read again until
+        // the window from the intent has passed (AWS may show it to the find and not yet to the
+        // read). One whose time is not known at all, briefly.
+        let made = (self.state.lock().await.resources.get(name)).and_then(|r| {
+            r.made.clone().or_else(|| {
+                r.pending
+                    .as_ref()
+                    .filter(|p| p.op == PendingOp::Create)
+                    .map(|p| p.since.clone())
+            })
+        });
         let shown_by = visible_by(made.as_deref(), self.shared.settle_window)
             .unwrap_or_else(|| tokio::time::Instant::now() + SETTLE_SAME_RUN);
         loop {
