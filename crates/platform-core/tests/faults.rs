@@ -26,6 +26,17 @@ fn cancelled_after(ms: u64) -> CancellationToken {
     token
 }
 
+/// An `up` of `stack` killed at its `k`-th state write (that write and every later one lost, what
+/// it did in the cloud done), then the store revived for the next process.
+async fn killed_at_write(k: u64, store: &MemoryStateStore, cloud: &FakeCloud, stack: &FakeStack) {
+    store.crash_at_write(k);
+    fake_engine(store.clone(), cloud)
+        .up(stack)
+        .await
+        .unwrap_err();
+    store.revive();
+}
+
 /// Every declared resource of `stack` has exactly one live instance, and it is the recorded one.
 async fn exactly_one_each(stack: &FakeStack, store: &MemoryStateStore, cloud: &FakeCloud) {
     let state = store.read(&stack.name).await.unwrap().unwrap();
@@ -237,12 +248,7 @@ async fn an_update_records_its_intent_before_the_call() {
     fake_engine(store.clone(), &cloud).up(&stack).await.unwrap();
     stack.nodes[0].value = "v2".into();
     // Write 1 is the intent, with the run's header; write 2, the result, is lost in the crash.
-    store.crash_at_write(2);
-    fake_engine(store.clone(), &cloud)
-        .up(&stack)
-        .await
-        .unwrap_err();
-    store.revive();
+    killed_at_write(2, &store, &cloud, &stack).await;
     let state = store.read("upd").await.unwrap().unwrap();
     let pending = state.resources["r0"].pending.clone().unwrap();
     assert_eq!(pending.op, PendingOp::Update);
@@ -267,12 +273,7 @@ async fn a_first_run_killed_after_its_first_create_keeps_its_account() {
     let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
     let stack = FakeStack::chain("first", 2);
     // Write 1, the first create's intent, is recorded; write 2, its result, is lost.
-    store.crash_at_write(2);
-    fake_engine(store.clone(), &cloud)
-        .up(&stack)
-        .await
-        .unwrap_err();
-    store.revive();
+    killed_at_write(2, &store, &cloud, &stack).await;
     let state = store.read("first").await.unwrap().unwrap();
     assert_eq!(state.provider, Some(local_provider()));
     assert_eq!(state.resources.len(), 1, "{:?}", state.resources.keys());
@@ -578,12 +579,7 @@ async fn a_replacement_after_an_interrupted_update_never_adopts_the_old_instance
     let old = cloud.instances_of("r0")[0].id.clone();
     // An update whose result was never recorded: a pending update stays with the outputs.
     stack.nodes[0].value = "v2".into();
-    store.crash_at_write(2);
-    fake_engine(store.clone(), &cloud)
-        .up(&stack)
-        .await
-        .unwrap_err();
-    store.revive();
+    killed_at_write(2, &store, &cloud, &stack).await;
     let pending = store.read("ru").await.unwrap().unwrap().resources["r0"]
         .pending
         .clone();
@@ -1307,12 +1303,7 @@ async fn an_instance_found_for_an_earlier_runs_create_is_read_again_over_the_set
     let (store, cloud) = (MemoryStateStore::new(), FakeCloud::new());
     let stack = FakeStack::chain("late", 1);
     // Write 1, the create's intent, is recorded; the create is carried out; its result is lost.
-    store.crash_at_write(2);
-    fake_engine(store.clone(), &cloud)
-        .up(&stack)
-        .await
-        .unwrap_err();
-    store.revive();
+    killed_at_write(2, &store, &cloud, &stack).await;
     assert_eq!(cloud.live().len(), 1);
     // Five reads in a row answer "gone": 3.75 s of reading again, more than a run's own settle.
     cloud.hide_from_next_reads(5);
