@@ -17,8 +17,8 @@ use crate::events::Event;
 use crate::plan::{ExternalOutputs, Plan};
 use crate::resource::{Context, KindOps, Registry, Shared};
 use crate::stack::Desired;
-use crate::state::{Change, Header, Producer, StackLock, StackResource, StackState};
-use crate::types::{ActionKind, ProviderInfo};
+use crate::state::{Change, Header, StackLock, StackResource, StackState};
+use crate::types::ActionKind;
 use crate::value::{RefTarget, Resolved, collect_refs, resolve};
 
 use super::Engine;
@@ -27,26 +27,21 @@ use super::join_error;
 use super::limits::Limits;
 use super::schedule::{self, Op, OpKind, Release, Schedule};
 
-/// What a stack's state records of the stack as a whole, beside its resources.
+/// What a stack's state records of the stack as a whole, beside its resources: its header and its
+/// outputs.
 #[derive(PartialEq)]
 pub(super) struct Summary {
-    pub(super) provider: Option<ProviderInfo>,
-    pub(super) references: Vec<String>,
-    pub(super) producers: Vec<Producer>,
+    pub(super) header: Header,
     pub(super) outputs: Option<Value>,
     pub(super) outputs_schema: Option<u32>,
-    pub(super) environment: Option<String>,
 }
 
 impl Summary {
     pub(super) fn of(state: &StackState) -> Self {
         Self {
-            provider: state.provider.clone(),
-            references: state.references.clone(),
-            producers: state.producers.clone(),
+            header: Header::of(state),
             outputs: state.outputs.clone(),
             outputs_schema: state.outputs_schema,
-            environment: state.environment.clone(),
         }
     }
 }

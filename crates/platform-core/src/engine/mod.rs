@@ -17,7 +17,7 @@ use crate::provider::IdentitySource;
 use crate::resource::{Registry, RetryPolicy, Shared};
 use crate::stack::{Declared, Desired, OutputValues, Produced, Stack};
 use crate::state::{
-    Producer, StackLock, StackResource, StackState, StateStore, validate_stack_name,
+    Header, Producer, StackLock, StackResource, StackState, StateStore, validate_stack_name,
 };
 use crate::types::ProviderInfo;
 
@@ -586,10 +586,13 @@ impl Engine {
         // What the state says of the stack as a whole; a run that changes no resource and would
         // record the same writes nothing.
         let recorded = Summary::of(&state);
-        state.provider = Some(provider.clone());
-        state.environment.clone_from(&self.environment);
-        state.references = references;
-        state.producers = producers;
+        Header {
+            provider: Some(provider.clone()),
+            environment: self.environment.clone(),
+            references,
+            producers,
+        }
+        .apply_to(&mut state);
         let links = Links {
             external,
             group: group.cloned(),

@@ -327,6 +327,20 @@ impl Header {
             producers: state.producers.clone(),
         }
     }
+
+    /// Records it in `state`.
+    pub(crate) fn apply_to(self, state: &mut StackState) {
+        let Self {
+            provider,
+            environment,
+            references,
+            producers,
+        } = self;
+        state.provider = provider;
+        state.environment = environment;
+        state.references = references;
+        state.producers = producers;
+    }
 }
 
 impl Change {
@@ -339,16 +353,7 @@ impl Change {
         }
         state.serial = self.serial;
         if let Some(header) = self.header {
-            let Header {
-                provider,
-                environment,
-                references,
-                producers,
-            } = *header;
-            state.provider = provider;
-            state.environment = environment;
-            state.references = references;
-            state.producers = producers;
+            header.apply_to(state);
         }
         match self.record {
             Some(r) => {
